@@ -1,0 +1,66 @@
+"""What every command shares: settings, the database, `--now` parsing, the option types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from faithflow_ops.config import Settings
+from faithflow_ops.errors import UserError
+
+if TYPE_CHECKING:
+    from faithflow_ops.db import Database
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+_db_cache: dict[str, Database] = {}
+
+
+def database(cfg: Settings | None = None) -> Database:
+    """The configured database (one engine per URL per process)."""
+    from faithflow_ops.db import Database
+
+    cfg = cfg or settings()
+    if cfg.database_url not in _db_cache:
+        _db_cache[cfg.database_url] = Database.from_url(cfg.database_url)
+    return _db_cache[cfg.database_url]
+
+
+def reset_database_cache() -> None:
+    for db in _db_cache.values():
+        db.dispose()
+    _db_cache.clear()
+
+
+def parse_now(value: str | None) -> dt.datetime:
+    """`--now`: ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date); naive means UTC."""
+    if value is None or value.strip() == "":
+        return dt.datetime.now(dt.UTC)
+    raw = value.strip()
+    try:
+        parsed = dt.datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise UserError(
+            f"--now {value!r} is not an ISO-8601 time; use e.g. --now 2026-03-01T09:00:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def actor() -> str:
+    """Who is acting, for the audit log: `cli:<user>@<host>`."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = "unknown"
+    return f"cli:{user}@{os.uname().nodename}"

@@ -1,0 +1,7 @@
+"""`faithflow demo`."""
+
+from __future__ import annotations
+
+
+def demo() -> None:
+    """Seed a demo platform and preview every job."""

@@ -1,0 +1,279 @@
+"""`faithflow jobs …` and the generated per-job commands (`faithflow subs backfill`, …)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
+from faithflow_ops.errors import UserError
+from faithflow_ops.jobs import registry
+
+if TYPE_CHECKING:
+    from faithflow_ops.jobs.base import ActionResult
+    from faithflow_ops.jobs.registry import JobSpec
+    from faithflow_ops.jobs.runner import RunResult
+
+app = typer.Typer(help="List jobs, their schedules and their past runs; run any job by name.",
+                  no_args_is_help=True)
+
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", "--preview", help="Plan only: print what would be done.")
+]
+NowOpt = Annotated[
+    str | None,
+    typer.Option("--now", help="Run as if it were this time (ISO-8601, e.g. 2026-03-01T09:00:00Z)."),
+]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Stop after planning this many actions.")
+]
+
+TABLE_ROWS = 200  # a terminal table shows this many actions; --json has them all
+
+
+class _Bar:
+    """A Rich progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, label: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=output.stderr,
+            transient=True,
+        )
+        self._label = label
+        self._task: Any = None
+
+    def __enter__(self) -> _Bar:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def start(self, total: int | None) -> None:
+        self._task = self._progress.add_task(self._label, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, n)
+
+
+def execute(
+    spec: JobSpec, *, dry_run: bool, now: str | None, as_json: bool, limit: int | None
+) -> None:
+    """Run one job from the CLI and render it; exits with the job contract's code."""
+    from faithflow_ops.jobs.base import JobContext
+    from faithflow_ops.jobs.runner import run_job
+
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit {limit} must be 1 or more")
+    cfg = settings()
+    when = parse_now(now)
+    db = database(cfg)
+    job = spec.load()
+    bar = _Bar(spec.name) if output.is_terminal() and not as_json else None
+    ctx = JobContext(
+        now=when, dry_run=dry_run, trigger="cli", settings=cfg, limit=limit, actor=actor(),
+        progress=bar,
+    )
+    if as_json:
+        result = _run_streaming_json(db, spec, ctx, job)
+    else:
+        shown: list[ActionResult] = []
+
+        def keep(item: ActionResult) -> None:
+            if len(shown) < TABLE_ROWS:
+                shown.append(item)
+
+        if bar is not None:
+            with bar:
+                result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
+        else:
+            result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
+        _render(result, shown)
+    if result.status == "skipped":
+        output.abort(_skipped(result), 75)
+    raise typer.Exit(result.exit_code)
+
+
+def _skipped(result: RunResult) -> str:
+    from faithflow_ops.jobs.runner import skipped_message
+
+    return skipped_message(result)
+
+
+def _run_streaming_json(db: Any, spec: JobSpec, ctx: Any, job: Any) -> RunResult:
+    """Stream the job document: actions are written as they are planned, so memory stays flat
+    however many there are; the summary fields follow once the run has finished."""
+    from faithflow_ops.jobs.runner import run_job
+
+    out = sys.stdout
+    out.write('{"actions": [')
+    first = True
+
+    def write(item: ActionResult) -> None:
+        nonlocal first
+        out.write(("\n  " if first else ",\n  ") + output.dumps(item.to_dict()))
+        first = False
+
+    result = run_job(db, spec, ctx, on_action=write, collect_actions=False, job=job)
+    out.write("\n]" if not first else "]")
+    for key, value in result.summary().items():
+        out.write(f",\n{output.dumps(key)}: {output.dumps(value)}")
+    out.write("}\n")
+    out.flush()
+    return result
+
+
+def _render(result: RunResult, shown: list[ActionResult]) -> None:
+    total = sum(result.counts.values())
+    if shown:
+        columns = ["kind", "target", "reason"] + ([] if result.dry_run else ["outcome"])
+        rows = []
+        for item in shown:
+            row: list[Any] = [item.action.kind, item.action.target, item.action.reason]
+            if not result.dry_run:
+                row.append(item.outcome if not item.error else f"{item.outcome}: {item.error}")
+            rows.append(row)
+        mode = "preview" if result.dry_run else "run"
+        output.table(columns, rows, title=f"{result.job} {mode} at {result.now.isoformat()}")
+        if total > len(shown):
+            output.info(f"… and {total - len(shown)} more actions; use --json to see them all")
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items())) or "nothing to do"
+    verb = "would do" if result.dry_run else "did"
+    line = f"{result.job}: {result.status}; {verb}: {counts}"
+    if not result.dry_run and result.outcomes:
+        line += " (" + ", ".join(f"{k}={v}" for k, v in sorted(result.outcomes.items())) + ")"
+    if result.run_id is not None:
+        line += f" [run {result.run_id}]"
+    output.info(line)
+    if result.error and result.status != "skipped":
+        output.info(f"[red]error:[/red] {result.error}")
+
+
+def add_job_command(group: typer.Typer, spec: JobSpec) -> None:
+    """Register `faithflow <group> <verb>` for a job, with the common options."""
+
+    def command(
+        dry_run: DryRunOpt = False,
+        now: NowOpt = None,
+        as_json: JsonOpt = False,
+        limit: LimitOpt = None,
+    ) -> None:
+        execute(spec, dry_run=dry_run, now=now, as_json=as_json, limit=limit)
+
+    command.__doc__ = (
+        f"{spec.summary}.\n\nPreview with --dry-run first. Runs under the job's lock "
+        f"(exit 75 when another run holds it). Schedule: {spec.schedule} "
+        f"(override with {spec.cron_variable}); also POST {spec.task_path}."
+    )
+    group.command(spec.cli_verb)(command)
+
+
+@app.command("list")
+def list_jobs(as_json: JsonOpt = False) -> None:
+    """Every registered job: schedule, what it means, next run, CLI command, task path."""
+    from faithflow_ops.scheduler import describe_schedule, next_run
+
+    cfg = settings()
+    now = parse_now(None)
+    rows = []
+    for spec in registry.JOBS:
+        expr = registry.schedule_for(spec, cfg.cron_overrides)
+        rows.append(
+            {
+                "name": spec.name,
+                "schedule": expr,
+                "explanation": describe_schedule(expr),
+                "next_run": next_run(expr, now).isoformat(),
+                "cli": spec.cli_command,
+                "task_path": spec.task_path,
+                "cron_variable": spec.cron_variable,
+                "summary": spec.summary,
+            }
+        )
+    if as_json:
+        output.print_json(rows)
+        return
+    output.table(
+        ["name", "schedule", "meaning", "next run (UTC)", "CLI", "task"],
+        [
+            [r["name"], r["schedule"], r["explanation"], r["next_run"], r["cli"], r["task_path"]]
+            for r in rows
+        ],
+    )
+
+
+@app.command("runs")
+def runs(
+    job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="running, succeeded, partial, failed or skipped."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Past runs from job_runs, newest first."""
+    from sqlalchemy import select
+
+    from faithflow_ops.models import JobRun
+
+    statuses = ("running", "succeeded", "partial", "failed", "skipped")
+    if status is not None and status not in statuses:
+        raise UserError(f"--status {status!r} is not one of: {', '.join(statuses)}")
+    name = registry.get(job).name if job else None
+    with database().read_session() as session:
+        query = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)
+        if name:
+            query = query.where(JobRun.job == name)
+        if status:
+            query = query.where(JobRun.status == status)
+        found = session.scalars(query).all()
+        docs = [
+            {
+                "id": r.id,
+                "job": r.job,
+                "trigger": r.trigger,
+                "dry_run": r.dry_run,
+                "status": r.status,
+                "now": r.now,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "counts": r.counts,
+                "failed_actions": r.failed_actions,
+                "error": r.error,
+            }
+            for r in found
+        ]
+    if as_json:
+        output.print_json(docs)
+        return
+    output.table(
+        ["id", "job", "trigger", "dry run", "status", "started", "counts", "error"],
+        [
+            [d["id"], d["job"], d["trigger"], d["dry_run"], d["status"], d["started_at"],
+             ", ".join(f"{k}={v}" for k, v in d["counts"].items()) or "—", d["error"]]
+            for d in docs
+        ],
+    )
+
+
+@app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="Job name, as in `faithflow jobs list`.")],
+    dry_run: DryRunOpt = False,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+    limit: LimitOpt = None,
+) -> None:
+    """Run any job by name, with the same options as its own command."""
+    execute(registry.get(name), dry_run=dry_run, now=now, as_json=as_json, limit=limit)

@@ -1,0 +1,7 @@
+"""`faithflow serve`."""
+
+from __future__ import annotations
+
+
+def serve() -> None:
+    """Run the receiver."""

@@ -1,0 +1,166 @@
+"""Settings: every environment variable the toolkit reads, typed, read in one place (DESIGN §5)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from faithflow_ops.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def default_sqlite_path(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local/share")
+    return Path(base) / "faithflow" / "faithflow.db"
+
+
+def normalize_database_url(url: str) -> str:
+    """Map `postgres://` and `postgresql://` to the psycopg 3 driver; leave others alone."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean; set it to 1 or 0")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    raw = env.get(name) or ""
+    return tuple(part.strip() for part in raw.replace(";", ",").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    database_url_is_default: bool = False
+    integration_api_key: str | None = None
+    stripe_secret_key: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_secret: str | None = None
+    stripe_platform_webhook_secret: str | None = None
+    paystack_secret_key: str | None = None
+    paystack_api_base: str = "https://api.paystack.co"
+    enable_internal_scheduler: bool = False
+    cron_overrides: Mapping[str, str] = field(default_factory=dict)
+    dns_nameservers: tuple[str, ...] = ()
+    tls_port: int = 443
+    domain_cname_target: str | None = None
+    domain_a_records: tuple[str, ...] = ()
+    fallback_domain: str | None = None
+    smtp_url: str | None = None
+    email_from: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    alert_webhook_url: str | None = None
+    pagerduty_routing_key: str | None = None
+    log_format: str | None = None  # "json" | "console" | None (auto: console on a TTY)
+    webhook_body_limit: int = 256 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        raw_url = env.get("FAITHFLOW_DATABASE_URL") or env.get("DATABASE_URL")
+        is_default = not raw_url
+        if raw_url:
+            url = normalize_database_url(raw_url)
+            if "://" not in url:
+                raise ConfigError(
+                    "FAITHFLOW_DATABASE_URL is not a database URL; use e.g. "
+                    "sqlite:////path/to/faithflow.db or postgresql://user@host/db"
+                )
+        else:
+            url = f"sqlite:///{default_sqlite_path(env)}"
+        log_format = (env.get("FAITHFLOW_LOG_FORMAT") or "").strip().lower() or None
+        if log_format not in (None, "json", "console"):
+            raise ConfigError(
+                f"FAITHFLOW_LOG_FORMAT={log_format!r} is not known; set it to json or console"
+            )
+        cron = {
+            name[len("CRON_") :]: value.strip()
+            for name, value in env.items()
+            if name.startswith("CRON_") and value.strip()
+        }
+
+        def opt(name: str) -> str | None:
+            value = env.get(name)
+            return value.strip() or None if value is not None else None
+
+        return cls(
+            database_url=url,
+            database_url_is_default=is_default,
+            integration_api_key=opt("INTEGRATION_API_KEY"),
+            stripe_secret_key=opt("STRIPE_SECRET_KEY"),
+            stripe_api_base=opt("STRIPE_API_BASE") or cls.stripe_api_base,
+            stripe_webhook_secret=opt("STRIPE_WEBHOOK_SECRET"),
+            stripe_platform_webhook_secret=opt("STRIPE_PLATFORM_WEBHOOK_SECRET"),
+            paystack_secret_key=opt("PAYSTACK_SECRET_KEY"),
+            paystack_api_base=opt("PAYSTACK_API_BASE") or cls.paystack_api_base,
+            enable_internal_scheduler=_bool(env, "ENABLE_INTERNAL_SCHEDULER"),
+            cron_overrides=cron,
+            dns_nameservers=_list(env, "FAITHFLOW_DNS_NAMESERVERS"),
+            tls_port=_int(env, "FAITHFLOW_TLS_PORT", 443),
+            domain_cname_target=opt("FAITHFLOW_DOMAIN_CNAME_TARGET"),
+            domain_a_records=_list(env, "FAITHFLOW_DOMAIN_A_RECORDS"),
+            fallback_domain=opt("FAITHFLOW_FALLBACK_DOMAIN"),
+            smtp_url=opt("SMTP_URL"),
+            email_from=opt("EMAIL_FROM"),
+            twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=opt("TWILIO_AUTH_TOKEN"),
+            twilio_from=opt("TWILIO_FROM"),
+            twilio_whatsapp_from=opt("TWILIO_WHATSAPP_FROM"),
+            twilio_api_base=opt("TWILIO_API_BASE") or cls.twilio_api_base,
+            alert_webhook_url=opt("ALERT_WEBHOOK_URL"),
+            pagerduty_routing_key=opt("PAGERDUTY_ROUTING_KEY"),
+            log_format=log_format,
+        )
+
+    def require(self, attr: str, variable: str) -> str:
+        """Return a setting a command cannot do without, or stop with the variable named."""
+        value = getattr(self, attr)
+        if not value:
+            raise ConfigError(f"{variable} is not set; export {variable}=… and run again")
+        return str(value)
+
+    @property
+    def masked_database_url(self) -> str:
+        return mask_url(self.database_url)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a URL: postgresql://user:***@host/db."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    if ":" in creds:
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

@@ -1,0 +1,1 @@
+"""Scheduled jobs: one module each; `registry` lists them (cheaply, for `--help`)."""

@@ -1,0 +1,98 @@
+"""The job contract (DESIGN §2): a plan that yields Actions, and an idempotent apply."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from faithflow_ops.config import Settings
+
+Trigger = Literal["cli", "http", "scheduler"]
+Outcome = Literal["applied", "stale", "failed", "reported"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing a job would do. Plain data: safe to print, serialise, and apply later."""
+
+    kind: str
+    target: str  # e.g. "subscription:17"
+    reason: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "target": self.target, "reason": self.reason, "data": self.data}
+
+
+class Progress(Protocol):
+    """Where a long plan reports how far it got (a Rich bar on a terminal, else nothing)."""
+
+    def start(self, total: int | None) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    now: dt.datetime
+    dry_run: bool
+    trigger: Trigger
+    settings: Settings
+    limit: int | None = None
+    actor: str = "job"
+    progress: Progress | None = None
+
+
+@dataclass
+class ActionResult:
+    action: Action
+    outcome: Outcome | None = None  # None in a preview
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.action.to_dict()
+        if self.outcome is not None:
+            out["outcome"] = self.outcome
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+class StaleAction(Exception):
+    """The row no longer matches what the plan saw: someone else applied it, or it changed."""
+
+
+class Job:
+    """Base class of every job module's `JOB`.
+
+    Subclasses set the class attributes and implement `plan` and `apply`. Kinds listed in
+    `report_only` are findings for a human (conflicts, invalid data): apply records them and
+    changes nothing.
+    """
+
+    name: ClassVar[str]
+    report_only: ClassVar[frozenset[str]] = frozenset()
+    batch_size: ClassVar[int] = 1  # actions handed to apply_batch at once
+
+    def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        """Apply one action or raise StaleAction; runs inside a write transaction."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def apply_batch(
+        self, session: Session, ctx: JobContext, actions: Sequence[Action]
+    ) -> list[Outcome] | None:
+        """Apply many actions in one transaction for speed, or return None to go one by one.
+
+        Must be all-or-nothing: return an outcome per action when every one applied, or None
+        (after changing nothing) so the runner falls back to `apply` per action, each in its
+        own transaction, to find and record the ones that fail.
+        """
+        return None

@@ -1,0 +1,78 @@
+"""Job leases in `job_locks` (DESIGN §8): one conditional upsert takes a lock.
+
+`INSERT … ON CONFLICT (job) DO UPDATE … WHERE job_locks.expires_at < now` works on SQLite, on
+Postgres and behind a transaction-pooling PgBouncer (session advisory locks do not). Lease times
+are wall-clock time, never the job's `--now`: a crashed holder is replaced when its lease ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+
+from faithflow_ops.db import Database, upsert_insert, utcnow
+from faithflow_ops.models import JobLock
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    job: str
+    holder: str
+    acquired_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def acquire(db: Database, job: str, holder: str, lease_seconds: int) -> LockInfo | None:
+    """Take the lease; return None when taken, else the current holder's lock."""
+    now = utcnow()
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    table = JobLock.__table__
+    stmt = upsert_insert(db.dialect, table).values(
+        job=job, holder=holder, acquired_at=now, expires_at=expires, created_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.job],
+        set_={"holder": holder, "acquired_at": now, "expires_at": expires, "run_id": None},
+        where=table.c.expires_at < now,
+    )
+    with db.session() as session:
+        session.execute(stmt)
+        row = session.execute(select(JobLock).where(JobLock.job == job)).scalar_one()
+        if row.holder == holder:
+            return None
+        return LockInfo(row.job, row.holder, row.acquired_at, row.expires_at)
+
+
+def attach_run(db: Database, job: str, holder: str, run_id: int) -> None:
+    with db.session() as session:
+        session.execute(
+            update(JobLock)
+            .where(JobLock.job == job, JobLock.holder == holder)
+            .values(run_id=run_id)
+        )
+
+
+def renew(db: Database, job: str, holder: str, lease_seconds: int) -> bool:
+    """Extend our lease; False when it was lost (expired and taken by another run)."""
+    with db.session() as session:
+        result = session.execute(
+            update(JobLock)
+            .where(JobLock.job == job, JobLock.holder == holder)
+            .values(expires_at=utcnow() + dt.timedelta(seconds=lease_seconds))
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(db: Database, job: str, holder: str) -> None:
+    with db.session() as session:
+        session.execute(delete(JobLock).where(JobLock.job == job, JobLock.holder == holder))
+
+
+def current(db: Database, job: str) -> LockInfo | None:
+    with db.read_session() as session:
+        row = session.get(JobLock, job)
+        if row is None or row.expires_at < utcnow():
+            return None
+        return LockInfo(row.job, row.holder, row.acquired_at, row.expires_at)

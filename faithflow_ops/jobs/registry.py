@@ -1,0 +1,95 @@
+"""Every scheduled job, its default schedule and where it is reachable — the whole schedule in
+one place (STYLE 2). Read by the CLI, the receiver's task routes, the scheduler,
+`faithflow jobs list`, crontab.example and render.yaml.
+
+Kept free of heavy imports: a job's code is imported only when it runs (`JobSpec.load`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from faithflow_ops.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from faithflow_ops.jobs.base import Job
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str  # snake_case; CRON_<NAME> overrides the schedule
+    summary: str
+    cli_group: str
+    cli_verb: str
+    task_path: str
+    schedule: str
+    module: str
+    lease_seconds: int = 600
+
+    @property
+    def cron_variable(self) -> str:
+        return f"CRON_{self.name.upper()}"
+
+    @property
+    def cli_command(self) -> str:
+        return f"faithflow {self.cli_group} {self.cli_verb}"
+
+    def load(self) -> Job:
+        job: Job = importlib.import_module(self.module).JOB
+        return job
+
+
+JOBS: tuple[JobSpec, ...] = (
+    JobSpec(
+        name="subscription_metadata_backfill",
+        summary="Normalise provider customer/subscription ids from historical metadata",
+        cli_group="subs",
+        cli_verb="backfill",
+        task_path="/tasks/subscriptions/metadata-backfill",
+        schedule="10 2 * * *",
+        module="faithflow_ops.jobs.subscription_metadata_backfill",
+    ),
+)
+
+_BY_NAME = {spec.name: spec for spec in JOBS}
+
+
+def get(name: str) -> JobSpec:
+    key = name.strip().lower().replace("-", "_")
+    try:
+        return _BY_NAME[key]
+    except KeyError:
+        known = ", ".join(sorted(_BY_NAME))
+        raise UserError(f"no job named {name!r}; known jobs: {known}") from None
+
+
+def schedule_for(spec: JobSpec, overrides: Mapping[str, str]) -> str:
+    """The job's cron expression: `CRON_<NAME>` when set, else the registry default.
+
+    An invalid expression is refused with the variable named.
+    """
+    expr = overrides.get(spec.name.upper(), spec.schedule)
+    validate_cron(expr, spec.cron_variable if spec.name.upper() in overrides else spec.name)
+    return expr
+
+
+def validate_cron(expr: str, where: str) -> None:
+    import datetime as dt
+
+    from cronsim import CronSim, CronSimError
+
+    try:
+        CronSim(expr, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    except (CronSimError, ValueError) as exc:
+        raise ConfigError(
+            f"{where}={expr!r} is not a valid cron expression ({exc}); "
+            "use five fields, e.g. '*/5 * * * *'"
+        ) from None
+
+
+def unknown_overrides(overrides: Mapping[str, str]) -> list[str]:
+    """CRON_* variables that name no registered job (a typo keeps the default: warn about it)."""
+    return sorted(f"CRON_{key}" for key in overrides if key.lower() not in _BY_NAME)

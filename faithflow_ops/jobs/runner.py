@@ -1,0 +1,283 @@
+"""A run = take the lease → plan → apply each action → record the run (DESIGN §2).
+
+The CLI, the receiver and the scheduler all call `run_job`; none of them holds decision logic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+
+from faithflow_ops.db import Database, lock_holder_id, utcnow
+from faithflow_ops.jobs import locks
+from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, Outcome, StaleAction
+from faithflow_ops.jobs.registry import JobSpec
+from faithflow_ops.models import JobRun
+
+log = structlog.get_logger("faithflow.jobs")
+
+# Statuses of a run, as stored in job_runs.status and printed in the job JSON.
+SUCCEEDED, PARTIAL, FAILED, SKIPPED = "succeeded", "partial", "failed", "skipped"
+
+ActionSink = Callable[[ActionResult], None]
+
+
+@dataclass
+class RunResult:
+    job: str
+    dry_run: bool
+    now: dt.datetime
+    status: str = SUCCEEDED
+    run_id: int | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    actions: list[ActionResult] = field(default_factory=list)
+    error: str | None = None
+    lock: locks.LockInfo | None = None  # the holder that made us skip
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return {SUCCEEDED: 0, PARTIAL: 1, FAILED: 1, SKIPPED: 75}[self.status]
+
+    def summary(self) -> dict[str, Any]:
+        """The job document without its actions (the CLI streams those)."""
+        doc: dict[str, Any] = {
+            "job": self.job,
+            "dry_run": self.dry_run,
+            "now": self.now.isoformat(),
+            "status": self.status,
+            "run_id": self.run_id,
+            "counts": dict(sorted(self.counts.items())),
+        }
+        if not self.dry_run:
+            doc["outcomes"] = dict(sorted(self.outcomes.items()))
+        if self.error:
+            doc["error"] = self.error
+        if self.lock:
+            doc["lock"] = {
+                "holder": self.lock.holder,
+                "since": self.lock.acquired_at.isoformat(),
+                "expires_at": self.lock.expires_at.isoformat(),
+            }
+        return doc
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = self.summary()
+        doc["actions"] = [a.to_dict() for a in self.actions]
+        return doc
+
+
+def skipped_message(result: RunResult) -> str:
+    assert result.lock is not None
+    return (
+        f"{result.job} is already running (since {result.lock.acquired_at.isoformat()}, "
+        f"holder {result.lock.holder}); lease ends {result.lock.expires_at.isoformat()}"
+    )
+
+
+class _Lease:
+    """Renews the lease while a long run makes progress."""
+
+    def __init__(self, db: Database, spec: JobSpec, holder: str) -> None:
+        self.db, self.spec, self.holder = db, spec, holder
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last > self.spec.lease_seconds / 3:
+            if not locks.renew(self.db, self.spec.name, self.holder, self.spec.lease_seconds):
+                raise RuntimeError("lost the job lease (it expired and another run took it)")
+            self._last = time.monotonic()
+
+
+def run_job(
+    db: Database,
+    spec: JobSpec,
+    ctx: JobContext,
+    *,
+    on_action: ActionSink | None = None,
+    collect_actions: bool = True,
+    job: Job | None = None,
+) -> RunResult:
+    """Run one job. Never raises for a job's own failure: the result says what happened."""
+    job = job or spec.load()
+    holder = f"{lock_holder_id()}:{uuid.uuid4().hex[:8]}"
+    result = RunResult(job=spec.name, dry_run=ctx.dry_run, now=ctx.now, started_at=utcnow())
+
+    held_by = locks.acquire(db, spec.name, holder, spec.lease_seconds)
+    if held_by is not None:
+        result.status, result.lock = SKIPPED, held_by
+        result.error = skipped_message(result)
+        result.finished_at = utcnow()
+        _record_skipped(db, spec, ctx, result)
+        log.warning("job skipped", job=spec.name, holder=held_by.holder, trigger=ctx.trigger)
+        return result
+
+    try:
+        with db.session() as session:
+            run = JobRun(
+                job=spec.name,
+                trigger=ctx.trigger,
+                dry_run=ctx.dry_run,
+                status="running",
+                now=ctx.now,
+                started_at=result.started_at,
+                holder=holder,
+                counts={},
+            )
+            session.add(run)
+            session.flush()
+            result.run_id = run.id
+        locks.attach_run(db, spec.name, holder, run.id)
+        _execute(db, spec, job, ctx, result, _Lease(db, spec, holder), on_action, collect_actions)
+    except BaseException as exc:  # record, release, and re-raise only interrupts
+        result.status = FAILED
+        result.error = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, Exception):
+            _finish(db, result)
+            locks.release(db, spec.name, holder)
+            raise
+        log.exception("job failed", job=spec.name, run_id=result.run_id)
+    _finish(db, result)
+    locks.release(db, spec.name, holder)
+    log.info(
+        "job run",
+        job=spec.name,
+        run_id=result.run_id,
+        trigger=ctx.trigger,
+        dry_run=ctx.dry_run,
+        status=result.status,
+        counts=dict(result.counts),
+        outcomes=dict(result.outcomes),
+        seconds=round((result.finished_at - result.started_at).total_seconds(), 3)
+        if result.finished_at and result.started_at
+        else None,
+    )
+    return result
+
+
+def _execute(
+    db: Database,
+    spec: JobSpec,
+    job: Job,
+    ctx: JobContext,
+    result: RunResult,
+    lease: _Lease,
+    on_action: ActionSink | None,
+    collect: bool,
+) -> None:
+    def emit(item: ActionResult) -> None:
+        if item.outcome is not None:
+            result.outcomes[item.outcome] += 1
+        if collect:
+            result.actions.append(item)
+        if on_action is not None:
+            on_action(item)
+
+    pending: list[Action] = []
+
+    def flush() -> None:
+        for item in _apply(db, job, ctx, pending):
+            emit(item)
+        pending.clear()
+        lease.tick()
+
+    with db.read_session() as session:
+        for n, action in enumerate(job.plan(session, ctx), start=1):
+            result.counts[action.kind] += 1
+            if ctx.dry_run:
+                emit(ActionResult(action))
+                if n % 1000 == 0:
+                    lease.tick()
+            else:
+                pending.append(action)
+                if len(pending) >= max(job.batch_size, 1):
+                    flush()
+            if ctx.limit is not None and n >= ctx.limit:
+                break
+    if pending:
+        flush()
+    if result.outcomes.get("failed"):
+        result.status = PARTIAL
+
+
+def _apply(db: Database, job: Job, ctx: JobContext, actions: Sequence[Action]) -> list[ActionResult]:
+    to_apply = [a for a in actions if a.kind not in job.report_only]
+    done: dict[int, Outcome] = {}
+    if len(to_apply) > 1:
+        try:
+            with db.session() as session:
+                outcomes = job.apply_batch(session, ctx, to_apply)
+                if outcomes is None:
+                    session.rollback()
+            if outcomes is not None:
+                done = {id(a): o for a, o in zip(to_apply, outcomes, strict=True)}
+        except Exception:  # one bad action spoils the batch: find it one by one
+            log.debug("batch apply failed; retrying one by one", job=job.name, exc_info=True)
+            done = {}
+    results: list[ActionResult] = []
+    for action in actions:
+        if action.kind in job.report_only:
+            results.append(ActionResult(action, "reported"))
+        elif id(action) in done:
+            results.append(ActionResult(action, done[id(action)]))
+        else:
+            results.append(_apply_one(db, job, ctx, action))
+    return results
+
+
+def _apply_one(db: Database, job: Job, ctx: JobContext, action: Action) -> ActionResult:
+    try:
+        with db.session() as session:
+            job.apply(session, ctx, action)
+    except StaleAction as exc:
+        return ActionResult(action, "stale", str(exc) or None)
+    except Exception as exc:
+        log.warning("action failed", job=job.name, target=action.target, error=str(exc))
+        return ActionResult(action, "failed", f"{type(exc).__name__}: {exc}")
+    return ActionResult(action, "applied")
+
+
+def _finish(db: Database, result: RunResult) -> None:
+    result.finished_at = utcnow()
+    if result.run_id is None:
+        return
+    with db.session() as session:
+        session.execute(
+            update(JobRun)
+            .where(JobRun.id == result.run_id)
+            .values(
+                status=result.status,
+                finished_at=result.finished_at,
+                counts=dict(result.counts),
+                failed_actions=result.outcomes.get("failed", 0),
+                error=result.error,
+            )
+        )
+
+
+def _record_skipped(db: Database, spec: JobSpec, ctx: JobContext, result: RunResult) -> None:
+    with db.session() as session:
+        run = JobRun(
+            job=spec.name,
+            trigger=ctx.trigger,
+            dry_run=ctx.dry_run,
+            status=SKIPPED,
+            now=ctx.now,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            counts={},
+            error=result.error,
+        )
+        session.add(run)
+        session.flush()
+        result.run_id = run.id

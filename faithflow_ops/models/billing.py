@@ -1,0 +1,124 @@
+"""Plans, subscriptions and invoices: FaithFlow billing its tenants through Stripe and Paystack."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from faithflow_ops.db import JSONType, UTCDateTime
+from faithflow_ops.models.base import Base, Timestamps
+from faithflow_ops.models.tenancy import Tenant
+
+PROVIDERS = ("stripe", "paystack")
+PLAN_INTERVALS = ("month", "year")
+SUBSCRIPTION_STATUSES = (
+    "trialing",
+    "active",
+    "past_due",
+    "unpaid",
+    "suspended",
+    "canceled",
+    "incomplete",
+)
+INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+
+class SubscriptionPlan(Timestamps, Base):
+    __tablename__ = "subscription_plans"
+    __table_args__ = (
+        CheckConstraint("interval IN ('month', 'year')", name="interval_known"),
+        CheckConstraint("amount_minor >= 0", name="amount_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    interval: Mapped[str] = mapped_column(String(8))
+    tier_rank: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # Provider ids live here: stripePriceId, stripeProductId, paystackPlanCode, …
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONType, default=dict, server_default="{}"
+    )
+
+
+class Subscription(Timestamps, Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint("provider IN ('stripe', 'paystack')", name="provider_known"),
+        CheckConstraint(
+            "status IN ('trialing', 'active', 'past_due', 'unpaid', 'suspended', "
+            "'canceled', 'incomplete')",
+            name="status_known",
+        ),
+        UniqueConstraint("provider", "provider_subscription_id"),
+        # subs backfill and subs list filter by status
+        Index("ix_subscriptions_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("subscription_plans.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_subscription_id: Mapped[str | None] = mapped_column(String(128))
+    # Normalised by `subs backfill`: cus_… (Stripe) or CUS_… (Paystack).
+    provider_customer_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="incomplete")
+    trial_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    current_period_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    current_period_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    past_due_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    canceled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONType, default=dict, server_default="{}"
+    )
+    # When the provider last told us this subscription's state (webhooks apply newer only).
+    provider_state_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    tenant: Mapped[Tenant] = relationship()
+    plan: Mapped[SubscriptionPlan] = relationship()
+
+
+class Invoice(Timestamps, Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_invoice_id"),
+        CheckConstraint(
+            "status IN ('draft', 'open', 'paid', 'uncollectible', 'void')", name="status_known"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id"), index=True
+    )
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_invoice_id: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    amount_due_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    amount_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    currency: Mapped[str] = mapped_column(String(3))
+    period_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    period_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    due_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    paid_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    hosted_invoice_url: Mapped[str | None] = mapped_column(String(1000))
+    metadata_: Mapped[dict[str, Any]] = mapped_column(
+        "metadata", JSONType, default=dict, server_default="{}"
+    )
