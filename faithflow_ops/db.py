@@ -134,12 +134,13 @@ class Database:
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
-        """A read-only session (deferred transaction on SQLite); never commits."""
+        """A read-only session (deferred transaction on SQLite); never commits.
+
+        Closing it ends the transaction without expiring what was loaded, so objects read here
+        stay usable (detached) after the block.
+        """
         with self._read_factory() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

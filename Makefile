@@ -1,0 +1,42 @@
+# The README's commands. Each works on a fresh clone with only python3: the venv is made on demand.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DB ?= $(CURDIR)/.demo/faithflow-demo.db
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo test serve bench lint install clean
+
+$(BIN)/faithflow: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(BIN)/faithflow
+
+install: $(BIN)/faithflow
+
+demo: install
+	@mkdir -p $(dir $(DEMO_DB))
+	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	@echo "demo database: $(DEMO_DB)" >&2
+	FAITHFLOW_DATABASE_URL=sqlite:///$(DEMO_DB) $(BIN)/faithflow demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+serve: install
+	$(BIN)/faithflow db upgrade
+	$(BIN)/faithflow serve --host $(HOST) --port $(PORT)
+
+bench: install
+	$(BIN)/python bench/bench_startup.py
+	$(BIN)/python bench/bench_backfill.py
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check faithflow_ops receiver
+	$(BIN)/mypy
+
+clean:
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+
+from faithflow_ops.config import Settings, mask_url, normalize_database_url
+from faithflow_ops.errors import ConfigError
+
+
+def test_default_database_is_sqlite_under_xdg_data_home() -> None:
+    s = Settings.from_env({"XDG_DATA_HOME": "/data"})
+    assert s.database_url == "sqlite:////data/faithflow/faithflow.db"
+    assert s.database_url_is_default
+
+
+def test_default_database_falls_back_to_home_local_share() -> None:
+    s = Settings.from_env({"HOME": "/home/op"})
+    assert s.database_url == "sqlite:////home/op/.local/share/faithflow/faithflow.db"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["postgres://u:p@h:5432/db", "postgresql://u:p@h:5432/db"],
+)
+def test_postgres_urls_map_to_psycopg3(raw: str) -> None:
+    assert normalize_database_url(raw) == "postgresql+psycopg://u:p@h:5432/db"
+
+
+def test_faithflow_database_url_wins_over_render_database_url() -> None:
+    s = Settings.from_env(
+        {"FAITHFLOW_DATABASE_URL": "sqlite:///a.db", "DATABASE_URL": "postgres://h/db"}
+    )
+    assert s.database_url == "sqlite:///a.db"
+    s = Settings.from_env({"DATABASE_URL": "postgres://h/db"})
+    assert s.database_url == "postgresql+psycopg://h/db"
+
+
+def test_a_database_url_without_scheme_is_refused_with_the_fix() -> None:
+    with pytest.raises(ConfigError, match="FAITHFLOW_DATABASE_URL"):
+        Settings.from_env({"FAITHFLOW_DATABASE_URL": "/tmp/x.db"})
+
+
+def test_bad_boolean_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="ENABLE_INTERNAL_SCHEDULER"):
+        Settings.from_env({"ENABLE_INTERNAL_SCHEDULER": "maybe"})
+
+
+def test_bad_integer_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="FAITHFLOW_TLS_PORT"):
+        Settings.from_env({"FAITHFLOW_TLS_PORT": "https"})
+
+
+def test_cron_overrides_are_collected_by_job_name() -> None:
+    s = Settings.from_env({"CRON_SUBSCRIPTION_METADATA_BACKFILL": "0 3 * * *", "CRON_EMPTY": " "})
+    assert s.cron_overrides == {"SUBSCRIPTION_METADATA_BACKFILL": "0 3 * * *"}
+
+
+def test_lists_split_on_commas() -> None:
+    s = Settings.from_env({"FAITHFLOW_DNS_NAMESERVERS": "127.0.0.1:5353, 10.0.0.2"})
+    assert s.dns_nameservers == ("127.0.0.1:5353", "10.0.0.2")
+
+
+def test_require_names_the_missing_variable() -> None:
+    with pytest.raises(ConfigError, match="STRIPE_SECRET_KEY is not set"):
+        Settings.from_env({}).require("stripe_secret_key", "STRIPE_SECRET_KEY")
+
+
+def test_mask_url_hides_only_the_password() -> None:
+    assert mask_url("postgresql+psycopg://root:s3cret@db:5432/x") == (
+        "postgresql+psycopg://root:***@db:5432/x"
+    )
+    assert mask_url("sqlite:////tmp/a.db") == "sqlite:////tmp/a.db"
+    assert mask_url("postgresql://root@db/x") == "postgresql://root@db/x"
+
+
+def test_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ConfigError, match="FAITHFLOW_LOG_FORMAT"):
+        Settings.from_env({"FAITHFLOW_LOG_FORMAT": "xml"})
