@@ -258,3 +258,19 @@ def test_unknown_job_name_lists_the_known_ones() -> None:
 
     with pytest.raises(UserError, match="no job named 'nope'; known jobs: "):
         registry.get("nope")
+
+
+def test_each_run_logs_one_json_line_with_its_counts(db: Database) -> None:
+    import io
+
+    from faithflow_ops.logging import configure
+
+    stream = io.StringIO()
+    configure("json", stream=stream)
+    seed(db, "late one")
+    run_job(db, SPEC, ctx(), job=SuspendSweep())
+    lines = [json.loads(x) for x in stream.getvalue().splitlines() if x.strip()]
+    runs = [x for x in lines if x["event"] == "job run"]
+    assert len(runs) == 1
+    assert runs[0]["job"] == SPEC.name and runs[0]["counts"] == {"suspend": 1}
+    assert runs[0]["outcomes"] == {"applied": 1} and runs[0]["status"] == "succeeded"

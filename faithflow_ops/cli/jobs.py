@@ -277,3 +277,23 @@ def run(
 ) -> None:
     """Run any job by name, with the same options as its own command."""
     execute(registry.get(name), dry_run=dry_run, now=now, as_json=as_json, limit=limit)
+
+
+@app.command("crontab")
+def crontab(
+    log_dir: Annotated[
+        str, typer.Option("--log-dir", help="Where each job's cron log goes.")
+    ] = "/var/log/faithflow",
+) -> None:
+    """Print a crontab with every job at its default schedule (as in crontab.example)."""
+    from faithflow_ops.deploy import crontab_text
+
+    sys.stdout.write(crontab_text(log_dir))
+
+
+@app.command("render-yaml")
+def render_yaml() -> None:
+    """Print the Render blueprint: the receiver plus one cron job per registered job."""
+    from faithflow_ops.deploy import render_yaml as text
+
+    sys.stdout.write(text())
