@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from faithflow_ops.jobs.registry import JobSpec
     from faithflow_ops.jobs.runner import RunResult
 
-app = typer.Typer(help="List jobs, their schedules and their past runs; run any job by name.",
+app = typer.Typer(rich_markup_mode=None, help="List jobs, their schedules and their past runs; run any job by name.",
                   no_args_is_help=True)
 
 DryRunOpt = Annotated[
@@ -45,7 +45,7 @@ class _Bar:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=output.stderr,
+            console=output.stderr_console(),
             transient=True,
         )
         self._label = label

@@ -13,12 +13,31 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any, NoReturn
 
-import typer
-from rich.console import Console
-from rich.table import Table
+from functools import cache
+from typing import TYPE_CHECKING
 
-stdout = Console(soft_wrap=False)
-stderr = Console(stderr=True)
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def _console(err: bool) -> Console:
+    # Rich is imported on first output, not at start-up (`faithflow --help` stays fast).
+    # Not cached across CliRunner invocations' stream swaps: the console writes to whatever
+    # sys.stdout / sys.stderr is at print time (Console(file=None)).
+    from rich.console import Console
+
+    return Console(stderr=err)
+
+
+def stdout_console() -> Console:
+    return _console(False)
+
+
+def stderr_console() -> Console:
+    return _console(True)
 
 
 def _default(value: Any) -> Any:
@@ -42,16 +61,16 @@ def print_json(doc: Any) -> None:
 
 
 def info(message: str) -> None:
-    stderr.print(message, highlight=False)
+    stderr_console().print(message, highlight=False)
 
 
 def warn(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    stderr_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
 
 def abort(message: str, code: int = 2) -> NoReturn:
     """Leave with a one-line message on stderr and an exit code (2 = usage/configuration)."""
-    stderr.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    stderr_console().print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -68,22 +87,26 @@ def fmt(value: Any) -> str:
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
+    from rich.table import Table
+
     t = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
         t.add_row(*(fmt(v) for v in row))
-    stdout.print(t)
+    stdout_console().print(t)
 
 
 def record(fields: dict[str, Any], title: str | None = None) -> None:
     """One record as a two-column table."""
+    from rich.table import Table
+
     t = Table(title=title, show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in fields.items():
         t.add_row(key, fmt(value))
-    stdout.print(t)
+    stdout_console().print(t)
 
 
 def is_terminal() -> bool:

@@ -9,7 +9,7 @@ import typer
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import database, settings
 
-app = typer.Typer(help="Run the internal scheduler (cron loop over the job registry).",
+app = typer.Typer(rich_markup_mode=None, help="Run the internal scheduler (cron loop over the job registry).",
                   no_args_is_help=True)
 
 
