@@ -1,0 +1,43 @@
+"""The CLI reference (docs/cli.md), generated from the commands' own --help.
+
+Regenerate with `python -m faithflow_ops.cli.reference > docs/cli.md` (or `make docs`); a test
+fails when the file is stale or a command has no help text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import click
+import typer
+
+
+def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, command
+    if isinstance(command, click.Group):
+        for name in sorted(command.commands):
+            yield from walk(command.commands[name], (*path, name))
+
+
+def render() -> str:
+    from faithflow_ops.cli import app
+
+    root = typer.main.get_command(app)
+    parts = [
+        "# `faithflow` CLI reference",
+        "",
+        "Generated from `--help` by `python -m faithflow_ops.cli.reference`; do not edit by hand.",
+        "",
+    ]
+    for path, command in walk(root, ("faithflow",)):
+        name = " ".join(path)
+        with click.Context(command, info_name=name, terminal_width=100) as ctx:
+            text = command.get_help(ctx)
+        parts += [f"## `{name}`", "", "```", text.rstrip(), "```", ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(render())
