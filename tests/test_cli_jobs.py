@@ -1,0 +1,156 @@
+"""`faithflow jobs …` and the job command contract through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from faithflow_ops.db import Database
+from faithflow_ops.jobs import locks
+from faithflow_ops.jobs.registry import JOBS
+
+BACKFILL = "subscription_metadata_backfill"
+
+
+def test_jobs_list_shows_every_job_with_schedule_next_run_and_paths(cli) -> None:
+    result = cli("jobs", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == [s.name for s in JOBS]
+    row = next(r for r in rows if r["name"] == BACKFILL)
+    assert row["schedule"] == "10 2 * * *"
+    assert row["explanation"] == "At 02:10 every day"
+    assert row["cli"] == "faithflow subs backfill"
+    assert row["task_path"] == "/tasks/subscriptions/metadata-backfill"
+    assert row["next_run"].endswith("T02:10:00+00:00")
+
+
+def test_jobs_list_honours_cron_overrides(cli, monkeypatch) -> None:
+    monkeypatch.setenv("CRON_SUBSCRIPTION_METADATA_BACKFILL", "*/5 * * * *")
+    rows = json.loads(cli("jobs", "list", "--json").stdout)
+    assert rows[0]["schedule"] == "*/5 * * * *"
+
+
+def test_an_invalid_cron_override_exits_2_naming_the_variable(cli, monkeypatch) -> None:
+    monkeypatch.setenv("CRON_SUBSCRIPTION_METADATA_BACKFILL", "every night")
+    result = cli("jobs", "list")
+    assert result.exit_code == 2
+    assert "CRON_SUBSCRIPTION_METADATA_BACKFILL" in result.stderr
+
+
+def test_preview_json_is_one_document_and_records_a_run(cli, db: Database) -> None:
+    result = cli("subs", "backfill", "--dry-run", "--json", "--now", "2026-03-01T09:00:00Z")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["job"] == BACKFILL and doc["dry_run"] is True
+    assert doc["now"] == "2026-03-01T09:00:00+00:00"
+    assert doc["status"] == "succeeded" and doc["actions"] == []
+    runs = json.loads(cli("jobs", "runs", "--json").stdout)
+    assert runs[0]["job"] == BACKFILL and runs[0]["dry_run"] is True
+    assert runs[0]["trigger"] == "cli"
+
+
+def test_bad_now_exits_2_with_an_example(cli, db: Database) -> None:
+    result = cli("subs", "backfill", "--now", "yesterday")
+    assert result.exit_code == 2
+    assert "--now 'yesterday' is not an ISO-8601 time" in result.stderr
+    assert "2026-03-01T09:00:00Z" in result.stderr
+
+
+def test_limit_below_one_is_a_usage_error(cli, db: Database) -> None:
+    result = cli("subs", "backfill", "--limit", "0")
+    assert result.exit_code == 2
+
+
+def test_unknown_job_name_exits_2(cli, db: Database) -> None:
+    result = cli("jobs", "run", "reticulate-splines")
+    assert result.exit_code == 2
+    assert "no job named 'reticulate-splines'" in result.stderr
+
+
+def test_jobs_runs_rejects_an_unknown_status(cli, db: Database) -> None:
+    result = cli("jobs", "runs", "--status", "exploded")
+    assert result.exit_code == 2
+    assert "--status 'exploded' is not one of" in result.stderr
+
+
+def test_a_held_lock_exits_75_and_says_who_holds_it(cli, db: Database) -> None:
+    assert locks.acquire(db, BACKFILL, "cron-host:4242", 600) is None
+    result = cli("jobs", "run", BACKFILL)
+    assert result.exit_code == 75
+    assert "already running (since" in result.stderr
+    assert "holder cron-host:4242" in result.stderr
+    runs = json.loads(cli("jobs", "runs", "--status", "skipped", "--json").stdout)
+    assert len(runs) == 1
+
+
+def test_unmigrated_database_says_to_run_db_upgrade(cli, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FAITHFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    result = cli("jobs", "runs")
+    assert result.exit_code == 2
+    assert "faithflow db upgrade" in result.stderr
+
+
+def test_unreachable_database_exits_2_without_a_traceback(cli, monkeypatch) -> None:
+    monkeypatch.setenv("FAITHFLOW_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    result = cli("jobs", "runs")
+    assert result.exit_code == 2
+    assert "cannot reach the database" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_real_second_process_exits_75_while_the_first_holds_the_lock(
+    db: Database, db_url: str, tmp_path
+) -> None:
+    """Two real processes: one holds the job's lease, the other's CLI run is skipped."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sys, time\n"
+            "from faithflow_ops.db import Database\n"
+            "from faithflow_ops.jobs import locks\n"
+            f"db = Database.from_url({db_url!r})\n"
+            f"assert locks.acquire(db, {BACKFILL!r}, 'other-process', 600) is None\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.readline()\n"
+            f"locks.release(db, {BACKFILL!r}, 'other-process')\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        env = {**os.environ, "FAITHFLOW_DATABASE_URL": db_url}
+        faithflow = os.path.join(os.path.dirname(sys.executable), "faithflow")
+        busy = subprocess.run([faithflow, "subs", "backfill"], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert busy.returncode == 75, busy.stderr
+        assert "holder other-process" in busy.stderr
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(30)
+    free = subprocess.run([faithflow, "subs", "backfill", "--json"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert free.returncode == 0, free.stderr
+    assert json.loads(free.stdout)["status"] == "succeeded"
+
+
+def test_every_command_has_help_and_the_reference_is_current(cli) -> None:
+    from pathlib import Path
+
+    import typer
+
+    from faithflow_ops.cli import app
+    from faithflow_ops.cli.reference import render, walk
+
+    for path, command in walk(typer.main.get_command(app), ("faithflow",)):
+        assert (command.help or "").strip(), f"{' '.join(path)} has no help text"
+        for param in command.params:
+            if param.param_type_name == "option" and param.name != "help":
+                assert getattr(param, "help", None), f"{' '.join(path)} {param.name} has no help"
+    reference = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+    assert reference.read_text() == render(), (
+        "docs/cli.md is stale: python -m faithflow_ops.cli.reference > docs/cli.md"
+    )
