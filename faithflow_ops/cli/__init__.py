@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -20,7 +19,7 @@ from faithflow_ops.errors import UserError
 class _Group(TyperGroup):
     """Turns operator mistakes into one-line messages and exit 2, never a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click.Context (vendored by newer Typer)
         try:
             return super().invoke(ctx)
         except UserError as exc:

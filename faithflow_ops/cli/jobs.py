@@ -238,7 +238,7 @@ def runs(
         if status:
             query = query.where(JobRun.status == status)
         found = session.scalars(query).all()
-        docs = [
+        docs: list[dict[str, Any]] = [
             {
                 "id": r.id,
                 "job": r.job,

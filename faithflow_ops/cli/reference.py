@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import click
+from typing import Any
+
 import typer
 
 
-def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command under `command` (a click/Typer command object), depth first."""
     yield path, command
-    if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from walk(command.commands[name], (*path, name))
+    subcommands = getattr(command, "commands", None) or {}
+    for name in sorted(subcommands):
+        yield from walk(subcommands[name], (*path, name))
 
 
 def render() -> str:
@@ -31,7 +33,7 @@ def render() -> str:
     ]
     for path, command in walk(root, ("faithflow",)):
         name = " ".join(path)
-        with click.Context(command, info_name=name, terminal_width=100) as ctx:
+        with typer.Context(command, info_name=name, terminal_width=100) as ctx:
             text = command.get_help(ctx)
         parts += [f"## `{name}`", "", "```", text.rstrip(), "```", ""]
     return "\n".join(parts)
