@@ -98,6 +98,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             event.listen(engine, "begin", _sqlite_begin)
             return engine
         kwargs.setdefault("pool_pre_ping", True)
+        if url.startswith("postgresql"):
+            # fail fast when the host is unreachable (readyz, CLI) instead of hanging on TCP
+            kwargs.setdefault("connect_args", {"connect_timeout": 5})
         return create_engine(url, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise ConfigError(

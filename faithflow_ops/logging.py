@@ -49,6 +49,7 @@ def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: mask secret-named fields and credential-shaped values."""
+    event_dict.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     for key in list(event_dict):
         if _is_secret_key(key):
             event_dict[key] = REDACTED

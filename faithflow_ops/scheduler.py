@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,6 +20,11 @@ from faithflow_ops.config import Settings
 from faithflow_ops.db import Database, utcnow
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
+
+if TYPE_CHECKING:
+    from faithflow_ops.jobs.runner import RunResult
+
+OnResult = Callable[[JobSpec, "RunResult"], None]
 
 log = structlog.get_logger("faithflow.scheduler")
 
@@ -55,10 +61,16 @@ class Scheduler:
     jobs: list[ScheduledJob] = field(default_factory=list)
     max_workers: int = 4
     clock: Callable[[], dt.datetime] = utcnow
+    on_result: OnResult | None = None  # e.g. the receiver's metrics
 
     @classmethod
-    def from_settings(cls, db: Database, settings: Settings, start: dt.datetime | None = None
-                      ) -> Scheduler:
+    def from_settings(
+        cls,
+        db: Database,
+        settings: Settings,
+        start: dt.datetime | None = None,
+        on_result: OnResult | None = None,
+    ) -> Scheduler:
         """Build from the registry; an invalid CRON_* expression raises ConfigError here."""
         start = start or utcnow()
         jobs = []
@@ -67,7 +79,7 @@ class Scheduler:
             jobs.append(ScheduledJob(spec, expr, next_run(expr, start)))
         for name in registry.unknown_overrides(settings.cron_overrides):
             log.warning("cron variable names no registered job; ignored", variable=name)
-        return cls(db=db, settings=settings, jobs=jobs)
+        return cls(db=db, settings=settings, jobs=jobs, on_result=on_result)
 
     def due(self, now: dt.datetime) -> list[ScheduledJob]:
         """Jobs whose time has come; each is moved on to its next time after `now`.
@@ -89,7 +101,9 @@ class Scheduler:
             actor="scheduler",
         )
         try:
-            run_job(self.db, job.spec, ctx, collect_actions=False)
+            result = run_job(self.db, job.spec, ctx, collect_actions=False)
+            if self.on_result is not None:
+                self.on_result(job.spec, result)
         except Exception:  # a broken job must not stop the scheduler
             log.exception("scheduled run crashed", job=job.spec.name)
 
@@ -117,8 +131,10 @@ class Scheduler:
         log.info("scheduler stopped")
 
 
-def start_in_thread(db: Database, settings: Settings) -> tuple[threading.Thread, threading.Event]:
-    scheduler = Scheduler.from_settings(db, settings)
+def start_in_thread(
+    db: Database, settings: Settings, on_result: OnResult | None = None
+) -> tuple[threading.Thread, threading.Event]:
+    scheduler = Scheduler.from_settings(db, settings, on_result=on_result)
     stop = threading.Event()
     thread = threading.Thread(
         target=scheduler.run_forever, args=(stop,), name="faithflow-scheduler", daemon=True

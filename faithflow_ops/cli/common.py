@@ -43,18 +43,16 @@ def reset_database_cache() -> None:
 
 def parse_now(value: str | None) -> dt.datetime:
     """`--now`: ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date); naive means UTC."""
+    from faithflow_ops.jobs.base import parse_time
+
     if value is None or value.strip() == "":
         return dt.datetime.now(dt.UTC)
-    raw = value.strip()
     try:
-        parsed = dt.datetime.fromisoformat(raw.replace("z", "Z"))
+        return parse_time(value)
     except ValueError:
         raise UserError(
             f"--now {value!r} is not an ISO-8601 time; use e.g. --now 2026-03-01T09:00:00Z"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def actor() -> str:

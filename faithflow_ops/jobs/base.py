@@ -16,6 +16,17 @@ Trigger = Literal["cli", "http", "scheduler"]
 Outcome = Literal["applied", "stale", "failed", "reported"]
 
 
+def parse_time(value: str) -> dt.datetime:
+    """A job's `now` from ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date; naive = UTC).
+
+    Raises ValueError; the CLI and the receiver turn that into their own message.
+    """
+    parsed = dt.datetime.fromisoformat(value.strip().replace("z", "Z"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
 @dataclass(frozen=True)
 class Action:
     """One thing a job would do. Plain data: safe to print, serialise, and apply later."""

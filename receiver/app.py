@@ -1,0 +1,159 @@
+"""The receiver: `create_app(settings) -> Litestar` (DESIGN §4).
+
+Thin on purpose: health probes, metrics, the OpenAPI UI and the task routes generated from the
+job registry. Handlers are synchronous and run through Litestar's `sync_to_thread`; they call
+the same runner the CLI calls. Every error leaves as JSON `{"error": …, "detail": …}`.
+
+`ENABLE_INTERNAL_SCHEDULER=1` runs the scheduler in a thread for the life of the app; an
+invalid `CRON_*` expression stops `create_app` (so `faithflow serve` exits 2 before listening).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from sqlalchemy.exc import OperationalError
+
+from faithflow_ops import __version__
+from faithflow_ops.config import Settings
+from faithflow_ops.db import Database
+from faithflow_ops.jobs import registry
+from faithflow_ops.jobs.registry import JobSpec
+from faithflow_ops.jobs.runner import RunResult
+from receiver.health import first_line as _first_line
+from receiver.health import health_handlers
+from receiver.metrics import Metrics, MetricsMiddleware
+from receiver.tasks import task_handlers
+
+log = structlog.get_logger("faithflow.receiver")
+
+SCHEDULER_STOP_SECONDS = 25.0  # Render allows 30 s between SIGTERM and SIGKILL
+
+
+def _error(status: int, error: str, detail: Any = None, headers: Any = None) -> Response[Any]:
+    return Response({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def _http_error(settings: Settings) -> Any:
+    def handler(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+        if exc.status_code == 413:
+            limit = settings.webhook_body_limit
+            return _error(413, f"request body is larger than {limit} bytes", {"limit": limit})
+        return _error(exc.status_code, exc.detail, exc.extra or None, exc.headers)
+
+    return handler
+
+
+def _database_down(request: Request[Any, Any, Any], exc: OperationalError) -> Response[Any]:
+    log.error("database unavailable", path=request.url.path, error=_first_line(exc))
+    return _error(503, "database unavailable; try again later")
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    return _error(500, "internal server error")
+
+
+def check_scheduler_settings(settings: Settings) -> None:
+    """Refuse an invalid CRON_* expression now (ConfigError naming the variable), not later."""
+    for spec in registry.JOBS:
+        registry.schedule_for(spec, settings.cron_overrides)
+
+
+def create_app(
+    settings: Settings, *, db: Database | None = None, jobs: Sequence[JobSpec] | None = None
+) -> Litestar:
+    """The receiver for these settings.
+
+    `db`: share a Database (the caller disposes it); by default the app makes one from
+    `settings.database_url` and disposes it on shutdown. `jobs`: the specs to expose as task
+    routes (default: the whole registry).
+    """
+    if settings.enable_internal_scheduler:
+        check_scheduler_settings(settings)
+    owns_db = db is None
+    database = db if db is not None else Database.from_url(settings.database_url)
+    metrics = Metrics()
+
+    def counter(trigger: str) -> Callable[[JobSpec, RunResult], None]:
+        def count_run(spec: JobSpec, result: RunResult) -> None:
+            metrics.job_runs.labels(spec.name, trigger, result.status).inc()
+
+        return count_run
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        from faithflow_ops.scheduler import start_in_thread
+
+        scheduler = None
+        if settings.enable_internal_scheduler:
+            scheduler = start_in_thread(database, settings, on_result=counter("scheduler"))
+            app.state.scheduler_thread = scheduler[0]
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                thread, stop = scheduler
+                stop.set()
+                # Running jobs finish first (they hold leases); give up before the platform
+                # kills us so the shutdown itself stays clean.
+                await anyio.to_thread.run_sync(thread.join, SCHEDULER_STOP_SECONDS)
+                if thread.is_alive():
+                    log.warning("scheduler still finishing a job at shutdown")
+            if owns_db:
+                database.dispose()
+
+    return Litestar(
+        route_handlers=[
+            *health_handlers(database, metrics),
+            *task_handlers(jobs if jobs is not None else registry.JOBS, database, settings,
+                           counter("http")),
+        ],
+        lifespan=[lifespan],
+        middleware=[DefineMiddleware(MetricsMiddleware, metrics=metrics)],
+        exception_handlers={
+            HTTPException: _http_error(settings),
+            OperationalError: _database_down,
+            Exception: _unexpected,
+        },
+        request_max_body_size=settings.webhook_body_limit,
+        openapi_config=OpenAPIConfig(
+            title="FaithFlow Ops receiver",
+            version=__version__,
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http", scheme="bearer", description="INTEGRATION_API_KEY"
+                    ),
+                    "apiKey": SecurityScheme(
+                        type="apiKey", name="X-API-Key", security_scheme_in="header",
+                        description="INTEGRATION_API_KEY",
+                    ),
+                }
+            ),
+        ),
+        logging_config=None,  # faithflow_ops.logging owns the handlers (structlog)
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """Factory for `uvicorn --factory receiver.app:app_from_env` and `serve --workers N`."""
+    from faithflow_ops.logging import configure
+
+    settings = Settings.from_env()
+    configure(settings.log_format)
+    return create_app(settings)
