@@ -92,7 +92,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:" and not path.startswith("file:"):
-                Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                folder = Path(path).expanduser().parent
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot create the SQLite folder {folder} ({exc.strerror}); set "
+                        "FAITHFLOW_DATABASE_URL to a writable path or XDG_DATA_HOME to a "
+                        "writable folder"
+                    ) from None
             engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)

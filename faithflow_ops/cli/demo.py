@@ -1,7 +1,47 @@
-"""`faithflow demo`."""
+"""`faithflow demo`: seed a demo platform into an empty database and preview every job."""
 
 from __future__ import annotations
 
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
+from faithflow_ops.cli.jobs import NowOpt
+from faithflow_ops.cli.jobs import render_run
 
-def demo() -> None:
-    """Seed a demo platform and preview every job."""
+
+def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """Seed a demo platform and preview every job.
+
+    Migrates the configured database (FAITHFLOW_DATABASE_URL), refuses one that already holds
+    tenants, seeds tenants in several countries and currencies, plans on Stripe and Paystack,
+    subscriptions in every status with messy historical metadata, then prints what every
+    registered job would do. Exits 1 when a preview fails.
+    """
+    from faithflow_ops.demo import preview_all, seed_demo
+
+    cfg = settings()
+    db = database(cfg)
+    when = parse_now(now)
+    output.info(f"demo database: {cfg.masked_database_url}")
+    (before, after), seeded = seed_demo(db, cfg, when)
+    output.info(f"migrated {before or '(empty)'} → {after}; seeded the demo platform")
+    if not as_json:
+        output.table(["record", "count"], seeded.items(), title="seeded")
+    previews = preview_all(db, cfg, when, actor())
+    if as_json:
+        output.print_json(
+            {
+                "database": cfg.masked_database_url,
+                "seeded": seeded,
+                "previews": [preview.to_dict() for preview in previews],
+            }
+        )
+    else:
+        for preview in previews:
+            render_run(preview, preview.actions)
+    failed = [p.job for p in previews if p.status != "succeeded"]
+    if failed:
+        output.abort(f"preview failed for: {', '.join(failed)}", 1)
+    output.info(
+        "next: `faithflow tenants list`, `faithflow subs list`, "
+        "`faithflow jobs run <name> --dry-run`"
+    )

@@ -98,7 +98,7 @@ def execute(
                 result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
         else:
             result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
-        _render(result, shown)
+        render_run(result, shown)
     if result.status == "skipped":
         output.abort(_skipped(result), 75)
     raise typer.Exit(result.exit_code)
@@ -133,7 +133,8 @@ def _run_streaming_json(db: Any, spec: JobSpec, ctx: Any, job: Any) -> RunResult
     return result
 
 
-def _render(result: RunResult, shown: list[ActionResult]) -> None:
+def render_run(result: RunResult, shown: list[ActionResult]) -> None:
+    """A run on a terminal: a table of (up to TABLE_ROWS) actions, then a counts line."""
     total = sum(result.counts.values())
     if shown:
         columns = ["kind", "target", "reason"] + ([] if result.dry_run else ["outcome"])
@@ -156,7 +157,7 @@ def _render(result: RunResult, shown: list[ActionResult]) -> None:
         line += f" [run {result.run_id}]"
     output.info(line)
     if result.error and result.status != "skipped":
-        output.info(f"[red]error:[/red] {result.error}")
+        output.error(result.error)
 
 
 def add_job_command(group: typer.Typer, spec: JobSpec) -> None:

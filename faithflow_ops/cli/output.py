@@ -11,10 +11,8 @@ import json
 import sys
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any, NoReturn
-
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -25,8 +23,8 @@ if TYPE_CHECKING:
 @cache
 def _console(err: bool) -> Console:
     # Rich is imported on first output, not at start-up (`faithflow --help` stays fast).
-    # Not cached across CliRunner invocations' stream swaps: the console writes to whatever
-    # sys.stdout / sys.stderr is at print time (Console(file=None)).
+    # The console writes to whatever sys.stdout / sys.stderr is at print time
+    # (Console(file=None)), so test runners that swap the streams still capture it.
     from rich.console import Console
 
     return Console(stderr=err)
@@ -60,17 +58,29 @@ def print_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def _say(message: str, prefix: str = "", style: str = "") -> None:
+    """A message on stderr, one line, printed as plain text (data never becomes markup)."""
+    from rich.text import Text
+
+    text = Text.assemble((prefix, style), message) if prefix else Text(message)
+    stderr_console().print(text, highlight=False, soft_wrap=True)
+
+
 def info(message: str) -> None:
-    stderr_console().print(message, highlight=False)
+    _say(message)
 
 
 def warn(message: str) -> None:
-    stderr_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    _say(message, "warning: ", "yellow")
+
+
+def error(message: str) -> None:
+    _say(message, "error: ", "red")
 
 
 def abort(message: str, code: int = 2) -> NoReturn:
     """Leave with a one-line message on stderr and an exit code (2 = usage/configuration)."""
-    stderr_console().print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    error(message)
     raise typer.Exit(code)
 
 
@@ -88,25 +98,34 @@ def fmt(value: Any) -> str:
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, show_lines=False, header_style="bold")
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*(fmt(v) for v in row))
-    stdout_console().print(t)
+        t.add_row(*(Text(fmt(v)) for v in row))
+    _print_table(t)
 
 
 def record(fields: dict[str, Any], title: str | None = None) -> None:
     """One record as a two-column table."""
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, show_header=False)
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in fields.items():
-        t.add_row(key, fmt(value))
-    stdout_console().print(t)
+        t.add_row(Text(key), Text(fmt(value)))
+    _print_table(t)
+
+
+def _print_table(t: Any) -> None:
+    # On a terminal Rich fits the table to the window; piped, rows stay whole (no folding at
+    # 80 columns) so grep and less see one record per line.
+    console = stdout_console()
+    console.print(t, width=None if console.is_terminal else 1000)
 
 
 def is_terminal() -> bool:

@@ -1,7 +1,210 @@
-"""`faithflow subs …`."""
+"""`faithflow subs …`: list, show and record subscriptions (`subs backfill` is added from the job
+registry)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="subs commands.", no_args_is_help=True)
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
+from faithflow_ops.cli.plans import MetaOpt, parse_meta
+from faithflow_ops.errors import UserError
+
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Subscriptions: list, show, record one by hand, and the metadata backfill job.",
+    no_args_is_help=True,
+)
+
+_TIME_HELP = "ISO-8601 time, e.g. 2026-03-01T09:00:00Z"
+
+
+def _time(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_now(value)
+    except UserError:
+        raise UserError(
+            f"{option} {value!r} is not an ISO-8601 time; use e.g. {option} 2026-03-01T09:00:00Z"
+        ) from None
+
+
+# column → table header for `subs list`
+_LIST_COLUMNS = {
+    "id": "id",
+    "tenant": "tenant",
+    "plan": "plan",
+    "provider": "provider",
+    "status": "status",
+    "provider_subscription_id": "provider sub id",
+    "provider_customer_id": "customer id",
+    "past_due_since": "past due since",
+    "current_period_end": "period ends",
+}
+
+
+def _day(value: Any) -> Any:
+    """Dates are enough in a list; `--json` and `subs show` have the full times."""
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Only this status: trialing, active, past_due, unpaid, suspended, canceled or "
+            "incomplete.",
+        ),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's subscriptions (its slug).")
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Only stripe or only paystack.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Subscriptions, oldest first, with tenant, plan and provider ids."""
+    from faithflow_ops.billing.subscriptions import list_subscriptions, subscription_doc
+
+    with database().read_session() as session:
+        page = list_subscriptions(
+            session, status=status, tenant=tenant, provider=provider, limit=limit
+        )
+        docs = [subscription_doc(s) for s in page.subscriptions]
+    if as_json:
+        output.print_json(docs)
+    else:
+        output.table(
+            list(_LIST_COLUMNS.values()),
+            [[_day(d[key]) for key in _LIST_COLUMNS] for d in docs],
+        )
+    if page.total > len(docs):
+        output.info(f"showing {len(docs)} of {page.total}; raise --limit to see more")
+    elif not as_json:
+        output.info(f"{page.total} subscription{'s' if page.total != 1 else ''}")
+
+
+@app.command("show")
+def show(
+    subscription_id: Annotated[int, typer.Argument(metavar="ID", help="Subscription id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """One subscription: every field, its raw metadata and its invoices."""
+    from faithflow_ops.billing.subscriptions import get_subscription, subscription_details
+
+    with database().read_session() as session:
+        doc = subscription_details(session, get_subscription(session, subscription_id))
+    if as_json:
+        output.print_json(doc)
+        return
+    invoices = doc.pop("invoices")
+    _render_record(doc)
+    if invoices:
+        output.table(
+            ["id", "provider invoice", "status", "due", "paid", "currency", "due at", "paid at"],
+            [
+                [
+                    i["id"],
+                    i["provider_invoice_id"],
+                    i["status"],
+                    i["amount_due"],
+                    i["amount_paid"],
+                    i["currency"],
+                    i["due_at"],
+                    i["paid_at"],
+                ]
+                for i in invoices
+            ],
+            title="invoices",
+        )
+    else:
+        output.info("no invoices")
+
+
+@app.command("add")
+def add(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's slug.")],
+    plan: Annotated[str, typer.Option("--plan", help="The plan's code.")],
+    provider: Annotated[str, typer.Option("--provider", help="stripe or paystack.")],
+    status: Annotated[
+        str,
+        typer.Option(
+            "--status",
+            help="trialing, active, past_due, unpaid, suspended, canceled or incomplete.",
+        ),
+    ] = "active",
+    provider_subscription_id: Annotated[
+        str | None,
+        typer.Option(
+            "--provider-subscription-id",
+            help="The provider's id: sub_… (Stripe) or SUB_… (Paystack).",
+        ),
+    ] = None,
+    customer_id: Annotated[
+        str | None,
+        typer.Option(
+            "--customer-id", help="The provider's customer: cus_… (Stripe) or CUS_… (Paystack)."
+        ),
+    ] = None,
+    trial_end: Annotated[
+        str | None, typer.Option("--trial-end", help=f"End of the trial; {_TIME_HELP}.")
+    ] = None,
+    period_end: Annotated[
+        str | None,
+        typer.Option("--current-period-end", help=f"End of the paid period; {_TIME_HELP}."),
+    ] = None,
+    past_due_since: Annotated[
+        str | None,
+        typer.Option(
+            "--past-due-since",
+            help=f"When payment became overdue (default: now, for overdue statuses); {_TIME_HELP}.",
+        ),
+    ] = None,
+    meta: MetaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a subscription for a tenant (one the provider already has, or a manual one)."""
+    from faithflow_ops.billing.subscriptions import add_subscription, subscription_doc
+
+    metadata = parse_meta(meta)
+    with database().session() as session:
+        sub = add_subscription(
+            session,
+            tenant=tenant,
+            plan=plan,
+            provider=provider,
+            status=status,
+            provider_subscription_id=provider_subscription_id,
+            provider_customer_id=customer_id,
+            trial_end=_time(trial_end, "--trial-end"),
+            current_period_end=_time(period_end, "--current-period-end"),
+            past_due_since=_time(past_due_since, "--past-due-since"),
+            metadata=metadata,
+            actor=actor(),
+        )
+        doc = subscription_doc(sub)
+    if as_json:
+        output.print_json(doc)
+    else:
+        _render_record(doc)
+    output.info(
+        f"added subscription {doc['id']}: {doc['tenant']} on {doc['plan']} "
+        f"via {doc['provider']} ({doc['status']})"
+    )
+
+
+def _render_record(doc: dict[str, Any]) -> None:
+    first = ("id", "tenant", "plan", "provider", "status")
+    fields = {key: doc[key] for key in first}
+    fields.update(
+        {k: v for k, v in doc.items() if k not in first and k not in ("tenant_id", "plan_id")}
+    )
+    output.record(fields, title=f"subscription {doc['id']}")

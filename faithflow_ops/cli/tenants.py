@@ -1,7 +1,250 @@
-"""`faithflow tenants …`."""
+"""`faithflow tenants …`: add, list, show, suspend and reactivate churches; security policies."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="tenants commands.", no_args_is_help=True)
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, actor, database
+
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Tenants (churches): add, list, show, suspend, reactivate; their security policy.",
+    no_args_is_help=True,
+)
+policy_app = typer.Typer(
+    rich_markup_mode=None,
+    help="A tenant's security policy: MFA, SSO, session timeout, retention.",
+    no_args_is_help=True,
+)
+app.add_typer(policy_app, name="policy")
+
+SlugArg = Annotated[str, typer.Argument(help="The tenant's slug, e.g. grace-lagos.")]
+
+
+@app.command("add")
+def add(
+    slug: Annotated[
+        str,
+        typer.Argument(help="Unique slug: 3-63 lowercase letters, digits and hyphens."),
+    ],
+    name: Annotated[str, typer.Option("--name", help="The church's display name.")],
+    timezone: Annotated[
+        str, typer.Option("--timezone", help="IANA time zone, e.g. Africa/Lagos.")
+    ] = "UTC",
+    country: Annotated[
+        str | None, typer.Option("--country", help="ISO 3166-1 alpha-2 country code, e.g. NG.")
+    ] = None,
+    currency: Annotated[
+        str, typer.Option("--currency", help="ISO 4217 billing currency, e.g. NGN.")
+    ] = "USD",
+    email: Annotated[str | None, typer.Option("--email", help="Billing email address.")] = None,
+    phone: Annotated[
+        str | None, typer.Option("--phone", help="Billing phone in E.164, e.g. +2348031234567.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add an active tenant (with the default security policy)."""
+    from faithflow_ops.tenancy.tenants import add_tenant, tenant_doc
+
+    with database().session() as session:
+        tenant = add_tenant(
+            session,
+            slug=slug,
+            name=name,
+            timezone=timezone,
+            country=country,
+            currency=currency,
+            email=email,
+            phone=phone,
+            actor=actor(),
+        )
+        doc = tenant_doc(tenant)
+    _render_one(doc, as_json)
+    output.info(f"added tenant {doc['slug']} (id {doc['id']})")
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only active, suspended or archived tenants.")
+    ] = None,
+    include_deleted: Annotated[
+        bool, typer.Option("--include-deleted", help="Also list soft-deleted tenants.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tenants by slug; soft-deleted ones are hidden unless --include-deleted."""
+    from faithflow_ops.tenancy.tenants import list_tenants, tenant_doc
+
+    with database().read_session() as session:
+        docs = [
+            tenant_doc(t)
+            for t in list_tenants(session, status=status, include_deleted=include_deleted)
+        ]
+    if as_json:
+        output.print_json(docs)
+        return
+    output.table(
+        ["slug", "name", "status", "timezone", "country", "currency"],
+        [
+            [
+                d["slug"],
+                d["name"],
+                d["status"] + (" (deleted)" if d["deleted_at"] else ""),
+                d["timezone"],
+                d["country"],
+                d["currency"],
+            ]
+            for d in docs
+        ],
+    )
+    output.info(f"{len(docs)} tenant{'s' if len(docs) != 1 else ''}")
+
+
+@app.command("show")
+def show(slug: SlugArg, as_json: JsonOpt = False) -> None:
+    """One tenant: its fields, security policy, subscriptions and user count."""
+    from faithflow_ops.tenancy.tenants import get_tenant, tenant_details
+
+    with database().read_session() as session:
+        doc = tenant_details(session, get_tenant(session, slug))
+    if as_json:
+        output.print_json(doc)
+        return
+    policy = doc.pop("security_policy")
+    subs = doc.pop("subscriptions")
+    output.record(doc, title=f"tenant {doc['slug']}")
+    output.record({k: v for k, v in policy.items() if k != "tenant"}, title="security policy")
+    if subs:
+        output.table(
+            ["id", "plan", "provider", "status", "period ends"],
+            [
+                [s["id"], s["plan"], s["provider"], s["status"], s["current_period_end"]]
+                for s in subs
+            ],
+            title="subscriptions",
+        )
+    else:
+        output.info("no subscriptions")
+
+
+@app.command("suspend")
+def suspend(
+    slug: SlugArg,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, for the audit log and the tenant's staff.")
+    ],
+) -> None:
+    """Suspend an active tenant (a suspended one is left as it is)."""
+
+    from faithflow_ops.tenancy.tenants import suspend_tenant
+
+    with database().session() as session:
+        result = suspend_tenant(session, slug, reason=reason, actor=actor())
+        tenant = result.tenant
+        name, since, why = tenant.slug, tenant.suspended_at, tenant.suspension_reason
+    if result.changed:
+        output.info(f"suspended tenant {name}: {why or ''}")
+    else:
+        output.info(
+            f"tenant {name} is already suspended (since {output.fmt(since)}: "
+            f"{why or 'no reason recorded'}); nothing changed"
+        )
+
+
+@app.command("reactivate")
+def reactivate(slug: SlugArg) -> None:
+    """Reactivate a suspended tenant (an active one is left as it is)."""
+    from faithflow_ops.tenancy.tenants import reactivate_tenant
+
+    with database().session() as session:
+        result = reactivate_tenant(session, slug, actor=actor())
+        name = result.tenant.slug
+    if result.changed:
+        output.info(f"reactivated tenant {name}")
+    else:
+        output.info(f"tenant {name} is already active; nothing changed")
+
+
+@policy_app.command("show")
+def policy_show(slug: SlugArg, as_json: JsonOpt = False) -> None:
+    """The tenant's security policy (defaults when none was saved)."""
+    from faithflow_ops.tenancy.policies import show_policy
+
+    with database().read_session() as session:
+        doc = show_policy(session, slug)
+    _render_policy(doc, as_json)
+
+
+@policy_app.command("set")
+def policy_set(
+    slug: SlugArg,
+    mfa_required: Annotated[
+        bool | None,
+        typer.Option("--mfa-required/--no-mfa-required", help="Require MFA for tenant staff."),
+    ] = None,
+    sso_required: Annotated[
+        bool | None,
+        typer.Option("--sso-required/--no-sso-required", help="Require SSO for tenant staff."),
+    ] = None,
+    session_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--session-timeout", metavar="MINUTES", help="Idle session timeout, 5 to 43200 minutes."
+        ),
+    ] = None,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retention-days",
+            metavar="DAYS",
+            help="Keep deleted data this many days (30 to 3650) before purging.",
+        ),
+    ] = None,
+    keep_forever: Annotated[
+        bool, typer.Option("--keep-forever", help="Clear the retention period: never purge.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change some of a tenant's security policy; unnamed settings keep their value."""
+    from faithflow_ops.tenancy.policies import set_policy
+
+    with database().session() as session:
+        change = set_policy(
+            session,
+            slug,
+            actor=actor(),
+            mfa_required=mfa_required,
+            sso_required=sso_required,
+            session_timeout_minutes=session_timeout,
+            data_retention_days=retention_days,
+            clear_retention=keep_forever,
+        )
+    _render_policy(change.doc, as_json)
+    slug_text = change.doc["tenant"]
+    if change.changed:
+        output.info(f"updated {slug_text}'s policy: {', '.join(change.changed)}")
+    else:
+        output.info(f"{slug_text}'s policy already had those values; nothing changed")
+
+
+def _render_one(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        output.print_json(doc)
+    else:
+        output.record(doc, title=f"tenant {doc['slug']}")
+
+
+def _render_policy(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        output.print_json(doc)
+        return
+    fields = {k: v for k, v in doc.items() if k != "tenant"}
+    if fields["data_retention_days"] is None:
+        fields["data_retention_days"] = "keep forever"
+    if not fields["stored"]:
+        output.info("no policy saved for this tenant; showing the defaults")
+    output.record(fields, title=f"security policy of {doc['tenant']}")

@@ -1,0 +1,1 @@
+"""Tenants (churches) and their security policies: the operator-facing rules, outside the CLI."""

@@ -1,0 +1,196 @@
+"""Tenant lifecycle: add, look up, list, suspend and reactivate — each change audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.db import utcnow
+from faithflow_ops.errors import NotFound, UserError
+from faithflow_ops.models import (
+    Subscription,
+    SubscriptionPlan,
+    Tenant,
+    TenantSecurityPolicy,
+    User,
+)
+from faithflow_ops.models.tenancy import TENANT_STATUSES
+from faithflow_ops.tenancy import validation
+from faithflow_ops.tenancy.records import column_values, jsonable
+
+_STATE_FIELDS = ("status", "suspension_reason", "suspended_at")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The tenant after a suspend/reactivate, and whether anything changed."""
+
+    tenant: Tenant
+    changed: bool
+
+
+def tenant_doc(tenant: Tenant) -> dict[str, Any]:
+    return column_values(tenant)
+
+
+def get_tenant(session: Session, slug: str) -> Tenant:
+    """The tenant with this slug (soft-deleted ones too), or NotFound."""
+    tenant = session.scalar(select(Tenant).where(Tenant.slug == slug.strip()))
+    if tenant is None:
+        raise NotFound(f"no tenant with slug {slug!r}; see `faithflow tenants list`")
+    return tenant
+
+
+def add_tenant(
+    session: Session,
+    *,
+    slug: str,
+    name: str,
+    actor: str,
+    timezone: str = "UTC",
+    country: str | None = None,
+    currency: str = "USD",
+    email: str | None = None,
+    phone: str | None = None,
+) -> Tenant:
+    """Create an active tenant with the default security policy."""
+    tenant = Tenant(
+        slug=validation.slug(slug),
+        name=validation.name(name),
+        status="active",
+        timezone=validation.timezone(timezone),
+        country=validation.country(country) if country is not None else None,
+        currency=validation.currency(currency),
+        billing_email=validation.email(email) if email is not None else None,
+        billing_phone=validation.phone(phone) if phone is not None else None,
+    )
+    taken = session.scalar(select(Tenant.id).where(Tenant.slug == tenant.slug))
+    if taken is not None:
+        raise UserError(f"a tenant with slug {tenant.slug!r} already exists; choose another slug")
+    session.add(tenant)
+    session.flush()
+    session.add(TenantSecurityPolicy(tenant_id=tenant.id))
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="tenant.add",
+        entity_type="tenant",
+        entity_id=tenant.id,
+        tenant_id=tenant.id,
+        after=jsonable(tenant_doc(tenant)),
+    )
+    return tenant
+
+
+def list_tenants(
+    session: Session, *, status: str | None = None, include_deleted: bool = False
+) -> list[Tenant]:
+    query = select(Tenant).order_by(Tenant.slug)
+    if status is not None:
+        query = query.where(Tenant.status == tenant_status(status))
+    if not include_deleted:
+        query = query.where(Tenant.deleted_at.is_(None))
+    return list(session.scalars(query))
+
+
+def tenant_status(value: str) -> str:
+    if value not in TENANT_STATUSES:
+        raise UserError(f"status {value!r} is not one of: {', '.join(TENANT_STATUSES)}")
+    return value
+
+
+def tenant_details(session: Session, tenant: Tenant) -> dict[str, Any]:
+    """`tenants show`: the tenant's columns, its security policy and its subscriptions."""
+    from faithflow_ops.tenancy.policies import policy_doc
+
+    doc = tenant_doc(tenant)
+    doc["security_policy"] = policy_doc(tenant, tenant.security_policy)
+    rows = session.execute(
+        select(Subscription, SubscriptionPlan.code)
+        .join(SubscriptionPlan, SubscriptionPlan.id == Subscription.plan_id)
+        .where(Subscription.tenant_id == tenant.id)
+        .order_by(Subscription.id)
+    )
+    doc["subscriptions"] = [
+        {
+            "id": sub.id,
+            "plan": code,
+            "provider": sub.provider,
+            "status": sub.status,
+            "current_period_end": sub.current_period_end,
+        }
+        for sub, code in rows
+    ]
+    doc["users"] = session.scalar(
+        select(func.count())
+        .select_from(User)
+        .where(User.tenant_id == tenant.id, User.deleted_at.is_(None))
+    )
+    return doc
+
+
+def ensure_writable(tenant: Tenant, verb: str) -> None:
+    """Refuse changes to deleted or archived tenants."""
+    if tenant.deleted_at is not None:
+        raise UserError(
+            f"tenant {tenant.slug!r} was deleted at {tenant.deleted_at.isoformat()}; "
+            f"a deleted tenant cannot be {verb}"
+        )
+    if tenant.status == "archived":
+        raise UserError(f"tenant {tenant.slug!r} is archived; an archived tenant cannot be {verb}")
+
+
+def suspend_tenant(
+    session: Session, slug: str, *, reason: str, actor: str, now: dt.datetime | None = None
+) -> Transition:
+    """Suspend an active tenant; suspending a suspended one changes nothing."""
+    tenant = get_tenant(session, slug)
+    ensure_writable(tenant, "suspended")
+    if tenant.status == "suspended":
+        return Transition(tenant, changed=False)
+    before = _state(tenant)
+    tenant.status = "suspended"
+    tenant.suspension_reason = validation.name(reason, "the suspension reason")
+    tenant.suspended_at = now or utcnow()
+    _audit_transition(session, tenant, "tenant.suspend", before, actor)
+    return Transition(tenant, changed=True)
+
+
+def reactivate_tenant(session: Session, slug: str, *, actor: str) -> Transition:
+    """Reactivate a suspended tenant; reactivating an active one changes nothing."""
+    tenant = get_tenant(session, slug)
+    ensure_writable(tenant, "reactivated")
+    if tenant.status == "active":
+        return Transition(tenant, changed=False)
+    before = _state(tenant)
+    tenant.status = "active"
+    tenant.suspension_reason = None
+    tenant.suspended_at = None
+    _audit_transition(session, tenant, "tenant.reactivate", before, actor)
+    return Transition(tenant, changed=True)
+
+
+def _state(tenant: Tenant) -> dict[str, Any]:
+    return jsonable({field: getattr(tenant, field) for field in _STATE_FIELDS})
+
+
+def _audit_transition(
+    session: Session, tenant: Tenant, action: str, before: dict[str, Any], actor: str
+) -> None:
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        entity_type="tenant",
+        entity_id=tenant.id,
+        tenant_id=tenant.id,
+        before=before,
+        after=_state(tenant),
+    )

@@ -1,0 +1,336 @@
+"""`faithflow tenants …` through the CLI, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from faithflow_ops.db import Database
+from faithflow_ops.models import AuditLog, Tenant, TenantSecurityPolicy
+
+LAGOS = (
+    "tenants", "add", "grace-lagos", "--name", "Grace Assembly Lagos",
+    "--timezone", "Africa/Lagos", "--country", "NG", "--currency", "NGN",
+    "--email", "finance@grace.example", "--phone", "+2348031234567",
+)  # fmt: skip
+
+
+def said(result: Any) -> str:
+    """stderr with Rich's line wrapping undone."""
+    return " ".join(result.stderr.split())
+
+
+def show(cli: Any, slug: str) -> dict[str, Any]:
+    result = cli("tenants", "show", slug, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+def audit_rows(db: Database, action: str) -> list[AuditLog]:
+    with db.read_session() as s:
+        return list(s.scalars(select(AuditLog).where(AuditLog.action == action)))
+
+
+def test_add_creates_an_active_tenant_whose_json_uses_column_names(cli, db: Database) -> None:
+    result = cli(*LAGOS)
+    assert result.exit_code == 0, result.stderr
+    assert "added tenant grace-lagos" in said(result)
+    doc = show(cli, "grace-lagos")
+    assert doc["slug"] == "grace-lagos"
+    assert doc["name"] == "Grace Assembly Lagos"
+    assert doc["status"] == "active"
+    assert doc["timezone"] == "Africa/Lagos"
+    assert doc["country"] == "NG"
+    assert doc["currency"] == "NGN"
+    assert doc["billing_email"] == "finance@grace.example"
+    assert doc["billing_phone"] == "+2348031234567"
+    assert doc["suspended_at"] is None and doc["deleted_at"] is None
+    assert doc["security_policy"]["stored"] is True
+    assert doc["security_policy"]["mfa_required"] is False
+    assert doc["subscriptions"] == [] and doc["users"] == 0
+
+
+def test_add_json_prints_the_new_tenant(cli, db: Database) -> None:
+    result = cli(*LAGOS, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["slug"] == "grace-lagos" and isinstance(doc["id"], int)
+
+
+def test_add_normalises_country_currency_and_phone(cli, db: Database) -> None:
+    result = cli(
+        "tenants", "add", "hope-nairobi", "--name", "  Hope   Fellowship ", "--country", "ke",
+        "--currency", "kes", "--phone", "+254 (712) 345-678", "--timezone", "Africa/Nairobi",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = show(cli, "hope-nairobi")
+    assert (doc["name"], doc["country"], doc["currency"], doc["billing_phone"]) == (
+        "Hope Fellowship", "KE", "KES", "+254712345678",
+    )  # fmt: skip
+
+
+def test_add_defaults_to_utc_and_usd(cli, db: Database) -> None:
+    assert cli("tenants", "add", "grace", "--name", "Grace").exit_code == 0
+    doc = show(cli, "grace")
+    assert (doc["timezone"], doc["currency"], doc["country"]) == ("UTC", "USD", None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--slug-is", "Grace-Lagos"), "slug 'Grace-Lagos' is not valid"),
+        (("--slug-is", "ab"), "slug 'ab' is not valid: use 3-63 lowercase letters"),
+        (("--slug-is", "grace_lagos"), "(e.g. 'grace-lagos')"),
+        (("--slug-is", "grace-"), "starting and ending with a letter or digit"),
+        (("--slug-is", "g" * 64), "is not valid"),
+        (
+            ("--timezone", "Lagos"),
+            "time zone 'Lagos' is not an IANA time zone name; did you mean Africa/Lagos?",
+        ),
+        (("--timezone", "Mars/Olympus"), "use e.g. Africa/Lagos"),
+        (("--country", "XX"), "country 'XX' is not an ISO 3166-1 alpha-2 code"),
+        (("--country", "NGA"), "country 'NGA' is not an ISO 3166-1 alpha-2 code"),
+        (("--currency", "NAIRA"), "currency 'NAIRA' is not an ISO 4217 code"),
+        (("--currency", "XYZ"), "currency 'XYZ' is not an ISO 4217 code"),
+        (("--email", "finance.grace.example"), "email 'finance.grace.example' is not an email"),
+        (("--email", "finance@localhost"), "is not an email address"),
+        (("--phone", "08031234567"), "phone '08031234567' is not an E.164 number"),
+        (("--phone", "+0123456789"), "is not an E.164 number; use + and the country code"),
+        (("--name", "   "), "name must not be empty"),
+    ],
+)
+def test_add_refuses_bad_input_with_a_message_and_exit_2(
+    cli, db: Database, extra: tuple[str, str], message: str
+) -> None:
+    option, value = extra
+    slug = value if option == "--slug-is" else "grace-lagos"
+    args = ["tenants", "add", slug, "--name", "Grace"]
+    if option != "--slug-is":
+        args += [option, value]
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert message in said(result)
+    assert "Traceback" not in result.stderr
+    assert json.loads(cli("tenants", "list", "--json").stdout) == []
+
+
+def test_a_duplicate_slug_is_refused_and_the_first_tenant_kept(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli("tenants", "add", "grace-lagos", "--name", "Another Grace")
+    assert result.exit_code == 2
+    assert "a tenant with slug 'grace-lagos' already exists" in said(result)
+    tenants = json.loads(cli("tenants", "list", "--json").stdout)
+    assert [t["name"] for t in tenants] == ["Grace Assembly Lagos"]
+
+
+def test_add_writes_an_audit_entry_with_the_cli_actor(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    (row,) = audit_rows(db, "tenant.add")
+    assert row.actor.startswith("cli:")
+    assert row.entity_type == "tenant" and row.tenant_id is not None
+    assert row.after is not None and row.after["slug"] == "grace-lagos"
+
+
+def test_list_filters_by_status_and_hides_soft_deleted_tenants(cli, db: Database) -> None:
+    for slug in ("alpha-church", "beta-church", "gamma-church"):
+        assert cli("tenants", "add", slug, "--name", slug).exit_code == 0
+    assert cli("tenants", "suspend", "beta-church", "--reason", "non-payment").exit_code == 0
+    with db.session() as s:
+        s.execute(
+            update(Tenant)
+            .where(Tenant.slug == "gamma-church")
+            .values(deleted_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        )
+    listed = json.loads(cli("tenants", "list", "--json").stdout)
+    assert [t["slug"] for t in listed] == ["alpha-church", "beta-church"]
+    everything = json.loads(cli("tenants", "list", "--include-deleted", "--json").stdout)
+    assert [t["slug"] for t in everything] == ["alpha-church", "beta-church", "gamma-church"]
+    suspended = json.loads(cli("tenants", "list", "--status", "suspended", "--json").stdout)
+    assert [t["slug"] for t in suspended] == ["beta-church"]
+    table = cli("tenants", "list")
+    assert table.exit_code == 0 and "alpha-church" in table.stdout
+    assert "2 tenants" in said(table)
+
+
+def test_list_refuses_an_unknown_status(cli, db: Database) -> None:
+    result = cli("tenants", "list", "--status", "frozen")
+    assert result.exit_code == 2
+    assert "status 'frozen' is not one of: active, suspended, archived" in said(result)
+
+
+def test_suspend_records_reason_time_and_audit_and_is_idempotent(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    first = cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment [overdue 45 days]")
+    assert first.exit_code == 0, first.stderr
+    assert "suspended tenant grace-lagos: non-payment [overdue 45 days]" in said(first)
+    doc = show(cli, "grace-lagos")
+    assert doc["status"] == "suspended"
+    assert doc["suspension_reason"] == "non-payment [overdue 45 days]"
+    assert doc["suspended_at"] is not None
+
+    again = cli("tenants", "suspend", "grace-lagos", "--reason", "something else")
+    assert again.exit_code == 0
+    assert "already suspended" in said(again) and "nothing changed" in said(again)
+    assert show(cli, "grace-lagos")["suspension_reason"] == "non-payment [overdue 45 days]"
+    (row,) = audit_rows(db, "tenant.suspend")
+    assert row.before == {"status": "active", "suspension_reason": None, "suspended_at": None}
+    assert row.after is not None and row.after["status"] == "suspended"
+
+
+def test_suspend_needs_a_reason(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli("tenants", "suspend", "grace-lagos")
+    assert result.exit_code == 2
+    assert "--reason" in result.stderr
+    blank = cli("tenants", "suspend", "grace-lagos", "--reason", " ")
+    assert blank.exit_code == 2
+    assert "the suspension reason must not be empty" in said(blank)
+
+
+def test_reactivate_clears_the_suspension_and_is_idempotent(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    assert cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment").exit_code == 0
+    result = cli("tenants", "reactivate", "grace-lagos")
+    assert result.exit_code == 0, result.stderr
+    assert "reactivated tenant grace-lagos" in said(result)
+    doc = show(cli, "grace-lagos")
+    assert (doc["status"], doc["suspension_reason"], doc["suspended_at"]) == ("active", None, None)
+    again = cli("tenants", "reactivate", "grace-lagos")
+    assert again.exit_code == 0
+    assert "already active; nothing changed" in said(again)
+    assert len(audit_rows(db, "tenant.reactivate")) == 1
+
+
+@pytest.mark.parametrize("verb", ["suspend", "reactivate"])
+def test_an_archived_tenant_cannot_be_suspended_or_reactivated(
+    cli, db: Database, verb: str
+) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    with db.session() as s:
+        s.execute(update(Tenant).values(status="archived"))
+    args = ["tenants", verb, "grace-lagos"] + (["--reason", "x"] if verb == "suspend" else [])
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert "tenant 'grace-lagos' is archived; an archived tenant cannot be" in said(result)
+    assert show(cli, "grace-lagos")["status"] == "archived"
+
+
+def test_a_soft_deleted_tenant_cannot_be_suspended(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    with db.session() as s:
+        s.execute(update(Tenant).values(deleted_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
+    result = cli("tenants", "suspend", "grace-lagos", "--reason", "x")
+    assert result.exit_code == 2
+    assert "was deleted at 2026-01-01" in said(result)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tenants", "show", "nope"),
+        ("tenants", "suspend", "nope", "--reason", "x"),
+        ("tenants", "reactivate", "nope"),
+        ("tenants", "policy", "show", "nope"),
+        ("tenants", "policy", "set", "nope", "--mfa-required"),
+    ],
+)
+def test_an_unknown_tenant_exits_2_naming_the_slug(cli, db: Database, args: tuple[str]) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2
+    assert "no tenant with slug 'nope'" in said(result)
+
+
+def test_show_prints_tables_with_the_policy(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli("tenants", "show", "grace-lagos")
+    assert result.exit_code == 0, result.stderr
+    assert "grace-lagos" in result.stdout and "session_timeout_minutes" in result.stdout
+    assert "no subscriptions" in said(result)
+
+
+def test_policy_show_has_the_defaults(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli("tenants", "policy", "show", "grace-lagos", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["tenant"] == "grace-lagos"
+    assert doc["mfa_required"] is False and doc["sso_required"] is False
+    assert doc["session_timeout_minutes"] == 720 and doc["data_retention_days"] is None
+
+
+def test_policy_show_without_a_stored_policy_says_so(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    with db.session() as s:
+        s.execute(delete(TenantSecurityPolicy))
+    result = cli("tenants", "policy", "show", "grace-lagos")
+    assert result.exit_code == 0
+    assert "no policy saved for this tenant; showing the defaults" in said(result)
+    assert (
+        json.loads(cli("tenants", "policy", "show", "grace-lagos", "--json").stdout)["stored"]
+        is False
+    )
+
+
+def test_policy_set_changes_only_the_named_settings_and_audits_them(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli(
+        "tenants", "policy", "set", "grace-lagos", "--mfa-required", "--session-timeout", "240",
+        "--retention-days", "365", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["mfa_required"] is True and doc["sso_required"] is False
+    assert doc["session_timeout_minutes"] == 240 and doc["data_retention_days"] == 365
+    assert "updated grace-lagos's policy" in said(result)
+    (row,) = audit_rows(db, "tenant.policy.set")
+    assert row.before == {
+        "mfa_required": False, "session_timeout_minutes": 720, "data_retention_days": None,
+    }  # fmt: skip
+    assert row.after == {
+        "mfa_required": True, "session_timeout_minutes": 240, "data_retention_days": 365,
+    }  # fmt: skip
+
+    same = cli("tenants", "policy", "set", "grace-lagos", "--mfa-required")
+    assert same.exit_code == 0
+    assert "already had those values; nothing changed" in said(same)
+    assert len(audit_rows(db, "tenant.policy.set")) == 1
+
+    cleared = cli("tenants", "policy", "set", "grace-lagos", "--keep-forever", "--no-mfa-required",
+                  "--json")  # fmt: skip
+    doc = json.loads(cleared.stdout)
+    assert doc["data_retention_days"] is None and doc["mfa_required"] is False
+
+
+def test_policy_set_creates_a_policy_when_none_was_stored(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    with db.session() as s:
+        s.execute(delete(TenantSecurityPolicy))
+    result = cli("tenants", "policy", "set", "grace-lagos", "--sso-required", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["stored"] is True and doc["sso_required"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--session-timeout", "2"), "session timeout 2 is out of range; use 5 to 43200 minutes"),
+        (("--session-timeout", "50000"), "session timeout 50000 is out of range"),
+        (("--retention-days", "7"), "retention 7 is out of range; use 30 to 3650 days"),
+        (("--retention-days", "365", "--keep-forever"), "not both"),
+        ((), "nothing to change: give at least one policy setting"),
+    ],
+)
+def test_policy_set_refuses_bad_values(
+    cli, db: Database, args: tuple[str, ...], message: str
+) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli("tenants", "policy", "set", "grace-lagos", *args)
+    assert result.exit_code == 2
+    assert message in said(result)
+    assert audit_rows(db, "tenant.policy.set") == []

@@ -1,0 +1,161 @@
+"""`faithflow demo`: seeds an empty database, refuses a populated one, previews every job."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from faithflow_ops.cli.common import reset_database_cache
+from faithflow_ops.db import Database
+from faithflow_ops.jobs.registry import JOBS, JobSpec
+from faithflow_ops.migrate import current_revision
+from faithflow_ops.models import JobRun, SubscriptionPlan, User
+from faithflow_ops.models.billing import SUBSCRIPTION_STATUSES
+
+NOW = "2026-03-01T09:00:00Z"
+
+
+def said(result: Any) -> str:
+    """stderr with Rich's line wrapping undone."""
+    return " ".join(result.stderr.split())
+
+
+@pytest.fixture
+def empty_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """An empty (never migrated) database that the CLI is configured to use."""
+    monkeypatch.setenv("FAITHFLOW_DATABASE_URL", db_url)
+    database = Database.from_url(db_url)
+    yield database
+    database.dispose()
+    reset_database_cache()
+
+
+def run_demo(cli: Any) -> dict[str, Any]:
+    result = cli("demo", "--json", "--now", NOW)
+    assert result.exit_code == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+def test_demo_migrates_seeds_and_previews_every_registered_job(cli, empty_db: Database) -> None:
+    doc = run_demo(cli)
+    assert current_revision(empty_db.engine) is not None
+    assert doc["database"] == empty_db.engine.url.render_as_string(hide_password=False)
+    assert doc["seeded"] == {
+        "tenants": 6, "users": 13, "security_policies": 6, "plans": 9, "subscriptions": 9,
+        "invoices": 7,
+    }  # fmt: skip
+    assert [p["job"] for p in doc["previews"]] == [spec.name for spec in JOBS]
+    for preview in doc["previews"]:
+        assert preview["dry_run"] is True and preview["status"] == "succeeded", preview
+        assert preview["now"] == "2026-03-01T09:00:00+00:00"
+    with empty_db.read_session() as s:
+        runs = s.scalars(select(JobRun)).all()
+    assert {r.job for r in runs} == {spec.name for spec in JOBS}
+    assert all(r.dry_run and r.trigger == "cli" for r in runs)
+
+
+def test_demo_subscriptions_cover_every_status_both_providers_and_many_places(
+    cli, empty_db: Database
+) -> None:
+    run_demo(cli)
+    subs = json.loads(cli("subs", "list", "--json").stdout)
+    assert {s["status"] for s in subs} == set(SUBSCRIPTION_STATUSES)
+    assert {s["provider"] for s in subs} == {"stripe", "paystack"}
+    tenants = json.loads(cli("tenants", "list", "--json").stdout)
+    assert len({t["timezone"] for t in tenants}) >= 5
+    assert {"NGN", "GHS", "KES", "USD", "GBP"} <= {t["currency"] for t in tenants}
+    plans = json.loads(cli("plans", "list", "--json").stdout)
+    assert any("stripePriceId" in p["metadata"] for p in plans)
+    assert any("paystackPlanCode" in p["metadata"] for p in plans)
+    with empty_db.read_session() as s:
+        agents = s.scalar(select(func.count()).select_from(User).where(User.tenant_id.is_(None)))
+    assert agents == 1
+
+
+def test_demo_metadata_carries_every_historical_shape(cli, empty_db: Database) -> None:
+    run_demo(cli)
+    subs = json.loads(cli("subs", "list", "--json").stdout)
+    keys = {key for s in subs for key in s["metadata"]}
+    assert {
+        "stripeCustomerId", "stripe_customer_id", "customerId", "customer", "stripe",
+        "customer_code", "customerCode", "email_token", "subscription_code", "authorization_code",
+    } <= keys  # fmt: skip
+    customers = [s["metadata"]["customer"] for s in subs if "customer" in s["metadata"]]
+    assert any(isinstance(c, str) for c in customers)
+    assert any(isinstance(c, dict) and "id" in c for c in customers)
+    nested = [s["metadata"]["stripe"] for s in subs if "stripe" in s["metadata"]]
+    assert nested and nested[0]["customer"]["id"].startswith("cus_")
+
+
+def test_demo_backfill_preview_reports_a_conflict_and_an_invalid_id(
+    cli, empty_db: Database
+) -> None:
+    doc = run_demo(cli)
+    (backfill,) = [p for p in doc["previews"] if p["job"] == "subscription_metadata_backfill"]
+    assert backfill["counts"].get("conflict", 0) >= 1
+    assert backfill["counts"].get("invalid", 0) >= 1
+    assert backfill["actions"], "the preview lists what it would change"
+
+
+def test_demo_prints_a_table_per_job_and_a_counts_line(cli, empty_db: Database) -> None:
+    result = cli("demo", "--now", NOW)
+    assert result.exit_code == 0, result.stderr
+    assert "seeded" in result.stdout
+    for spec in JOBS:
+        assert f"{spec.name}: succeeded; would do:" in said(result)
+    assert "demo database:" in said(result)
+
+
+def test_demo_refuses_a_database_that_already_holds_tenants(cli, db: Database) -> None:
+    assert cli("tenants", "add", "real-church", "--name", "A Real Church").exit_code == 0
+    result = cli("demo")
+    assert result.exit_code == 2
+    message = said(result)
+    assert "already holds 1 tenant; the demo only seeds an empty database" in message
+    assert "FAITHFLOW_DATABASE_URL" in message
+    with db.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(SubscriptionPlan)) == 0
+        assert s.scalar(select(func.count()).select_from(JobRun)) == 0
+
+
+def test_demo_run_twice_refuses_the_second_time(cli, empty_db: Database) -> None:
+    run_demo(cli)
+    again = cli("demo")
+    assert again.exit_code == 2
+    assert "already holds 6 tenants" in said(again)
+
+
+def test_demo_is_deterministic_for_a_given_now(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = []
+    for name in ("one.db", "two.db"):
+        monkeypatch.setenv("FAITHFLOW_DATABASE_URL", f"sqlite:///{tmp_path / name}")
+        doc = run_demo(cli)
+        subs = json.loads(cli("subs", "list", "--json").stdout)
+        docs.append(([p["actions"] for p in doc["previews"]], subs))
+    reset_database_cache()
+    assert docs[0] == docs[1]
+
+
+def test_a_job_that_cannot_load_fails_its_preview_and_the_demo_exits_1(
+    cli, empty_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = JobSpec(
+        name="broken_job", summary="Broken", cli_group="jobs", cli_verb="broken",
+        task_path="/tasks/broken", schedule="0 * * * *", module="faithflow_ops.jobs.no_such_job",
+    )  # fmt: skip
+    monkeypatch.setattr("faithflow_ops.demo.JOBS", (*JOBS, broken))
+    result = cli("demo", "--json", "--now", NOW)
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    (failed,) = [p for p in doc["previews"] if p["job"] == "broken_job"]
+    assert failed["status"] == "failed"
+    assert "cannot load faithflow_ops.jobs.no_such_job" in failed["error"]
+    assert "preview failed for: broken_job" in said(result)
