@@ -39,7 +39,9 @@ def main() -> None:
     print(f"ratio {c / b:.2f}x  (goal <= 2.00x)  runs={args.runs}")
     heavy = ("sqlalchemy", "litestar", "alembic", "stripe", "httpx", "uvicorn", "psycopg")
     probe = (
-        "import io, sys; sys.argv=['faithflow','--help']; out=sys.stdout; sys.stdout=io.StringIO()\n"
+        "import io, sys\n"
+        "sys.argv = ['faithflow', '--help']\n"
+        "out, sys.stdout = sys.stdout, io.StringIO()\n"
         "from faithflow_ops.cli import app\n"
         "try:\n    app()\nexcept SystemExit:\n    pass\n"
         f"out.write(','.join(m for m in {heavy!r} if m in sys.modules))"

@@ -36,7 +36,7 @@ def audit_row(
 
 
 def record(session: Session, **fields: Any) -> None:
-    """Add one audit entry in the caller's transaction (so it lands with the change or not at all)."""
+    """Add one audit entry in the caller's transaction: it lands with the change or not at all."""
     session.execute(insert(AuditLog), [audit_row(**fields)])
 
 

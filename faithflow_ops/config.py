@@ -46,7 +46,9 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+        raise ConfigError(
+            f"{name}={raw!r} is not a whole number; set it to e.g. {default}"
+        ) from None
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -22,9 +22,8 @@ def _config(engine: Engine, connection: Any = None) -> Any:
 
 
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
-
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))

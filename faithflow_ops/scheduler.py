@@ -97,7 +97,10 @@ class Scheduler:
         from faithflow_ops.jobs.runner import run_job
 
         ctx = JobContext(
-            now=now, dry_run=False, trigger="scheduler", settings=self.settings,
+            now=now,
+            dry_run=False,
+            trigger="scheduler",
+            settings=self.settings,
             actor="scheduler",
         )
         try:

@@ -117,8 +117,9 @@ def create_app(
     return Litestar(
         route_handlers=[
             *health_handlers(database, metrics),
-            *task_handlers(jobs if jobs is not None else registry.JOBS, database, settings,
-                           counter("http")),
+            *task_handlers(
+                jobs if jobs is not None else registry.JOBS, database, settings, counter("http")
+            ),
         ],
         lifespan=[lifespan],
         middleware=[DefineMiddleware(MetricsMiddleware, metrics=metrics)],
@@ -139,7 +140,9 @@ def create_app(
                         type="http", scheme="bearer", description="INTEGRATION_API_KEY"
                     ),
                     "apiKey": SecurityScheme(
-                        type="apiKey", name="X-API-Key", security_scheme_in="header",
+                        type="apiKey",
+                        name="X-API-Key",
+                        security_scheme_in="header",
                         description="INTEGRATION_API_KEY",
                     ),
                 }

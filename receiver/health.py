@@ -30,21 +30,28 @@ def health_handlers(db: Database, metrics: Metrics) -> list[HTTPRouteHandler]:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/readyz", sync_to_thread=True, tags=["health"],
-         summary="The database is reachable (503 when it is not)")
+    @get(
+        "/readyz",
+        sync_to_thread=True,
+        tags=["health"],
+        summary="The database is reachable (503 when it is not)",
+    )
     def readyz() -> Response[dict[str, Any]]:
         try:
             db.ping()
         except Exception as exc:
             reason = first_line(exc)
             log.warning("not ready: database unreachable", error=reason)
-            return Response(
-                {"error": "database unreachable", "detail": reason}, status_code=503
-            )
+            return Response({"error": "database unreachable", "detail": reason}, status_code=503)
         return Response({"status": "ready", "database": db.dialect})
 
-    @get("/metrics", sync_to_thread=False, tags=["health"], summary="Prometheus metrics",
-         media_type=METRICS_MEDIA_TYPE)
+    @get(
+        "/metrics",
+        sync_to_thread=False,
+        tags=["health"],
+        summary="Prometheus metrics",
+        media_type=METRICS_MEDIA_TYPE,
+    )
     def metrics_text() -> bytes:
         return generate_latest(metrics.registry)
 

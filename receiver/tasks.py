@@ -117,8 +117,15 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number",
-               bool: "boolean", type(None): "null"}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def parse_body(raw: bytes) -> TaskRequest:
@@ -131,15 +138,21 @@ def parse_body(raw: bytes) -> TaskRequest:
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad(None, f"request body is not valid JSON ({exc}); send an object like {EXAMPLE}"
-                   ) from None
+        raise _bad(
+            None, f"request body is not valid JSON ({exc}); send an object like {EXAMPLE}"
+        ) from None
     if not isinstance(doc, dict):
-        raise _bad(None, f"request body must be a JSON object, not {_JSON_TYPES[type(doc)]}; "
-                         f"send an object like {EXAMPLE}")
+        raise _bad(
+            None,
+            f"request body must be a JSON object, not {_JSON_TYPES[type(doc)]}; "
+            f"send an object like {EXAMPLE}",
+        )
     unknown = sorted(set(doc) - set(FIELDS))
     if unknown:
-        raise _bad(unknown[0], f"unknown field {', '.join(map(repr, unknown))}; "
-                               f"the fields are {', '.join(FIELDS)}")
+        raise _bad(
+            unknown[0],
+            f"unknown field {', '.join(map(repr, unknown))}; the fields are {', '.join(FIELDS)}",
+        )
     dry_run, now, limit = (doc.get(name) for name in FIELDS)
     if dry_run is not None and not isinstance(dry_run, bool):
         raise _bad("dry_run", f"dry_run must be true or false, not {_show(dry_run)}")
@@ -157,8 +170,9 @@ def _parse_time(value: Any) -> dt.datetime:
             return parse_time(value)
         except ValueError:
             pass
-    raise _bad("now", "now must be an ISO-8601 time such as \"2026-03-01T09:00:00Z\", "
-                      f"not {_show(value)}")
+    raise _bad(
+        "now", f'now must be an ISO-8601 time such as "2026-03-01T09:00:00Z", not {_show(value)}'
+    )
 
 
 @dataclass
@@ -176,13 +190,22 @@ class TaskOperation(Operation):
                         type=OpenAPIType.OBJECT,
                         additional_properties=False,
                         properties={
-                            "dry_run": Schema(type=OpenAPIType.BOOLEAN, default=False,
-                                              description="Plan only (the preview)."),
-                            "now": Schema(type=OpenAPIType.STRING, format=None,
-                                          description="Run as if it were this ISO-8601 time.",
-                                          examples=["2026-03-01T09:00:00Z"]),
-                            "limit": Schema(type=OpenAPIType.INTEGER, minimum=1,
-                                            description="Stop after planning this many actions."),
+                            "dry_run": Schema(
+                                type=OpenAPIType.BOOLEAN,
+                                default=False,
+                                description="Plan only (the preview).",
+                            ),
+                            "now": Schema(
+                                type=OpenAPIType.STRING,
+                                format=None,
+                                description="Run as if it were this ISO-8601 time.",
+                                examples=["2026-03-01T09:00:00Z"],
+                            ),
+                            "limit": Schema(
+                                type=OpenAPIType.INTEGER,
+                                minimum=1,
+                                description="Stop after planning this many actions.",
+                            ),
                         },
                     )
                 )

@@ -85,7 +85,9 @@ def db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's own configuration or database."""
     for name in list(os.environ):
-        if name.startswith(("FAITHFLOW_", "CRON_", "STRIPE_", "PAYSTACK_", "TWILIO_")) and name not in (
+        if name.startswith(
+            ("FAITHFLOW_", "CRON_", "STRIPE_", "PAYSTACK_", "TWILIO_")
+        ) and name not in (
             "FAITHFLOW_TEST_POSTGRES_URL",
             "FAITHFLOW_REQUIRE_POSTGRES",
         ):

@@ -106,24 +106,31 @@ def test_a_real_second_process_exits_75_while_the_first_holds_the_lock(
 ) -> None:
     """Two real processes: one holds the job's lease, the other's CLI run is skipped."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import sys, time\n"
-            "from faithflow_ops.db import Database\n"
-            "from faithflow_ops.jobs import locks\n"
-            f"db = Database.from_url({db_url!r})\n"
-            f"assert locks.acquire(db, {BACKFILL!r}, 'other-process', 600) is None\n"
-            "print('held', flush=True)\n"
-            "sys.stdin.readline()\n"
-            f"locks.release(db, {BACKFILL!r}, 'other-process')\n"
-        )],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                "from faithflow_ops.db import Database\n"
+                "from faithflow_ops.jobs import locks\n"
+                f"db = Database.from_url({db_url!r})\n"
+                f"assert locks.acquire(db, {BACKFILL!r}, 'other-process', 600) is None\n"
+                "print('held', flush=True)\n"
+                "sys.stdin.readline()\n"
+                f"locks.release(db, {BACKFILL!r}, 'other-process')\n"
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         env = {**os.environ, "FAITHFLOW_DATABASE_URL": db_url}
         faithflow = os.path.join(os.path.dirname(sys.executable), "faithflow")
-        busy = subprocess.run([faithflow, "subs", "backfill"], env=env, capture_output=True,
-                              text=True, timeout=60)
+        busy = subprocess.run(
+            [faithflow, "subs", "backfill"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert busy.returncode == 75, busy.stderr
         assert "holder other-process" in busy.stderr
     finally:
@@ -131,8 +138,13 @@ def test_a_real_second_process_exits_75_while_the_first_holds_the_lock(
         holder.stdin.write("\n")
         holder.stdin.flush()
         holder.wait(30)
-    free = subprocess.run([faithflow, "subs", "backfill", "--json"], env=env, capture_output=True,
-                          text=True, timeout=60)
+    free = subprocess.run(
+        [faithflow, "subs", "backfill", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert free.returncode == 0, free.stderr
     assert json.loads(free.stdout)["status"] == "succeeded"
 

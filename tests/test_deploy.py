@@ -14,7 +14,9 @@ def test_crontab_example_lists_every_job_at_its_schedule() -> None:
     text = (ROOT / "crontab.example").read_text()
     for spec in JOBS:
         assert f"{spec.schedule}  {spec.cli_command} --json" in text, spec.name
-    assert text == crontab_text(), "crontab.example is stale: faithflow jobs crontab > crontab.example"
+    assert text == crontab_text(), (
+        "crontab.example is stale: faithflow jobs crontab > crontab.example"
+    )
 
 
 def test_render_yaml_has_a_cron_job_per_registered_job() -> None:

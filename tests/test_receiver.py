@@ -145,8 +145,13 @@ def run_rows(db: Database) -> list[JobRun]:
         return list(session.scalars(select(JobRun).order_by(JobRun.id)))
 
 
-def post_task(url: str, body: Any = None, *, content: bytes | None = None,
-              headers: dict[str, str] | None = None) -> httpx.Response:
+def post_task(
+    url: str,
+    body: Any = None,
+    *,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     return httpx.post(
         url + FAKE.task_path,
         json=body if content is None and body is not None else None,
@@ -180,8 +185,9 @@ def test_readyz_is_503_when_the_database_is_unreachable() -> None:
     with running(app) as url:
         response = httpx.get(url + "/readyz", timeout=30)
         assert httpx.get(url + "/healthz").status_code == 200  # alive, just not ready
-        task = httpx.post(url + "/tasks/subscriptions/metadata-backfill", timeout=30,
-                          headers={"X-API-Key": KEY})
+        task = httpx.post(
+            url + "/tasks/subscriptions/metadata-backfill", timeout=30, headers={"X-API-Key": KEY}
+        )
     assert response.status_code == 503
     doc = response.json()
     assert doc["error"] == "database unreachable"
@@ -199,7 +205,9 @@ def test_docs_serve_the_openapi_ui_and_list_every_task(base_url: str) -> None:
     schema = httpx.get(base_url + "/docs/openapi.json").json()
     operation = schema["paths"][FAKE.task_path]["post"]
     assert set(operation["requestBody"]["content"]["application/json"]["schema"]["properties"]) == {
-        "dry_run", "now", "limit"
+        "dry_run",
+        "now",
+        "limit",
     }
     assert {"409", "401", "503"} <= set(operation["responses"])
 
@@ -260,8 +268,12 @@ def test_task_runs_with_a_valid_key(served: tuple[str, Database], headers: dict[
     assert [a["outcome"] for a in doc["actions"]] == ["applied"] * 3
     assert doc["actions"][0]["data"] == {"actor": "http"}
     [row] = run_rows(db)
-    assert (row.id, row.trigger, row.status, row.dry_run) == (doc["run_id"], "http", "succeeded",
-                                                               False)
+    assert (row.id, row.trigger, row.status, row.dry_run) == (
+        doc["run_id"],
+        "http",
+        "succeeded",
+        False,
+    )
 
 
 @pytest.mark.parametrize(
@@ -342,15 +354,16 @@ def test_the_api_key_is_never_logged(base_url: str) -> None:
         (b'{"limit": "10"}', "limit", "limit must be a whole number of 1 or more"),
         (b'{"limit": 2.5}', "limit", "limit must be a whole number of 1 or more"),
         (b'{"limit": true}', "limit", "limit must be a whole number of 1 or more, not true"),
-        (b'{"limit": "' + b"9" * 500 + b'"}', "limit", '9999...'),  # echoes 60 chars at most
+        (b'{"limit": "' + b"9" * 500 + b'"}', "limit", "9999..."),  # echoes 60 chars at most
         (b'{"dryRun": true}', "dryRun", "unknown field 'dryRun'; the fields are dry_run, now"),
     ],
 )
 def test_bad_body_is_400_naming_the_field(
     base_url: str, sqlite_db: Database, content: bytes, field: str | None, says: str
 ) -> None:
-    response = post_task(base_url, content=content,
-                         headers={"X-API-Key": KEY, "Content-Type": "application/json"})
+    response = post_task(
+        base_url, content=content, headers={"X-API-Key": KEY, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     doc = response.json()
     assert says in doc["error"]
@@ -380,8 +393,12 @@ def test_dry_run_is_a_preview_recorded_as_such(served: tuple[str, Database]) -> 
     assert "outcomes" not in doc
     assert all("outcome" not in a for a in doc["actions"])
     [row] = run_rows(db)
-    assert (row.dry_run, row.trigger, row.status, row.counts) == (True, "http", "succeeded",
-                                                                  {"touch": 2})
+    assert (row.dry_run, row.trigger, row.status, row.counts) == (
+        True,
+        "http",
+        "succeeded",
+        {"touch": 2},
+    )
 
 
 def test_now_in_the_body_is_the_jobs_clock(served: tuple[str, Database]) -> None:
@@ -485,8 +502,9 @@ def test_invalid_cron_override_stops_the_app_from_being_built(sqlite_db: Databas
     with pytest.raises(ConfigError, match=r"CRON_SUBSCRIPTION_METADATA_BACKFILL='61 \* \* \* \*'"):
         create_app(cfg, db=sqlite_db)
     # Without the scheduler the expression is never used, so it does not stop the receiver.
-    create_app(settings_for(str(sqlite_db.engine.url), cron_overrides=cfg.cron_overrides),
-               db=sqlite_db)
+    create_app(
+        settings_for(str(sqlite_db.engine.url), cron_overrides=cfg.cron_overrides), db=sqlite_db
+    )
 
 
 def test_database_rows_written_by_a_task_have_one_run_each(served: tuple[str, Database]) -> None:

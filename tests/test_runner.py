@@ -46,7 +46,9 @@ class SuspendSweep(Job):
         self.entered.set()
         if self.gate is not None:
             assert self.gate.wait(10)
-        for t in session.scalars(select(Tenant).where(Tenant.status == "active").order_by(Tenant.id)):
+        for t in session.scalars(
+            select(Tenant).where(Tenant.status == "active").order_by(Tenant.id)
+        ):
             if t.name.startswith(("late", "broken")):
                 yield Action("suspend", f"tenant:{t.id}", "late payer", {"id": t.id})
             elif t.name.startswith("odd"):
@@ -127,7 +129,11 @@ def test_a_failed_action_is_recorded_and_the_run_goes_on(db: Database) -> None:
     failed = [a for a in result.actions if a.outcome == "failed"]
     assert "cannot suspend a broken tenant" in (failed[0].error or "")
     # the batch failed as a whole and was retried one by one: the good ones still landed
-    assert statuses(db) == {"late one": "suspended", "broken one": "active", "late two": "suspended"}
+    assert statuses(db) == {
+        "late one": "suspended",
+        "broken one": "active",
+        "late two": "suspended",
+    }
     with db.read_session() as s:
         run = s.scalars(select(JobRun)).one()
     assert (run.status, run.failed_actions) == ("partial", 1)
@@ -228,7 +234,9 @@ def test_result_document_has_the_design_shape(db: Database) -> None:
     assert doc["now"] == "2026-03-01T09:00:00+00:00"
     assert doc["status"] == "succeeded" and doc["counts"] == {"suspend": 1}
     assert doc["actions"][0] == {
-        "kind": "suspend", "target": doc["actions"][0]["target"], "reason": "late payer",
+        "kind": "suspend",
+        "target": doc["actions"][0]["target"],
+        "reason": "late payer",
         "data": doc["actions"][0]["data"],
     }
 

@@ -54,8 +54,11 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def scheduler(env: dict[str, str] | None = None, start: str = "2026-03-01T00:00:00",
-              db: Database | None = None) -> Scheduler:
+def scheduler(
+    env: dict[str, str] | None = None,
+    start: str = "2026-03-01T00:00:00",
+    db: Database | None = None,
+) -> Scheduler:
     cfg = Settings.from_env({"FAITHFLOW_DATABASE_URL": "sqlite://", **(env or {})})
     return Scheduler.from_settings(db or Database.from_url("sqlite://"), cfg, start=at(start))
 

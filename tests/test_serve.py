@@ -70,7 +70,9 @@ def test_port_defaults_to_dollar_port_and_the_option_wins(
     assert cli("serve", "--host", "0.0.0.0").exit_code == 0
     assert cli("serve", "--port", "9001").exit_code == 0
     assert [(c["host"], c["port"]) for c in uvicorn_calls] == [
-        ("127.0.0.1", 8000), ("0.0.0.0", 10000), ("127.0.0.1", 9001)
+        ("127.0.0.1", 8000),
+        ("0.0.0.0", 10000),
+        ("127.0.0.1", 9001),
     ]
     assert all(c["log_config"] is None for c in uvicorn_calls)  # our structlog handlers
 
@@ -86,9 +88,7 @@ def test_a_bad_port_exits_2(
     assert uvicorn_calls == []
 
 
-def test_more_workers_use_the_app_factory(
-    cli: Any, uvicorn_calls: list[dict[str, Any]]
-) -> None:
+def test_more_workers_use_the_app_factory(cli: Any, uvicorn_calls: list[dict[str, Any]]) -> None:
     assert cli("serve", "--workers", "3").exit_code == 0
     [call] = uvicorn_calls
     assert (call["app"], call["factory"], call["workers"]) == ("receiver.app:app_from_env", True, 3)
@@ -123,8 +123,9 @@ def test_faithflow_serve_answers_over_http_and_stops_on_sigterm(tmp_path: Path) 
                 time.sleep(0.1)
         assert response.json() == {"status": "ok"}
         assert httpx.get(url + "/readyz").status_code == 200
-        refused = httpx.post(url + "/tasks/subscriptions/metadata-backfill",
-                             headers={"X-API-Key": "not-the-key"})
+        refused = httpx.post(
+            url + "/tasks/subscriptions/metadata-backfill", headers={"X-API-Key": "not-the-key"}
+        )
         assert refused.status_code == 401
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -52,7 +52,8 @@ def _database_problem(exc: Exception) -> str | None:
     return None
 
 
-app = typer.Typer(rich_markup_mode=None, 
+app = typer.Typer(
+    rich_markup_mode=None,
     cls=_Group,
     name="faithflow",
     help="FaithFlow Ops: preview and run the platform's scheduled jobs, and fix what they touch.",
@@ -105,8 +106,8 @@ def _register() -> None:
     for spec in JOBS:
         group = groups.get(spec.cli_group)
         if group is None:
-            group = groups[spec.cli_group] = typer.Typer(rich_markup_mode=None, 
-                help=f"{spec.cli_group} jobs.", no_args_is_help=True
+            group = groups[spec.cli_group] = typer.Typer(
+                rich_markup_mode=None, help=f"{spec.cli_group} jobs.", no_args_is_help=True
             )
         jobs.add_job_command(group, spec)
     for name, group in groups.items():

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
-from faithflow_ops.cli.jobs import NowOpt
-from faithflow_ops.cli.jobs import render_run
+from faithflow_ops.cli.jobs import NowOpt, render_run
 
 
 def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:

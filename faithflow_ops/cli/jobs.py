@@ -17,15 +17,20 @@ if TYPE_CHECKING:
     from faithflow_ops.jobs.registry import JobSpec
     from faithflow_ops.jobs.runner import RunResult
 
-app = typer.Typer(rich_markup_mode=None, help="List jobs, their schedules and their past runs; run any job by name.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="List jobs, their schedules and their past runs; run any job by name.",
+    no_args_is_help=True,
+)
 
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", "--preview", help="Plan only: print what would be done.")
 ]
 NowOpt = Annotated[
     str | None,
-    typer.Option("--now", help="Run as if it were this time (ISO-8601, e.g. 2026-03-01T09:00:00Z)."),
+    typer.Option(
+        "--now", help="Run as if it were this time (ISO-8601, e.g. 2026-03-01T09:00:00Z)."
+    ),
 ]
 LimitOpt = Annotated[
     int | None, typer.Option("--limit", min=1, help="Stop after planning this many actions.")
@@ -81,7 +86,12 @@ def execute(
     job = spec.load()
     bar = _Bar(spec.name) if output.is_terminal() and not as_json else None
     ctx = JobContext(
-        now=when, dry_run=dry_run, trigger="cli", settings=cfg, limit=limit, actor=actor(),
+        now=when,
+        dry_run=dry_run,
+        trigger="cli",
+        settings=cfg,
+        limit=limit,
+        actor=actor(),
         progress=bar,
     )
     if as_json:
@@ -261,8 +271,16 @@ def runs(
     output.table(
         ["id", "job", "trigger", "dry run", "status", "started", "counts", "error"],
         [
-            [d["id"], d["job"], d["trigger"], d["dry_run"], d["status"], d["started_at"],
-             ", ".join(f"{k}={v}" for k, v in d["counts"].items()) or "—", d["error"]]
+            [
+                d["id"],
+                d["job"],
+                d["trigger"],
+                d["dry_run"],
+                d["status"],
+                d["started_at"],
+                ", ".join(f"{k}={v}" for k, v in d["counts"].items()) or "—",
+                d["error"],
+            ]
             for d in docs
         ],
     )

@@ -7,7 +7,6 @@ fails when the file is stale or a command has no help text.
 from __future__ import annotations
 
 from collections.abc import Iterator
-
 from typing import Any
 
 import typer

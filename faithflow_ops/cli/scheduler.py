@@ -9,8 +9,11 @@ import typer
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import database, settings
 
-app = typer.Typer(rich_markup_mode=None, help="Run the internal scheduler (cron loop over the job registry).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Run the internal scheduler (cron loop over the job registry).",
+    no_args_is_help=True,
+)
 
 
 @app.command("run")

@@ -12,14 +12,22 @@ HostOpt = Annotated[
 ]
 PortOpt = Annotated[
     int,
-    typer.Option("--port", envvar="PORT", min=1, max=65535,
-                 help="Port to listen on (default: $PORT, as Render sets it, else 8000)."),
+    typer.Option(
+        "--port",
+        envvar="PORT",
+        min=1,
+        max=65535,
+        help="Port to listen on (default: $PORT, as Render sets it, else 8000).",
+    ),
 ]
 WorkersOpt = Annotated[
     int,
-    typer.Option("--workers", min=1,
-                 help="Worker processes. With ENABLE_INTERNAL_SCHEDULER=1 and more than one "
-                      "worker, the scheduler runs once, in the supervising process."),
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Worker processes. With ENABLE_INTERNAL_SCHEDULER=1 and more than one "
+        "worker, the scheduler runs once, in the supervising process.",
+    ),
 ]
 
 
@@ -59,8 +67,15 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: WorkersOpt
         os.environ["ENABLE_INTERNAL_SCHEDULER"] = "0"
     output.info(f"receiver on http://{host}:{port}, {workers} workers (API docs at /docs)")
     try:
-        uvicorn.run("receiver.app:app_from_env", factory=True, workers=workers, host=host,
-                    port=port, log_config=None, access_log=False)
+        uvicorn.run(
+            "receiver.app:app_from_env",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
     finally:
         if scheduler is not None:
             thread, stop = scheduler

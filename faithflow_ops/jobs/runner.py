@@ -210,7 +210,9 @@ def _execute(
         result.status = PARTIAL
 
 
-def _apply(db: Database, job: Job, ctx: JobContext, actions: Sequence[Action]) -> list[ActionResult]:
+def _apply(
+    db: Database, job: Job, ctx: JobContext, actions: Sequence[Action]
+) -> list[ActionResult]:
     to_apply = [a for a in actions if a.kind not in job.report_only]
     done: dict[int, Outcome] = {}
     if len(to_apply) > 1:

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from Settings (or the caller's config), never from alembic.ini."""
+"""Alembic environment: the URL comes from Settings or the caller's config, not alembic.ini."""
 
 from __future__ import annotations
 

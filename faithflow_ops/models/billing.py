@@ -105,9 +105,7 @@ class Invoice(Timestamps, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
-    subscription_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscriptions.id"), index=True
-    )
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), index=True)
     provider: Mapped[str] = mapped_column(String(16))
     provider_invoice_id: Mapped[str | None] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="open")

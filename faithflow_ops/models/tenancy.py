@@ -17,9 +17,7 @@ USER_ROLES = ("owner", "admin", "staff", "volunteer", "platform_admin", "platfor
 class Tenant(Timestamps, Base):
     __tablename__ = "tenants"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('active', 'suspended', 'archived')", name="status_known"
-        ),
+        CheckConstraint("status IN ('active', 'suspended', 'archived')", name="status_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -63,9 +61,7 @@ class TenantSecurityPolicy(Timestamps, Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), unique=True)
     mfa_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     sso_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
-    session_timeout_minutes: Mapped[int] = mapped_column(
-        Integer, default=720, server_default="720"
-    )
+    session_timeout_minutes: Mapped[int] = mapped_column(Integer, default=720, server_default="720")
     data_retention_days: Mapped[int | None] = mapped_column(Integer)
 
     tenant: Mapped[Tenant] = relationship(back_populates="security_policy")
