@@ -1,0 +1,1 @@
+"""Billing domain logic that is not a job: plans, subscriptions, provider identifiers."""
