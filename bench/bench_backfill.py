@@ -273,6 +273,7 @@ def child(url: str, mode: str) -> None:
     else:
         gc.callbacks.append(on_gc)
     t0 = time.perf_counter()
+    gc.freeze()  # as `faithflow` does at start-up (faithflow_ops.cli.main)
     result = run_job(db, spec, ctx, collect_actions=False, job=Timed())
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] if mode == "memory" else None

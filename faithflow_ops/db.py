@@ -19,6 +19,8 @@ from sqlalchemy import JSON, DateTime, Engine, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -59,6 +61,29 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class utc_now_default(FunctionElement[dt.datetime]):  # noqa: N801 - reads as SQL in DDL
+    """Server default for timestamp columns, stored exactly as UTCDateTime stores values.
+
+    On SQLite, `CURRENT_TIMESTAMP` gives `2026-03-01 09:00:00` while SQLAlchemy writes
+    `2026-03-01 09:00:00.000000`; the two compare unequal as text, so a row inserted by raw SQL
+    could never be claimed with `updated_at = :seen`. This writes microseconds on SQLite too.
+    """
+
+    type = DateTime(timezone=True)
+    name = "utc_now_default"
+    inherit_cache = True
+
+
+@compiles(utc_now_default)
+def _utc_now_default(_element: Any, _compiler: Any, **_kw: Any) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(utc_now_default, "sqlite")
+def _utc_now_default_sqlite(_element: Any, _compiler: Any, **_kw: Any) -> str:
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
 
 
 # Provider payloads and free-form metadata: JSONB on Postgres, JSON text elsewhere.

@@ -166,3 +166,49 @@ def test_every_command_has_help_and_the_reference_is_current(cli) -> None:
     assert reference.read_text() == render(), (
         "docs/cli.md is stale: python -m faithflow_ops.cli.reference > docs/cli.md"
     )
+
+
+def test_a_reader_that_goes_away_does_not_stop_the_run(db: Database, db_url: str) -> None:
+    """`faithflow subs backfill --json | head -c 100`: the output stops, the work does not."""
+    from sqlalchemy import func, select
+
+    from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
+
+    with db.session() as s:
+        tenant = Tenant(slug="grace", name="Grace")
+        plan = SubscriptionPlan(
+            code="basic", name="Basic", amount_minor=1000, currency="USD", interval="month"
+        )
+        s.add_all([tenant, plan])
+        s.flush()
+        s.add_all(
+            Subscription(
+                tenant_id=tenant.id,
+                plan_id=plan.id,
+                provider="stripe",
+                status="active",
+                metadata_={"customer": {"id": f"cus_{i:06d}abc"}, "note": "x" * 300},
+            )
+            for i in range(400)
+        )
+    faithflow = os.path.join(os.path.dirname(sys.executable), "faithflow")
+    env = {**os.environ, "FAITHFLOW_DATABASE_URL": db_url}
+    proc = subprocess.Popen(
+        [faithflow, "subs", "backfill", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.read(100).startswith(b'{"actions": [')
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+    with db.read_session() as s:
+        done = s.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.provider_customer_id.is_not(None))
+        )
+    assert done == 400

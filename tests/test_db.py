@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from faithflow_ops.db import Database
 from faithflow_ops.migrate import current_revision, head_revision, schema_diff, upgrade
@@ -68,3 +68,19 @@ def test_an_uncreatable_sqlite_folder_exits_2_naming_the_fix(cli, monkeypatch) -
     assert result.exit_code == 2
     assert "cannot create the SQLite folder /proc/nope" in result.stderr
     assert "FAITHFLOW_DATABASE_URL" in result.stderr
+
+
+def test_rows_inserted_by_raw_sql_store_timestamps_like_the_orm(db: Database) -> None:
+    """The server default keeps microseconds on SQLite, so `updated_at = :seen` claims match."""
+    with db.session() as s:
+        s.execute(text("INSERT INTO tenants (slug, name) VALUES ('raw', 'Raw SQL')"))
+    with db.read_session() as s:
+        seen = s.scalars(select(Tenant.updated_at).where(Tenant.slug == "raw")).one()
+    assert seen.tzinfo is not None
+    with db.session() as s:
+        claimed = s.execute(
+            update(Tenant)
+            .where(Tenant.slug == "raw", Tenant.updated_at == seen)
+            .values(name="claimed")
+        )
+        assert claimed.rowcount == 1

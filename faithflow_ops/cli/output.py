@@ -6,6 +6,7 @@ progress and logs go to stderr. Errors leave through `abort`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sys
@@ -126,6 +127,15 @@ def _print_table(t: Any) -> None:
     # 80 columns) so grep and less see one record per line.
     console = stdout_console()
     console.print(t, width=None if console.is_terminal else 1000)
+
+
+def silence_stdout() -> None:
+    """After the reader of stdout went away: send the rest (and Python's exit flush) nowhere."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def is_terminal() -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import MetaData, func
+from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from faithflow_ops.db import UTCDateTime, utcnow
+from faithflow_ops.db import UTCDateTime, utc_now_default, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -24,11 +24,11 @@ class Base(DeclarativeBase):
 
 class CreatedAt:
     created_at: Mapped[dt.datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, server_default=func.current_timestamp()
+        UTCDateTime(), default=utcnow, server_default=utc_now_default()
     )
 
 
 class Timestamps(CreatedAt):
     updated_at: Mapped[dt.datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+        UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=utc_now_default()
     )

@@ -45,7 +45,7 @@ def upgrade() -> None:
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
@@ -64,7 +64,7 @@ def upgrade() -> None:
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("job", name=op.f("pk_job_locks")),
@@ -90,13 +90,13 @@ def upgrade() -> None:
         sa.Column(
             "updated_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_runs")),
@@ -123,13 +123,13 @@ def upgrade() -> None:
         sa.Column(
             "updated_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.CheckConstraint(
@@ -158,13 +158,13 @@ def upgrade() -> None:
         sa.Column(
             "updated_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.CheckConstraint(
@@ -200,13 +200,13 @@ def upgrade() -> None:
         sa.Column(
             "updated_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.CheckConstraint(
@@ -247,13 +247,13 @@ def upgrade() -> None:
         sa.Column(
             "updated_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(
@@ -277,13 +277,13 @@ def upgrade() -> None:
         sa.Column(
             "updated_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.ForeignKeyConstraint(
@@ -320,13 +320,13 @@ def upgrade() -> None:
         sa.Column(
             "updated_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.Column(
             "created_at",
             faithflow_ops.db.UTCDateTime(timezone=True),
-            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            server_default=faithflow_ops.db.utc_now_default(),
             nullable=False,
         ),
         sa.CheckConstraint(
