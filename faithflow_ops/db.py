@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from faithflow_ops.errors import ConfigError
@@ -63,7 +63,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(UTC)
 
 
-class utc_now_default(FunctionElement[dt.datetime]):  # noqa: N801 - reads as SQL in DDL
+class utc_now_default(FunctionElement[dt.datetime]):  # lower case: it reads as SQL in DDL
     """Server default for timestamp columns, stored exactly as UTCDateTime stores values.
 
     On SQLite, `CURRENT_TIMESTAMP` gives `2026-03-01 09:00:00` while SQLAlchemy writes
