@@ -18,3 +18,10 @@ class ConfigError(UserError):
 
 class NotFound(UserError):
     """A tenant, plan, subscription… named by the operator does not exist."""
+
+
+def one_of(what: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value` when it is one of `choices`, else a UserError listing them."""
+    if value not in choices:
+        raise UserError(f"{what} {value!r} is not one of: {', '.join(choices)}")
+    return value

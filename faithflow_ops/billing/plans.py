@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.errors import NotFound, UserError
+from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Subscription, SubscriptionPlan
 from faithflow_ops.models.billing import PLAN_INTERVALS
 from faithflow_ops.tenancy import validation
@@ -75,12 +75,6 @@ def plan_code(value: str) -> str:
     return raw
 
 
-def plan_interval(value: str) -> str:
-    if value not in PLAN_INTERVALS:
-        raise UserError(f"interval {value!r} is not one of: {', '.join(PLAN_INTERVALS)}")
-    return value
-
-
 def plan_doc(plan: SubscriptionPlan) -> dict[str, Any]:
     doc = column_values(plan)
     doc["amount"] = format_amount(plan.amount_minor, plan.currency)
@@ -135,7 +129,7 @@ def add_plan(
         name=validation.name(name),
         amount_minor=parse_amount(amount, currency),
         currency=validation.currency(currency),
-        interval=plan_interval(interval),
+        interval=one_of("interval", interval, PLAN_INTERVALS),
         tier_rank=tier_rank,
         active=True,
         metadata_=dict(metadata or {}),

@@ -15,7 +15,7 @@ from faithflow_ops.billing import identifiers
 from faithflow_ops.billing.identifiers import Kind
 from faithflow_ops.billing.plans import format_amount, get_plan
 from faithflow_ops.db import utcnow
-from faithflow_ops.errors import NotFound, UserError
+from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Invoice, Subscription
 from faithflow_ops.models.billing import PROVIDERS, SUBSCRIPTION_STATUSES
 from faithflow_ops.tenancy.records import column_values, jsonable
@@ -30,18 +30,6 @@ _OVERDUE = ("past_due", "unpaid", "suspended")
 class Page:
     subscriptions: list[Subscription]
     total: int  # matching rows, however many were returned
-
-
-def subscription_status(value: str) -> str:
-    if value not in SUBSCRIPTION_STATUSES:
-        raise UserError(f"status {value!r} is not one of: {', '.join(SUBSCRIPTION_STATUSES)}")
-    return value
-
-
-def provider_name(value: str) -> str:
-    if value not in PROVIDERS:
-        raise UserError(f"provider {value!r} is not one of: {', '.join(PROVIDERS)}")
-    return value
 
 
 def subscription_doc(sub: Subscription) -> dict[str, Any]:
@@ -69,9 +57,9 @@ def list_subscriptions(
         raise UserError(f"limit {limit} must be 1 or more")
     conditions = []
     if status is not None:
-        conditions.append(Subscription.status == subscription_status(status))
+        conditions.append(Subscription.status == one_of("status", status, SUBSCRIPTION_STATUSES))
     if provider is not None:
-        conditions.append(Subscription.provider == provider_name(provider))
+        conditions.append(Subscription.provider == one_of("provider", provider, PROVIDERS))
     if tenant is not None:
         conditions.append(Subscription.tenant_id == get_tenant(session, tenant).id)
     total = session.scalar(select(func.count()).select_from(Subscription).where(*conditions)) or 0
@@ -139,8 +127,8 @@ def add_subscription(
 ) -> Subscription:
     """Record a subscription the provider already has (or a manual one) for a tenant."""
     now = now or utcnow()
-    status = subscription_status(status)
-    provider = provider_name(provider)
+    status = one_of("status", status, SUBSCRIPTION_STATUSES)
+    provider = one_of("provider", provider, PROVIDERS)
     provider_subscription_id = _provider_id(provider, "subscription", provider_subscription_id)
     provider_customer_id = _provider_id(provider, "customer", provider_customer_id)
     if past_due_since is not None and status not in _OVERDUE:

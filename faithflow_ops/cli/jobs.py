@@ -9,7 +9,7 @@ import typer
 
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
-from faithflow_ops.errors import UserError
+from faithflow_ops.errors import UserError, one_of
 from faithflow_ops.jobs import registry
 
 if TYPE_CHECKING:
@@ -255,9 +255,8 @@ def runs(
 
     from faithflow_ops.models import JobRun
 
-    statuses = ("running", "succeeded", "partial", "failed", "skipped")
-    if status is not None and status not in statuses:
-        raise UserError(f"--status {status!r} is not one of: {', '.join(statuses)}")
+    if status is not None:
+        one_of("--status", status, ("running", "succeeded", "partial", "failed", "skipped"))
     name = registry.get(job).name if job else None
     with database().read_session() as session:
         query = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)

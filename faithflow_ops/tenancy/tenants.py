@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.db import utcnow
-from faithflow_ops.errors import NotFound, UserError
+from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import (
     Subscription,
     SubscriptionPlan,
@@ -93,16 +93,10 @@ def list_tenants(
 ) -> list[Tenant]:
     query = select(Tenant).order_by(Tenant.slug)
     if status is not None:
-        query = query.where(Tenant.status == tenant_status(status))
+        query = query.where(Tenant.status == one_of("status", status, TENANT_STATUSES))
     if not include_deleted:
         query = query.where(Tenant.deleted_at.is_(None))
     return list(session.scalars(query))
-
-
-def tenant_status(value: str) -> str:
-    if value not in TENANT_STATUSES:
-        raise UserError(f"status {value!r} is not one of: {', '.join(TENANT_STATUSES)}")
-    return value
 
 
 def tenant_details(session: Session, tenant: Tenant) -> dict[str, Any]:
