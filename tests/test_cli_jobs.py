@@ -212,3 +212,30 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(db: Database, db_url: str
             .where(Subscription.provider_customer_id.is_not(None))
         )
     assert done == 400
+
+
+def test_the_preview_table_has_a_row_per_change_with_old_new_and_source(
+    cli, db: Database
+) -> None:
+    from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
+
+    with db.session() as s:
+        tenant = Tenant(slug="grace", name="Grace")
+        plan = SubscriptionPlan(
+            code="basic", name="Basic", amount_minor=1000, currency="USD", interval="month"
+        )
+        s.add_all([tenant, plan])
+        s.flush()
+        s.add(
+            Subscription(
+                tenant_id=tenant.id, plan_id=plan.id, provider="stripe", status="active",
+                metadata_={"stripe": {"customer": {"id": "cus_Abc123"}}},
+            )
+        )
+    result = cli("subs", "backfill", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "cus_Abc123" in line]
+    assert len(lines) == 2  # the column and the canonical metadata key
+    assert "provider_customer_id" in lines[0] and "metadata.stripe.customer.id" in lines[0]
+    assert "metadata.stripeCustomerId" in lines[1]
+    assert "would do: normalize=1" in result.stderr

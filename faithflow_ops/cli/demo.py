@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
 from faithflow_ops.cli.jobs import NowOpt, render_run
+
+if TYPE_CHECKING:
+    from faithflow_ops.jobs.base import Job
 
 
 def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
@@ -36,7 +41,7 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
         )
     else:
         for preview in previews:
-            render_run(preview, preview.actions)
+            render_run(preview, preview.actions, _loaded(preview.job))
     failed = [p.job for p in previews if p.status != "succeeded"]
     if failed:
         output.abort(f"preview failed for: {', '.join(failed)}", 1)
@@ -44,3 +49,13 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
         "next: `faithflow tenants list`, `faithflow subs list`, "
         "`faithflow jobs run <name> --dry-run`"
     )
+
+
+def _loaded(name: str) -> Job | None:
+    """The job's code for its table layout; None (plain rows) when it cannot be loaded."""
+    from faithflow_ops.jobs import registry
+
+    try:
+        return registry.get(name).load()
+    except Exception:  # the preview already reported the failure
+        return None

@@ -13,7 +13,7 @@ from faithflow_ops.errors import UserError, one_of
 from faithflow_ops.jobs import registry
 
 if TYPE_CHECKING:
-    from faithflow_ops.jobs.base import ActionResult
+    from faithflow_ops.jobs.base import ActionResult, Job
     from faithflow_ops.jobs.registry import JobSpec
     from faithflow_ops.jobs.runner import RunResult
 
@@ -108,7 +108,7 @@ def execute(
                 result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
         else:
             result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
-        render_run(result, shown)
+        render_run(result, shown, job)
     if result.status == "skipped":
         output.abort(_skipped(result), 75)
     raise typer.Exit(result.exit_code)
@@ -160,17 +160,25 @@ def _run_streaming_json(db: Any, spec: JobSpec, ctx: Any, job: Any) -> RunResult
     return result
 
 
-def render_run(result: RunResult, shown: list[ActionResult]) -> None:
-    """A run on a terminal: a table of (up to TABLE_ROWS) actions, then a counts line."""
+def render_run(result: RunResult, shown: list[ActionResult], job: Job | None = None) -> None:
+    """A run on a terminal: a table of (up to TABLE_ROWS) actions, then a counts line.
+
+    The job decides its columns and rows (`Job.table_rows`); a run adds each action's outcome.
+    """
+    from faithflow_ops.jobs.base import Job
+
+    job = job or Job()
     total = sum(result.counts.values())
     if shown:
-        columns = ["kind", "target", "reason"] + ([] if result.dry_run else ["outcome"])
+        columns = [*job.table_columns] + ([] if result.dry_run else ["outcome"])
         rows = []
         for item in shown:
-            row: list[Any] = [item.action.kind, item.action.target, item.action.reason]
-            if not result.dry_run:
-                row.append(item.outcome if not item.error else f"{item.outcome}: {item.error}")
-            rows.append(row)
+            for n, cells in enumerate(job.table_rows(item.action)):
+                row: list[Any] = list(cells)
+                if not result.dry_run:
+                    outcome = item.outcome if not item.error else f"{item.outcome}: {item.error}"
+                    row.append(outcome if n == 0 else "")
+                rows.append(row)
         mode = "preview" if result.dry_run else "run"
         output.table(columns, rows, title=f"{result.job} {mode} at {result.now.isoformat()}")
         if total > len(shown):

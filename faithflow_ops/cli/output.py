@@ -126,7 +126,11 @@ def _print_table(t: Any) -> None:
     # On a terminal Rich fits the table to the window; piped, rows stay whole (no folding at
     # 80 columns) so grep and less see one record per line.
     console = stdout_console()
-    console.print(t, width=None if console.is_terminal else 1000)
+    if not console.is_terminal:  # Rich clamps print(width=…) to the console's own width
+        from rich.console import Console
+
+        console = Console(width=1000)
+    console.print(t)
 
 
 def silence_stdout() -> None:

@@ -89,6 +89,12 @@ class Job:
     name: ClassVar[str]
     report_only: ClassVar[frozenset[str]] = frozenset()
     batch_size: ClassVar[int] = 1  # actions handed to apply_batch at once
+    # How a preview shows on a terminal: these columns, `table_rows` rows per action.
+    table_columns: ClassVar[tuple[str, ...]] = ("kind", "target", "reason")
+
+    def table_rows(self, action: Action) -> list[tuple[Any, ...]]:
+        """The rows one action shows as in a terminal table (one per change, say)."""
+        return [(action.kind, action.target, action.reason)]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         raise NotImplementedError  # pragma: no cover - abstract

@@ -46,6 +46,7 @@ from faithflow_ops.billing.identifiers import (
     Normalization,
     find_identifiers,
     normalize,
+    show,
     target_field,
 )
 from faithflow_ops.db import utcnow
@@ -80,6 +81,17 @@ class SubscriptionMetadataBackfill(Job):
     # price is that one stale row sends its whole batch through the one-by-one path.
     batch_size = 2000
     page_size = 2000  # subscriptions read per keyset page
+
+    table_columns = ("kind", "target", "field", "old", "new", "found at / why")
+
+    def table_rows(self, action: Action) -> list[tuple[Any, ...]]:
+        """A preview row per change (field, old → new, where it was found); findings as one."""
+        if action.kind == "normalize":
+            return [
+                (action.kind, action.target, c["field"], show(c["old"]), c["new"], c["source"])
+                for c in action.data["changes"]
+            ]
+        return [(action.kind, action.target, action.data.get("field"), "", "", action.reason)]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         if ctx.progress is not None:
