@@ -51,11 +51,11 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     )
 
 
-def _loaded(name: str) -> Job | None:
-    """The job's code for its table layout; None (plain rows) when it cannot be loaded."""
+def _loaded(name: str) -> type[Job] | None:
+    """The job's class for its table layout; None (plain rows) when it cannot be loaded."""
     from faithflow_ops.jobs import registry
 
     try:
-        return registry.get(name).load()
+        return type(registry.get(name).load())
     except Exception:  # the preview already reported the failure
         return None

@@ -108,7 +108,7 @@ def execute(
                 result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
         else:
             result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
-        render_run(result, shown, job)
+        render_run(result, shown, type(job))
     if result.status == "skipped":
         output.abort(_skipped(result), 75)
     raise typer.Exit(result.exit_code)
@@ -160,14 +160,17 @@ def _run_streaming_json(db: Any, spec: JobSpec, ctx: Any, job: Any) -> RunResult
     return result
 
 
-def render_run(result: RunResult, shown: list[ActionResult], job: Job | None = None) -> None:
+def render_run(
+    result: RunResult, shown: list[ActionResult], layout: type[Job] | None = None
+) -> None:
     """A run on a terminal: a table of (up to TABLE_ROWS) actions, then a counts line.
 
-    The job decides its columns and rows (`Job.table_rows`); a run adds each action's outcome.
+    The job's class decides the columns and rows (`Job.table_rows`); a run adds each action's
+    outcome.
     """
     from faithflow_ops.jobs.base import Job
 
-    job = job or Job()
+    job = layout or Job
     total = sum(result.counts.values())
     if shown:
         columns = [*job.table_columns] + ([] if result.dry_run else ["outcome"])

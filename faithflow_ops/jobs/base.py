@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
@@ -78,7 +79,7 @@ class StaleAction(Exception):
     """The row no longer matches what the plan saw: someone else applied it, or it changed."""
 
 
-class Job:
+class Job(ABC):
     """Base class of every job module's `JOB`.
 
     Subclasses set the class attributes and implement `plan` and `apply`. Kinds listed in
@@ -92,16 +93,18 @@ class Job:
     # How a preview shows on a terminal: these columns, `table_rows` rows per action.
     table_columns: ClassVar[tuple[str, ...]] = ("kind", "target", "reason")
 
-    def table_rows(self, action: Action) -> list[tuple[Any, ...]]:
+    @classmethod
+    def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
         """The rows one action shows as in a terminal table (one per change, say)."""
         return [(action.kind, action.target, action.reason)]
 
+    @abstractmethod
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Yield what the job would do now; read-only."""
 
+    @abstractmethod
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
         """Apply one action or raise StaleAction; runs inside a write transaction."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def apply_batch(
         self, session: Session, ctx: JobContext, actions: Sequence[Action]

@@ -84,7 +84,8 @@ class SubscriptionMetadataBackfill(Job):
 
     table_columns = ("kind", "target", "field", "old", "new", "found at / why")
 
-    def table_rows(self, action: Action) -> list[tuple[Any, ...]]:
+    @classmethod
+    def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
         """A preview row per change (field, old → new, where it was found); findings as one."""
         if action.kind == "normalize":
             return [
