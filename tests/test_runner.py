@@ -282,3 +282,40 @@ def test_each_run_logs_one_json_line_with_its_counts(db: Database) -> None:
     assert len(runs) == 1
     assert runs[0]["job"] == SPEC.name and runs[0]["counts"] == {"suspend": 1}
     assert runs[0]["outcomes"] == {"applied": 1} and runs[0]["status"] == "succeeded"
+
+
+def test_a_batch_applies_while_the_next_batch_is_planned(db: Database) -> None:
+    """The database works on batch N while the plan reads batch N+1; results stay in order."""
+    seed(db, *(f"late {i}" for i in range(6)))
+    overlapped: list[bool] = []
+
+    class Overlapping(SuspendSweep):
+        def __init__(self) -> None:
+            super().__init__(batch=2)
+            self.planned = 0
+            self.third_planned = threading.Event()
+
+        def plan(self, session, ctx):
+            for action in super().plan(session, ctx):
+                self.planned += 1
+                if self.planned == 3:
+                    self.third_planned.set()
+                yield action
+
+        def apply_batch(self, session, ctx, actions):
+            if not overlapped:  # the first batch waits until the plan has gone past it
+                overlapped.append(self.third_planned.wait(10))
+            return super().apply_batch(session, ctx, actions)
+
+    result = run_job(db, SPEC, ctx(), job=Overlapping())
+    assert overlapped == [True]
+    assert result.outcomes == {"applied": 6}
+    targets = [a.action.target for a in result.actions]
+    assert targets == sorted(targets, key=lambda t: int(t.split(":")[1]))
+
+
+def test_an_error_in_the_last_batch_in_flight_is_not_lost(db: Database) -> None:
+    seed(db, "late one", "late two", "broken three")
+    result = run_job(db, SPEC, ctx(), job=SuspendSweep(batch=2))
+    assert result.outcomes == {"applied": 2, "failed": 1}
+    assert result.status == "partial"

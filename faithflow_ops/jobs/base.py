@@ -84,7 +84,8 @@ class Job(ABC):
 
     Subclasses set the class attributes and implement `plan` and `apply`. Kinds listed in
     `report_only` are findings for a human (conflicts, invalid data): apply records them and
-    changes nothing.
+    changes nothing. `apply`/`apply_batch` run on a worker thread while `plan` goes on reading
+    the next batch, so they must not share mutable state with the plan.
     """
 
     name: ClassVar[str]

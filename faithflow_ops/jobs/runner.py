@@ -5,11 +5,13 @@ The CLI, the receiver and the scheduler all call `run_job`; none of them holds d
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,28 +186,48 @@ def _execute(
             on_action(item)
 
     pending: list[Action] = []
+    # Batches apply on one worker thread while the plan goes on reading: the database works
+    # on batch N while Python plans batch N+1. At most one batch is in flight, results are
+    # emitted here in plan order, and a worker's error surfaces at the next wait.
+    inflight: Future[list[ActionResult]] | None = None
 
-    def flush() -> None:
-        for item in _apply(db, job, ctx, pending):
-            emit(item)
-        pending.clear()
-        lease.tick()
+    def wait() -> None:
+        nonlocal inflight
+        if inflight is not None:
+            done, inflight = inflight, None
+            for item in done.result():
+                emit(item)
+            lease.tick()
 
-    with db.read_session() as session:
-        for n, action in enumerate(job.plan(session, ctx), start=1):
-            result.counts[action.kind] += 1
-            if ctx.dry_run:
-                emit(ActionResult(action))
-                if n % 1000 == 0:
-                    lease.tick()
-            else:
-                pending.append(action)
-                if len(pending) >= max(job.batch_size, 1):
-                    flush()
-            if ctx.limit is not None and n >= ctx.limit:
-                break
-    if pending:
-        flush()
+    def flush(pool: ThreadPoolExecutor) -> None:
+        nonlocal pending, inflight
+        wait()
+        inflight = pool.submit(_apply, db, job, ctx, pending)
+        pending = []
+
+    with ThreadPoolExecutor(1, thread_name_prefix=f"{spec.name}-apply") as pool:
+        try:
+            with db.read_session() as session:
+                for n, action in enumerate(job.plan(session, ctx), start=1):
+                    result.counts[action.kind] += 1
+                    if ctx.dry_run:
+                        emit(ActionResult(action))
+                        if n % 1000 == 0:
+                            lease.tick()
+                    else:
+                        pending.append(action)
+                        if len(pending) >= max(job.batch_size, 1):
+                            flush(pool)
+                    if ctx.limit is not None and n >= ctx.limit:
+                        break
+            if pending:
+                flush(pool)
+            wait()
+        except BaseException:
+            # The batch in flight still lands and is counted; the first error is the one raised.
+            with contextlib.suppress(Exception):
+                wait()
+            raise
     if result.outcomes.get("failed"):
         result.status = PARTIAL
 
