@@ -6,7 +6,7 @@ DEMO_DB ?= $(CURDIR)/.demo/faithflow-demo.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo test serve bench lint install clean
+.PHONY: demo test serve bench lint docs install clean
 
 $(BIN)/faithflow: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check faithflow_ops receiver
 	$(BIN)/mypy
+
+# Regenerate what is generated from the code (tests fail when these drift).
+docs: install
+	$(BIN)/python -m faithflow_ops.cli.reference > docs/cli.md
+	$(BIN)/faithflow jobs crontab > crontab.example
+	$(BIN)/faithflow jobs render-yaml > render.yaml
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache
