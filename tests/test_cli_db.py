@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers import said
 from sqlalchemy.engine import make_url
 
 from faithflow_ops.cli.common import reset_database_cache
@@ -19,10 +19,6 @@ from faithflow_ops.migrate import head_revision
 HEAD = head_revision()
 UNREACHABLE = "postgresql://root@127.0.0.1:1/test"
 
-
-def said(result: Any) -> str:
-    """stderr with Rich's line wrapping undone."""
-    return " ".join(result.stderr.split())
 
 
 @pytest.fixture

@@ -14,6 +14,26 @@ from faithflow_ops.jobs.registry import JOBS
 BACKFILL = "subscription_metadata_backfill"
 
 
+def stripe_subscriptions(db: Database, metadata: list[dict]) -> None:
+    """One tenant on one plan with an active Stripe subscription per metadata document."""
+    from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
+
+    with db.session() as s:
+        tenant = Tenant(slug="grace", name="Grace")
+        plan = SubscriptionPlan(
+            code="basic", name="Basic", amount_minor=1000, currency="USD", interval="month"
+        )
+        s.add_all([tenant, plan])
+        s.flush()
+        s.add_all(
+            Subscription(
+                tenant_id=tenant.id, plan_id=plan.id, provider="stripe", status="active",
+                metadata_=meta,
+            )
+            for meta in metadata
+        )
+
+
 def test_jobs_list_shows_every_job_with_schedule_next_run_and_paths(cli) -> None:
     result = cli("jobs", "list", "--json")
     assert result.exit_code == 0, result.stderr
@@ -172,25 +192,11 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(db: Database, db_url: str
     """`faithflow subs backfill --json | head -c 100`: the output stops, the work does not."""
     from sqlalchemy import func, select
 
-    from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
+    from faithflow_ops.models import Subscription
 
-    with db.session() as s:
-        tenant = Tenant(slug="grace", name="Grace")
-        plan = SubscriptionPlan(
-            code="basic", name="Basic", amount_minor=1000, currency="USD", interval="month"
-        )
-        s.add_all([tenant, plan])
-        s.flush()
-        s.add_all(
-            Subscription(
-                tenant_id=tenant.id,
-                plan_id=plan.id,
-                provider="stripe",
-                status="active",
-                metadata_={"customer": {"id": f"cus_{i:06d}abc"}, "note": "x" * 300},
-            )
-            for i in range(400)
-        )
+    stripe_subscriptions(
+        db, [{"customer": {"id": f"cus_{i:06d}abc"}, "note": "x" * 300} for i in range(400)]
+    )
     faithflow = os.path.join(os.path.dirname(sys.executable), "faithflow")
     env = {**os.environ, "FAITHFLOW_DATABASE_URL": db_url}
     proc = subprocess.Popen(
@@ -217,21 +223,7 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(db: Database, db_url: str
 def test_the_preview_table_has_a_row_per_change_with_old_new_and_source(
     cli, db: Database
 ) -> None:
-    from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
-
-    with db.session() as s:
-        tenant = Tenant(slug="grace", name="Grace")
-        plan = SubscriptionPlan(
-            code="basic", name="Basic", amount_minor=1000, currency="USD", interval="month"
-        )
-        s.add_all([tenant, plan])
-        s.flush()
-        s.add(
-            Subscription(
-                tenant_id=tenant.id, plan_id=plan.id, provider="stripe", status="active",
-                metadata_={"stripe": {"customer": {"id": "cus_Abc123"}}},
-            )
-        )
+    stripe_subscriptions(db, [{"stripe": {"customer": {"id": "cus_Abc123"}}}])
     result = cli("subs", "backfill", "--dry-run")
     assert result.exit_code == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if "cus_Abc123" in line]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from helpers import said
 from sqlalchemy import select
 
 from faithflow_ops.billing.plans import format_amount, parse_amount
@@ -19,10 +20,6 @@ GROWTH = (
     "--meta", "stripePriceId=price_1PGrowth", "--meta", "stripeProductId=prod_Growth",
 )  # fmt: skip
 
-
-def said(result: Any) -> str:
-    """stderr with Rich's line wrapping undone."""
-    return " ".join(result.stderr.split())
 
 
 def show(cli: Any, code: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from helpers import said
 from sqlalchemy import select, update
 
 from faithflow_ops.db import Database
@@ -19,10 +20,6 @@ SUB_FIELDS = {
     "provider_state_at", "tenant_id", "plan_id", "created_at", "updated_at",
 }  # fmt: skip
 
-
-def said(result: Any) -> str:
-    """stderr with Rich's line wrapping undone."""
-    return " ".join(result.stderr.split())
 
 
 @pytest.fixture

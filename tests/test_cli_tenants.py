@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from helpers import said
 from sqlalchemy import delete, select, update
 
 from faithflow_ops.db import Database
@@ -18,10 +19,6 @@ LAGOS = (
     "--email", "finance@grace.example", "--phone", "+2348031234567",
 )  # fmt: skip
 
-
-def said(result: Any) -> str:
-    """stderr with Rich's line wrapping undone."""
-    return " ".join(result.stderr.split())
 
 
 def show(cli: Any, slug: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import said
 from sqlalchemy import func, select
 
 from faithflow_ops.cli.common import reset_database_cache
@@ -19,10 +20,6 @@ from faithflow_ops.models.billing import SUBSCRIPTION_STATUSES
 
 NOW = "2026-03-01T09:00:00Z"
 
-
-def said(result: Any) -> str:
-    """stderr with Rich's line wrapping undone."""
-    return " ".join(result.stderr.split())
 
 
 @pytest.fixture

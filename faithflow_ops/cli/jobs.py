@@ -110,14 +110,9 @@ def execute(
             result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
         render_run(result, shown, type(job))
     if result.status == "skipped":
-        output.abort(_skipped(result), 75)
+        output.abort(result.error or "already running", 75)
     raise typer.Exit(result.exit_code)
 
-
-def _skipped(result: RunResult) -> str:
-    from faithflow_ops.jobs.runner import skipped_message
-
-    return skipped_message(result)
 
 
 def _run_streaming_json(db: Any, spec: JobSpec, ctx: Any, job: Any) -> RunResult:
