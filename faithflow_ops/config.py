@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,21 +40,44 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; set it to 1 or 0")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(
             f"{name}={raw!r} is not a whole number; set it to e.g. {default}"
         ) from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={raw!r} is below {minimum}; set it to e.g. {default}")
+    return value
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name) or ""
     return tuple(part.strip() for part in raw.replace(";", ",").split(",") if part.strip())
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
+    """Addresses or CIDR networks; `*` means every address."""
+    networks: list[IPNetwork] = []
+    for part in _list(env, name):
+        if part == "*":
+            networks += [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+            continue
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{name} holds {part!r}, which is not an IP address or network; "
+                "use e.g. 52.31.139.75,10.0.0.0/8"
+            ) from None
+    return tuple(networks)
 
 
 @dataclass(frozen=True)
@@ -63,9 +87,17 @@ class Settings:
     integration_api_key: str | None = None
     stripe_secret_key: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
-    stripe_webhook_secret: str | None = None
-    stripe_platform_webhook_secret: str | None = None
-    paystack_secret_key: str | None = None
+    # Webhook signing secrets: comma-separated lists, so a secret can rotate (old and new both
+    # verify until the old one is rolled off).
+    stripe_webhook_secrets: tuple[str, ...] = ()
+    stripe_platform_webhook_secrets: tuple[str, ...] = ()
+    stripe_webhook_tolerance: int = 300
+    # Paystack signs webhooks with the API secret key; more than one verifies during rotation,
+    # the first is the one API calls use.
+    paystack_secret_keys: tuple[str, ...] = ()
+    paystack_allowed_ips: tuple[IPNetwork, ...] = ()
+    # Proxies whose X-Forwarded-For is believed (addresses or networks); empty = none.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     paystack_api_base: str = "https://api.paystack.co"
     enable_internal_scheduler: bool = False
     cron_overrides: Mapping[str, str] = field(default_factory=dict)
@@ -121,9 +153,12 @@ class Settings:
             integration_api_key=opt("INTEGRATION_API_KEY"),
             stripe_secret_key=opt("STRIPE_SECRET_KEY"),
             stripe_api_base=opt("STRIPE_API_BASE") or cls.stripe_api_base,
-            stripe_webhook_secret=opt("STRIPE_WEBHOOK_SECRET"),
-            stripe_platform_webhook_secret=opt("STRIPE_PLATFORM_WEBHOOK_SECRET"),
-            paystack_secret_key=opt("PAYSTACK_SECRET_KEY"),
+            stripe_webhook_secrets=_list(env, "STRIPE_WEBHOOK_SECRET"),
+            stripe_platform_webhook_secrets=_list(env, "STRIPE_PLATFORM_WEBHOOK_SECRET"),
+            stripe_webhook_tolerance=_int(env, "STRIPE_WEBHOOK_TOLERANCE", 300, minimum=0),
+            paystack_secret_keys=_list(env, "PAYSTACK_SECRET_KEY"),
+            paystack_allowed_ips=_networks(env, "PAYSTACK_ALLOWED_IPS"),
+            trusted_proxies=_networks(env, "FAITHFLOW_TRUSTED_PROXIES"),
             paystack_api_base=opt("PAYSTACK_API_BASE") or cls.paystack_api_base,
             enable_internal_scheduler=_bool(env, "ENABLE_INTERNAL_SCHEDULER"),
             cron_overrides=cron,
@@ -150,6 +185,11 @@ class Settings:
         if not value:
             raise ConfigError(f"{variable} is not set; export {variable}=… and run again")
         return str(value)
+
+    @property
+    def paystack_secret_key(self) -> str | None:
+        """The key API calls use (the first of PAYSTACK_SECRET_KEY's list)."""
+        return self.paystack_secret_keys[0] if self.paystack_secret_keys else None
 
     @property
     def masked_database_url(self) -> str:

@@ -1,8 +1,9 @@
 """The receiver: `create_app(settings) -> Litestar` (DESIGN §4).
 
-Thin on purpose: health probes, metrics, the OpenAPI UI and the task routes generated from the
-job registry. Handlers are synchronous and run through Litestar's `sync_to_thread`; they call
-the same runner the CLI calls. Every error leaves as JSON `{"error": …, "detail": …}`.
+Thin on purpose: health probes, metrics, the OpenAPI UI, the provider webhooks and the task
+routes generated from the job registry. Handlers are synchronous and run through Litestar's
+`sync_to_thread`; they call the same code the CLI calls. Every error leaves as JSON
+`{"error": …, "detail": …}`.
 
 `ENABLE_INTERNAL_SCHEDULER=1` runs the scheduler in a thread for the life of the app; an
 invalid `CRON_*` expression stops `create_app` (so `faithflow serve` exits 2 before listening).
@@ -33,6 +34,7 @@ from receiver.health import first_line as _first_line
 from receiver.health import health_handlers
 from receiver.metrics import Metrics, MetricsMiddleware
 from receiver.tasks import task_handlers
+from receiver.webhooks import webhook_handlers
 
 log = structlog.get_logger("faithflow.receiver")
 
@@ -117,6 +119,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             *health_handlers(database, metrics),
+            *webhook_handlers(database, settings, metrics),
             *task_handlers(
                 jobs if jobs is not None else registry.JOBS, database, settings, counter("http")
             ),

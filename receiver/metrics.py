@@ -41,6 +41,14 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
+        self.webhooks = Counter(
+            "faithflow_webhook_deliveries",
+            "Webhook deliveries by provider, scope and result: the inbox status (applied, "
+            "ignored, unmatched, stale, failed), duplicate, or why it was refused "
+            "(bad_signature, not_json, malformed, forbidden_address, not_configured).",
+            ["provider", "scope", "result"],
+            registry=self.registry,
+        )
         self.job_runs = Counter(
             "faithflow_job_runs",
             "Job runs started through this receiver, by job, trigger and final status.",

@@ -31,7 +31,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 from faithflow_ops.jobs.runner import FAILED, SKIPPED
 
 try:
-    from litestar.params import RawBody
+    from litestar.params import RawBody as RawBody  # re-exported for receiver.webhooks
 except ImportError:  # older litestar 2.x: the reserved `body` kwarg is plain bytes
     RawBody = bytes  # type: ignore[misc,assignment]
 

@@ -114,7 +114,6 @@ def execute(
     raise typer.Exit(result.exit_code)
 
 
-
 def _run_streaming_json(db: Any, spec: JobSpec, ctx: Any, job: Any) -> RunResult:
     """Stream the job document: actions are written as they are planned, so memory stays flat
     however many there are; the summary fields follow once the run has finished."""

@@ -1,19 +1,25 @@
 """All models, imported so `Base.metadata` knows every table (Alembic reads it)."""
 
 from faithflow_ops.models.base import Base
-from faithflow_ops.models.billing import Invoice, Subscription, SubscriptionPlan
+from faithflow_ops.models.billing import Invoice, ProviderAccount, Subscription, SubscriptionPlan
 from faithflow_ops.models.ops import AuditLog, JobLock, JobRun
+from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.tenancy import Tenant, TenantSecurityPolicy, User
+from faithflow_ops.models.webhooks import WebhookEvent
 
 __all__ = [
     "AuditLog",
     "Base",
+    "Dispute",
     "Invoice",
     "JobLock",
     "JobRun",
+    "Payment",
+    "ProviderAccount",
     "Subscription",
     "SubscriptionPlan",
     "Tenant",
     "TenantSecurityPolicy",
     "User",
+    "WebhookEvent",
 ]

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     UniqueConstraint,
 )
@@ -87,8 +88,10 @@ class Subscription(Timestamps, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONType, default=dict, server_default="{}"
     )
-    # When the provider last told us this subscription's state (webhooks apply newer only).
+    # When the provider last told us this subscription's state, and the rank of that event
+    # type at that instant (webhooks apply an event only when (time, rank) is not older).
     provider_state_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    provider_state_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
     tenant: Mapped[Tenant] = relationship()
     plan: Mapped[SubscriptionPlan] = relationship()
@@ -120,3 +123,24 @@ class Invoice(Timestamps, Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONType, default=dict, server_default="{}"
     )
+    provider_state_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    provider_state_rank: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+
+
+class ProviderAccount(Timestamps, Base):
+    """A provider-side id that belongs to a tenant: the platform's customer for that church
+    (`cus_…`, `CUS_…`), its Stripe Connect account (`acct_…`) or its Paystack subaccount
+    (`ACCT_…`). Webhooks resolve the tenant of an event through these rows."""
+
+    __tablename__ = "provider_accounts"
+    __table_args__ = (
+        UniqueConstraint("provider", "kind", "external_id"),
+        CheckConstraint("kind IN ('customer', 'connect_account', 'subaccount')", name="kind_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(100))  # "cli:…", "webhook:evt_…"

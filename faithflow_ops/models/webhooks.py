@@ -1,0 +1,61 @@
+"""The webhook inbox: every verified delivery, one row per event (DESIGN §4)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from faithflow_ops.db import JSONType, UTCDateTime
+from faithflow_ops.models.base import Base, Timestamps
+
+WEBHOOK_SCOPES = ("platform", "tenant")
+# A delivery is stored and handled in one transaction, so every row has a final status;
+# `failed` rows keep the error and are retried by redelivery or `faithflow webhooks replay`.
+WEBHOOK_STATUSES = ("applied", "ignored", "unmatched", "stale", "failed")
+
+
+class WebhookEvent(Timestamps, Base):
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        # The idempotency key: one row per event however often it is delivered.
+        UniqueConstraint("provider", "scope", "event_key"),
+        CheckConstraint("scope IN ('platform', 'tenant')", name="scope_known"),
+        CheckConstraint(
+            "status IN ('applied', 'ignored', 'unmatched', 'stale', 'failed')",
+            name="status_known",
+        ),
+        # webhooks list (newest first) and webhooks replay --failed / --unmatched
+        Index("ix_webhook_events_status_received", "status", "first_received_at"),
+        Index("ix_webhook_events_first_received_at", "first_received_at"),
+        # linking a customer re-drives that customer's unmatched events (webhooks.service)
+        Index(
+            "ix_webhook_events_unmatched_customer",
+            "provider",
+            "customer_ref",
+            postgresql_where=text("status = 'unmatched'"),
+            sqlite_where=text("status = 'unmatched'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(16))
+    event_key: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(100))
+    object_id: Mapped[str | None] = mapped_column(String(128))
+    customer_ref: Mapped[str | None] = mapped_column(String(128))
+    account_ref: Mapped[str | None] = mapped_column(String(128))
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
+    occurred_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16))
+    delivery_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    first_received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # What handling did ("subscription 12: active -> past_due"), for `webhooks show`.
+    outcome: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)

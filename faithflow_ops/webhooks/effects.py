@@ -1,0 +1,311 @@
+"""The writes webhook handlers share: who the tenant is, whether an event is newer than the
+state already stored, and the subscription, invoice, payment and dispute changes.
+
+Order safety: each object stores the time and rank of the event that last set its state
+(`provider_state_at`, `provider_state_rank`). An event is applied only when its
+(time, rank) is not older; the rank breaks ties inside one second (Stripe times are whole
+seconds): a creation ranks lowest, a terminal event (deleted, paid, closed) highest, so
+`created` never undoes `deleted` and `finalized` never undoes `paid`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.db import upsert_insert
+from faithflow_ops.models import (
+    Dispute,
+    Invoice,
+    Payment,
+    ProviderAccount,
+    Subscription,
+    SubscriptionPlan,
+    Tenant,
+)
+from faithflow_ops.tenancy.records import jsonable
+from faithflow_ops.tenancy.tenants import reactivate_tenant
+from faithflow_ops.webhooks.events import InboundEvent
+
+NON_PAYMENT = "non_payment"  # the suspension reason `subs automate` writes
+OPEN_INVOICE_STATUSES = ("draft", "open")
+
+
+@dataclass
+class Outcome:
+    """What handling an event did; `status` is the inbox status it leaves."""
+
+    status: str  # applied | ignored | unmatched | stale
+    detail: str
+    tenant_id: int | None = None
+    # Customer ids this event linked to a tenant: their unmatched events are handled next.
+    linked_customers: list[str] = field(default_factory=list)
+
+
+def applied(detail: str, tenant_id: int | None = None) -> Outcome:
+    return Outcome("applied", detail, tenant_id)
+
+
+def ignored(detail: str) -> Outcome:
+    return Outcome("ignored", detail)
+
+
+def unmatched(detail: str) -> Outcome:
+    return Outcome("unmatched", detail)
+
+
+def stale(detail: str, tenant_id: int | None = None) -> Outcome:
+    return Outcome("stale", detail, tenant_id)
+
+
+def actor(event: InboundEvent) -> str:
+    return f"webhook:{event.provider}:{event.key}"[:200]
+
+
+# ---------------------------------------------------------------------------------------------
+# Order
+
+
+class Ordered(Protocol):
+    provider_state_at: dt.datetime | None
+    provider_state_rank: int
+
+
+def is_current(row: Ordered, at: dt.datetime | None, rank: int) -> bool:
+    """True when an event at (at, rank) is not older than the state stored on `row`."""
+    if row.provider_state_at is None or at is None:
+        return True
+    return (at, rank) >= (row.provider_state_at, row.provider_state_rank)
+
+
+def stamp(row: Ordered, at: dt.datetime | None, rank: int) -> None:
+    if at is not None:
+        row.provider_state_at, row.provider_state_rank = at, rank
+
+
+# ---------------------------------------------------------------------------------------------
+# Who is it about
+
+
+def tenant_by_ref(session: Session, ref: object) -> Tenant | None:
+    """A tenant named by slug or numeric id (checkout's client_reference_id, metadata.tenant)."""
+    if isinstance(ref, int) and not isinstance(ref, bool):
+        return session.get(Tenant, ref)
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    text = ref.strip()
+    if text.isdigit():
+        found = session.get(Tenant, int(text))
+        if found is not None:
+            return found
+    return session.scalar(select(Tenant).where(Tenant.slug == text))
+
+
+def tenant_for_external(session: Session, provider: str, kind: str, ref: str | None) -> int | None:
+    """The tenant a provider-side id belongs to (provider_accounts, then subscriptions)."""
+    if not ref:
+        return None
+    tenant_id = session.scalar(
+        select(ProviderAccount.tenant_id).where(
+            ProviderAccount.provider == provider,
+            ProviderAccount.kind == kind,
+            ProviderAccount.external_id == ref,
+        )
+    )
+    if tenant_id is None and kind == "customer":
+        tenant_id = session.scalar(
+            select(Subscription.tenant_id)
+            .where(Subscription.provider == provider, Subscription.provider_customer_id == ref)
+            .limit(1)
+        )
+    return tenant_id
+
+
+def link_account(
+    session: Session, tenant_id: int, provider: str, kind: str, external_id: str, source: str
+) -> int:
+    """Record that `external_id` belongs to the tenant (insert-or-nothing); returns the owner,
+    which is another tenant when the id was already linked elsewhere."""
+    stmt = (
+        upsert_insert(session.get_bind().dialect.name, ProviderAccount)
+        .values(
+            tenant_id=tenant_id,
+            provider=provider,
+            kind=kind,
+            external_id=external_id,
+            source=source[:100],
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "kind", "external_id"])
+    )
+    session.execute(stmt)
+    owner = session.scalar(
+        select(ProviderAccount.tenant_id).where(
+            ProviderAccount.provider == provider,
+            ProviderAccount.kind == kind,
+            ProviderAccount.external_id == external_id,
+        )
+    )
+    assert owner is not None
+    return owner
+
+
+def plan_by_meta(session: Session, key: str, value: str | None) -> SubscriptionPlan | None:
+    """The plan whose metadata `key` (stripePriceId, paystackPlanCode) equals `value`."""
+    if not value:
+        return None
+    for plan in session.scalars(select(SubscriptionPlan).order_by(SubscriptionPlan.id)):
+        if (plan.metadata_ or {}).get(key) == value:
+            return plan
+    return None
+
+
+def subscription_by_provider_id(
+    session: Session, provider: str, provider_subscription_id: str | None
+) -> Subscription | None:
+    if not provider_subscription_id:
+        return None
+    return session.scalar(
+        select(Subscription)
+        .where(
+            Subscription.provider == provider,
+            Subscription.provider_subscription_id == provider_subscription_id,
+        )
+        .with_for_update()
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Subscription state
+
+
+_SUB_FIELDS = ("status", "past_due_since", "cancel_at_period_end", "canceled_at", "plan_id")
+
+
+def _sub_state(sub: Subscription) -> dict[str, Any]:
+    return jsonable({name: getattr(sub, name) for name in _SUB_FIELDS})
+
+
+def set_subscription_status(
+    session: Session, sub: Subscription, status: str, at: dt.datetime, event: InboundEvent
+) -> list[str]:
+    """Move a subscription to `status` with the rules every provider shares; returns notes.
+
+    past_due: `past_due_since` is set when it starts and kept while it lasts. active/trialing:
+    the past-due clock stops and a tenant suspended for non-payment is reactivated at once.
+    canceled: `canceled_at` is set once.
+    """
+    notes: list[str] = []
+    before = _sub_state(sub)
+    if status != sub.status:
+        notes.append(f"subscription {sub.id}: {sub.status} -> {status}")
+    sub.status = status
+    if status in ("past_due", "unpaid"):
+        if sub.past_due_since is None:
+            sub.past_due_since = at
+    elif status in ("active", "trialing"):
+        sub.past_due_since = None
+    if status == "canceled" and sub.canceled_at is None:
+        sub.canceled_at = at
+    after = _sub_state(sub)
+    if after != before:
+        session.flush()
+        audit.record(
+            session,
+            actor=actor(event),
+            action="subscription.webhook_update",
+            entity_type="subscription",
+            entity_id=sub.id,
+            tenant_id=sub.tenant_id,
+            before=before,
+            after=after,
+        )
+    if status in ("active", "trialing"):
+        notes += reactivate_if_suspended_for_non_payment(session, sub.tenant_id, event)
+    return notes
+
+
+def reactivate_if_suspended_for_non_payment(
+    session: Session, tenant_id: int, event: InboundEvent
+) -> list[str]:
+    tenant = session.get(Tenant, tenant_id)
+    if (
+        tenant is None
+        or tenant.status != "suspended"
+        or tenant.suspension_reason != NON_PAYMENT
+        or tenant.deleted_at is not None
+    ):
+        return []
+    reactivate_tenant(session, tenant.slug, actor=actor(event))
+    return [f"tenant {tenant.slug} reactivated (was suspended for non-payment)"]
+
+
+def open_invoice_count(session: Session, sub: Subscription) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Invoice)
+            .where(Invoice.subscription_id == sub.id, Invoice.status.in_(OPEN_INVOICE_STATUSES))
+        )
+        or 0
+    )
+
+
+def settle_if_paid(
+    session: Session, sub: Subscription, at: dt.datetime, event: InboundEvent
+) -> list[str]:
+    """A payment that settles every open invoice returns an overdue subscription to active."""
+    if sub.status not in ("past_due", "unpaid", "suspended", "incomplete"):
+        return []
+    remaining = open_invoice_count(session, sub)
+    if remaining:
+        return [f"subscription {sub.id} still has {remaining} open invoice(s)"]
+    return set_subscription_status(session, sub, "active", at, event)
+
+
+# ---------------------------------------------------------------------------------------------
+# Invoices, payments, disputes
+
+
+def get_or_new(session: Session, model: Any, **key: Any) -> tuple[Any, bool]:
+    """The row with this natural key, locked for the transaction, or a new unsaved one."""
+    conditions = [getattr(model, name) == value for name, value in key.items()]
+    row = session.scalar(select(model).where(*conditions).with_for_update())
+    if row is not None:
+        return row, False
+    return model(**key), True
+
+
+def invoice_for(session: Session, provider: str, invoice_id: str) -> tuple[Invoice, bool]:
+    row, new = get_or_new(session, Invoice, provider=provider, provider_invoice_id=invoice_id)
+    return row, new
+
+
+def payment_for(session: Session, provider: str, payment_id: str) -> tuple[Payment, bool]:
+    row, new = get_or_new(session, Payment, provider=provider, provider_payment_id=payment_id)
+    return row, new
+
+
+def dispute_for(session: Session, provider: str, dispute_id: str) -> tuple[Dispute, bool]:
+    row, new = get_or_new(session, Dispute, provider=provider, provider_dispute_id=dispute_id)
+    return row, new
+
+
+def timestamp(value: object) -> dt.datetime | None:
+    """Stripe's epoch seconds → aware UTC."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return None
+
+
+def minor(value: object) -> int:
+    """An amount in minor units as sent (integers); anything else counts as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def currency(value: object, default: str = "USD") -> str:
+    return value.upper()[:3] if isinstance(value, str) and len(value) == 3 else default

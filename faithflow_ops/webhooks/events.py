@@ -1,0 +1,224 @@
+"""A verified delivery's body → `InboundEvent`: what the inbox stores and the handlers read.
+
+Idempotency keys (`event_key`, unique per provider and scope):
+
+- Stripe: the event's own `id` (`evt_…`). Stripe sends the same id on every retry.
+- Paystack sends no event id, so the key is built from what the event says about its object:
+  the event name, the object's own identifiers (`id`, `reference`, `subscription_code`,
+  `invoice_code`, `customer_code` — for `subscription.expiring_cards`, each listed
+  subscription's code and card expiry), its `status` (and `paid` for invoices) and the
+  object's own last-change time (`updatedAt`, `paid_at`, `resolvedAt`, … when present). A
+  retry repeats the body, so it maps to the same key; a change of state (a new status, a new
+  payment time) is a different event and gets a different key. Keys longer than 255
+  characters are shortened to the event name and a SHA-256 of the full key. A body with none
+  of those fields falls back to the SHA-256 of its canonical JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from faithflow_ops.billing.identifiers import check
+
+KEY_MAX = 255
+
+# The object's own identifiers, in key order.
+_PAYSTACK_ID_FIELDS = ("id", "reference", "subscription_code", "invoice_code", "customer_code")
+_PAYSTACK_STATE_FIELDS = ("status", "paid")
+# The object's own time of last change, most specific first.
+_PAYSTACK_TIME_FIELDS = (
+    "updatedAt",
+    "updated_at",
+    "resolvedAt",
+    "resolved_at",
+    "paid_at",
+    "paidAt",
+    "createdAt",
+    "created_at",
+)
+
+
+class MalformedEvent(ValueError):
+    """A verified body that is not an event of the provider's documented shape."""
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    provider: str  # stripe | paystack
+    scope: str  # platform | tenant
+    key: str
+    type: str
+    object: Any  # Stripe: data.object; Paystack: data (a list for expiring_cards)
+    object_id: str | None
+    customer_ref: str | None  # canonical provider customer id, when the event names one
+    account_ref: str | None  # Stripe Connect account / Paystack subaccount code
+    occurred_at: dt.datetime | None  # the provider's time for this state of the object
+    payload: dict[str, Any]
+
+
+def parse(provider: str, scope: str, payload: object) -> InboundEvent:
+    if not isinstance(payload, dict):
+        raise MalformedEvent(f"a {provider} event is a JSON object, not a {type(payload).__name__}")
+    if provider == "stripe":
+        return _stripe(scope, payload)
+    return _paystack(scope, payload)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def canonical_customer(provider: str, raw: object) -> str | None:
+    """A customer id as `subs backfill` writes it (trimmed, validated), or None."""
+    if isinstance(raw, dict):  # Paystack nests the customer object
+        raw = raw.get("customer_code")
+    return check(provider, "customer", raw).value if raw is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Stripe
+
+
+def _stripe(scope: str, payload: dict[str, Any]) -> InboundEvent:
+    event_id = _text(payload.get("id"))
+    event_type = _text(payload.get("type"))
+    created = payload.get("created")
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    missing = [
+        name
+        for name, ok in (
+            ("id", event_id),
+            ("type", event_type),
+            ("created", isinstance(created, int) and not isinstance(created, bool)),
+            ("data.object", isinstance(obj, dict)),
+        )
+        if not ok
+    ]
+    if missing:
+        raise MalformedEvent(f"not a Stripe event: missing or wrong {', '.join(missing)}")
+    assert event_id and event_type and isinstance(obj, dict) and isinstance(created, int)
+    if len(event_id) > KEY_MAX:
+        raise MalformedEvent(f"Stripe event id is longer than {KEY_MAX} characters")
+    object_id = _text(obj.get("id"))
+    if obj.get("object") == "customer":
+        customer = canonical_customer("stripe", object_id)
+    else:
+        customer = canonical_customer("stripe", obj.get("customer"))
+    return InboundEvent(
+        provider="stripe",
+        scope=scope,
+        key=event_id,
+        type=event_type,
+        object=obj,
+        object_id=object_id,
+        customer_ref=customer,
+        account_ref=_text(payload.get("account")),
+        occurred_at=dt.datetime.fromtimestamp(created, dt.UTC),
+        payload=payload,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Paystack
+
+
+def _paystack(scope: str, payload: dict[str, Any]) -> InboundEvent:
+    event_type = _text(payload.get("event"))
+    data = payload.get("data")
+    if not event_type or not isinstance(data, dict | list):
+        raise MalformedEvent("not a Paystack event: it needs an `event` name and a `data` object")
+    first = data if isinstance(data, dict) else (data[0] if data else {})
+    if not isinstance(first, dict):
+        raise MalformedEvent("not a Paystack event: `data` holds something other than objects")
+    object_id = None
+    for name in ("subscription_code", "invoice_code", "reference", "id"):
+        value = first.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            object_id = str(value)
+            break
+    subaccount = first.get("subaccount")
+    if not isinstance(subaccount, dict):  # disputes nest it in the transaction
+        transaction = first.get("transaction")
+        subaccount = transaction.get("subaccount") if isinstance(transaction, dict) else None
+    account = _text(subaccount.get("subaccount_code")) if isinstance(subaccount, dict) else None
+    return InboundEvent(
+        provider="paystack",
+        scope=scope,
+        key=paystack_event_key(event_type, data),
+        type=event_type,
+        object=data,
+        object_id=object_id,
+        customer_ref=canonical_customer("paystack", first.get("customer")),
+        account_ref=account,
+        occurred_at=_paystack_time(first),
+        payload=payload,
+    )
+
+
+def _scalar(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int) and value != "":
+        return str(value)
+    return None
+
+
+def _key_parts(obj: dict[str, Any]) -> list[str]:
+    parts = []
+    for name in (*_PAYSTACK_ID_FIELDS, *_PAYSTACK_STATE_FIELDS):
+        value = _scalar(obj.get(name))
+        if value is not None:
+            parts.append(f"{name}={value}")
+    for name in _PAYSTACK_TIME_FIELDS:
+        value = _scalar(obj.get(name))
+        if value is not None:
+            parts.append(f"{name}={value}")
+            break
+    return parts
+
+
+def paystack_event_key(event: str, data: object) -> str:
+    """The stable key of a Paystack event (the rule is in this module's docstring)."""
+    parts: list[str] = []
+    if isinstance(data, dict):
+        parts = _key_parts(data)
+    elif isinstance(data, list):  # subscription.expiring_cards: one entry per subscription
+        entries = []
+        for entry in data:
+            if not isinstance(entry, dict):
+                continue
+            sub = entry.get("subscription")
+            code = _scalar(sub.get("subscription_code")) if isinstance(sub, dict) else None
+            entries.append(f"{code}@{_scalar(entry.get('expiry_date'))}")
+        parts = sorted(entries)
+    if not parts:
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        return f"{event}:sha256={hashlib.sha256(canonical.encode()).hexdigest()}"
+    key = ":".join([event, *parts])
+    if len(key) > KEY_MAX:
+        return f"{event}:sha256={hashlib.sha256(key.encode()).hexdigest()}"
+    return key
+
+
+def parse_time(value: object) -> dt.datetime | None:
+    """Paystack's ISO-8601 times (`2026-03-01T09:00:00.000Z`) → aware UTC; None if absent/bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _paystack_time(obj: dict[str, Any]) -> dt.datetime | None:
+    for name in _PAYSTACK_TIME_FIELDS:
+        parsed = parse_time(obj.get(name))
+        if parsed is not None:
+            return parsed
+    return None

@@ -1,0 +1,273 @@
+"""The inbox: store a verified delivery once, then handle it once, in one transaction.
+
+`receive` is the whole webhook path after verification, and `replay` runs the very same
+handling for a stored event (operators, `--failed`, `--unmatched`):
+
+1. `INSERT … ON CONFLICT (provider, scope, event_key) DO UPDATE SET delivery_count + 1`
+   — never check-then-insert. On Postgres a concurrent delivery of the same event waits on
+   this row's lock until the first transaction ends, then sees its final status; on SQLite
+   `BEGIN IMMEDIATE` serialises writers. So twenty concurrent deliveries apply once.
+2. A row already `applied`, `ignored` or `stale` is a duplicate: answered 200, nothing done.
+   `unmatched` and `failed` rows are handled again (their tenant may be linked now, our bug
+   may be fixed).
+3. The handler runs inside a savepoint. If it raises, its writes are undone, the row is kept
+   as `failed` with the error, and the receiver answers 500 so the provider retries. If the
+   database itself fails, nothing is stored and the receiver answers 503.
+4. When an event links a customer to a tenant (checkout), that customer's `unmatched` events
+   are handled right after, in the same transaction: order of arrival does not matter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from faithflow_ops.db import Database, upsert_insert, utcnow
+from faithflow_ops.errors import NotFound, UserError
+from faithflow_ops.models import WebhookEvent
+from faithflow_ops.webhooks import effects, events
+from faithflow_ops.webhooks.effects import Outcome
+from faithflow_ops.webhooks.events import InboundEvent
+
+log = structlog.get_logger("faithflow.webhooks")
+
+DONE = frozenset({"applied", "ignored", "stale"})  # a redelivery changes nothing
+RETRIED = frozenset({"unmatched", "failed"})  # a redelivery or replay handles it again
+
+Handler = Callable[[Session, InboundEvent], Outcome]
+
+
+def _routes(provider: str) -> dict[str, dict[str, Handler]]:
+    if provider == "stripe":
+        from faithflow_ops.webhooks.stripe import HANDLERS
+    else:
+        from faithflow_ops.webhooks.paystack import HANDLERS
+    return HANDLERS
+
+
+def handler_for(event: InboundEvent) -> Handler | None:
+    return _routes(event.provider)[event.scope].get(event.type)
+
+
+def handled_types(provider: str, scope: str) -> list[str]:
+    """Event types the `provider` endpoint of `scope` acts on (others are stored as ignored)."""
+    return sorted(_routes(provider)[scope])
+
+
+@dataclass(frozen=True)
+class Received:
+    """What happened to one delivery (or replay): the JSON the receiver answers with."""
+
+    id: int
+    event_key: str
+    type: str
+    status: str
+    duplicate: bool
+    delivery_count: int
+    detail: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "event_key": self.event_key,
+            "type": self.type,
+            "status": self.status,
+            "duplicate": self.duplicate,
+            "delivery_count": self.delivery_count,
+            "detail": self.detail,
+        }
+
+
+def receive(db: Database, event: InboundEvent, *, now: dt.datetime | None = None) -> Received:
+    """Store one verified delivery and handle it unless it is a duplicate."""
+    now = now or utcnow()
+    with db.session() as session:
+        row_id, status, count = _record(session, event, now)
+        if status in DONE:
+            return Received(row_id, event.key, event.type, status, True, count, None)
+        return _handle(session, row_id, event, now, count)
+
+
+def _record(session: Session, event: InboundEvent, now: dt.datetime) -> tuple[int, str, int]:
+    table = WebhookEvent.__table__
+    stmt = upsert_insert(session.get_bind().dialect.name, table).values(
+        provider=event.provider,
+        scope=event.scope,
+        event_key=event.key,
+        event_type=event.type[:100],
+        object_id=(event.object_id or "")[:128] or None,
+        customer_ref=event.customer_ref,
+        account_ref=(event.account_ref or "")[:128] or None,
+        occurred_at=event.occurred_at,
+        payload=event.payload,
+        status="failed",  # replaced before this transaction commits
+        last_error="not handled yet",
+        delivery_count=1,
+        first_received_at=now,
+        last_received_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["provider", "scope", "event_key"],
+        set_={
+            "delivery_count": table.c.delivery_count + 1,
+            "last_received_at": now,
+            "updated_at": now,
+        },
+    ).returning(table.c.id, table.c.status, table.c.delivery_count)
+    row = session.execute(stmt).one()
+    return int(row.id), str(row.status), int(row.delivery_count)
+
+
+def _run_handler(session: Session, event: InboundEvent) -> Outcome:
+    handler = handler_for(event)
+    if handler is None:
+        return effects.ignored(f"{event.type} is not handled on the {event.scope} endpoint")
+    with session.begin_nested():
+        return handler(session, event)
+
+
+def _handle(
+    session: Session,
+    row_id: int,
+    event: InboundEvent,
+    now: dt.datetime,
+    count: int,
+    *,
+    redrive: bool = True,
+) -> Received:
+    values: dict[str, Any]
+    try:
+        outcome = _run_handler(session, event)
+    except (OperationalError, DBAPIError) as exc:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise  # the database itself: nothing is stored, the receiver answers 503
+        outcome = None
+        error = f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}"
+    except Exception as exc:  # our bug: keep the delivery and the error for replay
+        outcome = None
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("webhook handler failed", event_key=event.key, type=event.type, exc_info=exc)
+    if outcome is None:
+        values = {"status": "failed", "last_error": error[:2000], "outcome": None}
+    else:
+        values = {
+            "status": outcome.status,
+            "outcome": outcome.detail[:2000],
+            "last_error": None,
+            "tenant_id": outcome.tenant_id,
+        }
+        if outcome.status == "applied":
+            values["applied_at"] = now
+    values["updated_at"] = now
+    session.execute(update(WebhookEvent).where(WebhookEvent.id == row_id).values(**values))
+    if outcome is not None and redrive:
+        for customer in outcome.linked_customers:
+            _redrive_customer(session, event, customer, now)
+    detail = values.get("outcome") or values.get("last_error")
+    return Received(row_id, event.key, event.type, values["status"], False, count, detail)
+
+
+def _redrive_customer(
+    session: Session, cause: InboundEvent, customer: str, now: dt.datetime
+) -> None:
+    rows = session.scalars(
+        select(WebhookEvent)
+        .where(
+            WebhookEvent.provider == cause.provider,
+            WebhookEvent.customer_ref == customer,
+            WebhookEvent.status == "unmatched",
+        )
+        .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
+    ).all()
+    for row in rows:
+        result = _handle(session, row.id, stored_event(row), now, row.delivery_count, redrive=False)
+        log.info("unmatched event handled after link", id=row.id, status=result.status)
+
+
+def stored_event(row: WebhookEvent) -> InboundEvent:
+    """Rebuild the InboundEvent from a stored row (the same parser as a live delivery)."""
+    return events.parse(row.provider, row.scope, row.payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# Replay
+
+
+class _DryRun(Exception):
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+def replay(
+    db: Database, event_id: int, *, dry_run: bool = False, now: dt.datetime | None = None
+) -> Received:
+    """Handle a stored event again through the live path. Events already applied, ignored or
+    stale are left alone (a replay never applies anything twice)."""
+    now = now or utcnow()
+    with db.session() as session:
+        row = session.scalar(
+            select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()
+        )
+        if row is None:
+            raise NotFound(f"no webhook event {event_id}; see `faithflow webhooks list`")
+        if row.status in DONE:
+            return Received(
+                row.id,
+                row.event_key,
+                row.event_type,
+                row.status,
+                True,
+                row.delivery_count,
+                f"already {row.status}; nothing to replay",
+            )
+        try:
+            event = stored_event(row)
+        except events.MalformedEvent as exc:
+            raise UserError(f"webhook event {event_id} cannot be parsed: {exc}") from None
+        if not dry_run:
+            return _handle(session, row.id, event, now, row.delivery_count)
+        try:
+            with session.begin_nested():
+                raise _DryRun(_run_handler(session, event))
+        except _DryRun as would:
+            outcome = would.outcome
+        except Exception as exc:
+            return Received(
+                row.id,
+                row.event_key,
+                row.event_type,
+                "failed",
+                False,
+                row.delivery_count,
+                f"would fail: {type(exc).__name__}: {exc}",
+            )
+        return Received(
+            row.id,
+            row.event_key,
+            row.event_type,
+            outcome.status,
+            False,
+            row.delivery_count,
+            f"would be {outcome.status}: {outcome.detail}",
+        )
+
+
+def ids_with_status(db: Database, statuses: Sequence[str], limit: int | None = None) -> list[int]:
+    with db.read_session() as session:
+        query = (
+            select(WebhookEvent.id)
+            .where(WebhookEvent.status.in_(statuses))
+            .order_by(WebhookEvent.first_received_at, WebhookEvent.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return list(session.scalars(query))

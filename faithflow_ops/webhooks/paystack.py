@@ -1,0 +1,392 @@
+"""Paystack event handlers. Platform scope: FaithFlow's subscriptions on Paystack (subscription,
+invoice, subscription charge and dispute events). Tenant scope: payments a church takes
+through its subaccount (or naming it in `metadata.tenant`), written to `payments` and
+`disputes`. Paystack events have no event time: an object's own `updatedAt`/`paid_at`/
+`createdAt` orders them (see `events`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from faithflow_ops.db import utcnow
+from faithflow_ops.models import Invoice, Payment, Subscription, SubscriptionPlan
+from faithflow_ops.webhooks import effects as fx
+from faithflow_ops.webhooks.effects import Outcome
+from faithflow_ops.webhooks.events import InboundEvent, parse_time
+
+Handler = Callable[[Session, InboundEvent], Outcome]
+
+_SUB_STATUS = {
+    "active": "active",
+    "non-renewing": "active",
+    "attention": "past_due",
+    "complete": "canceled",
+    "completed": "canceled",
+    "cancelled": "canceled",
+    "canceled": "canceled",
+}
+
+
+def _at(event: InboundEvent) -> dt.datetime | None:
+    return event.occurred_at
+
+
+def _dict(value: object) -> dict[str, Any]:
+    if isinstance(value, str):  # Paystack sends metadata as a JSON string from some clients
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _tenant_for_customer(session: Session, event: InboundEvent) -> int | None:
+    return fx.tenant_for_external(session, "paystack", "customer", event.customer_ref)
+
+
+def _no_customer(event: InboundEvent) -> Outcome:
+    return fx.unmatched(
+        f"customer {event.customer_ref!r} is not linked to a tenant; `faithflow tenants link "
+        f"SLUG {event.customer_ref or 'CUS_…'}` links it, then `faithflow webhooks replay`"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Platform: subscriptions
+
+
+def subscription_event(session: Session, event: InboundEvent) -> Outcome:
+    data = event.object
+    at, rank = _at(event), RANKS[event.type]
+    code = _text(data.get("subscription_code"))
+    sub = fx.subscription_by_provider_id(session, "paystack", code)
+    plan_code = _text(_dict(data.get("plan")).get("plan_code"))
+    notes: list[str] = []
+    if sub is None:
+        tenant_id = _tenant_for_customer(session, event)
+        if tenant_id is None:
+            return _no_customer(event)
+        plan = fx.plan_by_meta(session, "paystackPlanCode", plan_code)
+        if plan is None:
+            return fx.unmatched(
+                f"no plan has paystackPlanCode {plan_code!r}; set it with `faithflow plans "
+                f"set-meta CODE paystackPlanCode={plan_code}`, then `faithflow webhooks replay`"
+            )
+        sub = Subscription(
+            tenant_id=tenant_id,
+            plan_id=plan.id,
+            provider="paystack",
+            provider_subscription_id=code,
+            provider_customer_id=event.customer_ref,
+            status="incomplete",
+            metadata_={},
+        )
+        session.add(sub)
+        session.flush()
+        notes.append(f"subscription {sub.id} recorded for {code}")
+    elif not fx.is_current(sub, at, rank):
+        return fx.stale(f"subscription {sub.id} already holds newer state", sub.tenant_id)
+    raw_status = str(data.get("status") or "")
+    if event.type == "subscription.disable":
+        status = "canceled"
+    else:
+        status = _SUB_STATUS.get(raw_status, sub.status)
+    sub.cancel_at_period_end = event.type == "subscription.not_renew" or raw_status == (
+        "non-renewing"
+    )
+    next_payment = parse_time(data.get("next_payment_date"))
+    if next_payment is not None:
+        sub.current_period_end = next_payment
+    if event.customer_ref and not sub.provider_customer_id:
+        sub.provider_customer_id = event.customer_ref
+    meta = dict(sub.metadata_ or {})
+    token = _text(data.get("email_token"))
+    if token and "paystackEmailToken" not in meta:
+        meta["paystackEmailToken"] = token  # the manage-subscription link needs it
+        sub.metadata_ = meta
+    notes += fx.set_subscription_status(session, sub, status, at or utcnow(), event)
+    fx.stamp(sub, at, rank)
+    return fx.applied("; ".join(notes) or f"subscription {sub.id} up to date", sub.tenant_id)
+
+
+def expiring_cards(session: Session, event: InboundEvent) -> Outcome:
+    """Record each listed subscription's card expiry (`paystackCardExpiry`) for dunning."""
+    notes = []
+    tenant_id = None
+    for entry in event.object if isinstance(event.object, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        code = _text(_dict(entry.get("subscription")).get("subscription_code"))
+        sub = fx.subscription_by_provider_id(session, "paystack", code)
+        expiry = _text(entry.get("expiry_date"))
+        if sub is None or expiry is None:
+            notes.append(f"{code}: not recorded here")
+            continue
+        tenant_id = sub.tenant_id
+        sub.metadata_ = {**(sub.metadata_ or {}), "paystackCardExpiry": expiry}
+        notes.append(f"subscription {sub.id}: card expires {expiry}")
+    if tenant_id is None:
+        return fx.unmatched("none of the listed subscriptions is recorded: " + "; ".join(notes))
+    return fx.applied("; ".join(notes), tenant_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Platform: invoices and subscription charges
+
+
+def invoice_event(session: Session, event: InboundEvent) -> Outcome:
+    data = event.object
+    at, rank = _at(event), RANKS[event.type]
+    code = _text(data.get("invoice_code"))
+    sub_code = _text(_dict(data.get("subscription")).get("subscription_code"))
+    sub = fx.subscription_by_provider_id(session, "paystack", sub_code)
+    if sub is None or code is None:
+        return fx.unmatched(f"invoice {code}: subscription {sub_code!r} is not recorded yet")
+    invoice, new = fx.invoice_for(session, "paystack", code)
+    if not new and not fx.is_current(invoice, at, rank):
+        return fx.stale(f"invoice {invoice.id} already holds newer state", sub.tenant_id)
+    paid = data.get("paid") is True or data.get("status") == "success"
+    before = None if new else invoice.status
+    transaction = _dict(data.get("transaction"))
+    plan = session.get(SubscriptionPlan, sub.plan_id)
+    invoice.tenant_id = sub.tenant_id
+    invoice.subscription_id = sub.id
+    invoice.status = "paid" if paid else "open"
+    invoice.amount_due_minor = fx.minor(data.get("amount"))
+    invoice.amount_paid_minor = invoice.amount_due_minor if paid else 0
+    invoice.currency = fx.currency(
+        transaction.get("currency") or data.get("currency"), plan.currency if plan else "NGN"
+    )
+    invoice.period_start = parse_time(data.get("period_start"))
+    invoice.period_end = parse_time(data.get("period_end"))
+    invoice.paid_at = parse_time(data.get("paid_at")) if paid else None
+    reference = _text(transaction.get("reference"))
+    if reference:
+        invoice.metadata_ = {**(invoice.metadata_ or {}), "paystackReference": reference}
+    fx.stamp(invoice, at, rank)
+    if new:
+        session.add(invoice)
+    session.flush()
+    notes = [
+        f"invoice {invoice.id} recorded as {invoice.status}"
+        if before is None
+        else f"invoice {invoice.id}: {before} -> {invoice.status}"
+    ]
+    when = at or utcnow()
+    if event.type == "invoice.payment_failed" and not paid:
+        if fx.is_current(sub, at, 1):
+            notes += fx.set_subscription_status(session, sub, "past_due", when, event)
+            fx.stamp(sub, at, 1)
+        else:
+            notes.append(f"subscription {sub.id} holds newer state; left as {sub.status}")
+    elif paid:
+        notes += fx.settle_if_paid(session, sub, when, event)
+    return fx.applied("; ".join(notes), sub.tenant_id)
+
+
+def _subscription_for_charge(
+    session: Session, event: InboundEvent, plan_code: str
+) -> Subscription | None:
+    tenant_id = _tenant_for_customer(session, event)
+    if tenant_id is None:
+        return None
+    for sub in session.scalars(
+        select(Subscription)
+        .where(Subscription.tenant_id == tenant_id, Subscription.provider == "paystack")
+        .order_by(Subscription.id.desc())
+        .with_for_update()
+    ):
+        plan = session.get(SubscriptionPlan, sub.plan_id)
+        if plan is not None and (plan.metadata_ or {}).get("paystackPlanCode") == plan_code:
+            return sub
+    return None
+
+
+def platform_charge(session: Session, event: InboundEvent) -> Outcome:
+    """`charge.success` with a plan: a subscription payment. It pays the subscription's open
+    invoices it covers (oldest first) and settles the subscription when none is left open."""
+    data = event.object
+    plan_code = _text(_dict(data.get("plan")).get("plan_code"))
+    if not plan_code:
+        return fx.ignored("a charge without a plan is not a subscription payment")
+    sub = _subscription_for_charge(session, event, plan_code)
+    if sub is None:
+        if _tenant_for_customer(session, event) is None:
+            return _no_customer(event)
+        return fx.unmatched(f"the tenant has no Paystack subscription on plan {plan_code}")
+    at = _at(event) or utcnow()
+    remaining = fx.minor(data.get("amount"))
+    notes = []
+    for invoice in session.scalars(
+        select(Invoice)
+        .where(Invoice.subscription_id == sub.id, Invoice.status.in_(fx.OPEN_INVOICE_STATUSES))
+        .order_by(Invoice.id)
+        .with_for_update()
+    ):
+        if invoice.amount_due_minor > remaining:
+            break
+        remaining -= invoice.amount_due_minor
+        invoice.status, invoice.amount_paid_minor = "paid", invoice.amount_due_minor
+        invoice.paid_at = parse_time(data.get("paid_at")) or at
+        notes.append(f"invoice {invoice.id}: open -> paid")
+    session.flush()
+    notes += fx.settle_if_paid(session, sub, at, event)
+    return fx.applied("; ".join(notes) or f"subscription {sub.id}: nothing owed", sub.tenant_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tenant scope: payments; both scopes: disputes
+
+
+def _subaccount_tenant(session: Session, event: InboundEvent) -> int | None:
+    tenant_id = fx.tenant_for_external(session, "paystack", "subaccount", event.account_ref)
+    if tenant_id is None:
+        data = event.object if isinstance(event.object, dict) else {}
+        meta = _dict(data.get("metadata")) or _dict(_dict(data.get("transaction")).get("metadata"))
+        tenant = fx.tenant_by_ref(session, meta.get("tenant"))
+        tenant_id = tenant.id if tenant else None
+    return tenant_id
+
+
+def _no_subaccount(event: InboundEvent) -> Outcome:
+    return fx.unmatched(
+        f"subaccount {event.account_ref!r} is not linked to a tenant and metadata.tenant is "
+        f"not set; `faithflow tenants link SLUG {event.account_ref or 'ACCT_…'}` links it"
+    )
+
+
+def tenant_charge(session: Session, event: InboundEvent) -> Outcome:
+    data = event.object
+    at, rank = _at(event), RANKS[event.type]
+    tenant_id = _subaccount_tenant(session, event)
+    if tenant_id is None:
+        return _no_subaccount(event)
+    reference = _text(data.get("reference"))
+    if reference is None:
+        return fx.ignored("charge without a reference")
+    payment, new = fx.payment_for(session, "paystack", reference)
+    if not new and not fx.is_current(payment, at, rank):
+        return fx.stale(f"payment {payment.id} already holds newer state", tenant_id)
+    meta = _dict(data.get("metadata"))
+    customer = _dict(data.get("customer"))
+    payment.tenant_id = tenant_id
+    payment.status = "succeeded" if data.get("status") == "success" else "failed"
+    payment.provider_charge_id = str(data["id"]) if data.get("id") is not None else None
+    payment.amount_minor = fx.minor(data.get("amount"))
+    payment.currency = fx.currency(data.get("currency"), "NGN")
+    payment.purpose = str(meta["purpose"])[:64] if meta.get("purpose") else payment.purpose
+    email = customer.get("email")
+    payment.payer_email = email[:320] if isinstance(email, str) else payment.payer_email
+    payment.paid_at = parse_time(data.get("paid_at")) if payment.status == "succeeded" else None
+    payment.metadata_ = meta
+    fx.stamp(payment, at, rank)
+    if new:
+        session.add(payment)
+    session.flush()
+    return fx.applied(f"payment {payment.id}: {payment.status}", tenant_id)
+
+
+def dispute_event(session: Session, event: InboundEvent) -> Outcome:
+    data = event.object
+    at, rank = _at(event), RANKS[event.type]
+    transaction = _dict(data.get("transaction"))
+    reference = _text(transaction.get("reference"))
+    payment_id = invoice_id = None
+    if event.scope == "tenant":
+        tenant_id = _subaccount_tenant(session, event)
+        if tenant_id is None:
+            return _no_subaccount(event)
+        payment_id = session.scalar(
+            select(Payment.id).where(
+                Payment.provider == "paystack", Payment.provider_payment_id == reference
+            )
+        )
+    else:
+        row = session.execute(
+            select(Invoice.id, Invoice.tenant_id).where(
+                Invoice.provider == "paystack",
+                Invoice.metadata_["paystackReference"].as_string() == reference,
+            )
+        ).first()
+        if row is not None:
+            invoice_id, tenant_id = row
+        else:
+            found = _tenant_for_customer(session, event)
+            if found is None:
+                return _no_customer(event)
+            tenant_id = found
+    dispute, new = fx.dispute_for(session, "paystack", str(event.object_id))
+    if not new and not fx.is_current(dispute, at, rank):
+        return fx.stale(f"dispute {dispute.id} already holds newer state", tenant_id)
+    before = None if new else dispute.status
+    dispute.tenant_id = tenant_id
+    dispute.scope = event.scope
+    dispute.charge_ref = reference
+    dispute.payment_id = payment_id or dispute.payment_id
+    dispute.invoice_id = invoice_id or dispute.invoice_id
+    dispute.amount_minor = fx.minor(data.get("refund_amount")) or fx.minor(
+        transaction.get("amount")
+    )
+    dispute.currency = fx.currency(data.get("currency") or transaction.get("currency"), "NGN")
+    dispute.reason = _text(data.get("category"))
+    dispute.status = str(data.get("status") or "awaiting-merchant-feedback")[:64]
+    dispute.evidence_due_by = parse_time(data.get("dueAt"))
+    if event.type == "charge.dispute.resolve":
+        dispute.closed_at = parse_time(data.get("resolvedAt")) or at or utcnow()
+        if data.get("resolution"):
+            dispute.metadata_ = {**(dispute.metadata_ or {}), "resolution": data["resolution"]}
+    fx.stamp(dispute, at, rank)
+    if new:
+        session.add(dispute)
+    session.flush()
+    change = "opened" if before is None else f"{before} -> {dispute.status}"
+    return fx.applied(f"dispute {dispute.id} ({event.scope}): {change}", tenant_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing
+
+
+RANKS: dict[str, int] = {
+    "subscription.create": 0,
+    "subscription.not_renew": 1,
+    "subscription.expiring_cards": 1,
+    "subscription.disable": 2,
+    "invoice.create": 0,
+    "invoice.update": 1,
+    "invoice.payment_failed": 1,
+    "charge.success": 2,
+    "charge.dispute.create": 0,
+    "charge.dispute.remind": 1,
+    "charge.dispute.resolve": 2,
+}
+
+PLATFORM: dict[str, Handler] = {
+    "subscription.create": subscription_event,
+    "subscription.not_renew": subscription_event,
+    "subscription.disable": subscription_event,
+    "subscription.expiring_cards": expiring_cards,
+    "invoice.create": invoice_event,
+    "invoice.update": invoice_event,
+    "invoice.payment_failed": invoice_event,
+    "charge.success": platform_charge,
+    **{f"charge.dispute.{verb}": dispute_event for verb in ("create", "remind", "resolve")},
+}
+
+TENANT: dict[str, Handler] = {
+    "charge.success": tenant_charge,
+    **{f"charge.dispute.{verb}": dispute_event for verb in ("create", "remind", "resolve")},
+}
+
+HANDLERS = {"platform": PLATFORM, "tenant": TENANT}

@@ -1,0 +1,512 @@
+"""Stripe event handlers. Platform scope: FaithFlow billing its tenants (checkout, subscriptions,
+invoices, the customer, disputes). Tenant scope: payments a church takes on its Connect
+account (`account` on the event), written to `payments` and `disputes`.
+
+Each handler reads the event's object snapshot and returns an `Outcome`; none calls Stripe.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.models import Invoice, Payment, Subscription, SubscriptionPlan, Tenant
+from faithflow_ops.webhooks import effects as fx
+from faithflow_ops.webhooks.effects import Outcome
+from faithflow_ops.webhooks.events import InboundEvent, canonical_customer
+
+Handler = Callable[[Session, InboundEvent], Outcome]
+
+_STATUS = {
+    "incomplete": "incomplete",
+    "incomplete_expired": "canceled",
+    "trialing": "trialing",
+    "active": "active",
+    "past_due": "past_due",
+    "unpaid": "unpaid",
+    "canceled": "canceled",
+    "paused": "suspended",
+}
+
+
+def _at(event: InboundEvent) -> dt.datetime:
+    assert event.occurred_at is not None  # every Stripe event has `created`
+    return event.occurred_at
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _id(value: object) -> str | None:
+    """An id field that may be expanded into its object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Platform: checkout and subscriptions
+
+
+def checkout_completed(session: Session, event: InboundEvent) -> Outcome:
+    obj = event.object
+    ref = obj.get("client_reference_id") or _meta(obj).get("tenant")
+    tenant = fx.tenant_by_ref(session, ref)
+    if tenant is None:
+        named = f"names tenant {ref!r}, which does not exist" if ref else "names no tenant"
+        return fx.unmatched(
+            f"checkout session {event.object_id} {named} (client_reference_id or "
+            "metadata.tenant); add or fix the tenant, then `faithflow webhooks replay`"
+        )
+    notes = []
+    linked = []
+    customer = canonical_customer("stripe", _id(obj.get("customer")))
+    if customer:
+        owner = fx.link_account(session, tenant.id, "stripe", "customer", customer, fx.actor(event))
+        if owner != tenant.id:
+            return fx.unmatched(
+                f"customer {customer} is already linked to tenant {owner}, not {tenant.slug}; "
+                "a human must decide which church it belongs to"
+            )
+        notes.append(f"customer {customer} linked to tenant {tenant.slug}")
+        linked.append(customer)
+    sub_id = _id(obj.get("subscription"))
+    if sub_id:
+        sub = fx.subscription_by_provider_id(session, "stripe", sub_id)
+        if sub is None:
+            plan = None
+            plan_ref = _meta(obj).get("plan")
+            if isinstance(plan_ref, str):
+                plan = session.scalar(
+                    select(SubscriptionPlan).where(SubscriptionPlan.code == plan_ref)
+                )
+            if plan is not None:
+                sub = Subscription(
+                    tenant_id=tenant.id,
+                    plan_id=plan.id,
+                    provider="stripe",
+                    provider_subscription_id=sub_id,
+                    provider_customer_id=customer,
+                    status="incomplete",
+                    metadata_={},
+                )
+                session.add(sub)
+                session.flush()
+                notes.append(f"subscription {sub.id} recorded for {sub_id} (plan {plan.code})")
+            else:
+                notes.append(f"{sub_id} will be recorded by its customer.subscription event")
+        elif sub.tenant_id != tenant.id:
+            return fx.unmatched(
+                f"{sub_id} is recorded for tenant {sub.tenant_id}, not {tenant.slug}; "
+                "a human must decide which church it belongs to"
+            )
+        elif customer and not sub.provider_customer_id:
+            sub.provider_customer_id = customer
+            notes.append(f"subscription {sub.id}: customer {customer}")
+    outcome = fx.applied("; ".join(notes) or "nothing to link", tenant.id)
+    outcome.linked_customers = linked
+    return outcome
+
+
+def _price_id(obj: dict[str, Any]) -> str | None:
+    items = obj.get("items")
+    data = items.get("data") if isinstance(items, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        return _id(data[0].get("price")) or _id(data[0].get("plan"))
+    return _id(obj.get("plan"))
+
+
+def _period(obj: dict[str, Any], name: str) -> dt.datetime | None:
+    """current_period_* moved from the subscription to its items in 2025 API versions."""
+    value = fx.timestamp(obj.get(name))
+    if value is None:
+        items = obj.get("items")
+        data = items.get("data") if isinstance(items, dict) else None
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            value = fx.timestamp(data[0].get(name))
+    return value
+
+
+def subscription_event(session: Session, event: InboundEvent) -> Outcome:
+    obj = event.object
+    at, rank = _at(event), RANKS[event.type]
+    sub = fx.subscription_by_provider_id(session, "stripe", event.object_id)
+    notes: list[str] = []
+    price = _price_id(obj)
+    plan = fx.plan_by_meta(session, "stripePriceId", price)
+    customer = canonical_customer("stripe", _id(obj.get("customer")))
+    if sub is None:
+        tenant = fx.tenant_by_ref(session, _meta(obj).get("tenant"))
+        tenant_id = (
+            tenant.id if tenant else fx.tenant_for_external(session, "stripe", "customer", customer)
+        )
+        if tenant_id is None:
+            return fx.unmatched(
+                f"no tenant for {event.object_id}: customer {customer} is not linked and "
+                "metadata.tenant is not set; `faithflow tenants link SLUG "
+                f"{customer or 'cus_…'}` (or the checkout event) links it"
+            )
+        if plan is None:
+            return fx.unmatched(
+                f"no plan has stripePriceId {price!r}; set it with `faithflow plans set-meta "
+                f"CODE stripePriceId={price}`, then `faithflow webhooks replay`"
+            )
+        sub = Subscription(
+            tenant_id=tenant_id,
+            plan_id=plan.id,
+            provider="stripe",
+            provider_subscription_id=event.object_id,
+            provider_customer_id=customer,
+            status="incomplete",
+            metadata_={},
+        )
+        session.add(sub)
+        session.flush()
+        notes.append(f"subscription {sub.id} recorded for {event.object_id}")
+    elif not fx.is_current(sub, at, rank):
+        return fx.stale(
+            f"subscription {sub.id} already holds state from "
+            f"{sub.provider_state_at.isoformat() if sub.provider_state_at else '?'}",
+            sub.tenant_id,
+        )
+    if plan is not None and plan.id != sub.plan_id:
+        notes.append(f"subscription {sub.id}: plan {sub.plan_id} -> {plan.id}")
+        sub.plan_id = plan.id
+    if customer and not sub.provider_customer_id:
+        sub.provider_customer_id = customer
+    sub.trial_end = fx.timestamp(obj.get("trial_end"))
+    sub.current_period_start = _period(obj, "current_period_start") or sub.current_period_start
+    sub.current_period_end = _period(obj, "current_period_end") or sub.current_period_end
+    sub.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
+    status = (
+        "canceled"
+        if event.type.endswith(".deleted")
+        else _STATUS.get(str(obj.get("status")), sub.status)
+    )
+    if status == "canceled":
+        sub.canceled_at = fx.timestamp(obj.get("canceled_at")) or sub.canceled_at or at
+    notes += fx.set_subscription_status(session, sub, status, at, event)
+    if event.type.endswith("trial_will_end") and sub.trial_end:
+        notes.append(f"trial ends {sub.trial_end.isoformat()}")
+    fx.stamp(sub, at, rank)
+    return fx.applied("; ".join(notes) or f"subscription {sub.id} up to date", sub.tenant_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Platform: invoices
+
+
+def _invoice_subscription_id(obj: dict[str, Any]) -> str | None:
+    found = _id(obj.get("subscription"))
+    if found:
+        return found
+    parent = obj.get("parent")  # 2025 API versions
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    return _id(details.get("subscription")) if isinstance(details, dict) else None
+
+
+_PAST_DUE_EVENTS = ("invoice.payment_failed", "invoice.payment_action_required")
+_SETTLING_EVENTS = ("invoice.paid", "invoice.payment_succeeded", "invoice.voided")
+
+
+def invoice_event(session: Session, event: InboundEvent) -> Outcome:
+    obj = event.object
+    at, rank = _at(event), RANKS[event.type]
+    sub = fx.subscription_by_provider_id(session, "stripe", _invoice_subscription_id(obj))
+    tenant_id = (
+        sub.tenant_id
+        if sub
+        else fx.tenant_for_external(session, "stripe", "customer", event.customer_ref)
+    )
+    if tenant_id is None or event.object_id is None:
+        return fx.unmatched(
+            f"invoice {event.object_id}: no recorded subscription and customer "
+            f"{event.customer_ref} is not linked to a tenant"
+        )
+    invoice, new = fx.invoice_for(session, "stripe", event.object_id)
+    notes = []
+    if not new and not fx.is_current(invoice, at, rank):
+        return fx.stale(f"invoice {invoice.id} already holds newer state", tenant_id)
+    status = str(obj.get("status") or "open")
+    if event.type in ("invoice.paid", "invoice.payment_succeeded"):
+        status = "paid"
+    elif event.type == "invoice.voided":
+        status = "void"
+    elif event.type == "invoice.marked_uncollectible":
+        status = "uncollectible"
+    if status not in ("draft", "open", "paid", "uncollectible", "void"):
+        status = "open"
+    before = None if new else invoice.status
+    invoice.tenant_id = tenant_id
+    invoice.subscription_id = sub.id if sub else invoice.subscription_id
+    invoice.status = status
+    invoice.amount_due_minor = fx.minor(obj.get("amount_due"))
+    invoice.amount_paid_minor = fx.minor(obj.get("amount_paid"))
+    invoice.currency = fx.currency(obj.get("currency"))
+    invoice.period_start = fx.timestamp(obj.get("period_start"))
+    invoice.period_end = fx.timestamp(obj.get("period_end"))
+    invoice.due_at = fx.timestamp(obj.get("due_date"))
+    transitions = obj.get("status_transitions")
+    if isinstance(transitions, dict):
+        invoice.paid_at = fx.timestamp(transitions.get("paid_at")) or invoice.paid_at
+    if status == "paid" and invoice.paid_at is None:
+        invoice.paid_at = at
+    if isinstance(obj.get("hosted_invoice_url"), str):
+        invoice.hosted_invoice_url = obj["hosted_invoice_url"][:1000]
+    meta = dict(invoice.metadata_ or {})
+    for key, field in (("stripeChargeId", "charge"), ("stripePaymentIntentId", "payment_intent")):
+        if _id(obj.get(field)):
+            meta[key] = _id(obj.get(field))
+    invoice.metadata_ = meta
+    fx.stamp(invoice, at, rank)
+    if new:
+        session.add(invoice)
+    session.flush()
+    notes.append(
+        f"invoice {invoice.id} recorded as {status}"
+        if before is None
+        else f"invoice {invoice.id}: {before} -> {status}"
+    )
+    if sub is not None:
+        if event.type in _PAST_DUE_EVENTS:
+            if fx.is_current(sub, at, 1):
+                notes += fx.set_subscription_status(session, sub, "past_due", at, event)
+                fx.stamp(sub, at, 1)
+            else:
+                notes.append(f"subscription {sub.id} holds newer state; left as {sub.status}")
+        elif event.type in _SETTLING_EVENTS:
+            notes += fx.settle_if_paid(session, sub, at, event)
+    return fx.applied("; ".join(notes), tenant_id)
+
+
+def customer_updated(session: Session, event: InboundEvent) -> Outcome:
+    obj = event.object
+    tenant_id = fx.tenant_for_external(session, "stripe", "customer", event.customer_ref)
+    if tenant_id is None:
+        return fx.unmatched(f"customer {event.customer_ref} is not linked to a tenant")
+    tenant = session.get(Tenant, tenant_id)
+    assert tenant is not None
+    email = obj.get("email")
+    if isinstance(email, str) and email.strip() and email.strip() != tenant.billing_email:
+        before = {"billing_email": tenant.billing_email}
+        tenant.billing_email = email.strip()[:320]
+        audit.record(
+            session,
+            actor=fx.actor(event),
+            action="tenant.billing_email",
+            entity_type="tenant",
+            entity_id=tenant.id,
+            tenant_id=tenant.id,
+            before=before,
+            after={"billing_email": tenant.billing_email},
+        )
+        return fx.applied(f"tenant {tenant.slug}: billing email updated", tenant.id)
+    return fx.applied(f"tenant {tenant.slug}: nothing changed", tenant.id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Disputes (both scopes) and tenant-scope payments
+
+
+def _connect_tenant(session: Session, event: InboundEvent) -> int | None:
+    tenant_id = fx.tenant_for_external(session, "stripe", "connect_account", event.account_ref)
+    if tenant_id is None:
+        tenant = fx.tenant_by_ref(session, _meta(event.object).get("tenant"))
+        tenant_id = tenant.id if tenant else None
+    return tenant_id
+
+
+def _no_connect_tenant(event: InboundEvent) -> Outcome:
+    return fx.unmatched(
+        f"Connect account {event.account_ref!r} is not linked to a tenant; "
+        f"`faithflow tenants link SLUG {event.account_ref or 'acct_…'}` links it"
+    )
+
+
+def dispute_event(session: Session, event: InboundEvent) -> Outcome:
+    obj = event.object
+    at, rank = _at(event), RANKS[event.type]
+    charge = _id(obj.get("charge"))
+    payment_id = invoice_id = None
+    if event.scope == "tenant":
+        tenant_id = _connect_tenant(session, event)
+        if tenant_id is None:
+            return _no_connect_tenant(event)
+        payment_id = session.scalar(
+            select(Payment.id).where(
+                Payment.provider == "stripe", Payment.provider_charge_id == charge
+            )
+        )
+    else:
+        row = session.execute(
+            select(Invoice.id, Invoice.tenant_id).where(
+                Invoice.provider == "stripe",
+                Invoice.metadata_["stripeChargeId"].as_string() == charge,
+            )
+        ).first()
+        if row is not None:
+            invoice_id, tenant_id = row
+        else:
+            tenant = fx.tenant_by_ref(session, _meta(obj).get("tenant"))
+            if tenant is None:
+                return fx.unmatched(
+                    f"dispute {event.object_id}: no invoice paid by charge {charge} is recorded"
+                )
+            tenant_id = tenant.id
+    dispute, new = fx.dispute_for(session, "stripe", str(event.object_id))
+    if not new and not fx.is_current(dispute, at, rank):
+        return fx.stale(f"dispute {dispute.id} already holds newer state", tenant_id)
+    before = None if new else dispute.status
+    dispute.tenant_id = tenant_id
+    dispute.scope = event.scope
+    dispute.charge_ref = charge
+    dispute.payment_id = payment_id or dispute.payment_id
+    dispute.invoice_id = invoice_id or dispute.invoice_id
+    dispute.amount_minor = fx.minor(obj.get("amount"))
+    dispute.currency = fx.currency(obj.get("currency"))
+    dispute.reason = str(obj.get("reason") or "")[:100] or None
+    dispute.status = str(obj.get("status") or "needs_response")[:64]
+    details = obj.get("evidence_details")
+    if isinstance(details, dict):
+        dispute.evidence_due_by = fx.timestamp(details.get("due_by"))
+    if event.type == "charge.dispute.closed":
+        dispute.closed_at = dispute.closed_at or at
+    fx.stamp(dispute, at, rank)
+    if new:
+        session.add(dispute)
+    session.flush()
+    change = "opened" if before is None else f"{before} -> {dispute.status}"
+    return fx.applied(f"dispute {dispute.id} ({event.scope}): {change}", tenant_id)
+
+
+_PAYMENT_STATUS = {
+    "payment_intent.processing": "pending",
+    "payment_intent.succeeded": "succeeded",
+    "payment_intent.payment_failed": "failed",
+    "payment_intent.canceled": "canceled",
+}
+
+
+def payment_intent_event(session: Session, event: InboundEvent) -> Outcome:
+    obj = event.object
+    at, rank = _at(event), RANKS[event.type]
+    tenant_id = _connect_tenant(session, event)
+    if tenant_id is None:
+        return _no_connect_tenant(event)
+    payment, new = fx.payment_for(session, "stripe", str(event.object_id))
+    if not new and not fx.is_current(payment, at, rank):
+        return fx.stale(f"payment {payment.id} already holds newer state", tenant_id)
+    meta = _meta(obj)
+    payment.tenant_id = tenant_id
+    payment.status = _PAYMENT_STATUS[event.type]
+    payment.provider_charge_id = _id(obj.get("latest_charge")) or payment.provider_charge_id
+    payment.amount_minor = fx.minor(obj.get("amount_received")) or fx.minor(obj.get("amount"))
+    payment.currency = fx.currency(obj.get("currency"))
+    payment.purpose = str(meta.get("purpose"))[:64] if meta.get("purpose") else payment.purpose
+    email = obj.get("receipt_email")
+    payment.payer_email = email[:320] if isinstance(email, str) else payment.payer_email
+    if payment.status == "succeeded":
+        payment.paid_at = payment.paid_at or at
+    error = obj.get("last_payment_error")
+    if isinstance(error, dict) and error.get("message"):
+        payment.failure_reason = str(error["message"])[:500]
+    payment.metadata_ = meta
+    fx.stamp(payment, at, rank)
+    if new:
+        session.add(payment)
+    session.flush()
+    return fx.applied(f"payment {payment.id}: {payment.status}", tenant_id)
+
+
+def charge_refunded(session: Session, event: InboundEvent) -> Outcome:
+    obj = event.object
+    at, rank = _at(event), RANKS[event.type]
+    tenant_id = _connect_tenant(session, event)
+    if tenant_id is None:
+        return _no_connect_tenant(event)
+    payment = session.scalar(
+        select(Payment)
+        .where(
+            Payment.provider == "stripe",
+            (Payment.provider_charge_id == event.object_id)
+            | (Payment.provider_payment_id == _id(obj.get("payment_intent"))),
+        )
+        .with_for_update()
+    )
+    if payment is None:
+        return fx.unmatched(f"charge {event.object_id}: its payment is not recorded yet")
+    if not fx.is_current(payment, at, rank):
+        return fx.stale(f"payment {payment.id} already holds newer state", tenant_id)
+    refunded = fx.minor(obj.get("amount_refunded"))
+    payment.amount_refunded_minor = refunded
+    payment.status = "refunded" if refunded >= payment.amount_minor else "partially_refunded"
+    fx.stamp(payment, at, rank)
+    return fx.applied(f"payment {payment.id}: {payment.status} ({refunded})", tenant_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing: (handler, rank) per event type and scope
+
+
+RANKS: dict[str, int] = {
+    "checkout.session.completed": 1,
+    "customer.subscription.created": 0,
+    "customer.subscription.updated": 1,
+    "customer.subscription.trial_will_end": 1,
+    "customer.subscription.deleted": 2,
+    "invoice.created": 0,
+    "invoice.finalized": 1,
+    "invoice.payment_failed": 1,
+    "invoice.payment_action_required": 1,
+    "invoice.paid": 2,
+    "invoice.payment_succeeded": 2,
+    "invoice.voided": 3,
+    "invoice.marked_uncollectible": 3,
+    "customer.updated": 1,
+    "charge.dispute.created": 0,
+    "charge.dispute.updated": 1,
+    "charge.dispute.closed": 2,
+    "payment_intent.processing": 0,
+    "payment_intent.payment_failed": 1,
+    "payment_intent.succeeded": 2,
+    "payment_intent.canceled": 2,
+    "charge.refunded": 3,
+}
+
+PLATFORM: dict[str, Handler] = {
+    "checkout.session.completed": checkout_completed,
+    **{
+        f"customer.subscription.{verb}": subscription_event
+        for verb in ("created", "updated", "deleted", "trial_will_end")
+    },
+    **{
+        f"invoice.{verb}": invoice_event
+        for verb in (
+            "created",
+            "finalized",
+            "paid",
+            "payment_succeeded",
+            "payment_failed",
+            "payment_action_required",
+            "voided",
+            "marked_uncollectible",
+        )
+    },
+    "customer.updated": customer_updated,
+    **{f"charge.dispute.{verb}": dispute_event for verb in ("created", "updated", "closed")},
+}
+
+TENANT: dict[str, Handler] = {
+    **{name: payment_intent_event for name in _PAYMENT_STATUS},
+    "charge.refunded": charge_refunded,
+    **{f"charge.dispute.{verb}": dispute_event for verb in ("created", "updated", "closed")},
+}
+
+HANDLERS = {"platform": PLATFORM, "tenant": TENANT}
