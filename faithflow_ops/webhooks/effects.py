@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.db import upsert_insert
+from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.models import (
     Dispute,
     Invoice,
@@ -34,6 +34,7 @@ from faithflow_ops.webhooks.events import InboundEvent
 
 NON_PAYMENT = "non_payment"  # the suspension reason `subs automate` writes
 OPEN_INVOICE_STATUSES = ("draft", "open")
+PAST_DUE_RANK = 1  # a failed payment ranks like an update of the subscription
 
 
 @dataclass
@@ -242,6 +243,20 @@ def reactivate_if_suspended_for_non_payment(
         return []
     reactivate_tenant(session, tenant.slug, actor=actor(event))
     return [f"tenant {tenant.slug} reactivated (was suspended for non-payment)"]
+
+
+def mark_past_due(
+    session: Session, sub: Subscription, at: dt.datetime | None, event: InboundEvent
+) -> list[str]:
+    """A failed payment: the subscription goes past due (its clock kept if already running),
+    unless it already holds newer state or has ended."""
+    if sub.status == "canceled":
+        return [f"subscription {sub.id} has ended; left canceled"]
+    if not is_current(sub, at, PAST_DUE_RANK):
+        return [f"subscription {sub.id} holds newer state; left {sub.status}"]
+    notes = set_subscription_status(session, sub, "past_due", at or utcnow(), event)
+    stamp(sub, at, PAST_DUE_RANK)
+    return notes
 
 
 def open_invoice_count(session: Session, sub: Subscription) -> int:

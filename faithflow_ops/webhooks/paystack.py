@@ -2,7 +2,8 @@
 invoice, subscription charge and dispute events). Tenant scope: payments a church takes
 through its subaccount (or naming it in `metadata.tenant`), written to `payments` and
 `disputes`. Paystack events have no event time: an object's own `updatedAt`/`paid_at`/
-`createdAt` orders them (see `events`).
+`createdAt` orders them (see `events`), except subscription events, which carry only the
+subscription's creation time and are ordered by rank (create < not_renew < disable).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         session.add(sub)
         session.flush()
         notes.append(f"subscription {sub.id} recorded for {code}")
-    elif not fx.is_current(sub, at, rank):
+    elif rank < sub.provider_state_rank:
         return fx.stale(f"subscription {sub.id} already holds newer state", sub.tenant_id)
     raw_status = str(data.get("status") or "")
     if event.type == "subscription.disable":
@@ -116,7 +117,9 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         meta["paystackEmailToken"] = token  # the manage-subscription link needs it
         sub.metadata_ = meta
     notes += fx.set_subscription_status(session, sub, status, at or utcnow(), event)
-    fx.stamp(sub, at, rank)
+    # Subscription events carry only the subscription's creation time, never a change time,
+    # so among themselves they are ordered by rank alone (create < not_renew < disable).
+    sub.provider_state_rank = rank
     return fx.applied("; ".join(notes) or f"subscription {sub.id} up to date", sub.tenant_id)
 
 
@@ -183,15 +186,10 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
         if before is None
         else f"invoice {invoice.id}: {before} -> {invoice.status}"
     ]
-    when = at or utcnow()
     if event.type == "invoice.payment_failed" and not paid:
-        if fx.is_current(sub, at, 1):
-            notes += fx.set_subscription_status(session, sub, "past_due", when, event)
-            fx.stamp(sub, at, 1)
-        else:
-            notes.append(f"subscription {sub.id} holds newer state; left as {sub.status}")
+        notes += fx.mark_past_due(session, sub, at, event)
     elif paid:
-        notes += fx.settle_if_paid(session, sub, when, event)
+        notes += fx.settle_if_paid(session, sub, at or utcnow(), event)
     return fx.applied("; ".join(notes), sub.tenant_id)
 
 

@@ -134,6 +134,9 @@ def _period(obj: dict[str, Any], name: str) -> dt.datetime | None:
     return value
 
 
+DELETED = "customer.subscription.deleted"
+
+
 def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     obj = event.object
     at, rank = _at(event), RANKS[event.type]
@@ -170,6 +173,9 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         session.add(sub)
         session.flush()
         notes.append(f"subscription {sub.id} recorded for {event.object_id}")
+    elif sub.status == "canceled" and sub.provider_state_rank == RANKS[DELETED]:
+        # Stripe never revives a deleted subscription: whatever arrives later is history.
+        return fx.stale(f"subscription {sub.id} was deleted at Stripe", sub.tenant_id)
     elif not fx.is_current(sub, at, rank):
         return fx.stale(
             f"subscription {sub.id} already holds state from "
@@ -276,11 +282,7 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     )
     if sub is not None:
         if event.type in _PAST_DUE_EVENTS:
-            if fx.is_current(sub, at, 1):
-                notes += fx.set_subscription_status(session, sub, "past_due", at, event)
-                fx.stamp(sub, at, 1)
-            else:
-                notes.append(f"subscription {sub.id} holds newer state; left as {sub.status}")
+            notes += fx.mark_past_due(session, sub, at, event)
         elif event.type in _SETTLING_EVENTS:
             notes += fx.settle_if_paid(session, sub, at, event)
     return fx.applied("; ".join(notes), tenant_id)
