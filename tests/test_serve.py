@@ -75,6 +75,8 @@ def test_port_defaults_to_dollar_port_and_the_option_wins(
         ("127.0.0.1", 9001),
     ]
     assert all(c["log_config"] is None for c in uvicorn_calls)  # our structlog handlers
+    # X-Forwarded-For is believed only from FAITHFLOW_TRUSTED_PROXIES, never by uvicorn itself
+    assert all(c["proxy_headers"] is False for c in uvicorn_calls)
 
 
 @pytest.mark.parametrize("port", ["http", "0", "70000"])

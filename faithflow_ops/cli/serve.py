@@ -50,11 +50,15 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: WorkersOpt
     cfg = Settings.from_env()
     configure(cfg.log_format)
     # log_config=None: our structlog handlers render uvicorn's own logs; access_log=False: the
-    # receiver logs each request itself (one structured line, probes left out).
+    # receiver logs each request itself (one structured line, probes left out);
+    # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, and
+    # the Paystack allowlist must trust only FAITHFLOW_TRUSTED_PROXIES.
     if workers == 1:
         app = create_app(cfg)  # raises ConfigError (exit 2) before anything listens
         output.info(f"receiver on http://{host}:{port} (API docs at /docs)")
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(
+            app, host=host, port=port, log_config=None, access_log=False, proxy_headers=False
+        )
         return
 
     scheduler = None
@@ -75,6 +79,7 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: WorkersOpt
             port=port,
             log_config=None,
             access_log=False,
+            proxy_headers=False,
         )
     finally:
         if scheduler is not None:
