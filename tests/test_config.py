@@ -75,3 +75,37 @@ def test_mask_url_hides_only_the_password() -> None:
 def test_unknown_log_format_is_refused() -> None:
     with pytest.raises(ConfigError, match="FAITHFLOW_LOG_FORMAT"):
         Settings.from_env({"FAITHFLOW_LOG_FORMAT": "xml"})
+
+
+def test_webhook_secrets_are_lists_so_they_can_rotate() -> None:
+    s = Settings.from_env(
+        {
+            "STRIPE_PLATFORM_WEBHOOK_SECRET": "whsec_old, whsec_new",
+            "STRIPE_WEBHOOK_SECRET": "whsec_connect",
+            "PAYSTACK_SECRET_KEY": "sk_live_new,sk_live_old",
+        }
+    )
+    assert s.stripe_platform_webhook_secrets == ("whsec_old", "whsec_new")
+    assert s.stripe_webhook_secrets == ("whsec_connect",)
+    assert s.paystack_secret_key == "sk_live_new"  # API calls use the first
+    assert s.stripe_webhook_tolerance == 300
+    assert Settings.from_env({}).paystack_secret_key is None
+
+
+def test_webhook_tolerance_must_be_a_whole_number_not_below_zero() -> None:
+    assert Settings.from_env({"STRIPE_WEBHOOK_TOLERANCE": "600"}).stripe_webhook_tolerance == 600
+    with pytest.raises(ConfigError, match="STRIPE_WEBHOOK_TOLERANCE='-5' is below 0"):
+        Settings.from_env({"STRIPE_WEBHOOK_TOLERANCE": "-5"})
+
+
+def test_address_lists_accept_addresses_networks_and_star() -> None:
+    s = Settings.from_env(
+        {
+            "PAYSTACK_ALLOWED_IPS": "52.31.139.75, 10.0.0.0/8",
+            "FAITHFLOW_TRUSTED_PROXIES": "*",
+        }
+    )
+    assert [str(n) for n in s.paystack_allowed_ips] == ["52.31.139.75/32", "10.0.0.0/8"]
+    assert [str(n) for n in s.trusted_proxies] == ["0.0.0.0/0", "::/0"]
+    with pytest.raises(ConfigError, match=r"PAYSTACK_ALLOWED_IPS holds 'paystack\.co'"):
+        Settings.from_env({"PAYSTACK_ALLOWED_IPS": "paystack.co"})

@@ -343,3 +343,33 @@ def test_the_openapi_document_lists_the_webhook_routes(base: str) -> None:
         "/webhooks/paystack/platform",
     ):
         assert "post" in paths[path]
+
+
+def test_secrets_and_signatures_are_never_logged(base: str) -> None:
+    import io
+    import logging
+
+    from faithflow_ops.logging import configure
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    configure("json", stream=stream)
+    doc = payload("stripe", "platform.customer.updated")
+    body = body_of(doc)
+    header = signature_header(body, WHSEC)
+    try:
+        stripe_post(base, body, header=header)
+        stripe_post(base, body, secret="whsec_wrong_one")
+        paystack_post(base, payload("paystack", "platform.subscription.create"), key="sk_bad")
+        deadline = time.monotonic() + 5
+        while stream.getvalue().count('"event": "request"') < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        root.handlers[:] = saved
+    out = stream.getvalue()
+    events = [json.loads(line)["event"] for line in out.splitlines()]
+    assert "webhook" in events and events.count("webhook refused") == 2
+    for secret in (WHSEC, "whsec_wrong_one", PAYSTACK_KEY, "sk_bad", header.split("v1=")[1]):
+        assert secret not in out

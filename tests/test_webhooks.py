@@ -385,3 +385,27 @@ def test_paystack_duplicate_delivery_counts_once(seeded: Database) -> None:
     second = deliver(seeded, "paystack", "tenant.charge.success")
     assert second.duplicate and second.id == first.id
     assert count(seeded, Payment) == 1
+
+
+def test_customer_ids_are_written_in_the_form_subs_backfill_uses(db: Database) -> None:
+    seed(db, link=False)
+    doc = payload("stripe", "platform.customer.subscription.created")
+    doc["data"]["object"]["customer"] = " cus_QGrace01\n"  # as some payloads carry it
+    assert stripe(db, "customer.subscription.created", doc).status == "applied"
+    sub = one(db, Subscription, provider_subscription_id="sub_1QGraceGrowth")
+    assert sub.provider_customer_id == "cus_QGrace01"
+    doc = payload("paystack", "platform.subscription.create")
+    with db.session() as s:
+        s.add(
+            ProviderAccount(
+                tenant_id=one(db, Tenant, slug="lagos").id,
+                provider="paystack",
+                kind="customer",
+                external_id="CUS_lagos0chapel1",
+                source="test",
+            )
+        )
+    doc["data"]["customer"]["customer_code"] = "  CUS_lagos0chapel1 "
+    assert paystack(db, "subscription.create", doc).status == "applied"
+    sub = one(db, Subscription, provider_subscription_id="SUB_lagos0growth1")
+    assert sub.provider_customer_id == "CUS_lagos0chapel1"
