@@ -331,3 +331,186 @@ def test_policy_set_refuses_bad_values(
     assert result.exit_code == 2
     assert message in said(result)
     assert audit_rows(db, "tenant.policy.set") == []
+
+
+# --- link / unlink provider ids ----------------------------------------------------------------
+
+
+def link(cli: Any, slug: str, external_id: str) -> dict[str, Any]:
+    result = cli("tenants", "link", slug, external_id, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc: dict[str, Any] = json.loads(result.stdout)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("external_id", "provider", "kind"),
+    [
+        ("cus_Q1w2E3r4", "stripe", "customer"),
+        ("acct_1Nv0FGQ9RKHgCVdK", "stripe", "connect_account"),
+        ("CUS_xnxdt6s1zg1f4nx", "paystack", "customer"),
+        ("ACCT_8f4s1eq7ml6rlzj", "paystack", "subaccount"),
+    ],
+)
+def test_link_infers_provider_and_kind_and_show_lists_the_id(
+    cli, db: Database, external_id: str, provider: str, kind: str
+) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli("tenants", "link", "grace-lagos", f" {external_id} ", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["tenant"], doc["provider"], doc["kind"], doc["external_id"]) == (
+        "grace-lagos", provider, kind, external_id,
+    )  # fmt: skip
+    assert doc["changed"] is True and doc["handled"] == []
+    assert doc["source"].startswith("cli:")
+    assert f"linked {provider}" in said(result)
+    [account] = show(cli, "grace-lagos")["provider_accounts"]
+    assert (account["provider"], account["kind"], account["external_id"]) == (
+        provider, kind, external_id,
+    )  # fmt: skip
+    [entry] = audit_rows(db, "tenant.link_account")
+    assert entry.actor.startswith("cli:") and entry.tenant_id == doc["tenant_id"]
+    assert entry.after == {"provider": provider, "kind": kind, "external_id": external_id}
+    table = cli("tenants", "show", "grace-lagos")
+    assert external_id in table.stdout
+
+
+def test_linking_the_same_pair_again_is_a_no_op(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    link(cli, "grace-lagos", "cus_Q1w2E3r4")
+    result = cli("tenants", "link", "grace-lagos", "cus_Q1w2E3r4")
+    assert result.exit_code == 0
+    assert "cus_Q1w2E3r4 is already linked to grace-lagos; nothing changed" in said(result)
+    assert len(show(cli, "grace-lagos")["provider_accounts"]) == 1
+    assert len(audit_rows(db, "tenant.link_account")) == 1
+
+
+def test_an_id_linked_to_another_tenant_is_refused_naming_it(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    assert cli("tenants", "add", "hope", "--name", "Hope").exit_code == 0
+    link(cli, "hope", "cus_Q1w2E3r4")
+    result = cli("tenants", "link", "grace-lagos", "cus_Q1w2E3r4")
+    assert result.exit_code == 2
+    assert "cus_Q1w2E3r4 is already linked to tenant hope" in said(result)
+    assert "faithflow tenants unlink hope cus_Q1w2E3r4" in said(result)
+    assert show(cli, "grace-lagos")["provider_accounts"] == []
+
+
+def test_a_customer_on_another_tenants_subscription_is_refused(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    assert cli("tenants", "add", "hope", "--name", "Hope").exit_code == 0
+    plan = cli("plans", "add", "basic", "--name", "Basic", "--amount", "10", "--currency", "USD",
+               "--interval", "month")  # fmt: skip
+    assert plan.exit_code == 0, plan.stderr
+    added = cli(
+        "subs", "add", "--tenant", "hope", "--plan", "basic", "--provider", "stripe",
+        "--customer-id", "cus_Q1w2E3r4",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    result = cli("tenants", "link", "grace-lagos", "cus_Q1w2E3r4")
+    assert result.exit_code == 2
+    assert "cus_Q1w2E3r4 is the customer of tenant hope's subscription" in said(result)
+
+
+@pytest.mark.parametrize(
+    ("external_id", "message"),
+    [
+        ("sub_123", "'sub_123' is not an id `tenants link` knows; use cus_… (Stripe customer), "
+         "acct_… (Stripe Connect account), CUS_… (Paystack customer) or ACCT_… (Paystack "
+         "subaccount)"),
+        ("Cus_123", "use cus_… (Stripe customer)"),
+        ("cus_12-3", "'cus_12-3' is not a Stripe customer id: has characters other than letters "
+         "and digits after cus_"),
+        ("acct_", "'acct_' is not a Stripe Connect account id"),
+        ("ACCT_a b", "is not a Paystack subaccount code: contains whitespace"),
+    ],
+)  # fmt: skip
+def test_link_refuses_malformed_ids(cli, db: Database, external_id: str, message: str) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    result = cli("tenants", "link", "grace-lagos", external_id)
+    assert result.exit_code == 2
+    assert message in said(result)
+    assert audit_rows(db, "tenant.link_account") == []
+
+
+def test_link_an_unknown_tenant_exits_2(cli, db: Database) -> None:
+    result = cli("tenants", "link", "nobody", "cus_Q1w2E3r4")
+    assert result.exit_code == 2
+    assert "no tenant with slug 'nobody'" in said(result)
+
+
+def test_unlink_removes_the_id_and_audits_it(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    link(cli, "grace-lagos", "acct_1Nv0FGQ9RKHgCVdK")
+    result = cli("tenants", "unlink", "grace-lagos", "acct_1Nv0FGQ9RKHgCVdK")
+    assert result.exit_code == 0, result.stderr
+    assert "unlinked stripe connect_account acct_1Nv0FGQ9RKHgCVdK from grace-lagos" in said(result)
+    assert show(cli, "grace-lagos")["provider_accounts"] == []
+    [entry] = audit_rows(db, "tenant.unlink_account")
+    assert entry.before == {
+        "provider": "stripe", "kind": "connect_account", "external_id": "acct_1Nv0FGQ9RKHgCVdK",
+    }  # fmt: skip
+
+
+def test_unlink_an_id_that_is_not_linked_exits_2(cli, db: Database) -> None:
+    assert cli(*LAGOS).exit_code == 0
+    assert cli("tenants", "add", "hope", "--name", "Hope").exit_code == 0
+    link(cli, "hope", "CUS_xnxdt6s1zg1f4nx")
+    result = cli("tenants", "unlink", "grace-lagos", "CUS_xnxdt6s1zg1f4nx")
+    assert result.exit_code == 2
+    assert "CUS_xnxdt6s1zg1f4nx is not linked to grace-lagos (it is linked to hope)" in said(result)
+    result = cli("tenants", "unlink", "grace-lagos", "cus_Other1")
+    assert result.exit_code == 2
+    assert "cus_Other1 is not linked to grace-lagos" in said(result)
+    assert len(show(cli, "hope")["provider_accounts"]) == 1
+
+
+def test_linking_a_customer_handles_its_unmatched_webhook_events(cli, db: Database) -> None:
+    from faithflow_ops.models import WebhookEvent
+    from faithflow_ops.webhooks import events, inbox
+
+    assert cli(*LAGOS).exit_code == 0
+    payload = {
+        "id": "evt_link1",
+        "type": "customer.updated",
+        "created": 1772355600,
+        "data": {
+            "object": {"id": "cus_Q1w2E3r4", "object": "customer", "email": "new@grace.example"}
+        },
+    }
+    received = inbox.receive(db, events.parse("stripe", "platform", payload))
+    assert received.status == "unmatched"
+    result = cli("tenants", "link", "grace-lagos", "cus_Q1w2E3r4", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    [handled] = doc["handled"]
+    assert (handled["id"], handled["status"]) == (received.id, "applied")
+    assert "1 unmatched webhook event handled: 1 applied" in said(result)
+    with db.read_session() as s:
+        assert s.get(WebhookEvent, received.id).status == "applied"
+        tenant = s.scalar(select(Tenant).where(Tenant.slug == "grace-lagos"))
+        assert tenant.billing_email == "new@grace.example"
+
+
+def test_linking_a_connect_account_handles_its_unmatched_webhook_events(
+    cli, db: Database
+) -> None:
+    from faithflow_ops.models import WebhookEvent
+    from faithflow_ops.webhooks import events, inbox
+
+    assert cli(*LAGOS).exit_code == 0
+    payload = {
+        "id": "evt_link2",
+        "type": "payment_intent.succeeded",
+        "created": 1772355600,
+        "account": "acct_1Nv0FGQ9RKHgCVdK",
+        "data": {"object": {"id": "pi_1", "object": "payment_intent", "amount": 5000,
+                            "amount_received": 5000, "currency": "ngn", "status": "succeeded"}},
+    }  # fmt: skip
+    received = inbox.receive(db, events.parse("stripe", "tenant", payload))
+    assert received.status == "unmatched", received.detail
+    doc = link(cli, "grace-lagos", "acct_1Nv0FGQ9RKHgCVdK")
+    assert [(h["id"], h["status"]) for h in doc["handled"]] == [(received.id, "applied")]
+    with db.read_session() as s:
+        assert s.get(WebhookEvent, received.id).status == "applied"

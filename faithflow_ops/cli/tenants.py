@@ -1,4 +1,5 @@
-"""`faithflow tenants …`: add, list, show, suspend and reactivate churches; security policies."""
+"""`faithflow tenants …`: add, list, show, suspend and reactivate churches; security policies;
+link the provider ids (customers, Connect accounts, subaccounts) webhooks resolve tenants by."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from faithflow_ops.cli.common import JsonOpt, actor, database
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="Tenants (churches): add, list, show, suspend, reactivate; their security policy.",
+    help="Tenants (churches): add, list, show, suspend, reactivate, link ids; security policy.",
     no_args_is_help=True,
 )
 policy_app = typer.Typer(
@@ -116,6 +117,7 @@ def show(slug: SlugArg, as_json: JsonOpt = False) -> None:
         return
     policy = doc.pop("security_policy")
     subs = doc.pop("subscriptions")
+    accounts = doc.pop("provider_accounts")
     output.record(doc, title=f"tenant {doc['slug']}")
     output.record({k: v for k, v in policy.items() if k != "tenant"}, title="security policy")
     if subs:
@@ -129,6 +131,75 @@ def show(slug: SlugArg, as_json: JsonOpt = False) -> None:
         )
     else:
         output.info("no subscriptions")
+    if accounts:
+        output.table(
+            ["provider", "kind", "id", "linked at", "by"],
+            [
+                [a["provider"], a["kind"], a["external_id"], a["created_at"], a["source"]]
+                for a in accounts
+            ],
+            title="provider ids",
+        )
+    else:
+        output.info("no linked provider ids (see `faithflow tenants link`)")
+
+
+ExternalIdArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="EXTERNAL_ID",
+        help="A provider id: cus_… (Stripe customer), acct_… (Stripe Connect account), "
+        "CUS_… (Paystack customer) or ACCT_… (Paystack subaccount).",
+    ),
+]
+
+
+@app.command("link")
+def link(slug: SlugArg, external_id: ExternalIdArg, as_json: JsonOpt = False) -> None:
+    """Link a provider id to the tenant so its webhooks find the tenant; the id's unmatched
+    webhook events are handled at once. The provider and kind come from the id's prefix."""
+    from faithflow_ops.tenancy.accounts import link_and_handle
+
+    doc = link_and_handle(database(), slug, external_id, actor=actor())
+    if as_json:
+        output.print_json(doc)
+    else:
+        output.record(
+            {k: doc[k] for k in ("tenant", "provider", "kind", "external_id", "created_at")},
+            title="provider id",
+        )
+        if doc["handled"]:
+            output.table(
+                ["id", "type", "status", "detail"],
+                [[h["id"], h["type"], h["status"], h["detail"]] for h in doc["handled"]],
+                title="webhook events handled",
+            )
+    what = f"{doc['provider']} {doc['kind']} {doc['external_id']}"
+    if not doc["changed"]:
+        output.info(f"{doc['external_id']} is already linked to {doc['tenant']}; nothing changed")
+        return
+    output.info(f"linked {what} to {doc['tenant']}")
+    handled = doc["handled"]
+    if handled:
+        counts: dict[str, int] = {}
+        for h in handled:
+            counts[h["status"]] = counts.get(h["status"], 0) + 1
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        plural = "s" if len(handled) != 1 else ""
+        output.info(f"{len(handled)} unmatched webhook event{plural} handled: {summary}")
+    else:
+        output.info(f"no unmatched webhook events for {doc['external_id']}")
+
+
+@app.command("unlink")
+def unlink(slug: SlugArg, external_id: ExternalIdArg) -> None:
+    """Remove a provider id from the tenant (its future webhooks will be unmatched)."""
+    from faithflow_ops.tenancy.accounts import unlink as unlink_account
+
+    with database().session() as session:
+        result = unlink_account(session, slug, external_id, actor=actor())
+        name, what = result.tenant.slug, result.external.describe()
+    output.info(f"unlinked {what} from {name}")
 
 
 @app.command("suspend")

@@ -100,7 +100,9 @@ def list_tenants(
 
 
 def tenant_details(session: Session, tenant: Tenant) -> dict[str, Any]:
-    """`tenants show`: the tenant's columns, its security policy and its subscriptions."""
+    """`tenants show`: the tenant's columns, its security policy, its subscriptions and its
+    linked provider ids."""
+    from faithflow_ops.tenancy.accounts import accounts_of
     from faithflow_ops.tenancy.policies import policy_doc
 
     doc = tenant_doc(tenant)
@@ -121,6 +123,7 @@ def tenant_details(session: Session, tenant: Tenant) -> dict[str, Any]:
         }
         for sub, code in rows
     ]
+    doc["provider_accounts"] = accounts_of(session, tenant.id)
     doc["users"] = session.scalar(
         select(func.count())
         .select_from(User)

@@ -171,26 +171,37 @@ def _handle(
     session.execute(update(WebhookEvent).where(WebhookEvent.id == row_id).values(**values))
     if outcome is not None and redrive:
         for customer in outcome.linked_customers:
-            _redrive_customer(session, event, customer, now)
+            _redrive_customer(session, event.provider, customer, now)
     detail = values.get("outcome") or values.get("last_error")
     return Received(row_id, event.key, event.type, values["status"], False, count, detail)
 
 
+def redrive_customer(
+    session: Session, provider: str, customer: str, *, now: dt.datetime | None = None
+) -> list[Received]:
+    """Handle `customer`'s `unmatched` events again, oldest first, in the caller's transaction
+    (after a checkout links the customer, or `faithflow tenants link`)."""
+    return _redrive_customer(session, provider, customer, now or utcnow())
+
+
 def _redrive_customer(
-    session: Session, cause: InboundEvent, customer: str, now: dt.datetime
-) -> None:
+    session: Session, provider: str, customer: str, now: dt.datetime
+) -> list[Received]:
     rows = session.scalars(
         select(WebhookEvent)
         .where(
-            WebhookEvent.provider == cause.provider,
+            WebhookEvent.provider == provider,
             WebhookEvent.customer_ref == customer,
             WebhookEvent.status == "unmatched",
         )
         .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
     ).all()
+    results = []
     for row in rows:
         result = _handle(session, row.id, stored_event(row), now, row.delivery_count, redrive=False)
         log.info("unmatched event handled after link", id=row.id, status=result.status)
+        results.append(result)
+    return results
 
 
 def stored_event(row: WebhookEvent) -> InboundEvent:
