@@ -92,13 +92,24 @@ def _root(
 
 
 def _register() -> None:
-    from faithflow_ops.cli import db, demo, jobs, plans, scheduler, serve, subs, tenants
+    from faithflow_ops.cli import (
+        db,
+        demo,
+        jobs,
+        plans,
+        scheduler,
+        serve,
+        subs,
+        tenants,
+        webhooks,
+    )
     from faithflow_ops.jobs.registry import JOBS
 
     groups: dict[str, typer.Typer] = {
         "tenants": tenants.app,
         "plans": plans.app,
         "subs": subs.app,
+        "webhooks": webhooks.app,
         "db": db.app,
         "jobs": jobs.app,
         "scheduler": scheduler.app,

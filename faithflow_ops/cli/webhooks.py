@@ -1,0 +1,387 @@
+"""`faithflow webhooks …`: list and show the inbox, replay events through the live path, and
+sign a body the way Stripe or Paystack would (to drive the receiver by hand)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
+from faithflow_ops.errors import NotFound, UserError, one_of
+
+if TYPE_CHECKING:
+    from faithflow_ops.models import WebhookEvent
+
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Webhook inbox: list, show, replay stored events; sign a body for a manual delivery.",
+    no_args_is_help=True,
+)
+
+PROVIDERS = ("stripe", "paystack")
+SCOPES = ("platform", "tenant")
+STATUSES = ("applied", "ignored", "unmatched", "stale", "failed")
+RECEIVER = "http://127.0.0.1:8000"
+
+# column → JSON field (the event_type column is `type`, as in the receiver's answers)
+_FIELDS = {
+    "id": "id",
+    "provider": "provider",
+    "scope": "scope",
+    "event_key": "event_key",
+    "event_type": "type",
+    "status": "status",
+    "delivery_count": "delivery_count",
+    "first_received_at": "first_received_at",
+    "last_received_at": "last_received_at",
+    "applied_at": "applied_at",
+    "tenant_id": "tenant_id",
+    "object_id": "object_id",
+    "outcome": "outcome",
+    "last_error": "last_error",
+}
+# `webhooks show` adds what the event names (what `tenants link` needs) and the payload.
+_SHOW_FIELDS = {
+    "customer_ref": "customer_ref",
+    "account_ref": "account_ref",
+    "occurred_at": "occurred_at",
+}
+
+
+def event_doc(row: WebhookEvent, *, full: bool = False) -> dict[str, Any]:
+    fields = {**_FIELDS, **_SHOW_FIELDS} if full else _FIELDS
+    doc = {name: getattr(row, column) for column, name in fields.items()}
+    if full:
+        doc["payload"] = row.payload
+    return doc
+
+
+# --- list / show ------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_(
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Only stripe or only paystack.")
+    ] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option("--scope", help="Only platform (billing) or tenant (Connect) events."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only applied, ignored, unmatched, stale or failed events."),
+    ] = None,
+    event_type: Annotated[
+        str | None,
+        typer.Option("--type", metavar="TYPE", help="Only this event type, e.g. invoice.paid."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only events first received at or after this ISO-8601 time, e.g. "
+            "2026-03-01T09:00:00Z.",
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stored webhook events, newest first."""
+    from sqlalchemy import func, select
+
+    from faithflow_ops.models import WebhookEvent
+
+    conditions: list[Any] = []
+    if provider is not None:
+        conditions.append(WebhookEvent.provider == one_of("--provider", provider, PROVIDERS))
+    if scope is not None:
+        conditions.append(WebhookEvent.scope == one_of("--scope", scope, SCOPES))
+    if status is not None:
+        conditions.append(WebhookEvent.status == one_of("--status", status, STATUSES))
+    if event_type is not None:
+        conditions.append(WebhookEvent.event_type == event_type.strip())
+    if since is not None:
+        conditions.append(WebhookEvent.first_received_at >= _time(since, "--since"))
+    with database().read_session() as session:
+        total = session.scalar(select(func.count()).select_from(WebhookEvent).where(*conditions))
+        found = session.scalars(
+            select(WebhookEvent)
+            .where(*conditions)
+            .order_by(WebhookEvent.first_received_at.desc(), WebhookEvent.id.desc())
+            .limit(limit)
+        ).all()
+        docs = [event_doc(row) for row in found]
+    total = total or 0
+    if as_json:
+        output.print_json(docs)
+    else:
+        output.table(
+            [
+                "id",
+                "received",
+                "provider",
+                "scope",
+                "type",
+                "status",
+                "deliveries",
+                "tenant",
+                "outcome / error",
+            ],
+            [
+                [
+                    d["id"],
+                    d["first_received_at"],
+                    d["provider"],
+                    d["scope"],
+                    d["type"],
+                    d["status"],
+                    d["delivery_count"],
+                    d["tenant_id"],
+                    d["last_error"] or d["outcome"],
+                ]
+                for d in docs
+            ],
+        )
+    if total > len(docs):
+        output.info(f"showing {len(docs)} of {total}; raise --limit to see more")
+    elif not as_json:
+        output.info(f"{total} webhook event{'s' if total != 1 else ''}")
+
+
+EventIdArg = Annotated[
+    int, typer.Argument(metavar="ID", help="The event's id (see `faithflow webhooks list`).")
+]
+
+
+@app.command("show")
+def show(event_id: EventIdArg, as_json: JsonOpt = False) -> None:
+    """One stored event: every field, what handling did, and the payload as received."""
+    from faithflow_ops.models import WebhookEvent
+
+    with database().read_session() as session:
+        row = session.get(WebhookEvent, event_id)
+        if row is None:
+            raise NotFound(f"no webhook event {event_id}; see `faithflow webhooks list`")
+        doc = event_doc(row, full=True)
+    if as_json:
+        output.print_json(doc)
+        return
+    payload = doc.pop("payload")
+    output.record(doc, title=f"webhook event {doc['id']}")
+    output.record({"payload": output.dumps(payload)}, title="payload")
+
+
+# --- replay -----------------------------------------------------------------------------------
+
+
+@app.command("replay")
+def replay(
+    event_id: Annotated[
+        int | None,
+        typer.Argument(metavar="ID", help="Replay this event (see `faithflow webhooks list`)."),
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Replay every failed event, oldest first.")
+    ] = False,
+    unmatched: Annotated[
+        bool, typer.Option("--unmatched", help="Replay every unmatched event, oldest first.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say what handling would do now; change nothing."),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="With --failed/--unmatched: at most this many."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Handle stored events again through the receiver's own code path (applied, ignored and
+    stale events are left alone). Exit 1 when any event ends (or, with --dry-run, would end)
+    failed."""
+    from sqlalchemy import select
+
+    from faithflow_ops.models import WebhookEvent
+    from faithflow_ops.webhooks import inbox
+
+    chosen = [event_id is not None, failed, unmatched]
+    if sum(chosen) != 1:
+        raise UserError(
+            "name exactly one of: an event ID, --failed or --unmatched "
+            "(e.g. `faithflow webhooks replay --failed`)"
+        )
+    db = database()
+    if event_id is not None:
+        ids = [event_id]
+        wanted = None
+    else:
+        wanted = "failed" if failed else "unmatched"
+        ids = inbox.ids_with_status(db, [wanted], limit)
+        if not ids:
+            output.info(f"no {wanted} webhook events to replay")
+            if as_json:
+                output.print_json([])
+            return
+    if wanted is None:
+        with db.read_session() as session:
+            query = select(WebhookEvent.status).where(WebhookEvent.id == event_id)
+            before = {event_id: session.scalar(query)}
+    else:  # just selected by that status; replay itself re-reads and locks each row
+        before = dict.fromkeys(ids, wanted)
+    docs: list[dict[str, Any]] = []
+    problems = 0
+    for one in ids:
+        try:
+            doc = inbox.replay(db, one, dry_run=dry_run).to_dict()
+        except UserError as exc:
+            if wanted is None:
+                raise
+            problems += 1  # unparseable stored payload, or deleted meanwhile: report, go on
+            doc = {
+                "id": one,
+                "event_key": None,
+                "type": None,
+                "status": before.get(one),
+                "duplicate": False,
+                "delivery_count": None,
+                "detail": str(exc),
+            }
+        docs.append({**doc, "status_before": before.get(one)})
+    if as_json:
+        output.print_json(docs)
+    else:
+        output.table(
+            ["id", "type", "status", "detail"],
+            [
+                [d["id"], d["type"], f"{d['status_before']} → {d['status']}", d["detail"]]
+                for d in docs
+            ],
+        )
+    counts: dict[str, int] = {}
+    for d in docs:
+        counts[d["status"]] = counts.get(d["status"], 0) + 1
+    summary = ", ".join(
+        f"{counts.get(name, 0)} {name}"
+        for name in STATUSES
+        if name == "applied" or counts.get(name)
+    )
+    output.info(f"{len(docs)} replayed: {summary}")
+    if dry_run:
+        output.info("dry run: nothing was changed")
+    if problems or counts.get("failed"):
+        raise typer.Exit(1)
+
+
+# --- sign -------------------------------------------------------------------------------------
+
+
+@app.command("sign")
+def sign(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE", help="The JSON body to sign, exactly as it will be sent; - for stdin."
+        ),
+    ],
+    provider: Annotated[str, typer.Option("--provider", help="stripe or paystack.")],
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            help="The signing secret (default: the first of STRIPE_PLATFORM_WEBHOOK_SECRET, "
+            "STRIPE_WEBHOOK_SECRET with --scope tenant, or PAYSTACK_SECRET_KEY).",
+        ),
+    ] = None,
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope", help="platform or tenant: which endpoint (and Stripe secret) to sign for."
+        ),
+    ] = "platform",
+    timestamp: Annotated[
+        int | None,
+        typer.Option(
+            "--timestamp",
+            metavar="EPOCH",
+            help="Stripe only: the signature's time in Unix seconds (default: now).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the signature header Stripe or Paystack would send with FILE's bytes (never
+    re-serialised), and a curl command for the local receiver on stderr."""
+    one_of("--provider", provider, PROVIDERS)
+    one_of("--scope", scope, SCOPES)
+    if secret is None:
+        secret = _configured_secret(provider, scope)
+    elif not secret.strip():
+        raise UserError("--secret is empty; pass the endpoint's signing secret")
+    body = _read_body(file)
+    if provider == "stripe":
+        from faithflow_ops.providers.stripe import signature_header
+
+        try:
+            header = ("Stripe-Signature", signature_header(body, secret, timestamp))
+        except UnicodeDecodeError:
+            raise UserError(f"{file} is not UTF-8 text; Stripe events are JSON text") from None
+    else:
+        from faithflow_ops.providers.paystack import signature
+
+        if timestamp is not None:
+            output.warn("Paystack signatures carry no timestamp; --timestamp ignored")
+        header = ("x-paystack-signature", signature(body, secret))
+    if as_json:
+        output.print_json({"headers": {header[0]: header[1]}})
+    else:
+        sys.stdout.write(f"{header[0]}: {header[1]}\n")
+    path = "" if scope == "tenant" else "/platform"
+    data = "@-" if file == "-" else f"@{file}"
+    output.info(
+        f"curl -X POST {RECEIVER}/webhooks/{provider}{path} "
+        f"-H 'Content-Type: application/json' -H {shlex.quote(f'{header[0]}: {header[1]}')} "
+        f"--data-binary {shlex.quote(data)}"
+    )
+
+
+# Where each endpoint's secret comes from (receiver/webhooks.py ENDPOINTS; kept here so the
+# CLI does not import the web framework).
+_SECRETS = {
+    ("stripe", "platform"): ("stripe_platform_webhook_secrets", "STRIPE_PLATFORM_WEBHOOK_SECRET"),
+    ("stripe", "tenant"): ("stripe_webhook_secrets", "STRIPE_WEBHOOK_SECRET"),
+    ("paystack", "platform"): ("paystack_secret_keys", "PAYSTACK_SECRET_KEY"),
+    ("paystack", "tenant"): ("paystack_secret_keys", "PAYSTACK_SECRET_KEY"),
+}
+
+
+def _configured_secret(provider: str, scope: str) -> str:
+    attr, variable = _SECRETS[(provider, scope)]
+    secrets: tuple[str, ...] = getattr(settings(), attr)
+    if not secrets:
+        raise UserError(f"no secret: pass --secret or set {variable}")
+    return secrets[0]
+
+
+def _read_body(file: str) -> bytes:
+    if file == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(file).read_bytes()
+    except OSError as exc:
+        raise UserError(
+            f"cannot read {file}: {exc.strerror or exc}; pass the body's path, or - for stdin"
+        ) from None
+
+
+def _time(value: str, option: str) -> Any:
+    try:
+        return parse_now(value)
+    except UserError:
+        raise UserError(
+            f"{option} {value!r} is not an ISO-8601 time; use e.g. {option} 2026-03-01T09:00:00Z"
+        ) from None
