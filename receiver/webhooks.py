@@ -179,9 +179,7 @@ def webhook_handlers(db: Database, settings: Settings, metrics: Metrics) -> list
     def route(provider: str, scope: str) -> HTTPRouteHandler:
         path, _, variable = ENDPOINTS[(provider, scope)]
 
-        def handler(
-            request: Request[Any, Any, Any], body: RawBody
-        ) -> Response[dict[str, Any]]:
+        def handler(request: Request[Any, Any, Any], body: RawBody) -> Response[dict[str, Any]]:
             return receive_webhook(db, settings, metrics, provider, scope, request, body)
 
         handled = ", ".join(f"`{name}`" for name in inbox.handled_types(provider, scope))

@@ -171,7 +171,7 @@ def _handle(
     session.execute(update(WebhookEvent).where(WebhookEvent.id == row_id).values(**values))
     if outcome is not None and redrive:
         for customer in outcome.linked_customers:
-            _redrive_customer(session, event.provider, customer, now)
+            redrive_customer(session, event.provider, customer, now=now)
     detail = values.get("outcome") or values.get("last_error")
     return Received(row_id, event.key, event.type, values["status"], False, count, detail)
 
@@ -181,12 +181,7 @@ def redrive_customer(
 ) -> list[Received]:
     """Handle `customer`'s `unmatched` events again, oldest first, in the caller's transaction
     (after a checkout links the customer, or `faithflow tenants link`)."""
-    return _redrive_customer(session, provider, customer, now or utcnow())
-
-
-def _redrive_customer(
-    session: Session, provider: str, customer: str, now: dt.datetime
-) -> list[Received]:
+    now = now or utcnow()
     rows = session.scalars(
         select(WebhookEvent)
         .where(
