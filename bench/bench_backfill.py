@@ -10,7 +10,7 @@ preview, no actions collected) in a fresh process on a copy of it:
   memory — the first run again on a new copy under tracemalloc (peak of the run; slower)
 Every database it creates is dropped afterwards.
 
-    python bench/bench_backfill.py [--rows 50000 200000] [--url postgresql://…]
+    python bench/bench_backfill.py [--rows 50000 200000] [--url postgresql://…] [--skip-memory]
 
 URL: --url, else FAITHFLOW_BENCH_POSTGRES_URL, else FAITHFLOW_TEST_POSTGRES_URL, else
 postgresql://root@127.0.0.1:5432/test (the server's admin database; it is not written to).
@@ -312,7 +312,7 @@ def _mib(n: float | None) -> str:
     return "—" if n is None else f"{n / 2**20:,.1f} MiB"
 
 
-def bench(admin_url: str, sizes: list[int]) -> None:
+def bench(admin_url: str, sizes: list[int], *, memory: bool = True) -> None:
     tag = uuid.uuid4().hex[:8]
     print(f"backfill benchmark on {admin_url.split('@')[-1]} (python {sys.version.split()[0]})")
     header = (
@@ -337,6 +337,8 @@ def bench(admin_url: str, sizes: list[int]) -> None:
                 ("second", copies[0], "time"),
                 ("memory", copies[1], "memory"),
             ]
+            if not memory:
+                runs.pop()
             for label, name, mode in runs:
                 doc = docs[(n, label)] = _measure(_with_database(admin_url, name), mode)
                 rate = doc["rows"] / doc["seconds"]
@@ -374,6 +376,8 @@ def _summary(docs: dict[tuple[int, str], dict[str, Any]]) -> None:
             f"{label}: slowest {rate:,.0f} rows/s — {verdict} the goal of "
             f"{GOAL_ROWS_PER_SECOND:,} rows/s"
         )
+    if not any(run == "memory" for _, run in docs):
+        return
     peaks = ", ".join(
         f"{_mib(d['tracemalloc_peak'])} at {n:,} rows"
         for (n, run), d in sorted(docs.items())
@@ -393,8 +397,11 @@ def main() -> None:
         "--rows", type=int, nargs="+", default=[50_000, 200_000], help="subscription counts"
     )
     parser.add_argument("--url", help="Postgres server URL (a database to connect to as admin)")
+    parser.add_argument(
+        "--skip-memory", action="store_true", help="time only (no tracemalloc run): quicker"
+    )
     args = parser.parse_args()
-    bench(_url(args), args.rows)
+    bench(_url(args), args.rows, memory=not args.skip_memory)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -584,3 +585,34 @@ def test_an_unrelated_change_after_the_backfill_plans_nothing(world: World) -> N
     with world.db.session() as s:
         s.execute(update(Subscription).values(status="canceled"))
     assert run(world.db).counts == {}
+
+
+@pytest.mark.parametrize("read_first", [True, False], ids=["data-read", "data-unread"])
+def test_a_planned_change_applies_whether_or_not_its_preview_data_was_read(
+    world: World, read_first: bool
+) -> None:
+    # A normalize action builds its reason and data only when read; apply never needs them.
+    a = world.sub("stripe", {"customer": "cus_A1"})
+    b = world.sub("paystack", {"customer_code": " CUS_B2 "}, tenant="zion")
+    with world.db.read_session() as s:
+        actions = list(JOB.plan(s, ctx()))
+    assert [x.kind for x in actions] == ["normalize", "normalize"]
+    if read_first:
+        assert [x.reason for x in actions] == [
+            "provider_customer_id: — → cus_A1 (metadata.customer); "
+            "metadata.stripeCustomerId: — → cus_A1 (metadata.customer)",
+            "provider_customer_id: — → CUS_B2 (metadata.customer_code); "
+            "metadata.paystackCustomerCode: — → CUS_B2 (metadata.customer_code)",
+        ]
+        assert actions[0].data["columns"] == {"provider_customer_id": "cus_A1"}
+        assert copy.copy(actions[1]).to_dict() == actions[1].to_dict()
+    with world.db.session() as s:
+        assert JOB.apply_batch(s, ctx(), actions) == ["applied", "applied"]
+    assert world.get(a).provider_customer_id == "cus_A1"
+    assert world.get(b).metadata_["paystackCustomerCode"] == "CUS_B2"
+    assert [(r.entity_id, r.before, r.after) for r in audit_rows(world.db)] == [
+        (str(a), {"provider_customer_id": None, "metadata.stripeCustomerId": None},
+         {"provider_customer_id": "cus_A1", "metadata.stripeCustomerId": "cus_A1"}),
+        (str(b), {"provider_customer_id": None, "metadata.paystackCustomerCode": None},
+         {"provider_customer_id": "CUS_B2", "metadata.paystackCustomerCode": "CUS_B2"}),
+    ]  # fmt: skip

@@ -298,16 +298,26 @@ def find_identifiers(provider: str, metadata: object, *, root: str = "metadata")
 
 def _scan(rules: _Rules, obj: dict[str, Any], path: str, out: list[Finding], *, top: bool) -> None:
     index = _KEY_INDEX[rules.provider]
-    hits = [(*index[key], key) for key in obj if key in index]
+    hits = [key for key in obj if key in index]
+    if not hits:
+        return
     if len(hits) > 1:
-        hits.sort()  # the rules' order, whatever order the database kept the keys in
-    for _, kind, key in hits:
+        hits.sort(key=index.__getitem__)  # the rules' order, whatever order the keys are kept in
+    for key in hits:
+        kind = index[key][1]
         value = obj[key]
-        if top and key in rules.canonical and isinstance(value, dict):
+        where = f"{path}.{key}"
+        if type(value) is str:  # the common case: a plain id (as `_read` treats a string)
+            fmt = FORMATS[(rules.provider, kind)]
+            if len(value) <= MAX_LENGTH and fmt.pattern.fullmatch(value):
+                out.append(Finding(kind, where, value, value))
+            elif value.strip():
+                out.append(_finding(rules, kind, value, where))
+        elif top and key in rules.canonical and isinstance(value, dict):
             # A canonical key must hold the id itself; an object there is reported, not read.
-            out.append(_finding(rules, kind, value, f"{path}.{key}"))
+            out.append(_finding(rules, kind, value, where))
         else:
-            _read(rules, kind, value, f"{path}.{key}", out)
+            _read(rules, kind, value, where, out)
 
 
 def _read(rules: _Rules, kind: Kind, value: object, path: str, out: list[Finding]) -> None:
@@ -454,11 +464,14 @@ def normalize(
         )
     by_kind: dict[Kind, list[Finding]] = {}
     for f in find_identifiers(provider, meta):
-        by_kind.setdefault(f.kind, []).append(f)
+        if f.kind in by_kind:
+            by_kind[f.kind].append(f)
+        else:
+            by_kind[f.kind] = [f]
     for f in plan_findings:
         by_kind.setdefault(f.kind, []).append(f)
     for kind, column, key, key_field, name in _TARGETS[provider]:
-        of_kind = by_kind.get(kind, [])
+        of_kind = by_kind.get(kind)
         existing = (
             provider_customer_id
             if column == "provider_customer_id"
@@ -468,7 +481,11 @@ def normalize(
         )
         if column is not None and not _blank(existing):
             c = check(provider, kind, existing)
-            of_kind.insert(0, Finding(kind, column, existing, c.value, c.problem))
+            found = Finding(kind, column, existing, c.value, c.problem)
+            if of_kind is None:
+                of_kind = [found]
+            else:
+                of_kind.insert(0, found)
         if not of_kind:
             continue
 
@@ -476,7 +493,10 @@ def normalize(
         bad: dict[tuple[object, str], tuple[Any, list[str]]] = {}
         for f in of_kind:
             if f.value is not None:
-                valid.setdefault(f.value, []).append(f.source)
+                if f.value in valid:
+                    valid[f.value].append(f.source)
+                else:
+                    valid[f.value] = [f.source]
             else:
                 bad.setdefault((_same(f.raw), f.problem or ""), (f.raw, []))[1].append(f.source)
         for (_, problem), (raw, sources) in bad.items():
@@ -496,7 +516,7 @@ def normalize(
         [(value, sources)] = valid.items()
         if kind == "subscription":
             result.subscription_id = value
-            holder = (taken or {}).get(value)
+            holder = taken.get(value) if taken else None
             if holder is not None:
                 result.conflicts.append(
                     Conflict(
@@ -507,16 +527,18 @@ def normalize(
                     )
                 )
                 continue
-        if column is not None:
+        if column is not None and existing != value:
             change = _change(provider, kind, column, existing, value, sources)
             if change is not None:
                 result.changes.append(change)
                 result.columns[column] = value
         if key is not None and meta_is_object:
-            change = _change(provider, kind, key_field, meta.get(key), value, sources)
-            if change is not None:
-                result.changes.append(change)
-                result.metadata_set[key] = value
+            old = meta.get(key)
+            if old != value:
+                change = _change(provider, kind, key_field, old, value, sources)
+                if change is not None:
+                    result.changes.append(change)
+                    result.metadata_set[key] = value
     return result
 
 
@@ -525,7 +547,9 @@ def _change(
 ) -> Change | None:
     """Fill an empty target, or trim whitespace around the same id; never replace a value."""
     if _blank(old):
-        where = ", ".join(s for s in sources if s != target) or target
+        if len(sources) == 1:  # the common case: the one place it was found (or the target)
+            return Change(target, old, new, sources[0])
+        where = ", ".join([s for s in sources if s != target]) or target
         return Change(target, old, new, where)
     if old == new:
         return None

@@ -40,6 +40,7 @@ from sqlalchemy.sql.dml import Update
 
 from faithflow_ops.audit import audit_row, record_many
 from faithflow_ops.billing.identifiers import (
+    Change,
     Conflict,
     Finding,
     Invalid,
@@ -205,25 +206,6 @@ def _plan_level(session: Session) -> tuple[PlanSources, list[Action]]:
     return sources, actions
 
 
-class _Row(NamedTuple):
-    """One subscription as plan reads it (`_PAGE_COLUMNS`, metadata parsed)."""
-
-    id: int
-    tenant_id: int
-    plan_id: int
-    provider: str
-    provider_customer_id: str | None
-    provider_subscription_id: str | None
-    metadata: Any
-    updated_at: dt.datetime
-
-    @classmethod
-    def read(cls, raw: tuple[Any, ...]) -> _Row:
-        sub_id, tenant_id, plan_id, provider, customer, subscription, meta, seen = raw
-        parsed = None if meta is None else json.loads(meta)
-        return cls(sub_id, tenant_id, plan_id, provider, customer, subscription, parsed, seen)
-
-
 def _plan_page(
     session: Session, page: Sequence[tuple[Any, ...]], sources: PlanSources
 ) -> Iterator[Action]:
@@ -231,15 +213,23 @@ def _plan_page(
     # would write, its actions): fewer live objects, less work for the garbage collector.
     planned: list[tuple[tuple[Any, ...], str | None, Sequence[Action]]] = []
     wanted: dict[str, set[str]] = {}
+    loads = json.loads
     for raw in page:
-        row = _Row.read(raw)
-        result = _normalize(row, sources)
+        # _PAGE_COLUMNS; metadata is JSON text
+        _id, _tenant, plan_id, provider, customer, subscription, meta, _seen = raw
+        result = normalize(
+            provider,
+            None if meta is None else loads(meta),
+            provider_customer_id=customer,
+            provider_subscription_id=subscription,
+            plan_findings=sources.get((plan_id, provider), ()),
+        )
         writes = result.subscription_id
-        if writes is not None and writes != row.provider_subscription_id:
-            wanted.setdefault(row.provider, set()).add(writes)
+        if writes is not None and writes != subscription:
+            wanted.setdefault(provider, set()).add(writes)
         else:
             writes = None
-        planned.append((raw, writes, _actions(row, result)))
+        planned.append((raw, writes, _actions(raw, result)))
     # provider_subscription_id is unique per provider: does another subscription hold it?
     holders: dict[tuple[str, str], int] = {}
     for provider, ids in wanted.items():  # (provider, provider_subscription_id) is indexed
@@ -252,88 +242,175 @@ def _plan_page(
             holders[(provider, held)] = holder
     for raw, writes, actions in planned:
         if writes is not None and holders:
-            row = _Row.read(raw)
-            holder = holders.get((row.provider, writes))
-            if holder is not None and holder != row.id:
-                actions = _actions(row, _normalize(row, sources, taken={writes: holder}))
+            holder = holders.get((raw[3], writes))
+            if holder is not None and holder != raw[0]:
+                taken = {writes: holder}
+                actions = _actions(raw, _normalize(raw, sources, taken))
         yield from actions
 
 
 def _normalize(
-    row: _Row, sources: PlanSources, taken: Mapping[str, int] | None = None
+    raw: tuple[Any, ...], sources: PlanSources, taken: Mapping[str, int] | None = None
 ) -> Normalization:
+    _id, _tenant, plan_id, provider, customer, subscription, meta, _seen = raw
     return normalize(
-        row.provider,
-        row.metadata,
-        provider_customer_id=row.provider_customer_id,
-        provider_subscription_id=row.provider_subscription_id,
-        plan_findings=sources.get((row.plan_id, row.provider), ()),
+        provider,
+        None if meta is None else json.loads(meta),
+        provider_customer_id=customer,
+        provider_subscription_id=subscription,
+        plan_findings=sources.get((plan_id, provider), ()),
         taken=taken,
     )
 
 
-def _actions(row: _Row, result: Normalization) -> Sequence[Action]:
-    if not (result.changes or result.conflicts or result.invalid):
-        return ()
-    target = f"subscription:{row.id}"
-    actions: list[Action] = []
-    if result.changes:
-        actions.append(
-            Action(
-                "normalize",
-                target,
-                "; ".join([change.describe() for change in result.changes]),
-                {
-                    "subscription_id": row.id,
-                    "tenant_id": row.tenant_id,
-                    "provider": row.provider,
-                    "seen_updated_at": row.updated_at.isoformat(),
-                    "changes": [change.to_dict() for change in result.changes],
-                    "columns": result.columns,  # new column values
-                    "metadata_set": result.metadata_set,  # canonical keys merged into metadata
-                },
-            )
-        )
+def _actions(raw: tuple[Any, ...], result: Normalization) -> Sequence[Action]:
+    conflicts, invalid = result.conflicts, result.invalid
+    if not (conflicts or invalid):
+        return (_Normalize(raw, result),) if result.changes else ()
+    sub_id, tenant_id, provider = raw[0], raw[1], raw[3]
+    target = f"subscription:{sub_id}"
+    actions: list[Action] = [_Normalize(raw, result)] if result.changes else []
     findings: list[tuple[str, Conflict | Invalid]] = [
-        *(("conflict", clash) for clash in result.conflicts),
-        *(("invalid", bad) for bad in result.invalid),
+        *(("conflict", clash) for clash in conflicts),
+        *(("invalid", bad) for bad in invalid),
     ]
     for kind, finding in findings:
-        data = {"subscription_id": row.id, "tenant_id": row.tenant_id, "provider": row.provider}
+        data = {"subscription_id": sub_id, "tenant_id": tenant_id, "provider": provider}
         data.update(finding.to_dict())
         actions.append(Action(kind, target, finding.describe(), data))
     return actions
+
+
+class _Normalize(Action):
+    """A `normalize` action whose `reason` and `data` are built when first read.
+
+    Reading them (a preview row, the JSON document, a stale message) gives what an eager
+    `Action` would hold. A run that only applies never reads them: apply claims from what the
+    action keeps (`claim`), so the plan does not build two strings, a list of dicts and a dict
+    per changed subscription that nobody reads.
+    """
+
+    # (id, tenant id, provider, seen updated_at, changes, new columns, keys to merge): tuples
+    # and dicts of plain values only, which the garbage collector stops tracking
+    _fields: tuple[int, int, str, dt.datetime, tuple[Change, ...], dict[str, str], dict[str, str]]
+
+    def __init__(self, raw: tuple[Any, ...], result: Normalization) -> None:
+        # Not Action.__init__: reason and data are left unset, for __getattr__ to fill.
+        sub_id, tenant_id, _plan, provider, _cus, _sub, _meta, seen = raw
+        object.__setattr__(self, "kind", "normalize")
+        object.__setattr__(self, "target", f"subscription:{sub_id}")
+        fields = (
+            sub_id,
+            tenant_id,
+            provider,
+            seen,
+            tuple(result.changes),
+            result.columns,
+            result.metadata_set,
+        )
+        object.__setattr__(self, "_fields", fields)
+
+    def claim(self) -> _Claim:
+        sub_id, tenant_id, _provider, seen, changes, columns, metadata_set = self._fields
+        return _Claim(
+            sub_id,
+            tenant_id,
+            seen,
+            columns,
+            metadata_set,
+            {change.field: change.old for change in changes},
+            {change.field: change.new for change in changes},
+        )
+
+    def __getattr__(self, name: str) -> Any:  # only for attributes not set yet
+        if name not in ("reason", "data"):
+            raise AttributeError(name)
+        sub_id, tenant_id, provider, seen, changes, columns, metadata_set = self._fields
+        if name == "reason":
+            value: Any = "; ".join([change.describe() for change in changes])
+        else:
+            value = {
+                "subscription_id": sub_id,
+                "tenant_id": tenant_id,
+                "provider": provider,
+                "seen_updated_at": seen.isoformat(),
+                "changes": [change.to_dict() for change in changes],
+                "columns": columns,  # new column values
+                "metadata_set": metadata_set,  # canonical keys merged into metadata
+            }
+        object.__setattr__(self, name, value)
+        return value
 
 
 # ---------------------------------------------------------------------------------------------
 # apply
 
 
+class _Claim(NamedTuple):
+    """What applying one `normalize` action needs: the row as planned and what to write."""
+
+    id: int
+    tenant_id: int
+    seen: dt.datetime
+    columns: Mapping[str, str]  # changed columns → new value
+    metadata_set: Mapping[str, str]  # canonical keys merged into metadata
+    before: dict[str, Any]  # the audit entry: each changed field's old value
+    after: dict[str, Any]  # … and its new one
+
+
+def _claim(action: Action) -> _Claim:
+    if action.kind != "normalize":
+        raise ValueError(f"{action.kind} actions are report-only; nothing to apply")
+    if isinstance(action, _Normalize):
+        return action.claim()
+    data = action.data  # an Action made elsewhere from the same data
+    before, after = _before_after(data)
+    return _Claim(
+        data["subscription_id"],
+        data["tenant_id"],
+        dt.datetime.fromisoformat(data["seen_updated_at"]),
+        data["columns"],
+        data["metadata_set"],
+        before,
+        after,
+    )
+
+
 def _claim_all(session: Session, ctx: JobContext, actions: Sequence[Action]) -> int:
     """Claim and change every action's row, audit each one; return how many were claimed."""
-    for action in actions:
-        if action.kind != "normalize":
-            raise ValueError(f"{action.kind} actions are report-only; nothing to apply")
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
-        payload = json.dumps([_postgres_row(action.data) for action in actions])
-        params = {"rows": payload, "now": now, "actor": ctx.actor, "action": AUDIT_ACTION}
+        rows = [
+            (
+                c.id,
+                c.seen.isoformat(),
+                c.columns.get("provider_customer_id"),
+                c.columns.get("provider_subscription_id"),
+                c.metadata_set or None,
+                c.before,
+                c.after,
+            )
+            for c in map(_claim, actions)
+        ]
+        params = {"rows": json.dumps(rows), "now": now, "actor": ctx.actor, "action": AUDIT_ACTION}
         return _rowcount(session.execute(_POSTGRES_CLAIM, params))
+    claims = [_claim(action) for action in actions]
     groups: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
-    for action in actions:  # one executemany per shape of change
-        data = action.data
-        shape = (tuple(sorted(data["columns"])), bool(data["metadata_set"]))
-        groups.setdefault(shape, []).append(_params(data, now))
+    for claim in claims:  # one executemany per shape of change
+        shape = (tuple(sorted(claim.columns)), bool(claim.metadata_set))
+        groups.setdefault(shape, []).append(_params(claim, now))
     claimed = sum(
         _rowcount(session.execute(_sqlite_claim(*shape), params))
         for shape, params in groups.items()
     )
-    if claimed == len(actions):
-        record_many(session, [_audit(ctx, action.data) for action in actions])
+    if claimed == len(claims):
+        record_many(session, [_audit(ctx, claim) for claim in claims])
     return claimed
 
 
-# Postgres: a batch in one statement and one round trip (rows from `_postgres_row`).
+# Postgres: a batch in one statement and one round trip. Each row of :rows is a JSON array
+# [id, seen updated_at, new provider_customer_id or null, new provider_subscription_id or
+# null, canonical keys to merge or null, audit before, audit after].
 # Claim each row (same id + updated_at, and no other subscription holding a subscription id
 # being written), merge the canonical keys into its metadata, and insert one audit_log row
 # per claimed row (the columns `audit.audit_row` fills). The rowcount is the number claimed.
@@ -342,26 +419,25 @@ def _claim_all(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
 _POSTGRES_CLAIM = text(
     """
 WITH incoming AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-        id integer, seen timestamptz, columns jsonb, metadata_set jsonb,
-        before jsonb, after jsonb)
+    SELECT CAST(r ->> 0 AS integer) AS id, CAST(r ->> 1 AS timestamptz) AS seen,
+        r ->> 2 AS customer_id, r ->> 3 AS subscription_id,
+        NULLIF(r -> 4, 'null') AS metadata_set, r -> 5 AS before, r -> 6 AS after
+    FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r
 ), claimed AS (
     UPDATE subscriptions AS s SET
-        provider_customer_id = CASE WHEN i.columns ? 'provider_customer_id'
-            THEN i.columns ->> 'provider_customer_id' ELSE s.provider_customer_id END,
-        provider_subscription_id = CASE WHEN i.columns ? 'provider_subscription_id'
-            THEN i.columns ->> 'provider_subscription_id' ELSE s.provider_subscription_id END,
+        provider_customer_id = COALESCE(i.customer_id, s.provider_customer_id),
+        provider_subscription_id = COALESCE(i.subscription_id, s.provider_subscription_id),
         metadata = CASE
-            WHEN i.metadata_set = '{}' THEN s.metadata
+            WHEN i.metadata_set IS NULL THEN s.metadata
             WHEN jsonb_typeof(s.metadata) = 'object' THEN s.metadata || i.metadata_set
             ELSE i.metadata_set END,
         updated_at = :now
     FROM incoming AS i
     WHERE s.id = i.id AND s.updated_at = i.seen
-      AND NOT (i.columns ? 'provider_subscription_id' AND EXISTS (
+      AND (i.subscription_id IS NULL OR NOT EXISTS (
           SELECT 1 FROM subscriptions AS other
           WHERE other.provider = s.provider
-            AND other.provider_subscription_id = i.columns ->> 'provider_subscription_id'
+            AND other.provider_subscription_id = i.subscription_id
             AND other.id <> s.id))
     RETURNING s.id, s.tenant_id, i.before, i.after
 )
@@ -371,18 +447,6 @@ SELECT tenant_id, :actor, :action, 'subscription', CAST(id AS text), before, aft
 FROM claimed
 """
 )
-
-
-def _postgres_row(data: Mapping[str, Any]) -> dict[str, Any]:
-    before, after = _before_after(data)
-    return {
-        "id": data["subscription_id"],
-        "seen": data["seen_updated_at"],
-        "columns": data["columns"],
-        "metadata_set": data["metadata_set"],
-        "before": before,
-        "after": after,
-    }
 
 
 @functools.cache
@@ -420,16 +484,16 @@ def _sqlite_claim(columns: tuple[str, ...], with_metadata: bool) -> Update:
     return stmt
 
 
-def _params(data: Mapping[str, Any], now: dt.datetime) -> dict[str, Any]:
+def _params(claim: _Claim, now: dt.datetime) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "claim_id": data["subscription_id"],
-        "claim_seen": dt.datetime.fromisoformat(data["seen_updated_at"]),
+        "claim_id": claim.id,
+        "claim_seen": claim.seen,
         "new_updated_at": now,
     }
-    for name, value in data["columns"].items():
+    for name, value in claim.columns.items():
         params[f"new_{name}"] = value
-    if data["metadata_set"]:
-        params["new_metadata"] = json.dumps(data["metadata_set"])
+    if claim.metadata_set:
+        params["new_metadata"] = json.dumps(claim.metadata_set)
     return params
 
 
@@ -473,14 +537,13 @@ def _before_after(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, An
     )
 
 
-def _audit(ctx: JobContext, data: Mapping[str, Any]) -> dict[str, Any]:
-    before, after = _before_after(data)
+def _audit(ctx: JobContext, claim: _Claim) -> dict[str, Any]:
     return audit_row(
         actor=ctx.actor,
         action=AUDIT_ACTION,
         entity_type="subscription",
-        entity_id=data["subscription_id"],
-        tenant_id=data["tenant_id"],
-        before=before,
-        after=after,
+        entity_id=claim.id,
+        tenant_id=claim.tenant_id,
+        before=claim.before,
+        after=claim.after,
     )
