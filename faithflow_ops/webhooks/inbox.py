@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
-from faithflow_ops.db import Database, upsert_insert, utcnow
+from faithflow_ops.db import Database, JSONType, UTCDateTime, utcnow
 from faithflow_ops.errors import NotFound, UserError
 from faithflow_ops.models import WebhookEvent
 from faithflow_ops.webhooks import effects, events
@@ -95,35 +95,46 @@ def receive(db: Database, event: InboundEvent, *, now: dt.datetime | None = None
         return _handle(session, row_id, event, now, count)
 
 
+# Step 1 as one textual statement: SQLAlchemy never caches the compiled form of a dialect's
+# `insert().on_conflict_do_update()` (its cache key is None), so building it per delivery
+# compiled it per delivery — 14% of the receiver's CPU under load. A `text()` with typed binds
+# is compiled once. The same SQL runs on Postgres and SQLite (3.35+: RETURNING).
+_RECORD = text(
+    "INSERT INTO webhook_events (provider, scope, event_key, event_type, object_id, "
+    "customer_ref, account_ref, occurred_at, payload, status, last_error, delivery_count, "
+    "first_received_at, last_received_at, created_at, updated_at) "
+    "VALUES (:provider, :scope, :event_key, :event_type, :object_id, :customer_ref, "
+    ":account_ref, :occurred_at, :payload, 'failed', 'not handled yet', 1, "
+    ":now, :now, :now, :now) "
+    "ON CONFLICT (provider, scope, event_key) DO UPDATE SET "
+    "delivery_count = webhook_events.delivery_count + 1, "
+    "last_received_at = :now, updated_at = :now "
+    "RETURNING id, status, delivery_count"
+).bindparams(
+    bindparam("occurred_at", type_=UTCDateTime()),
+    bindparam("payload", type_=JSONType),
+    bindparam("now", type_=UTCDateTime()),
+)
+
+
 def _record(session: Session, event: InboundEvent, now: dt.datetime) -> tuple[int, str, int]:
-    table = WebhookEvent.__table__
-    stmt = upsert_insert(session.get_bind().dialect.name, table).values(
-        provider=event.provider,
-        scope=event.scope,
-        event_key=event.key,
-        event_type=event.type[:100],
-        object_id=(event.object_id or "")[:128] or None,
-        customer_ref=event.customer_ref,
-        account_ref=(event.account_ref or "")[:128] or None,
-        occurred_at=event.occurred_at,
-        payload=event.payload,
-        status="failed",  # replaced before this transaction commits
-        last_error="not handled yet",
-        delivery_count=1,
-        first_received_at=now,
-        last_received_at=now,
-        created_at=now,
-        updated_at=now,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["provider", "scope", "event_key"],
-        set_={
-            "delivery_count": table.c.delivery_count + 1,
-            "last_received_at": now,
-            "updated_at": now,
+    """Insert the delivery as `failed` (replaced before this transaction commits) or count it
+    once more; returns (id, status, delivery_count) of the row."""
+    row = session.execute(
+        _RECORD,
+        {
+            "provider": event.provider,
+            "scope": event.scope,
+            "event_key": event.key,
+            "event_type": event.type[:100],
+            "object_id": (event.object_id or "")[:128] or None,
+            "customer_ref": event.customer_ref,
+            "account_ref": (event.account_ref or "")[:128] or None,
+            "occurred_at": event.occurred_at,
+            "payload": event.payload,
+            "now": now,
         },
-    ).returning(table.c.id, table.c.status, table.c.delivery_count)
-    row = session.execute(stmt).one()
+    ).one()
     return int(row.id), str(row.status), int(row.delivery_count)
 
 
