@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from litestar.enums import ScopeType
@@ -91,4 +91,5 @@ class MetricsMiddleware:
                     path=scope["path"],
                     status=status,
                     ms=round(seconds * 1000, 1),
+                    **cast("dict[str, Any]", scope.get("log_fields", {})),  # added by the route
                 )

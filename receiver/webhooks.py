@@ -160,16 +160,15 @@ def receive_webhook(
     received = inbox.receive(db, event)
     result = "duplicate" if received.duplicate else received.status
     metrics.webhooks.labels(provider, scope, result).inc()
-    log.info(
-        "webhook",
-        provider=provider,
-        scope=scope,
-        event_key=event.key,
-        type=event.type,
-        status=received.status,
-        duplicate=received.duplicate,
-        deliveries=received.delivery_count,
-    )
+    # One log line per delivery: the metrics middleware's `request` line carries these fields.
+    request.scope["log_fields"] = {  # type: ignore[typeddict-unknown-key]
+        "provider": provider,
+        "scope": scope,
+        "event_key": event.key,
+        "type": event.type,
+        "result": result,
+        "deliveries": received.delivery_count,
+    }
     return Response(received.to_dict(), status_code=500 if received.status == "failed" else 200)
 
 

@@ -10,9 +10,10 @@ handling for a stored event (operators, `--failed`, `--unmatched`):
 2. A row already `applied`, `ignored` or `stale` is a duplicate: answered 200, nothing done.
    `unmatched` and `failed` rows are handled again (their tenant may be linked now, our bug
    may be fixed).
-3. The handler runs inside a savepoint. If it raises, its writes are undone, the row is kept
-   as `failed` with the error, and the receiver answers 500 so the provider retries. If the
-   database itself fails, nothing is stored and the receiver answers 503.
+3. If the handler raises, its writes are undone (the live path rolls the whole transaction
+   back and records the delivery again in a second one; replays use a savepoint), the row is
+   kept as `failed` with the error, and the receiver answers 500 so the provider retries. If
+   the database itself fails, nothing is stored and the receiver answers 503.
 4. When an event links a customer to a tenant (checkout), that customer's `unmatched` events
    are handled right after, in the same transaction: order of arrival does not matter.
 """
@@ -22,10 +23,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Table, bindparam, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -37,6 +38,7 @@ from faithflow_ops.webhooks.effects import Outcome
 from faithflow_ops.webhooks.events import InboundEvent
 
 log = structlog.get_logger("faithflow.webhooks")
+_EVENTS = cast(Table, WebhookEvent.__table__)
 
 DONE = frozenset({"applied", "ignored", "stale"})  # a redelivery changes nothing
 RETRIED = frozenset({"unmatched", "failed"})  # a redelivery or replay handles it again
@@ -88,11 +90,21 @@ class Received:
 def receive(db: Database, event: InboundEvent, *, now: dt.datetime | None = None) -> Received:
     """Store one verified delivery and handle it unless it is a duplicate."""
     now = now or utcnow()
-    with db.session() as session:
-        row_id, status, count = _record(session, event, now)
-        if status in DONE:
-            return Received(row_id, event.key, event.type, status, True, count, None)
-        return _handle(session, row_id, event, now, count)
+    try:
+        with db.session() as session:
+            row_id, status, count = _record(session, event, now)
+            if status in DONE:
+                return Received(row_id, event.key, event.type, status, True, count, None)
+            # No savepoint on this path (two round trips saved per delivery): if the handler
+            # fails, the whole transaction rolls back and the failure is recorded below.
+            outcome = _outcome(session, event, isolate=False)
+            return _finish(session, row_id, event, now, count, outcome)
+    except _HandlerFailed as failed:
+        with db.session() as session:
+            row_id, status, count = _record(session, event, now)
+            if status in DONE:  # another delivery of it was applied meanwhile
+                return Received(row_id, event.key, event.type, status, True, count, None)
+            return _finish(session, row_id, event, now, count, failed)
 
 
 # Step 1 as one textual statement: SQLAlchemy never caches the compiled form of a dialect's
@@ -138,12 +150,66 @@ def _record(session: Session, event: InboundEvent, now: dt.datetime) -> tuple[in
     return int(row.id), str(row.status), int(row.delivery_count)
 
 
-def _run_handler(session: Session, event: InboundEvent) -> Outcome:
+class _HandlerFailed(Exception):
+    """Our handler raised: its writes are to be undone and the event kept as `failed`."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error[:2000]
+
+
+def _outcome(session: Session, event: InboundEvent, *, isolate: bool) -> Outcome:
+    """Run the event's handler. `isolate`: inside a savepoint, so a failure undoes only the
+    handler's writes (replay, and events handled inside another event's transaction).
+    Raises _HandlerFailed for our errors; database failures propagate (the receiver's 503)."""
     handler = handler_for(event)
     if handler is None:
         return effects.ignored(f"{event.type} is not handled on the {event.scope} endpoint")
-    with session.begin_nested():
-        return handler(session, event)
+    try:
+        if not isolate:
+            return handler(session, event)
+        with session.begin_nested():
+            return handler(session, event)
+    except (OperationalError, DBAPIError) as exc:
+        if isinstance(exc, OperationalError) or exc.connection_invalidated:
+            raise  # the database itself: nothing is stored, the receiver answers 503
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        raise _HandlerFailed(f"{type(exc.orig).__name__}: {first}") from exc
+    except Exception as exc:  # our bug: keep the delivery and the error for replay
+        log.error("webhook handler failed", event_key=event.key, type=event.type, exc_info=exc)
+        raise _HandlerFailed(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _finish(
+    session: Session,
+    row_id: int,
+    event: InboundEvent,
+    now: dt.datetime,
+    count: int,
+    result: Outcome | _HandlerFailed,
+    *,
+    redrive: bool = True,
+) -> Received:
+    """Write the event's final status; then handle the unmatched events it unblocked."""
+    values: dict[str, Any]
+    if isinstance(result, _HandlerFailed):
+        values = {"status": "failed", "last_error": result.error, "outcome": None}
+    else:
+        values = {
+            "status": result.status,
+            "outcome": result.detail[:2000],
+            "last_error": None,
+            "tenant_id": result.tenant_id,
+        }
+        if result.status == "applied":
+            values["applied_at"] = now
+    values["updated_at"] = now
+    session.execute(_EVENTS.update().where(_EVENTS.c.id == row_id).values(**values))
+    if not isinstance(result, _HandlerFailed) and redrive:
+        for customer in result.linked_customers:
+            redrive_customer(session, event.provider, customer, now=now)
+    detail = values.get("outcome") or values.get("last_error")
+    return Received(row_id, event.key, event.type, values["status"], False, count, detail)
 
 
 def _handle(
@@ -155,36 +221,13 @@ def _handle(
     *,
     redrive: bool = True,
 ) -> Received:
-    values: dict[str, Any]
+    """Handle a stored event inside the caller's transaction, isolated by a savepoint."""
+    result: Outcome | _HandlerFailed
     try:
-        outcome = _run_handler(session, event)
-    except (OperationalError, DBAPIError) as exc:
-        if isinstance(exc, OperationalError) or exc.connection_invalidated:
-            raise  # the database itself: nothing is stored, the receiver answers 503
-        outcome = None
-        error = f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0]}"
-    except Exception as exc:  # our bug: keep the delivery and the error for replay
-        outcome = None
-        error = f"{type(exc).__name__}: {exc}"
-        log.error("webhook handler failed", event_key=event.key, type=event.type, exc_info=exc)
-    if outcome is None:
-        values = {"status": "failed", "last_error": error[:2000], "outcome": None}
-    else:
-        values = {
-            "status": outcome.status,
-            "outcome": outcome.detail[:2000],
-            "last_error": None,
-            "tenant_id": outcome.tenant_id,
-        }
-        if outcome.status == "applied":
-            values["applied_at"] = now
-    values["updated_at"] = now
-    session.execute(update(WebhookEvent).where(WebhookEvent.id == row_id).values(**values))
-    if outcome is not None and redrive:
-        for customer in outcome.linked_customers:
-            redrive_customer(session, event.provider, customer, now=now)
-    detail = values.get("outcome") or values.get("last_error")
-    return Received(row_id, event.key, event.type, values["status"], False, count, detail)
+        result = _outcome(session, event, isolate=True)
+    except _HandlerFailed as failed:
+        result = failed
+    return _finish(session, row_id, event, now, count, result, redrive=redrive)
 
 
 def redrive_customer(
@@ -254,10 +297,10 @@ def replay(
             return _handle(session, row.id, event, now, row.delivery_count)
         try:
             with session.begin_nested():
-                raise _DryRun(_run_handler(session, event))
+                raise _DryRun(_outcome(session, event, isolate=True))
         except _DryRun as would:
             outcome = would.outcome
-        except Exception as exc:
+        except _HandlerFailed as failed:
             return Received(
                 row.id,
                 row.event_key,
@@ -265,7 +308,7 @@ def replay(
                 "failed",
                 False,
                 row.delivery_count,
-                f"would fail: {type(exc).__name__}: {exc}",
+                f"would fail: {failed.error}",
             )
         return Received(
             row.id,
