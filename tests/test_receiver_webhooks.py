@@ -1,4 +1,5 @@
-"""The webhook endpoints over real HTTP (uvicorn on loopback, httpx), with real signatures."""
+"""The webhook endpoints over real HTTP (uvicorn on loopback, httpx), with real signatures: the
+seed's `webhook-idempotency` and `paystack-webhook-idempotency` suites, on SQLite and Postgres."""
 
 from __future__ import annotations
 
