@@ -310,6 +310,53 @@ def dispute_for(session: Session, provider: str, dispute_id: str) -> tuple[Dispu
     return row, new
 
 
+@dataclass(frozen=True)
+class DisputeState:
+    """What a dispute event says, in our columns (each provider's handler reads its shape)."""
+
+    tenant_id: int
+    charge_ref: str | None
+    payment_id: int | None
+    invoice_id: int | None
+    amount_minor: int
+    currency: str
+    reason: str | None
+    status: str
+    evidence_due_by: dt.datetime | None
+    closed_at: dt.datetime | None  # set by the event that closes it
+    extra: dict[str, Any] = field(default_factory=dict)  # merged into metadata
+
+
+def write_dispute(
+    session: Session, event: InboundEvent, at: dt.datetime | None, rank: int, state: DisputeState
+) -> Outcome:
+    """Record a dispute's state (either scope) unless newer state is already stored."""
+    dispute, new = dispute_for(session, event.provider, str(event.object_id))
+    if not new and not is_current(dispute, at, rank):
+        return stale(f"dispute {dispute.id} already holds newer state", state.tenant_id)
+    before = None if new else dispute.status
+    dispute.tenant_id = state.tenant_id
+    dispute.scope = event.scope
+    dispute.charge_ref = state.charge_ref
+    dispute.payment_id = state.payment_id or dispute.payment_id
+    dispute.invoice_id = state.invoice_id or dispute.invoice_id
+    dispute.amount_minor = state.amount_minor
+    dispute.currency = state.currency
+    dispute.reason = state.reason
+    dispute.status = state.status[:64]
+    dispute.evidence_due_by = state.evidence_due_by or dispute.evidence_due_by
+    if state.closed_at is not None:
+        dispute.closed_at = dispute.closed_at or state.closed_at
+    if state.extra:
+        dispute.metadata_ = {**(dispute.metadata_ or {}), **state.extra}
+    stamp(dispute, at, rank)
+    if new:
+        session.add(dispute)
+    session.flush()
+    change = "opened" if before is None else f"{before} -> {dispute.status}"
+    return applied(f"dispute {dispute.id} ({event.scope}): {change}", state.tenant_id)
+
+
 def timestamp(value: object) -> dt.datetime | None:
     """Stripe's epoch seconds → aware UTC."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:

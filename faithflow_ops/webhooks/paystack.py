@@ -324,32 +324,21 @@ def dispute_event(session: Session, event: InboundEvent) -> Outcome:
             if found is None:
                 return _no_customer(event)
             tenant_id = found
-    dispute, new = fx.dispute_for(session, "paystack", str(event.object_id))
-    if not new and not fx.is_current(dispute, at, rank):
-        return fx.stale(f"dispute {dispute.id} already holds newer state", tenant_id)
-    before = None if new else dispute.status
-    dispute.tenant_id = tenant_id
-    dispute.scope = event.scope
-    dispute.charge_ref = reference
-    dispute.payment_id = payment_id or dispute.payment_id
-    dispute.invoice_id = invoice_id or dispute.invoice_id
-    dispute.amount_minor = fx.minor(data.get("refund_amount")) or fx.minor(
-        transaction.get("amount")
+    resolved = event.type == "charge.dispute.resolve"
+    state = fx.DisputeState(
+        tenant_id=tenant_id,
+        charge_ref=reference,
+        payment_id=payment_id,
+        invoice_id=invoice_id,
+        amount_minor=fx.minor(data.get("refund_amount")) or fx.minor(transaction.get("amount")),
+        currency=fx.currency(data.get("currency") or transaction.get("currency"), "NGN"),
+        reason=_text(data.get("category")),
+        status=str(data.get("status") or "awaiting-merchant-feedback"),
+        evidence_due_by=parse_time(data.get("dueAt")),
+        closed_at=(parse_time(data.get("resolvedAt")) or at or utcnow()) if resolved else None,
+        extra={"resolution": data["resolution"]} if resolved and data.get("resolution") else {},
     )
-    dispute.currency = fx.currency(data.get("currency") or transaction.get("currency"), "NGN")
-    dispute.reason = _text(data.get("category"))
-    dispute.status = str(data.get("status") or "awaiting-merchant-feedback")[:64]
-    dispute.evidence_due_by = parse_time(data.get("dueAt"))
-    if event.type == "charge.dispute.resolve":
-        dispute.closed_at = parse_time(data.get("resolvedAt")) or at or utcnow()
-        if data.get("resolution"):
-            dispute.metadata_ = {**(dispute.metadata_ or {}), "resolution": data["resolution"]}
-    fx.stamp(dispute, at, rank)
-    if new:
-        session.add(dispute)
-    session.flush()
-    change = "opened" if before is None else f"{before} -> {dispute.status}"
-    return fx.applied(f"dispute {dispute.id} ({event.scope}): {change}", tenant_id)
+    return fx.write_dispute(session, event, at, rank, state)
 
 
 # ---------------------------------------------------------------------------------------------

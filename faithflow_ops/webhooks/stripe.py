@@ -362,30 +362,20 @@ def dispute_event(session: Session, event: InboundEvent) -> Outcome:
                     f"dispute {event.object_id}: no invoice paid by charge {charge} is recorded"
                 )
             tenant_id = tenant.id
-    dispute, new = fx.dispute_for(session, "stripe", str(event.object_id))
-    if not new and not fx.is_current(dispute, at, rank):
-        return fx.stale(f"dispute {dispute.id} already holds newer state", tenant_id)
-    before = None if new else dispute.status
-    dispute.tenant_id = tenant_id
-    dispute.scope = event.scope
-    dispute.charge_ref = charge
-    dispute.payment_id = payment_id or dispute.payment_id
-    dispute.invoice_id = invoice_id or dispute.invoice_id
-    dispute.amount_minor = fx.minor(obj.get("amount"))
-    dispute.currency = fx.currency(obj.get("currency"))
-    dispute.reason = str(obj.get("reason") or "")[:100] or None
-    dispute.status = str(obj.get("status") or "needs_response")[:64]
     details = obj.get("evidence_details")
-    if isinstance(details, dict):
-        dispute.evidence_due_by = fx.timestamp(details.get("due_by"))
-    if event.type == "charge.dispute.closed":
-        dispute.closed_at = dispute.closed_at or at
-    fx.stamp(dispute, at, rank)
-    if new:
-        session.add(dispute)
-    session.flush()
-    change = "opened" if before is None else f"{before} -> {dispute.status}"
-    return fx.applied(f"dispute {dispute.id} ({event.scope}): {change}", tenant_id)
+    state = fx.DisputeState(
+        tenant_id=tenant_id,
+        charge_ref=charge,
+        payment_id=payment_id,
+        invoice_id=invoice_id,
+        amount_minor=fx.minor(obj.get("amount")),
+        currency=fx.currency(obj.get("currency")),
+        reason=str(obj.get("reason") or "")[:100] or None,
+        status=str(obj.get("status") or "needs_response"),
+        evidence_due_by=fx.timestamp(details.get("due_by")) if isinstance(details, dict) else None,
+        closed_at=at if event.type == "charge.dispute.closed" else None,
+    )
+    return fx.write_dispute(session, event, at, rank, state)
 
 
 _PAYMENT_STATUS = {
