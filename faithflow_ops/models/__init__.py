@@ -1,7 +1,13 @@
 """All models, imported so `Base.metadata` knows every table (Alembic reads it)."""
 
 from faithflow_ops.models.base import Base
-from faithflow_ops.models.billing import Invoice, ProviderAccount, Subscription, SubscriptionPlan
+from faithflow_ops.models.billing import (
+    Invoice,
+    PlanChange,
+    ProviderAccount,
+    Subscription,
+    SubscriptionPlan,
+)
 from faithflow_ops.models.ops import AuditLog, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.tenancy import Tenant, TenantSecurityPolicy, User
@@ -15,6 +21,7 @@ __all__ = [
     "JobLock",
     "JobRun",
     "Payment",
+    "PlanChange",
     "ProviderAccount",
     "Subscription",
     "SubscriptionPlan",

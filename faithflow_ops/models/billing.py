@@ -14,7 +14,9 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -34,6 +36,8 @@ SUBSCRIPTION_STATUSES = (
     "incomplete",
 )
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+PLAN_CHANGE_KINDS = ("upgrade", "downgrade", "interval_change")
+PLAN_CHANGE_STATUSES = ("scheduled", "applied", "rejected", "canceled")
 
 
 class SubscriptionPlan(Timestamps, Base):
@@ -69,6 +73,34 @@ class Subscription(Timestamps, Base):
         UniqueConstraint("provider", "provider_subscription_id"),
         # subs backfill and subs list filter by status
         Index("ix_subscriptions_status", "status"),
+        # subs automate (trial_ending_notice): trials ending in the next days
+        Index(
+            "ix_subscriptions_automate_trial_end",
+            "trial_end",
+            postgresql_where=text("status = 'trialing'"),
+            sqlite_where=text("status = 'trialing'"),
+        ),
+        # subs automate (mark_past_due): active Paystack subscriptions whose period has ended
+        Index(
+            "ix_subscriptions_automate_paystack_period_end",
+            "current_period_end",
+            postgresql_where=text("provider = 'paystack' AND status = 'active'"),
+            sqlite_where=text("provider = 'paystack' AND status = 'active'"),
+        ),
+        # subs automate (suspend_tenant): how long past-due subscriptions have been past due
+        Index(
+            "ix_subscriptions_automate_past_due_since",
+            "past_due_since",
+            postgresql_where=text("status IN ('past_due', 'unpaid')"),
+            sqlite_where=text("status IN ('past_due', 'unpaid')"),
+        ),
+        # subs automate (cancel_subscription): cancellations waiting for their period end
+        Index(
+            "ix_subscriptions_automate_cancel_at_period_end",
+            "current_period_end",
+            postgresql_where=text("cancel_at_period_end AND status <> 'canceled'"),
+            sqlite_where=text("cancel_at_period_end AND status <> 'canceled'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -84,6 +116,8 @@ class Subscription(Timestamps, Base):
     current_period_end: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     past_due_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The trial_end that `subs automate` last sent a trial-ending notice for (one per trial).
+    trial_notice_for: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     canceled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     metadata_: Mapped[dict[str, Any]] = mapped_column(
         "metadata", JSONType, default=dict, server_default="{}"
@@ -103,6 +137,14 @@ class Invoice(Timestamps, Base):
         UniqueConstraint("provider", "provider_invoice_id"),
         CheckConstraint(
             "status IN ('draft', 'open', 'paid', 'uncollectible', 'void')", name="status_known"
+        ),
+        # subs automate (mark_past_due): is there a paid invoice reaching past the period end?
+        Index(
+            "ix_invoices_automate_paid_period_end",
+            "subscription_id",
+            "period_end",
+            postgresql_where=text("status = 'paid'"),
+            sqlite_where=text("status = 'paid'"),
         ),
     )
 
@@ -144,3 +186,45 @@ class ProviderAccount(Timestamps, Base):
     kind: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(128))
     source: Mapped[str] = mapped_column(String(100))  # "cli:…", "webhook:evt_…"
+
+
+class PlanChange(Timestamps, Base):
+    """A change of a subscription's plan or billing interval, scheduled for `effective_at`.
+
+    `subs automate` applies a `scheduled` change once its time has come (switching the
+    subscription's plan locally); provider-side calls belong to whoever schedules it.
+    """
+
+    __tablename__ = "plan_changes"
+    __table_args__ = (
+        CheckConstraint("kind IN ('upgrade', 'downgrade', 'interval_change')", name="kind_known"),
+        CheckConstraint(
+            "status IN ('scheduled', 'applied', 'rejected', 'canceled')", name="status_known"
+        ),
+        # subs automate (apply_plan_change): scheduled changes whose time has come
+        Index(
+            "ix_plan_changes_automate_scheduled",
+            "effective_at",
+            postgresql_where=text("status = 'scheduled'"),
+            sqlite_where=text("status = 'scheduled'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    from_plan_id: Mapped[int | None] = mapped_column(ForeignKey("subscription_plans.id"))
+    to_plan_id: Mapped[int] = mapped_column(ForeignKey("subscription_plans.id"))
+    from_interval: Mapped[str | None] = mapped_column(String(8))
+    to_interval: Mapped[str | None] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    requested_by: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="scheduled", server_default="scheduled")
+    effective_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    canceled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    provider_refs: Mapped[dict[str, Any]] = mapped_column(
+        JSONType, default=dict, server_default="{}"
+    )
+    error: Mapped[str | None] = mapped_column(Text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from faithflow_ops.db import UTCDateTime
@@ -18,6 +18,24 @@ class Tenant(Timestamps, Base):
     __tablename__ = "tenants"
     __table_args__ = (
         CheckConstraint("status IN ('active', 'suspended', 'archived')", name="status_known"),
+        CheckConstraint(
+            "billing_grace_days IS NULL OR billing_grace_days >= 0",
+            name="billing_grace_days_not_negative",
+        ),
+        # subs automate (reactivate_tenant): tenants suspended for non-payment
+        Index(
+            "ix_tenants_automate_suspended_non_payment",
+            "id",
+            postgresql_where=text("status = 'suspended' AND suspension_reason = 'non_payment'"),
+            sqlite_where=text("status = 'suspended' AND suspension_reason = 'non_payment'"),
+        ),
+        # subs automate (suspend_tenant): the smallest per-tenant grace, read with min()
+        Index(
+            "ix_tenants_automate_billing_grace_days",
+            "billing_grace_days",
+            postgresql_where=text("billing_grace_days IS NOT NULL"),
+            sqlite_where=text("billing_grace_days IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -32,6 +50,9 @@ class Tenant(Timestamps, Base):
     billing_phone: Mapped[str | None] = mapped_column(String(32))
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Days a past-due subscription may stay unpaid before `subs automate` suspends the tenant;
+    # NULL = the plan's `graceDays`, else the default (14). Set with `tenants set-grace`.
+    billing_grace_days: Mapped[int | None] = mapped_column(Integer)
 
     security_policy: Mapped[TenantSecurityPolicy | None] = relationship(
         back_populates="tenant", uselist=False
