@@ -12,7 +12,8 @@ from faithflow_ops.cli.common import JsonOpt, actor, database
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="Tenants (churches): add, list, show, suspend, reactivate, link ids; security policy.",
+    help="Tenants (churches): add, list, show, suspend, reactivate, link ids, billing grace; "
+    "security policy.",
     no_args_is_help=True,
 )
 policy_app = typer.Typer(
@@ -144,6 +145,28 @@ def show(slug: SlugArg, as_json: JsonOpt = False) -> None:
         output.info("no linked provider ids (see `faithflow tenants link`)")
 
 
+@app.command("set")
+def set_(
+    slug: SlugArg,
+    email: Annotated[str | None, typer.Option("--email", help="Billing email address.")] = None,
+    phone: Annotated[
+        str | None, typer.Option("--phone", help="Billing phone in E.164, e.g. +2348031234567.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the tenant's billing email and/or phone (Paystack checkout needs the email)."""
+    from faithflow_ops.tenancy.tenants import set_billing_contact, tenant_doc
+
+    with database().session() as session:
+        result = set_billing_contact(session, slug, actor=actor(), email=email, phone=phone)
+        doc = tenant_doc(result.tenant)
+    _render_one(doc, as_json)
+    if result.changed:
+        output.info(f"updated {doc['slug']}'s billing contact")
+    else:
+        output.info(f"{doc['slug']} already had those values; nothing changed")
+
+
 ExternalIdArg = Annotated[
     str,
     typer.Argument(
@@ -238,6 +261,39 @@ def reactivate(slug: SlugArg) -> None:
         output.info(f"reactivated tenant {name}")
     else:
         output.info(f"tenant {name} is already active; nothing changed")
+
+
+@app.command("set-grace")
+def set_grace(
+    slug: SlugArg,
+    days: Annotated[
+        str,
+        typer.Argument(
+            metavar="DAYS|default",
+            help="Days a past-due subscription may stay unpaid before `subs automate` suspends "
+            "the tenant (0-365), or 'default' for the plan's graceDays, else 14.",
+        ),
+    ],
+) -> None:
+    """Set the tenant's grace period before suspension for non-payment."""
+    from faithflow_ops.errors import UserError
+    from faithflow_ops.tenancy.tenants import set_billing_grace
+
+    text = days.strip().lower()
+    if text == "default":
+        value = None
+    elif text.isdigit():
+        value = int(text)
+    else:
+        raise UserError(f"DAYS {days!r} must be a whole number of days (0-365) or 'default'")
+    with database().session() as session:
+        result = set_billing_grace(session, slug, value, actor=actor())
+        name = result.tenant.slug
+    shown = "the plan's graceDays, else 14 days" if value is None else f"{value} days"
+    if result.changed:
+        output.info(f"tenant {name}: grace before suspension for non-payment is {shown}")
+    else:
+        output.info(f"tenant {name}: grace is already {shown}; nothing changed")
 
 
 @policy_app.command("show")

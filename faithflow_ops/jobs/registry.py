@@ -52,6 +52,15 @@ JOBS: tuple[JobSpec, ...] = (
         schedule="10 2 * * *",
         module="faithflow_ops.jobs.subscription_metadata_backfill",
     ),
+    JobSpec(
+        name="subscriptions_automate",
+        summary="Trial notices, past due, suspension for non-payment, cancellations, plan changes",
+        cli_group="subs",
+        cli_verb="automate",
+        task_path="/tasks/subscriptions/automate",
+        schedule="*/30 * * * *",
+        module="faithflow_ops.jobs.subscriptions_automate",
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}

@@ -88,6 +88,44 @@ def add_tenant(
     return tenant
 
 
+def set_billing_contact(
+    session: Session,
+    slug: str,
+    *,
+    actor: str,
+    email: str | None = None,
+    phone: str | None = None,
+) -> Transition:
+    """Set the tenant's billing email and/or phone; values already held change nothing."""
+    if email is None and phone is None:
+        raise UserError("nothing to change: give --email and/or --phone")
+    tenant = get_tenant(session, slug)
+    ensure_writable(tenant, "changed")
+    after: dict[str, str] = {}
+    if email is not None:
+        after["billing_email"] = validation.email(email)
+    if phone is not None:
+        after["billing_phone"] = validation.phone(phone)
+    before = {key: getattr(tenant, key) for key in after}
+    changed = {key: value for key, value in after.items() if before[key] != value}
+    if not changed:
+        return Transition(tenant, False)
+    for key, value in changed.items():
+        setattr(tenant, key, value)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="tenant.set_billing_contact",
+        entity_type="tenant",
+        entity_id=tenant.id,
+        tenant_id=tenant.id,
+        before={key: before[key] for key in changed},
+        after=changed,
+    )
+    return Transition(tenant, True)
+
+
 def list_tenants(
     session: Session, *, status: str | None = None, include_deleted: bool = False
 ) -> list[Tenant]:
@@ -191,3 +229,31 @@ def _audit_transition(
         before=before,
         after=_state(tenant),
     )
+
+
+MAX_GRACE_DAYS = 365
+
+
+def set_billing_grace(session: Session, slug: str, days: int | None, *, actor: str) -> Transition:
+    """Set (or with None clear) the tenant's grace before `subs automate` suspends it for
+    non-payment; cleared means the plan's `graceDays`, else the default."""
+    if days is not None and not 0 <= days <= MAX_GRACE_DAYS:
+        raise UserError(f"grace DAYS must be 0 to {MAX_GRACE_DAYS}, or 'default'; got {days}")
+    tenant = get_tenant(session, slug)
+    ensure_writable(tenant, "changed")
+    if tenant.billing_grace_days == days:
+        return Transition(tenant, changed=False)
+    before = {"billing_grace_days": tenant.billing_grace_days}
+    tenant.billing_grace_days = days
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="tenant.set_grace",
+        entity_type="tenant",
+        entity_id=tenant.id,
+        tenant_id=tenant.id,
+        before=before,
+        after={"billing_grace_days": days},
+    )
+    return Transition(tenant, changed=True)

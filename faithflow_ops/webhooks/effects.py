@@ -64,7 +64,10 @@ def stale(detail: str, tenant_id: int | None = None) -> Outcome:
     return Outcome("stale", detail, tenant_id)
 
 
-def actor(event: InboundEvent) -> str:
+def actor(event: InboundEvent | str) -> str:
+    """Who is acting: the webhook event, or a job's own actor (`subs automate` passes one)."""
+    if isinstance(event, str):
+        return event
     return f"webhook:{event.provider}:{event.key}"[:200]
 
 
@@ -192,7 +195,13 @@ def _sub_state(sub: Subscription) -> dict[str, Any]:
 
 
 def set_subscription_status(
-    session: Session, sub: Subscription, status: str, at: dt.datetime, event: InboundEvent
+    session: Session,
+    sub: Subscription,
+    status: str,
+    at: dt.datetime,
+    event: InboundEvent | str,
+    *,
+    audit_action: str = "subscription.webhook_update",
 ) -> list[str]:
     """Move a subscription to `status` with the rules every provider shares; returns notes.
 
@@ -218,7 +227,7 @@ def set_subscription_status(
         audit.record(
             session,
             actor=actor(event),
-            action="subscription.webhook_update",
+            action=audit_action,
             entity_type="subscription",
             entity_id=sub.id,
             tenant_id=sub.tenant_id,
@@ -231,7 +240,7 @@ def set_subscription_status(
 
 
 def reactivate_if_suspended_for_non_payment(
-    session: Session, tenant_id: int, event: InboundEvent
+    session: Session, tenant_id: int, event: InboundEvent | str
 ) -> list[str]:
     tenant = session.get(Tenant, tenant_id)
     if (

@@ -1,0 +1,705 @@
+"""`faithflow subs automate`: the subscription lifecycle the providers do not drive for us.
+
+Rules, one action kind each (the runbook, docs/subs-automate.md, says why):
+
+- `trial_ending_notice`: a trial ends within 3 days and no notice was recorded for that
+  trial_end (`subscriptions.trial_notice_for`): a new trial end gets a new notice.
+- `mark_past_due`: an active Paystack subscription whose period has ended with no paid invoice
+  reaching past that period end; `past_due_since` = the period end (kept when already set).
+- `suspend_tenant`: past due for longer than the grace (tenant `billing_grace_days`, else the
+  plan's `graceDays`, else 14 days): the subscription and the tenant are suspended
+  (`non_payment`). Not while the tenant has another active or trialing subscription.
+- `cancel_subscription`: `cancel_at_period_end` and the period has ended.
+- `apply_plan_change` / `reject_plan_change`: a scheduled plan change whose time has come is
+  applied locally (the subscription's plan), or rejected when the subscription was canceled or
+  is no longer on the change's `from_plan_id`.
+- `reactivate_tenant`: a tenant suspended for non-payment that has an active subscription
+  again (the safety net for a missed webhook).
+
+plan: one indexed query per rule that reads only due rows (each index is named `*_automate_*`
+and made for its query), all read before the first action is yielded, so the runner applying
+early actions cannot change what later rules see: a second run at the same `now` plans nothing
+new. A period left unpaid beyond the grace is marked past due and suspended in the same run.
+
+apply: each action claims its row with `UPDATE … WHERE id = :id AND <its condition still
+holds>` and checks the rowcount (`StaleAction` when it no longer holds), then makes the change
+with the rules the webhooks use (`webhooks.effects`, `tenancy.tenants`) and audits it in the
+same transaction. Domain times (suspended_at, applied_at) are the job's `now`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Table,
+    and_,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.db import utcnow
+from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
+from faithflow_ops.models import (
+    Invoice,
+    PlanChange,
+    Subscription,
+    SubscriptionPlan,
+    Tenant,
+)
+from faithflow_ops.tenancy.tenants import suspend_tenant
+from faithflow_ops.webhooks.effects import (
+    NON_PAYMENT,
+    reactivate_if_suspended_for_non_payment,
+    set_subscription_status,
+)
+
+SUBS = cast(Table, Subscription.__table__)
+TENANTS = cast(Table, Tenant.__table__)
+PLANS = cast(Table, SubscriptionPlan.__table__)
+INVOICES = cast(Table, Invoice.__table__)
+CHANGES = cast(Table, PlanChange.__table__)
+
+TRIAL_NOTICE_WINDOW = dt.timedelta(days=3)
+DEFAULT_GRACE_DAYS = 14
+GRACE_KEY = "graceDays"  # plan metadata
+PAST_DUE = ("past_due", "unpaid")
+LIVE = ("active", "trialing")  # a tenant with one of these is paying (or trialing)
+AUDIT_SUBSCRIPTION = "subscription.automate"
+AUDIT_NOTICE = "subscription.trial_ending_notice"
+
+KINDS = (
+    "trial_ending_notice",
+    "mark_past_due",
+    "suspend_tenant",
+    "cancel_subscription",
+    "apply_plan_change",
+    "reject_plan_change",
+    "reactivate_tenant",
+)
+
+
+class SubscriptionsAutomate(Job):
+    name = "subscriptions_automate"
+    batch_size = 200  # actions per transaction (a stale one sends its batch one by one)
+    table_columns = ("kind", "tenant", "target", "reason")
+
+    @classmethod
+    def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
+        return [(action.kind, action.data.get("tenant"), action.target, action.reason)]
+
+    def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
+        plans = _plans(session)
+        now = ctx.now
+        # Every rule reads before anything is yielded (see the module docstring).
+        actions = [
+            *_trial_notices(session, now),
+            *_past_due(session, now, plans),
+            *_suspensions(session, now, plans),
+            *_cancellations(session, now),
+            *_plan_changes(session, now, plans),
+            *_reactivations(session),
+        ]
+        if ctx.progress is not None:
+            ctx.progress.start(len(actions))
+        yield from actions
+
+    def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        handler = _APPLY.get(action.kind)
+        if handler is None:
+            raise ValueError(f"subs automate has no action kind {action.kind!r}")
+        session.flush()  # earlier actions of a batch are visible to this claim
+        handler(session, ctx, action.data)
+
+    def apply_batch(
+        self, session: Session, ctx: JobContext, actions: Sequence[Action]
+    ) -> list[Outcome] | None:
+        try:
+            for action in actions:
+                self.apply(session, ctx, action)
+        except StaleAction:
+            return None  # the runner rolls the batch back and applies it one by one
+        return ["applied"] * len(actions)
+
+
+JOB = SubscriptionsAutomate()
+
+
+# ---------------------------------------------------------------------------------------------
+# plan
+
+
+class _Plan(NamedTuple):
+    code: str
+    grace_days: int | None  # metadata graceDays when it is a whole number of days >= 0
+
+
+class Grace(NamedTuple):
+    days: int
+    source: str  # tenant | plan | default
+
+    def describe(self) -> str:
+        return f"{self.days} days ({self.source})"
+
+
+def _plans(session: Session) -> dict[int, _Plan]:
+    """Every plan's code and grace (plans are few: one query)."""
+    out: dict[int, _Plan] = {}
+    for plan_id, code, metadata in session.execute(
+        select(PLANS.c.id, PLANS.c.code, PLANS.c["metadata"])
+    ).tuples():
+        out[plan_id] = _Plan(code, plan_grace(metadata))
+    return out
+
+
+def plan_grace(metadata: object) -> int | None:
+    """A plan's `graceDays`: a whole number of days, 0 or more (anything else is ignored)."""
+    if not isinstance(metadata, Mapping):
+        return None
+    value = metadata.get(GRACE_KEY)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, int) and 0 <= value <= 3650:
+        return value
+    return None
+
+
+def resolve_grace(tenant_days: int | None, plan: _Plan | None) -> Grace:
+    """The tenant's override, else the plan's `graceDays`, else the default."""
+    if tenant_days is not None:
+        return Grace(tenant_days, "tenant")
+    if plan is not None and plan.grace_days is not None:
+        return Grace(plan.grace_days, "plan")
+    return Grace(DEFAULT_GRACE_DAYS, "default")
+
+
+def _tenant_ok() -> ColumnElement[bool]:
+    """Tenants a job may change: not deleted, not archived."""
+    return and_(TENANTS.c.deleted_at.is_(None), TENANTS.c.status != "archived")
+
+
+def _no_live_sibling() -> ColumnElement[bool]:
+    """The tenant has no other active or trialing subscription (it pays for something)."""
+    other = SUBS.alias("other")
+    return ~exists().where(
+        other.c.tenant_id == SUBS.c.tenant_id,
+        other.c.id != SUBS.c.id,
+        other.c.status.in_(LIVE),
+    )
+
+
+def _not_cancel_due(now: dt.datetime) -> ColumnElement[bool]:
+    """Not a cancellation whose period has ended (cancel_subscription takes those)."""
+    return or_(
+        SUBS.c.cancel_at_period_end.is_(False),
+        SUBS.c.current_period_end.is_(None),
+        SUBS.c.current_period_end > now,
+    )
+
+
+def _unpaid_after(period_end: Any) -> ColumnElement[bool]:
+    """No paid invoice of the subscription reaches past `period_end` (the renewal)."""
+    return ~exists().where(
+        INVOICES.c.subscription_id == SUBS.c.id,
+        INVOICES.c.status == "paid",
+        INVOICES.c.period_end > period_end,
+    )
+
+
+def _base(sub_id: int, tenant_id: int, slug: str, rule: str) -> dict[str, Any]:
+    return {"subscription_id": sub_id, "tenant_id": tenant_id, "tenant": slug, "rule": rule}
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.isoformat()
+
+
+def _trial_notices(session: Session, now: dt.datetime) -> list[Action]:
+    # ix_subscriptions_automate_trial_end: trialing rows, by trial_end
+    rows = session.execute(
+        select(SUBS.c.id, SUBS.c.tenant_id, TENANTS.c.slug, SUBS.c.trial_end)
+        .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
+        .where(
+            SUBS.c.status == "trialing",
+            SUBS.c.trial_end > now,
+            SUBS.c.trial_end <= now + TRIAL_NOTICE_WINDOW,
+            or_(SUBS.c.trial_notice_for.is_(None), SUBS.c.trial_notice_for != SUBS.c.trial_end),
+            _tenant_ok(),
+        )
+        .order_by(SUBS.c.trial_end, SUBS.c.id)
+    ).tuples()
+    out = []
+    for sub_id, tenant_id, slug, trial_end in rows:
+        data = _base(sub_id, tenant_id, slug, "trial_ending_notice")
+        data["trial_end"] = _iso(trial_end)
+        hours = (trial_end - now).total_seconds() / 3600
+        reason = (
+            f"trial ends {_iso(trial_end)} (in {hours:.0f} h); no notice sent for this trial end"
+        )
+        out.append(Action("trial_ending_notice", f"subscription:{sub_id}", reason, data))
+    return out
+
+
+def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) -> list[Action]:
+    # ix_subscriptions_automate_paystack_period_end: active Paystack rows, by period end;
+    # ix_invoices_automate_paid_period_end answers the paid-invoice question per row.
+    rows = session.execute(
+        select(
+            SUBS.c.id,
+            SUBS.c.tenant_id,
+            TENANTS.c.slug,
+            SUBS.c.plan_id,
+            SUBS.c.current_period_end,
+            SUBS.c.past_due_since,
+            TENANTS.c.billing_grace_days,
+            _no_live_sibling().label("alone"),
+        )
+        .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
+        .where(
+            SUBS.c.provider == "paystack",
+            SUBS.c.status == "active",
+            SUBS.c.current_period_end <= now,
+            SUBS.c.cancel_at_period_end.is_(False),
+            _unpaid_after(SUBS.c.current_period_end),
+            _tenant_ok(),
+        )
+        .order_by(SUBS.c.current_period_end, SUBS.c.id)
+    ).tuples()
+    out = []
+    for sub_id, tenant_id, slug, plan_id, period_end, since, tenant_days, alone in rows:
+        since = since or period_end
+        data = _base(sub_id, tenant_id, slug, "mark_past_due")
+        data.update(current_period_end=_iso(period_end), past_due_since=_iso(since))
+        reason = f"period ended {_iso(period_end)} with no paid invoice after it"
+        out.append(Action("mark_past_due", f"subscription:{sub_id}", reason, data))
+        grace = resolve_grace(tenant_days, plans.get(plan_id))
+        if alone and since + dt.timedelta(days=grace.days) <= now:
+            out.append(_suspend(sub_id, tenant_id, slug, since, grace, now))
+    return out
+
+
+def _suspend(
+    sub_id: int, tenant_id: int, slug: str, since: dt.datetime, grace: Grace, now: dt.datetime
+) -> Action:
+    data = _base(sub_id, tenant_id, slug, "suspend_tenant")
+    data.update(past_due_since=_iso(since), grace_days=grace.days, grace_source=grace.source)
+    days = (now - since).total_seconds() / 86400
+    reason = (
+        f"past due since {_iso(since)} ({days:.1f} days), beyond the grace of "
+        f"{grace.describe()}: suspend the tenant for non-payment"
+    )
+    return Action("suspend_tenant", f"subscription:{sub_id}", reason, data)
+
+
+def _min_grace(session: Session, plans: Mapping[int, _Plan]) -> int:
+    """The smallest grace any subscription can have: bounds the past-due scan by time."""
+    # ix_tenants_automate_billing_grace_days answers min() from the index
+    tenant_min = session.scalar(
+        select(func.min(TENANTS.c.billing_grace_days)).where(
+            TENANTS.c.billing_grace_days.is_not(None)
+        )
+    )
+    candidates = [DEFAULT_GRACE_DAYS]
+    candidates += [p.grace_days for p in plans.values() if p.grace_days is not None]
+    if tenant_min is not None:
+        candidates.append(tenant_min)
+    return min(candidates)
+
+
+def _suspensions(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) -> list[Action]:
+    # ix_subscriptions_automate_past_due_since: past-due rows, by how long
+    horizon = now - dt.timedelta(days=_min_grace(session, plans))
+    rows = session.execute(
+        select(
+            SUBS.c.id,
+            SUBS.c.tenant_id,
+            TENANTS.c.slug,
+            SUBS.c.plan_id,
+            SUBS.c.past_due_since,
+            TENANTS.c.billing_grace_days,
+        )
+        .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
+        .where(
+            SUBS.c.status.in_(PAST_DUE),
+            SUBS.c.past_due_since <= horizon,
+            _not_cancel_due(now),
+            _no_live_sibling(),
+            _tenant_ok(),
+        )
+        .order_by(SUBS.c.past_due_since, SUBS.c.id)
+    ).tuples()
+    out = []
+    for sub_id, tenant_id, slug, plan_id, since, tenant_days in rows:
+        grace = resolve_grace(tenant_days, plans.get(plan_id))
+        if since + dt.timedelta(days=grace.days) <= now:
+            out.append(_suspend(sub_id, tenant_id, slug, since, grace, now))
+    return out
+
+
+def _cancellations(session: Session, now: dt.datetime) -> list[Action]:
+    # ix_subscriptions_automate_cancel_at_period_end: pending cancellations, by period end
+    rows = session.execute(
+        select(SUBS.c.id, SUBS.c.tenant_id, TENANTS.c.slug, SUBS.c.current_period_end)
+        .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
+        .where(
+            SUBS.c.cancel_at_period_end.is_(True),
+            SUBS.c.status != "canceled",
+            SUBS.c.current_period_end <= now,
+            _tenant_ok(),
+        )
+        .order_by(SUBS.c.current_period_end, SUBS.c.id)
+    ).tuples()
+    out = []
+    for sub_id, tenant_id, slug, period_end in rows:
+        data = _base(sub_id, tenant_id, slug, "cancel_subscription")
+        data["current_period_end"] = _iso(period_end)
+        reason = f"set to cancel at period end; the period ended {_iso(period_end)}"
+        out.append(Action("cancel_subscription", f"subscription:{sub_id}", reason, data))
+    return out
+
+
+def _misfit(
+    status: str, plan_id: int, from_plan_id: int | None, plans: Mapping[int, _Plan], sub_id: int
+) -> str | None:
+    """Why a scheduled change can no longer apply to its subscription, or None."""
+    if status == "canceled":
+        return f"subscription {sub_id} is canceled"
+    if from_plan_id is not None and plan_id != from_plan_id:
+        return (
+            f"subscription {sub_id} is no longer on plan {_code(plans, from_plan_id)} "
+            f"(now {_code(plans, plan_id)})"
+        )
+    return None
+
+
+def _code(plans: Mapping[int, _Plan], plan_id: int | None) -> str:
+    plan = plans.get(plan_id) if plan_id is not None else None
+    return plan.code if plan is not None else f"#{plan_id}"
+
+
+def _plan_changes(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) -> list[Action]:
+    # ix_plan_changes_automate_scheduled: scheduled changes, by effective time
+    rows = session.execute(
+        select(
+            CHANGES.c.id,
+            CHANGES.c.subscription_id,
+            CHANGES.c.tenant_id,
+            TENANTS.c.slug,
+            CHANGES.c.from_plan_id,
+            CHANGES.c.to_plan_id,
+            CHANGES.c.kind,
+            CHANGES.c.effective_at,
+            SUBS.c.plan_id,
+            SUBS.c.status,
+        )
+        .join(SUBS, SUBS.c.id == CHANGES.c.subscription_id)
+        .join(TENANTS, TENANTS.c.id == CHANGES.c.tenant_id)
+        .where(CHANGES.c.status == "scheduled", CHANGES.c.effective_at <= now)
+        .order_by(CHANGES.c.effective_at, CHANGES.c.id)
+    ).tuples()
+    out = []
+    for change_id, sub_id, tenant_id, slug, from_id, to_id, kind, at, plan_id, status in rows:
+        data = _base(sub_id, tenant_id, slug, "apply_plan_change")
+        data.update(
+            plan_change_id=change_id,
+            from_plan_id=from_id,
+            to_plan_id=to_id,
+            effective_at=_iso(at),
+        )
+        target = f"plan_change:{change_id}"
+        why = _misfit(status, plan_id, from_id, plans, sub_id)
+        if why is not None:
+            data["rule"] = "reject_plan_change"
+            data["error"] = why
+            out.append(Action("reject_plan_change", target, f"{why}: reject the change", data))
+            continue
+        reason = (
+            f"{kind} {_code(plans, plan_id)} -> {_code(plans, to_id)} "
+            f"for subscription {sub_id}, effective {_iso(at)}"
+        )
+        out.append(Action("apply_plan_change", target, reason, data))
+    return out
+
+
+def _live_subscription(tenant_id: Any) -> ColumnElement[bool]:
+    return exists().where(SUBS.c.tenant_id == tenant_id, SUBS.c.status.in_(LIVE))
+
+
+def _reactivations(session: Session) -> list[Action]:
+    # ix_tenants_automate_suspended_non_payment; ix_subscriptions_tenant_id for the EXISTS
+    rows = session.execute(
+        select(TENANTS.c.id, TENANTS.c.slug, TENANTS.c.suspended_at)
+        .where(
+            TENANTS.c.status == "suspended",
+            TENANTS.c.suspension_reason == NON_PAYMENT,
+            TENANTS.c.deleted_at.is_(None),
+            _live_subscription(TENANTS.c.id),
+        )
+        .order_by(TENANTS.c.id)
+    ).tuples()
+    out = []
+    for tenant_id, slug, since in rows:
+        data = {"tenant_id": tenant_id, "tenant": slug, "subscription_id": None}
+        data["rule"] = "reactivate_tenant"
+        when = f" since {_iso(since)}" if since else ""
+        reason = (
+            f"suspended for non-payment{when} but has an active subscription "
+            "(a missed webhook?): reactivate"
+        )
+        out.append(Action("reactivate_tenant", f"tenant:{tenant_id}", reason, data))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# apply
+
+
+def _time(data: Mapping[str, Any], key: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(data[key])
+
+
+def _rowcount(result: Any) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _claim(session: Session, table: Table, row_id: int, *conditions: Any, **values: Any) -> bool:
+    """`UPDATE table SET … WHERE id = :id AND <conditions>`; True when the row was claimed."""
+    values.setdefault("updated_at", utcnow())
+    stmt = update(table).where(table.c.id == row_id, *conditions).values(**values)
+    return _rowcount(session.execute(stmt)) == 1
+
+
+def _subscription(session: Session, sub_id: int) -> Subscription:
+    sub = session.get(Subscription, sub_id)
+    if sub is None:
+        raise StaleAction(f"subscription {sub_id} no longer exists")
+    return sub
+
+
+def _stale(session: Session, sub_id: int, expected: str) -> StaleAction:
+    """Why a subscription could not be claimed: what it is now against what the plan saw."""
+    row = session.execute(
+        select(
+            SUBS.c.status,
+            SUBS.c.current_period_end,
+            SUBS.c.past_due_since,
+            SUBS.c.trial_end,
+            SUBS.c.trial_notice_for,
+        ).where(SUBS.c.id == sub_id)
+    ).first()
+    if row is None:
+        return StaleAction(f"subscription {sub_id} no longer exists")
+    status, period_end, since, trial_end, noticed = row
+    parts = [f"status {status}"]
+    for name, value in (
+        ("period end", period_end),
+        ("past due since", since),
+        ("trial end", trial_end),
+        ("notice sent for", noticed),
+    ):
+        if value is not None:
+            parts.append(f"{name} {_iso(value)}")
+    return StaleAction(
+        f"subscription {sub_id} changed since the plan ({', '.join(parts)}); {expected} no "
+        "longer holds — run again to re-plan it"
+    )
+
+
+def _apply_trial_notice(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    sub_id, trial_end, now = data["subscription_id"], _time(data, "trial_end"), ctx.now
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.status == "trialing",
+        SUBS.c.trial_end == trial_end,
+        SUBS.c.trial_end > now,
+        SUBS.c.trial_end <= now + TRIAL_NOTICE_WINDOW,
+        or_(SUBS.c.trial_notice_for.is_(None), SUBS.c.trial_notice_for != SUBS.c.trial_end),
+        trial_notice_for=trial_end,
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "a trial ending within 3 days with no notice sent")
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AUDIT_NOTICE,
+        entity_type="subscription",
+        entity_id=sub_id,
+        tenant_id=data["tenant_id"],
+        before={"trial_notice_for": None},
+        after={"trial_end": _iso(trial_end), "notice": "trial_ending"},
+    )
+
+
+def _apply_mark_past_due(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    sub_id, period_end = data["subscription_id"], _time(data, "current_period_end")
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.provider == "paystack",
+        SUBS.c.status == "active",
+        SUBS.c.cancel_at_period_end.is_(False),
+        SUBS.c.current_period_end == period_end,
+        SUBS.c.current_period_end <= ctx.now,
+        _unpaid_after(SUBS.c.current_period_end),
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "an active period ended without a paid invoice")
+    sub = _subscription(session, sub_id)
+    set_subscription_status(
+        session, sub, "past_due", period_end, ctx.actor, audit_action=AUDIT_SUBSCRIPTION
+    )
+
+
+def _apply_suspend(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    sub_id, since = data["subscription_id"], _time(data, "past_due_since")
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.status.in_(PAST_DUE),
+        SUBS.c.past_due_since == since,
+        _not_cancel_due(ctx.now),
+        _no_live_sibling(),
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "past due since the planned time, nothing else active")
+    sub = _subscription(session, sub_id)
+    tenant = session.get(Tenant, sub.tenant_id)
+    assert tenant is not None
+    if tenant.deleted_at is not None or tenant.status == "archived":
+        raise StaleAction(f"tenant {tenant.slug} is {tenant.status or 'deleted'}; left alone")
+    plan = session.get(SubscriptionPlan, sub.plan_id)
+    grace = resolve_grace(
+        tenant.billing_grace_days,
+        _Plan(plan.code, plan_grace(plan.metadata_)) if plan is not None else None,
+    )
+    if since + dt.timedelta(days=grace.days) > ctx.now:
+        raise StaleAction(
+            f"subscription {sub_id}'s grace is now {grace.describe()}: past due since "
+            f"{_iso(since)}, it runs until {_iso(since + dt.timedelta(days=grace.days))}"
+        )
+    set_subscription_status(
+        session, sub, "suspended", ctx.now, ctx.actor, audit_action=AUDIT_SUBSCRIPTION
+    )
+    suspend_tenant(session, tenant.slug, reason=NON_PAYMENT, actor=ctx.actor, now=ctx.now)
+
+
+def _apply_cancel(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    sub_id, period_end = data["subscription_id"], _time(data, "current_period_end")
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.cancel_at_period_end.is_(True),
+        SUBS.c.status != "canceled",
+        SUBS.c.current_period_end == period_end,
+        SUBS.c.current_period_end <= ctx.now,
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "a cancellation at a period end that has passed")
+    sub = _subscription(session, sub_id)
+    set_subscription_status(
+        session, sub, "canceled", period_end, ctx.actor, audit_action=AUDIT_SUBSCRIPTION
+    )
+
+
+def _claim_change(session: Session, ctx: JobContext, change_id: int, **values: Any) -> None:
+    claimed = _claim(
+        session,
+        CHANGES,
+        change_id,
+        CHANGES.c.status == "scheduled",
+        CHANGES.c.effective_at <= ctx.now,
+        **values,
+    )
+    if not claimed:
+        status = session.scalar(select(CHANGES.c.status).where(CHANGES.c.id == change_id))
+        raise StaleAction(
+            f"plan change {change_id} is no longer scheduled (now {status or 'gone'}); "
+            "run again to re-plan it"
+        )
+
+
+def _apply_plan_change(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    change_id, sub_id = data["plan_change_id"], data["subscription_id"]
+    from_id, to_id = data["from_plan_id"], data["to_plan_id"]
+    _claim_change(session, ctx, change_id, status="applied", applied_at=ctx.now)
+    fits = [SUBS.c.status != "canceled"]
+    if from_id is not None:
+        fits.append(SUBS.c.plan_id == from_id)
+    before = session.scalar(select(SUBS.c.plan_id).where(SUBS.c.id == sub_id))
+    if not _claim(session, SUBS, sub_id, *fits, plan_id=to_id):
+        raise _stale(session, sub_id, f"a live subscription on plan #{from_id}")
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action="plan_change.apply",
+        entity_type="plan_change",
+        entity_id=change_id,
+        tenant_id=data["tenant_id"],
+        before={"plan_id": before, "status": "scheduled"},
+        after={"plan_id": to_id, "status": "applied"},
+    )
+
+
+def _apply_reject_change(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    change_id, sub_id = data["plan_change_id"], data["subscription_id"]
+    _claim_change(session, ctx, change_id, status="rejected", error=data["error"])
+    row = session.execute(select(SUBS.c.status, SUBS.c.plan_id).where(SUBS.c.id == sub_id)).first()
+    if row is not None and _misfit(row[0], row[1], data["from_plan_id"], {}, sub_id) is None:
+        raise StaleAction(f"subscription {sub_id} fits plan change {change_id} again")
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action="plan_change.reject",
+        entity_type="plan_change",
+        entity_id=change_id,
+        tenant_id=data["tenant_id"],
+        before={"status": "scheduled"},
+        after={"status": "rejected", "error": data["error"]},
+    )
+
+
+def _apply_reactivate(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    tenant_id = data["tenant_id"]
+    claimed = _claim(
+        session,
+        TENANTS,
+        tenant_id,
+        TENANTS.c.status == "suspended",
+        TENANTS.c.suspension_reason == NON_PAYMENT,
+        TENANTS.c.deleted_at.is_(None),
+        _live_subscription(TENANTS.c.id),
+    )
+    if not claimed:
+        raise StaleAction(
+            f"tenant {data['tenant']} is no longer suspended for non-payment with an active "
+            "subscription; run again to re-plan it"
+        )
+    session.expire_all()  # the claim moved updated_at under any loaded tenant
+    reactivate_if_suspended_for_non_payment(session, tenant_id, ctx.actor)
+
+
+_APPLY = {
+    "trial_ending_notice": _apply_trial_notice,
+    "mark_past_due": _apply_mark_past_due,
+    "suspend_tenant": _apply_suspend,
+    "cancel_subscription": _apply_cancel,
+    "apply_plan_change": _apply_plan_change,
+    "reject_plan_change": _apply_reject_change,
+    "reactivate_tenant": _apply_reactivate,
+}
