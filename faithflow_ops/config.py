@@ -55,6 +55,33 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = 
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to e.g. {default:g}") from None
+    if not value >= minimum or value == float("inf"):  # also refuses nan
+        raise ConfigError(f"{name}={raw!r} is out of range; set it to e.g. {default:g}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    """An absolute http(s) URL, or None when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    scheme, sep, rest = raw.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep or not rest or rest.startswith("/"):
+        raise ConfigError(
+            f"{name}={raw!r} is not an absolute http(s) URL; set it to e.g. "
+            "https://app.faithflow.example/billing"
+        )
+    return raw
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name) or ""
     return tuple(part.strip() for part in raw.replace(";", ",").split(",") if part.strip())
@@ -99,6 +126,17 @@ class Settings:
     # Proxies whose X-Forwarded-For is believed (addresses or networks); empty = none.
     trusted_proxies: tuple[IPNetwork, ...] = ()
     paystack_api_base: str = "https://api.paystack.co"
+    # Provider API calls (providers/_http.py): per-request timeout, attempts including the
+    # first, the first backoff wait (doubling), and the cap on any wait (Retry-After included).
+    provider_timeout: float = 10.0
+    provider_max_attempts: int = 4
+    provider_backoff: float = 0.5
+    provider_max_wait: float = 30.0
+    # Where self-serve billing links send the church back to (`faithflow billing …`);
+    # `{tenant}` in them becomes the tenant's slug.
+    billing_success_url: str | None = None
+    billing_cancel_url: str | None = None
+    billing_return_url: str | None = None
     enable_internal_scheduler: bool = False
     cron_overrides: Mapping[str, str] = field(default_factory=dict)
     dns_nameservers: tuple[str, ...] = ()
@@ -160,6 +198,13 @@ class Settings:
             paystack_allowed_ips=_networks(env, "PAYSTACK_ALLOWED_IPS"),
             trusted_proxies=_networks(env, "FAITHFLOW_TRUSTED_PROXIES"),
             paystack_api_base=opt("PAYSTACK_API_BASE") or cls.paystack_api_base,
+            provider_timeout=_float(env, "FAITHFLOW_PROVIDER_TIMEOUT", 10.0, minimum=0.001),
+            provider_max_attempts=_int(env, "FAITHFLOW_PROVIDER_MAX_ATTEMPTS", 4, minimum=1),
+            provider_backoff=_float(env, "FAITHFLOW_PROVIDER_BACKOFF", 0.5, minimum=0),
+            provider_max_wait=_float(env, "FAITHFLOW_PROVIDER_MAX_WAIT", 30.0, minimum=0),
+            billing_success_url=_url(env, "FAITHFLOW_BILLING_SUCCESS_URL"),
+            billing_cancel_url=_url(env, "FAITHFLOW_BILLING_CANCEL_URL"),
+            billing_return_url=_url(env, "FAITHFLOW_BILLING_RETURN_URL"),
             enable_internal_scheduler=_bool(env, "ENABLE_INTERNAL_SCHEDULER"),
             cron_overrides=cron,
             dns_nameservers=_list(env, "FAITHFLOW_DNS_NAMESERVERS"),

@@ -109,3 +109,51 @@ def test_address_lists_accept_addresses_networks_and_star() -> None:
     assert [str(n) for n in s.trusted_proxies] == ["0.0.0.0/0", "::/0"]
     with pytest.raises(ConfigError, match=r"PAYSTACK_ALLOWED_IPS holds 'paystack\.co'"):
         Settings.from_env({"PAYSTACK_ALLOWED_IPS": "paystack.co"})
+
+
+def test_provider_retry_settings_have_defaults_and_are_read() -> None:
+    s = Settings.from_env({})
+    assert (s.provider_timeout, s.provider_max_attempts) == (10.0, 4)
+    assert (s.provider_backoff, s.provider_max_wait) == (0.5, 30.0)
+    s = Settings.from_env(
+        {
+            "FAITHFLOW_PROVIDER_TIMEOUT": "2.5",
+            "FAITHFLOW_PROVIDER_MAX_ATTEMPTS": "1",
+            "FAITHFLOW_PROVIDER_BACKOFF": "0",
+            "FAITHFLOW_PROVIDER_MAX_WAIT": "5",
+        }
+    )
+    assert (s.provider_timeout, s.provider_max_attempts) == (2.5, 1)
+    assert (s.provider_backoff, s.provider_max_wait) == (0.0, 5.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("FAITHFLOW_PROVIDER_TIMEOUT", "fast"),
+        ("FAITHFLOW_PROVIDER_TIMEOUT", "0"),
+        ("FAITHFLOW_PROVIDER_TIMEOUT", "nan"),
+        ("FAITHFLOW_PROVIDER_MAX_ATTEMPTS", "0"),
+        ("FAITHFLOW_PROVIDER_BACKOFF", "-1"),
+        ("FAITHFLOW_PROVIDER_MAX_WAIT", "inf"),
+    ],
+)
+def test_bad_provider_retry_settings_name_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: raw})
+
+
+def test_billing_urls_are_read_and_must_be_absolute() -> None:
+    s = Settings.from_env(
+        {
+            "FAITHFLOW_BILLING_SUCCESS_URL": "https://app.example/{tenant}/ok",
+            "FAITHFLOW_BILLING_CANCEL_URL": " http://localhost:3000/back ",
+            "FAITHFLOW_BILLING_RETURN_URL": "",
+        }
+    )
+    assert s.billing_success_url == "https://app.example/{tenant}/ok"
+    assert s.billing_cancel_url == "http://localhost:3000/back"
+    assert s.billing_return_url is None
+    for raw in ("app.example/ok", "/ok", "ftp://x/y", "https://"):
+        with pytest.raises(ConfigError, match=r"FAITHFLOW_BILLING_RETURN_URL=.* absolute http"):
+            Settings.from_env({"FAITHFLOW_BILLING_RETURN_URL": raw})

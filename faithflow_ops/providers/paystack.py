@@ -1,14 +1,30 @@
 """Paystack: webhook signatures (`x-paystack-signature`, hex HMAC-SHA512 of the raw body keyed
-with the secret key). Paystack sends no timestamp: replays are stopped by the inbox's
+with the secret key) and the API calls billing needs (transaction/initialize, the subscription
+manage link). Paystack sends no timestamp: replays are stopped by the inbox's
 deduplication, and optionally by the source-IP allowlist the receiver applies."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.providers import SignatureError
+from faithflow_ops.providers._http import (
+    ProviderError,
+    RetryPolicy,
+    call,
+    parse_retry_after,
+    retryable_status,
+)
+
+if TYPE_CHECKING:
+    from faithflow_ops.config import Settings
+
+PROVIDER = "paystack"
 
 # Where Paystack says its webhooks come from (documented; PAYSTACK_ALLOWED_IPS to enforce).
 PUBLISHED_WEBHOOK_IPS = ("52.31.139.75", "52.49.173.169", "52.214.14.220")
@@ -27,3 +43,156 @@ def verify_webhook(body: bytes, header: str | None, secret_keys: Sequence[str]) 
         if hmac.compare_digest(signature(body, key), given):
             return
     raise SignatureError("x-paystack-signature does not match the body under PAYSTACK_SECRET_KEY")
+
+
+# --- API -----------------------------------------------------------------------------------
+# httpx, imported inside the methods (`faithflow --help` stays fast). Paystack documents no
+# Idempotency-Key header: `transaction/initialize` is made idempotent by its `reference`, chosen
+# here once per operation (`ff-<uuid4 hex>`) and sent on every retry, so a retried initialize
+# can never open a second transaction. The manage link is a GET (safe to repeat).
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """An initialized transaction: the page to pay on and its reference."""
+
+    url: str
+    reference: str
+    access_code: str | None
+
+
+def new_reference() -> str:
+    """A transaction reference Paystack accepts (letters, digits, `-`, `.`, `=`)."""
+    return f"ff-{uuid.uuid4().hex}"
+
+
+class PaystackAPI:
+    """The Paystack API calls billing needs (Bearer secret key), with the shared retry policy.
+
+    Use as a context manager (it owns an HTTP connection pool).
+    """
+
+    def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
+        import httpx
+
+        key = settings.require("paystack_secret_key", "PAYSTACK_SECRET_KEY")
+        self.policy = policy or RetryPolicy.from_settings(settings)
+        self._client = httpx.Client(
+            base_url=settings.paystack_api_base.rstrip("/"),
+            headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
+            timeout=self.policy.timeout,
+        )
+
+    def __enter__(self) -> PaystackAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _request(
+        self, operation: str, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """`data` of a `{"status": true, "data": {...}}` answer, or a ProviderError."""
+        import httpx
+
+        def once() -> dict[str, Any]:
+            try:
+                response = self._client.request(method, path, json=body)
+            except httpx.TimeoutException:
+                raise ProviderError(
+                    PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
+                ) from None
+            except httpx.HTTPError as exc:
+                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+            return _answer(operation, response)
+
+        return call(once, self.policy, provider=PROVIDER, operation=operation)
+
+    def initialize_transaction(
+        self,
+        *,
+        email: str,
+        amount_minor: int,
+        currency: str,
+        plan_code: str,
+        tenant: str,
+        plan: str,
+        callback_url: str | None = None,
+        reference: str | None = None,
+    ) -> Checkout:
+        """`POST /transaction/initialize` subscribing `email` to `plan_code` on payment.
+
+        Paystack charges the plan's amount when a plan is given; `amount` is sent because the
+        endpoint requires it. `metadata` carries the tenant and plan for the platform webhooks.
+        """
+        ref = reference or new_reference()
+        body: dict[str, Any] = {
+            "email": email,
+            "amount": str(amount_minor),
+            "currency": currency,
+            "plan": plan_code,
+            "reference": ref,
+            "metadata": {"tenant": tenant, "plan": plan},
+        }
+        if callback_url:
+            body["callback_url"] = callback_url
+        data = self._request("transaction initialize", "POST", "/transaction/initialize", body)
+        url = data.get("authorization_url")
+        if not isinstance(url, str) or not url:
+            raise ProviderError(
+                PROVIDER, "transaction initialize", "the answer has no data.authorization_url"
+            )
+        access_code = data.get("access_code")
+        return Checkout(
+            url=url,
+            reference=str(data.get("reference") or ref),
+            access_code=access_code if isinstance(access_code, str) else None,
+        )
+
+    def manage_link(self, subscription_code: str) -> str:
+        """`GET /subscription/{code}/manage/link`: where the customer updates their card or
+        cancels (Paystack's hosted page)."""
+        from urllib.parse import quote
+
+        path = f"/subscription/{quote(subscription_code, safe='')}/manage/link"
+        data = self._request("subscription manage link", "GET", path)
+        link = data.get("link")
+        if not isinstance(link, str) or not link:
+            raise ProviderError(PROVIDER, "subscription manage link", "the answer has no data.link")
+        return link
+
+
+def _answer(operation: str, response: Any) -> dict[str, Any]:
+    status: int = response.status_code
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    message = doc.get("message") if isinstance(doc, dict) else None
+    if not isinstance(message, str) or not message.strip():
+        text = response.text.strip()
+        message = text[:200] if text else (response.reason_phrase or "no message")
+    if status >= 400:
+        if status == 400 and "duplicate" in message.lower() and "reference" in message.lower():
+            message += (
+                " (an earlier attempt whose answer was lost already opened this transaction; "
+                "run the command again for a fresh reference)"
+            )
+        raise ProviderError(
+            PROVIDER,
+            operation,
+            message,
+            status=status,
+            retryable=retryable_status(status),
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if not isinstance(doc, dict) or doc.get("status") is not True:
+        raise ProviderError(PROVIDER, operation, message, status=status)
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise ProviderError(PROVIDER, operation, "the answer has no data object", status=status)
+    return data

@@ -1,14 +1,38 @@
-"""Stripe: webhook signatures, checked by the official SDK's verifier.
+"""Stripe: webhook signatures (the official SDK's verifier) and the API calls billing needs
+(Checkout and billing-portal sessions) through the SDK's `StripeClient`.
 
 `stripe` is imported inside the functions: `faithflow --help` must not pay for it.
+
+API calls: the SDK's own retries are off (`max_network_retries=0`); `providers._http.call`
+retries instead, with the policy Paystack uses too. Every POST carries an `Idempotency-Key`
+computed once per operation, before the first attempt, so a retry after a timeout (when Stripe
+may have created the session after all) gets the first session back instead of a second one.
+The key is deterministic: a hash of the operation, every parameter sent, and the minute it
+started (`ff-checkout-session-<32 hex>`). So the same command run twice in one minute returns the
+same session (harmless: one link), a later run gets a fresh session (a completed or expired
+one is never handed out again), and different parameters never collide (Stripe refuses a key
+reused with other parameters).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.providers import SignatureError
+from faithflow_ops.providers._http import ProviderError, RetryPolicy, call, parse_retry_after
+
+if TYPE_CHECKING:
+    import stripe as stripe_sdk
+
+    from faithflow_ops.config import Settings
+
+PROVIDER = "stripe"
 
 
 def verify_webhook(body: bytes, header: str | None, secrets: Sequence[str], tolerance: int) -> None:
@@ -54,3 +78,153 @@ def signature_header(body: bytes, secret: str, timestamp: int | None = None) -> 
         body.decode("utf-8"), secret, timestamp=when
     )
     return header
+
+
+# --- API -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Session:
+    """A Checkout or billing-portal session: its id and the URL to send the church to."""
+
+    id: str
+    url: str
+
+
+def idempotency_key(operation: str, params: Mapping[str, Any], now: dt.datetime) -> str:
+    """`ff-<operation>-<hash>` of the operation, its parameters and the minute (UTC)."""
+    minute = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M")
+    doc = json.dumps([operation, params, minute], sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(doc.encode("utf-8")).hexdigest()[:32]
+    return f"ff-{operation.replace(' ', '-')}-{digest}"
+
+
+def _error(exc: Exception, operation: str) -> ProviderError:
+    """The SDK's exception as a ProviderError saying whether it is worth retrying."""
+    import httpx
+    import stripe as stripe_sdk
+
+    if isinstance(exc, stripe_sdk.APIConnectionError):
+        timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
+        cause = exc.__cause__
+        detail = "the request timed out" if timed_out else f"{type(cause or exc).__name__}"
+        if cause is not None and not timed_out and str(cause):
+            detail += f": {cause}"
+        return ProviderError(PROVIDER, operation, detail, retryable=True, timed_out=timed_out)
+    if isinstance(exc, stripe_sdk.StripeError):
+        status = exc.http_status
+        headers = exc.headers or {}
+        should_retry = (headers.get("stripe-should-retry") or "").strip().lower()
+        if should_retry in ("true", "false"):
+            retryable = should_retry == "true"
+        else:
+            retryable = status is None or status == 429 or status >= 500
+        message = exc.user_message or type(exc).__name__
+        if exc.code:
+            message = f"{message} ({exc.code})"
+        return ProviderError(
+            PROVIDER,
+            operation,
+            message,
+            status=status,
+            retryable=retryable,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+        )
+    raise exc
+
+
+class StripeAPI:
+    """The Stripe API calls billing needs, over the official SDK, with our retry policy.
+
+    Use as a context manager (it owns an HTTP connection pool).
+    """
+
+    def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
+        import stripe as stripe_sdk
+
+        api_key = settings.require("stripe_secret_key", "STRIPE_SECRET_KEY")
+        self.policy = policy or RetryPolicy.from_settings(settings)
+        self._http = stripe_sdk.HTTPXClient(timeout=self.policy.timeout, allow_sync_methods=True)
+        self._client: stripe_sdk.StripeClient = stripe_sdk.StripeClient(
+            api_key,
+            base_addresses={"api": settings.stripe_api_base.rstrip("/")},
+            max_network_retries=0,
+            http_client=self._http,
+        )
+
+    def __enter__(self) -> StripeAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()  # type: ignore[no-untyped-call]
+
+    def _post(
+        self,
+        operation: str,
+        create: Any,
+        params: dict[str, Any],
+        now: dt.datetime | None,
+    ) -> Session:
+        key = idempotency_key(operation, params, now or dt.datetime.now(dt.UTC))
+
+        def once() -> stripe_sdk.StripeObject:
+            try:
+                result: stripe_sdk.StripeObject = create(params, {"idempotency_key": key})
+            except Exception as exc:
+                raise _error(exc, operation) from exc
+            return result
+
+        obj = call(once, self.policy, provider=PROVIDER, operation=operation)
+        session_id, url = getattr(obj, "id", None), getattr(obj, "url", None)
+        if not isinstance(session_id, str) or not isinstance(url, str) or not url:
+            raise ProviderError(PROVIDER, operation, "the answer has no session id or url")
+        return Session(session_id, url)
+
+    def create_checkout_session(
+        self,
+        *,
+        price_id: str,
+        tenant: str,
+        plan: str,
+        success_url: str,
+        cancel_url: str | None = None,
+        customer: str | None = None,
+        customer_email: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> Session:
+        """A subscription-mode Checkout Session for one unit of `price_id`.
+
+        The tenant's slug goes in `client_reference_id` and, with the plan code, in the
+        session's and the subscription's metadata (what the platform webhooks read). An existing
+        `customer` is reused; otherwise `customer_email` prefills the new customer's email.
+        """
+        metadata = {"tenant": tenant, "plan": plan}
+        params: dict[str, Any] = {
+            "mode": "subscription",
+            "line_items": [{"price": price_id, "quantity": 1}],
+            "client_reference_id": tenant,
+            "metadata": metadata,
+            "subscription_data": {"metadata": metadata},
+            "success_url": success_url,
+        }
+        if cancel_url:
+            params["cancel_url"] = cancel_url
+        if customer:
+            params["customer"] = customer
+        elif customer_email:
+            params["customer_email"] = customer_email
+        sessions = self._client.v1.checkout.sessions
+        return self._post("checkout session", sessions.create, params, now)
+
+    def create_portal_session(
+        self, *, customer: str, return_url: str | None = None, now: dt.datetime | None = None
+    ) -> Session:
+        """A billing-portal session for `customer` (Stripe's default return URL when None)."""
+        params: dict[str, Any] = {"customer": customer}
+        if return_url:
+            params["return_url"] = return_url
+        sessions = self._client.v1.billing_portal.sessions
+        return self._post("billing portal session", sessions.create, params, now)

@@ -1,0 +1,199 @@
+"""Loopback HTTP servers that stand in for the Stripe and Paystack APIs (DESIGN §7).
+
+The real clients (the Stripe SDK's StripeClient, httpx for Paystack) talk to these over TCP.
+Each fake records every request and answers from a per-route script of replies (status, body,
+headers, delay), falling back to the provider's documented success answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    at: float  # time.monotonic() when it arrived
+
+    def form(self) -> dict[str, str]:
+        """A Stripe form body, flat: {"line_items[0][price]": "price_1", …}."""
+        return dict(parse_qsl(self.body.decode(), keep_blank_values=True))
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: Any = None  # dict → JSON; str → text
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+class FakeAPI:
+    def __init__(self, default: Callable[[FakeAPI, Recorded], Reply]) -> None:
+        self.default = default
+        self.requests: list[Recorded] = []
+        self._script: dict[tuple[str, str], list[Reply]] = {}
+        self._lock = threading.Lock()
+        self.url = ""
+
+    def queue(self, method: str, path: str, *replies: Reply) -> None:
+        """The next answers to `method path` (then the default again)."""
+        with self._lock:
+            self._script.setdefault((method, path), []).extend(replies)
+
+    def _reply(self, req: Recorded) -> Reply:
+        with self._lock:
+            self.requests.append(req)
+            queued = self._script.get((req.method, req.path))
+            if queued:
+                return queued.pop(0)
+        return self.default(self, req)
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[FakeAPI]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                req = Recorded(
+                    self.command,
+                    urlsplit(self.path).path,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                    time.monotonic(),
+                )
+                reply = fake._reply(req)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                if isinstance(reply.body, str):
+                    data, ctype = reply.body.encode(), "text/plain"
+                else:
+                    data, ctype = json.dumps(reply.body or {}).encode(), "application/json"
+                with contextlib.suppress(OSError):  # the client may have given up (timeout)
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = _handle
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+
+# --- Stripe -------------------------------------------------------------------------------
+
+
+def stripe_error(status: int, message: str, type_: str = "invalid_request_error", **extra: Any):
+    return Reply(status, {"error": {"type": type_, "message": message, **extra}})
+
+
+def _stripe_default(fake: FakeAPI, req: Recorded) -> Reply:
+    if req.method == "POST" and req.path == "/v1/checkout/sessions":
+        n = sum(1 for r in fake.requests if r.path == req.path)
+        sid = f"cs_test_{n}"
+        return Reply(
+            200,
+            {
+                "id": sid,
+                "object": "checkout.session",
+                "mode": "subscription",
+                "url": f"https://checkout.stripe.com/c/pay/{sid}",
+            },
+        )
+    if req.method == "POST" and req.path == "/v1/billing_portal/sessions":
+        return Reply(
+            200,
+            {
+                "id": "bps_test_1",
+                "object": "billing_portal.session",
+                "customer": req.form().get("customer"),
+                "url": "https://billing.stripe.com/p/session/test_1",
+            },
+        )
+    return stripe_error(404, f"Unrecognized request URL ({req.method}: {req.path}).")
+
+
+def stripe_fake() -> FakeAPI:
+    return FakeAPI(_stripe_default)
+
+
+# --- Paystack -----------------------------------------------------------------------------
+
+
+def paystack_error(status: int, message: str) -> Reply:
+    return Reply(status, {"status": False, "message": message})
+
+
+def _paystack_default(fake: FakeAPI, req: Recorded) -> Reply:
+    if req.method == "POST" and req.path == "/transaction/initialize":
+        ref = req.json().get("reference") or "generated_ref"
+        return Reply(
+            200,
+            {
+                "status": True,
+                "message": "Authorization URL created",
+                "data": {
+                    "authorization_url": "https://checkout.paystack.com/0peioxfhpn",
+                    "access_code": "0peioxfhpn",
+                    "reference": ref,
+                },
+            },
+        )
+    parts = req.path.strip("/").split("/")
+    if (
+        req.method == "GET"
+        and len(parts) == 4
+        and parts[0] == "subscription"
+        and parts[2:]
+        == [
+            "manage",
+            "link",
+        ]
+    ):
+        return Reply(
+            200,
+            {
+                "status": True,
+                "message": "Link generated",
+                "data": {"link": f"https://paystack.com/manage/subscriptions/{parts[1]}?token=t0k"},
+            },
+        )
+    return paystack_error(404, "Not found")
+
+
+def paystack_fake() -> FakeAPI:
+    return FakeAPI(_paystack_default)
