@@ -514,3 +514,47 @@ def test_linking_a_connect_account_handles_its_unmatched_webhook_events(
     assert [(h["id"], h["status"]) for h in doc["handled"]] == [(received.id, "applied")]
     with db.read_session() as s:
         assert s.get(WebhookEvent, received.id).status == "applied"
+
+
+def test_set_changes_the_billing_contact_and_audits_it(cli: Any, db: Database) -> None:
+    assert cli("tenants", "add", "grace-lagos", "--name", "Grace").exit_code == 0
+    result = cli(
+        "tenants", "set", "grace-lagos", "--email", "Pay@Grace.example", "--phone",
+        "+2348031234567", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["billing_phone"] == "+2348031234567"
+    assert doc["billing_email"].lower() == "pay@grace.example"
+    assert "updated grace-lagos's billing contact" in said(result)
+    again = cli("tenants", "set", "grace-lagos", "--phone", "+2348031234567")
+    assert again.exit_code == 0 and "nothing changed" in said(again)
+    with db.read_session() as session:
+        entries = list(
+            session.scalars(
+                select(AuditLog).where(AuditLog.action == "tenant.set_billing_contact")
+            )
+        )
+    assert len(entries) == 1
+    assert entries[0].before == {"billing_email": None, "billing_phone": None}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "nothing to change: give --email and/or --phone"),
+        (("--email", "not-an-email"), "email"),
+        (("--phone", "0803"), "phone"),
+    ],
+)
+def test_set_refuses_bad_input(cli: Any, db: Database, args: tuple[str, ...], message: str) -> None:
+    assert cli("tenants", "add", "grace-lagos", "--name", "Grace").exit_code == 0
+    result = cli("tenants", "set", "grace-lagos", *args)
+    assert result.exit_code == 2
+    assert message in said(result)
+
+
+def test_set_unknown_tenant(cli: Any, db: Database) -> None:
+    result = cli("tenants", "set", "nobody", "--email", "a@b.example")
+    assert result.exit_code == 2
+    assert "no tenant with slug 'nobody'" in said(result)

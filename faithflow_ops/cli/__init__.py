@@ -93,6 +93,7 @@ def _root(
 
 def _register() -> None:
     from faithflow_ops.cli import (
+        billing,
         db,
         demo,
         jobs,
@@ -109,6 +110,7 @@ def _register() -> None:
         "tenants": tenants.app,
         "plans": plans.app,
         "subs": subs.app,
+        "billing": billing.app,
         "webhooks": webhooks.app,
         "db": db.app,
         "jobs": jobs.app,
