@@ -32,6 +32,7 @@ serve: install
 bench: install
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_backfill.py
+	$(BIN)/python bench/bench_subs_automate.py
 	$(BIN)/python bench/bench_webhook_ingest.py
 
 lint: install

@@ -202,7 +202,7 @@ def _no_live_sibling() -> ColumnElement[bool]:
 def _not_cancel_due(now: dt.datetime) -> ColumnElement[bool]:
     """Not a cancellation whose period has ended (cancel_subscription takes those)."""
     return or_(
-        SUBS.c.cancel_at_period_end.is_(False),
+        ~SUBS.c.cancel_at_period_end,
         SUBS.c.current_period_end.is_(None),
         SUBS.c.current_period_end > now,
     )
@@ -251,41 +251,95 @@ def _trial_notices(session: Session, now: dt.datetime) -> list[Action]:
     return out
 
 
-def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) -> list[Action]:
-    # ix_subscriptions_automate_paystack_period_end: active Paystack rows, by period end;
-    # ix_invoices_automate_paid_period_end answers the paid-invoice question per row.
+class _TenantRow(NamedTuple):
+    slug: str
+    grace_days: int | None
+    writable: bool  # not deleted, not archived
+
+
+def _tenants(session: Session, ids: set[int]) -> dict[int, _TenantRow]:
+    """The tenants of due rows, by primary key."""
+    if not ids:
+        return {}
     rows = session.execute(
         select(
-            SUBS.c.id,
-            SUBS.c.tenant_id,
+            TENANTS.c.id,
             TENANTS.c.slug,
-            SUBS.c.plan_id,
-            SUBS.c.current_period_end,
-            SUBS.c.past_due_since,
             TENANTS.c.billing_grace_days,
-            _no_live_sibling().label("alone"),
-        )
-        .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
-        .where(
-            SUBS.c.provider == "paystack",
-            SUBS.c.status == "active",
-            SUBS.c.current_period_end <= now,
-            SUBS.c.cancel_at_period_end.is_(False),
-            _unpaid_after(SUBS.c.current_period_end),
-            _tenant_ok(),
-        )
-        .order_by(SUBS.c.current_period_end, SUBS.c.id)
+            and_(TENANTS.c.deleted_at.is_(None), TENANTS.c.status != "archived"),
+        ).where(TENANTS.c.id.in_(sorted(ids)))
     ).tuples()
+    return {tid: _TenantRow(slug, grace, bool(ok)) for tid, slug, grace, ok in rows}
+
+
+def _live_by_tenant(session: Session, tenant_ids: set[int]) -> dict[int, set[int]]:
+    """Active or trialing subscriptions of these tenants (ix_subscriptions_tenant_id)."""
+    out: dict[int, set[int]] = {}
+    if tenant_ids:
+        for tenant_id, sub_id in session.execute(
+            select(SUBS.c.tenant_id, SUBS.c.id).where(
+                SUBS.c.tenant_id.in_(sorted(tenant_ids)), SUBS.c.status.in_(LIVE)
+            )
+        ).tuples():
+            out.setdefault(tenant_id, set()).add(sub_id)
+    return out
+
+
+def _paid_through(session: Session, sub_ids: list[int]) -> dict[int, dt.datetime]:
+    """The latest period end a paid invoice covers, per subscription."""
+    # ix_invoices_automate_paid_period_end: (subscription_id, period_end) of paid invoices
+    if not sub_ids:
+        return {}
+    rows = session.execute(
+        select(INVOICES.c.subscription_id, func.max(INVOICES.c.period_end))
+        .where(INVOICES.c.status == "paid", INVOICES.c.subscription_id.in_(sub_ids))
+        .group_by(INVOICES.c.subscription_id)
+    ).tuples()
+    return {sub_id: end for sub_id, end in rows if end is not None}
+
+
+def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) -> list[Action]:
+    # ix_subscriptions_automate_paystack_period_end: active Paystack rows, by period end. The
+    # due rows' invoices, tenants and siblings are then read by id (a join here let the
+    # planner scan whole tables).
+    rows = (
+        session.execute(
+            select(
+                SUBS.c.id,
+                SUBS.c.tenant_id,
+                SUBS.c.plan_id,
+                SUBS.c.current_period_end,
+                SUBS.c.past_due_since,
+            )
+            .where(
+                SUBS.c.provider == "paystack",
+                SUBS.c.status == "active",
+                SUBS.c.current_period_end <= now,
+                ~SUBS.c.cancel_at_period_end,
+            )
+            .order_by(SUBS.c.current_period_end, SUBS.c.id)
+        )
+        .tuples()
+        .all()
+    )
+    paid = _paid_through(session, [r[0] for r in rows])
+    rows = [r for r in rows if not (r[0] in paid and paid[r[0]] > r[3])]
+    tenants = _tenants(session, {r[1] for r in rows})
+    live = _live_by_tenant(session, {r[1] for r in rows})
     out = []
-    for sub_id, tenant_id, slug, plan_id, period_end, since, tenant_days, alone in rows:
+    for sub_id, tenant_id, plan_id, period_end, since in rows:
+        tenant = tenants.get(tenant_id)
+        if tenant is None or not tenant.writable:
+            continue
         since = since or period_end
-        data = _base(sub_id, tenant_id, slug, "mark_past_due")
+        data = _base(sub_id, tenant_id, tenant.slug, "mark_past_due")
         data.update(current_period_end=_iso(period_end), past_due_since=_iso(since))
         reason = f"period ended {_iso(period_end)} with no paid invoice after it"
         out.append(Action("mark_past_due", f"subscription:{sub_id}", reason, data))
-        grace = resolve_grace(tenant_days, plans.get(plan_id))
+        grace = resolve_grace(tenant.grace_days, plans.get(plan_id))
+        alone = not (live.get(tenant_id, set()) - {sub_id})
         if alone and since + dt.timedelta(days=grace.days) <= now:
-            out.append(_suspend(sub_id, tenant_id, slug, since, grace, now))
+            out.append(_suspend(sub_id, tenant_id, tenant.slug, since, grace, now))
     return out
 
 
@@ -353,7 +407,7 @@ def _cancellations(session: Session, now: dt.datetime) -> list[Action]:
         select(SUBS.c.id, SUBS.c.tenant_id, TENANTS.c.slug, SUBS.c.current_period_end)
         .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
         .where(
-            SUBS.c.cancel_at_period_end.is_(True),
+            SUBS.c.cancel_at_period_end,  # bare, as in the index predicate
             SUBS.c.status != "canceled",
             SUBS.c.current_period_end <= now,
             _tenant_ok(),
@@ -389,27 +443,40 @@ def _code(plans: Mapping[int, _Plan], plan_id: int | None) -> str:
 
 
 def _plan_changes(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) -> list[Action]:
-    # ix_plan_changes_automate_scheduled: scheduled changes, by effective time
-    rows = session.execute(
-        select(
-            CHANGES.c.id,
-            CHANGES.c.subscription_id,
-            CHANGES.c.tenant_id,
-            TENANTS.c.slug,
-            CHANGES.c.from_plan_id,
-            CHANGES.c.to_plan_id,
-            CHANGES.c.kind,
-            CHANGES.c.effective_at,
-            SUBS.c.plan_id,
-            SUBS.c.status,
+    # ix_plan_changes_automate_scheduled: scheduled changes, by effective time; their
+    # subscriptions and tenants are then read by id
+    rows = (
+        session.execute(
+            select(
+                CHANGES.c.id,
+                CHANGES.c.subscription_id,
+                CHANGES.c.tenant_id,
+                CHANGES.c.from_plan_id,
+                CHANGES.c.to_plan_id,
+                CHANGES.c.kind,
+                CHANGES.c.effective_at,
+            )
+            .where(CHANGES.c.status == "scheduled", CHANGES.c.effective_at <= now)
+            .order_by(CHANGES.c.effective_at, CHANGES.c.id)
         )
-        .join(SUBS, SUBS.c.id == CHANGES.c.subscription_id)
-        .join(TENANTS, TENANTS.c.id == CHANGES.c.tenant_id)
-        .where(CHANGES.c.status == "scheduled", CHANGES.c.effective_at <= now)
-        .order_by(CHANGES.c.effective_at, CHANGES.c.id)
-    ).tuples()
+        .tuples()
+        .all()
+    )
+    if not rows:
+        return []
+    subs = {
+        sub_id: (plan_id, status)
+        for sub_id, plan_id, status in session.execute(
+            select(SUBS.c.id, SUBS.c.plan_id, SUBS.c.status).where(
+                SUBS.c.id.in_(sorted({r[1] for r in rows}))
+            )
+        ).tuples()
+    }
+    tenants = _tenants(session, {r[2] for r in rows})
     out = []
-    for change_id, sub_id, tenant_id, slug, from_id, to_id, kind, at, plan_id, status in rows:
+    for change_id, sub_id, tenant_id, from_id, to_id, kind, at in rows:
+        plan_id, status = subs[sub_id]
+        slug = tenants[tenant_id].slug if tenant_id in tenants else f"#{tenant_id}"
         data = _base(sub_id, tenant_id, slug, "apply_plan_change")
         data.update(
             plan_change_id=change_id,
@@ -551,7 +618,7 @@ def _apply_mark_past_due(session: Session, ctx: JobContext, data: Mapping[str, A
         sub_id,
         SUBS.c.provider == "paystack",
         SUBS.c.status == "active",
-        SUBS.c.cancel_at_period_end.is_(False),
+        ~SUBS.c.cancel_at_period_end,
         SUBS.c.current_period_end == period_end,
         SUBS.c.current_period_end <= ctx.now,
         _unpaid_after(SUBS.c.current_period_end),
@@ -604,7 +671,7 @@ def _apply_cancel(session: Session, ctx: JobContext, data: Mapping[str, Any]) ->
         session,
         SUBS,
         sub_id,
-        SUBS.c.cancel_at_period_end.is_(True),
+        SUBS.c.cancel_at_period_end,
         SUBS.c.status != "canceled",
         SUBS.c.current_period_end == period_end,
         SUBS.c.current_period_end <= ctx.now,
