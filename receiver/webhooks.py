@@ -24,6 +24,7 @@ from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers import paystack as paystack_provider
 from faithflow_ops.providers import stripe as stripe_provider
 from faithflow_ops.webhooks import inbox
+from faithflow_ops.webhooks.endpoints import ENDPOINTS
 from faithflow_ops.webhooks.events import MalformedEvent, parse
 from receiver.tasks import RawBody
 
@@ -35,22 +36,6 @@ if TYPE_CHECKING:
     from receiver.metrics import Metrics
 
 log = structlog.get_logger("faithflow.receiver")
-
-# (provider, scope) → (path, setting attribute, variable)
-ENDPOINTS = {
-    ("stripe", "tenant"): ("/webhooks/stripe", "stripe_webhook_secrets", "STRIPE_WEBHOOK_SECRET"),
-    ("stripe", "platform"): (
-        "/webhooks/stripe/platform",
-        "stripe_platform_webhook_secrets",
-        "STRIPE_PLATFORM_WEBHOOK_SECRET",
-    ),
-    ("paystack", "tenant"): ("/webhooks/paystack", "paystack_secret_keys", "PAYSTACK_SECRET_KEY"),
-    ("paystack", "platform"): (
-        "/webhooks/paystack/platform",
-        "paystack_secret_keys",
-        "PAYSTACK_SECRET_KEY",
-    ),
-}
 
 RESPONSES = {
     code: ResponseSpec(data_container=dict[str, Any], description=text, generate_examples=False)

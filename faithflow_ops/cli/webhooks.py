@@ -13,6 +13,7 @@ import typer
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
 from faithflow_ops.errors import NotFound, UserError, one_of
+from faithflow_ops.webhooks.endpoints import ENDPOINTS
 
 if TYPE_CHECKING:
     from faithflow_ops.models import WebhookEvent
@@ -340,30 +341,19 @@ def sign(
         output.print_json({"headers": {header[0]: header[1]}})
     else:
         sys.stdout.write(f"{header[0]}: {header[1]}\n")
-    path = "" if scope == "tenant" else "/platform"
     data = "@-" if file == "-" else f"@{file}"
     output.info(
-        f"curl -X POST {RECEIVER}/webhooks/{provider}{path} "
+        f"curl -X POST {RECEIVER}{ENDPOINTS[(provider, scope)].path} "
         f"-H 'Content-Type: application/json' -H {shlex.quote(f'{header[0]}: {header[1]}')} "
         f"--data-binary {shlex.quote(data)}"
     )
 
 
-# Where each endpoint's secret comes from (receiver/webhooks.py ENDPOINTS; kept here so the
-# CLI does not import the web framework).
-_SECRETS = {
-    ("stripe", "platform"): ("stripe_platform_webhook_secrets", "STRIPE_PLATFORM_WEBHOOK_SECRET"),
-    ("stripe", "tenant"): ("stripe_webhook_secrets", "STRIPE_WEBHOOK_SECRET"),
-    ("paystack", "platform"): ("paystack_secret_keys", "PAYSTACK_SECRET_KEY"),
-    ("paystack", "tenant"): ("paystack_secret_keys", "PAYSTACK_SECRET_KEY"),
-}
-
-
 def _configured_secret(provider: str, scope: str) -> str:
-    attr, variable = _SECRETS[(provider, scope)]
-    secrets: tuple[str, ...] = getattr(settings(), attr)
+    endpoint = ENDPOINTS[(provider, scope)]
+    secrets: tuple[str, ...] = getattr(settings(), endpoint.secrets_setting)
     if not secrets:
-        raise UserError(f"no secret: pass --secret or set {variable}")
+        raise UserError(f"no secret: pass --secret or set {endpoint.variable}")
     return secrets[0]
 
 
