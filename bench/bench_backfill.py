@@ -30,38 +30,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
+from _postgres import admin, url_from, with_database
+
 TENANTS_PER_SUBSCRIPTION = 0.1
 GOAL_ROWS_PER_SECOND = 20_000
-
-
-def _url(args: argparse.Namespace) -> str:
-    from faithflow_ops.config import normalize_database_url
-
-    raw = (
-        args.url
-        or os.environ.get("FAITHFLOW_BENCH_POSTGRES_URL")
-        or os.environ.get("FAITHFLOW_TEST_POSTGRES_URL")
-        or DEFAULT_URL
-    )
-    return normalize_database_url(raw)
-
-
-def _with_database(url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def _admin(url: str, sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,12 +298,12 @@ def bench(admin_url: str, sizes: list[int], *, memory: bool = True) -> None:
         template = f"ff_bench_{tag}_{n}_tpl"
         copies = [f"ff_bench_{tag}_{n}_a", f"ff_bench_{tag}_{n}_b"]
         try:
-            _admin(admin_url, f'CREATE DATABASE "{template}"')
+            admin(admin_url, f'CREATE DATABASE "{template}"')
             t0 = time.perf_counter()
-            load(_with_database(admin_url, template), n)
+            load(with_database(admin_url, template), n)
             load_s = time.perf_counter() - t0
             for name in copies:
-                _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
             runs = [
                 ("first", copies[0], "time"),
                 ("second", copies[0], "time"),
@@ -340,7 +312,7 @@ def bench(admin_url: str, sizes: list[int], *, memory: bool = True) -> None:
             if not memory:
                 runs.pop()
             for label, name, mode in runs:
-                doc = docs[(n, label)] = _measure(_with_database(admin_url, name), mode)
+                doc = docs[(n, label)] = _measure(with_database(admin_url, name), mode)
                 rate = doc["rows"] / doc["seconds"]
                 outcomes = ", ".join(f"{k}={v}" for k, v in sorted(doc["outcomes"].items()))
                 spent = doc["spent"]
@@ -359,7 +331,7 @@ def bench(admin_url: str, sizes: list[int], *, memory: bool = True) -> None:
             print(f"{'':>9} (loaded {n:,} rows with COPY in {load_s:.1f}s)")
         finally:
             for name in [*copies, template]:
-                _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     _summary(docs)
 
 
@@ -401,7 +373,7 @@ def main() -> None:
         "--skip-memory", action="store_true", help="time only (no tracemalloc run): quicker"
     )
     args = parser.parse_args()
-    bench(_url(args), args.rows, memory=not args.skip_memory)
+    bench(url_from(args), args.rows, memory=not args.skip_memory)
 
 
 if __name__ == "__main__":

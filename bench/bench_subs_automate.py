@@ -33,40 +33,12 @@ import time
 import uuid
 from typing import Any
 
-DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
+from _postgres import admin, url_from, with_database
+
 DEFAULT_CASES = ["50000:500", "200000:2000", "200000:500"]
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 GOAL_PREVIEW_SECONDS = 3.0
 H, D = dt.timedelta(hours=1), dt.timedelta(days=1)
-
-
-def _url(args: argparse.Namespace) -> str:
-    from faithflow_ops.config import normalize_database_url
-
-    raw = (
-        args.url
-        or os.environ.get("FAITHFLOW_BENCH_POSTGRES_URL")
-        or os.environ.get("FAITHFLOW_TEST_POSTGRES_URL")
-        or DEFAULT_URL
-    )
-    return normalize_database_url(raw)
-
-
-def _with_database(url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def _admin(url: str, sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,12 +334,12 @@ def bench(admin_url: str, cases: list[tuple[int, int]], *, memory: bool = True) 
         template = f"ff_bench_{tag}_{n}_{due}_tpl"
         copies = [f"ff_bench_{tag}_{n}_{due}_a", f"ff_bench_{tag}_{n}_{due}_b"]
         try:
-            _admin(admin_url, f'CREATE DATABASE "{template}"')
+            admin(admin_url, f'CREATE DATABASE "{template}"')
             t0 = time.perf_counter()
-            load(_with_database(admin_url, template), n, due)
+            load(with_database(admin_url, template), n, due)
             load_s = time.perf_counter() - t0
             for name in copies:
-                _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
             runs = [
                 ("preview", copies[0], "preview"),
                 ("run", copies[0], "run"),
@@ -378,7 +350,7 @@ def bench(admin_url: str, cases: list[tuple[int, int]], *, memory: bool = True) 
             if not memory:
                 runs = runs[:3]
             for label, name, mode in runs:
-                doc = _measure(_with_database(admin_url, name), mode)
+                doc = _measure(with_database(admin_url, name), mode)
                 if label == "preview":
                     previews.append((n, due, doc["seconds"]))
                 what = doc["outcomes"] if "preview" not in label else doc["counts"]
@@ -395,7 +367,7 @@ def bench(admin_url: str, cases: list[tuple[int, int]], *, memory: bool = True) 
             print(f"{'':>9} (loaded {n:,} subscriptions with COPY in {load_s:.1f}s)")
         finally:
             for name in [*copies, template]:
-                _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     for n, due, seconds in previews:
         verdict = "meets" if seconds < GOAL_PREVIEW_SECONDS else "MISSES"
         print(
@@ -423,7 +395,7 @@ def main() -> None:
     for case in args.cases:
         rows, _, due = case.partition(":")
         cases.append((int(rows), int(due or max(1, int(rows) // 100))))
-    bench(_url(args), cases, memory=not args.skip_memory)
+    bench(url_from(args), cases, memory=not args.skip_memory)
 
 
 if __name__ == "__main__":

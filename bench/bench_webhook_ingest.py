@@ -60,7 +60,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
+from _postgres import admin, url_from, with_database
+
 PLATFORM_SECRET = "whsec_bench_platform_5eCr3t"
 TENANT_SECRET = "whsec_bench_connect_5eCr3t"
 PLATFORM_PATH = "/webhooks/stripe/platform"
@@ -72,35 +73,6 @@ GOAL_RATIO = 0.5
 GOAL_P99_MS = 50.0
 WARMUP_SHARE = 0.02
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _url(args: argparse.Namespace) -> str:
-    from faithflow_ops.config import normalize_database_url
-
-    raw = (
-        args.url
-        or os.environ.get("FAITHFLOW_BENCH_POSTGRES_URL")
-        or os.environ.get("FAITHFLOW_TEST_POSTGRES_URL")
-        or DEFAULT_URL
-    )
-    return normalize_database_url(raw)
-
-
-def _with_database(url: str, name: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def _admin(url: str, sql: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,7 +668,7 @@ def run_receiver(label: str, db_url: str, load: Load, tmp: Path) -> Row:
 
 
 def bench(args: argparse.Namespace) -> bool:
-    admin_url = _url(args)
+    admin_url = url_from(args)
     tag = uuid.uuid4().hex[:8]
     w = world()
     stream = deliveries(w, args.events, args.duplicate_share, "b", seed=1)
@@ -723,12 +695,12 @@ def bench(args: argparse.Namespace) -> bool:
         bare_kind = "bare-async" if args.bare_async else "bare"
         rows.append(_measure(bare_kind, bare_kind, dict(os.environ), load, tmp)[0])
         try:
-            _admin(admin_url, f'CREATE DATABASE "{name}"')
-            db_url = _with_database(admin_url, name)
+            admin(admin_url, f'CREATE DATABASE "{name}"')
+            db_url = with_database(admin_url, name)
             seed(db_url, w)
             rows.append(run_receiver("receiver (postgres)", db_url, load, tmp))
         finally:
-            _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         if args.sqlite:
             db_url = f"sqlite:///{tmp / 'webhooks.db'}"
             seed(db_url, w)
