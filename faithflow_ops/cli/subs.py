@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
 from faithflow_ops.cli.plans import MetaOpt, parse_meta
 from faithflow_ops.errors import UserError
 
@@ -208,3 +208,169 @@ def _render_record(doc: dict[str, Any]) -> None:
         {k: v for k, v in doc.items() if k not in first and k not in ("tenant_id", "plan_id")}
     )
     output.record(fields, title=f"subscription {doc['id']}")
+
+
+# --- plan changes (billing/plan_changes.py) ----------------------------------------------------
+
+_CHANGE_COLUMNS = {
+    "id": "id",
+    "tenant": "tenant",
+    "subscription_id": "sub",
+    "kind": "kind",
+    "from_plan": "from",
+    "to_plan": "to",
+    "to_interval": "interval",
+    "status": "status",
+    "effective_at": "effective",
+    "requested_by": "by",
+    "error": "error",
+}
+
+
+def _provider_failure(exc: Exception) -> int:
+    from faithflow_ops.providers._http import ProviderError
+
+    return exc.exit_code if isinstance(exc, ProviderError) else 1
+
+
+@app.command("change-plan")
+def change_plan(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's slug.")],
+    to: Annotated[str, typer.Option("--to", help="The target plan's code.")],
+    interval: Annotated[
+        str | None,
+        typer.Option(
+            "--interval",
+            help="month or year: the --to plan's variant billed per this interval (--to "
+            "<current plan> --interval year = the same plan, yearly).",
+        ),
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="now or period_end (default: upgrades now with proration, downgrades and "
+            "interval changes at the period end).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Check every rule and print what would be done; call nothing."
+        ),
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Cancel a change already scheduled, then this one.")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept on the change and in the audit log).")
+    ] = None,
+    subscription: Annotated[
+        int | None,
+        typer.Option(
+            "--subscription",
+            help="The subscription id, when the tenant has more than one live subscription.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the tenant's subscription to another plan or interval: upgrade, downgrade or
+    interval change, at the provider (Stripe price update or schedule; Paystack disable + new
+    subscription) and recorded in `subs changes`."""
+    from faithflow_ops.billing.plan_changes import change_plan as run
+    from faithflow_ops.providers._http import ProviderError
+
+    cfg = settings()
+    try:
+        result = run(
+            database(cfg),
+            cfg,
+            tenant=tenant,
+            to=to,
+            actor=actor(),
+            interval=interval,
+            at=at,
+            dry_run=dry_run,
+            replace_scheduled=replace,
+            reason=reason,
+            subscription_id=subscription,
+        )
+    except ProviderError as exc:  # --replace could not undo the scheduled change: nothing done
+        output.abort(str(exc), exc.exit_code)
+    for message in result.warnings:
+        output.warn(message)
+    doc = result.doc
+    if as_json:
+        output.print_json(doc)
+    else:
+        calls = doc.pop("provider_calls")
+        output.record(doc, title="plan change (dry run)" if dry_run else f"plan change {doc['id']}")
+        for line in calls:
+            output.info(("would call: " if dry_run else "called: ") + line)
+    for note in result.notes:
+        output.info(note)
+    if result.error is not None:
+        output.abort(
+            f"plan change {doc['id']} rejected: {result.error}", _provider_failure(result.error)
+        )
+    what = f"{doc['kind']} {doc['from_plan']} -> {doc['to_plan']} for {doc['tenant']}"
+    if dry_run:
+        output.info(f"dry run: {what} would be {doc['would_be']}; nothing was sent or written")
+    elif doc["status"] == "applied":
+        output.info(f"plan change {doc['id']} applied: {what}")
+    else:
+        output.info(f"plan change {doc['id']} scheduled: {what}, effective {doc['effective_at']}")
+
+
+@app.command("changes")
+def changes(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's changes (its slug).")
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only this status: scheduled, applied, rejected, canceled."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plan changes, newest first: kind, plans, status, when, who asked, any provider error."""
+    from faithflow_ops.billing.plan_changes import list_changes
+
+    with database().read_session() as session:
+        docs, total = list_changes(session, tenant=tenant, status=status, limit=limit)
+    if as_json:
+        output.print_json(docs)
+    else:
+        output.table(
+            list(_CHANGE_COLUMNS.values()), [[d[key] for key in _CHANGE_COLUMNS] for d in docs]
+        )
+    if total > len(docs):
+        output.info(f"showing {len(docs)} of {total}; raise --limit to see more")
+    elif not as_json:
+        output.info(f"{total} plan change{'s' if total != 1 else ''}")
+
+
+@app.command("cancel-change")
+def cancel_change(
+    change_id: Annotated[int, typer.Argument(metavar="ID", help="Plan change id.")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (for the audit log).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a scheduled plan change: release its Stripe schedule, or disable the new Paystack
+    subscription and enable the old one again."""
+    from faithflow_ops.billing.plan_changes import cancel_change as run
+    from faithflow_ops.providers._http import ProviderError
+
+    cfg = settings()
+    try:
+        doc, done = run(database(cfg), cfg, change_id, actor=actor(), reason=reason)
+    except ProviderError as exc:
+        output.abort(f"plan change {change_id} is still scheduled: {exc}", exc.exit_code)
+    if as_json:
+        output.print_json(doc)
+    else:
+        output.record(doc, title=f"plan change {doc['id']}")
+    for line in done:
+        output.info(line)
+    output.info(f"plan change {change_id} canceled")

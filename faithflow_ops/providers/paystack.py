@@ -93,9 +93,16 @@ class PaystackAPI:
         self._client.close()
 
     def _request(
-        self, operation: str, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        data_required: bool = True,
     ) -> dict[str, Any]:
-        """`data` of a `{"status": true, "data": {...}}` answer, or a ProviderError."""
+        """`data` of a `{"status": true, "data": {...}}` answer, or a ProviderError ({} when
+        `data_required` is False and the answer has none, as `subscription/disable` sends)."""
         import httpx
 
         def once() -> dict[str, Any]:
@@ -108,7 +115,7 @@ class PaystackAPI:
             except httpx.HTTPError as exc:
                 detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
-            return _answer(operation, response)
+            return _answer(operation, response, data_required)
 
         return call(once, self.policy, provider=PROVIDER, operation=operation)
 
@@ -165,8 +172,68 @@ class PaystackAPI:
             raise ProviderError(PROVIDER, "subscription manage link", "the answer has no data.link")
         return link
 
+    # --- plan changes (billing/plan_changes.py) ---------------------------------------------
+    # Paystack cannot change a subscription's plan in place: the old subscription is disabled
+    # (it does not renew) and a new one is created on the new plan, starting when the old
+    # period ends (or now). Paystack documents no idempotency for these; a retried create whose
+    # first answer was lost is refused by Paystack as "already in place" (one subscription per
+    # customer and plan), which the message explains.
 
-def _answer(operation: str, response: Any) -> dict[str, Any]:
+    def disable_subscription(self, code: str, email_token: str) -> None:
+        """`POST /subscription/disable`: the subscription stops renewing."""
+        body = {"code": code, "token": email_token}
+        self._request(
+            "subscription disable", "POST", "/subscription/disable", body, data_required=False
+        )
+
+    def enable_subscription(self, code: str, email_token: str) -> None:
+        """`POST /subscription/enable`: a disabled subscription renews again."""
+        body = {"code": code, "token": email_token}
+        self._request(
+            "subscription enable", "POST", "/subscription/enable", body, data_required=False
+        )
+
+    def create_subscription(
+        self, *, customer: str, plan_code: str, start_date: str | None = None
+    ) -> NewSubscription:
+        """`POST /subscription`: `customer` (CUS_… or email) on `plan_code`, charged on the
+        customer's saved authorization from `start_date` (ISO 8601; None: now)."""
+        body: dict[str, Any] = {"customer": customer, "plan": plan_code}
+        if start_date:
+            body["start_date"] = start_date
+        try:
+            data = self._request("subscription create", "POST", "/subscription", body)
+        except ProviderError as exc:
+            if exc.status == 400 and "already" in exc.message.lower():
+                exc.message += (
+                    " (if an earlier attempt's answer was lost, it may have been created: check "
+                    "the customer's subscriptions on the Paystack dashboard)"
+                )
+            raise
+        code = data.get("subscription_code")
+        if not isinstance(code, str) or not code:
+            raise ProviderError(
+                PROVIDER, "subscription create", "the answer has no data.subscription_code"
+            )
+        token = data.get("email_token")
+        status = data.get("status")
+        return NewSubscription(
+            code=code,
+            email_token=token if isinstance(token, str) and token else None,
+            status=status if isinstance(status, str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class NewSubscription:
+    """A subscription `create_subscription` made: its code and the token that manages it."""
+
+    code: str
+    email_token: str | None
+    status: str | None
+
+
+def _answer(operation: str, response: Any, data_required: bool = True) -> dict[str, Any]:
     status: int = response.status_code
     try:
         doc = response.json()
@@ -193,6 +260,8 @@ def _answer(operation: str, response: Any) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("status") is not True:
         raise ProviderError(PROVIDER, operation, message, status=status)
     data = doc.get("data")
+    if not isinstance(data, dict) and not data_required:
+        return {}
     if not isinstance(data, dict):
         raise ProviderError(PROVIDER, operation, "the answer has no data object", status=status)
     return data

@@ -16,6 +16,7 @@ reused with other parameters).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -228,3 +229,178 @@ class StripeAPI:
             params["return_url"] = return_url
         sessions = self._client.v1.billing_portal.sessions
         return self._post("billing portal session", sessions.create, params, now)
+
+    # --- plan changes (billing/plan_changes.py) ---------------------------------------------
+
+    def _send(
+        self,
+        operation: str,
+        fn: Any,
+        args: tuple[Any, ...],
+        params: dict[str, Any],
+        now: dt.datetime | None,
+        *,
+        idempotent: bool = True,
+    ) -> dict[str, Any]:
+        """One SDK call with the retry policy (an Idempotency-Key on writes); the answer as a
+        plain dict."""
+        options: dict[str, Any] = {}
+        if idempotent:
+            key_params = {"args": list(args), **params}
+            options["idempotency_key"] = idempotency_key(
+                operation, key_params, now or dt.datetime.now(dt.UTC)
+            )
+
+        def once() -> dict[str, Any]:
+            try:
+                result = fn(*args, params or None, options or None)
+            except Exception as exc:
+                raise _error(exc, operation) from exc
+            doc: dict[str, Any] = result.to_dict()
+            return doc
+
+        return call(once, self.policy, provider=PROVIDER, operation=operation)
+
+    def subscription_item(self, subscription_id: str) -> SubscriptionItem:
+        """`GET /v1/subscriptions/{id}`: its one item (a price change needs the item's id)."""
+        operation = "subscription retrieve"
+        doc = self._send(
+            operation,
+            self._client.v1.subscriptions.retrieve,
+            (subscription_id,),
+            {},
+            None,
+            idempotent=False,
+        )
+        items = (doc.get("items") or {}).get("data") or []
+        if len(items) != 1:
+            raise ProviderError(
+                PROVIDER,
+                operation,
+                f"subscription {subscription_id} has {len(items)} items; a plan change handles "
+                "exactly one (change it in the Stripe dashboard)",
+            )
+        item = items[0]
+        price = item.get("price") or {}
+        price_id = price.get("id") if isinstance(price, dict) else price
+        return SubscriptionItem(
+            subscription_id=subscription_id,
+            item_id=str(item.get("id")),
+            price_id=str(price_id),
+            quantity=int(item.get("quantity") or 1),
+            schedule=_obj_id(doc.get("schedule")),
+            status=str(doc.get("status") or ""),
+        )
+
+    def change_subscription_price(
+        self,
+        item: SubscriptionItem,
+        *,
+        price_id: str,
+        proration_behavior: str,
+        now: dt.datetime | None = None,
+    ) -> dict[str, Any]:
+        """`POST /v1/subscriptions/{id}`: the item moves to `price_id` now
+        (`proration_behavior`: create_prorations, none or always_invoice)."""
+        params: dict[str, Any] = {
+            "items": [{"id": item.item_id, "price": price_id, "quantity": item.quantity}],
+            "proration_behavior": proration_behavior,
+        }
+        return self._send(
+            "subscription update",
+            self._client.v1.subscriptions.update,
+            (item.subscription_id,),
+            params,
+            now,
+        )
+
+    def schedule_price_change(
+        self, item: SubscriptionItem, *, price_id: str, now: dt.datetime | None = None
+    ) -> ScheduledChange:
+        """A subscription schedule made from the subscription (`POST /v1/subscription_schedules`
+        `from_subscription`), then a second phase on `price_id` from the current phase's end
+        (`POST /v1/subscription_schedules/{id}`, no proration, released after it starts)."""
+        created = self._send(
+            "subscription schedule create",
+            self._client.v1.subscription_schedules.create,
+            (),
+            {"from_subscription": item.subscription_id},
+            now,
+        )
+        schedule_id = str(created.get("id"))
+        phases = created.get("phases") or []
+        if not phases or not phases[0].get("start_date") or not phases[0].get("end_date"):
+            self.release_schedule(schedule_id, now=now)
+            raise ProviderError(
+                PROVIDER,
+                "subscription schedule create",
+                f"schedule {schedule_id} has no current phase with start and end dates "
+                "(released again)",
+            )
+        current = phases[0]
+        params: dict[str, Any] = {
+            "end_behavior": "release",
+            "phases": [
+                {
+                    "items": [{"price": item.price_id, "quantity": item.quantity}],
+                    "start_date": int(current["start_date"]),
+                    "end_date": int(current["end_date"]),
+                },
+                {
+                    "items": [{"price": price_id, "quantity": item.quantity}],
+                    "proration_behavior": "none",
+                },
+            ],
+        }
+        try:
+            self._send(
+                "subscription schedule update",
+                self._client.v1.subscription_schedules.update,
+                (schedule_id,),
+                params,
+                now,
+            )
+        except ProviderError:
+            # Leave no half-made schedule behind (best effort: the update's error is reported).
+            with contextlib.suppress(ProviderError):
+                self.release_schedule(schedule_id, now=now)
+            raise
+        return ScheduledChange(
+            schedule_id=schedule_id,
+            effective_at=dt.datetime.fromtimestamp(int(current["end_date"]), dt.UTC),
+        )
+
+    def release_schedule(self, schedule_id: str, *, now: dt.datetime | None = None) -> None:
+        """`POST /v1/subscription_schedules/{id}/release`: the schedule stops; the subscription
+        stays as it is now."""
+        self._send(
+            "subscription schedule release",
+            self._client.v1.subscription_schedules.release,
+            (schedule_id,),
+            {},
+            now,
+        )
+
+
+@dataclass(frozen=True)
+class SubscriptionItem:
+    """A Stripe subscription's single item, as a price change needs it."""
+
+    subscription_id: str
+    item_id: str
+    price_id: str
+    quantity: int
+    schedule: str | None  # a subscription schedule already attached
+    status: str
+
+
+@dataclass(frozen=True)
+class ScheduledChange:
+    schedule_id: str
+    effective_at: dt.datetime  # the end of the current phase, when the new price starts
+
+
+def _obj_id(value: object) -> str | None:
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
