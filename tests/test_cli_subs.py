@@ -17,7 +17,8 @@ SUB_FIELDS = {
     "id", "tenant", "plan", "provider", "status", "provider_subscription_id",
     "provider_customer_id", "past_due_since", "current_period_end", "trial_end",
     "current_period_start", "cancel_at_period_end", "canceled_at", "metadata",
-    "provider_state_at", "provider_state_rank", "tenant_id", "plan_id", "created_at",
+    "provider_state_at", "provider_state_rank", "trial_notice_for", "tenant_id", "plan_id",
+    "created_at",
     "updated_at",
 }  # fmt: skip
 
