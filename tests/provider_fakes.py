@@ -25,6 +25,11 @@ class Recorded:
     headers: dict[str, str]  # lower-case names
     body: bytes
     at: float  # time.monotonic() when it arrived
+    query: str = ""  # the raw query string
+
+    def params(self) -> dict[str, str]:
+        """The query string, flat: {"created[gte]": "1767225600", "page": "2", …}."""
+        return dict(parse_qsl(self.query, keep_blank_values=True))
 
     def form(self) -> dict[str, str]:
         """A Stripe form body, flat: {"line_items[0][price]": "price_1", …}."""
@@ -49,6 +54,9 @@ class FakeAPI:
         self._script: dict[tuple[str, str], list[Reply]] = {}
         self._lock = threading.Lock()
         self.url = ""
+        # What the list endpoints serve (invoices reconcile): "invoices", "subscriptions" (Stripe)
+        # and "transactions", "subscriptions" (Paystack), each a list of documented objects.
+        self.objects: dict[str, list[dict[str, Any]]] = {}
 
     def queue(self, method: str, path: str, *replies: Reply) -> None:
         """The next answers to `method path` (then the default again)."""
@@ -82,6 +90,7 @@ class FakeAPI:
                     {k.lower(): v for k, v in self.headers.items()},
                     body,
                     time.monotonic(),
+                    urlsplit(self.path).query,
                 )
                 reply = fake._reply(req)
                 if reply.delay:
@@ -144,7 +153,31 @@ def _stripe_default(fake: FakeAPI, req: Recorded) -> Reply:
                 "url": "https://billing.stripe.com/p/session/test_1",
             },
         )
+    if req.method == "GET" and req.path in ("/v1/invoices", "/v1/subscriptions"):
+        return _stripe_list(fake, req)
     return stripe_error(404, f"Unrecognized request URL ({req.method}: {req.path}).")
+
+
+def _stripe_list(fake: FakeAPI, req: Recorded) -> Reply:
+    """A Stripe list: newest first, `created[gte|lte]`, `limit`, `starting_after`, `has_more`."""
+    query = req.params()
+    name = req.path.rsplit("/", 1)[-1]
+    items = sorted(fake.objects.get(name, []), key=lambda o: (-o.get("created", 0), o["id"]))
+    if "created[gte]" in query:
+        items = [o for o in items if o.get("created", 0) >= int(query["created[gte]"])]
+    if "created[lte]" in query:
+        items = [o for o in items if o.get("created", 0) <= int(query["created[lte]"])]
+    if query.get("status") not in (None, "all"):
+        items = [o for o in items if o.get("status") == query["status"]]
+    after = query.get("starting_after")
+    if after:
+        ids = [o["id"] for o in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    limit = int(query.get("limit", 10))
+    page = items[:limit]
+    return Reply(
+        200, {"object": "list", "url": req.path, "has_more": len(items) > limit, "data": page}
+    )
 
 
 def stripe_fake() -> FakeAPI:
@@ -192,7 +225,50 @@ def _paystack_default(fake: FakeAPI, req: Recorded) -> Reply:
                 "data": {"link": f"https://paystack.com/manage/subscriptions/{parts[1]}?token=t0k"},
             },
         )
+    if req.method == "GET" and req.path in ("/transaction", "/subscription"):
+        return _paystack_list(fake, req)
     return paystack_error(404, "Not found")
+
+
+def _paystack_list(fake: FakeAPI, req: Recorded) -> Reply:
+    """A Paystack list: `from`/`to` on createdAt, `page`/`perPage`, `meta` as documented."""
+    query = req.params()
+    name = {"/transaction": "transactions", "/subscription": "subscriptions"}[req.path]
+    items = sorted(fake.objects.get(name, []), key=lambda o: o.get("createdAt", ""), reverse=True)
+    if query.get("from"):
+        start = query["from"]
+        items = [
+            o for o in items if _paystack_instant(o.get("createdAt")) >= _paystack_instant(start)
+        ]
+    if query.get("to"):
+        end = query["to"]
+        items = [
+            o for o in items if _paystack_instant(o.get("createdAt")) <= _paystack_instant(end)
+        ]
+    per_page = int(query.get("perPage", 50))
+    page = int(query.get("page", 1))
+    chunk = items[(page - 1) * per_page : page * per_page]
+    meta = {
+        "total": len(items),
+        "skipped": (page - 1) * per_page,
+        "perPage": per_page,
+        "page": page,
+        "pageCount": max(1, -(-len(items) // per_page)),
+    }
+    return Reply(
+        200, {"status": True, "message": "Transactions retrieved", "data": chunk, "meta": meta}
+    )
+
+
+def _paystack_instant(value: Any) -> float:
+    import datetime as dt
+
+    if not isinstance(value, str) or not value:
+        return 0.0
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
 
 
 def paystack_fake() -> FakeAPI:

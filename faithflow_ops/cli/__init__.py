@@ -96,6 +96,7 @@ def _register() -> None:
         billing,
         db,
         demo,
+        invoices,
         jobs,
         plans,
         scheduler,
@@ -111,6 +112,7 @@ def _register() -> None:
         "plans": plans.app,
         "subs": subs.app,
         "billing": billing.app,
+        "invoices": invoices.app,
         "webhooks": webhooks.app,
         "db": db.app,
         "jobs": jobs.app,
@@ -122,7 +124,8 @@ def _register() -> None:
             group = groups[spec.cli_group] = typer.Typer(
                 rich_markup_mode=None, help=f"{spec.cli_group} jobs.", no_args_is_help=True
             )
-        jobs.add_job_command(group, spec)
+        if not any(c.name == spec.cli_verb for c in group.registered_commands):
+            jobs.add_job_command(group, spec)  # unless the group has its own (job options)
     for name, group in groups.items():
         app.add_typer(group, name=name)
     app.command("demo")(demo.demo)

@@ -61,6 +61,15 @@ JOBS: tuple[JobSpec, ...] = (
         schedule="*/30 * * * *",
         module="faithflow_ops.jobs.subscriptions_automate",
     ),
+    JobSpec(
+        name="invoices_reconcile",
+        summary="Compare provider invoices with ours; import missing ones, take paid statuses",
+        cli_group="invoices",
+        cli_verb="reconcile",
+        task_path="/tasks/invoices/reconcile",
+        schedule="17 * * * *",
+        module="faithflow_ops.jobs.invoices_reconcile",
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}

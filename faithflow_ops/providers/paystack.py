@@ -5,10 +5,11 @@ deduplication, and optionally by the source-IP allowlist the receiver applies.""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,55 @@ class PaystackAPI:
 
     def close(self) -> None:
         self._client.close()
+
+    # --- lists (invoices reconcile) ----------------------------------------------------------
+    # Offset pagination as Paystack documents it (`page`, `perPage`; `meta.pageCount`), each
+    # page one request through the retry policy. Objects come back as plain dicts.
+
+    def _pages(
+        self, operation: str, path: str, params: dict[str, Any], per_page: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        import httpx
+
+        page = 1
+        while True:
+            query = {**params, "perPage": per_page, "page": page}
+
+            def once(query: dict[str, Any] = query) -> dict[str, Any]:
+                try:
+                    response = self._client.get(path, params=query)
+                except httpx.TimeoutException:
+                    raise ProviderError(
+                        PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
+                    ) from None
+                except httpx.HTTPError as exc:
+                    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+                return _list_answer(operation, response)
+
+            doc = call(once, self.policy, provider=PROVIDER, operation=operation)
+            data = [item for item in doc["data"] if isinstance(item, dict)]
+            yield from data
+            meta = doc.get("meta")
+            pages = meta.get("pageCount") if isinstance(meta, dict) else None
+            if not doc["data"] or (isinstance(pages, int) and page >= pages):
+                return
+            if not isinstance(pages, int) and len(doc["data"]) < per_page:
+                return
+            page += 1
+
+    def list_transactions(
+        self, *, start: dt.datetime, end: dt.datetime | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """`GET /transaction?from=…&to=…`: every transaction created in the window."""
+        params: dict[str, Any] = {"from": start.astimezone(dt.UTC).isoformat()}
+        if end is not None:
+            params["to"] = end.astimezone(dt.UTC).isoformat()
+        return self._pages("transaction list", "/transaction", params, page_size)
+
+    def list_subscriptions(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """`GET /subscription`: every subscription on the integration."""
+        return self._pages("subscription list", "/subscription", {}, page_size)
 
     def _request(
         self,
@@ -265,3 +315,22 @@ def _answer(operation: str, response: Any, data_required: bool = True) -> dict[s
     if not isinstance(data, dict):
         raise ProviderError(PROVIDER, operation, "the answer has no data object", status=status)
     return data
+
+
+def _list_answer(operation: str, response: Any) -> dict[str, Any]:
+    """A list answer `{"status": true, "data": [...], "meta": {...}}`, or a ProviderError."""
+    if response.status_code < 400:
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = None
+        if (
+            isinstance(doc, dict)
+            and doc.get("status") is True
+            and isinstance(doc.get("data"), list)
+        ):
+            return doc
+    _answer(operation, response)  # raises the error that fits the answer
+    raise ProviderError(
+        PROVIDER, operation, "the answer has no data list", status=response.status_code
+    )

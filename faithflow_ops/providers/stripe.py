@@ -21,7 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,6 +161,51 @@ class StripeAPI:
 
     def close(self) -> None:
         self._http.close()  # type: ignore[no-untyped-call]
+
+    # --- lists (invoices reconcile) ----------------------------------------------------------
+    # Stripe's auto-pagination, page by page: `starting_after` the last id while `has_more`,
+    # each page one request through the retry policy (a 429 or 5xx on page 7 retries page 7,
+    # not the whole list). Objects come back as plain dicts.
+
+    def _list(
+        self, operation: str, list_fn: Any, params: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while True:
+            page_params = dict(params, starting_after=after) if after else dict(params)
+
+            def once(page_params: dict[str, Any] = page_params) -> Any:
+                try:
+                    return list_fn(page_params)
+                except Exception as exc:
+                    raise _error(exc, operation) from exc
+
+            page = call(once, self.policy, provider=PROVIDER, operation=operation)
+            data = list(getattr(page, "data", None) or [])
+            for obj in data:
+                yield obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+            if not data or not getattr(page, "has_more", False):
+                return
+            after = str(data[-1]["id"])
+
+    def list_invoices(
+        self,
+        *,
+        created_gte: dt.datetime,
+        created_lte: dt.datetime | None = None,
+        page_size: int = 100,
+    ) -> Iterator[dict[str, Any]]:
+        """`GET /v1/invoices?created[gte]=…`: every invoice created in the window, newest first."""
+        created: dict[str, int] = {"gte": int(created_gte.timestamp())}
+        if created_lte is not None:
+            created["lte"] = int(created_lte.timestamp())
+        params: dict[str, Any] = {"limit": page_size, "created": created}
+        return self._list("invoice list", self._client.v1.invoices.list, params)
+
+    def list_subscriptions(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """`GET /v1/subscriptions?status=all`: every subscription, canceled ones included."""
+        params: dict[str, Any] = {"limit": page_size, "status": "all"}
+        return self._list("subscription list", self._client.v1.subscriptions.list, params)
 
     def _post(
         self,
