@@ -281,7 +281,7 @@ def test_stripe_run_applies_the_safe_fixes_once(
             "invoice.reconcile_paid",
             "invoice.reconcile_import",
             "provider_account.reconcile_link",
-            "subscription.webhook_update",  # the shared settle rule's audit entry
+            "subscription.reconcile_settle",  # the shared settle rule, audited as the job
         } <= actions
         # report-only findings changed nothing
         inv_d = session.scalar(select(Invoice).where(Invoice.provider_invoice_id == "in_D"))

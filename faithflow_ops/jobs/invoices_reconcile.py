@@ -58,6 +58,7 @@ from faithflow_ops.errors import ConfigError
 from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
 from faithflow_ops.models import Invoice, ProviderAccount, Subscription, SubscriptionPlan
 from faithflow_ops.models.billing import PROVIDERS
+from faithflow_ops.webhooks import effects as fx
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
@@ -71,11 +72,11 @@ PLANS = cast(Table, SubscriptionPlan.__table__)
 WINDOW = dt.timedelta(days=35)
 PAGE_SIZE = 100  # objects per list request (Stripe's maximum)
 SLACK = dt.timedelta(days=2)  # provider objects are read from this long before the window
-OPEN = ("draft", "open")
-SETTLEABLE = ("past_due", "unpaid", "suspended", "incomplete")  # what settle_if_paid moves
+OPEN = fx.OPEN_INVOICE_STATUSES
 SOURCE = "job:invoices_reconcile"
 AUDIT_IMPORT = "invoice.reconcile_import"
 AUDIT_PAID = "invoice.reconcile_paid"
+AUDIT_SETTLE = "subscription.reconcile_settle"
 AUDIT_LINK = "provider_account.reconcile_link"
 KEY_VARIABLES = {"stripe": "STRIPE_SECRET_KEY", "paystack": "PAYSTACK_SECRET_KEY"}
 
@@ -150,7 +151,6 @@ def _time(value: str | None) -> dt.datetime | None:
 
 
 def stripe_invoice(obj: Mapping[str, Any]) -> Remote | None:
-    from faithflow_ops.webhooks import effects as fx
     from faithflow_ops.webhooks.events import canonical_customer
 
     ref = _id(obj)
@@ -205,7 +205,6 @@ def _paystack_plan_code(obj: Mapping[str, Any]) -> str | None:
 
 def paystack_transaction(obj: Mapping[str, Any]) -> Remote | None:
     """A subscription charge as an invoice; None for anything else."""
-    from faithflow_ops.webhooks import effects as fx
     from faithflow_ops.webhooks.events import canonical_customer, parse_time
 
     ref = _text(obj.get("reference"))
@@ -738,7 +737,7 @@ class _Planner:
         self, settling: Mapping[int, set[int]], imports_paid: Mapping[int, int]
     ) -> list[Action]:
         subs = [sub for sub in self.subs if sub.ref and sub.ref in self.fetched.subscriptions]
-        candidates = [sub.id for sub in subs if sub.status in SETTLEABLE]
+        candidates = [sub.id for sub in subs if sub.status in fx.SETTLEABLE_STATUSES]
         open_ids: dict[int, set[int]] = defaultdict(set)
         for i in range(0, len(candidates), 500):
             for sub_id, inv_id in self.session.execute(
@@ -756,7 +755,7 @@ class _Planner:
                 continue
             fixed = settling.get(sub.id, set())
             settles = (
-                sub.status in SETTLEABLE
+                sub.status in fx.SETTLEABLE_STATUSES
                 and (fixed or imports_paid.get(sub.id))
                 and not (open_ids.get(sub.id, set()) - fixed)
             )
@@ -804,22 +803,17 @@ def _rowcount(result: Any) -> int:
 
 def _settle(session: Session, ctx: JobContext, sub_id: int | None, at: dt.datetime) -> list[str]:
     """The webhooks' rule: a subscription with no open invoice left is active again."""
-    from faithflow_ops.webhooks import effects as fx
-
     if sub_id is None:
         return []
     sub = session.get(Subscription, sub_id, with_for_update=True, populate_existing=True)
     if sub is None:
         return []
-    # effects.actor() takes a job's actor string as well as an event (as subs automate does).
-    return fx.settle_if_paid(session, sub, at, cast(Any, ctx.actor))
+    return fx.settle_if_paid(session, sub, at, ctx.actor, audit_action=AUDIT_SETTLE)
 
 
 def _stamp_paid(session: Session, invoice: Invoice, provider: str, at: dt.datetime) -> None:
     """Record the paid state's time and rank as the webhooks would, so an older event that
     arrives late cannot reopen the invoice."""
-    from faithflow_ops.webhooks import effects as fx
-
     if provider == "stripe":
         from faithflow_ops.webhooks.stripe import RANKS as STRIPE_RANKS
 

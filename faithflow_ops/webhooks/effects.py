@@ -34,6 +34,8 @@ from faithflow_ops.webhooks.events import InboundEvent
 
 NON_PAYMENT = "non_payment"  # the suspension reason `subs automate` writes
 OPEN_INVOICE_STATUSES = ("draft", "open")
+# What a payment that settles every open invoice returns to active (`settle_if_paid`).
+SETTLEABLE_STATUSES = ("past_due", "unpaid", "suspended", "incomplete")
 PAST_DUE_RANK = 1  # a failed payment ranks like an update of the subscription
 
 
@@ -280,15 +282,20 @@ def open_invoice_count(session: Session, sub: Subscription) -> int:
 
 
 def settle_if_paid(
-    session: Session, sub: Subscription, at: dt.datetime, event: InboundEvent
+    session: Session,
+    sub: Subscription,
+    at: dt.datetime,
+    event: InboundEvent | str,
+    *,
+    audit_action: str = "subscription.webhook_update",
 ) -> list[str]:
     """A payment that settles every open invoice returns an overdue subscription to active."""
-    if sub.status not in ("past_due", "unpaid", "suspended", "incomplete"):
+    if sub.status not in SETTLEABLE_STATUSES:
         return []
     remaining = open_invoice_count(session, sub)
     if remaining:
         return [f"subscription {sub.id} still has {remaining} open invoice(s)"]
-    return set_subscription_status(session, sub, "active", at, event)
+    return set_subscription_status(session, sub, "active", at, event, audit_action=audit_action)
 
 
 # ---------------------------------------------------------------------------------------------
