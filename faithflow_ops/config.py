@@ -87,6 +87,33 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.replace(";", ",").split(",") if part.strip())
 
 
+def _email(env: Mapping[str, str], name: str) -> str | None:
+    """One email address (`local@domain`), or None when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    local, at, domain = raw.rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in raw):
+        raise ConfigError(f"{name}={raw!r} is not an email address; set it to e.g. ops@example.org")
+    return raw
+
+
+def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """Whole numbers of days (1 to 365), comma-separated; returned largest first, no repeats."""
+    parts = _list(env, name)
+    if not parts:
+        return default
+    values: set[int] = set()
+    for part in parts:
+        if not part.isdigit() or not 1 <= int(part) <= 365:
+            raise ConfigError(
+                f"{name}={env.get(name)!r}: {part!r} is not a whole number of days from 1 to "
+                "365; set it to e.g. 3,1"
+            )
+        values.add(int(part))
+    return tuple(sorted(values, reverse=True))
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -152,6 +179,11 @@ class Settings:
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
     alert_webhook_url: str | None = None
+    # The platform ops contact (disputes monitor alerts) and when evidence-due alerts go out:
+    # days before `evidence_due_by`, largest first (default 3 then 1).
+    ops_email: str | None = None
+    dispute_alert_days: tuple[int, ...] = (3, 1)
+    dispute_lookback_days: int = 120  # how far back `disputes monitor` pulls disputes
     pagerduty_routing_key: str | None = None
     log_format: str | None = None  # "json" | "console" | None (auto: console on a TTY)
     webhook_body_limit: int = 256 * 1024
@@ -219,7 +251,10 @@ class Settings:
             twilio_from=opt("TWILIO_FROM"),
             twilio_whatsapp_from=opt("TWILIO_WHATSAPP_FROM"),
             twilio_api_base=opt("TWILIO_API_BASE") or cls.twilio_api_base,
-            alert_webhook_url=opt("ALERT_WEBHOOK_URL"),
+            alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL"),
+            ops_email=_email(env, "FAITHFLOW_OPS_EMAIL"),
+            dispute_alert_days=_days(env, "FAITHFLOW_DISPUTE_ALERT_DAYS", (3, 1)),
+            dispute_lookback_days=_int(env, "FAITHFLOW_DISPUTE_LOOKBACK_DAYS", 120, minimum=1),
             pagerduty_routing_key=opt("PAGERDUTY_ROUTING_KEY"),
             log_format=log_format,
         )

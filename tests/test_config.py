@@ -157,3 +157,42 @@ def test_billing_urls_are_read_and_must_be_absolute() -> None:
     for raw in ("app.example/ok", "/ok", "ftp://x/y", "https://"):
         with pytest.raises(ConfigError, match=r"FAITHFLOW_BILLING_RETURN_URL=.* absolute http"):
             Settings.from_env({"FAITHFLOW_BILLING_RETURN_URL": raw})
+
+
+def test_dispute_alert_settings_have_defaults() -> None:
+    s = Settings.from_env({})
+    assert (s.ops_email, s.alert_webhook_url) == (None, None)
+    assert s.dispute_alert_days == (3, 1)
+    assert s.dispute_lookback_days == 120
+
+
+def test_dispute_alert_settings_are_read() -> None:
+    s = Settings.from_env(
+        {
+            "FAITHFLOW_OPS_EMAIL": " ops@faithflow.example ",
+            "ALERT_WEBHOOK_URL": "https://hooks.example.org/ops",
+            "FAITHFLOW_DISPUTE_ALERT_DAYS": "1, 7,3,3",
+            "FAITHFLOW_DISPUTE_LOOKBACK_DAYS": "200",
+        }
+    )
+    assert s.ops_email == "ops@faithflow.example"
+    assert s.alert_webhook_url == "https://hooks.example.org/ops"
+    assert s.dispute_alert_days == (7, 3, 1)  # largest first, no repeats
+    assert s.dispute_lookback_days == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("FAITHFLOW_OPS_EMAIL", "ops"),
+        ("FAITHFLOW_OPS_EMAIL", "ops@localhost"),
+        ("FAITHFLOW_DISPUTE_ALERT_DAYS", "3,soon"),
+        ("FAITHFLOW_DISPUTE_ALERT_DAYS", "0"),
+        ("FAITHFLOW_DISPUTE_ALERT_DAYS", "1.5"),
+        ("FAITHFLOW_DISPUTE_LOOKBACK_DAYS", "0"),
+        ("ALERT_WEBHOOK_URL", "hooks.example.org/ops"),
+    ],
+)
+def test_bad_dispute_alert_settings_name_the_variable(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: raw})

@@ -70,6 +70,15 @@ JOBS: tuple[JobSpec, ...] = (
         schedule="17 * * * *",
         module="faithflow_ops.jobs.invoices_reconcile",
     ),
+    JobSpec(
+        name="disputes_monitor",
+        summary="Pull disputes from Stripe and Paystack; alert before evidence is due",
+        cli_group="disputes",
+        cli_verb="monitor",
+        task_path="/tasks/disputes/monitor",
+        schedule="0 * * * *",
+        module="faithflow_ops.jobs.disputes_monitor",
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}

@@ -8,6 +8,7 @@ from faithflow_ops.models.billing import (
     Subscription,
     SubscriptionPlan,
 )
+from faithflow_ops.models.disputes import DisputeAlert
 from faithflow_ops.models.ops import AuditLog, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.tenancy import Tenant, TenantSecurityPolicy, User
@@ -17,6 +18,7 @@ __all__ = [
     "AuditLog",
     "Base",
     "Dispute",
+    "DisputeAlert",
     "Invoice",
     "JobLock",
     "JobRun",

@@ -138,6 +138,14 @@ class PaystackAPI:
             params["to"] = end.astimezone(dt.UTC).isoformat()
         return self._pages("transaction list", "/transaction", params, page_size)
 
+    def list_disputes(
+        self, *, start: dt.datetime, end: dt.datetime, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """`GET /dispute?from=…&to=…` (disputes monitor): every dispute logged between the two
+        days (`YYYY-MM-DD`, as Paystack documents them)."""
+        params = {"from": start.date().isoformat(), "to": end.date().isoformat()}
+        return self._pages("dispute list", "/dispute", params, page_size)
+
     def list_subscriptions(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """`GET /subscription`: every subscription on the integration."""
         return self._pages("subscription list", "/subscription", {}, page_size)

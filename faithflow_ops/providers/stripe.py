@@ -202,6 +202,20 @@ class StripeAPI:
         params: dict[str, Any] = {"limit": page_size, "created": created}
         return self._list("invoice list", self._client.v1.invoices.list, params)
 
+    def list_disputes(
+        self, *, created_gte: dt.datetime, account: str | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """`GET /v1/disputes?created[gte]=…` (disputes monitor): newest first; `account` lists
+        a Connect account's disputes (the `Stripe-Account` header)."""
+        params: dict[str, Any] = {
+            "limit": page_size,
+            "created": {"gte": int(created_gte.timestamp())},
+        }
+        options: stripe_sdk.RequestOptions = {"stripe_account": account} if account else {}
+        disputes = self._client.v1.disputes
+        operation = f"dispute list ({account})" if account else "dispute list"
+        return self._list(operation, lambda p: disputes.list(p, options), params)
+
     def list_subscriptions(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """`GET /v1/subscriptions?status=all`: every subscription, canceled ones included."""
         params: dict[str, Any] = {"limit": page_size, "status": "all"}

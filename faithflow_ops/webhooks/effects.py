@@ -343,6 +343,34 @@ class DisputeState:
     extra: dict[str, Any] = field(default_factory=dict)  # merged into metadata
 
 
+def dispute_values(dispute: Dispute, scope: str, state: DisputeState) -> dict[str, Any]:
+    """The columns writing `state` sets on `dispute` (a new, unsaved one or a stored one)."""
+    values: dict[str, Any] = {
+        "tenant_id": state.tenant_id,
+        "scope": scope,
+        "charge_ref": state.charge_ref,
+        "payment_id": state.payment_id or dispute.payment_id,
+        "invoice_id": state.invoice_id or dispute.invoice_id,
+        "amount_minor": state.amount_minor,
+        "currency": state.currency,
+        "reason": state.reason,
+        "status": state.status[:64],
+        "evidence_due_by": state.evidence_due_by or dispute.evidence_due_by,
+    }
+    if state.closed_at is not None:
+        values["closed_at"] = dispute.closed_at or state.closed_at
+    if state.extra:
+        values["metadata_"] = {**(dispute.metadata_ or {}), **state.extra}
+    return values
+
+
+def dispute_changes(stored: Dispute, scope: str, state: DisputeState) -> list[str]:
+    """The columns writing `state` would change on a stored dispute (read-only: for the
+    `disputes monitor` pull, which writes only what changed)."""
+    values = dispute_values(stored, scope, state)
+    return sorted(name for name, value in values.items() if getattr(stored, name) != value)
+
+
 def write_dispute(
     session: Session, event: InboundEvent, at: dt.datetime | None, rank: int, state: DisputeState
 ) -> Outcome:
@@ -351,20 +379,8 @@ def write_dispute(
     if not new and not is_current(dispute, at, rank):
         return stale(f"dispute {dispute.id} already holds newer state", state.tenant_id)
     before = None if new else dispute.status
-    dispute.tenant_id = state.tenant_id
-    dispute.scope = event.scope
-    dispute.charge_ref = state.charge_ref
-    dispute.payment_id = state.payment_id or dispute.payment_id
-    dispute.invoice_id = state.invoice_id or dispute.invoice_id
-    dispute.amount_minor = state.amount_minor
-    dispute.currency = state.currency
-    dispute.reason = state.reason
-    dispute.status = state.status[:64]
-    dispute.evidence_due_by = state.evidence_due_by or dispute.evidence_due_by
-    if state.closed_at is not None:
-        dispute.closed_at = dispute.closed_at or state.closed_at
-    if state.extra:
-        dispute.metadata_ = {**(dispute.metadata_ or {}), **state.extra}
+    for name, value in dispute_values(dispute, event.scope, state).items():
+        setattr(dispute, name, value)
     stamp(dispute, at, rank)
     if new:
         session.add(dispute)

@@ -296,8 +296,17 @@ def tenant_charge(session: Session, event: InboundEvent) -> Outcome:
 
 
 def dispute_event(session: Session, event: InboundEvent) -> Outcome:
+    state = dispute_state(session, event)
+    if isinstance(state, Outcome):
+        return state
+    return fx.write_dispute(session, event, _at(event), RANKS[event.type], state)
+
+
+def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Outcome:
+    """What a dispute event says, in our columns, or why its tenant is unknown (read-only:
+    `disputes monitor` reads pulled disputes through it too)."""
     data = event.object
-    at, rank = _at(event), RANKS[event.type]
+    at = _at(event)
     transaction = _dict(data.get("transaction"))
     reference = _text(transaction.get("reference"))
     payment_id = invoice_id = None
@@ -325,7 +334,7 @@ def dispute_event(session: Session, event: InboundEvent) -> Outcome:
                 return _no_customer(event)
             tenant_id = found
     resolved = event.type == "charge.dispute.resolve"
-    state = fx.DisputeState(
+    return fx.DisputeState(
         tenant_id=tenant_id,
         charge_ref=reference,
         payment_id=payment_id,
@@ -338,7 +347,6 @@ def dispute_event(session: Session, event: InboundEvent) -> Outcome:
         closed_at=(parse_time(data.get("resolvedAt")) or at or utcnow()) if resolved else None,
         extra={"resolution": data["resolution"]} if resolved and data.get("resolution") else {},
     )
-    return fx.write_dispute(session, event, at, rank, state)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -333,8 +333,17 @@ def _no_connect_tenant(event: InboundEvent) -> Outcome:
 
 
 def dispute_event(session: Session, event: InboundEvent) -> Outcome:
+    state = dispute_state(session, event)
+    if isinstance(state, Outcome):
+        return state
+    return fx.write_dispute(session, event, _at(event), RANKS[event.type], state)
+
+
+def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Outcome:
+    """What a dispute event says, in our columns, or why its tenant is unknown (read-only:
+    `disputes monitor` reads pulled disputes through it too)."""
     obj = event.object
-    at, rank = _at(event), RANKS[event.type]
+    at = _at(event)
     charge = _id(obj.get("charge"))
     payment_id = invoice_id = None
     if event.scope == "tenant":
@@ -363,7 +372,7 @@ def dispute_event(session: Session, event: InboundEvent) -> Outcome:
                 )
             tenant_id = tenant.id
     details = obj.get("evidence_details")
-    state = fx.DisputeState(
+    return fx.DisputeState(
         tenant_id=tenant_id,
         charge_ref=charge,
         payment_id=payment_id,
@@ -375,7 +384,6 @@ def dispute_event(session: Session, event: InboundEvent) -> Outcome:
         evidence_due_by=fx.timestamp(details.get("due_by")) if isinstance(details, dict) else None,
         closed_at=at if event.type == "charge.dispute.closed" else None,
     )
-    return fx.write_dispute(session, event, at, rank, state)
 
 
 _PAYMENT_STATUS = {

@@ -1,0 +1,72 @@
+"""The alert hook (`ALERT_WEBHOOK_URL`): a JSON POST through httpx with the shared retry policy
+(connection errors, timeouts, 429 and 5xx retried, `Retry-After` honoured; other 4xx not).
+
+The receiver may see one alert twice (a retry after a lost answer): every alert carries a
+stable `id` to deduplicate on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from faithflow_ops.providers._http import (
+    ProviderError,
+    RetryPolicy,
+    call,
+    parse_retry_after,
+    retryable_status,
+)
+
+if TYPE_CHECKING:
+    from faithflow_ops.config import Settings
+
+PROVIDER = "alert webhook"
+
+
+class AlertHook:
+    """POSTs alerts to `ALERT_WEBHOOK_URL`. Use as a context manager (it owns a pool)."""
+
+    def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
+        import httpx
+
+        self.url = settings.require("alert_webhook_url", "ALERT_WEBHOOK_URL")
+        self.policy = policy or RetryPolicy.from_settings(settings)
+        self._client = httpx.Client(timeout=self.policy.timeout)
+
+    def __enter__(self) -> AlertHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send(self, alert: dict[str, Any]) -> None:
+        """POST `alert` as JSON; any 2xx is success, anything else a ProviderError."""
+        import httpx
+
+        operation = str(alert.get("type") or "alert")
+
+        def once() -> None:
+            try:
+                response = self._client.post(self.url, json=alert)
+            except httpx.TimeoutException:
+                raise ProviderError(
+                    PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
+                ) from None
+            except httpx.HTTPError as exc:
+                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+            if response.status_code >= 300:
+                text = response.text.strip()[:200] or response.reason_phrase or "no message"
+                raise ProviderError(
+                    PROVIDER,
+                    operation,
+                    text,
+                    status=response.status_code,
+                    retryable=retryable_status(response.status_code),
+                    retry_after=parse_retry_after(response.headers.get("retry-after")),
+                )
+
+        call(once, self.policy, provider=PROVIDER, operation=operation)
