@@ -644,3 +644,22 @@ def test_list_calls_page_and_honour_retry_after() -> None:
     assert sorted(codes) == [f"SUB_{n}" for n in range(5)]
     assert len(sleeps) == 1 and sleeps[0] < 0.03  # backoff, no Retry-After
     assert [r.params()["page"] for r in fake.requests] == ["1", "1", "2", "3"]
+
+
+def test_without_any_key_the_job_itself_reports_both_providers_skipped(platform: Database) -> None:
+    """The scheduler, the task endpoint and the demo preview run the job without the command's
+    pre-check: it succeeds, naming each variable, instead of failing the run."""
+    from faithflow_ops.config import Settings
+    from faithflow_ops.jobs import registry
+    from faithflow_ops.jobs.base import JobContext
+    from faithflow_ops.jobs.runner import run_job
+
+    ctx = JobContext(
+        now=dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC),
+        dry_run=True,
+        trigger="scheduler",
+        settings=Settings(database_url=str(platform.engine.url)),
+    )
+    result = run_job(platform, registry.get("invoices_reconcile"), ctx)
+    assert result.status == "succeeded"
+    assert result.counts == {"provider_skipped": 2}

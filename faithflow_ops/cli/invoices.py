@@ -141,7 +141,7 @@ def reconcile(
     when = parse_now(now)
     job = InvoicesReconcile([provider] if provider else None, since_at)
     job.window(when)
-    _, skipped = job.selected(cfg)  # exit 2 naming the variables when none is configured
+    _, skipped = job.selected(cfg, require_one=True)  # exit 2 naming the variables if none
     for name in skipped:
         output.warn(f"{KEY_VARIABLES[name]} is not set: {name} is skipped")
     spec = registry.get(job.name)
