@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DB ?= $(CURDIR)/.demo/faithflow-demo.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
+TEST_WORKERS ?= 4
 
 .PHONY: demo test serve bench lint docs install clean
 
@@ -23,7 +24,7 @@ demo: install
 	FAITHFLOW_DATABASE_URL=sqlite:///$(DEMO_DB) $(BIN)/faithflow demo
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 serve: install
 	$(BIN)/faithflow db upgrade
