@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -79,6 +80,18 @@ def db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     yield database
     database.dispose()
     reset_database_cache()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Every CLI invocation configures logging onto its own (then closed) stderr: put the root
+    handlers back after each test, so a later test's server thread never logs into a closed
+    stream ("--- Logging error --- I/O operation on closed file")."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
