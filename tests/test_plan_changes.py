@@ -745,3 +745,101 @@ def test_subs_automate_applies_the_scheduled_change_when_due(
     [change] = _changes(stripe_sub)
     assert change.status == "applied" and change.applied_at is not None
     assert _plan_code(stripe_sub, _sub(stripe_sub).plan_id) == "starter-usd"
+
+
+# --- Paystack's webhooks around a change at the period end -------------------------------------
+
+
+def _sub_event(kind: str, code: str, plan_code: str, status: str = "active") -> dict[str, Any]:
+    """A recorded `subscription.<kind>` payload for the Lagos customer, with these codes."""
+    from webhook_support import payload
+
+    doc = payload("paystack", f"platform.subscription.{kind}")
+    doc["data"].update(subscription_code=code, email_token=f"tok{code}", status=status)
+    doc["data"]["plan"]["plan_code"] = plan_code
+    doc["data"]["customer"]["customer_code"] = "CUS_lagos1"
+    return doc
+
+
+def _deliver(db: Database, doc: dict[str, Any]) -> Any:
+    from faithflow_ops.webhooks import inbox
+    from faithflow_ops.webhooks.events import parse
+
+    return inbox.receive(db, parse("paystack", "platform", doc))
+
+
+def _subs(db: Database) -> list[Subscription]:
+    with db.read_session() as session:
+        return list(session.scalars(select(Subscription).order_by(Subscription.id)))
+
+
+def test_paystack_period_end_change_webhooks_wait_for_subs_automate(
+    cli: Any, paystack_sub: Database, paystack: FakeAPI
+) -> None:
+    db = paystack_sub
+    ok(_change(cli, "--tenant", "lagos", "--to", "starter-ngn"))  # SUB_old1 -> SUB_new1
+    # Paystack reports both right away: the new subscription made, the old one disabled.
+    created = _deliver(db, _sub_event("create", "SUB_new1", "PLN_starter"))
+    assert created.status == "applied"
+    assert created.detail.startswith(
+        f"SUB_new1 is the pending subscription of plan change 1 (takes over at "
+        f"{PERIOD_END.isoformat()})"
+    )
+    not_renew = _deliver(db, _sub_event("not_renew", "SUB_old1", "PLN_growth", "non-renewing"))
+    disabled = _deliver(db, _sub_event("disable", "SUB_old1", "PLN_growth", "complete"))
+    for outcome in (not_renew, disabled):
+        assert outcome.status == "applied"
+        assert "SUB_old1 was disabled on purpose by plan change 1" in outcome.detail
+        assert "moves to SUB_new1" in outcome.detail
+    [sub] = _subs(db)
+    assert (sub.status, sub.provider_subscription_id) == ("active", "SUB_old1")
+    assert _plan_code(db, sub.plan_id) == "growth-ngn" and not sub.cancel_at_period_end
+    assert sub.metadata_["paystackEmailToken"] == "tokOld1"
+
+    after = (PERIOD_END + dt.timedelta(minutes=5)).isoformat()
+    run = json.loads(ok(cli("subs", "automate", "--now", after, "--json")).stdout)
+    assert run["counts"]["apply_plan_change"] == 1 and "reject_plan_change" not in run["counts"]
+    [change] = _changes(db)
+    assert change.status == "applied"
+    [sub] = _subs(db)
+    assert _plan_code(db, sub.plan_id) == "starter-ngn"
+    assert sub.provider_subscription_id == "SUB_new1"
+    assert sub.metadata_["paystackEmailToken"] == "tokNew1"
+    with db.read_session() as session:
+        entry = session.scalar(select(AuditLog).where(AuditLog.action == "plan_change.apply"))
+        assert entry is not None
+        assert entry.before["provider_subscription_id"] == "SUB_old1"
+        assert entry.after["provider_subscription_id"] == "SUB_new1"
+
+    # Later events for the new code land on the same row; the old code's are history.
+    later = _deliver(db, _sub_event("not_renew", "SUB_new1", "PLN_starter", "non-renewing"))
+    assert later.status == "applied"
+    [sub] = _subs(db)
+    assert sub.provider_subscription_id == "SUB_new1" and sub.cancel_at_period_end
+    old = _deliver(db, _sub_event("disable", "SUB_old1", "PLN_growth", "cancelled"))
+    assert old.status == "ignored"
+    assert old.detail == "SUB_old1 was replaced by SUB_new1 in plan change 1"
+    assert len(_subs(db)) == 1
+
+
+def test_paystack_webhook_for_a_canceled_change_creates_nothing(
+    cli: Any, paystack_sub: Database, paystack: FakeAPI
+) -> None:
+    ok(_change(cli, "--tenant", "lagos", "--to", "starter-ngn"))
+    ok(cli("subs", "cancel-change", "1"))
+    received = _deliver(paystack_sub, _sub_event("create", "SUB_new1", "PLN_starter"))
+    assert received.status == "ignored"
+    assert received.detail == "SUB_new1 is the subscription of canceled plan change 1"
+    [sub] = _subs(paystack_sub)
+    assert (sub.status, sub.provider_subscription_id) == ("active", "SUB_old1")
+    assert _plan_code(paystack_sub, sub.plan_id) == "growth-ngn"
+
+
+def test_paystack_change_now_ignores_the_old_codes_disable(
+    cli: Any, paystack_sub: Database, paystack: FakeAPI
+) -> None:
+    ok(_change(cli, "--tenant", "lagos", "--to", "pro-ngn"))  # applied now: row on SUB_new1
+    received = _deliver(paystack_sub, _sub_event("disable", "SUB_old1", "PLN_growth", "complete"))
+    assert received.status == "ignored"
+    [sub] = _subs(paystack_sub)
+    assert (sub.status, sub.provider_subscription_id) == ("active", "SUB_new1")

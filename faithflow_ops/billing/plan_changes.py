@@ -35,7 +35,9 @@ Decisions (docs/plan-changes.md explains them for operators):
   Both codes go into `provider_refs`. A change applied now also moves the local subscription
   to the new code, so the provider's later events for it land on the same row.
 - A change scheduled for the period end is applied locally by `faithflow subs automate`
-  (`apply_plan_change`) once `effective_at` has passed.
+  (`apply_plan_change`) once `effective_at` has passed; a Paystack subscription moves to the
+  new code then (`move_to_new_paystack_code`, shared with a change applied now). Until then
+  the webhooks hold the new code as pending and keep the old row live (webhooks/paystack.py).
 - Cancel: only a `scheduled` change. Stripe: the schedule is released (the subscription keeps
   its current price). Paystack: the new subscription is disabled and the old one enabled again.
 """
@@ -43,6 +45,7 @@ Decisions (docs/plan-changes.md explains them for operators):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -730,6 +733,40 @@ def record(
     return change, notes
 
 
+def move_to_new_paystack_code(
+    session: Session, sub: Subscription, refs: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Point `sub` at the Paystack subscription a plan change created (`paystack_new_subscription`
+    and its email token in `refs`), so Paystack's later events for it land on this row. Used
+    when the change is applied: now (`record`) or at its time (`subs automate`). Returns the
+    audit's before/after entries and notes; nothing when the change made no new subscription,
+    a note when another row already holds the code (its webhook came first)."""
+    new_code = refs.get("paystack_new_subscription")
+    if not new_code or new_code == sub.provider_subscription_id:
+        return {}, {}, []
+    taken = session.scalar(
+        select(Subscription.id).where(
+            Subscription.provider == "paystack",
+            Subscription.provider_subscription_id == new_code,
+            Subscription.id != sub.id,
+        )
+    )
+    if taken is not None:
+        note = (
+            f"{new_code} is already recorded as subscription {taken} (its webhook came first); "
+            f"subscription {sub.id} keeps {sub.provider_subscription_id}"
+        )
+        return {}, {}, [note]
+    before = {"provider_subscription_id": sub.provider_subscription_id}
+    sub.provider_subscription_id = new_code
+    # Another Paystack subscription: its events are ordered among themselves from the start.
+    sub.provider_state_at, sub.provider_state_rank = None, 0
+    token = refs.get("paystack_new_email_token")
+    if token:
+        sub.metadata_ = {**(sub.metadata_ or {}), EMAIL_TOKEN_KEY: token}
+    return before, {"provider_subscription_id": new_code}, []
+
+
 def _apply_locally(session: Session, request: ChangeRequest, outcome: Outcome) -> list[str]:
     sub = session.get(Subscription, request.subscription_id, with_for_update=True)
     assert sub is not None
@@ -742,27 +779,12 @@ def _apply_locally(session: Session, request: ChangeRequest, outcome: Outcome) -
             f"now on {request.to_plan} as the provider is"
         )
     sub.plan_id = request.to_plan_id
-    new_code = outcome.provider_refs.get("paystack_new_subscription")
-    if new_code:
-        taken = session.scalar(
-            select(Subscription.id).where(
-                Subscription.provider == "paystack",
-                Subscription.provider_subscription_id == new_code,
-                Subscription.id != sub.id,
-            )
-        )
-        if taken is None:
-            before["provider_subscription_id"] = sub.provider_subscription_id
-            after["provider_subscription_id"] = new_code
-            sub.provider_subscription_id = new_code
-            token = outcome.provider_refs.get("paystack_new_email_token")
-            if token:
-                sub.metadata_ = {**(sub.metadata_ or {}), EMAIL_TOKEN_KEY: token}
-        else:
-            notes.append(
-                f"{new_code} is already recorded as subscription {taken} (its webhook came "
-                f"first); subscription {sub.id} keeps {sub.provider_subscription_id}"
-            )
+    moved_from, moved_to, moved_notes = move_to_new_paystack_code(
+        session, sub, outcome.provider_refs
+    )
+    before.update(moved_from)
+    after.update(moved_to)
+    notes += moved_notes
     session.flush()
     audit.record(
         session,

@@ -11,8 +11,9 @@ Rules, one action kind each (the runbook, docs/subs-automate.md, says why):
   (`non_payment`). Not while the tenant has another active or trialing subscription.
 - `cancel_subscription`: `cancel_at_period_end` and the period has ended.
 - `apply_plan_change` / `reject_plan_change`: a scheduled plan change whose time has come is
-  applied locally (the subscription's plan), or rejected when the subscription was canceled or
-  is no longer on the change's `from_plan_id`.
+  applied locally (the subscription's plan, and for Paystack the new subscription code and
+  email token the change created), or rejected when the subscription was canceled or is no
+  longer on the change's `from_plan_id`.
 - `reactivate_tenant`: a tenant suspended for non-payment that has an active subscription
   again (the safety net for a missed webhook).
 
@@ -47,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing.plan_changes import move_to_new_paystack_code
 from faithflow_ops.db import utcnow
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
 from faithflow_ops.models import (
@@ -711,6 +713,15 @@ def _apply_plan_change(session: Session, ctx: JobContext, data: Mapping[str, Any
     before = session.scalar(select(SUBS.c.plan_id).where(SUBS.c.id == sub_id))
     if not _claim(session, SUBS, sub_id, *fits, plan_id=to_id):
         raise _stale(session, sub_id, f"a live subscription on plan #{from_id}")
+    # Paystack: the claimed row moves to the subscription the change created at the provider
+    refs = session.scalar(select(CHANGES.c.provider_refs).where(CHANGES.c.id == change_id))
+    sub = session.get(Subscription, sub_id, populate_existing=True)  # after the claim
+    assert sub is not None
+    moved_from, moved_to, notes = move_to_new_paystack_code(session, sub, refs or {})
+    session.flush()
+    after: dict[str, Any] = {"plan_id": to_id, "status": "applied", **moved_to}
+    if notes:
+        after["notes"] = notes
     audit.record(
         session,
         actor=ctx.actor,
@@ -718,8 +729,8 @@ def _apply_plan_change(session: Session, ctx: JobContext, data: Mapping[str, Any
         entity_type="plan_change",
         entity_id=change_id,
         tenant_id=data["tenant_id"],
-        before={"plan_id": before, "status": "scheduled"},
-        after={"plan_id": to_id, "status": "applied"},
+        before={"plan_id": before, "status": "scheduled", **moved_from},
+        after=after,
     )
 
 

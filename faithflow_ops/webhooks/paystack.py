@@ -4,6 +4,8 @@ through its subaccount (or naming it in `metadata.tenant`), written to `payments
 `disputes`. Paystack events have no event time: an object's own `updatedAt`/`paid_at`/
 `createdAt` orders them (see `events`), except subscription events, which carry only the
 subscription's creation time and are ordered by rank (create < not_renew < disable).
+Codes a Paystack plan change made are matched through its `provider_refs` first (a scheduled
+change's new subscription is pending until `subs automate` moves the row to it).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from faithflow_ops.billing.plan_changes import scheduled_change
 from faithflow_ops.db import utcnow
-from faithflow_ops.models import Invoice, Payment, Subscription, SubscriptionPlan
+from faithflow_ops.models import Invoice, Payment, PlanChange, Subscription, SubscriptionPlan
 from faithflow_ops.webhooks import effects as fx
 from faithflow_ops.webhooks.effects import Outcome
 from faithflow_ops.webhooks.events import InboundEvent, parse_time
@@ -75,6 +78,9 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     plan_code = _text(_dict(data.get("plan")).get("plan_code"))
     notes: list[str] = []
     if sub is None:
+        pending = _plan_change_subscription(session, code)
+        if pending is not None:
+            return pending
         tenant_id = _tenant_for_customer(session, event)
         if tenant_id is None:
             return _no_customer(event)
@@ -96,8 +102,12 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         session.add(sub)
         session.flush()
         notes.append(f"subscription {sub.id} recorded for {code}")
-    elif rank < sub.provider_state_rank:
-        return fx.stale(f"subscription {sub.id} already holds newer state", sub.tenant_id)
+    else:
+        kept = _disabled_by_plan_change(session, event, sub, code)
+        if kept is not None:
+            return kept
+        if rank < sub.provider_state_rank:
+            return fx.stale(f"subscription {sub.id} already holds newer state", sub.tenant_id)
     raw_status = str(data.get("status") or "")
     if event.type == "subscription.disable":
         status = "canceled"
@@ -121,6 +131,57 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     # so among themselves they are ordered by rank alone (create < not_renew < disable).
     sub.provider_state_rank = rank
     return fx.applied("; ".join(notes) or f"subscription {sub.id} up to date", sub.tenant_id)
+
+
+def _plan_change_subscription(session: Session, code: str | None) -> Outcome | None:
+    """An unknown code a plan change made (`subs change-plan`, Paystack): the new subscription
+    of a scheduled change is pending (the tenant's row moves to it when `subs automate` applies
+    the change), that of a canceled or rejected one is dropped, and the old one of an applied
+    change was replaced. None: not a plan change's code."""
+    if code is None:
+        return None
+    for key in ("paystack_new_subscription", "paystack_old_subscription"):
+        change = session.scalar(
+            select(PlanChange)
+            .where(PlanChange.provider_refs[key].as_string() == code)
+            .order_by(PlanChange.id.desc())
+            .limit(1)
+        )
+        if change is None:
+            continue
+        if key == "paystack_new_subscription" and change.status == "scheduled":
+            return fx.applied(
+                f"{code} is the pending subscription of plan change {change.id} (takes over at "
+                f"{change.effective_at.isoformat()}); nothing recorded",
+                change.tenant_id,
+            )
+        if key == "paystack_new_subscription" and change.status in ("canceled", "rejected"):
+            return fx.ignored(
+                f"{code} is the subscription of {change.status} plan change {change.id}"
+            )
+        if key == "paystack_old_subscription" and change.status == "applied":
+            new = (change.provider_refs or {}).get("paystack_new_subscription")
+            return fx.ignored(f"{code} was replaced by {new} in plan change {change.id}")
+    return None
+
+
+def _disabled_by_plan_change(
+    session: Session, event: InboundEvent, sub: Subscription, code: str | None
+) -> Outcome | None:
+    """`not_renew`/`disable` of the old code of the subscription's scheduled plan change: the
+    change disabled it on purpose and the church has paid through the period end, so the row
+    stays live until `subs automate` moves it to the new code. None: not such an event."""
+    if event.type not in ("subscription.not_renew", "subscription.disable"):
+        return None
+    change = scheduled_change(session, sub.id)
+    if change is None or (change.provider_refs or {}).get("paystack_old_subscription") != code:
+        return None
+    new = (change.provider_refs or {}).get("paystack_new_subscription")
+    return fx.applied(
+        f"{code} was disabled on purpose by plan change {change.id}; subscription {sub.id} stays "
+        f"{sub.status} and moves to {new} at {change.effective_at.isoformat()}",
+        sub.tenant_id,
+    )
 
 
 def expiring_cards(session: Session, event: InboundEvent) -> Outcome:
