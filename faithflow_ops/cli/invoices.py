@@ -3,7 +3,6 @@ job, with its own --provider and --since on top of the options every job command
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 import typer
@@ -33,10 +32,6 @@ _LIST_COLUMNS = {
 }
 
 
-def _day(value: Any) -> Any:
-    return value.date() if isinstance(value, dt.datetime) else value
-
-
 @app.command("list")
 def list_(
     tenant: Annotated[
@@ -62,7 +57,7 @@ def list_(
     else:
         output.table(
             list(_LIST_COLUMNS.values()),
-            [[_day(d[key]) for key in _LIST_COLUMNS] for d in page.invoices],
+            [[output.day(d[key]) for key in _LIST_COLUMNS] for d in page.invoices],
         )
     if page.total > len(page.invoices):
         output.info(f"showing {len(page.invoices)} of {page.total}; raise --limit to see more")

@@ -144,3 +144,8 @@ def silence_stdout() -> None:
 
 def is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+def day(value: Any) -> Any:
+    """A time shown as its date: enough in a list table (`--json` and `show` keep the time)."""
+    return value.date() if isinstance(value, dt.datetime) else value

@@ -47,11 +47,6 @@ _LIST_COLUMNS = {
 }
 
 
-def _day(value: Any) -> Any:
-    """Dates are enough in a list; `--json` and `subs show` have the full times."""
-    return value.date() if isinstance(value, dt.datetime) else value
-
-
 @app.command("list")
 def list_(
     status: Annotated[
@@ -84,7 +79,7 @@ def list_(
     else:
         output.table(
             list(_LIST_COLUMNS.values()),
-            [[_day(d[key]) for key in _LIST_COLUMNS] for d in docs],
+            [[output.day(d[key]) for key in _LIST_COLUMNS] for d in docs],
         )
     if page.total > len(docs):
         output.info(f"showing {len(docs)} of {page.total}; raise --limit to see more")
