@@ -114,6 +114,59 @@ def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[
     return tuple(sorted(values, reverse=True))
 
 
+SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
+
+
+@dataclass(frozen=True)
+class SmtpURL:
+    """SMTP_URL, parsed. `scheme`: `smtp` (STARTTLS when the server offers it, else plain),
+    `smtp+starttls` (STARTTLS required) or `smtps` (implicit TLS)."""
+
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_smtp_url(raw: str, name: str = "SMTP_URL") -> SmtpURL:
+    """`smtp[+starttls]://[user[:pass]@]host[:port]` (port 587 by default) or `smtps://…`
+    (465); user and password are percent-decoded. A bad one is a ConfigError naming `name`."""
+    from urllib.parse import unquote, urlsplit
+
+    hint = "; set it to e.g. smtp://user:pass@mail.example.org:587 or smtps://…:465"
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}={mask_url(raw)!r} has a bad port{hint}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in SMTP_SCHEMES:
+        raise ConfigError(
+            f"{name}={mask_url(raw)!r}: the scheme must be smtp, smtp+starttls or smtps{hint}"
+        )
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"{name}={mask_url(raw)!r} is not host[:port]{hint}")
+    if port == 0:
+        raise ConfigError(f"{name}={mask_url(raw)!r} has a bad port{hint}")
+    return SmtpURL(
+        scheme=scheme,
+        host=parts.hostname,
+        port=port or (465 if scheme == "smtps" else 587),
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+    )
+
+
+def _smtp_url(env: Mapping[str, str], name: str) -> str | None:
+    """SMTP_URL as given (validated by `parse_smtp_url`), or None when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    parse_smtp_url(raw, name)
+    return raw
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -244,7 +297,7 @@ class Settings:
             domain_cname_target=opt("FAITHFLOW_DOMAIN_CNAME_TARGET"),
             domain_a_records=_list(env, "FAITHFLOW_DOMAIN_A_RECORDS"),
             fallback_domain=opt("FAITHFLOW_FALLBACK_DOMAIN"),
-            smtp_url=opt("SMTP_URL"),
+            smtp_url=_smtp_url(env, "SMTP_URL"),
             email_from=opt("EMAIL_FROM"),
             twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),
             twilio_auth_token=opt("TWILIO_AUTH_TOKEN"),

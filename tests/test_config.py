@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from faithflow_ops.config import Settings, mask_url, normalize_database_url
+from faithflow_ops.config import Settings, SmtpURL, mask_url, normalize_database_url, parse_smtp_url
 from faithflow_ops.errors import ConfigError
 
 
@@ -196,3 +196,34 @@ def test_dispute_alert_settings_are_read() -> None:
 def test_bad_dispute_alert_settings_name_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: raw})
+
+
+def test_smtp_url_is_parsed_with_default_ports() -> None:
+    s = Settings.from_env({"SMTP_URL": " smtp://mailer:p%40ss@mail.example.org:2525 "})
+    assert s.smtp_url == "smtp://mailer:p%40ss@mail.example.org:2525"
+    assert parse_smtp_url(s.smtp_url) == SmtpURL("smtp", "mail.example.org", 2525, "mailer", "p@ss")
+    assert parse_smtp_url("smtps://mail.example.org").port == 465
+    assert parse_smtp_url("smtp+starttls://mail.example.org") == SmtpURL(
+        "smtp+starttls", "mail.example.org", 587
+    )
+    assert Settings.from_env({}).smtp_url is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "http://mail.example.org",
+        "mail.example.org:587",
+        "smtp://mail.example.org:99999",
+        "smtp://mail.example.org:0",
+        "smtp://mail.example.org:submission",
+        "smtp://:587",
+        "smtp://mail.example.org/path",
+    ],
+)
+def test_bad_smtp_url_names_the_variable_and_hides_the_password(raw: str) -> None:
+    with pytest.raises(ConfigError, match="SMTP_URL"):
+        Settings.from_env({"SMTP_URL": raw})
+    with pytest.raises(ConfigError, match="SMTP_URL") as exc:
+        Settings.from_env({"SMTP_URL": raw.replace("://", "://u:hunter2@", 1)})
+    assert "hunter2" not in str(exc.value)

@@ -15,6 +15,7 @@ import pytest
 from dispute_fakes import AlertReceiver, Answer, PaystackDisputesFake, StripeDisputesFake
 from helpers import running, said
 from sqlalchemy import func, select
+from test_smtp import SmtpServer, smtp_server
 from webhook_support import payload, seed
 
 from faithflow_ops.config import Settings
@@ -59,6 +60,7 @@ class World:
     stripe: StripeDisputesFake
     paystack: PaystackDisputesFake
     alerts: AlertReceiver
+    mail: SmtpServer
 
     def count(self, model: Any, **where: Any) -> int:
         with self.db.read_session() as s:
@@ -78,6 +80,7 @@ def world(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         StripeDisputesFake().serve() as stripe,
         PaystackDisputesFake().serve() as paystack,
         AlertReceiver().serve() as alerts,
+        smtp_server() as mail,
     ):
         for name, value in {
             "STRIPE_SECRET_KEY": "sk_test_1",
@@ -86,12 +89,14 @@ def world(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             "PAYSTACK_API_BASE": paystack.url,
             "ALERT_WEBHOOK_URL": alerts.url + "/hooks/ops",
             "FAITHFLOW_OPS_EMAIL": "ops@faithflow.example",
+            "SMTP_URL": mail.url(),
+            "EMAIL_FROM": "faithflow@faithflow.example",
             "FAITHFLOW_PROVIDER_BACKOFF": "0",
             "FAITHFLOW_PROVIDER_MAX_WAIT": "0",
             "FAITHFLOW_PROVIDER_MAX_ATTEMPTS": "3",
         }.items():
             monkeypatch.setenv(name, value)
-        yield World(db, stripe, paystack, alerts)
+        yield World(db, stripe, paystack, alerts, mail)
 
 
 def monitor(cli: Any, now: dt.datetime, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -358,20 +363,78 @@ def test_an_alert_with_nowhere_to_go_fails_and_waits(
     world: World, cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ALERT_WEBHOOK_URL")
-    monkeypatch.delenv("FAITHFLOW_OPS_EMAIL")
+    monkeypatch.delenv("SMTP_URL")  # FAITHFLOW_OPS_EMAIL without a server is no channel
     world.stripe.disputes[ACCT] = [stripe_dispute(NOW + dt.timedelta(days=2))]
     code, out = monitor(cli, NOW)
     assert code == 1
     (alert,) = kinds(out, "evidence_due_alert")
-    assert "ALERT_WEBHOOK_URL" in alert["error"] and "FAITHFLOW_OPS_EMAIL" in alert["error"]
+    for name in ("ALERT_WEBHOOK_URL", "FAITHFLOW_OPS_EMAIL", "SMTP_URL"):
+        assert name in alert["error"]
     assert world.count(DisputeAlert) == 0
 
-    monkeypatch.setenv("FAITHFLOW_OPS_EMAIL", "ops@faithflow.example")  # email only: recorded
+    monkeypatch.setenv("SMTP_URL", world.mail.url())  # email only: sent
     code, out = monitor(cli, NOW)
     assert (code, out["counts"]) == (0, {"evidence_due_alert": 1})
     with world.db.read_session() as s:
         assert s.scalars(select(DisputeAlert.channel)).one() == "email"
     assert world.alerts.alerts == []
+    assert len(world.mail.handler.messages) == 1
+
+
+def test_the_alert_email_arrives_once_per_threshold(world: World, cli: Any) -> None:
+    due = NOW + dt.timedelta(days=2, hours=12)
+    world.stripe.disputes[ACCT] = [stripe_dispute(due)]
+    assert monitor(cli, NOW)[0] == 0
+    gift = world.dispute("dp_1QGift0001")
+    (mail,) = world.mail.handler.messages
+    assert mail.mail_from == "faithflow@faithflow.example"
+    assert mail.rcpt_tos == ["ops@faithflow.example"]
+    assert mail.message["To"] == "ops@faithflow.example"
+    assert mail.message["Message-ID"] == f"<dispute-{gift.id}-3d@faithflow>"
+    assert "dp_1QGift0001" in mail.message["Subject"] and "grace" in mail.message["Subject"]
+    body = mail.message.get_content()
+    assert f"faithflow disputes show {gift.id}" in body and due.isoformat() in body
+    with world.db.read_session() as s:
+        notice = s.scalars(select(AuditLog).filter_by(action="dispute.evidence_due_alert")).one()
+        assert notice.after["email_to"] == "ops@faithflow.example"
+        assert notice.after["message_id"] == mail.message["Message-ID"]
+
+    assert monitor(cli, NOW)[1]["counts"] == {}  # the second run: no second e-mail
+    past_one_day = NOW + dt.timedelta(days=1, hours=13)
+    assert monitor(cli, past_one_day)[1]["counts"] == {"evidence_due_alert": 1}
+    assert monitor(cli, past_one_day)[1]["counts"] == {}
+    assert [m.message["Message-ID"] for m in world.mail.handler.messages] == [
+        f"<dispute-{gift.id}-3d@faithflow>",
+        f"<dispute-{gift.id}-1d@faithflow>",
+    ]
+
+
+def test_a_failed_email_rolls_the_claim_back_and_the_next_run_sends_it(
+    world: World, cli: Any
+) -> None:
+    world.stripe.disputes[ACCT] = [stripe_dispute(NOW + dt.timedelta(days=2))]
+    world.mail.handler.data_failures.append("451 4.3.0 mailbox busy, try later")
+    code, out = monitor(cli, NOW)
+    assert code == 1
+    (alert,) = kinds(out, "evidence_due_alert")
+    assert alert["outcome"] == "failed" and "SMTP 451" in alert["error"]
+    assert world.count(DisputeAlert) == 0  # the claim rolled back with the failed e-mail
+    assert world.count(AuditLog, action="dispute.evidence_due_alert") == 0
+    assert world.mail.handler.messages == []
+    assert len(world.alerts.alerts) == 1  # the webhook went first; it is sent again below
+
+    code, out = monitor(cli, NOW)
+    assert (code, out["counts"]) == (0, {"evidence_due_alert": 1})
+    assert world.count(DisputeAlert) == 1
+    (mail,) = world.mail.handler.messages
+    assert (
+        mail.message["Message-ID"] == f"<dispute-{world.dispute('dp_1QGift0001').id}-3d@faithflow>"
+    )
+    assert [a["id"] for a in world.alerts.alerts] == [
+        "dispute-evidence-due:stripe:dp_1QGift0001:3d"
+    ] * 2  # same id: the receiver deduplicates
+    assert monitor(cli, NOW)[1]["counts"] == {}
+    assert len(world.mail.handler.messages) == 1
 
 
 def test_dry_run_writes_and_sends_nothing(world: World, cli: Any) -> None:

@@ -12,8 +12,9 @@ Action kinds (the runbook, docs/disputes.md, says why):
   unlinked Connect account, subaccount or customer). Not written; the reason names the link.
 - `evidence_due_alert`: an open dispute still waiting for our evidence whose deadline is within
   a threshold (`FAITHFLOW_DISPUTE_ALERT_DAYS`, default 3 and 1 days) with no alert recorded for
-  that threshold: one alert per dispute per threshold, to `ALERT_WEBHOOK_URL` (sent) and the
-  ops contact `FAITHFLOW_OPS_EMAIL` (recorded in audit_log until outbound email lands).
+  that threshold: one alert per dispute per threshold, POSTed to `ALERT_WEBHOOK_URL` and
+  e-mailed to the ops contact `FAITHFLOW_OPS_EMAIL` through `SMTP_URL` (each when configured),
+  and recorded in audit_log.
 - `pull_skipped` (report-only): a provider whose secret key is not set was not pulled.
 - `pull_failed`: a provider list that failed after the retries; applying it records the error
   as a failed action (the run ends `partial`, exit 1) while everything else goes on.
@@ -30,9 +31,9 @@ state (a missed dispute is alerted on in the run that records it). A second run 
 `now` plans nothing new (report-only findings repeat until fixed).
 
 apply: an alert is claimed by inserting its `dispute_alerts` row (`ON CONFLICT DO NOTHING`,
-rowcount checked) in the transaction that sends it; a failed send raises, the transaction rolls
-back and the claim with it, so the next run retries; a concurrent claimer waits on the unique
-key and then finds it taken.
+rowcount checked) in the transaction that sends it (webhook, then e-mail); a failed send
+raises, the transaction rolls back and the claim with it, so the next run retries both; a
+concurrent claimer waits on the unique key and then finds it taken.
 """
 
 from __future__ import annotations
@@ -485,17 +486,20 @@ def _apply_alert(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> 
         raise StaleAction(f"dispute {dispute.id} no longer waits for evidence ({dispute.status})")
     if threshold_for(dispute.evidence_due_by, ctx.now, settings.dispute_alert_days) != threshold:
         raise StaleAction(f"dispute {dispute.id}'s deadline moved; run again to re-plan it")
+    # E-mail needs both the ops contact and a server; FAITHFLOW_OPS_EMAIL alone sends nothing.
+    email_on = bool(settings.ops_email and settings.smtp_url)
     channels = [
-        name
-        for name, on in (("webhook", settings.alert_webhook_url), ("email", settings.ops_email))
-        if on
+        name for name, on in (("webhook", settings.alert_webhook_url), ("email", email_on)) if on
     ]
     if not channels:
         raise ConfigError(
-            "no alert channel is configured; set ALERT_WEBHOOK_URL and/or FAITHFLOW_OPS_EMAIL"
+            "no alert channel is configured; set ALERT_WEBHOOK_URL and/or FAITHFLOW_OPS_EMAIL "
+            "with SMTP_URL and EMAIL_FROM"
         )
-    # The claim: only one transaction ever inserts this row; it commits with the send or not at
-    # all (a failed POST raises, the claim rolls back, the next run retries).
+    if email_on:
+        settings.require("email_from", "EMAIL_FROM")  # before anything is claimed or sent
+    # The claim: only one transaction ever inserts this row; it commits with the sends or not at
+    # all (a failed POST or e-mail raises, the claim rolls back, the next run retries both).
     claimed = session.execute(
         upsert_insert(session.get_bind().dialect.name, DisputeAlert)
         .values(
@@ -512,6 +516,7 @@ def _apply_alert(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> 
         raise StaleAction(f"the {threshold}-day alert for dispute {dispute.id} was already sent")
     slug = session.scalar(select(Tenant.slug).where(Tenant.id == dispute.tenant_id))
     doc = alert_document(dispute, slug, threshold, ctx.now)
+    message_id = alert_message_id(dispute.id, threshold)
     audit.record(
         session,
         actor=ctx.actor,
@@ -522,8 +527,8 @@ def _apply_alert(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> 
         after={
             "threshold_days": threshold,
             "channels": channels,
-            # Outbound email lands in a later issue: until then the notice is recorded here.
-            "email_to": settings.ops_email,
+            "email_to": settings.ops_email if email_on else None,
+            "message_id": message_id if email_on else None,
             "webhook": bool(settings.alert_webhook_url),
             "text": doc["text"],
         },
@@ -534,3 +539,47 @@ def _apply_alert(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> 
 
         with AlertHook(settings) as hook:
             hook.send(doc)
+    if email_on:
+        from faithflow_ops.providers.smtp import send_email
+
+        assert settings.ops_email is not None
+        send_email(
+            settings,
+            settings.ops_email,
+            alert_subject(doc),
+            alert_body(doc),
+            message_id=message_id,
+        )
+
+
+def alert_message_id(dispute_id: int, threshold: int) -> str:
+    """The alert e-mail's Message-ID: stable per dispute and threshold, so a resent one (after
+    a failed run) is recognisable as the same message."""
+    return f"<dispute-{dispute_id}-{threshold}d@faithflow>"
+
+
+def alert_subject(doc: Mapping[str, Any]) -> str:
+    who = doc["tenant"] or "unknown tenant"
+    return (
+        f"Dispute evidence due in {doc['hours_left']:.0f} h: {doc['provider']} "
+        f"{doc['provider_dispute_id']} ({who})"
+    )
+
+
+def alert_body(doc: Mapping[str, Any]) -> str:
+    amount = f"{doc['amount_minor'] / 100:.2f} {doc['currency']}"
+    lines = [
+        doc["text"],
+        "",
+        f"Provider:        {doc['provider']} ({doc['scope']})",
+        f"Dispute:         {doc['provider_dispute_id']} (faithflow id {doc['dispute_id']})",
+        f"Tenant:          {doc['tenant'] or '-'}",
+        f"Amount:          {amount}",
+        f"Status:          {doc['status']}",
+        f"Reason:          {doc['reason'] or '-'}",
+        f"Evidence due by: {doc['evidence_due_by']} ({doc['hours_left']} h left)",
+        f"Alert:           the {doc['threshold_days']}-day threshold",
+        "",
+        f"Details: faithflow disputes show {doc['dispute_id']}",
+    ]
+    return "\n".join(lines) + "\n"
