@@ -409,3 +409,29 @@ def test_customer_ids_are_written_in_the_form_subs_backfill_uses(db: Database) -
     assert paystack(db, "subscription.create", doc).status == "applied"
     sub = one(db, Subscription, provider_subscription_id="SUB_lagos0growth1")
     assert sub.provider_customer_id == "CUS_lagos0chapel1"
+
+
+def test_paystack_invoice_webhook_adopts_the_row_reconcile_imported(seeded: Database) -> None:
+    """`invoices reconcile` imports a Paystack charge keyed by its transaction reference; the
+    invoice webhook naming that reference takes the row over instead of adding a second."""
+    db = seeded
+    paystack(db, "subscription.create")
+    sub = one(db, Subscription, provider_subscription_id="SUB_lagos0growth1")
+    with db.session() as s:
+        s.add(
+            Invoice(
+                tenant_id=sub.tenant_id,
+                subscription_id=sub.id,
+                provider="paystack",
+                provider_invoice_id="T_lagos0nov0001",  # as reconcile imports it
+                status="paid",
+                amount_due_minor=1500000,
+                amount_paid_minor=1500000,
+                currency="NGN",
+                metadata_={"paystackReference": "T_lagos0nov0001"},
+            )
+        )
+    assert paystack(db, "invoice.update").status == "applied"
+    assert count(db, Invoice) == 1
+    invoice = one(db, Invoice, provider="paystack")
+    assert invoice.provider_invoice_id == "INV_lagos0nov0001" and invoice.status == "paid"

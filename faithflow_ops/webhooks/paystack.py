@@ -218,11 +218,27 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     if sub is None or code is None:
         return fx.unmatched(f"invoice {code}: subscription {sub_code!r} is not recorded yet")
     invoice, new = fx.invoice_for(session, "paystack", code)
+    transaction = _dict(data.get("transaction"))
+    reference = _text(transaction.get("reference"))
+    if new and reference:
+        # `invoices reconcile` imports a Paystack charge under its transaction reference: the
+        # invoice webhook that names that reference adopts the row instead of adding a second.
+        imported = session.scalar(
+            select(Invoice)
+            .where(
+                Invoice.provider == "paystack",
+                Invoice.subscription_id == sub.id,
+                Invoice.provider_invoice_id == reference,
+            )
+            .with_for_update()
+        )
+        if imported is not None:
+            invoice, new = imported, False
+            invoice.provider_invoice_id = code
     if not new and not fx.is_current(invoice, at, rank):
         return fx.stale(f"invoice {invoice.id} already holds newer state", sub.tenant_id)
     paid = data.get("paid") is True or data.get("status") == "success"
     before = None if new else invoice.status
-    transaction = _dict(data.get("transaction"))
     plan = session.get(SubscriptionPlan, sub.plan_id)
     invoice.tenant_id = sub.tenant_id
     invoice.subscription_id = sub.id
@@ -235,7 +251,6 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     invoice.period_start = parse_time(data.get("period_start"))
     invoice.period_end = parse_time(data.get("period_end"))
     invoice.paid_at = parse_time(data.get("paid_at")) if paid else None
-    reference = _text(transaction.get("reference"))
     if reference:
         invoice.metadata_ = {**(invoice.metadata_ or {}), "paystackReference": reference}
     fx.stamp(invoice, at, rank)
