@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faithflow_ops.config import Settings
 from faithflow_ops.errors import UserError
 
 if TYPE_CHECKING:
+    from faithflow_ops.config import Settings
     from faithflow_ops.db import Database
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
 
 
 def settings() -> Settings:
+    from faithflow_ops.config import Settings  # not at import: `faithflow --help` stays fast
+
     return Settings.from_env()
 
 
