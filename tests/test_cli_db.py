@@ -112,3 +112,13 @@ def test_an_unreachable_database_exits_2_with_a_message(
     assert "cannot reach the database" in said(result)
     assert "FAITHFLOW_DATABASE_URL" in said(result)
     assert "Traceback" not in result.stderr
+
+
+def test_a_database_behind_the_code_says_to_upgrade(cli, empty_db: str) -> None:
+    """After installing a newer faithflow on an older database: not "cannot reach"."""
+    assert cli("db", "upgrade", "--revision", "0002").exit_code == 0
+    result = cli("tenants", "list")
+    assert result.exit_code == 2
+    assert "the database is behind this version of faithflow" in said(result)
+    assert "run `faithflow db upgrade`" in said(result)
+    assert "cannot reach" not in said(result)

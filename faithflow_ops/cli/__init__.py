@@ -44,6 +44,10 @@ def _database_problem(exc: Exception) -> str | None:
     lowered = text.lower()
     if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
         return f"the database is not migrated ({text}); run `faithflow db upgrade`"
+    if "no such column" in lowered or ("column" in lowered and "does not exist" in lowered):
+        return (
+            f"the database is behind this version of faithflow ({text}); run `faithflow db upgrade`"
+        )
     if type(exc).__name__ == "OperationalError":
         return (
             f"cannot reach the database ({text}); check FAITHFLOW_DATABASE_URL "
