@@ -371,6 +371,16 @@ def dispute_changes(stored: Dispute, scope: str, state: DisputeState) -> list[st
     return sorted(name for name, value in values.items() if getattr(stored, name) != value)
 
 
+def record_dispute(
+    session: Session, event: InboundEvent, state: DisputeState | Outcome, rank: int
+) -> Outcome:
+    """A dispute event of either provider: its state written, or why it could not be (the
+    `Outcome` its handler's `dispute_state` returned, e.g. unmatched)."""
+    if isinstance(state, Outcome):
+        return state
+    return write_dispute(session, event, event.occurred_at, rank, state)
+
+
 def write_dispute(
     session: Session, event: InboundEvent, at: dt.datetime | None, rank: int, state: DisputeState
 ) -> Outcome:

@@ -10,7 +10,6 @@ change's new subscription is pending until `subs automate` moves the row to it).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
@@ -36,10 +35,6 @@ _SUB_STATUS = {
     "cancelled": "canceled",
     "canceled": "canceled",
 }
-
-
-def _at(event: InboundEvent) -> dt.datetime | None:
-    return event.occurred_at
 
 
 def _dict(value: object) -> dict[str, Any]:
@@ -72,7 +67,7 @@ def _no_customer(event: InboundEvent) -> Outcome:
 
 def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     data = event.object
-    at, rank = _at(event), RANKS[event.type]
+    at, rank = event.occurred_at, RANKS[event.type]
     code = _text(data.get("subscription_code"))
     sub = fx.subscription_by_provider_id(session, "paystack", code)
     plan_code = _text(_dict(data.get("plan")).get("plan_code"))
@@ -211,7 +206,7 @@ def expiring_cards(session: Session, event: InboundEvent) -> Outcome:
 
 def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     data = event.object
-    at, rank = _at(event), RANKS[event.type]
+    at, rank = event.occurred_at, RANKS[event.type]
     code = _text(data.get("invoice_code"))
     sub_code = _text(_dict(data.get("subscription")).get("subscription_code"))
     sub = fx.subscription_by_provider_id(session, "paystack", sub_code)
@@ -299,7 +294,7 @@ def platform_charge(session: Session, event: InboundEvent) -> Outcome:
         if _tenant_for_customer(session, event) is None:
             return _no_customer(event)
         return fx.unmatched(f"the tenant has no Paystack subscription on plan {plan_code}")
-    at = _at(event) or utcnow()
+    at = event.occurred_at or utcnow()
     remaining = fx.minor(data.get("amount"))
     notes = []
     for invoice in session.scalars(
@@ -342,7 +337,7 @@ def _no_subaccount(event: InboundEvent) -> Outcome:
 
 def tenant_charge(session: Session, event: InboundEvent) -> Outcome:
     data = event.object
-    at, rank = _at(event), RANKS[event.type]
+    at, rank = event.occurred_at, RANKS[event.type]
     tenant_id = _subaccount_tenant(session, event)
     if tenant_id is None:
         return _no_subaccount(event)
@@ -372,17 +367,14 @@ def tenant_charge(session: Session, event: InboundEvent) -> Outcome:
 
 
 def dispute_event(session: Session, event: InboundEvent) -> Outcome:
-    state = dispute_state(session, event)
-    if isinstance(state, Outcome):
-        return state
-    return fx.write_dispute(session, event, _at(event), RANKS[event.type], state)
+    return fx.record_dispute(session, event, dispute_state(session, event), RANKS[event.type])
 
 
 def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Outcome:
     """What a dispute event says, in our columns, or why its tenant is unknown (read-only:
     `disputes monitor` reads pulled disputes through it too)."""
     data = event.object
-    at = _at(event)
+    at = event.occurred_at
     transaction = _dict(data.get("transaction"))
     reference = _text(transaction.get("reference"))
     payment_id = invoice_id = None

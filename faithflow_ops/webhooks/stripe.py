@@ -333,10 +333,7 @@ def _no_connect_tenant(event: InboundEvent) -> Outcome:
 
 
 def dispute_event(session: Session, event: InboundEvent) -> Outcome:
-    state = dispute_state(session, event)
-    if isinstance(state, Outcome):
-        return state
-    return fx.write_dispute(session, event, _at(event), RANKS[event.type], state)
+    return fx.record_dispute(session, event, dispute_state(session, event), RANKS[event.type])
 
 
 def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Outcome:
