@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import random
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from _postgres import admin, url_from, with_database
+from _common import admin, measure_in_child, mib, url_from, with_database
 
 TENANTS_PER_SUBSCRIPTION = 0.1
 GOAL_ROWS_PER_SECOND = 20_000
@@ -268,22 +266,6 @@ def child(url: str, mode: str) -> None:
     )
 
 
-def _measure(url: str, mode: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", url, mode],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "FAITHFLOW_LOG_FORMAT": "json"},
-    )
-    doc: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return doc
-
-
-def _mib(n: float | None) -> str:
-    return "—" if n is None else f"{n / 2**20:,.1f} MiB"
-
-
 def bench(admin_url: str, sizes: list[int], *, memory: bool = True) -> None:
     tag = uuid.uuid4().hex[:8]
     print(f"backfill benchmark on {admin_url.split('@')[-1]} (python {sys.version.split()[0]})")
@@ -312,7 +294,9 @@ def bench(admin_url: str, sizes: list[int], *, memory: bool = True) -> None:
             if not memory:
                 runs.pop()
             for label, name, mode in runs:
-                doc = docs[(n, label)] = _measure(with_database(admin_url, name), mode)
+                doc = docs[(n, label)] = measure_in_child(
+                    __file__, with_database(admin_url, name), mode
+                )
                 rate = doc["rows"] / doc["seconds"]
                 outcomes = ", ".join(f"{k}={v}" for k, v in sorted(doc["outcomes"].items()))
                 spent = doc["spent"]
@@ -324,8 +308,8 @@ def bench(admin_url: str, sizes: list[int], *, memory: bool = True) -> None:
                 )
                 print(
                     f"{doc['rows']:>9,} {label:<7} {doc['seconds']:>8.2f} {rate:>9,.0f} "
-                    f"{_mib(doc['tracemalloc_peak']):>17} "
-                    f"{_mib(doc['maxrss_growth_kib'] * 1024):>14}  {outcomes}{split}"
+                    f"{mib(doc['tracemalloc_peak']):>17} "
+                    f"{mib(doc['maxrss_growth_kib'] * 1024):>14}  {outcomes}{split}"
                     + ("" if doc["status"] == "succeeded" else f"  STATUS {doc['status']}")
                 )
             print(f"{'':>9} (loaded {n:,} rows with COPY in {load_s:.1f}s)")
@@ -351,7 +335,7 @@ def _summary(docs: dict[tuple[int, str], dict[str, Any]]) -> None:
     if not any(run == "memory" for _, run in docs):
         return
     peaks = ", ".join(
-        f"{_mib(d['tracemalloc_peak'])} at {n:,} rows"
+        f"{mib(d['tracemalloc_peak'])} at {n:,} rows"
         for (n, run), d in sorted(docs.items())
         if run == "memory"
     )

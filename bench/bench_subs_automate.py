@@ -26,14 +26,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
 from typing import Any
 
-from _postgres import admin, url_from, with_database
+from _common import admin, measure_in_child, mib, url_from, with_database
 
 DEFAULT_CASES = ["50000:500", "200000:2000", "200000:500"]
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -301,22 +299,6 @@ def child(url: str, mode: str) -> None:
     )
 
 
-def _measure(url: str, mode: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", url, mode],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "FAITHFLOW_LOG_FORMAT": "json"},
-    )
-    doc: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return doc
-
-
-def _mib(n: float | None) -> str:
-    return "—" if n is None else f"{n / 2**20:,.1f} MiB"
-
-
 def bench(admin_url: str, cases: list[tuple[int, int]], *, memory: bool = True) -> None:
     tag = uuid.uuid4().hex[:8]
     print(
@@ -350,7 +332,7 @@ def bench(admin_url: str, cases: list[tuple[int, int]], *, memory: bool = True) 
             if not memory:
                 runs = runs[:3]
             for label, name, mode in runs:
-                doc = _measure(with_database(admin_url, name), mode)
+                doc = measure_in_child(__file__, with_database(admin_url, name), mode)
                 if label == "preview":
                     previews.append((n, due, doc["seconds"]))
                 what = doc["outcomes"] if "preview" not in label else doc["counts"]
@@ -360,8 +342,8 @@ def bench(admin_url: str, cases: list[tuple[int, int]], *, memory: bool = True) 
                 )
                 print(
                     f"{doc['rows']:>9,} {due:>6,} {label:<15} {doc['seconds']:>8.3f} "
-                    f"{_mib(doc['tracemalloc_peak']):>17} "
-                    f"{_mib(doc['maxrss_growth_kib'] * 1024):>14}  {detail}"
+                    f"{mib(doc['tracemalloc_peak']):>17} "
+                    f"{mib(doc['maxrss_growth_kib'] * 1024):>14}  {detail}"
                     + ("" if doc["status"] == "succeeded" else f"  STATUS {doc['status']}")
                 )
             print(f"{'':>9} (loaded {n:,} subscriptions with COPY in {load_s:.1f}s)")

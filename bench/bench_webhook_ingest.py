@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _postgres import admin, url_from, with_database
+from _common import admin, url_from, with_database
 
 PLATFORM_SECRET = "whsec_bench_platform_5eCr3t"
 TENANT_SECRET = "whsec_bench_connect_5eCr3t"

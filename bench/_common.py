@@ -1,9 +1,14 @@
-"""What the Postgres benchmarks share: which server to use, and throwaway databases on it."""
+"""What the benchmarks share: which Postgres server to use, throwaway databases on it, and
+measurements taken in a child process."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
+from typing import Any
 
 DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
 
@@ -39,3 +44,20 @@ def admin(url: str, sql: str) -> None:
             conn.execute(text(sql))
     finally:
         engine.dispose()
+
+
+def measure_in_child(script: str, url: str, mode: str) -> dict[str, Any]:
+    """Run `script --child URL MODE` in a fresh process; its last stdout line is the result."""
+    out = subprocess.run(
+        [sys.executable, script, "--child", url, mode],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "FAITHFLOW_LOG_FORMAT": "json"},
+    )
+    doc: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return doc
+
+
+def mib(n: float | None) -> str:
+    return "—" if n is None else f"{n / 2**20:,.1f} MiB"
