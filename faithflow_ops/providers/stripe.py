@@ -228,17 +228,9 @@ class StripeAPI:
         params: dict[str, Any],
         now: dt.datetime | None,
     ) -> Session:
-        key = idempotency_key(operation, params, now or dt.datetime.now(dt.UTC))
-
-        def once() -> stripe_sdk.StripeObject:
-            try:
-                result: stripe_sdk.StripeObject = create(params, {"idempotency_key": key})
-            except Exception as exc:
-                raise _error(exc, operation) from exc
-            return result
-
-        obj = call(once, self.policy, provider=PROVIDER, operation=operation)
-        session_id, url = getattr(obj, "id", None), getattr(obj, "url", None)
+        """Create a checkout or portal session (one idempotent write through `_send`)."""
+        doc = self._send(operation, create, (), params, now)
+        session_id, url = doc.get("id"), doc.get("url")
         if not isinstance(session_id, str) or not isinstance(url, str) or not url:
             raise ProviderError(PROVIDER, operation, "the answer has no session id or url")
         return Session(session_id, url)
