@@ -231,6 +231,16 @@ class Settings:
     twilio_from: str | None = None
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # The outbox (`comms dispatch`): how long a claim lasts before the message is declared
+    # `unknown`, attempts before a transient failure becomes `failed`, the first retry wait
+    # (doubling, capped) and how many messages are sent at once.
+    comms_lease_seconds: int = 300
+    comms_max_attempts: int = 5
+    comms_retry_backoff: int = 60
+    comms_retry_max_backoff: int = 3600
+    comms_concurrency: int = 16
+    # Dunning: at most one dunning message per tenant per this many hours.
+    dunning_window_hours: int = 20
     alert_webhook_url: str | None = None
     # The platform ops contact (disputes monitor alerts) and when evidence-due alerts go out:
     # days before `evidence_due_by`, largest first (default 3 then 1).
@@ -304,6 +314,12 @@ class Settings:
             twilio_from=opt("TWILIO_FROM"),
             twilio_whatsapp_from=opt("TWILIO_WHATSAPP_FROM"),
             twilio_api_base=opt("TWILIO_API_BASE") or cls.twilio_api_base,
+            comms_lease_seconds=_int(env, "FAITHFLOW_COMMS_LEASE_SECONDS", 300, minimum=10),
+            comms_max_attempts=_int(env, "FAITHFLOW_COMMS_MAX_ATTEMPTS", 5, minimum=1),
+            comms_retry_backoff=_int(env, "FAITHFLOW_COMMS_RETRY_BACKOFF", 60, minimum=0),
+            comms_retry_max_backoff=_int(env, "FAITHFLOW_COMMS_RETRY_MAX_BACKOFF", 3600, minimum=0),
+            comms_concurrency=_int(env, "FAITHFLOW_COMMS_CONCURRENCY", 16, minimum=1),
+            dunning_window_hours=_int(env, "FAITHFLOW_DUNNING_WINDOW_HOURS", 20, minimum=0),
             alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL"),
             ops_email=_email(env, "FAITHFLOW_OPS_EMAIL"),
             dispute_alert_days=_days(env, "FAITHFLOW_DISPUTE_ALERT_DAYS", (3, 1)),

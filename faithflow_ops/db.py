@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, Engine, create_engine, event, select
+from sqlalchemy import JSON, CursorResult, DateTime, Engine, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
@@ -193,6 +193,11 @@ def upsert_insert(dialect_name: str, table: Any) -> Any:
     if dialect_name == "sqlite":
         return sqlite.insert(table)
     raise ConfigError(f"database dialect {dialect_name!r} is not supported; use SQLite or Postgres")
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE/DELETE/INSERT matched (`session.execute` is typed as a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def lock_holder_id() -> str:

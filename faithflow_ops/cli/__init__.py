@@ -98,9 +98,11 @@ def _root(
 def _register() -> None:
     from faithflow_ops.cli import (
         billing,
+        comms,
         db,
         demo,
         disputes,
+        dunning,
         invoices,
         jobs,
         plans,
@@ -118,6 +120,8 @@ def _register() -> None:
         "subs": subs.app,
         "billing": billing.app,
         "disputes": disputes.app,
+        "dunning": dunning.app,
+        "comms": comms.app,
         "invoices": invoices.app,
         "webhooks": webhooks.app,
         "db": db.app,

@@ -79,6 +79,25 @@ JOBS: tuple[JobSpec, ...] = (
         schedule="0 * * * *",
         module="faithflow_ops.jobs.disputes_monitor",
     ),
+    JobSpec(
+        name="dunning",
+        summary="Past-due recovery ladder: reminders by email/SMS/WhatsApp, payment retries",
+        cli_group="dunning",
+        cli_verb="run",
+        task_path="/tasks/subscriptions/dunning",
+        schedule="*/15 * * * *",
+        module="faithflow_ops.jobs.dunning",
+    ),
+    JobSpec(
+        name="communications_dispatch",
+        summary="Send due outbox messages (SMTP, Twilio SMS/WhatsApp) with retries",
+        cli_group="comms",
+        cli_verb="dispatch",
+        task_path="/tasks/communications/dispatch",
+        schedule="* * * * *",
+        module="faithflow_ops.jobs.communications_dispatch",
+        lease_seconds=300,
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}

@@ -36,7 +36,6 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     Table,
     and_,
     exists,
@@ -49,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.billing.plan_changes import move_to_new_paystack_code
-from faithflow_ops.db import utcnow
+from faithflow_ops.db import rowcount, utcnow
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
 from faithflow_ops.models import (
     Invoice,
@@ -538,15 +537,11 @@ def _time(data: Mapping[str, Any], key: str) -> dt.datetime:
     return dt.datetime.fromisoformat(data[key])
 
 
-def _rowcount(result: Any) -> int:
-    return cast(CursorResult[Any], result).rowcount
-
-
 def _claim(session: Session, table: Table, row_id: int, *conditions: Any, **values: Any) -> bool:
     """`UPDATE table SET … WHERE id = :id AND <conditions>`; True when the row was claimed."""
     values.setdefault("updated_at", utcnow())
     stmt = update(table).where(table.c.id == row_id, *conditions).values(**values)
-    return _rowcount(session.execute(stmt)) == 1
+    return rowcount(session.execute(stmt)) == 1
 
 
 def _subscription(session: Session, sub_id: int) -> Subscription:

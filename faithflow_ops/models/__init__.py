@@ -8,7 +8,14 @@ from faithflow_ops.models.billing import (
     Subscription,
     SubscriptionPlan,
 )
+from faithflow_ops.models.comms import OutboundMessage, Suppression
 from faithflow_ops.models.disputes import DisputeAlert
+from faithflow_ops.models.dunning import (
+    DunningAttempt,
+    DunningCase,
+    DunningPolicy,
+    DunningPreference,
+)
 from faithflow_ops.models.ops import AuditLog, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.tenancy import Tenant, TenantSecurityPolicy, User
@@ -19,14 +26,20 @@ __all__ = [
     "Base",
     "Dispute",
     "DisputeAlert",
+    "DunningAttempt",
+    "DunningCase",
+    "DunningPolicy",
+    "DunningPreference",
     "Invoice",
     "JobLock",
     "JobRun",
+    "OutboundMessage",
     "Payment",
     "PlanChange",
     "ProviderAccount",
     "Subscription",
     "SubscriptionPlan",
+    "Suppression",
     "Tenant",
     "TenantSecurityPolicy",
     "User",

@@ -46,6 +46,8 @@ class Tenant(Timestamps, Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     country: Mapped[str | None] = mapped_column(String(2))
     currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
+    # How messages to the church are written: a BCP 47 / CLDR locale (en, en_NG, fr_CI, pt_BR).
+    locale: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
     billing_email: Mapped[str | None] = mapped_column(String(320))
     billing_phone: Mapped[str | None] = mapped_column(String(32))
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,1 @@
+"""Communications: the outbox every module enqueues through, templates, contacts, dispatch."""

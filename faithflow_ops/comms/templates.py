@@ -1,0 +1,180 @@
+"""Message templates: package files per channel, rendered in the tenant's locale and time zone.
+
+A template `NAME` has one file per channel it can go out on, in `comms/templates/`:
+
+- `NAME.email.txt`: the first line is `Subject: …`, then a blank line, then the text body;
+- `NAME.sms.txt`: one short text; written to fit one SMS segment (160 GSM-7 characters);
+- `NAME.whatsapp.txt`: the WhatsApp text.
+
+Placeholders are `$name` / `${name}` (string.Template: no expressions, nothing to inject). A
+placeholder missing from the variables is an error at enqueue time, never a half-filled message.
+
+Variables are stored as plain JSON and formatted here, per the tenant's locale (CLDR via Babel):
+
+- `X_minor` with `currency` (or `X_currency`) → `$X`: money, e.g. `₦15,000.00`, `1.234,50 €`.
+  SMS shows the ISO code instead of the symbol (`NGN 15,000.00`): most currency symbols are not
+  GSM-7 and would force the whole text into 70-character UCS-2 segments.
+- `X_at` (ISO-8601) → `$X_date` and `$X_time` in the tenant's time zone.
+- anything else is used as it is (`str()`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from faithflow_ops.errors import UserError
+
+CHANNELS = ("email", "sms", "whatsapp")
+
+# GSM 03.38 basic set plus the extension table (each extension character costs two septets).
+_GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXT = set("^{}\\[~]|€\f")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    channel: str
+    subject: string.Template | None
+    body: string.Template
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments `text` takes (GSM-7: 160 / 153 per part; else UCS-2: 70 / 67)."""
+    if all(c in _GSM7 or c in _GSM7_EXT for c in text):
+        septets = sum(2 if c in _GSM7_EXT else 1 for c in text)
+        return 1 if septets <= 160 else -(-septets // 153)
+    units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)
+    return 1 if units <= 70 else -(-units // 67)
+
+
+def available(name: str) -> tuple[str, ...]:
+    """The channels template `name` has a file for."""
+    return tuple(c for c in CHANNELS if _source(name, c) is not None)
+
+
+def names() -> list[str]:
+    """Every template in the package."""
+    found = set()
+    for entry in resources.files("faithflow_ops.comms").joinpath("templates").iterdir():
+        parts = entry.name.split(".")
+        if len(parts) == 3 and parts[1] in CHANNELS and parts[2] == "txt":
+            found.add(parts[0])
+    return sorted(found)
+
+
+def _source(name: str, channel: str) -> str | None:
+    path = resources.files("faithflow_ops.comms").joinpath("templates", f"{name}.{channel}.txt")
+    return path.read_text(encoding="utf-8") if path.is_file() else None
+
+
+@cache
+def load(name: str, channel: str) -> Template:
+    """The template `name` for `channel`, or UserError when there is no such file."""
+    if channel not in CHANNELS:
+        raise UserError(f"channel {channel!r} is not one of: {', '.join(CHANNELS)}")
+    text = _source(name, channel)
+    if text is None:
+        have = ", ".join(available(name)) or "none"
+        raise UserError(
+            f"template {name!r} has no {channel} version (channels: {have}); "
+            f"add faithflow_ops/comms/templates/{name}.{channel}.txt"
+        )
+    subject = None
+    if channel == "email":
+        first, _, rest = text.partition("\n")
+        if not first.startswith("Subject:"):
+            raise UserError(f"template {name}.email.txt must start with a 'Subject: …' line")
+        subject = string.Template(first[len("Subject:") :].strip())
+        text = rest.lstrip("\n")
+    return Template(name, channel, subject, string.Template(text.rstrip("\n") + "\n"))
+
+
+def render(
+    name: str,
+    channel: str,
+    variables: dict[str, Any],
+    *,
+    locale: str = "en",
+    timezone: str = "UTC",
+) -> Rendered:
+    """Fill template `name` for `channel`; UserError names a missing variable."""
+    template = load(name, channel)
+    values = context(variables, locale=locale, timezone=timezone, channel=channel)
+    try:
+        subject = template.subject.substitute(values) if template.subject else None
+        body = template.body.substitute(values)
+    except KeyError as exc:
+        raise UserError(
+            f"template {name}.{channel}.txt needs the variable {exc.args[0]!r}, which was not given"
+        ) from None
+    except ValueError as exc:
+        raise UserError(f"template {name}.{channel}.txt is malformed ({exc})") from None
+    if channel != "email":
+        body = body.strip()
+    return Rendered(subject, body)
+
+
+def context(
+    variables: dict[str, Any], *, locale: str, timezone: str, channel: str
+) -> dict[str, str]:
+    """The placeholder values: the variables as given plus their formatted forms."""
+    from babel import Locale, UnknownLocaleError
+    from babel.dates import format_date, format_time
+
+    try:
+        loc = Locale.parse(locale.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError):
+        loc = Locale.parse("en")
+    try:
+        zone = ZoneInfo(timezone)
+    except (KeyError, ValueError):
+        zone = ZoneInfo("UTC")
+    values = {key: "" if value is None else str(value) for key, value in variables.items()}
+    for key, value in variables.items():
+        if key.endswith("_minor") and value is not None:
+            stem = key[: -len("_minor")]
+            currency = str(variables.get(f"{stem}_currency") or variables.get("currency") or "USD")
+            values[stem] = money(int(value), currency, loc, code=channel == "sms")
+        elif key.endswith("_at") and value:
+            when = _instant(value).astimezone(zone)
+            values[f"{key}_date"] = format_date(when.date(), "medium", locale=loc)
+            values[f"{key}_time"] = format_time(when.time(), "short", locale=loc)
+    return values
+
+
+def money(minor: int, currency: str, locale: Any, *, code: bool = False) -> str:
+    """`minor` units of `currency` as the locale writes them (integer arithmetic, no floats)."""
+    from babel.numbers import format_currency, get_currency_precision
+
+    digits = get_currency_precision(currency)
+    amount = Decimal(minor).scaleb(-digits)
+    if code:
+        return format_currency(
+            amount, currency, format="¤¤ #,##0.00", locale=locale, currency_digits=True
+        )
+    return format_currency(amount, currency, locale=locale)
+
+
+def _instant(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

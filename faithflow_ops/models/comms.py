@@ -1,0 +1,125 @@
+"""The communications outbox: every email, SMS and WhatsApp message the platform sends, and the
+suppression list no message gets past (docs/comms.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from faithflow_ops.db import JSONType, UTCDateTime
+from faithflow_ops.models.base import Base, Timestamps
+
+CHANNELS = ("email", "sms", "whatsapp")
+MESSAGE_STATUSES = (
+    "queued",  # due now: the next dispatch sends it
+    "scheduled",  # due at not_before (quiet hours, a suppression window, a retry backoff)
+    "sending",  # claimed by a dispatcher until lease_expires_at
+    "sent",  # the provider accepted it
+    "delivered",  # the provider confirmed delivery
+    "failed",  # permanent failure, or transient failures up to the maximum attempts
+    "suppressed",  # the recipient is on the suppression list: never sent
+    "canceled",  # by an operator, or because what it was about no longer holds
+    "unknown",  # a dispatcher died while sending: maybe sent, never re-sent automatically
+)
+PENDING_STATUSES = ("queued", "scheduled")
+SUPPRESSION_REASONS = ("bounce", "complaint", "unsubscribe", "stop")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class OutboundMessage(Timestamps, Base):
+    """One message. Enqueued through `comms.outbox.enqueue` only, rendered at that moment, and
+    sent by `comms dispatch` (claim with a lease, send, mark)."""
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (
+        CheckConstraint(_in("channel", CHANNELS), name="channel_known"),
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status_known"),
+        UniqueConstraint("idempotency_key"),
+        # comms dispatch: messages waiting to be sent, soonest first
+        Index(
+            "ix_outbound_messages_dispatch_due",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('queued', 'scheduled')"),
+            sqlite_where=text("status IN ('queued', 'scheduled')"),
+        ),
+        # comms dispatch: claims whose lease ran out (the dispatcher died) become `unknown`
+        Index(
+            "ix_outbound_messages_dispatch_lease",
+            "lease_expires_at",
+            postgresql_where=text("status = 'sending'"),
+            sqlite_where=text("status = 'sending'"),
+        ),
+        # what a message is about (dunning attempt, ticket…): cancel or show them together
+        Index("ix_outbound_messages_about", "about_type", "about_id"),
+        # dunning (suppression window): a tenant's latest messages of one kind
+        Index("ix_outbound_messages_tenant_category", "tenant_id", "category", "not_before"),
+        # comms list --status
+        Index("ix_outbound_messages_status", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    # email: lower-case address; sms/whatsapp: E.164 (+2348012345678; the dispatcher adds
+    # Twilio's `whatsapp:` prefix).
+    recipient: Mapped[str] = mapped_column(String(320))
+    template: Mapped[str] = mapped_column(String(100))
+    # What the template was rendered with (kept so `comms show` explains the text).
+    variables: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    locale: Mapped[str] = mapped_column(String(35), default="en")
+    subject: Mapped[str | None] = mapped_column(String(500))  # email only
+    body: Mapped[str] = mapped_column(Text)
+    # A family of messages (`dunning`, `support`, …): suppression windows count per category.
+    category: Mapped[str] = mapped_column(String(32), default="general")
+    priority: Mapped[int] = mapped_column(SmallInteger, default=50)  # lower is sent first
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime())  # never sent earlier
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    canceled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The record this message is about: ("dunning_attempt", "12"), ("support_ticket", "7")…
+    about_type: Mapped[str | None] = mapped_column(String(64))
+    about_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Suppression(Timestamps, Base):
+    """A contact that must not be sent to on one channel (until `until`, or for good)."""
+
+    __tablename__ = "comms_suppressions"
+    __table_args__ = (
+        CheckConstraint(_in("channel", CHANNELS), name="channel_known"),
+        CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason_known"),
+        UniqueConstraint("contact", "channel"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact: Mapped[str] = mapped_column(String(320))  # normalised like a message's recipient
+    channel: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # NULL = for good
+    note: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(200))
