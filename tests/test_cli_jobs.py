@@ -27,7 +27,10 @@ def stripe_subscriptions(db: Database, metadata: list[dict]) -> None:
         s.flush()
         s.add_all(
             Subscription(
-                tenant_id=tenant.id, plan_id=plan.id, provider="stripe", status="active",
+                tenant_id=tenant.id,
+                plan_id=plan.id,
+                provider="stripe",
+                status="active",
                 metadata_=meta,
             )
             for meta in metadata
@@ -188,6 +191,33 @@ def test_every_command_has_help_and_the_reference_is_current(cli) -> None:
     )
 
 
+def test_groups_load_on_demand_and_their_listed_help_is_their_own() -> None:
+    """`faithflow --help` lists groups from the table without importing them; each line is the
+    group's own help and every registry job is reachable in its group."""
+    import subprocess
+
+    from faithflow_ops.cli import GROUPS, load_group
+    from faithflow_ops.jobs.registry import JOBS
+
+    for name, (_, text) in GROUPS.items():
+        assert load_group(name).info.help == text, f"GROUPS[{name!r}] help differs from its module"
+    for spec in JOBS:
+        assert spec.cli_group in GROUPS, f"{spec.name}: no command group {spec.cli_group!r}"
+        verbs = {c.name for c in load_group(spec.cli_group).registered_commands}
+        assert spec.cli_verb in verbs, f"{spec.cli_command} is not a command"
+    probe = (
+        "import sys\nsys.argv = ['faithflow', '--help']\nfrom faithflow_ops.cli import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print(','.join(sorted(sys.modules)), file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(out.stderr.strip().split(","))
+    groups = {module for module, _ in GROUPS.values()} - {"faithflow_ops.cli.jobs"}  # demo's
+    assert not groups & loaded, f"--help imported {sorted(groups & loaded)}"
+    for name in GROUPS:
+        assert f"  {name} " in out.stdout
+
+
 def test_a_reader_that_goes_away_does_not_stop_the_run(db: Database, db_url: str) -> None:
     """`faithflow subs backfill --json | head -c 100`: the output stops, the work does not."""
     from sqlalchemy import func, select
@@ -220,9 +250,7 @@ def test_a_reader_that_goes_away_does_not_stop_the_run(db: Database, db_url: str
     assert done == 400
 
 
-def test_the_preview_table_has_a_row_per_change_with_old_new_and_source(
-    cli, db: Database
-) -> None:
+def test_the_preview_table_has_a_row_per_change_with_old_new_and_source(cli, db: Database) -> None:
     stripe_subscriptions(db, [{"stripe": {"customer": {"id": "cus_Abc123"}}}])
     result = cli("subs", "backfill", "--dry-run")
     assert result.exit_code == 0, result.stderr

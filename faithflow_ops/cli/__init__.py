@@ -10,14 +10,116 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from faithflow_ops import __version__
 from faithflow_ops.errors import UserError
 
+# Command groups, loaded only when used (`faithflow --help` lists them from here without
+# importing them: STYLE 13). The text is each group's help; a test checks it matches the module.
+GROUPS: dict[str, tuple[str, str]] = {
+    "tenants": (
+        "faithflow_ops.cli.tenants",
+        "Tenants (churches): add, list, show, suspend, reactivate, link ids, billing grace; "
+        "security policy.",
+    ),
+    "plans": (
+        "faithflow_ops.cli.plans",
+        "Subscription plans: add, list, show, and set provider ids in their metadata.",
+    ),
+    "subs": (
+        "faithflow_ops.cli.subs",
+        "Subscriptions: list, show, record one by hand, and the metadata backfill job.",
+    ),
+    "billing": (
+        "faithflow_ops.cli.billing",
+        "Self-serve billing links: checkout for a plan, the billing portal of a subscription.",
+    ),
+    "disputes": (
+        "faithflow_ops.cli.disputes",
+        "Disputes on both scopes: list, show, and the monitor job (pull + evidence alerts).",
+    ),
+    "dunning": (
+        "faithflow_ops.cli.dunning",
+        "Past-due recovery: preview, run, analytics, the ladder (policy), tenant preferences.",
+    ),
+    "comms": (
+        "faithflow_ops.cli.comms",
+        "The communications outbox: dispatch, list, show, retry, cancel, suppressions.",
+    ),
+    "invoices": (
+        "faithflow_ops.cli.invoices",
+        "Invoices: list, show, and reconcile them with Stripe and Paystack.",
+    ),
+    "webhooks": (
+        "faithflow_ops.cli.webhooks",
+        "Webhook inbox: list, show, replay stored events; sign a body for a manual delivery.",
+    ),
+    "db": (
+        "faithflow_ops.cli.db",
+        "The database: upgrade its schema, show its revision and where it is.",
+    ),
+    "jobs": (
+        "faithflow_ops.cli.jobs",
+        "List jobs, their schedules and their past runs; run any job by name.",
+    ),
+    "scheduler": (
+        "faithflow_ops.cli.scheduler",
+        "Run the internal scheduler (cron loop over the job registry).",
+    ),
+}
+
+
+def load_group(name: str) -> typer.Typer:
+    """The Typer app of group `name`, with the registry's job commands it does not define."""
+    import importlib
+
+    from faithflow_ops.cli import jobs
+    from faithflow_ops.jobs.registry import JOBS
+
+    group: typer.Typer = importlib.import_module(GROUPS[name][0]).app
+    for spec in JOBS:
+        if spec.cli_group == name and not any(
+            c.name == spec.cli_verb for c in group.registered_commands
+        ):
+            jobs.add_job_command(group, spec)  # unless the group has its own (job options)
+    return group
+
 
 class _Group(TyperGroup):
-    """Turns operator mistakes into one-line messages and exit 2, never a traceback."""
+    """The root command: loads command groups on first use, and turns operator mistakes into
+    one-line messages and exit 2, never a traceback."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in GROUPS if n not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in GROUPS:
+            command = typer.main.get_group(load_group(cmd_name))
+            command.name = cmd_name
+            command.help = GROUPS[cmd_name][1]
+            self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """As click's, but an unloaded group's line comes from GROUPS (no import for --help)."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            if name in self.commands:
+                command = self.commands[name]
+                if command.hidden:
+                    continue
+                rows.append((name, command.get_short_help_str(limit)))
+            else:
+                stand_in = TyperCommand(name=name, help=GROUPS[name][1])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:  # click.Context (vendored by newer Typer)
         try:
@@ -96,48 +198,8 @@ def _root(
 
 
 def _register() -> None:
-    from faithflow_ops.cli import (
-        billing,
-        comms,
-        db,
-        demo,
-        disputes,
-        dunning,
-        invoices,
-        jobs,
-        plans,
-        scheduler,
-        serve,
-        subs,
-        tenants,
-        webhooks,
-    )
-    from faithflow_ops.jobs.registry import JOBS
+    from faithflow_ops.cli import demo, serve
 
-    groups: dict[str, typer.Typer] = {
-        "tenants": tenants.app,
-        "plans": plans.app,
-        "subs": subs.app,
-        "billing": billing.app,
-        "disputes": disputes.app,
-        "dunning": dunning.app,
-        "comms": comms.app,
-        "invoices": invoices.app,
-        "webhooks": webhooks.app,
-        "db": db.app,
-        "jobs": jobs.app,
-        "scheduler": scheduler.app,
-    }
-    for spec in JOBS:
-        group = groups.get(spec.cli_group)
-        if group is None:
-            group = groups[spec.cli_group] = typer.Typer(
-                rich_markup_mode=None, help=f"{spec.cli_group} jobs.", no_args_is_help=True
-            )
-        if not any(c.name == spec.cli_verb for c in group.registered_commands):
-            jobs.add_job_command(group, spec)  # unless the group has its own (job options)
-    for name, group in groups.items():
-        app.add_typer(group, name=name)
     app.command("demo")(demo.demo)
     app.command("serve")(serve.serve)
 

@@ -13,9 +13,14 @@ import typer
 
 
 def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Every command under `command` (a click/Typer command object), depth first."""
+    """Every command under `command` (a click/Typer command object), depth first; groups the
+    root loads on demand are loaded."""
     yield path, command
-    subcommands = getattr(command, "commands", None) or {}
+    if not hasattr(command, "list_commands"):
+        return
+    with typer.Context(command, info_name=" ".join(path) or None) as ctx:
+        names = command.list_commands(ctx)
+        subcommands = {name: command.get_command(ctx, name) for name in names}
     for name in sorted(subcommands):
         yield from walk(subcommands[name], (*path, name))
 
