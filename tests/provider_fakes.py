@@ -155,6 +155,13 @@ def _stripe_default(fake: FakeAPI, req: Recorded) -> Reply:
         )
     if req.method == "GET" and req.path in ("/v1/invoices", "/v1/subscriptions"):
         return _stripe_list(fake, req)
+    parts = req.path.strip("/").split("/")
+    if req.method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "invoices"]:
+        if parts[3] == "pay":  # dunning payment retry: the invoice, paid
+            return Reply(
+                200,
+                {"id": parts[2], "object": "invoice", "status": "paid", "paid": True},
+            )
     return stripe_error(404, f"Unrecognized request URL ({req.method}: {req.path}).")
 
 
@@ -203,6 +210,25 @@ def _paystack_default(fake: FakeAPI, req: Recorded) -> Reply:
                     "authorization_url": "https://checkout.paystack.com/0peioxfhpn",
                     "access_code": "0peioxfhpn",
                     "reference": ref,
+                },
+            },
+        )
+    if req.method == "POST" and req.path == "/transaction/charge_authorization":
+        body = req.json()  # dunning payment retry: Paystack's documented success answer
+        return Reply(
+            200,
+            {
+                "status": True,
+                "message": "Charge attempted",
+                "data": {
+                    "amount": int(body.get("amount") or 0),
+                    "currency": body.get("currency") or "NGN",
+                    "reference": body.get("reference"),
+                    "status": "success",
+                    "gateway_response": "Approved",
+                    "channel": "card",
+                    "authorization": {"authorization_code": body.get("authorization_code")},
+                    "customer": {"email": body.get("email")},
                 },
             },
         )

@@ -281,6 +281,54 @@ class PaystackAPI:
             status=status if isinstance(status, str) else None,
         )
 
+    # --- dunning (faithflow_ops/dunning/retry.py) -------------------------------------------
+
+    def charge_authorization(
+        self,
+        *,
+        email: str,
+        amount_minor: int,
+        authorization_code: str,
+        reference: str,
+        currency: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Charge:
+        """`POST /transaction/charge_authorization`: charge a saved (reusable) authorization.
+
+        `reference` is the idempotency key: Paystack refuses a second transaction with the same
+        reference, so a retried request cannot charge twice. A declined charge is an answer,
+        not an error (`Charge.status` "failed" with the bank's `gateway_response`)."""
+        body: dict[str, Any] = {
+            "email": email,
+            "amount": str(amount_minor),
+            "authorization_code": authorization_code,
+            "reference": reference,
+        }
+        if currency:
+            body["currency"] = currency
+        if metadata:
+            body["metadata"] = metadata
+        operation = "charge authorization"
+        data = self._request(operation, "POST", "/transaction/charge_authorization", body)
+        status = data.get("status")
+        if not isinstance(status, str) or not status:
+            raise ProviderError(PROVIDER, operation, "the answer has no data.status")
+        gateway = data.get("gateway_response")
+        return Charge(
+            status=status,
+            reference=str(data.get("reference") or reference),
+            gateway_response=gateway if isinstance(gateway, str) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A charge of a saved authorization: Paystack's `data.status` (success, failed, …)."""
+
+    status: str
+    reference: str
+    gateway_response: str | None
+
 
 @dataclass(frozen=True)
 class NewSubscription:

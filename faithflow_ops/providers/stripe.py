@@ -292,11 +292,14 @@ class StripeAPI:
         now: dt.datetime | None,
         *,
         idempotent: bool = True,
+        key: str | None = None,
     ) -> dict[str, Any]:
-        """One SDK call with the retry policy (an Idempotency-Key on writes); the answer as a
-        plain dict."""
+        """One SDK call with the retry policy (an Idempotency-Key on writes: `key` when the
+        caller owns one, else computed); the answer as a plain dict."""
         options: dict[str, Any] = {}
-        if idempotent:
+        if key is not None:
+            options["idempotency_key"] = key
+        elif idempotent:
             key_params = {"args": list(args), **params}
             options["idempotency_key"] = idempotency_key(
                 operation, key_params, now or dt.datetime.now(dt.UTC)
@@ -419,6 +422,21 @@ class StripeAPI:
         return ScheduledChange(
             schedule_id=schedule_id,
             effective_at=dt.datetime.fromtimestamp(int(current["end_date"]), dt.UTC),
+        )
+
+    # --- dunning (faithflow_ops/dunning/retry.py) -------------------------------------------
+
+    def pay_invoice(self, invoice_id: str, idempotency_key: str) -> dict[str, Any]:
+        """`POST /v1/invoices/{id}/pay`: charge the open invoice now with the customer's
+        default payment method. The caller's `idempotency_key` is sent on every retry, so one
+        dunning step never charges twice. A decline is a ProviderError (402, `card_declined`)."""
+        return self._send(
+            "invoice pay",
+            self._client.v1.invoices.pay,
+            (invoice_id,),
+            {},
+            None,
+            key=idempotency_key,
         )
 
     def release_schedule(self, schedule_id: str, *, now: dt.datetime | None = None) -> None:
