@@ -16,8 +16,9 @@ from faithflow_ops.models.dunning import (
     DunningPolicy,
     DunningPreference,
 )
-from faithflow_ops.models.ops import AuditLog, JobLock, JobRun
+from faithflow_ops.models.ops import AuditLog, HealthCheckResult, Incident, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
+from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
 from faithflow_ops.models.tenancy import Tenant, TenantSecurityPolicy, User
 from faithflow_ops.models.webhooks import WebhookEvent
 
@@ -26,10 +27,14 @@ __all__ = [
     "Base",
     "Dispute",
     "DisputeAlert",
+    "DomainCheck",
+    "DomainRunbookNote",
     "DunningAttempt",
     "DunningCase",
     "DunningPolicy",
     "DunningPreference",
+    "HealthCheckResult",
+    "Incident",
     "Invoice",
     "JobLock",
     "JobRun",
@@ -41,6 +46,7 @@ __all__ = [
     "SubscriptionPlan",
     "Suppression",
     "Tenant",
+    "TenantDomain",
     "TenantSecurityPolicy",
     "User",
     "WebhookEvent",

@@ -1,11 +1,21 @@
-"""Operational tables: the audit log, job runs and job locks."""
+"""Operational tables: the audit log, job runs and job locks, incidents, health check results."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime, utcnow
@@ -58,3 +68,73 @@ class JobLock(CreatedAt, Base):
     run_id: Mapped[int | None] = mapped_column(Integer)
     acquired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+INCIDENT_STATUSES = ("open", "acknowledged", "resolved")
+
+
+class Incident(Timestamps, Base):
+    """Something broken that a human should know about; opened and resolved by the jobs that
+    see it (domain failures, health checks, failed job runs), one open incident per cause."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status_known"),
+        CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity_known"),
+        # One unresolved incident per cause: raising it again counts an occurrence.
+        Index(
+            "uq_incidents_unresolved_cause",
+            "cause",
+            unique=True,
+            postgresql_where=text("status <> 'resolved'"),
+            sqlite_where=text("status <> 'resolved'"),
+        ),
+        # incidents escalate: unacknowledged incidents not yet paged
+        Index(
+            "ix_incidents_escalation_due",
+            "opened_at",
+            postgresql_where=text("status = 'open' AND paged_at IS NULL"),
+            sqlite_where=text("status = 'open' AND paged_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cause: Mapped[str] = mapped_column(String(200))  # "domain:www.grace.org:tls", "job:dunning"
+    kind: Mapped[str] = mapped_column(String(32))  # domain | health | job
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"))
+    title: Mapped[str] = mapped_column(String(500))
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    detail: Mapped[str | None] = mapped_column(Text)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    # Escalation hooks: when each went out (NULL = not yet / not configured).
+    alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    paged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    page_resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_hook_error: Mapped[str | None] = mapped_column(Text)
+
+
+class HealthCheckResult(CreatedAt, Base):
+    """One result of one health check (`health sweep`); history for `health status` uptime."""
+
+    __tablename__ = "health_checks"
+    __table_args__ = (
+        CheckConstraint("status IN ('ok', 'warn', 'fail', 'skipped')", name="status_known"),
+        # health status: latest result per check and uptime windows
+        Index("ix_health_checks_check_at", "check_name", "checked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    check_name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
