@@ -47,6 +47,14 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.comms",
         "The communications outbox: dispatch, list, show, retry, cancel, suppressions.",
     ),
+    "support": (
+        "faithflow_ops.cli.support",
+        "Support center: tickets, queue health, analytics, knowledge base and deflection.",
+    ),
+    "sla": (
+        "faithflow_ops.cli.sla",
+        "Support SLAs: the sweep (breaches, warnings), breaches, policies, calendars, analytics.",
+    ),
     "invoices": (
         "faithflow_ops.cli.invoices",
         "Invoices: list, show, and reconcile them with Stripe and Paystack.",

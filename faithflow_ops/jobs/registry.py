@@ -98,6 +98,16 @@ JOBS: tuple[JobSpec, ...] = (
         module="faithflow_ops.jobs.communications_dispatch",
         lease_seconds=300,
     ),
+    JobSpec(
+        name="support_sla_sweep",
+        summary="Mark SLA breaches when they happen, warn before them, notify agents",
+        cli_group="sla",
+        cli_verb="sweep",
+        task_path="/tasks/support/sla",
+        schedule="*/5 * * * *",
+        module="faithflow_ops.jobs.support_sla_sweep",
+        lease_seconds=300,
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}
