@@ -167,6 +167,49 @@ def _smtp_url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def parse_nameserver(raw: str, name: str = "FAITHFLOW_DNS_NAMESERVERS") -> tuple[str, int]:
+    """One `host[:port]` of FAITHFLOW_DNS_NAMESERVERS: an IP address (IPv6 with a port in
+    brackets, `[::1]:5353`) and a port (53 by default). A bad one is a ConfigError naming `name`."""
+    hint = "; use IP addresses with an optional port, e.g. 1.1.1.1,127.0.0.1:5353,[::1]:5353"
+    value = raw.strip()
+    host, port_text = value, ""
+    if value.startswith("["):
+        host, sep, rest = value[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ConfigError(f"{name} holds {raw!r}, which is not [address]:port{hint}")
+        port_text = rest[1:]
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ConfigError(f"{name} holds {raw!r}, which is not an IP address{hint}") from None
+    if not port_text:
+        return address, 53
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ConfigError(f"{name} holds {raw!r}, whose port is not 1 to 65535{hint}")
+    return address, int(port_text)
+
+
+def _nameservers(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """FAITHFLOW_DNS_NAMESERVERS as given (each checked by `parse_nameserver`)."""
+    values = _list(env, name)
+    for value in values:
+        parse_nameserver(value, name)
+    return values
+
+
+def _api_base(env: Mapping[str, str], name: str, default: str) -> str:
+    """A provider API base URL (http or https, no path needed); the default when unset."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    scheme, sep, rest = raw.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep or not rest or rest.startswith("/"):
+        raise ConfigError(f"{name}={raw!r} is not an http(s) URL; set it to e.g. {default}")
+    return raw.rstrip("/")
+
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -224,6 +267,17 @@ class Settings:
     domain_cname_target: str | None = None
     domain_a_records: tuple[str, ...] = ()
     fallback_domain: str | None = None
+    # Domain probes (providers/dns.py, providers/tls.py): a DNS query's whole lifetime in
+    # seconds, how many names are probed at once, the TLS probe's connect+handshake timeout,
+    # and extra trust anchors (PEM) for the TLS probe's chain check besides the system store.
+    dns_timeout: float = 5.0
+    dns_concurrency: int = 64
+    tls_timeout: float = 10.0
+    tls_ca_file: str | None = None
+    # Render custom domains (providers/render.py): API key, the service that serves tenants.
+    render_api_key: str | None = None
+    render_service_id: str | None = None
+    render_api_base: str = "https://api.render.com"
     smtp_url: str | None = None
     email_from: str | None = None
     twilio_account_sid: str | None = None
@@ -248,6 +302,7 @@ class Settings:
     dispute_alert_days: tuple[int, ...] = (3, 1)
     dispute_lookback_days: int = 120  # how far back `disputes monitor` pulls disputes
     pagerduty_routing_key: str | None = None
+    pagerduty_api_base: str = "https://events.pagerduty.com"
     log_format: str | None = None  # "json" | "console" | None (auto: console on a TTY)
     webhook_body_limit: int = 256 * 1024
 
@@ -302,11 +357,18 @@ class Settings:
             billing_return_url=_url(env, "FAITHFLOW_BILLING_RETURN_URL"),
             enable_internal_scheduler=_bool(env, "ENABLE_INTERNAL_SCHEDULER"),
             cron_overrides=cron,
-            dns_nameservers=_list(env, "FAITHFLOW_DNS_NAMESERVERS"),
+            dns_nameservers=_nameservers(env, "FAITHFLOW_DNS_NAMESERVERS"),
             tls_port=_int(env, "FAITHFLOW_TLS_PORT", 443),
             domain_cname_target=opt("FAITHFLOW_DOMAIN_CNAME_TARGET"),
             domain_a_records=_list(env, "FAITHFLOW_DOMAIN_A_RECORDS"),
             fallback_domain=opt("FAITHFLOW_FALLBACK_DOMAIN"),
+            dns_timeout=_float(env, "FAITHFLOW_DNS_TIMEOUT", 5.0, minimum=0.01),
+            dns_concurrency=_int(env, "FAITHFLOW_DNS_CONCURRENCY", 64, minimum=1),
+            tls_timeout=_float(env, "FAITHFLOW_TLS_TIMEOUT", 10.0, minimum=0.01),
+            tls_ca_file=opt("FAITHFLOW_TLS_CA_FILE"),
+            render_api_key=opt("RENDER_API_KEY"),
+            render_service_id=opt("RENDER_SERVICE_ID"),
+            render_api_base=_api_base(env, "RENDER_API_BASE", cls.render_api_base),
             smtp_url=_smtp_url(env, "SMTP_URL"),
             email_from=opt("EMAIL_FROM"),
             twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),
@@ -325,6 +387,7 @@ class Settings:
             dispute_alert_days=_days(env, "FAITHFLOW_DISPUTE_ALERT_DAYS", (3, 1)),
             dispute_lookback_days=_int(env, "FAITHFLOW_DISPUTE_LOOKBACK_DAYS", 120, minimum=1),
             pagerduty_routing_key=opt("PAGERDUTY_ROUTING_KEY"),
+            pagerduty_api_base=_api_base(env, "PAGERDUTY_API_BASE", cls.pagerduty_api_base),
             log_format=log_format,
         )
 
