@@ -184,7 +184,10 @@ def ensure_writable(tenant: Tenant, verb: str) -> None:
 def suspend_tenant(
     session: Session, slug: str, *, reason: str, actor: str, now: dt.datetime | None = None
 ) -> Transition:
-    """Suspend an active tenant; suspending a suspended one changes nothing."""
+    """Suspend an active tenant; suspending a suspended one changes nothing. The tenant's open
+    dunning cases close as `suspended` (their pending messages are canceled)."""
+    from faithflow_ops.dunning.cases import close_cases
+
     tenant = get_tenant(session, slug)
     ensure_writable(tenant, "suspended")
     if tenant.status == "suspended":
@@ -194,6 +197,9 @@ def suspend_tenant(
     tenant.suspension_reason = validation.name(reason, "the suspension reason")
     tenant.suspended_at = now or utcnow()
     _audit_transition(session, tenant, "tenant.suspend", before, actor)
+    close_cases(
+        session, tenant_id=tenant.id, status="suspended", at=tenant.suspended_at, actor=actor
+    )
     return Transition(tenant, changed=True)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.db import upsert_insert, utcnow
+from faithflow_ops.dunning import cases as dunning_cases
 from faithflow_ops.models import (
     Dispute,
     Invoice,
@@ -209,7 +210,8 @@ def set_subscription_status(
 
     past_due: `past_due_since` is set when it starts and kept while it lasts. active/trialing:
     the past-due clock stops and a tenant suspended for non-payment is reactivated at once.
-    canceled: `canceled_at` is set once.
+    canceled: `canceled_at` is set once. The subscription's dunning case opens (past due) or
+    closes (recovered, canceled, suspended) with it (`dunning.cases`).
     """
     notes: list[str] = []
     before = _sub_state(sub)
@@ -236,6 +238,8 @@ def set_subscription_status(
             before=before,
             after=after,
         )
+    # The dunning case follows the status: past due opens one, paid/canceled/suspended close it.
+    notes += dunning_cases.on_subscription_status(session, sub, at, actor(event))
     if status in ("active", "trialing"):
         notes += reactivate_if_suspended_for_non_payment(session, sub.tenant_id, event)
     return notes
