@@ -267,6 +267,13 @@ class Settings:
     domain_cname_target: str | None = None
     domain_a_records: tuple[str, ...] = ()
     fallback_domain: str | None = None
+    # domains automate: consecutive failed checks before an active domain fails over, days a
+    # pending domain may wait for its DNS records, certificate expiry warnings (days before).
+    domain_failure_threshold: int = 3
+    domain_pending_days: int = 7
+    domain_cert_warning_days: tuple[int, ...] = (14, 7, 3, 1)
+    # incidents escalate: minutes an incident may stay unacknowledged before PagerDuty is paged.
+    incident_page_delay_minutes: int = 30
     # Domain probes (providers/dns.py, providers/tls.py): a DNS query's whole lifetime in
     # seconds, how many names are probed at once, the TLS probe's connect+handshake timeout,
     # and extra trust anchors (PEM) for the TLS probe's chain check besides the system store.
@@ -362,6 +369,14 @@ class Settings:
             domain_cname_target=opt("FAITHFLOW_DOMAIN_CNAME_TARGET"),
             domain_a_records=_list(env, "FAITHFLOW_DOMAIN_A_RECORDS"),
             fallback_domain=opt("FAITHFLOW_FALLBACK_DOMAIN"),
+            domain_failure_threshold=_int(env, "FAITHFLOW_DOMAIN_FAILURE_THRESHOLD", 3, minimum=1),
+            domain_pending_days=_int(env, "FAITHFLOW_DOMAIN_PENDING_DAYS", 7, minimum=1),
+            domain_cert_warning_days=_days(
+                env, "FAITHFLOW_DOMAIN_CERT_WARNING_DAYS", (14, 7, 3, 1)
+            ),
+            incident_page_delay_minutes=_int(
+                env, "FAITHFLOW_INCIDENT_PAGE_DELAY_MINUTES", 30, minimum=0
+            ),
             dns_timeout=_float(env, "FAITHFLOW_DNS_TIMEOUT", 5.0, minimum=0.01),
             dns_concurrency=_int(env, "FAITHFLOW_DNS_CONCURRENCY", 64, minimum=1),
             tls_timeout=_float(env, "FAITHFLOW_TLS_TIMEOUT", 10.0, minimum=0.01),

@@ -117,6 +117,9 @@ class Incident(Timestamps, Base):
     alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     paged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     page_resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The alert webhook is retried with backoff: attempts so far and when to try again.
+    hook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_hook_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_hook_error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -48,6 +48,8 @@ def upgrade() -> None:
         sa.Column("alerted_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("paged_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("page_resolved_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("hook_attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("next_hook_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_hook_error", sa.Text(), nullable=True),
         sa.Column(
             "updated_at",

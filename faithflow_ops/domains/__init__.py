@@ -1,0 +1,1 @@
+"""Tenant custom domains: hostnames, the records a church creates, the lifecycle rules."""
