@@ -19,12 +19,20 @@ from faithflow_ops.models.dunning import (
 from faithflow_ops.models.ops import AuditLog, HealthCheckResult, Incident, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
+from faithflow_ops.models.support import (
+    BusinessCalendar,
+    SlaEvent,
+    SlaPolicy,
+    SupportMessage,
+    SupportTicket,
+)
 from faithflow_ops.models.tenancy import Tenant, TenantSecurityPolicy, User
 from faithflow_ops.models.webhooks import WebhookEvent
 
 __all__ = [
     "AuditLog",
     "Base",
+    "BusinessCalendar",
     "Dispute",
     "DisputeAlert",
     "DomainCheck",
@@ -42,8 +50,12 @@ __all__ = [
     "Payment",
     "PlanChange",
     "ProviderAccount",
+    "SlaEvent",
+    "SlaPolicy",
     "Subscription",
     "SubscriptionPlan",
+    "SupportMessage",
+    "SupportTicket",
     "Suppression",
     "Tenant",
     "TenantDomain",
