@@ -1,0 +1,13 @@
+"""Dunning: recovering past-due subscriptions (docs/dunning.md).
+
+- `policy`: the ladder of steps (offset from `past_due_since`, channels, template, payment retry,
+  hand-over to suspension), stored as one `dunning_policies` row or the built-in default, edited
+  as a TOML file (`faithflow dunning policy show|set|reset`).
+- `prefs`: each tenant's preferences (channels allowed, contact overrides, quiet hours, SMS and
+  WhatsApp opt-outs, a pause until a promised payment), read in one batch for a whole run
+  (`faithflow dunning prefs show|set`).
+- `quiet`: quiet hours in the tenant's time zone: the first minute a message may go out.
+- `analytics`: what the ladder achieved (`faithflow dunning analytics`).
+
+The `dunning` job (cases, preview/run, payment retries) builds on these.
+"""

@@ -1,0 +1,429 @@
+"""Each tenant's dunning preferences: channels allowed, contact overrides, quiet hours in the
+tenant's time zone, SMS/WhatsApp opt-outs and a pause until a promised payment.
+
+No `dunning_preferences` row (or a NULL field) means the default: every channel, the tenant's
+billing email and phone, the default quiet hours (21:00-08:00 every day and Sunday 06:00-14:00),
+no opt-out, no pause. `preferences_for` reads a whole run's tenants in two queries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.comms import contacts
+from faithflow_ops.db import upsert_insert, utcnow
+from faithflow_ops.dunning import quiet
+from faithflow_ops.errors import UserError
+from faithflow_ops.models import DunningPreference, Tenant
+
+CHANNELS = ("email", "sms", "whatsapp")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CHUNK = 5000  # ids per IN (…) list: far below SQLite's and Postgres's bind-parameter limits
+
+
+@dataclass(frozen=True)
+class QuietWindow:
+    """A weekly quiet period in the tenant's wall-clock time."""
+
+    days: frozenset[int]  # weekdays the window STARTS on, Monday = 0
+    start: dt.time
+    end: dt.time  # end <= start: runs past midnight into the next day
+
+    def __post_init__(self) -> None:
+        if not self.days or any(not isinstance(d, int) or not 0 <= d <= 6 for d in self.days):
+            raise UserError(f"quiet window days {sorted(self.days)} must be weekdays 0-6")
+        for when in (self.start, self.end):
+            if when.second or when.microsecond or when.tzinfo is not None:
+                raise UserError(f"quiet window time {when} must be a whole minute (HH:MM)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "days": sorted(self.days),
+            "start": self.start.strftime("%H:%M"),
+            "end": self.end.strftime("%H:%M"),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> QuietWindow:
+        return cls(
+            frozenset(int(d) for d in doc["days"]),
+            _clock(str(doc["start"])),
+            _clock(str(doc["end"])),
+        )
+
+    def describe(self) -> str:
+        """`daily 21:00-08:00`, `sun 06:00-14:00`, `mon-fri 22:00-07:00`."""
+        return f"{describe_days(self.days)} {self.start:%H:%M}-{self.end:%H:%M}"
+
+
+_EVERY_DAY = frozenset(range(7))
+DEFAULT_QUIET_HOURS: tuple[QuietWindow, ...] = (
+    QuietWindow(_EVERY_DAY, dt.time(21, 0), dt.time(8, 0)),
+    QuietWindow(frozenset({6}), dt.time(6, 0), dt.time(14, 0)),
+)
+
+
+@dataclass(frozen=True)
+class Preferences:
+    tenant_id: int
+    timezone: str  # the tenant's IANA zone
+    channels: frozenset[str]  # channels allowed by the tenant (opt-outs NOT yet removed)
+    email: str | None  # effective, normalised contacts: override, else tenants.billing_email
+    phone: str | None  # override, else tenants.billing_phone
+    whatsapp: str | None  # override, else the phone
+    quiet_hours: tuple[QuietWindow, ...]
+    sms_opt_out: bool
+    whatsapp_opt_out: bool
+    paused_until: dt.datetime | None
+    pause_note: str | None = None
+
+    def contact(self, channel: str) -> str | None:
+        """The recipient on `channel` (normalised like a message's recipient), or None."""
+        return {"email": self.email, "sms": self.phone, "whatsapp": self.whatsapp}.get(channel)
+
+    def blocked(self, channel: str) -> str | None:
+        """None when a dunning message may go out on `channel`, else why not."""
+        if channel not in CHANNELS:
+            return f"unknown channel {channel!r}"
+        if channel not in self.channels:
+            return "channel not allowed by the tenant"
+        if channel == "sms" and self.sms_opt_out:
+            return "sms opted out"
+        if channel == "whatsapp" and self.whatsapp_opt_out:
+            return "whatsapp opted out"
+        if self.contact(channel) is None:
+            return {
+                "email": "no email address",
+                "sms": "no phone number",
+                "whatsapp": "no whatsapp number",
+            }[channel]
+        return None
+
+    def paused(self, now: dt.datetime) -> bool:
+        """Dunning is paused for this tenant at `now` (a promised payment)."""
+        return self.paused_until is not None and self.paused_until > now
+
+
+def _clock(text: str) -> dt.time:
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise UserError(f"time {text!r} is not HH:MM (00:00-23:59)")
+    return dt.time(int(match[1]), int(match[2]))
+
+
+def describe_days(days: Iterable[int]) -> str:
+    chosen = sorted(set(days))
+    if chosen == list(range(7)):
+        return "daily"
+    runs: list[list[int]] = []
+    for day in chosen:
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    parts = [
+        DAY_NAMES[r[0]] if len(r) == 1 else f"{DAY_NAMES[r[0]]}-{DAY_NAMES[r[-1]]}" for r in runs
+    ]
+    return ",".join(parts)
+
+
+_DAY_WORDS = {
+    **{name: i for i, name in enumerate(DAY_NAMES)},
+    **{
+        full: i
+        for i, full in enumerate(
+            ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+        )
+    },
+}
+_SPEC_HINT = (
+    "use e.g. 'sun 06:00-14:00', 'daily 21:00-08:00', 'mon-fri 22:00-07:00' "
+    "or 'sat,sun 13:00-15:00'"
+)
+
+
+def _day(word: str, spec: str) -> int:
+    if word not in _DAY_WORDS:
+        raise UserError(f"quiet hours {spec!r}: {word!r} is not a day; {_SPEC_HINT}")
+    return _DAY_WORDS[word]
+
+
+def parse_window(spec: str) -> QuietWindow:
+    """`DAYS HH:MM-HH:MM` → QuietWindow. DAYS: daily, weekdays, weekends, a day (`sun`), a range
+    (`mon-fri`, wrapping allowed: `fri-mon`) or a comma list (`sat,sun`)."""
+    parts = spec.strip().lower().split()
+    if len(parts) != 2 or "-" not in parts[1]:
+        raise UserError(f"quiet hours {spec!r} are not 'DAYS HH:MM-HH:MM'; {_SPEC_HINT}")
+    days_text, times = parts
+    start_text, _, end_text = times.partition("-")
+    try:
+        start, end = _clock(start_text), _clock(end_text)
+    except UserError as exc:
+        raise UserError(f"quiet hours {spec!r}: {exc}; {_SPEC_HINT}") from None
+    if days_text in ("daily", "every", "everyday", "all", "*"):
+        days = set(range(7))
+    elif days_text == "weekdays":
+        days = set(range(5))
+    elif days_text == "weekends":
+        days = {5, 6}
+    else:
+        days = set()
+        for item in days_text.split(","):
+            first, dash, last = item.partition("-")
+            if not dash:
+                days.add(_day(item, spec))
+                continue
+            a, b = _day(first, spec), _day(last, spec)
+            days.update(d % 7 for d in range(a, a + (b - a) % 7 + 1))
+    return QuietWindow(frozenset(days), start, end)
+
+
+def _windows(stored: list[dict[str, Any]] | None) -> tuple[QuietWindow, ...]:
+    if stored is None:
+        return DEFAULT_QUIET_HOURS
+    return tuple(QuietWindow.from_dict(doc) for doc in stored)
+
+
+def _build(
+    tenant_id: int,
+    timezone: str,
+    billing_email: str | None,
+    billing_phone: str | None,
+    row: DunningPreference | None,
+) -> Preferences:
+    email = contacts.valid("email", (row.email if row else None) or billing_email)
+    phone = contacts.valid("sms", (row.phone if row else None) or billing_phone)
+    whatsapp = contacts.valid("whatsapp", row.whatsapp) if row and row.whatsapp else phone
+    allowed = row.channels if row is not None and row.channels is not None else CHANNELS
+    return Preferences(
+        tenant_id=tenant_id,
+        timezone=timezone,
+        channels=frozenset(c for c in allowed if c in CHANNELS),
+        email=email,
+        phone=phone,
+        whatsapp=whatsapp,
+        quiet_hours=_windows(row.quiet_hours if row is not None else None),
+        sms_opt_out=bool(row and row.sms_opt_out),
+        whatsapp_opt_out=bool(row and row.whatsapp_opt_out),
+        paused_until=row.paused_until if row is not None else None,
+        pause_note=row.pause_note if row is not None else None,
+    )
+
+
+def preferences_for(session: Session, tenant_ids: Iterable[int]) -> dict[int, Preferences]:
+    """The preferences of these tenants (unknown ids are left out): one query for the tenants
+    and one for their preference rows per 5,000 ids."""
+    ids = sorted(set(tenant_ids))
+    found: dict[int, Preferences] = {}
+    for offset in range(0, len(ids), _CHUNK):
+        chunk = ids[offset : offset + _CHUNK]
+        tenants = session.execute(
+            select(Tenant.id, Tenant.timezone, Tenant.billing_email, Tenant.billing_phone).where(
+                Tenant.id.in_(chunk)
+            )
+        ).all()
+        rows = {
+            row.tenant_id: row
+            for row in session.scalars(
+                select(DunningPreference).where(DunningPreference.tenant_id.in_(chunk))
+            )
+        }
+        for t in tenants:
+            found[t.id] = _build(t.id, t.timezone, t.billing_email, t.billing_phone, rows.get(t.id))
+    return found
+
+
+# what save_preferences accepts, and the stored field each one sets
+_FIELDS = (
+    "channels",
+    "email",
+    "phone",
+    "whatsapp",
+    "quiet_hours",
+    "sms_opt_out",
+    "whatsapp_opt_out",
+    "paused_until",
+    "pause_note",
+)
+
+
+def _contact(channel: str, value: Any) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None  # clear the override: back to the tenant's billing contact
+    return contacts.normalize(channel, str(value))
+
+
+def _validated(changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    unknown = sorted(set(changes) - set(_FIELDS))
+    if unknown:
+        raise UserError(f"unknown preference {unknown[0]!r}; preferences: {', '.join(_FIELDS)}")
+    values: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key == "channels":
+            if value is None:
+                values[key] = None
+                continue
+            chosen = [str(c).strip().lower() for c in value if str(c).strip()]
+            bad = [c for c in chosen if c not in CHANNELS]
+            if bad:
+                raise UserError(f"channel {bad[0]!r} is not one of: {', '.join(CHANNELS)}")
+            if not chosen:
+                raise UserError(
+                    "allow at least one channel (email, sms, whatsapp); to stop dunning "
+                    "messages for a while use --pause-until DATE"
+                )
+            values[key] = [c for c in CHANNELS if c in chosen]
+        elif key == "email":
+            values[key] = _contact("email", value)
+        elif key in ("phone", "whatsapp"):
+            values[key] = _contact(key, value)
+        elif key == "quiet_hours":
+            if value is None:
+                values[key] = None
+                continue
+            windows = tuple(value)
+            quiet._check_week(windows)
+            values[key] = [w.to_dict() for w in windows]
+        elif key in ("sms_opt_out", "whatsapp_opt_out"):
+            values[key] = bool(value)
+        elif key == "paused_until":
+            if value is not None:
+                if value.tzinfo is None:
+                    raise UserError("the pause must end at a time with a zone (or a date)")
+                if value <= now:
+                    raise UserError(
+                        f"--pause-until {value.isoformat()} is not in the future; give a later "
+                        "date, or --resume to end a pause"
+                    )
+                value = value.astimezone(dt.UTC)
+            values[key] = value
+        else:  # pause_note
+            note = " ".join(str(value).split()) if value is not None else ""
+            values[key] = note or None
+    pausing = values.get("paused_until") is not None
+    if pausing and not values.get("pause_note"):
+        raise UserError(
+            "say why dunning is paused with --note (e.g. 'treasurer promised payment on the 5th')"
+        )
+    if "paused_until" in values and values["paused_until"] is None:
+        values["pause_note"] = None  # resuming forgets the promise
+    return values
+
+
+def _stored(row: DunningPreference) -> dict[str, Any]:
+    return {
+        key: (value.isoformat() if isinstance(value := getattr(row, key), dt.datetime) else value)
+        for key in _FIELDS
+    }
+
+
+def save_preferences(
+    session: Session,
+    tenant_slug: str,
+    *,
+    actor: str,
+    now: dt.datetime | None = None,
+    **changes: Any,
+) -> Preferences:
+    """Change a tenant's preferences (`channels`, `email`, `phone`, `whatsapp` ('' or None
+    clears an override), `quiet_hours` (QuietWindows; None = the defaults, () = none),
+    `sms_opt_out`, `whatsapp_opt_out`, `paused_until` + `pause_note`), audited; values already
+    held change nothing. UserError names a bad value."""
+    from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
+
+    if not changes:
+        raise UserError(
+            "nothing to change: give --channels, --email, --phone, --whatsapp, --quiet, "
+            "--sms-opt-out/--sms-opt-in, --whatsapp-opt-out/--whatsapp-opt-in, --pause-until "
+            "or --resume"
+        )
+    now = now or utcnow()
+    tenant = get_tenant(session, tenant_slug)
+    ensure_writable(tenant, "changed")
+    values = _validated(changes, now)
+    dialect = session.get_bind().dialect.name
+    session.execute(
+        upsert_insert(dialect, DunningPreference)
+        .values(tenant_id=tenant.id, sms_opt_out=False, whatsapp_opt_out=False)
+        .on_conflict_do_nothing(index_elements=["tenant_id"])
+    )
+    row = session.scalars(
+        select(DunningPreference)
+        .where(DunningPreference.tenant_id == tenant.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    before = _stored(row)
+    changed = {key: value for key, value in values.items() if getattr(row, key) != value}
+    if changed:
+        for key, value in changed.items():
+            setattr(row, key, value)
+        row.updated_by = actor
+        row.updated_at = now
+        session.flush()
+        after = _stored(row)
+        audit.record(
+            session,
+            actor=actor,
+            action="dunning.prefs.set",
+            entity_type="tenant",
+            entity_id=tenant.id,
+            tenant_id=tenant.id,
+            before={key: before[key] for key in changed},
+            after={key: after[key] for key in changed},
+        )
+    return _build(tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row)
+
+
+def preferences_doc(session: Session, tenant_slug: str, *, now: dt.datetime) -> dict[str, Any]:
+    """What `dunning prefs show` prints: stored values, effective values and why a channel is
+    blocked."""
+    from faithflow_ops.tenancy.tenants import get_tenant
+
+    tenant = get_tenant(session, tenant_slug)
+    row = session.scalar(select(DunningPreference).where(DunningPreference.tenant_id == tenant.id))
+    prefs = _build(tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row)
+    return prefs_document(tenant, row, prefs, now=now)
+
+
+def prefs_document(
+    tenant: Tenant, row: DunningPreference | None, prefs: Preferences, *, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "tenant": tenant.slug,
+        "tenant_id": tenant.id,
+        "timezone": prefs.timezone,
+        "stored": row is not None,
+        "channels": [c for c in CHANNELS if c in prefs.channels],
+        "contacts": {c: prefs.contact(c) for c in CHANNELS},
+        "overrides": {
+            "email": row.email if row else None,
+            "phone": row.phone if row else None,
+            "whatsapp": row.whatsapp if row else None,
+        },
+        "blocked": {c: prefs.blocked(c) for c in CHANNELS},
+        "quiet_hours": [w.to_dict() | {"text": w.describe()} for w in prefs.quiet_hours],
+        "quiet_hours_default": row is None or row.quiet_hours is None,
+        "sms_opt_out": prefs.sms_opt_out,
+        "whatsapp_opt_out": prefs.whatsapp_opt_out,
+        "paused_until": prefs.paused_until,
+        "pause_note": prefs.pause_note,
+        "paused": prefs.paused(now),
+        "updated_by": row.updated_by if row else None,
+        "updated_at": row.updated_at if row else None,
+    }
+
+
+def windows_from_specs(specs: Sequence[str]) -> tuple[QuietWindow, ...]:
+    """`--quiet` values → windows; the single value `none` means no quiet hours at all."""
+    if [s.strip().lower() for s in specs] == ["none"]:
+        return ()
+    return tuple(parse_window(spec) for spec in specs)
