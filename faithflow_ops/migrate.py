@@ -47,6 +47,24 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     return before, current_revision(engine)
 
 
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """What autogenerate and `schema_diff` compare: everything but the knowledge base's
+    full-text search objects, which no model can describe and migration 0008 writes by hand —
+    SQLite's FTS5 table `kb_articles_fts` with its shadow tables (`kb_articles_fts_data`, …),
+    and Postgres's expression GIN index `ix_kb_articles_search`. Without this, every
+    comparison would report them as tables/indexes to drop."""
+    from faithflow_ops.models.kb import SEARCH_INDEX, SEARCH_TABLE
+
+    if reflected and compare_to is None and name is not None:
+        if type_ == "table" and (name == SEARCH_TABLE or name.startswith(f"{SEARCH_TABLE}_")):
+            return False
+        if type_ == "index" and name == SEARCH_INDEX:
+            return False
+    return True
+
+
 def schema_diff(engine: Engine) -> list[Any]:
     """Differences between the models and the migrated database ([] when they agree)."""
     from alembic.autogenerate import compare_metadata
@@ -56,6 +74,11 @@ def schema_diff(engine: Engine) -> list[Any]:
 
     with engine.connect() as conn:
         ctx = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": False}
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": False,
+                "include_object": include_object,
+            },
         )
         return list(compare_metadata(ctx, Base.metadata))

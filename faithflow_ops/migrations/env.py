@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from faithflow_ops.config import Settings
 from faithflow_ops.db import make_engine
+from faithflow_ops.migrate import include_object
 from faithflow_ops.models import Base
 
 config = context.config
@@ -20,6 +21,7 @@ def _configure(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
         compare_server_default=False,
+        include_object=include_object,  # the knowledge base's full-text search objects
     )
 
 

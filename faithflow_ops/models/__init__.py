@@ -16,6 +16,7 @@ from faithflow_ops.models.dunning import (
     DunningPolicy,
     DunningPreference,
 )
+from faithflow_ops.models.kb import KbArticle, TicketKbLink
 from faithflow_ops.models.ops import AuditLog, HealthCheckResult, Incident, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
@@ -46,6 +47,7 @@ __all__ = [
     "Invoice",
     "JobLock",
     "JobRun",
+    "KbArticle",
     "OutboundMessage",
     "Payment",
     "PlanChange",
@@ -60,6 +62,7 @@ __all__ = [
     "Tenant",
     "TenantDomain",
     "TenantSecurityPolicy",
+    "TicketKbLink",
     "User",
     "WebhookEvent",
 ]
