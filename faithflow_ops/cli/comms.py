@@ -1,11 +1,291 @@
-"""`faithflow comms …`: the communications outbox (`comms dispatch` is the job)."""
+"""`faithflow comms …`: the communications outbox (`comms dispatch` is the job, added from the
+registry). docs/comms.md is the runbook."""
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Annotated, Any
+
 import typer
+
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 app = typer.Typer(
     rich_markup_mode=None,
     help="The communications outbox: dispatch, list, show, retry, cancel, suppressions.",
     no_args_is_help=True,
 )
+suppress_app = typer.Typer(
+    rich_markup_mode=None,
+    help="The suppression list: contacts never sent to on a channel.",
+    no_args_is_help=True,
+)
+app.add_typer(suppress_app, name="suppress")
+
+IdArg = Annotated[int, typer.Argument(metavar="ID", help="Message id (comms list).")]
+ChannelOpt = Annotated[str, typer.Option("--channel", help="email, sms or whatsapp.")]
+ContactArg = Annotated[
+    str, typer.Argument(metavar="CONTACT", help="An e-mail address or a phone number (+234…).")
+]
+
+
+def _short(value: Any) -> Any:
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, dt.datetime) else value
+
+
+def _clip(value: Any, width: int = 60) -> Any:
+    if isinstance(value, str) and len(value) > width:
+        return value[: width - 1] + "…"
+    return value
+
+
+@app.command("list")
+def list_(
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="queued, scheduled, sending, sent, delivered, failed, suppressed, canceled "
+            "or unknown.",
+        ),
+    ] = None,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="email, sms or whatsapp.")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only this tenant's (slug).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Outbox messages, newest first: channel, recipient, template, status, attempts."""
+    from faithflow_ops.comms.admin import LIST_FIELDS, list_messages
+
+    with database().read_session() as session:
+        rows, total = list_messages(
+            session, status=status, channel=channel, tenant=tenant, limit=limit
+        )
+    if as_json:
+        output.print_json(rows)
+    else:
+        output.table(
+            [f.replace("_", " ") for f in LIST_FIELDS],
+            [[_clip(_short(r[f])) for f in LIST_FIELDS] for r in rows],
+        )
+    if total > len(rows):
+        output.info(f"showing {len(rows)} of {total}; raise --limit to see more")
+    elif not as_json:
+        output.info(f"{total} message{'s' if total != 1 else ''}")
+
+
+@app.command("show")
+def show(message_id: IdArg, as_json: JsonOpt = False) -> None:
+    """One message: every field, the rendered subject and body, variables, attempts, errors."""
+    from faithflow_ops.comms.admin import message_details
+
+    with database().read_session() as session:
+        doc = message_details(session, message_id)
+    if as_json:
+        output.print_json(doc)
+        return
+    body = doc.pop("body")
+    fields = {k: (output.dumps(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    output.record(fields, title=f"message {message_id}")
+    output.info("body:")
+    typer.echo(body)
+
+
+@app.command("retry")
+def retry(message_id: IdArg) -> None:
+    """Send a failed, unknown or canceled message again at the next dispatch (attempts start
+    over). For `unknown`, check with the provider first that it was not delivered."""
+    from faithflow_ops.comms.admin import retry as do_retry
+
+    now = parse_now(None)
+    with database().session() as session:
+        before = do_retry(session, message_id, now=now, actor=actor())
+    output.info(f"message {message_id}: {before} → queued; the next `comms dispatch` sends it")
+
+
+@app.command("cancel")
+def cancel(message_id: IdArg) -> None:
+    """Cancel a queued or scheduled message (it is never sent)."""
+    from faithflow_ops.comms.admin import cancel as do_cancel
+
+    now = parse_now(None)
+    with database().session() as session:
+        before = do_cancel(session, message_id, now=now, actor=actor())
+    output.info(f"message {message_id}: {before} → canceled")
+
+
+@app.command("send")
+def send(
+    channel: ChannelOpt,
+    to: Annotated[str, typer.Option("--to", help="Recipient: e-mail address or +E.164 number.")],
+    template: Annotated[str, typer.Option("--template", help="Template name (comms templates).")],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Tenant slug: its locale, time zone and name.")
+    ] = None,
+    var: Annotated[
+        list[str] | None,
+        typer.Option("--var", help="A template variable, key=value (repeatable)."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Idempotency key (the same key never enqueues twice); default: new."
+        ),
+    ] = None,
+    not_before: Annotated[
+        str | None, typer.Option("--not-before", help="Send at this time or later (ISO-8601).")
+    ] = None,
+    priority: Annotated[
+        int, typer.Option("--priority", min=0, max=1000, help="Lower is sent first.")
+    ] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enqueue one message through the outbox (rendered now, sent by the next dispatch)."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from faithflow_ops.comms.outbox import enqueue
+    from faithflow_ops.errors import NotFound, UserError, one_of
+    from faithflow_ops.models import Tenant
+    from faithflow_ops.models.comms import CHANNELS
+
+    one_of("--channel", channel, CHANNELS)
+    variables: dict[str, Any] = {}
+    for item in var or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--var {item!r} is not key=value; use e.g. --var amount_minor=150000")
+        variables[name.strip()] = value
+    now = parse_now(None)
+    when = parse_now(not_before) if not_before else None
+    with database().session() as session:
+        row = None
+        if tenant:
+            row = session.scalar(select(Tenant).where(Tenant.slug == tenant))
+            if row is None:
+                raise NotFound(f"no tenant with slug {tenant!r}; see `faithflow tenants list`")
+        result = enqueue(
+            session,
+            channel=channel,
+            recipient=to,
+            template=template,
+            variables=variables,
+            idempotency_key=key or f"cli:{uuid.uuid4().hex}",
+            now=now,
+            tenant=row,
+            not_before=when,
+            priority=priority,
+            category="operator",
+        )
+    doc = {"id": result.id, "status": result.status, "created": result.created}
+    if as_json:
+        output.print_json(doc)
+    elif result.created:
+        output.info(f"message {result.id} {result.status}")
+    else:
+        output.info(f"that key was used already: message {result.id} ({result.status}), unchanged")
+
+
+@app.command("templates")
+def templates_(as_json: JsonOpt = False) -> None:
+    """The message templates in the package and the channels each has."""
+    from faithflow_ops.comms import templates
+
+    docs = [{"name": n, "channels": list(templates.available(n))} for n in templates.names()]
+    if as_json:
+        output.print_json(docs)
+        return
+    output.table(["template", "channels"], [[d["name"], ", ".join(d["channels"])] for d in docs])
+
+
+def _until(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    from faithflow_ops.errors import UserError
+    from faithflow_ops.jobs.base import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise UserError(f"--until {value!r} is not a date; use e.g. --until 2026-12-31") from None
+
+
+@suppress_app.command("add")
+def suppress_add(
+    contact: ContactArg,
+    channel: ChannelOpt,
+    reason: Annotated[
+        str, typer.Option("--reason", help="bounce, complaint, unsubscribe or stop.")
+    ],
+    until: Annotated[
+        str | None, typer.Option("--until", help="Suppressed until this date (default: for good).")
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why, for the next operator.")] = None,
+) -> None:
+    """Never send to CONTACT on this channel (until --until)."""
+    from faithflow_ops.comms.admin import suppress
+
+    now = parse_now(None)
+    with database().session() as session:
+        to, added = suppress(
+            session,
+            channel=channel,
+            contact=contact,
+            reason=reason,
+            now=now,
+            actor=actor(),
+            until=_until(until),
+            note=note,
+        )
+    if added:
+        output.info(f"{to} suppressed on {channel} ({reason})")
+    else:
+        output.info(f"{to} was already suppressed on {channel}; unchanged (remove it first)")
+
+
+@suppress_app.command("remove")
+def suppress_remove(contact: ContactArg, channel: ChannelOpt) -> None:
+    """Take CONTACT off the suppression list for this channel."""
+    from faithflow_ops.comms.admin import unsuppress
+
+    now = parse_now(None)
+    with database().session() as session:
+        to = unsuppress(session, channel=channel, contact=contact, now=now, actor=actor())
+    output.info(f"{to} is no longer suppressed on {channel}")
+
+
+@suppress_app.command("list")
+def suppress_list(
+    channel: Annotated[str | None, typer.Option("--channel", help="Only this channel.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every suppressed contact: channel, reason, until, note."""
+    from faithflow_ops.comms.admin import suppressions
+
+    with database().read_session() as session:
+        rows = suppressions(session, channel=channel)
+    if as_json:
+        output.print_json(rows)
+        return
+    output.table(
+        ["channel", "contact", "reason", "until", "note", "by", "since"],
+        [
+            [
+                r["channel"],
+                r["contact"],
+                r["reason"],
+                _short(r["until"]) or "for good",
+                r["note"],
+                r["created_by"],
+                _short(r["created_at"]),
+            ]
+            for r in rows
+        ],
+    )
+    output.info(f"{len(rows)} suppressed contact{'s' if len(rows) != 1 else ''}")

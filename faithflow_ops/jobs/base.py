@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from faithflow_ops.config import Settings
+    from faithflow_ops.db import Database
 
 Trigger = Literal["cli", "http", "scheduler"]
 Outcome = Literal["applied", "stale", "failed", "reported"]
@@ -115,5 +116,18 @@ class Job(ABC):
         Must be all-or-nothing: return an outcome per action when every one applied, or None
         (after changing nothing) so the runner falls back to `apply` per action, each in its
         own transaction, to find and record the ones that fail.
+        """
+        return None
+
+    def apply_unmanaged(
+        self, db: Database, ctx: JobContext, actions: Sequence[Action]
+    ) -> list[ActionResult] | None:
+        """Apply a batch in transactions of the job's own, or return None for the default
+        (`apply_batch`, then `apply` one by one).
+
+        For jobs whose work must commit between its steps — claim a row, call the outside
+        world, record the outcome (`comms dispatch`) — and may run the outside calls
+        concurrently. Return one ActionResult per action, in order; one action's failure is
+        its result, not an exception (an exception fails the run).
         """
         return None

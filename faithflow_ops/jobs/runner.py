@@ -236,6 +236,10 @@ def _apply(
     db: Database, job: Job, ctx: JobContext, actions: Sequence[Action]
 ) -> list[ActionResult]:
     to_apply = [a for a in actions if a.kind not in job.report_only]
+    own = job.apply_unmanaged(db, ctx, to_apply) if to_apply else None
+    if own is not None:
+        by_action = {id(a): r for a, r in zip(to_apply, own, strict=True)}
+        return [by_action.get(id(a)) or ActionResult(a, "reported") for a in actions]
     done: dict[int, Outcome] = {}
     if len(to_apply) > 1:
         try:

@@ -1,4 +1,5 @@
-"""Outgoing e-mail over SMTP (`SMTP_URL`, `EMAIL_FROM`): stdlib smtplib, one message per call.
+"""Outgoing e-mail over SMTP (`SMTP_URL`, `EMAIL_FROM`): stdlib smtplib. `send_email` sends one
+message on a connection of its own; `Mailer` keeps one connection for many (the outbox).
 
 `SMTP_URL` (parsed by `config.parse_smtp_url`):
 
@@ -44,10 +45,16 @@ class SmtpError(ProviderError):
         smtp_code: int | None = None,
         permanent: bool = False,
         timed_out: bool = False,
+        recipient_refused: bool = False,
+        config: bool = False,
     ) -> None:
         super().__init__(PROVIDER, operation, message, timed_out=timed_out)
         self.smtp_code = smtp_code
         self.permanent = permanent or (smtp_code is not None and 500 <= smtp_code < 600)
+        # The server refused this recipient for good (5xx at RCPT): the address bounces.
+        self.bounced = recipient_refused and self.permanent
+        # The problem is our setting (login, EMAIL_FROM, STARTTLS), not the message.
+        self.config = config
 
     @property
     def exit_code(self) -> int:
@@ -67,6 +74,130 @@ class SmtpError(ProviderError):
         return f"{what}: {self.message}{hint}"
 
 
+class Mailer:
+    """One SMTP connection reused for many messages (the outbox sends a run's mail through
+    it); opened on the first `send`, re-opened when the server dropped it between messages.
+    Not thread-safe: one Mailer per thread. Use as a context manager (QUIT on exit)."""
+
+    def __init__(self, settings: Settings, *, context: ssl.SSLContext | None = None) -> None:
+        self.url = parse_smtp_url(settings.require("smtp_url", "SMTP_URL"))
+        self.sender = settings.require("email_from", "EMAIL_FROM")
+        self.timeout = settings.provider_timeout
+        self.tls = context or ssl.create_default_context()
+        self._client: smtplib.SMTP | None = None
+        self.connections = 0  # how many times a connection was opened (tests, benchmarks)
+
+    def __enter__(self) -> Mailer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.quit()
+            except (OSError, smtplib.SMTPException):
+                client.close()
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        url = self.url
+        client: smtplib.SMTP
+        if url.scheme == "smtps":
+            client = smtplib.SMTP_SSL(url.host, url.port, timeout=self.timeout, context=self.tls)
+        else:
+            client = smtplib.SMTP(url.host, url.port, timeout=self.timeout)
+        try:
+            client.ehlo()
+            if url.scheme == "smtp+starttls" or (
+                url.scheme == "smtp" and client.has_extn("starttls")
+            ):
+                client.starttls(context=self.tls)
+                client.ehlo()
+            if url.username:
+                client.login(url.username, url.password or "")
+        except BaseException:
+            client.close()
+            raise
+        self.connections += 1
+        return client
+
+    def send(
+        self,
+        to: str,
+        subject: str,
+        body: str,
+        *,
+        message_id: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Send one plain-text message to `to`; raise `SmtpError` unless the server accepted
+        it. `message_id` (`<…@…>`) is the caller's stable id for this message."""
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg["Date"] = email.utils.formatdate(usegmt=True)
+        msg["Message-ID"] = message_id
+        for name, value in (headers or {}).items():
+            msg[name] = value
+        msg.set_content(body)
+        operation = f"sending {message_id} to {to}"
+        try:
+            reused = self._client is not None
+            if self._client is None:
+                self._client = self._connect()
+            try:
+                self._client.send_message(msg)
+            except smtplib.SMTPServerDisconnected:
+                # An idle connection the server closed before MAIL FROM: open a new one, once.
+                self._drop()
+                if not reused:
+                    raise
+                self._client = self._connect()
+                self._client.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:  # smtplib sent RSET: the connection lives
+            code, text = next(iter(exc.recipients.values()))
+            raise SmtpError(
+                operation, _text(text), smtp_code=code, recipient_refused=True
+            ) from None
+        except smtplib.SMTPAuthenticationError as exc:
+            self._drop()
+            raise SmtpError(
+                operation,
+                _text(exc.smtp_error) + " (check the user and password in SMTP_URL)",
+                smtp_code=exc.smtp_code,
+                config=True,
+            ) from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise SmtpError(
+                operation,
+                _text(exc.smtp_error) + " (check EMAIL_FROM)",
+                smtp_code=exc.smtp_code,
+                config=exc.smtp_code >= 500,
+            ) from None
+        except smtplib.SMTPResponseException as exc:  # data refused, connect refused…
+            if not isinstance(exc, smtplib.SMTPDataError):
+                self._drop()
+            raise SmtpError(operation, _text(exc.smtp_error), smtp_code=exc.smtp_code) from None
+        except smtplib.SMTPNotSupportedError as exc:  # no STARTTLS / AUTH where SMTP_URL needs it
+            self._drop()
+            raise SmtpError(operation, str(exc), permanent=True, config=True) from None
+        except TimeoutError:
+            self._drop()
+            raise SmtpError(operation, "the connection timed out", timed_out=True) from None
+        except (OSError, smtplib.SMTPException) as exc:  # refused, reset, TLS failure, hung up
+            self._drop()
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise SmtpError(operation, detail) from None
+
+
 def send_email(
     settings: Settings,
     to: str,
@@ -76,49 +207,21 @@ def send_email(
     message_id: str,
     context: ssl.SSLContext | None = None,
 ) -> None:
-    """Send one plain-text message to `to`; raise `SmtpError` unless the server accepted it.
+    """Send one plain-text message to `to` over a connection of its own; raise `SmtpError`
+    unless the server accepted it.
 
     `message_id` (`<…@…>`) is the caller's stable id for this message; `context` overrides the
     default TLS context (tests pass one trusting their own CA)."""
-    url = parse_smtp_url(settings.require("smtp_url", "SMTP_URL"))
-    msg = EmailMessage()
-    msg["From"] = settings.require("email_from", "EMAIL_FROM")
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Date"] = email.utils.formatdate(usegmt=True)
-    msg["Message-ID"] = message_id
-    msg.set_content(body)
-    operation = f"sending {message_id} to {to}"
-    tls = context or ssl.create_default_context()
-    timeout = settings.provider_timeout
-    try:
-        client: smtplib.SMTP
-        if url.scheme == "smtps":
-            client = smtplib.SMTP_SSL(url.host, url.port, timeout=timeout, context=tls)
-        else:
-            client = smtplib.SMTP(url.host, url.port, timeout=timeout)
-        with client:
-            client.ehlo()
-            if url.scheme == "smtp+starttls" or (
-                url.scheme == "smtp" and client.has_extn("starttls")
-            ):
-                client.starttls(context=tls)
-                client.ehlo()
-            if url.username:
-                client.login(url.username, url.password or "")
-            client.send_message(msg)
-    except smtplib.SMTPRecipientsRefused as exc:
-        code, text = next(iter(exc.recipients.values()))
-        raise SmtpError(operation, _text(text), smtp_code=code) from None
-    except smtplib.SMTPResponseException as exc:  # sender refused, data refused, auth failed…
-        raise SmtpError(operation, _text(exc.smtp_error), smtp_code=exc.smtp_code) from None
-    except smtplib.SMTPNotSupportedError as exc:  # no STARTTLS / AUTH where SMTP_URL needs it
-        raise SmtpError(operation, str(exc), permanent=True) from None
-    except TimeoutError:
-        raise SmtpError(operation, "the connection timed out", timed_out=True) from None
-    except (OSError, smtplib.SMTPException) as exc:  # refused, reset, TLS failure, hung up
-        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        raise SmtpError(operation, detail) from None
+    with Mailer(settings, context=context) as mailer:
+        mailer.send(to, subject, body, message_id=message_id)
+
+
+def make_message_id(key: str, domain_of: str) -> str:
+    """A stable `Message-ID` for `key` (the same on every attempt): `<key@domain>`, the domain
+    taken from the address in `domain_of` (EMAIL_FROM)."""
+    _, address = email.utils.parseaddr(domain_of)
+    domain = address.rpartition("@")[2] or "faithflow.invalid"
+    return f"<{key}@{domain}>"
 
 
 def _text(raw: bytes | str) -> str:

@@ -1,0 +1,285 @@
+"""What an operator does to the outbox (`faithflow comms …`): look, retry, cancel, suppress.
+
+Every change is a conditional UPDATE on the status it expects, audited, so a command racing the
+dispatcher either wins cleanly or is refused with the status it found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.comms import contacts
+from faithflow_ops.comms.dispatch import add_suppression
+from faithflow_ops.db import rowcount
+from faithflow_ops.errors import NotFound, UserError, one_of
+from faithflow_ops.models import OutboundMessage, Suppression, Tenant
+from faithflow_ops.models.comms import (
+    CHANNELS,
+    MESSAGE_STATUSES,
+    PENDING_STATUSES,
+    SUPPRESSION_REASONS,
+)
+
+RETRYABLE = ("failed", "unknown", "canceled")
+AUDIT_RETRY = "comms.retry"
+AUDIT_CANCEL = "comms.cancel"
+AUDIT_SUPPRESS = "comms.suppress"
+AUDIT_UNSUPPRESS = "comms.unsuppress"
+
+LIST_FIELDS = (
+    "id",
+    "tenant",
+    "channel",
+    "recipient",
+    "template",
+    "status",
+    "priority",
+    "attempts",
+    "next_attempt_at",
+    "sent_at",
+    "last_error",
+)
+
+
+def _tenant_id(session: Session, slug: str) -> int:
+    found = session.scalar(select(Tenant.id).where(Tenant.slug == slug))
+    if found is None:
+        raise NotFound(f"no tenant with slug {slug!r}; see `faithflow tenants list`")
+    return found
+
+
+def list_messages(
+    session: Session,
+    *,
+    status: str | None = None,
+    channel: str | None = None,
+    tenant: str | None = None,
+    limit: int = 100,
+) -> tuple[list[dict[str, Any]], int]:
+    """Messages, newest first, and how many match in all."""
+    if status is not None:
+        one_of("--status", status, MESSAGE_STATUSES)
+    if channel is not None:
+        one_of("--channel", channel, CHANNELS)
+    where = []
+    if status:
+        where.append(OutboundMessage.status == status)
+    if channel:
+        where.append(OutboundMessage.channel == channel)
+    if tenant:
+        where.append(OutboundMessage.tenant_id == _tenant_id(session, tenant))
+    total = session.scalar(select(func.count()).select_from(OutboundMessage).where(*where)) or 0
+    rows = session.execute(
+        select(OutboundMessage, Tenant.slug)
+        .outerjoin(Tenant, Tenant.id == OutboundMessage.tenant_id)
+        .where(*where)
+        .order_by(OutboundMessage.id.desc())
+        .limit(limit)
+    ).all()
+    out = []
+    for msg, slug in rows:
+        doc = {name: getattr(msg, name, None) for name in LIST_FIELDS if name != "tenant"}
+        doc["tenant"] = slug
+        out.append({name: doc[name] for name in LIST_FIELDS})
+    return out, total
+
+
+def _message(session: Session, message_id: int) -> OutboundMessage:
+    msg = session.get(OutboundMessage, message_id)
+    if msg is None:
+        raise NotFound(f"no outbox message {message_id}; see `faithflow comms list`")
+    return msg
+
+
+def message_details(session: Session, message_id: int) -> dict[str, Any]:
+    """Every field of one message, its tenant's slug and any suppression of its recipient."""
+    msg = _message(session, message_id)
+    doc: dict[str, Any] = {c.key: getattr(msg, c.key) for c in OutboundMessage.__mapper__.columns}
+    doc["tenant"] = (
+        session.scalar(select(Tenant.slug).where(Tenant.id == msg.tenant_id))
+        if msg.tenant_id is not None
+        else None
+    )
+    sup = session.scalar(
+        select(Suppression).where(
+            Suppression.contact == msg.recipient, Suppression.channel == msg.channel
+        )
+    )
+    doc["suppression"] = (
+        {"reason": sup.reason, "until": sup.until, "note": sup.note, "since": sup.created_at}
+        if sup
+        else None
+    )
+    return doc
+
+
+def retry(session: Session, message_id: int, *, now: dt.datetime, actor: str) -> str:
+    """Queue a failed, unknown or canceled message to be sent at the next dispatch, with a
+    fresh count of attempts. Returns the status it had."""
+    msg = _message(session, message_id)
+    before = msg.status
+    if before not in RETRYABLE:
+        hint = {
+            "sent": "it was sent already; enqueue a new message to send it again",
+            "delivered": "it was delivered already; enqueue a new message to send it again",
+            "sending": "a dispatcher is sending it now; if that dispatcher died, it becomes "
+            "unknown after its lease and can be retried then",
+            "suppressed": "its recipient is suppressed; `faithflow comms suppress remove` "
+            "first, then enqueue it again",
+            "queued": "it is already waiting for the next dispatch",
+            "scheduled": "it is already waiting for its scheduled time",
+        }.get(before, "")
+        raise UserError(
+            f"message {message_id} is {before}; only {', '.join(RETRYABLE)} messages can be "
+            f"retried ({hint})"
+        )
+    result = session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == message_id, OutboundMessage.status == before)
+        .values(
+            status="queued",
+            attempts=0,
+            next_attempt_at=now,
+            lease_expires_at=None,
+            claimed_by=None,
+            failed_at=None,
+            canceled_at=None,
+            last_error=f"retried by {actor} (was {before}: {msg.last_error or 'no error'})"[:2000],
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(result) != 1:
+        raise UserError(f"message {message_id} changed while retrying it; look again and rerun")
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_RETRY,
+        entity_type="outbound_message",
+        entity_id=message_id,
+        tenant_id=msg.tenant_id,
+        before={"status": before},
+        after={"status": "queued"},
+    )
+    return before
+
+
+def cancel(session: Session, message_id: int, *, now: dt.datetime, actor: str) -> str:
+    """Cancel a queued or scheduled message. Returns the status it had."""
+    msg = _message(session, message_id)
+    before = msg.status
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.id == message_id,
+            OutboundMessage.status.in_(PENDING_STATUSES),
+        )
+        .values(
+            status="canceled", canceled_at=now, last_error=f"canceled by {actor}", updated_at=now
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(result) != 1:
+        raise UserError(
+            f"message {message_id} is {before}; only queued or scheduled messages can be canceled"
+        )
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_CANCEL,
+        entity_type="outbound_message",
+        entity_id=message_id,
+        tenant_id=msg.tenant_id,
+        before={"status": before},
+        after={"status": "canceled"},
+    )
+    return before
+
+
+def suppress(
+    session: Session,
+    *,
+    channel: str,
+    contact: str,
+    reason: str,
+    now: dt.datetime,
+    actor: str,
+    until: dt.datetime | None = None,
+    note: str | None = None,
+) -> tuple[str, bool]:
+    """Add a contact to the suppression list. Returns (normalised contact, added); a contact
+    already there keeps its entry (remove it first to change it)."""
+    one_of("--channel", channel, CHANNELS)
+    one_of("--reason", reason, SUPPRESSION_REASONS)
+    to = contacts.normalize(channel, contact)
+    if until is not None and until <= now:
+        raise UserError(f"--until {until.isoformat()} is in the past; give a later date or none")
+    added = add_suppression(
+        session,
+        channel=channel,
+        contact=to,
+        reason=reason,
+        now=now,
+        until=until,
+        note=note,
+        created_by=actor,
+    )
+    if added:
+        audit.record(
+            session,
+            actor=actor,
+            action=AUDIT_SUPPRESS,
+            entity_type="comms_suppression",
+            entity_id=f"{channel}:{to}",
+            after={"reason": reason, "until": until.isoformat() if until else None, "note": note},
+        )
+    return to, added
+
+
+def unsuppress(
+    session: Session, *, channel: str, contact: str, now: dt.datetime, actor: str
+) -> str:
+    """Take a contact off the suppression list; NotFound when it was not on it."""
+    one_of("--channel", channel, CHANNELS)
+    to = contacts.normalize(channel, contact)
+    sup = session.scalar(
+        select(Suppression).where(Suppression.contact == to, Suppression.channel == channel)
+    )
+    if sup is None:
+        raise NotFound(f"{to} is not on the {channel} suppression list")
+    session.execute(delete(Suppression).where(Suppression.id == sup.id))
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_UNSUPPRESS,
+        entity_type="comms_suppression",
+        entity_id=f"{channel}:{to}",
+        before={"reason": sup.reason, "until": sup.until.isoformat() if sup.until else None},
+    )
+    return to
+
+
+def suppressions(session: Session, *, channel: str | None = None) -> list[dict[str, Any]]:
+    if channel is not None:
+        one_of("--channel", channel, CHANNELS)
+    query = select(Suppression).order_by(Suppression.channel, Suppression.contact)
+    if channel:
+        query = query.where(Suppression.channel == channel)
+    return [
+        {
+            "id": s.id,
+            "channel": s.channel,
+            "contact": s.contact,
+            "reason": s.reason,
+            "until": s.until,
+            "note": s.note,
+            "created_by": s.created_by,
+            "created_at": s.created_at,
+        }
+        for s in session.scalars(query)
+    ]

@@ -1,0 +1,224 @@
+"""Twilio's Messages API for SMS and WhatsApp (`TWILIO_*`): httpx, one request per message.
+
+`POST {TWILIO_API_BASE}/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json` with the form
+fields `To`, `From`, `Body`, basic auth `sid:token`. SMS goes from `TWILIO_FROM` to the E.164
+number; WhatsApp from `whatsapp:{TWILIO_WHATSAPP_FROM}` to `whatsapp:{number}`. A 201 answer
+carries the message `sid` (`SM…`) and its first `status` (`queued`, `accepted`…).
+
+One attempt per call: the outbox (`comms dispatch`) schedules retries across runs, so a run
+never sleeps through a backoff. Every failure is a `TwilioError` saying which kind it is:
+
+- **permanent** for this recipient (HTTP 400 with a code about the number or the recipient:
+  21211 invalid number, 21614 not a mobile, 21610 the recipient replied STOP, 21408 no
+  permission for that region, 63016 WhatsApp outside the 24-hour window…; other 4xx the
+  request itself is wrong): sending it again cannot help. `suppress` says when the recipient
+  belongs on the suppression list (21610 → `stop`).
+- **ours** (`config=True`): bad credentials (401, 20003), a `From` Twilio does not accept
+  (21606, 21212, 21659, 63007), an account or number we cannot use. Not the recipient's fault:
+  the message is retried once the setting is fixed.
+- **transient**: 429 (with `Retry-After`), 5xx, connection errors, timeouts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from faithflow_ops.errors import ConfigError
+from faithflow_ops.providers._http import ProviderError, parse_retry_after
+
+if TYPE_CHECKING:
+    import httpx
+
+    from faithflow_ops.config import Settings
+
+PROVIDER = "twilio"
+API_VERSION = "2010-04-01"
+
+# Twilio error codes (https://www.twilio.com/docs/api/errors) that condemn the recipient.
+RECIPIENT_CODES: dict[int, str] = {
+    21211: "invalid 'To' phone number",
+    21214: "'To' phone number cannot be reached",
+    21217: "phone number does not appear to be valid",
+    21407: "this number type is not supported",
+    21408: "permission to send to this region is not enabled",
+    21610: "the recipient replied STOP (unsubscribed)",
+    21612: "the 'To' number cannot be reached from this 'From' number",
+    21614: "'To' number is not a valid mobile number",
+    21635: "'To' number cannot be reached (landline or unreachable carrier)",
+    30003: "unreachable destination handset",
+    30005: "unknown destination handset",
+    30006: "landline or unreachable carrier",
+    63003: "the WhatsApp channel could not find the recipient",
+    63016: "WhatsApp: outside the 24-hour window, a pre-approved template is required",
+    63024: "invalid WhatsApp message recipient",
+}
+# Codes that say the recipient asked not to get messages: add to the suppression list.
+SUPPRESS_CODES: dict[int, str] = {21610: "stop"}
+# Codes that point at our own configuration, not at the message.
+CONFIG_CODES: dict[int, str] = {
+    20003: "authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
+    20404: "the account or resource was not found: check TWILIO_ACCOUNT_SID",
+    21212: "invalid 'From' number: check TWILIO_FROM / TWILIO_WHATSAPP_FROM",
+    21606: "the 'From' number cannot send SMS: check TWILIO_FROM",
+    21603: "a 'From' number is required: set TWILIO_FROM",
+    21659: "the 'From' number is not a Twilio number: check TWILIO_FROM",
+    63007: "no WhatsApp sender for 'From': check TWILIO_WHATSAPP_FROM",
+}
+
+
+class TwilioError(ProviderError):
+    """A message Twilio did not accept; see the module docstring for the three kinds."""
+
+    def __init__(
+        self,
+        operation: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        permanent: bool = False,
+        config: bool = False,
+        retry_after: float | None = None,
+        timed_out: bool = False,
+    ) -> None:
+        super().__init__(
+            PROVIDER,
+            operation,
+            message,
+            status=status,
+            retryable=not permanent,
+            retry_after=retry_after,
+            timed_out=timed_out,
+        )
+        self.code = code
+        self.permanent = permanent
+        self.config = config
+        self.suppress = SUPPRESS_CODES.get(code) if code is not None else None
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.permanent or self.config else 1
+
+    def __str__(self) -> str:
+        code = f" [Twilio {self.code}]" if self.code is not None else ""
+        if self.timed_out:
+            return f"twilio did not answer {self.operation} in time; will retry"
+        if self.status is None:
+            return f"could not reach twilio for {self.operation}: {self.message}; will retry"
+        if self.permanent:
+            return f"twilio refused {self.operation} (HTTP {self.status}){code}: {self.message}"
+        if self.config:
+            return f"twilio refused {self.operation} (HTTP {self.status}){code}: {self.message}"
+        return f"twilio failed {self.operation} (HTTP {self.status}){code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class TwilioMessage:
+    sid: str
+    status: str
+
+
+def sender(settings: Settings, channel: str) -> str:
+    """The `From` for `channel`, or ConfigError naming the variable to set."""
+    if channel == "sms":
+        return settings.require("twilio_from", "TWILIO_FROM")
+    if channel == "whatsapp":
+        number = settings.require("twilio_whatsapp_from", "TWILIO_WHATSAPP_FROM")
+        return number if number.startswith("whatsapp:") else f"whatsapp:{number}"
+    raise ConfigError(f"channel {channel!r} does not go through Twilio (sms, whatsapp)")
+
+
+def check(settings: Settings, channel: str) -> None:
+    """ConfigError unless every setting `channel` needs is present (before any claim)."""
+    settings.require("twilio_account_sid", "TWILIO_ACCOUNT_SID")
+    settings.require("twilio_auth_token", "TWILIO_AUTH_TOKEN")
+    sender(settings, channel)
+
+
+class TwilioClient:
+    """Sends messages through one connection pool (`max_connections` at once); thread-safe.
+    Use as a context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        max_connections: int = 16,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        sid = settings.require("twilio_account_sid", "TWILIO_ACCOUNT_SID")
+        token = settings.require("twilio_auth_token", "TWILIO_AUTH_TOKEN")
+        self.settings = settings
+        self.path = f"/{API_VERSION}/Accounts/{sid}/Messages.json"
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._client = httpx.Client(
+            base_url=settings.twilio_api_base.rstrip("/"),
+            auth=(sid, token),
+            headers={"Accept": "application/json"},
+            timeout=settings.provider_timeout,
+            limits=limits,
+            transport=transport,
+        )
+
+    def __enter__(self) -> TwilioClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send(self, channel: str, to: str, body: str) -> TwilioMessage:
+        """Send `body` to the E.164 number `to` on `channel` (sms or whatsapp)."""
+        import httpx
+
+        from_ = sender(self.settings, channel)
+        recipient = f"whatsapp:{to}" if channel == "whatsapp" else to
+        operation = f"{channel} to {to}"
+        try:
+            response = self._client.post(
+                self.path, data={"To": recipient, "From": from_, "Body": body}
+            )
+        except httpx.TimeoutException:
+            raise TwilioError(operation, "the request timed out", timed_out=True) from None
+        except httpx.HTTPError as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise TwilioError(operation, detail) from None
+        return _answer(operation, response)
+
+
+def _answer(operation: str, response: httpx.Response) -> TwilioMessage:
+    doc: Any
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    status = response.status_code
+    if 200 <= status < 300:
+        # Accepted. An answer without a sid is still an acceptance: never send it twice.
+        if not isinstance(doc, dict):
+            return TwilioMessage("", "accepted")
+        return TwilioMessage(str(doc.get("sid") or ""), str(doc.get("status") or "queued"))
+    code = doc.get("code") if isinstance(doc, dict) else None
+    code = code if isinstance(code, int) else None
+    text = doc.get("message") if isinstance(doc, dict) else None
+    message = str(text)[:300] if text else (response.text[:200].strip() or "no message")
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        raise TwilioError(operation, message, status=status, code=code, retry_after=retry_after)
+    if status in (401, 403) or (code is not None and code in CONFIG_CODES):
+        hint = CONFIG_CODES.get(code or 0) or CONFIG_CODES[20003]
+        raise TwilioError(operation, f"{message} ({hint})", status=status, code=code, config=True)
+    if status == 404:
+        raise TwilioError(
+            operation, f"{message} ({CONFIG_CODES[20404]})", status=status, code=code, config=True
+        )
+    if code is not None and code in RECIPIENT_CODES and not text:
+        message = RECIPIENT_CODES[code]
+    raise TwilioError(operation, message, status=status, code=code, permanent=True)

@@ -1,0 +1,181 @@
+"""A loopback stand-in for Twilio's Messages API (DESIGN §7): the real httpx client in
+providers/twilio.py talks to it over TCP.
+
+`POST /2010-04-01/Accounts/{sid}/Messages.json` (form `To`, `From`, `Body`, basic auth): records
+every request and answers 201 with a documented message resource (`sid` SM…, `status`
+`queued`), unless a reply was scripted for that recipient (`fake.script(to, Reply(...))`: a 400
+with a Twilio error code, 429 with Retry-After, 500…) or for any recipient (`fake.script(None,
+…)`). Wrong credentials get Twilio's 401 (code 20003).
+
+`GET /_stats` answers `{"requests": n, "accepted": n, "by_to": {to: count}}` — how the benchmark
+counts requests when the stand-in runs in a process of its own:
+`python -m tests.twilio_fake --port 0 --sid AC… --token …` prints `listening on URL` then serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+SID = "AC00000000000000000000000000000000"
+TOKEN = "twilio-test-token"
+
+
+@dataclass
+class Reply:
+    status: int = 201
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error(status: int, code: int, message: str, **headers: str) -> Reply:
+    """Twilio's documented error body."""
+    return Reply(
+        status,
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        dict(headers),
+    )
+
+
+@dataclass
+class Received:
+    path: str
+    auth: str | None
+    form: dict[str, str]
+
+
+class TwilioFake:
+    def __init__(self, sid: str = SID, token: str = TOKEN) -> None:
+        self.sid, self.token = sid, token
+        self.requests: list[Received] = []
+        self.accepted: list[Received] = []
+        self._script: dict[str | None, list[Reply]] = {}
+        self._lock = threading.Lock()
+        self.url = ""
+        self.on_accept: Any = None  # called with the Received after a 201 is decided
+
+    def script(self, to: str | None, *replies: Reply) -> None:
+        """The next answers for recipient `to` (its `To` field as sent), or for anyone (None)."""
+        with self._lock:
+            self._script.setdefault(to, []).extend(replies)
+
+    def count(self, to: str) -> int:
+        return sum(1 for r in self.requests if r.form.get("To") == to)
+
+    def _answer(self, req: Received) -> Reply:
+        expected = "Basic " + base64.b64encode(f"{self.sid}:{self.token}".encode()).decode()
+        with self._lock:
+            self.requests.append(req)
+            if req.auth != expected:
+                return error(401, 20003, "Authenticate")
+            if req.path != f"/2010-04-01/Accounts/{self.sid}/Messages.json":
+                return error(404, 20404, "The requested resource was not found")
+            for key in (req.form.get("To"), None):
+                queued = self._script.get(key)
+                if queued:
+                    return queued.pop(0)
+            self.accepted.append(req)
+        return Reply(
+            201,
+            {
+                "sid": "SM" + uuid.uuid4().hex,
+                "account_sid": self.sid,
+                "to": req.form.get("To"),
+                "from": req.form.get("From"),
+                "body": req.form.get("Body"),
+                "status": "queued",
+                "num_segments": "1",
+                "direction": "outbound-api",
+                "api_version": "2010-04-01",
+                "error_code": None,
+                "error_message": None,
+            },
+        )
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": len(self.requests),
+                "accepted": len(self.accepted),
+                "by_to": dict(Counter(r.form.get("To", "") for r in self.requests)),
+            }
+
+    @contextlib.contextmanager
+    def serve(self, port: int = 0) -> Iterator[TwilioFake]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, reply: Reply) -> None:
+                body = json.dumps(reply.body or {}).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path == "/_stats":
+                    self._send(Reply(200, fake.stats()))
+                else:
+                    self._send(error(404, 20404, "The requested resource was not found"))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                req = Received(
+                    self.path, self.headers.get("Authorization"), dict(parse_qsl(raw, True))
+                )
+                reply = fake._answer(req)
+                self._send(reply)
+                if reply.status == 201 and fake.on_accept is not None:
+                    fake.on_accept(req)
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A loopback Twilio Messages API stand-in.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--sid", default=SID)
+    parser.add_argument("--token", default=TOKEN)
+    args = parser.parse_args()
+    fake = TwilioFake(args.sid, args.token)
+    with fake.serve(args.port):
+        print(f"listening on {fake.url}", flush=True)
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
