@@ -284,7 +284,7 @@ def _validated(changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
         elif key == "email":
             values[key] = _contact("email", value)
         elif key in ("phone", "whatsapp"):
-            values[key] = _contact(key, value)
+            values[key] = _contact("sms" if key == "phone" else key, value)
         elif key == "quiet_hours":
             if value is None:
                 values[key] = None
