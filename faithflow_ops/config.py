@@ -308,6 +308,11 @@ class Settings:
     ops_email: str | None = None
     dispute_alert_days: tuple[int, ...] = (3, 1)
     dispute_lookback_days: int = 120  # how far back `disputes monitor` pulls disputes
+    # sla sweep: where breach/warning e-mails go for unassigned tickets, and when a warning is
+    # due: the later of (due - warning minutes) and (start + warning percent of the target).
+    support_queue_email: str | None = None
+    sla_warning_minutes: int = 15
+    sla_warning_percent: int = 80
     pagerduty_routing_key: str | None = None
     pagerduty_api_base: str = "https://events.pagerduty.com"
     log_format: str | None = None  # "json" | "console" | None (auto: console on a TTY)
@@ -401,6 +406,9 @@ class Settings:
             ops_email=_email(env, "FAITHFLOW_OPS_EMAIL"),
             dispute_alert_days=_days(env, "FAITHFLOW_DISPUTE_ALERT_DAYS", (3, 1)),
             dispute_lookback_days=_int(env, "FAITHFLOW_DISPUTE_LOOKBACK_DAYS", 120, minimum=1),
+            support_queue_email=_email(env, "FAITHFLOW_SUPPORT_QUEUE_EMAIL"),
+            sla_warning_minutes=_int(env, "FAITHFLOW_SLA_WARNING_MINUTES", 15, minimum=0),
+            sla_warning_percent=_int(env, "FAITHFLOW_SLA_WARNING_PERCENT", 80, minimum=0),
             pagerduty_routing_key=opt("PAGERDUTY_ROUTING_KEY"),
             pagerduty_api_base=_api_base(env, "PAGERDUTY_API_BASE", cls.pagerduty_api_base),
             log_format=log_format,

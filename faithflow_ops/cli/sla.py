@@ -2,10 +2,239 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, actor, database
 
 app = typer.Typer(
     rich_markup_mode=None,
     help="Support SLAs: the sweep (breaches, warnings), breaches, policies, calendars, analytics.",
     no_args_is_help=True,
 )
+policy_app = typer.Typer(
+    rich_markup_mode=None, help="SLA targets per priority and metric.", no_args_is_help=True
+)
+calendar_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Support's business calendar: weekly hours, time zone, holidays.",
+    no_args_is_help=True,
+)
+holiday_app = typer.Typer(
+    rich_markup_mode=None, help="Holidays (whole local days off).", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
+app.add_typer(calendar_app, name="calendar")
+calendar_app.add_typer(holiday_app, name="holiday")
+
+
+def _when(value: Any) -> Any:
+    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else value
+
+
+@app.command("breaches")
+def breaches(
+    open_only: Annotated[
+        bool,
+        typer.Option("--open", help="Only breaches of open tickets whose clock is still running."),
+    ] = False,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Breached at or after (ISO-8601 time or date).")
+    ] = None,
+    priority: Annotated[str | None, typer.Option("--priority", help="Only this priority.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 500,
+    as_json: JsonOpt = False,
+) -> None:
+    """SLA breaches, newest first: ticket, metric, episode, due and breached times."""
+    from faithflow_ops.errors import UserError
+    from faithflow_ops.jobs.base import parse_time
+    from faithflow_ops.support.views import breaches as build
+
+    when = None
+    if since is not None:
+        try:
+            when = parse_time(since)
+        except ValueError:
+            raise UserError(
+                f"--since {since!r} is not an ISO-8601 time; use e.g. 2026-03-01 or "
+                "2026-03-01T09:00:00Z"
+            ) from None
+    with database().read_session() as session:
+        rows = build(session, open_only=open_only, since=when, priority=priority, limit=limit)
+    if as_json:
+        output.print_json(rows)
+        return
+    output.table(
+        ["ticket", "tenant", "priority", "status", "metric", "ep", "due (UTC)", "breached (UTC)"],
+        [
+            [
+                r["ticket_id"],
+                r["tenant"],
+                r["priority"],
+                r["status"],
+                r["metric"],
+                r["episode"],
+                _when(r["due_at"]),
+                _when(r["breached_at"]),
+            ]
+            for r in rows
+        ],
+    )
+    output.info(f"{len(rows)} breach{'es' if len(rows) != 1 else ''}")
+
+
+def _print_policies(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        output.print_json(rows)
+        return
+    output.table(
+        ["priority", "metric", "target (min)", "hours", "paused in", "source"],
+        [
+            [
+                r["priority"],
+                r["metric"],
+                r["target_minutes"],
+                r["hours"],
+                ", ".join(r["pause_statuses"]) or "—",
+                r["source"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@policy_app.command("show")
+def policy_show(as_json: JsonOpt = False) -> None:
+    """Every target in force (stored, or the built-in default)."""
+    from faithflow_ops.support.policies import load_policies, policies_doc
+
+    with database().read_session() as session:
+        rows = policies_doc(load_policies(session))
+    _print_policies(rows, as_json)
+
+
+@policy_app.command("set")
+def policy_set(
+    metric: Annotated[
+        str, typer.Option("--metric", help="first_response, next_response or resolution.")
+    ],
+    priority: Annotated[
+        list[str] | None,
+        typer.Option("--priority", help="low, normal, high, urgent (repeat; default: all)."),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Target: 30m, 4h, 1h30m, or minutes.")
+    ] = None,
+    hours: Annotated[
+        str | None, typer.Option("--hours", help="business (the calendar) or calendar (24/7).")
+    ] = None,
+    pause: Annotated[
+        str | None,
+        typer.Option(
+            "--pause", help="Statuses that pause this clock, comma-separated ('' = none)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a metric's target, hours kind or pausing statuses. Open tickets take the new
+    target at their next change."""
+    from faithflow_ops.support.policies import parse_duration, set_policy
+
+    minutes = parse_duration(target) if target is not None else None
+    paused = [s.strip() for s in pause.split(",") if s.strip()] if pause is not None else None
+    with database().session() as session:
+        rows = set_policy(
+            session,
+            priorities=priority or [],
+            metric=metric,
+            minutes=minutes,
+            hours=hours,
+            pause=paused,
+            actor=actor(),
+        )
+    _print_policies(rows, as_json)
+
+
+def _print_calendar(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        output.print_json(doc)
+        return
+    output.record(
+        {
+            "time zone": doc["timezone"],
+            **{
+                day: " ".join(f"{a}-{b}" for a, b in spans) or "closed"
+                for day, spans in doc["weekly_hours"].items()
+            },
+            "holidays": ", ".join(
+                f"{h['date']}{' ' + h['name'] if h.get('name') else ''}" for h in doc["holidays"]
+            )
+            or "—",
+            "source": doc["source"],
+        },
+        title=f"business calendar {doc['name']}",
+    )
+
+
+@calendar_app.command("show")
+def calendar_show(as_json: JsonOpt = False) -> None:
+    """The business calendar business-hours targets count on."""
+    from faithflow_ops.support.policies import calendar_doc
+
+    with database().read_session() as session:
+        doc = calendar_doc(session)
+    _print_calendar(doc, as_json)
+
+
+@calendar_app.command("set")
+def calendar_set(
+    timezone: Annotated[
+        str | None, typer.Option("--timezone", help="IANA time zone, e.g. Africa/Lagos.")
+    ] = None,
+    hours: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hours",
+            help="Days and intervals, e.g. 'mon-fri 09:00-17:00' (repeat; days not named are "
+            "closed).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the time zone and/or the weekly hours. Open tickets take them at their next change."""
+    from faithflow_ops.support.policies import set_calendar
+
+    with database().session() as session:
+        doc = set_calendar(session, timezone=timezone, hours=hours, actor=actor())
+    _print_calendar(doc, as_json)
+
+
+@holiday_app.command("add")
+def holiday_add(
+    day: Annotated[str, typer.Argument(metavar="DATE", help="YYYY-MM-DD (a local date).")],
+    name: Annotated[str | None, typer.Option("--name", help="e.g. Christmas Day.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a holiday: no business time that local day."""
+    from faithflow_ops.support.policies import add_holiday, parse_day
+
+    when = parse_day(day)
+    with database().session() as session:
+        doc = add_holiday(session, when, name, actor=actor())
+    _print_calendar(doc, as_json)
+
+
+@holiday_app.command("remove")
+def holiday_remove(
+    day: Annotated[str, typer.Argument(metavar="DATE", help="YYYY-MM-DD.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a holiday."""
+    from faithflow_ops.support.policies import parse_day, remove_holiday
+
+    when = parse_day(day)
+    with database().session() as session:
+        doc = remove_holiday(session, when, actor=actor())
+    _print_calendar(doc, as_json)

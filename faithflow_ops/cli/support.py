@@ -2,10 +2,374 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from faithflow_ops.cli import output
+from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
+
+if TYPE_CHECKING:
+
+    from sqlalchemy.orm import Session
+
+    from faithflow_ops.models import SupportTicket
+    from faithflow_ops.support.sla import Rules
 
 app = typer.Typer(
     rich_markup_mode=None,
     help="Support center: tickets, queue health, analytics, knowledge base and deflection.",
     no_args_is_help=True,
 )
+tickets_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Tickets: open, list, show, reply, note, assign, status, reopen.",
+    no_args_is_help=True,
+)
+app.add_typer(tickets_app, name="tickets")
+
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now", help="Act as of this time (ISO-8601, e.g. 2026-03-01T09:00:00Z); default: now."
+    ),
+]
+IdArg = Annotated[int, typer.Argument(metavar="ID", help="Ticket id (support tickets list).")]
+
+
+def rules(session: Session) -> Rules:
+    """The SLA rules in force: stored policies and calendar, the warning settings."""
+    from faithflow_ops.support.sla import Rules, Warning
+
+    cfg = settings()
+    return Rules.load(session, Warning(cfg.sla_warning_minutes, cfg.sla_warning_percent))
+
+
+def _when(value: Any) -> Any:
+    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else value
+
+
+def _show_ticket(doc: dict[str, Any], as_json: bool, verb: str | None = None) -> None:
+    if as_json:
+        output.print_json(doc)
+        return
+    fields = {k: _when(v) for k, v in doc.items() if k not in ("clocks", "messages", "sla_events")}
+    output.record(fields, title=f"ticket {doc['id']}")
+    output.table(
+        ["metric", "state", "episode", "target", "due (UTC)", "min left", "breached", "fulfilled"],
+        [
+            [
+                c["metric"],
+                c["state"],
+                c["episode"],
+                f"{c['target_minutes']} min {c['hours']}",
+                _when(c["due_at"]),
+                c["minutes_left"],
+                _when(c["breached_at"]),
+                _when(c["fulfilled_at"]),
+            ]
+            for c in doc["clocks"].values()
+        ],
+        title="SLA clocks",
+    )
+    if doc.get("messages"):
+        output.table(
+            ["at", "author", "kind", "public", "body"],
+            [
+                [_when(m["created_at"]), m["author"], m["author_kind"], m["public"], m["body"]]
+                for m in doc["messages"]
+            ],
+            title="messages",
+        )
+    if doc.get("sla_events"):
+        output.table(
+            ["metric", "episode", "kind", "occurred (UTC)", "due (UTC)"],
+            [
+                [e["metric"], e["episode"], e["kind"], _when(e["occurred_at"]), _when(e["due_at"])]
+                for e in doc["sla_events"]
+            ],
+            title="SLA events",
+        )
+    if verb:
+        output.info(f"ticket {doc['id']} {verb}")
+
+
+def _mutate(now: str | None, as_json: bool, verb: str, change: Any) -> None:
+    """Parse --now, run `change(session, rules, when)` in one transaction, print the ticket."""
+    from faithflow_ops.support.tickets import ticket_doc
+
+    when = parse_now(now)
+    with database().session() as session:
+        r = rules(session)
+        ticket: SupportTicket = change(session, r, when)
+        doc = ticket_doc(session, ticket, r, when)
+    _show_ticket(doc, as_json, verb)
+
+
+@tickets_app.command("open")
+def open_(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's slug (or id).")],
+    subject: Annotated[str, typer.Option("--subject", help="What the ticket is about.")],
+    priority: Annotated[
+        str, typer.Option("--priority", help="low, normal, high or urgent.")
+    ] = "normal",
+    body: Annotated[
+        str | None, typer.Option("--body", help="The requester's first message.")
+    ] = None,
+    requester: Annotated[
+        str | None,
+        typer.Option(
+            "--requester", help="Requester e-mail (default: the tenant's billing e-mail)."
+        ),
+    ] = None,
+    requester_name: Annotated[
+        str | None, typer.Option("--requester-name", help="Requester's name.")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Free-form category, e.g. billing.")
+    ] = None,
+    assign: Annotated[
+        str | None, typer.Option("--assign", help="Assign to this agent (id or e-mail).")
+    ] = None,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open a ticket; starts its first-response and resolution clocks at --now."""
+    from faithflow_ops.support.tickets import open_ticket
+
+    _mutate(
+        now,
+        as_json,
+        "opened",
+        lambda s, r, when: open_ticket(
+            s,
+            r,
+            tenant=tenant,
+            subject=subject,
+            priority=priority,
+            now=when,
+            body=body,
+            requester=requester,
+            requester_name=requester_name,
+            category=category,
+            assignee=assign,
+        ),
+    )
+
+
+@tickets_app.command("list")
+def list_(
+    status: Annotated[
+        str | None, typer.Option("--status", help="new, open, pending, on_hold, solved, closed.")
+    ] = None,
+    priority: Annotated[str | None, typer.Option("--priority", help="Only this priority.")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this tenant (slug).")] = None,
+    assignee: Annotated[
+        str | None, typer.Option("--assignee", help="Agent id or e-mail; 'none' = unassigned.")
+    ] = None,
+    open_only: Annotated[
+        bool, typer.Option("--open", help="Only tickets not solved or closed.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tickets, newest first, with their status, assignee and nearest SLA due time."""
+    from faithflow_ops.support.tickets import list_tickets, ticket_doc
+
+    when = parse_now(now)
+    with database().read_session() as session:
+        r = rules(session)
+        found, total = list_tickets(
+            session,
+            status=status,
+            priority=priority,
+            tenant=tenant,
+            assignee=assignee,
+            open_only=open_only,
+            limit=limit,
+        )
+        docs = [ticket_doc(session, t, r, when) for t in found]
+    if as_json:
+        output.print_json(docs)
+    else:
+        rows = []
+        for d in docs:
+            running = [c for c in d["clocks"].values() if c["state"] in ("running", "breached")]
+            nearest = min(running, key=lambda c: c["due_at"], default=None)
+            rows.append(
+                [
+                    d["id"],
+                    d["tenant"],
+                    d["priority"],
+                    d["status"],
+                    d["subject"],
+                    d["assignee"],
+                    _when(d["opened_at"]),
+                    f"{nearest['metric']} {nearest['minutes_left']:+d} min" if nearest else "—",
+                ]
+            )
+        output.table(
+            ["id", "tenant", "priority", "status", "subject", "assignee", "opened", "next due"],
+            rows,
+        )
+    if total > len(docs):
+        output.info(f"showing {len(docs)} of {total}; raise --limit to see more")
+
+
+@tickets_app.command("show")
+def show(ticket_id: IdArg, now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """One ticket: fields, SLA clocks (minutes left at --now), messages and SLA events."""
+    from faithflow_ops.support.tickets import ticket_details
+
+    when = parse_now(now)
+    with database().read_session() as session:
+        doc = ticket_details(session, ticket_id, rules(session), when)
+    _show_ticket(doc, as_json)
+
+
+@tickets_app.command("reply")
+def reply(
+    ticket_id: IdArg,
+    author: Annotated[str, typer.Option("--as", help="agent or requester.")],
+    body: Annotated[str, typer.Option("--body", help="The message text.")],
+    agent: Annotated[
+        str | None,
+        typer.Option("--agent", help="Replying agent (id or e-mail); default: the assignee."),
+    ] = None,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A public reply. An agent's fulfils the response clock; a requester's starts the next
+    response clock (and reopens a solved ticket)."""
+    from faithflow_ops.support.tickets import reply as do
+
+    _mutate(
+        now,
+        as_json,
+        "replied",
+        lambda s, r, when: do(s, r, ticket_id, author=author, body=body, now=when, agent=agent),
+    )
+
+
+@tickets_app.command("note")
+def note(
+    ticket_id: IdArg,
+    body: Annotated[str, typer.Option("--body", help="The note (agents only).")],
+    agent: Annotated[str | None, typer.Option("--agent", help="Agent id or e-mail.")] = None,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """An internal note: visible to agents only, stops no clock."""
+    from faithflow_ops.support.tickets import note as do
+
+    _mutate(
+        now,
+        as_json,
+        "noted",
+        lambda s, r, when: do(s, r, ticket_id, body=body, now=when, agent=agent),
+    )
+
+
+@tickets_app.command("assign")
+def assign(
+    ticket_id: IdArg,
+    to: Annotated[str, typer.Option("--to", help="Platform agent: user id or e-mail.")],
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Assign the ticket to a platform agent (a new ticket becomes open)."""
+    from faithflow_ops.support.tickets import assign as do
+
+    _mutate(now, as_json, "assigned", lambda s, r, when: do(s, r, ticket_id, to=to, now=when))
+
+
+@tickets_app.command("status")
+def status(
+    ticket_id: IdArg,
+    new_status: Annotated[
+        str, typer.Argument(metavar="STATUS", help="open, pending, on_hold, solved or closed.")
+    ],
+    resolution: Annotated[
+        str | None,
+        typer.Option(
+            "--resolution", help="With solved: solved (default), deflected, duplicate, spam, …"
+        ),
+    ] = None,
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the status; pausing statuses stop the clocks that pause in them, solved fulfils
+    every clock, closed is final."""
+    from faithflow_ops.support.tickets import set_status
+
+    _mutate(
+        now,
+        as_json,
+        f"is {new_status}",
+        lambda s, r, when: set_status(s, r, ticket_id, new_status, now=when, resolution=resolution),
+    )
+
+
+@tickets_app.command("reopen")
+def reopen(ticket_id: IdArg, now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """Reopen a solved ticket: a new resolution episode starts at --now."""
+    from faithflow_ops.support.tickets import reopen as do
+
+    _mutate(now, as_json, "reopened", lambda s, r, when: do(s, r, ticket_id, now=when))
+
+
+@app.command("queue")
+def queue(now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """Queue health: open by status and priority, unassigned, oldest waiting, breaching now,
+    due within the hour, load per agent."""
+    from faithflow_ops.support.views import queue as build
+
+    when = parse_now(now)
+    with database().read_session() as session:
+        doc = build(session, when)
+    if as_json:
+        output.print_json(doc)
+        return
+    output.record(
+        {
+            "open": doc["open"],
+            **{f"status {k}": v for k, v in doc["by_status"].items()},
+            **{f"priority {k}": v for k, v in doc["by_priority"].items()},
+            "unassigned": doc["unassigned"],
+            "breaching now": len(doc["breaching_now"]),
+            "due within the hour": len(doc["due_within_hour"]),
+        },
+        title=f"support queue at {when.isoformat()}",
+    )
+    for key, title in (("breaching_now", "breaching now"), ("due_within_hour", "due within 1 h")):
+        if doc[key]:
+            output.table(
+                ["ticket", "metric", "priority", "due (UTC)", "min left"],
+                [
+                    [
+                        r["ticket_id"],
+                        r["metric"],
+                        r["priority"],
+                        _when(r["due_at"]),
+                        r["minutes_left"],
+                    ]
+                    for r in doc[key]
+                ],
+                title=title,
+            )
+    if doc["oldest_waiting"]:
+        output.table(
+            ["ticket", "priority", "waiting since", "minutes"],
+            [
+                [r["ticket_id"], r["priority"], _when(r["waiting_since"]), r["waiting_minutes"]]
+                for r in doc["oldest_waiting"]
+            ],
+            title="oldest waiting",
+        )
+    if doc["agents"]:
+        output.table(
+            ["agent", "open", "urgent"],
+            [[a["agent"], a["open"], a["urgent"]] for a in doc["agents"]],
+            title="agent load",
+        )

@@ -1,0 +1,237 @@
+"""The three SLA clocks of a ticket: episodes, pausing, due and warning times, breaches and
+fulfilment (docs/support.md "SLA clocks").
+
+A clock's episode is *active* from `start` until `fulfil`. While active it *runs* unless the
+ticket's status is one of the metric's pausing statuses; paused time adds nothing. Clock time is
+counted in the policy's unit: business seconds on the support calendar, or calendar seconds.
+
+- due = the running stretch's start + (target − time already used), in clock time;
+- warn = the later of due − FAITHFLOW_SLA_WARNING_MINUTES (wall clock, default 15) and the
+  moment FAITHFLOW_SLA_WARNING_PERCENT (default 80) of the target is used (clock time);
+- a paused clock has no due or warning time; a breached clock keeps its due time for good;
+- a breach is recorded at the due time: by `sla sweep`, or by a ticket command that stops or
+  pauses a clock already past its due time before the sweep saw it (never at a later time).
+
+Every ticket command calls `refresh(ticket, now)` after changing the status, so the stored due
+and warning times always match the status, the priority and the policy in force.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from faithflow_ops.db import upsert_insert
+from faithflow_ops.models import SlaEvent, SupportTicket
+from faithflow_ops.models.support import METRICS
+from faithflow_ops.support.clock import ALWAYS, Calendar
+from faithflow_ops.support.policies import Policies, Target, load_calendar, load_policies
+
+
+@dataclass(frozen=True)
+class Warning:
+    minutes: int = 15
+    percent: int = 80
+
+
+@dataclass
+class Rules:
+    """What the clocks are computed with: targets, the calendar, the warning rule."""
+
+    policies: Policies
+    calendar: Calendar
+    warning: Warning
+
+    @classmethod
+    def load(cls, session: Session, warning: Warning | None = None) -> Rules:
+        return cls(load_policies(session), load_calendar(session), warning or Warning())
+
+    def target(self, ticket: SupportTicket, metric: str) -> Target:
+        return self.policies[ticket.priority, metric]
+
+    def clock(self, target: Target) -> Calendar:
+        return self.calendar if target.hours == "business" else ALWAYS
+
+
+def _get(ticket: SupportTicket, metric: str, field: str) -> Any:
+    return getattr(ticket, f"{metric}_{field}")
+
+
+def _set(ticket: SupportTicket, metric: str, field: str, value: Any) -> None:
+    setattr(ticket, f"{metric}_{field}", value)
+
+
+def active(ticket: SupportTicket, metric: str) -> bool:
+    return bool(_get(ticket, metric, "episode")) and _get(ticket, metric, "fulfilled_at") is None
+
+
+def used_seconds(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) -> int:
+    """Clock time the current episode has used up to `now`."""
+    used = int(_get(ticket, metric, "elapsed_seconds") or 0)
+    since = _get(ticket, metric, "running_since")
+    if since is not None and now > since:
+        used += rules.clock(rules.target(ticket, metric)).seconds_between(since, now)
+    return used
+
+
+def record_event(
+    session: Session,
+    ticket: SupportTicket,
+    metric: str,
+    kind: str,
+    *,
+    occurred_at: dt.datetime,
+    now: dt.datetime,
+    rules: Rules | None = None,
+    data: dict[str, Any] | None = None,
+) -> bool:
+    """Append one sla_events row (ON CONFLICT DO NOTHING); False when it was already there."""
+    target = rules.target(ticket, metric) if rules is not None else None
+    started = _get(ticket, metric, "started_at")
+    row: dict[str, Any] = {
+        "ticket_id": ticket.id,
+        "tenant_id": ticket.tenant_id,
+        "metric": metric,
+        "episode": _get(ticket, metric, "episode"),
+        "kind": kind,
+        "priority": ticket.priority,
+        "occurred_at": occurred_at,
+        "started_at": started,
+        "due_at": _get(ticket, metric, "due_at"),
+        "target_minutes": target.minutes if target else None,
+        "hours": target.hours if target else None,
+        "assignee_id": ticket.assignee_id,
+        "data": data or {},
+        "created_at": now,
+    }
+    if kind == "fulfilled" and rules is not None:
+        row["elapsed_seconds"] = int(_get(ticket, metric, "elapsed_seconds") or 0)
+        row["calendar_seconds"] = int((occurred_at - started).total_seconds()) if started else None
+        row["within_target"] = _get(ticket, metric, "breached_at") is None
+    stmt = (
+        upsert_insert(session.get_bind().dialect.name, SlaEvent)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["ticket_id", "metric", "episode", "kind"])
+        .returning(SlaEvent.id)
+    )
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def _catch_breach(
+    session: Session, ticket: SupportTicket, metric: str, now: dt.datetime, by: str
+) -> None:
+    """A running clock past its due time that the sweep has not marked yet: mark it now, at
+    its due time (the breach happened then), before the clock stops or pauses."""
+    due = _get(ticket, metric, "due_at")
+    if (
+        _get(ticket, metric, "running_since") is not None
+        and due is not None
+        and due <= now
+        and _get(ticket, metric, "breached_at") is None
+    ):
+        _set(ticket, metric, "breached_at", due)
+        record_event(
+            session, ticket, metric, "breach", occurred_at=due, now=now, data={"recorded_by": by}
+        )
+
+
+def _stop_running(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) -> None:
+    if _get(ticket, metric, "running_since") is not None:
+        _set(ticket, metric, "elapsed_seconds", used_seconds(ticket, metric, rules, now))
+        _set(ticket, metric, "running_since", None)
+
+
+def start(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) -> None:
+    """Begin a new episode of `metric` (call refresh afterwards)."""
+    _set(ticket, metric, "episode", int(_get(ticket, metric, "episode") or 0) + 1)
+    _set(ticket, metric, "started_at", now)
+    _set(ticket, metric, "elapsed_seconds", 0)
+    for field in ("running_since", "due_at", "warn_at", "warned_at", "breached_at"):
+        _set(ticket, metric, field, None)
+    _set(ticket, metric, "fulfilled_at", None)
+
+
+def fulfil(
+    session: Session, ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime, by: str
+) -> bool:
+    """End the active episode of `metric` (a reply, a solve). False when none was active."""
+    if not active(ticket, metric):
+        return False
+    _catch_breach(session, ticket, metric, now, by)
+    _stop_running(ticket, metric, rules, now)
+    _set(ticket, metric, "fulfilled_at", now)
+    if _get(ticket, metric, "breached_at") is None:
+        _set(ticket, metric, "warn_at", None)
+    record_event(session, ticket, metric, "fulfilled", occurred_at=now, now=now, rules=rules)
+    return True
+
+
+def refresh(
+    session: Session, ticket: SupportTicket, rules: Rules, now: dt.datetime, by: str
+) -> None:
+    """Bring every clock in line with the ticket's status, priority and the policies."""
+    for metric in METRICS:
+        if not active(ticket, metric):
+            continue
+        target = rules.target(ticket, metric)
+        should_run = ticket.status not in target.pause and ticket.status not in ("solved", "closed")
+        running = _get(ticket, metric, "running_since") is not None
+        if running and not should_run:
+            _catch_breach(session, ticket, metric, now, by)
+            _stop_running(ticket, metric, rules, now)
+        elif not running and should_run:
+            _set(ticket, metric, "running_since", now)
+        if _get(ticket, metric, "breached_at") is not None:
+            continue  # due time frozen at the breach; no warning after it
+        since = _get(ticket, metric, "running_since")
+        if since is None:
+            _set(ticket, metric, "due_at", None)
+            _set(ticket, metric, "warn_at", None)
+            continue
+        clock = rules.clock(target)
+        used = int(_get(ticket, metric, "elapsed_seconds") or 0)
+        due = clock.add_seconds(since, target.seconds - used)
+        share = target.seconds * rules.warning.percent // 100 - used
+        by_share = clock.add_seconds(since, share) if share > 0 else since
+        warn = max(due - dt.timedelta(minutes=rules.warning.minutes), by_share)
+        _set(ticket, metric, "due_at", due)
+        # A due time in the past (a clock the sweep has not reached yet, or a stricter target)
+        # stays unmarked here: the sweep marks it at that due time and notifies the agent.
+        _set(ticket, metric, "warn_at", min(warn, due))
+
+
+def clock_doc(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) -> dict[str, Any]:
+    """One clock as `tickets show` and the queue report it."""
+    target = rules.target(ticket, metric)
+    due = _get(ticket, metric, "due_at")
+    state = "not started"
+    if _get(ticket, metric, "episode"):
+        if _get(ticket, metric, "fulfilled_at") is not None:
+            state = "fulfilled"
+        elif _get(ticket, metric, "breached_at") is not None:
+            state = "breached"
+        elif _get(ticket, metric, "running_since") is None:
+            state = "paused"
+        else:
+            state = "running"
+    left = None
+    if due is not None and state in ("running", "breached"):
+        left = int((due - now).total_seconds() // 60)
+    return {
+        "metric": metric,
+        "state": state,
+        "episode": _get(ticket, metric, "episode"),
+        "target_minutes": target.minutes,
+        "hours": target.hours,
+        "started_at": _get(ticket, metric, "started_at"),
+        "used_seconds": used_seconds(ticket, metric, rules, now) if state != "not started" else 0,
+        "due_at": due,
+        "minutes_left": left,
+        "warn_at": _get(ticket, metric, "warn_at"),
+        "warned_at": _get(ticket, metric, "warned_at"),
+        "breached_at": _get(ticket, metric, "breached_at"),
+        "fulfilled_at": _get(ticket, metric, "fulfilled_at"),
+    }
