@@ -391,3 +391,13 @@ def test_a_target_check_needs_an_edge_setting() -> None:
         DnsCheck.target("www.grace.test")
     with pytest.raises(ConfigError, match="FAITHFLOW_DOMAIN_A_RECORDS"):
         DnsCheck.target("grace.test", a_records=("edge.example",))
+
+
+def test_a_prober_can_be_reused_across_event_loops(dns: DnsServer) -> None:
+    dns.zone.a("www.grace.test", EDGE_IP)
+    prober = DnsProber(settings_for(dns))
+    check = DnsCheck.target("www.grace.test", cname_target=EDGE)
+    first = asyncio.run(prober.probe_many([check]))
+    second = asyncio.run(prober.probe_many([check]))
+    assert first[0].status == second[0].status == "ok"
+    assert dns.zone.count(EDGE, "A") == 1  # the target's addresses were kept

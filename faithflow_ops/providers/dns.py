@@ -242,6 +242,7 @@ class DnsProber:
         self.resolver = build_resolver(settings, nameservers=nameservers, timeout=timeout)
         self.concurrency = concurrency or settings.dns_concurrency
         self._target_cache: dict[str, asyncio.Future[tuple[str, ...] | None]] = {}
+        self._target_addresses_known: dict[str, tuple[str, ...]] = {}
 
     # --- one query --------------------------------------------------------------------------
 
@@ -425,18 +426,29 @@ class DnsProber:
         )
 
     async def _target_addresses(self, target: str) -> tuple[str, ...] | None:
-        """The edge target's own A+AAAA addresses, once per prober (None: it did not resolve)."""
+        """The edge target's own A+AAAA addresses, looked up once per prober and shared by
+        concurrent probes (None: it did not resolve; asked again next time)."""
+        known = self._target_addresses_known.get(target)
+        if known is not None:
+            return known
+        loop = asyncio.get_running_loop()
         future = self._target_cache.get(target)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
+        if future is None or future.get_loop() is not loop:
+            future = loop.create_future()
             self._target_cache[target] = future
             try:
                 a = await self._lookup(target, "A")
                 aaaa = await self._lookup(target, "AAAA")
-                future.set_result(tuple(dict.fromkeys((*a.values, *aaaa.values))))
+                addresses = tuple(dict.fromkeys((*a.values, *aaaa.values)))
+                self._target_addresses_known[target] = addresses
+                future.set_result(addresses)
             except _Failure:
                 future.set_result(None)
-                del self._target_cache[target]  # try again next time
+            finally:
+                del self._target_cache[target]
+                if not future.done():  # cancelled: waiters stop too
+                    future.cancel()
+            return future.result()
         return await asyncio.shield(future)
 
     async def _probe_resolver(self, check: DnsCheck) -> DnsResult:
