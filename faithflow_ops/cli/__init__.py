@@ -55,6 +55,10 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.sla",
         "Support SLAs: the sweep (breaches, warnings), breaches, policies, calendars, analytics.",
     ),
+    "domains": (
+        "faithflow_ops.cli.domains",
+        "Tenant custom domains: add, verify, show, runbook notes, and the automate job.",
+    ),
     "invoices": (
         "faithflow_ops.cli.invoices",
         "Invoices: list, show, and reconcile them with Stripe and Paystack.",

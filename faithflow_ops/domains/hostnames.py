@@ -22,8 +22,7 @@ from faithflow_ops.errors import UserError
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 # Second-level public suffixes (registrations happen one label below these).
-MULTI_LABEL_SUFFIXES = frozenset(
-    """
+_SUFFIXES = """
     co.uk org.uk ac.uk gov.uk me.uk ltd.uk plc.uk net.uk sch.uk
     com.ng org.ng net.ng edu.ng gov.ng name.ng sch.ng mil.ng
     co.za org.za net.za web.za gov.za ac.za
@@ -44,8 +43,8 @@ MULTI_LABEL_SUFFIXES = frozenset(
     com.ph org.ph
     co.id or.id ac.id
     com.cn org.cn net.cn
-    """.split()
-)
+"""
+MULTI_LABEL_SUFFIXES = frozenset(_SUFFIXES.split())
 
 
 def normalize(raw: str) -> str:

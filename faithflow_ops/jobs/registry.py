@@ -99,6 +99,15 @@ JOBS: tuple[JobSpec, ...] = (
         lease_seconds=300,
     ),
     JobSpec(
+        name="tenant_ops_automate",
+        summary="Tenant domains: verify DNS, serve at the edge, watch certificates, fail over",
+        cli_group="domains",
+        cli_verb="automate",
+        task_path="/tasks/tenant-ops/automate",
+        schedule="*/15 * * * *",
+        module="faithflow_ops.jobs.tenant_ops_automate",
+    ),
+    JobSpec(
         name="support_sla_sweep",
         summary="Mark SLA breaches when they happen, warn before them, notify agents",
         cli_group="sla",

@@ -87,6 +87,9 @@ class TenantDomain(Timestamps, Base):
     last_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_ok_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     next_check_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # Start of the verification window (FAITHFLOW_DOMAIN_PENDING_DAYS): when it was added, or
+    # when `domains verify` revived a failed domain.
+    pending_since: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     verified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     active_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -123,6 +123,7 @@ def upgrade() -> None:
         sa.Column("last_checked_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_ok_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("next_check_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("pending_since", faithflow_ops.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("verified_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("active_since", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("failed_at", faithflow_ops.db.UTCDateTime(timezone=True), nullable=True),

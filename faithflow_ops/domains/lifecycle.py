@@ -1,0 +1,265 @@
+"""The domain lifecycle rules, as a pure function of a domain's state and what the probes saw
+(`domains automate` plans with it; tests drive it directly). The runbook is docs/domains.md.
+
+States: `pending_dns` → `issuing_cert` → `active` ⇄ `expiring`; `degraded` (failover to the
+fallback hostname), `failed` (needs a human), `removed`.
+
+- pending_dns: verified when the TXT ownership record and the CNAME/A records are both right →
+  `issuing_cert` (the edge is asked to serve the host). Otherwise re-checked on a backoff —
+  every 15 minutes during the first day, hourly after — and `failed` once
+  FAITHFLOW_DOMAIN_PENDING_DAYS (7) have passed, with a message to the church.
+- issuing_cert: `active` (or `expiring`) as soon as the served certificate is valid for the host.
+- active / expiring / degraded: a check fails when the DNS target is not `ok` (any result,
+  transient included) or the certificate is unreachable, expired or invalid. One failure never
+  changes the state: FAITHFLOW_DOMAIN_FAILURE_THRESHOLD (3) consecutive failures degrade an
+  active domain (failover on, incident opened); the first passing check recovers a degraded one
+  (failover off, incident resolved). Both are audited.
+- Certificate status follows each definitive TLS answer at once (`active|expiring|expired|
+  invalid`); an unreachable probe leaves it as it was. `expired`/`invalid` open an incident for
+  the certificate at once; `expiring` asks the edge to renew. Expiry warnings go out once per
+  threshold (14/7/3/1 days) per certificate: when several are crossed at once, one warning
+  (the nearest) and all crossed thresholds are marked sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faithflow_ops.providers.dns import DnsResult
+from faithflow_ops.providers.tls import TlsResult
+
+CHECK_EVERY = dt.timedelta(minutes=15)
+PENDING_FAST_FOR = dt.timedelta(days=1)
+PENDING_SLOW_EVERY = dt.timedelta(hours=1)
+SERVING = ("active", "expiring", "degraded")
+
+
+@dataclass(frozen=True)
+class DomainState:
+    """What the rules read of a domain (a row, or a test's made-up one)."""
+
+    id: int
+    hostname: str
+    status: str
+    certificate_status: str
+    consecutive_failures: int
+    failover_active: bool
+    pending_since: dt.datetime  # when it was added (or revived by `domains verify`)
+    cert_not_after: dt.datetime | None = None
+    cert_warnings_sent: tuple[int, ...] = ()
+
+
+@dataclass
+class Decision:
+    """One domain's outcome: the action kind, why, the new column values, and side effects."""
+
+    kind: str
+    reason: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    edge: str | None = None  # "add" (serve the host) | "renew" (ask for a certificate)
+    warning_days: int | None = None  # send a certificate expiry warning for this threshold
+    message_tenant: str | None = None  # template to send the church (domain failed)
+    raise_incidents: list[tuple[str, str, str]] = field(default_factory=list)  # cause, sev, title
+    clear_incidents: list[str] = field(default_factory=list)
+
+
+def incident_cause(hostname: str, part: str | None = None) -> str:
+    return f"domain:{hostname}" + (f":{part}" if part else "")
+
+
+def decide(
+    domain: DomainState,
+    now: dt.datetime,
+    *,
+    txt: DnsResult | None,
+    target: DnsResult,
+    tls: TlsResult | None,
+    threshold: int,
+    pending_days: int,
+    warning_days: Sequence[int],
+) -> Decision:
+    """The rules of the module docstring, for one domain at `now`."""
+    base: dict[str, Any] = {
+        "last_checked_at": now,
+        "dns_result": target.status,
+        "dns_detail": target.detail,
+    }
+    if txt is not None:
+        base["txt_result"] = txt.status
+    if domain.status == "pending_dns":
+        return _pending(domain, now, txt, target, pending_days, base)
+    if domain.status == "issuing_cert":
+        return _issuing(domain, now, target, tls, base)
+    return _serving(domain, now, target, tls, threshold, warning_days, base)
+
+
+def _pending(
+    domain: DomainState,
+    now: dt.datetime,
+    txt: DnsResult | None,
+    target: DnsResult,
+    pending_days: int,
+    changes: dict[str, Any],
+) -> Decision:
+    txt_ok = txt is not None and txt.ok
+    if txt_ok and target.ok:
+        changes.update(
+            status="issuing_cert",
+            verified_at=now,
+            certificate_status="pending",
+            last_ok_at=now,
+            consecutive_failures=0,
+            next_check_at=now + CHECK_EVERY,
+        )
+        return Decision("verify_domain", "ownership TXT and DNS target are right", changes, "add")
+    missing = []
+    if not txt_ok:
+        missing.append(f"TXT {txt.status if txt else 'not checked'}")
+    if not target.ok:
+        missing.append(f"target {target.status}")
+    age = now - domain.pending_since
+    if age >= dt.timedelta(days=pending_days):
+        changes.update(
+            status="failed",
+            failed_at=now,
+            failure_reason=f"not verified in {pending_days} days ({', '.join(missing)})",
+        )
+        return Decision(
+            "fail_domain",
+            f"still unverified after {pending_days} days: {', '.join(missing)}",
+            changes,
+            message_tenant="domain_failed",
+        )
+    step = CHECK_EVERY if age < PENDING_FAST_FOR else PENDING_SLOW_EVERY
+    changes["next_check_at"] = now + step
+    return Decision("pending_check", f"waiting for DNS: {', '.join(missing)}", changes)
+
+
+def _cert_changes(tls: TlsResult, domain: DomainState, changes: dict[str, Any]) -> None:
+    """Certificate fields from a definitive TLS answer (unreachable: nothing changes)."""
+    if tls.certificate is None:
+        return
+    cert = tls.certificate
+    changes.update(
+        certificate_status=tls.status,
+        cert_not_before=cert.not_before,
+        cert_not_after=cert.not_after,
+        cert_issuer=cert.issuer,
+        cert_names=list(cert.sans),
+        tls_detail=tls.detail,
+    )
+    if domain.cert_not_after != cert.not_after:
+        changes["cert_warnings_sent"] = []  # a new certificate: its warnings start afresh
+
+
+def _issuing(
+    domain: DomainState,
+    now: dt.datetime,
+    target: DnsResult,
+    tls: TlsResult | None,
+    changes: dict[str, Any],
+) -> Decision:
+    changes["next_check_at"] = now + CHECK_EVERY
+    if tls is not None:
+        changes["tls_detail"] = tls.detail
+    if tls is not None and tls.status in ("active", "expiring") and target.ok:
+        _cert_changes(tls, domain, changes)
+        changes.update(status=tls.status, active_since=now, last_ok_at=now, consecutive_failures=0)
+        return Decision("activate_domain", f"certificate served ({tls.status})", changes)
+    why = tls.detail if tls is not None else f"DNS target {target.status}"
+    return Decision("issuing_check", f"waiting for the certificate: {why}", changes, "add")
+
+
+def _serving(
+    domain: DomainState,
+    now: dt.datetime,
+    target: DnsResult,
+    tls: TlsResult | None,
+    threshold: int,
+    warning_days: Sequence[int],
+    changes: dict[str, Any],
+) -> Decision:
+    changes["next_check_at"] = now + CHECK_EVERY
+    decision = Decision("check", "", changes)
+    cert_status = domain.certificate_status
+    if tls is not None:
+        _cert_changes(tls, domain, changes)
+        if tls.certificate is not None:
+            cert_status = tls.status
+        else:
+            changes["tls_detail"] = tls.detail
+    cert_cause = incident_cause(domain.hostname, "certificate")
+    if cert_status in ("expired", "invalid"):
+        detail = tls.detail if tls is not None else cert_status
+        decision.raise_incidents.append(
+            (cert_cause, "critical", f"certificate {cert_status} for {domain.hostname}: {detail}")
+        )
+    elif cert_status in ("active", "expiring"):
+        decision.clear_incidents.append(cert_cause)
+    problems = []
+    if not target.ok:
+        problems.append(f"DNS target {target.status} ({target.detail})")
+    if tls is None or tls.certificate is None:
+        problems.append(f"TLS unreachable ({tls.detail if tls else 'not probed'})")
+    elif cert_status in ("expired", "invalid"):
+        problems.append(f"certificate {cert_status}")
+    if problems:
+        failures = domain.consecutive_failures + 1
+        changes["consecutive_failures"] = failures
+        if domain.status != "degraded" and failures >= threshold:
+            changes.update(status="degraded", failover_active=True)
+            decision.kind = "degrade_domain"
+            decision.reason = (
+                f"{failures} failed checks in a row: {'; '.join(problems)}; serving the fallback"
+            )
+            decision.raise_incidents.append(
+                (
+                    incident_cause(domain.hostname),
+                    "critical",
+                    f"{domain.hostname} degraded, failover on: {'; '.join(problems)}",
+                )
+            )
+        else:
+            decision.kind = "check_failed"
+            left = max(threshold - failures, 0)
+            decision.reason = f"{'; '.join(problems)} (failure {failures}" + (
+                f"; {left} more before failover)" if domain.status != "degraded" else "; degraded)"
+            )
+        return decision
+    changes.update(consecutive_failures=0, last_ok_at=now)
+    new_status = "expiring" if cert_status == "expiring" else "active"
+    if domain.status == "degraded":
+        changes.update(status=new_status, failover_active=False)
+        decision.kind = "recover_domain"
+        decision.reason = "checks pass again; failover off"
+        decision.clear_incidents.append(incident_cause(domain.hostname))
+    elif domain.status != new_status:
+        changes["status"] = new_status
+        decision.kind = (
+            "certificate_expiring" if new_status == "expiring" else "certificate_renewed"
+        )
+        decision.reason = (
+            f"certificate ends {tls.certificate.not_after:%Y-%m-%d}"
+            if tls is not None and tls.certificate is not None
+            else f"certificate {cert_status}"
+        )
+    else:
+        decision.reason = "DNS and certificate OK"
+    if new_status == "expiring":
+        decision.edge = "renew"
+    if tls is not None and tls.certificate is not None and tls.days_left is not None:
+        sent = set(changes.get("cert_warnings_sent", domain.cert_warnings_sent))
+        crossed = [d for d in warning_days if tls.days_left <= d and d not in sent]
+        if crossed:
+            decision.warning_days = min(crossed)
+            changes["cert_warnings_sent"] = sorted(sent | set(crossed), reverse=True)
+            if decision.kind == "check":
+                decision.kind = "certificate_warning"
+                decision.reason = (
+                    f"certificate ends in {tls.days_left:.1f} days "
+                    f"(warning at {decision.warning_days})"
+                )
+    return decision

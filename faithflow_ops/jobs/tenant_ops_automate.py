@@ -1,0 +1,403 @@
+"""`faithflow domains automate` (`domains preview` = the same plan, no writes): check every
+domain that is due, move it through its lifecycle, ask the edge to serve and renew it, fail
+over and recover, warn before certificates expire (rules: faithflow_ops/domains/lifecycle.py,
+runbook: docs/domains.md).
+
+plan: reads the domains whose `next_check_at` has come (`ix_tenant_domains_automate_next_check`),
+probes them read-only — DNS (ownership TXT for pending domains, the CNAME/A target for all)
+with dnspython's async resolver, FAITHFLOW_DNS_CONCURRENCY at once; TLS for domains past
+verification, connecting to the address the DNS probe found (SNI = the host) — and yields one
+action per domain whose kind is what happens to it (`verify_domain`, `pending_check`,
+`fail_domain`, `issuing_check`, `activate_domain`, `check`, `check_failed`, `degrade_domain`,
+`recover_domain`, `certificate_expiring`, `certificate_renewed`, `certificate_warning`).
+
+apply: claims the row with a conditional UPDATE (same status and same `last_checked_at` as the
+plan saw; else StaleAction, so a preview taken earlier or a concurrent run never applies twice),
+writes the new columns and the check history, opens/resolves incidents, audits transitions,
+enqueues the church's message (domain failed) and the ops warning (certificate expiring)
+through the outbox, and calls the edge (Render: add + verify, idempotent) for `add`/`renew`.
+An edge error rolls the action back; the next run retries it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.comms import outbox
+from faithflow_ops.config import Settings
+from faithflow_ops.db import rowcount
+from faithflow_ops.domains.lifecycle import Decision, DomainState, decide
+from faithflow_ops.domains.manage import txt_name, txt_value
+from faithflow_ops.incidents.records import clear_incident, raise_incident
+from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
+from faithflow_ops.models import DomainCheck, Tenant, TenantDomain
+
+DOMAINS = cast(Table, TenantDomain.__table__)
+CHECKS = cast(Table, DomainCheck.__table__)
+
+KINDS = (
+    "verify_domain",
+    "pending_check",
+    "fail_domain",
+    "issuing_check",
+    "activate_domain",
+    "check",
+    "check_failed",
+    "degrade_domain",
+    "recover_domain",
+    "certificate_expiring",
+    "certificate_renewed",
+    "certificate_warning",
+)
+# Transitions an operator wants in the audit log (routine checks are in domain_checks).
+AUDITED = {
+    "verify_domain": "domain.verified",
+    "fail_domain": "domain.failed",
+    "activate_domain": "domain.activated",
+    "degrade_domain": "domain.degraded",
+    "recover_domain": "domain.recovered",
+    "certificate_expiring": "domain.certificate_expiring",
+    "certificate_renewed": "domain.certificate_renewed",
+}
+_TIMES = frozenset(
+    {
+        "last_checked_at",
+        "next_check_at",
+        "verified_at",
+        "active_since",
+        "failed_at",
+        "last_ok_at",
+        "cert_not_before",
+        "cert_not_after",
+    }
+)
+
+
+def _jsonable(changes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in changes.items()}
+
+
+def _values(changes: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: dt.datetime.fromisoformat(v) if k in _TIMES and isinstance(v, str) else v
+        for k, v in changes.items()
+    }
+
+
+def _first_address(observed: tuple[str, ...]) -> str | None:
+    for value in observed:
+        if ":" not in value:
+            return value
+    return observed[0] if observed else None
+
+
+class TenantOpsAutomate(Job):
+    name = "tenant_ops_automate"
+    table_columns = ("kind", "hostname", "tenant", "status", "certificate", "reason")
+
+    @classmethod
+    def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
+        d = action.data
+        status = d["from_status"]
+        if d["status"] != status:
+            status = f"{status} → {d['status']}"
+        return [
+            (
+                action.kind,
+                d["hostname"],
+                d["tenant"],
+                status,
+                d["certificate_status"],
+                action.reason,
+            )
+        ]
+
+    def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
+        query = (
+            select(TenantDomain, Tenant.slug)
+            .join(Tenant, Tenant.id == TenantDomain.tenant_id)
+            .where(
+                TenantDomain.status.not_in(("removed", "failed")),
+                TenantDomain.next_check_at <= ctx.now,
+            )
+            .order_by(TenantDomain.next_check_at, TenantDomain.id)
+        )
+        if ctx.limit:
+            query = query.limit(ctx.limit)
+        yield from self.plan_rows(list(session.execute(query)), ctx)
+
+    def plan_rows(
+        self, rows: Sequence[Row[tuple[TenantDomain, str]]], ctx: JobContext
+    ) -> Iterator[Action]:
+        """Probe these (domain, tenant slug) rows and decide each (also `domains verify`)."""
+        from faithflow_ops.providers.dns import DnsCheck, DnsProber, run_sync
+        from faithflow_ops.providers.tls import TlsProber
+
+        settings = ctx.settings
+        if not rows:
+            return
+        if ctx.progress:
+            ctx.progress.start(len(rows))
+        checks: list[DnsCheck] = []
+        for domain, _ in rows:
+            if domain.status == "pending_dns":
+                checks.append(
+                    DnsCheck.txt(
+                        txt_name(domain.hostname), txt_value(domain), key=f"txt:{domain.id}"
+                    )
+                )
+            checks.append(
+                DnsCheck.target(
+                    domain.hostname,
+                    cname_target=None if domain.apex else settings.domain_cname_target,
+                    a_records=settings.domain_a_records if domain.apex else (),
+                    key=f"target:{domain.id}",
+                )
+            )
+        prober = DnsProber(settings)
+        results = {r.check.key: r for r in run_sync(lambda: prober.probe_many(checks))}
+        tls_for = [
+            domain
+            for domain, _ in rows
+            if domain.status in ("issuing_cert", "active", "expiring", "degraded")
+        ]
+        tls: dict[int, Any] = {}
+        if tls_for:
+            tls_prober = TlsProber(settings)
+            targets = [
+                (d.hostname, _first_address(results[f"target:{d.id}"].observed) or d.hostname)
+                for d in tls_for
+            ]
+            found = run_sync(
+                lambda: tls_prober.probe_many(
+                    targets, concurrency=settings.dns_concurrency, now=ctx.now
+                )
+            )
+            tls = {d.id: r for d, r in zip(tls_for, found, strict=True)}
+        for domain, slug in rows:
+            target = results[f"target:{domain.id}"]
+            txt = results.get(f"txt:{domain.id}")
+            probe = tls.get(domain.id)
+            decision = decide(
+                DomainState(
+                    id=domain.id,
+                    hostname=domain.hostname,
+                    status=domain.status,
+                    certificate_status=domain.certificate_status,
+                    consecutive_failures=domain.consecutive_failures,
+                    failover_active=domain.failover_active,
+                    pending_since=domain.pending_since,
+                    cert_not_after=domain.cert_not_after,
+                    cert_warnings_sent=tuple(domain.cert_warnings_sent or ()),
+                ),
+                ctx.now,
+                txt=txt,
+                target=target,
+                tls=probe,
+                threshold=settings.domain_failure_threshold,
+                pending_days=settings.domain_pending_days,
+                warning_days=settings.domain_cert_warning_days,
+            )
+            history: list[dict[str, Any]] = []
+            if txt is not None:
+                history.append(
+                    {
+                        "kind": "txt",
+                        "result": txt.status,
+                        "detail": txt.detail,
+                        "latency_ms": txt.latency_ms,
+                    }
+                )
+            history.append(
+                {
+                    "kind": "dns",
+                    "result": target.status,
+                    "detail": target.detail,
+                    "latency_ms": target.latency_ms,
+                    "data": {"observed": list(target.observed), "cnames": list(target.cnames)},
+                }
+            )
+            if probe is not None:
+                history.append(
+                    {
+                        "kind": "tls",
+                        "result": probe.status,
+                        "detail": probe.detail,
+                        "latency_ms": probe.latency_ms,
+                        "data": probe.as_dict(),
+                    }
+                )
+            yield self._action(domain, slug, decision, history)
+            if ctx.progress:
+                ctx.progress.advance(1)
+
+    @staticmethod
+    def _action(
+        domain: TenantDomain, slug: str, decision: Decision, history: list[dict[str, Any]]
+    ) -> Action:
+        changes = decision.changes
+        data = {
+            "domain_id": domain.id,
+            "hostname": domain.hostname,
+            "tenant": slug,
+            "tenant_id": domain.tenant_id,
+            "from_status": domain.status,
+            "planned_checked_at": (
+                domain.last_checked_at.isoformat() if domain.last_checked_at else None
+            ),
+            "status": changes.get("status", domain.status),
+            "certificate_status": changes.get("certificate_status", domain.certificate_status),
+            "failover_active": changes.get("failover_active", domain.failover_active),
+            "consecutive_failures": changes.get(
+                "consecutive_failures", domain.consecutive_failures
+            ),
+            "changes": _jsonable(changes),
+            "checks": history,
+            "edge": decision.edge,
+            "warning_days": decision.warning_days,
+            "message_tenant": decision.message_tenant,
+            "raise_incidents": [list(i) for i in decision.raise_incidents],
+            "clear_incidents": decision.clear_incidents,
+        }
+        return Action(decision.kind, f"domain:{domain.id}", decision.reason, data)
+
+    def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        data = action.data
+        planned = data["planned_checked_at"]
+        seen = DOMAINS.c.last_checked_at
+        claim = (
+            update(DOMAINS)
+            .where(
+                DOMAINS.c.id == data["domain_id"],
+                DOMAINS.c.status == data["from_status"],
+                seen.is_(None) if planned is None else seen == dt.datetime.fromisoformat(planned),
+            )
+            .values(**_values(data["changes"]), updated_at=ctx.now)
+        )
+        if rowcount(session.execute(claim)) != 1:
+            raise StaleAction(f"{data['hostname']} changed since the plan")
+        session.execute(
+            insert(CHECKS),
+            [
+                {
+                    "domain_id": data["domain_id"],
+                    "checked_at": ctx.now,
+                    "kind": c["kind"],
+                    "result": c["result"],
+                    "detail": c["detail"],
+                    "latency_ms": c["latency_ms"],
+                    "data": c.get("data"),
+                    "created_at": ctx.now,
+                }
+                for c in data["checks"]
+            ],
+        )
+        tenant_id = data["tenant_id"]
+        for cause, severity, title in data["raise_incidents"]:
+            raise_incident(
+                session,
+                cause=cause,
+                kind="domain",
+                title=title,
+                severity=severity,
+                now=ctx.now,
+                tenant_id=tenant_id,
+                detail=action.reason,
+            )
+        for cause in data["clear_incidents"]:
+            clear_incident(session, cause, now=ctx.now, by=ctx.actor)
+        if action.kind in AUDITED:
+            audit.record(
+                session,
+                actor=ctx.actor,
+                action=AUDITED[action.kind],
+                entity_type="domain",
+                entity_id=data["domain_id"],
+                tenant_id=tenant_id,
+                before={"status": data["from_status"]},
+                after={
+                    "status": data["status"],
+                    "certificate_status": data["certificate_status"],
+                    "failover_active": data["failover_active"],
+                    "reason": action.reason,
+                },
+            )
+        self._messages(session, ctx, action)
+        if data["edge"]:
+            self._edge(session, ctx.settings, data)
+
+    @staticmethod
+    def _messages(session: Session, ctx: JobContext, action: Action) -> None:
+        data = action.data
+        if data["message_tenant"]:
+            tenant = session.get(Tenant, data["tenant_id"])
+            if tenant is not None and tenant.billing_email:
+                outbox.enqueue(
+                    session,
+                    channel="email",
+                    recipient=tenant.billing_email,
+                    template=data["message_tenant"],
+                    variables={
+                        "hostname": data["hostname"],
+                        "reason": action.reason,
+                        "days": ctx.settings.domain_pending_days,
+                    },
+                    idempotency_key=f"domain:{data['domain_id']}:{data['message_tenant']}",
+                    now=ctx.now,
+                    tenant=tenant,
+                    category="domains",
+                    about=("domain", data["domain_id"]),
+                )
+        if data["warning_days"] is not None and ctx.settings.ops_email:
+            not_after = data["changes"].get("cert_not_after") or ""
+            outbox.enqueue(
+                session,
+                channel="email",
+                recipient=ctx.settings.ops_email,
+                template="domain_certificate_expiring",
+                variables={
+                    "hostname": data["hostname"],
+                    "tenant_slug": data["tenant"],
+                    "days": data["warning_days"],
+                    "not_after_at": not_after,
+                },
+                idempotency_key=(
+                    f"domain:{data['domain_id']}:cert:{not_after}:{data['warning_days']}"
+                ),
+                now=ctx.now,
+                priority=20,
+                category="domains",
+                about=("domain", data["domain_id"]),
+            )
+
+    @staticmethod
+    def _edge(session: Session, settings: Settings, data: Mapping[str, Any]) -> None:
+        """Ask the edge to serve (and so certify) the host, or to renew its certificate (Render
+    re-verifies and re-issues on a verify call); idempotent at the edge."""
+        if not settings.render_api_key or not settings.render_service_id:
+            status = "not_configured"
+        else:
+            from faithflow_ops.providers.render import RenderAPI
+
+            with RenderAPI(settings) as api:
+                found = api.add_domain(data["hostname"])
+                if data["edge"] == "renew" or not found.verified:
+                    found = api.verify_domain(data["hostname"])  # renewal: verify again
+            status = found.verification_status
+            session.execute(
+                update(DOMAINS)
+                .where(DOMAINS.c.id == data["domain_id"])
+                .values(edge_id=found.id or None)
+            )
+        session.execute(
+            update(DOMAINS).where(DOMAINS.c.id == data["domain_id"]).values(edge_status=status)
+        )
+
+
+JOB = TenantOpsAutomate()
