@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from faithflow_ops.cli import jobs
+from faithflow_ops.cli import dunning_settings, jobs
 from faithflow_ops.cli.common import JsonOpt
 from faithflow_ops.jobs import registry
 
@@ -31,3 +31,6 @@ def preview(
 
 
 jobs.add_job_command(app, registry.get("dunning"))  # `dunning run`
+app.add_typer(dunning_settings.policy_app, name="policy")
+app.add_typer(dunning_settings.prefs_app, name="prefs")
+app.command("analytics")(dunning_settings.analytics)
