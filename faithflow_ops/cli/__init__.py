@@ -59,6 +59,10 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.domains",
         "Tenant custom domains: add, verify, show, runbook notes, and the automate job.",
     ),
+    "incidents": (
+        "faithflow_ops.cli.incidents",
+        "Incidents from domains, health checks and job runs: list, show, ack, resolve, escalate.",
+    ),
     "invoices": (
         "faithflow_ops.cli.invoices",
         "Invoices: list, show, and reconcile them with Stripe and Paystack.",

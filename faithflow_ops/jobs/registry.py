@@ -108,6 +108,16 @@ JOBS: tuple[JobSpec, ...] = (
         module="faithflow_ops.jobs.tenant_ops_automate",
     ),
     JobSpec(
+        name="incidents_escalate",
+        summary="Send incidents to ALERT_WEBHOOK_URL, page PagerDuty when unacknowledged",
+        cli_group="incidents",
+        cli_verb="escalate",
+        task_path="/tasks/incidents/escalate",
+        schedule="* * * * *",
+        module="faithflow_ops.jobs.incidents_escalate",
+        lease_seconds=300,
+    ),
+    JobSpec(
         name="support_sla_sweep",
         summary="Mark SLA breaches when they happen, warn before them, notify agents",
         cli_group="sla",
