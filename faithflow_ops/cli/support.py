@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faithflow_ops.cli import output
+from faithflow_ops.cli import output, support_kb
 from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
 
 if TYPE_CHECKING:
@@ -27,6 +27,9 @@ tickets_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tickets_app, name="tickets")
+# knowledge base, deflection and analytics: cli/support_kb.py
+app.add_typer(support_kb.kb_app, name="kb")
+app.command("analytics")(support_kb.analytics)
 
 NowOpt = Annotated[
     str | None,
