@@ -121,7 +121,7 @@ def add_suppression(
     """Put `contact` on the suppression list for `channel`; False when it already was (the
     existing entry is kept as it is)."""
     stmt = (
-        upsert_insert(session.get_bind().dialect.name, Suppression)
+        upsert_insert(session.get_bind().dialect.name, SUPPRESSIONS)
         .values(
             contact=contact,
             channel=channel,
@@ -133,8 +133,9 @@ def add_suppression(
             updated_at=now,
         )
         .on_conflict_do_nothing(index_elements=["contact", "channel"])
+        .returning(SUPPRESSIONS.c.id)
     )
-    return rowcount(session.execute(stmt)) == 1
+    return session.execute(stmt).scalar_one_or_none() is not None
 
 
 # --- plan ---------------------------------------------------------------------------------------
