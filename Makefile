@@ -35,6 +35,8 @@ bench: install
 	$(BIN)/python bench/bench_backfill.py
 	$(BIN)/python bench/bench_subs_automate.py
 	$(BIN)/python bench/bench_webhook_ingest.py
+	$(BIN)/python bench/bench_dns_probe.py
+	$(BIN)/python bench/bench_domains.py
 
 lint: install
 	$(BIN)/ruff check .
