@@ -11,8 +11,9 @@ each reopen. Per metric the ticket stores, for its current episode:
 - `<m>_elapsed_seconds`  clock time (business or calendar, the policy's unit) consumed before
                       the current running stretch — paused stretches add nothing
 - `<m>_running_since` start of the current running stretch; NULL while paused or stopped
-- `<m>_due_at`        when the target is reached if the clock keeps running (NULL while paused);
-                      frozen once breached
+- `<m>_due_at`        when the target is reached if the clock keeps running (NULL while paused
+                      and once met: the due time stays in the `fulfilled` event); frozen once
+                      breached
 - `<m>_warn_at`       when the warning is due: the later of due − 15 min and the moment 80 % of
                       the target is consumed
 - `<m>_warned_at`, `<m>_breached_at` (= `<m>_due_at`, never the sweep's time), `<m>_fulfilled_at`

@@ -163,9 +163,12 @@ def fulfil(
     _catch_breach(session, ticket, metric, now, by)
     _stop_running(ticket, metric, rules, now)
     _set(ticket, metric, "fulfilled_at", now)
-    if _get(ticket, metric, "breached_at") is None:
-        _set(ticket, metric, "warn_at", None)
     record_event(session, ticket, metric, "fulfilled", occurred_at=now, now=now, rules=rules)
+    if _get(ticket, metric, "breached_at") is None:
+        # a met clock has no deadline left (its due time stays in the fulfilled event), so the
+        # sweep's `due_at <= now AND breached_at IS NULL` never sees it
+        _set(ticket, metric, "due_at", None)
+        _set(ticket, metric, "warn_at", None)
     return True
 
 

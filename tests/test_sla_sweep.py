@@ -1,0 +1,268 @@
+"""`sla sweep` on both dialects: breaches at their due time, warnings once, idempotent runs,
+notifications through the outbox, the urgent alert hook (and its failure), the task endpoint,
+and the plan's partial indexes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import httpx
+import pytest
+from dispute_fakes import AlertReceiver, Answer
+from helpers import running
+from sqlalchemy import select, text
+from support_world import call, open_ticket, seed, sweep
+
+from faithflow_ops.config import Settings
+from faithflow_ops.db import Database
+from faithflow_ops.models import OutboundMessage, SlaEvent, SupportTicket
+
+
+@pytest.fixture
+def world(db: Database, monkeypatch: pytest.MonkeyPatch) -> Database:
+    seed(db)
+    monkeypatch.setenv("FAITHFLOW_SUPPORT_QUEUE_EMAIL", "support@faithflow.example")
+    monkeypatch.setenv("FAITHFLOW_PROVIDER_MAX_ATTEMPTS", "1")
+    return db
+
+
+def rows(out: dict[str, Any]) -> list[tuple[str, int, str, int]]:
+    return [
+        (a["kind"], a["data"]["ticket_id"], a["data"]["metric"], a["data"]["minutes_left"])
+        for a in out["actions"]
+    ]
+
+
+def events(db: Database) -> list[tuple[int, str, int, str, str]]:
+    with db.read_session() as s:
+        return [
+            (e.ticket_id, e.metric, e.episode, e.kind, e.occurred_at.isoformat())
+            for e in s.scalars(select(SlaEvent).order_by(SlaEvent.id))
+        ]
+
+
+def test_warning_then_breach_each_once_at_their_own_times(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]  # first response due 09:30, warning at 09:24
+    assert sweep(cli, "2026-03-02T09:20:00Z")["counts"] == {}
+    out = sweep(cli, "2026-03-02T09:25:00Z")
+    assert rows(out) == [("sla_warning", t, "first_response", 5)]
+    assert out["outcomes"] == {"applied": 1}
+    assert sweep(cli, "2026-03-02T09:25:00Z")["counts"] == {}  # same --now: nothing
+    assert sweep(cli, "2026-03-02T09:28:00Z")["counts"] == {}  # warned once
+    # the sweep runs late (10:07): the breach is marked at 09:30, when it happened
+    out = sweep(cli, "2026-03-02T10:07:00Z")
+    assert rows(out) == [("sla_breach", t, "first_response", -37)]
+    assert sweep(cli, "2026-03-02T10:07:00Z")["counts"] == {}
+    assert sweep(cli, "2026-03-02T10:30:00Z")["counts"] == {}
+    with world.read_session() as s:
+        ticket = s.get(SupportTicket, t)
+        assert ticket is not None
+        assert ticket.first_response_breached_at == dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
+        assert ticket.first_response_warned_at == dt.datetime(2026, 3, 2, 9, 25, tzinfo=dt.UTC)
+    assert events(world) == [
+        (t, "first_response", 1, "warning", "2026-03-02T09:24:00+00:00"),
+        (t, "first_response", 1, "breach", "2026-03-02T09:30:00+00:00"),
+    ]
+    breaches = call(cli, "sla", "breaches")
+    assert [(b["ticket_id"], b["metric"], b["due_at"], b["breached_at"]) for b in breaches] == [
+        (t, "first_response", "2026-03-02T09:30:00+00:00", "2026-03-02T09:30:00+00:00")
+    ]
+
+
+def test_a_clock_found_overdue_gets_its_breach_and_no_late_warning(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]
+    out = sweep(cli, "2026-03-02T13:30:00Z")  # first response and resolution both overdue
+    assert sorted(rows(out)) == [
+        ("sla_breach", t, "first_response", -240),
+        ("sla_breach", t, "resolution", -30),
+    ]
+    assert [e[3] for e in events(world)] == ["breach", "breach"]
+
+
+def test_preview_lists_minutes_left_and_writes_nothing(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]
+    out = sweep(cli, "2026-03-02T09:45:00Z", "--dry-run")
+    assert out["dry_run"] is True and rows(out) == [("sla_breach", t, "first_response", -15)]
+    assert out["actions"][0]["data"]["due_at"] == "2026-03-02T09:30:00+00:00"
+    table = cli("sla", "sweep", "--dry-run", "--now", "2026-03-02T09:45:00Z")
+    assert table.exit_code == 0 and "-15" in table.stdout and "first_response" in table.stdout
+    assert events(world) == []
+
+
+def test_paused_and_fulfilled_clocks_never_breach(world: Database, cli) -> None:
+    t = str(open_ticket(cli, "urgent")["id"])
+    call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        t,
+        "--as",
+        "agent",
+        "--body",
+        "Hi",
+        "--now",
+        "2026-03-02T09:10:00Z",
+    )
+    call(cli, "support", "tickets", "status", t, "on_hold", "--now", "2026-03-02T09:20:00Z")
+    assert sweep(cli, "2026-03-03T09:00:00Z")["counts"] == {}  # a day later: still paused
+
+
+def test_reopen_gives_the_new_episode_its_own_breach(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]
+    call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "agent",
+        "--body",
+        "Done",
+        "--now",
+        "2026-03-02T09:10:00Z",
+    )
+    sweep(cli, "2026-03-02T14:00:00Z")  # resolution episode 1 breached at 13:00
+    call(cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T14:10:00Z")
+    call(cli, "support", "tickets", "reopen", str(t), "--now", "2026-03-02T15:00:00Z")
+    out = sweep(cli, "2026-03-02T19:30:00Z")
+    assert rows(out) == [("sla_breach", t, "resolution", -30)]
+    assert [(e[1], e[2], e[3], e[4]) for e in events(world) if e[3] == "breach"] == [
+        ("resolution", 1, "breach", "2026-03-02T13:00:00+00:00"),
+        ("resolution", 2, "breach", "2026-03-02T19:00:00+00:00"),
+    ]
+
+
+def test_notifications_go_to_the_assignee_or_the_queue_once(world: Database, cli) -> None:
+    mine = open_ticket(cli, "urgent", assign="ada@faithflow.example")["id"]
+    queue = open_ticket(cli, "urgent")["id"]
+    sweep(cli, "2026-03-02T09:25:00Z")
+    sweep(cli, "2026-03-02T09:40:00Z")
+    sweep(cli, "2026-03-02T09:40:00Z")
+    with world.read_session() as s:
+        sent = [
+            (m.recipient, m.template, m.idempotency_key, m.category)
+            for m in s.scalars(select(OutboundMessage).order_by(OutboundMessage.id))
+        ]
+        body = s.scalars(
+            select(OutboundMessage.subject).where(OutboundMessage.template == "sla_breach")
+        ).first()
+    assert sorted(sent) == sorted(
+        [
+            (
+                "ada@faithflow.example",
+                "sla_warning",
+                f"sla:{mine}:first_response:1:warning",
+                "support",
+            ),
+            (
+                "support@faithflow.example",
+                "sla_warning",
+                f"sla:{queue}:first_response:1:warning",
+                "support",
+            ),
+            (
+                "ada@faithflow.example",
+                "sla_breach",
+                f"sla:{mine}:first_response:1:breach",
+                "support",
+            ),
+            (
+                "support@faithflow.example",
+                "sla_breach",
+                f"sla:{queue}:first_response:1:breach",
+                "support",
+            ),
+        ]
+    )
+    assert body is not None and "[SLA breach]" in body and "first response" in body
+
+
+def test_without_a_queue_address_the_breach_is_still_marked(
+    world: Database, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FAITHFLOW_SUPPORT_QUEUE_EMAIL")
+    t = open_ticket(cli, "urgent")["id"]
+    out = sweep(cli, "2026-03-02T09:40:00Z")
+    assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 1}
+    with world.read_session() as s:
+        event = s.scalars(select(SlaEvent).filter_by(ticket_id=t)).one()
+    assert "FAITHFLOW_SUPPORT_QUEUE_EMAIL" in event.data["notify"]["skipped"]
+
+
+def test_urgent_breaches_post_the_alert_hook_and_a_failing_hook_does_not_fail_the_sweep(
+    world: Database, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = AlertReceiver()
+    with hook.serve():
+        monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url + "/hook")
+        ok = open_ticket(cli, "urgent")["id"]
+        normal = open_ticket(cli, "normal")["id"]  # no hook for normal priority
+        out = sweep(cli, "2026-03-02T09:40:00Z")
+        assert out["status"] == "succeeded"
+        (alert,) = hook.alerts
+        assert alert["id"] == f"sla:{ok}:first_response:1:breach"
+        assert alert["type"] == "support.sla_breach" and alert["minutes_left"] == -10
+        hook.queue("/hook", Answer(502, {"error": "down"}))
+        late = open_ticket(cli, "urgent", now="2026-03-02T10:00:00Z")["id"]
+        out = sweep(cli, "2026-03-02T10:40:00Z")
+        assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 1}
+    with world.read_session() as s:
+        failed = s.scalars(select(SlaEvent).filter_by(ticket_id=late)).one()
+        fine = s.scalars(select(SlaEvent).filter_by(ticket_id=ok)).one()
+    assert failed.data["alert"]["ok"] is False and "502" in failed.data["alert"]["error"]
+    assert failed.data["notify"]["to"] == "support@faithflow.example"  # e-mail still queued
+    assert fine.data["alert"] == {"ok": True}
+    assert normal not in {a["ticket_id"] for a in hook.alerts}
+
+
+def test_the_task_endpoint_runs_the_same_sweep(world: Database, cli, db_url: str) -> None:
+    from receiver.app import create_app
+
+    t = open_ticket(cli, "urgent")["id"]
+    key = "k" * 32
+    settings = Settings.from_env()
+    settings = Settings(**{**settings.__dict__, "database_url": db_url, "integration_api_key": key})
+    app = create_app(settings, db=world)
+    with running(app) as url:
+        headers = {"Authorization": f"Bearer {key}"}
+        body: dict[str, Any] = {"dry_run": True, "now": "2026-03-02T09:40:00Z"}
+        preview = httpx.post(url + "/tasks/support/sla", json=body, headers=headers)
+        assert preview.status_code == 200, preview.text
+        assert preview.json()["counts"] == {"sla_breach": 1}
+        body["dry_run"] = False
+        done = httpx.post(url + "/tasks/support/sla", json=body, headers=headers, timeout=60)
+        assert done.json()["outcomes"] == {"applied": 1}
+        again = httpx.post(url + "/tasks/support/sla", json=body, headers=headers, timeout=60)
+        assert again.json()["counts"] == {}
+        refused = httpx.post(url + "/tasks/support/sla", json=body)
+        assert refused.status_code in (401, 403)
+    assert [e[0] for e in events(world)] == [t]
+
+
+def test_the_plan_reads_open_tickets_through_its_partial_indexes(world: Database) -> None:
+    from faithflow_ops.jobs.support_sla_sweep import _T, _breach_due, _warning_due
+
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    with world.session() as s:
+        dialect = s.get_bind().dialect
+        for metric in ("first_response", "next_response", "resolution"):
+            for where, index in (
+                (_breach_due(metric, now), f"ix_support_tickets_sla_{metric}_due"),
+                (_warning_due(metric, now), f"ix_support_tickets_sla_{metric}_warn"),
+            ):
+                sql = str(
+                    select(_T.c.id)
+                    .where(where)
+                    .compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+                )
+                if dialect.name == "postgresql":
+                    s.execute(text("SET LOCAL enable_seqscan = off"))
+                    plan = "\n".join(r[0] for r in s.execute(text("EXPLAIN " + sql)))
+                else:
+                    plan = "\n".join(
+                        str(r[-1]) for r in s.execute(text("EXPLAIN QUERY PLAN " + sql))
+                    )
+                assert index in plan, plan

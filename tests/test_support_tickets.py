@@ -1,0 +1,321 @@
+"""Tickets through the CLI on both dialects: clocks on open/reply/status/reopen, pausing,
+episodes, and every bad input (exit 2, a clear message, nothing written)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from helpers import said
+from sqlalchemy import func, select
+from support_world import MONDAY_9, call, open_ticket, seed
+
+from faithflow_ops.db import Database
+from faithflow_ops.models import SlaEvent, SupportMessage, SupportTicket
+
+
+@pytest.fixture
+def world(db: Database) -> Database:
+    seed(db)
+    return db
+
+
+def clocks(doc: dict[str, Any]) -> dict[str, Any]:
+    return doc["clocks"]
+
+
+def test_open_prints_the_ticket_with_its_id_and_running_clocks(world: Database, cli) -> None:
+    doc = open_ticket(cli, "normal")
+    assert doc["id"] >= 1 and doc["status"] == "new" and doc["tenant"] == "grace"
+    assert doc["requester_email"] == "office@grace.example"
+    fr, nr, res = (clocks(doc)[m] for m in ("first_response", "next_response", "resolution"))
+    # normal: 4 business hours, 3 business days (Mon 09:00 → Wed 17:00)
+    assert fr["state"] == "running" and fr["due_at"] == "2026-03-02T13:00:00+00:00"
+    assert fr["warn_at"] == "2026-03-02T12:45:00+00:00"  # later of due-15 min and 80 %
+    assert nr["state"] == "not started"
+    assert res["due_at"] == "2026-03-04T17:00:00+00:00"
+
+
+def test_urgent_targets_count_calendar_time_and_warn_at_80_percent(world: Database, cli) -> None:
+    doc = open_ticket(cli, "urgent", now="2026-03-07T23:00:00Z")  # a Saturday night
+    fr = clocks(doc)["first_response"]
+    assert fr["due_at"] == "2026-03-07T23:30:00+00:00"
+    assert fr["warn_at"] == "2026-03-07T23:24:00+00:00"  # 80 % of 30 min beats due-15 min
+
+
+def test_agent_reply_fulfils_first_response_and_requester_reply_starts_next(
+    world: Database, cli
+) -> None:
+    t = open_ticket(cli)["id"]
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "agent",
+        "--body",
+        "On it",
+        "--agent",
+        "ada@faithflow.example",
+        "--now",
+        "2026-03-02T10:00:00Z",
+    )
+    assert doc["status"] == "open" and doc["assignee"] == "ada@faithflow.example"
+    assert clocks(doc)["first_response"]["state"] == "fulfilled"
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "requester",
+        "--body",
+        "Still",
+        "--now",
+        "2026-03-02T11:00:00Z",
+    )
+    nr = clocks(doc)["next_response"]
+    assert nr["state"] == "running" and nr["episode"] == 1
+    assert nr["due_at"] == "2026-03-03T11:00:00+00:00"  # 8 business hours later
+    # a second requester message while waiting does not restart the clock
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "requester",
+        "--body",
+        "Hello?",
+        "--now",
+        "2026-03-02T12:00:00Z",
+    )
+    assert clocks(doc)["next_response"]["due_at"] == "2026-03-03T11:00:00+00:00"
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "agent",
+        "--body",
+        "Fixed",
+        "--now",
+        "2026-03-02T13:00:00Z",
+    )
+    assert clocks(doc)["next_response"]["state"] == "fulfilled"
+    with world.read_session() as s:
+        kinds = s.execute(
+            select(
+                SlaEvent.metric, SlaEvent.episode, SlaEvent.kind, SlaEvent.within_target
+            ).order_by(SlaEvent.id)
+        ).all()
+    assert [tuple(k) for k in kinds] == [
+        ("first_response", 1, "fulfilled", True),
+        ("next_response", 1, "fulfilled", True),
+    ]
+
+
+def test_pending_pauses_resolution_and_resuming_moves_the_due_time(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]  # resolution 4 h calendar: due 13:00
+    call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "agent",
+        "--body",
+        "Need info",
+        "--now",
+        "2026-03-02T09:10:00Z",
+    )
+    doc = call(
+        cli, "support", "tickets", "status", str(t), "pending", "--now", "2026-03-02T10:00:00Z"
+    )
+    res = clocks(doc)["resolution"]
+    assert res["state"] == "paused" and res["due_at"] is None and res["used_seconds"] == 3600
+    # the requester answers two hours later: back to open, resolution resumes with 3 h left
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "requester",
+        "--body",
+        "Here",
+        "--now",
+        "2026-03-02T12:00:00Z",
+    )
+    assert doc["status"] == "open"
+    assert clocks(doc)["resolution"]["due_at"] == "2026-03-02T15:00:00+00:00"
+
+
+def test_pausing_statuses_are_configurable(world: Database, cli) -> None:
+    call(cli, "sla", "policy", "set", "--metric", "resolution", "--pause", "on_hold")
+    t = open_ticket(cli, "urgent")["id"]
+    doc = call(
+        cli, "support", "tickets", "status", str(t), "pending", "--now", "2026-03-02T10:00:00Z"
+    )
+    assert clocks(doc)["resolution"]["state"] == "running"
+    doc = call(
+        cli, "support", "tickets", "status", str(t), "on_hold", "--now", "2026-03-02T10:30:00Z"
+    )
+    assert clocks(doc)["resolution"]["state"] == "paused"
+
+
+def test_solve_then_reopen_starts_a_new_resolution_episode(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]
+    doc = call(
+        cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T10:00:00Z"
+    )
+    assert doc["resolution"] == "solved" and doc["solved_at"] == "2026-03-02T10:00:00+00:00"
+    assert all(c["state"] in ("fulfilled", "not started") for c in clocks(doc).values())
+    doc = call(cli, "support", "tickets", "reopen", str(t), "--now", "2026-03-02T11:00:00Z")
+    res = clocks(doc)["resolution"]
+    assert doc["status"] == "open" and doc["reopen_count"] == 1 and doc["resolution"] is None
+    assert res["episode"] == 2 and res["due_at"] == "2026-03-02T15:00:00+00:00"
+    # a requester reply on a solved ticket reopens it too
+    call(cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T12:00:00Z")
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "requester",
+        "--body",
+        "Again",
+        "--now",
+        "2026-03-02T13:00:00Z",
+    )
+    assert doc["reopen_count"] == 2 and clocks(doc)["resolution"]["episode"] == 3
+
+
+def test_a_clock_stopped_after_its_due_time_records_the_breach_at_the_due_time(
+    world: Database, cli
+) -> None:
+    t = open_ticket(cli, "urgent")["id"]  # first response due 09:30; no sweep ran
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "agent",
+        "--body",
+        "Sorry",
+        "--now",
+        "2026-03-02T09:50:00Z",
+    )
+    fr = clocks(doc)["first_response"]
+    assert fr["breached_at"] == "2026-03-02T09:30:00+00:00"  # not 09:50
+    with world.read_session() as s:
+        breach = s.scalars(select(SlaEvent).filter_by(kind="breach")).one()
+        done = s.scalars(select(SlaEvent).filter_by(kind="fulfilled")).one()
+    assert breach.occurred_at.isoformat() == "2026-03-02T09:30:00+00:00"
+    assert done.within_target is False
+
+
+def test_note_assign_show_list_and_queue(world: Database, cli) -> None:
+    t = open_ticket(cli, "high")["id"]
+    call(cli, "support", "tickets", "note", str(t), "--body", "check logs", "--now", MONDAY_9)
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "assign",
+        str(t),
+        "--to",
+        "ben@faithflow.example",
+        "--now",
+        "2026-03-02T09:05:00Z",
+    )
+    assert doc["assignee"] == "ben@faithflow.example" and doc["status"] == "open"
+    shown = call(cli, "support", "tickets", "show", str(t))
+    assert [m["public"] for m in shown["messages"]] == [True, False, False]
+    listed = call(
+        cli, "support", "tickets", "list", "--open", "--assignee", "ben@faithflow.example"
+    )
+    assert [d["id"] for d in listed] == [t]
+    open_ticket(cli, "urgent")
+    q = call(cli, "support", "queue", "--now", "2026-03-02T09:45:00Z")
+    assert q["open"] == 2 and q["unassigned"] == 1
+    assert q["by_priority"]["urgent"] == 1 and q["by_status"]["open"] == 1
+    assert [(r["metric"], r["minutes_left"]) for r in q["breaching_now"]] == [
+        ("first_response", -15)
+    ]
+    assert {r["metric"] for r in q["due_within_hour"]} == {"first_response"}  # high: due 10:00
+    assert q["agents"] == [
+        {"agent": "ben@faithflow.example", "name": "Ben", "open": 1, "urgent": 0}
+    ]
+    assert q["oldest_waiting"][0]["waiting_minutes"] == 45
+
+
+def _nothing_written(world: Database, tickets: int, messages: int) -> None:
+    with world.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(SupportTicket)) == tickets
+        assert s.scalar(select(func.count()).select_from(SupportMessage)) == messages
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "999"], "no ticket 999"),
+        (["reply", "999", "--as", "agent", "--body", "x"], "no ticket 999"),
+        (["reply", "{t}", "--as", "robot", "--body", "x"], "--as 'robot' is not one of"),
+        (["reply", "{t}", "--as", "agent", "--body", " "], "--body is empty"),
+        (["status", "{t}", "closed"], "solve it before closing it"),
+        (["status", "{t}", "new"], "status 'new' is not one of"),
+        (["status", "{t}", "open", "--now", "yesterday"], "--now 'yesterday' is not an ISO-8601"),
+        (["assign", "{t}", "--to", "nobody@faithflow.example"], "no agent 'nobody@faithflow"),
+        (["assign", "{t}", "--to", "pastor@grace.example"], "belongs to a tenant"),
+        (["reopen", "{t}"], "not solved; nothing to reopen"),
+        (["status", "{t}", "solved", "--resolution", "magic"], "--resolution 'magic'"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(
+    world: Database, cli, args: list[str], message: str
+) -> None:
+    t = open_ticket(cli)["id"]
+    result = cli("support", "tickets", *[a.replace("{t}", str(t)) for a in args])
+    assert result.exit_code == 2, result.stdout
+    assert message in said(result)
+    assert "Traceback" not in result.stderr
+    _nothing_written(world, 1, 1)
+
+
+def test_bad_open_input_exits_2(world: Database, cli) -> None:
+    base = ["support", "tickets", "open", "--tenant", "grace", "--subject", "x"]
+    for extra, message in (
+        (["--priority", "critical"], "--priority 'critical' is not one of"),
+        (["--tenant", "nope"], "no tenant 'nope'"),
+        (["--requester", "not-an-email"], "not-an-email"),
+        (["--now", "2026-13-01"], "--now '2026-13-01' is not an ISO-8601"),
+        (["--assign", "ghost@x.example"], "no agent"),
+    ):
+        result = cli(*base, *extra)
+        assert result.exit_code == 2, (extra, result.stdout)
+        assert message in said(result), (extra, said(result))
+    _nothing_written(world, 0, 0)
+
+
+def test_a_closed_ticket_is_final(world: Database, cli) -> None:
+    t = str(open_ticket(cli)["id"])
+    call(cli, "support", "tickets", "status", t, "solved", "--now", "2026-03-02T10:00:00Z")
+    call(cli, "support", "tickets", "status", t, "closed", "--now", "2026-03-02T11:00:00Z")
+    for args in (["reply", t, "--as", "requester", "--body", "x"], ["reopen", t]):
+        result = cli("support", "tickets", *args)
+        assert result.exit_code == 2 and "is closed" in said(result)
+    result = cli("support", "tickets", "status", t, "solved")
+    assert result.exit_code == 2
