@@ -129,21 +129,21 @@ def test_add_prints_the_records_the_church_must_create(world: dict[str, Any]) ->
     assert "_faithflow-verify.www.third.test" in table.stdout and EDGE in table.stdout
 
 
-@pytest.mark.parametrize(
-    ("host", "message"),
-    [
-        ("203.0.113.9", "is an IP address"),
-        ("localhost", "is a single label"),
-        ("https://www.grace.test/", "is a URL"),
-        ("bad_label.grace.test", "is not valid"),
-        ("grace.faithflow.test", "under the platform's own domain faithflow.test"),
-        (EDGE, "under the platform's own domain"),
-        ("co.uk", "public suffix"),
-    ],
-)
-def test_add_refuses_bad_hostnames(world: dict[str, Any], host: str, message: str) -> None:
-    result = world["cli"]("domains", "add", host, "--tenant", "grace")
-    assert result.exit_code == 2 and message in said(result)
+BAD_HOSTNAMES = [
+    ("203.0.113.9", "is an IP address"),
+    ("localhost", "is a single label"),
+    ("https://www.grace.test/", "is a URL"),
+    ("bad_label.grace.test", "is not valid"),
+    ("grace.faithflow.test", "under the platform's own domain faithflow.test"),
+    (EDGE, "under the platform's own domain"),
+    ("co.uk", "public suffix"),
+]
+
+
+def test_add_refuses_bad_hostnames(world: dict[str, Any]) -> None:
+    for host, message in BAD_HOSTNAMES:
+        result = world["cli"]("domains", "add", host, "--tenant", "grace")
+        assert result.exit_code == 2 and message in said(result), (host, said(result))
     with world["db"].read_session() as s:
         assert s.scalar(select(func.count()).select_from(TenantDomain)) == 0
 
