@@ -46,6 +46,11 @@ def zone(name: str) -> ZoneInfo:
 
 def covers_whole_week(windows: Sequence[QuietWindow]) -> bool:
     """True when the windows leave no wall-clock minute of the week free."""
+    return _covers_whole_week(tuple(windows))
+
+
+@lru_cache(maxsize=4096)
+def _covers_whole_week(windows: tuple[QuietWindow, ...]) -> bool:
     covered = bytearray(_WEEK_MINUTES)
     for window in windows:
         start = window.start.hour * 60 + window.start.minute
