@@ -114,6 +114,22 @@ def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[
     return tuple(sorted(values, reverse=True))
 
 
+def _percent(env: Mapping[str, str], name: str, default: float) -> float:
+    """A share in percent, 0 to 100 (`5`, `5%`, `2.5`)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw.removesuffix("%").strip())
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 100:  # also refuses nan
+        raise ConfigError(
+            f"{name}={raw!r} is not a percentage above 0 and up to 100; set it to e.g. {default:g}"
+        )
+    return value
+
+
 SMTP_SCHEMES = ("smtp", "smtp+starttls", "smtps")
 
 
@@ -315,6 +331,15 @@ class Settings:
     sla_warning_percent: int = 80
     pagerduty_routing_key: str | None = None
     pagerduty_api_base: str = "https://events.pagerduty.com"
+    # health sweep (docs/health.md): seconds each probe may take (one attempt), minutes an
+    # outbox message may stay due before the backlog check fails (warns at half), the failed
+    # share of the last hour's webhook events (percent) that fails the check (warns at half)
+    # and the fewest events for a share to count, seconds of grace a job's schedule gets.
+    health_timeout: float = 5.0
+    health_outbox_backlog_minutes: int = 15
+    health_webhook_failure_rate: float = 5.0
+    health_webhook_min_events: int = 10
+    health_job_grace_seconds: int = 120
     log_format: str | None = None  # "json" | "console" | None (auto: console on a TTY)
     webhook_body_limit: int = 256 * 1024
 
@@ -411,6 +436,17 @@ class Settings:
             sla_warning_percent=_int(env, "FAITHFLOW_SLA_WARNING_PERCENT", 80, minimum=0),
             pagerduty_routing_key=opt("PAGERDUTY_ROUTING_KEY"),
             pagerduty_api_base=_api_base(env, "PAGERDUTY_API_BASE", cls.pagerduty_api_base),
+            health_timeout=_float(env, "FAITHFLOW_HEALTH_TIMEOUT", 5.0, minimum=0.01),
+            health_outbox_backlog_minutes=_int(
+                env, "FAITHFLOW_HEALTH_OUTBOX_BACKLOG", 15, minimum=1
+            ),
+            health_webhook_failure_rate=_percent(env, "FAITHFLOW_HEALTH_WEBHOOK_FAILURE_RATE", 5.0),
+            health_webhook_min_events=_int(
+                env, "FAITHFLOW_HEALTH_WEBHOOK_MIN_EVENTS", 10, minimum=1
+            ),
+            health_job_grace_seconds=_int(
+                env, "FAITHFLOW_HEALTH_JOB_GRACE_SECONDS", 120, minimum=0
+            ),
             log_format=log_format,
         )
 

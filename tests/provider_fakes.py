@@ -155,6 +155,16 @@ def _stripe_default(fake: FakeAPI, req: Recorded) -> Reply:
         )
     if req.method == "GET" and req.path in ("/v1/invoices", "/v1/subscriptions"):
         return _stripe_list(fake, req)
+    if req.method == "GET" and req.path == "/v1/balance":  # health sweep: the documented shape
+        return Reply(
+            200,
+            {
+                "object": "balance",
+                "available": [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}],
+                "pending": [{"amount": 0, "currency": "usd", "source_types": {"card": 0}}],
+                "livemode": False,
+            },
+        )
     parts = req.path.strip("/").split("/")
     if req.method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "invoices"]:
         if parts[3] == "pay":  # dunning payment retry: the invoice, paid
@@ -253,6 +263,15 @@ def _paystack_default(fake: FakeAPI, req: Recorded) -> Reply:
         )
     if req.method == "GET" and req.path in ("/transaction", "/subscription"):
         return _paystack_list(fake, req)
+    if req.method == "GET" and req.path == "/balance":  # health sweep: the documented shape
+        return Reply(
+            200,
+            {
+                "status": True,
+                "message": "Balances retrieved",
+                "data": [{"currency": "NGN", "balance": 0}],
+            },
+        )
     return paystack_error(404, "Not found")
 
 

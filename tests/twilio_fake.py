@@ -68,6 +68,7 @@ class TwilioFake:
         self._lock = threading.Lock()
         self.url = ""
         self.on_accept: Any = None  # called with the Received after a 201 is decided
+        self.account_status = "active"  # the account resource's status (health sweep)
 
     def script(self, to: str | None, *replies: Reply) -> None:
         """The next answers for recipient `to` (its `To` field as sent), or for anyone (None)."""
@@ -107,6 +108,23 @@ class TwilioFake:
             },
         )
 
+    def account(self, auth: str | None) -> Reply:
+        """`GET /2010-04-01/Accounts/{sid}.json` (the health sweep): the documented account
+        resource with `status` = `account_status`; 401 (20003) for wrong credentials."""
+        expected = "Basic " + base64.b64encode(f"{self.sid}:{self.token}".encode()).decode()
+        if auth != expected:
+            return error(401, 20003, "Authenticate")
+        return Reply(
+            200,
+            {
+                "sid": self.sid,
+                "friendly_name": "FaithFlow",
+                "status": self.account_status,
+                "type": "Full",
+                "date_created": "Wed, 01 Jan 2025 00:00:00 +0000",
+            },
+        )
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -121,6 +139,7 @@ class TwilioFake:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms stalls)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -138,6 +157,8 @@ class TwilioFake:
             def do_GET(self) -> None:
                 if self.path == "/_stats":
                     self._send(Reply(200, fake.stats()))
+                elif self.path == f"/2010-04-01/Accounts/{fake.sid}.json":
+                    self._send(fake.account(self.headers.get("Authorization")))
                 else:
                     self._send(error(404, 20404, "The requested resource was not found"))
 
@@ -152,8 +173,11 @@ class TwilioFake:
                 if reply.status == 201 and fake.on_accept is not None:
                     fake.on_accept(req)
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # a burst of new connections is not refused
+            daemon_threads = True
+
+        server = Server(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{server.server_address[1]}"
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

@@ -63,6 +63,11 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.incidents",
         "Incidents from domains, health checks and job runs: list, show, ack, resolve, escalate.",
     ),
+    "health": (
+        "faithflow_ops.cli.health",
+        "Health checks: the sweep (providers, SMTP, DNS, database, job freshness), status "
+        "with uptime, history.",
+    ),
     "invoices": (
         "faithflow_ops.cli.invoices",
         "Invoices: list, show, and reconcile them with Stripe and Paystack.",

@@ -127,6 +127,16 @@ JOBS: tuple[JobSpec, ...] = (
         module="faithflow_ops.jobs.support_sla_sweep",
         lease_seconds=300,
     ),
+    JobSpec(
+        name="health_sweep",
+        summary="Health checks: database, DNS, SMTP, provider APIs, job freshness, backlogs",
+        cli_group="health",
+        cli_verb="sweep",
+        task_path="/tasks/health/sweep",
+        schedule="*/5 * * * *",
+        module="faithflow_ops.jobs.health_sweep",
+        lease_seconds=300,
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}

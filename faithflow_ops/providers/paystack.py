@@ -390,3 +390,11 @@ def _list_answer(operation: str, response: Any) -> dict[str, Any]:
     raise ProviderError(
         PROVIDER, operation, "the answer has no data list", status=response.status_code
     )
+
+
+def health_check(settings: Settings, policy: RetryPolicy | None = None) -> None:
+    """Reachable and authenticated? `GET /balance` (read-only). A ProviderError otherwise
+    (401: the secret key). For `health sweep`, which passes a one-attempt policy with a short
+    timeout."""
+    with PaystackAPI(settings, policy) as api:
+        api._request("balance check", "GET", "/balance", data_required=False)

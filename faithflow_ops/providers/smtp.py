@@ -19,6 +19,7 @@ connection problem, timeout or a temporary refusal (SMTP 4xx) exit code 1.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import smtplib
 import ssl
@@ -227,3 +228,62 @@ def make_message_id(key: str, domain_of: str) -> str:
 def _text(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return text.strip()[:200] or "no message"
+
+
+def health_check(
+    settings: Settings, *, timeout: float, context: ssl.SSLContext | None = None
+) -> str:
+    """Can we talk to the server? Connect (implicit TLS for `smtps://`), EHLO, STARTTLS as
+    SMTP_URL asks (`smtp://` when offered, `smtp+starttls://` always), AUTH when SMTP_URL has a
+    user, NOOP, QUIT — no message is sent. The steps done (`"EHLO, STARTTLS, AUTH, NOOP"`), or
+    an `SmtpError`. For `health sweep` (one attempt, `timeout` seconds per socket operation)."""
+    url = parse_smtp_url(settings.require("smtp_url", "SMTP_URL"))
+    tls = context or ssl.create_default_context()
+    operation = f"health check of {url.host}:{url.port}"
+    steps: list[str] = []
+    client: smtplib.SMTP | None = None
+    try:
+        if url.scheme == "smtps":
+            client = smtplib.SMTP_SSL(url.host, url.port, timeout=timeout, context=tls)
+            steps.append("TLS")
+        else:
+            client = smtplib.SMTP(url.host, url.port, timeout=timeout)
+        code, reply = client.ehlo()
+        if code != 250:
+            raise smtplib.SMTPResponseException(code, reply)
+        steps.append("EHLO")
+        if url.scheme == "smtp+starttls" or (url.scheme == "smtp" and client.has_extn("starttls")):
+            client.starttls(context=tls)
+            client.ehlo()
+            steps.append("STARTTLS")
+        if url.username:
+            client.login(url.username, url.password or "")
+            steps.append("AUTH")
+        code, reply = client.noop()
+        if code != 250:
+            raise smtplib.SMTPResponseException(code, reply)
+        steps.append("NOOP")
+        # The check passed; a server that hangs up at QUIT is no failure.
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            client.quit()
+        client = None
+    except smtplib.SMTPAuthenticationError as exc:
+        raise SmtpError(
+            operation,
+            _text(exc.smtp_error) + " (check the user and password in SMTP_URL)",
+            smtp_code=exc.smtp_code,
+            config=True,
+        ) from None
+    except smtplib.SMTPResponseException as exc:
+        raise SmtpError(operation, _text(exc.smtp_error), smtp_code=exc.smtp_code) from None
+    except smtplib.SMTPNotSupportedError as exc:  # no STARTTLS / AUTH where SMTP_URL needs it
+        raise SmtpError(operation, str(exc), permanent=True, config=True) from None
+    except TimeoutError:
+        raise SmtpError(operation, "the connection timed out", timed_out=True) from None
+    except (OSError, smtplib.SMTPException) as exc:  # refused, reset, TLS failure, hung up
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise SmtpError(operation, detail) from None
+    finally:
+        if client is not None:
+            client.close()
+    return ", ".join(steps)

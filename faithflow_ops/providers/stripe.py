@@ -473,3 +473,12 @@ def _obj_id(value: object) -> str | None:
     if isinstance(value, dict):
         value = value.get("id")
     return value if isinstance(value, str) and value else None
+
+
+def health_check(settings: Settings, policy: RetryPolicy | None = None) -> None:
+    """Reachable and authenticated? `GET /v1/balance` (read-only; any restricted key that may
+    read the balance passes). A ProviderError otherwise (401: the key). For `health sweep`,
+    which passes a one-attempt policy with a short timeout."""
+    with StripeAPI(settings, policy) as api:
+        balance = api._client.v1.balance.retrieve
+        api._send("balance check", balance, (), {}, None, idempotent=False)

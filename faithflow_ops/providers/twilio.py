@@ -222,3 +222,34 @@ def _answer(operation: str, response: httpx.Response) -> TwilioMessage:
     if code is not None and code in RECIPIENT_CODES and not text:
         message = RECIPIENT_CODES[code]
     raise TwilioError(operation, message, status=status, code=code, permanent=True)
+
+
+def health_check(settings: Settings, *, timeout: float) -> str:
+    """Reachable and authenticated? `GET /2010-04-01/Accounts/{sid}.json` (read-only, one
+    attempt, `timeout` seconds); the account's `status` (`active`, `suspended`, `closed`).
+    A TwilioError otherwise (401: TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN). For `health sweep`."""
+    import httpx
+
+    sid = settings.require("twilio_account_sid", "TWILIO_ACCOUNT_SID")
+    token = settings.require("twilio_auth_token", "TWILIO_AUTH_TOKEN")
+    operation = "account check"
+    try:
+        with httpx.Client(
+            base_url=settings.twilio_api_base.rstrip("/"),
+            auth=(sid, token),
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+        ) as client:
+            response = client.get(f"/{API_VERSION}/Accounts/{sid}.json")
+    except httpx.TimeoutException:
+        raise TwilioError(operation, "the request timed out", timed_out=True) from None
+    except httpx.HTTPError as exc:
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise TwilioError(operation, detail) from None
+    if not 200 <= response.status_code < 300:
+        _answer(operation, response)  # raises the error that fits the answer
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    return str(doc.get("status") or "unknown") if isinstance(doc, dict) else "unknown"

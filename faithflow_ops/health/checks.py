@@ -1,0 +1,467 @@
+"""The health checks: each returns a `CheckResult` (ok|warn|fail|skipped, latency, detail, data).
+
+Read-only: the provider probes only read (Stripe `GET /v1/balance`, Paystack `GET /balance`,
+Twilio `GET /Accounts/{sid}.json`, Render `GET /v1/services/{id}`, SMTP EHLO/NOOP without a
+message, one DNS query), one attempt each within FAITHFLOW_HEALTH_TIMEOUT seconds; the database
+checks only SELECT. A provider that is not configured is `skipped`, naming the variable — never a
+failure. docs/health.md is the runbook: what each check means and what to do when it fails.
+
+Check names: `database`, `dns`, `smtp`, `stripe`, `paystack`, `twilio`, `render`,
+`outbox_backlog`, `webhook_failures`, and `job:<name>` for every registered job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import case, func, select, text
+
+from faithflow_ops.errors import ConfigError, UserError
+from faithflow_ops.jobs import registry
+from faithflow_ops.models import JobRun, OutboundMessage, WebhookEvent
+from faithflow_ops.providers._http import ProviderError, RetryPolicy
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from faithflow_ops.config import Settings
+
+Status = Literal["ok", "warn", "fail", "skipped"]
+STATUSES: tuple[Status, ...] = ("ok", "warn", "fail", "skipped")
+
+PROVIDER_CHECKS = ("stripe", "paystack", "twilio", "render")
+PROBE_CHECKS = ("dns", "smtp", *PROVIDER_CHECKS)
+DATABASE_CHECKS = ("database", "outbox_backlog", "webhook_failures")
+
+DB_SLOW_MS = 1000.0  # a database round trip slower than this warns
+# Job freshness, in the manner of Healthchecks.io: counted in the job's own schedule. A job is
+# `late` once the 2nd scheduled time after its last successful run has passed (plus grace), i.e.
+# it is older than twice its interval; `down` after the 4th.
+LATE_AFTER_RUNS = 2
+DOWN_AFTER_RUNS = 4
+WEBHOOK_WINDOW = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+    latency_ms: float | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def check_names() -> list[str]:
+    """Every check the sweep runs, in its order."""
+    return [
+        *DATABASE_CHECKS[:1],
+        *PROBE_CHECKS,
+        *DATABASE_CHECKS[1:],
+        *(f"job:{spec.name}" for spec in registry.JOBS),
+    ]
+
+
+def incident_cause(check: str) -> tuple[str, str]:
+    """The incident a failing check raises: (cause, kind). A job's check shares the cause of
+    its failed runs, `job:<name>`; every other check is `health:<check>`."""
+    if check.startswith("job:"):
+        return check, "job"
+    return f"health:{check}", "health"
+
+
+def severity(check: str) -> str:
+    """The database down stops everything: critical. Everything else: warning."""
+    return "critical" if check == "database" else "warning"
+
+
+def run_checks(session: Session, settings: Settings, now: dt.datetime) -> list[CheckResult]:
+    """Every check, in `check_names()` order. The outside probes run concurrently on threads
+    while the database checks run on `session` in this thread."""
+    probes: dict[str, Callable[[], CheckResult]] = {
+        "dns": lambda: dns_check(settings),
+        "smtp": lambda: smtp_check(settings),
+        "stripe": lambda: stripe_check(settings),
+        "paystack": lambda: paystack_check(settings),
+        "twilio": lambda: twilio_check(settings),
+        "render": lambda: render_check(settings),
+    }
+    results: dict[str, CheckResult] = {}
+    with ThreadPoolExecutor(len(probes), thread_name_prefix="health-probe") as pool:
+        futures = {name: pool.submit(_guarded, name, fn) for name, fn in probes.items()}
+        results["database"] = _guarded("database", lambda: database_check(session))
+        results["outbox_backlog"] = _guarded(
+            "outbox_backlog", lambda: outbox_check(session, settings, now)
+        )
+        results["webhook_failures"] = _guarded(
+            "webhook_failures", lambda: webhook_check(session, settings, now)
+        )
+        for result in job_checks(session, settings, now):
+            results[result.name] = result
+        for name, future in futures.items():
+            results[name] = future.result()
+    return [results[name] for name in check_names() if name in results]
+
+
+def _guarded(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
+    """A check that raised (a bug, a setting that is wrong) fails with the error as detail."""
+    started = time.perf_counter()
+    try:
+        return fn()
+    except UserError as exc:
+        return CheckResult(name, "fail", str(exc), _ms(started))
+    except Exception as exc:
+        return CheckResult(name, "fail", f"{type(exc).__name__}: {exc}", _ms(started))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None
+
+
+def _ago(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 0:
+        return "in the future"
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h ago"
+
+
+# --- the database -----------------------------------------------------------------------------
+
+
+def database_check(session: Session) -> CheckResult:
+    started = time.perf_counter()
+    value = session.execute(text("SELECT 1")).scalar()
+    latency = _ms(started)
+    dialect = session.get_bind().dialect.name
+    if value != 1:
+        return CheckResult("database", "fail", f"SELECT 1 answered {value!r}", latency)
+    if latency > DB_SLOW_MS:
+        detail = f"{dialect} answered SELECT 1 in {latency:.0f} ms (slower than {DB_SLOW_MS:.0f})"
+        return CheckResult("database", "warn", detail, latency, {"dialect": dialect})
+    detail = f"{dialect} answered SELECT 1 in {latency:.1f} ms"
+    return CheckResult("database", "ok", detail, latency, {"dialect": dialect})
+
+
+def outbox_check(session: Session, settings: Settings, now: dt.datetime) -> CheckResult:
+    """Messages due (queued or scheduled, `next_attempt_at` passed) but not sent: any due for
+    over FAITHFLOW_HEALTH_OUTBOX_BACKLOG minutes fails; over half of it warns."""
+    limit = dt.timedelta(minutes=settings.health_outbox_backlog_minutes)
+    fail_before, warn_before = now - limit, now - limit / 2
+    started = time.perf_counter()
+    row = session.execute(
+        # the partial index ix_outbound_messages_dispatch_due serves this
+        select(
+            func.count(),
+            func.coalesce(
+                func.sum(case((OutboundMessage.next_attempt_at < fail_before, 1), else_=0)), 0
+            ),
+            func.min(OutboundMessage.next_attempt_at),
+        ).where(
+            OutboundMessage.status.in_(("queued", "scheduled")),
+            OutboundMessage.next_attempt_at < warn_before,
+        )
+    ).one()
+    latency = _ms(started)
+    overdue, very_overdue, oldest = int(row[0]), int(row[1]), row[2]
+    data: dict[str, Any] = {
+        "overdue": overdue,
+        "over_threshold": very_overdue,
+        "oldest_due_at": _iso(oldest),
+        "threshold_minutes": settings.health_outbox_backlog_minutes,
+    }
+    minutes = settings.health_outbox_backlog_minutes
+    if not overdue:
+        detail = f"no message has been due for more than {minutes / 2:g} min"
+        return CheckResult("outbox_backlog", "ok", detail, latency, data)
+    oldest_text = f"oldest due {_iso(oldest)}, {_ago(now - oldest)}"
+    if very_overdue:
+        detail = (
+            f"{very_overdue} message{'s' if very_overdue != 1 else ''} due for more than "
+            f"{minutes} min and not sent ({oldest_text}); is `comms dispatch` running?"
+        )
+        return CheckResult("outbox_backlog", "fail", detail, latency, data)
+    detail = (
+        f"{overdue} message{'s' if overdue != 1 else ''} due for more than {minutes / 2:g} min "
+        f"and not sent ({oldest_text})"
+    )
+    return CheckResult("outbox_backlog", "warn", detail, latency, data)
+
+
+def webhook_check(session: Session, settings: Settings, now: dt.datetime) -> CheckResult:
+    """The share of webhook events first received in the last hour whose handling `failed`:
+    at least FAITHFLOW_HEALTH_WEBHOOK_FAILURE_RATE percent fails, half of it warns. Fewer than
+    FAITHFLOW_HEALTH_WEBHOOK_MIN_EVENTS events: any failed one warns (too few for a share)."""
+    since = now - WEBHOOK_WINDOW
+    started = time.perf_counter()
+    row = session.execute(
+        # ix_webhook_events_first_received_at serves the window
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((WebhookEvent.status == "failed", 1), else_=0)), 0),
+        ).where(WebhookEvent.first_received_at > since, WebhookEvent.first_received_at <= now)
+    ).one()
+    latency = _ms(started)
+    total, failed = int(row[0]), int(row[1])
+    threshold = settings.health_webhook_failure_rate
+    share = 100.0 * failed / total if total else 0.0
+    data: dict[str, Any] = {
+        "events": total,
+        "failed": failed,
+        "failed_percent": round(share, 2),
+        "threshold_percent": threshold,
+    }
+    counted = f"{failed} of {total} webhook event{'s' if total != 1 else ''} in the last hour"
+    hint = "; see `faithflow webhooks list --status failed`, fix, then `webhooks replay --failed`"
+    if total < settings.health_webhook_min_events:
+        if failed:
+            detail = f"{counted} failed (too few events to judge a share){hint}"
+            return CheckResult("webhook_failures", "warn", detail, latency, data)
+        return CheckResult("webhook_failures", "ok", f"{counted}, none failed", latency, data)
+    if share >= threshold:
+        detail = f"{counted} failed ({share:.1f}%, threshold {threshold:g}%){hint}"
+        return CheckResult("webhook_failures", "fail", detail, latency, data)
+    if share >= threshold / 2:
+        detail = f"{counted} failed ({share:.1f}%, warning from {threshold / 2:g}%){hint}"
+        return CheckResult("webhook_failures", "warn", detail, latency, data)
+    return CheckResult("webhook_failures", "ok", f"{counted} failed ({share:.1f}%)", latency, data)
+
+
+# --- job freshness ----------------------------------------------------------------------------
+
+
+def _fire_times(expr: str, after: dt.datetime) -> Iterator[dt.datetime]:
+    from cronsim import CronSim
+
+    start = after.astimezone(dt.UTC).replace(second=0, microsecond=0)
+    return iter(CronSim(expr, start))
+
+
+def job_checks(session: Session, settings: Settings, now: dt.datetime) -> list[CheckResult]:
+    """One check per registered job (`job:<name>`): its last successful run (succeeded or
+    partial, not a preview, started at or before `now`) against its schedule, and whether its
+    latest finished run failed. See LATE_AFTER_RUNS/DOWN_AFTER_RUNS."""
+    return [_job_check(session, settings, spec, now) for spec in registry.JOBS]
+
+
+def _job_check(
+    session: Session, settings: Settings, spec: registry.JobSpec, now: dt.datetime
+) -> CheckResult:
+    name = f"job:{spec.name}"
+    started = time.perf_counter()
+    try:
+        expr = registry.schedule_for(spec, settings.cron_overrides)
+    except ConfigError as exc:
+        return CheckResult(name, "fail", str(exc), _ms(started), {"schedule": None})
+    real = (JobRun.job == spec.name, JobRun.dry_run.is_(False), JobRun.started_at <= now)
+    # ix_job_runs_job_started serves both: newest first per job
+    last_ok = session.execute(
+        select(JobRun.id, JobRun.started_at)
+        .where(*real, JobRun.status.in_(("succeeded", "partial")))
+        .order_by(JobRun.started_at.desc(), JobRun.id.desc())
+        .limit(1)
+    ).first()
+    latest = session.execute(
+        select(JobRun.id, JobRun.started_at, JobRun.status, JobRun.error)
+        .where(*real, JobRun.status.in_(("succeeded", "partial", "failed")))
+        .order_by(JobRun.started_at.desc(), JobRun.id.desc())
+        .limit(1)
+    ).first()
+    latency = _ms(started)
+    data: dict[str, Any] = {
+        "job": spec.name,
+        "schedule": expr,
+        "last_success_run": last_ok.id if last_ok else None,
+        "last_success_at": _iso(last_ok.started_at) if last_ok else None,
+        "latest_run": latest.id if latest else None,
+        "latest_status": latest.status if latest else None,
+    }
+    success_text = (
+        f"last successful run {last_ok.id} started {_iso(last_ok.started_at)} "
+        f"({_ago(now - last_ok.started_at)})"
+        if last_ok
+        else "no successful run yet"
+    )
+    if latest is not None and latest.status == "failed":
+        error = (latest.error or "no error recorded").strip().splitlines()[0][:300]
+        detail = (
+            f"run {latest.id} (started {_iso(latest.started_at)}) failed: {error}; "
+            f"{success_text}; see `faithflow jobs runs --job {spec.name}`"
+        )
+        return CheckResult(name, "fail", detail, latency, data)
+    if last_ok is None:
+        detail = f"never run (schedule {expr}); run `{spec.cli_command}` or check cron"
+        return CheckResult(name, "warn", detail, latency, data)
+    grace = dt.timedelta(seconds=settings.health_job_grace_seconds)
+    times = _fire_times(expr, last_ok.started_at)
+    expected = [next(times) for _ in range(DOWN_AFTER_RUNS)]
+    late_at = expected[LATE_AFTER_RUNS - 1] + grace
+    down_at = expected[DOWN_AFTER_RUNS - 1] + grace
+    data.update(late_after=_iso(late_at), down_after=_iso(down_at))
+    if now > down_at:
+        detail = (
+            f"down: {success_text}; schedule {expr} expected runs since {_iso(expected[0])}; "
+            "check cron / the scheduler and the job's log"
+        )
+        return CheckResult(name, "fail", detail, latency, data)
+    if now > late_at:
+        detail = f"late: {success_text}; schedule {expr}; down after {_iso(down_at)}"
+        return CheckResult(name, "warn", detail, latency, data)
+    detail = f"{success_text}; late after {_iso(late_at)}"
+    return CheckResult(name, "ok", detail, latency, data)
+
+
+# --- outside services -------------------------------------------------------------------------
+
+
+def _policy(settings: Settings) -> RetryPolicy:
+    """A health probe: one attempt, FAITHFLOW_HEALTH_TIMEOUT seconds."""
+    return RetryPolicy(attempts=1, timeout=settings.health_timeout, backoff=0, max_wait=0)
+
+
+def _missing(settings: Settings, *pairs: tuple[str, str]) -> list[str]:
+    return [variable for attr, variable in pairs if not getattr(settings, attr)]
+
+
+def _skipped(name: str, missing: list[str]) -> CheckResult:
+    verb = "is" if len(missing) == 1 else "are"
+    detail = f"{' and '.join(missing)} {verb} not set: {name} is not configured"
+    return CheckResult(name, "skipped", detail, None, {"missing": missing})
+
+
+def _probe(name: str, fn: Callable[[], str]) -> CheckResult:
+    """Run one provider probe: ok with its detail, or the ProviderError as a failure (a 429 is
+    reachable and authenticated, only busy: warn)."""
+    started = time.perf_counter()
+    try:
+        detail = fn()
+    except ProviderError as exc:
+        status: Status = "warn" if exc.status == 429 else "fail"
+        data = {"http_status": exc.status, "timed_out": exc.timed_out}
+        return CheckResult(name, status, str(exc), _ms(started), data)
+    latency = _ms(started)
+    return CheckResult(name, "ok", f"{detail} in {latency:.0f} ms", latency)
+
+
+def stripe_check(settings: Settings) -> CheckResult:
+    missing = _missing(settings, ("stripe_secret_key", "STRIPE_SECRET_KEY"))
+    if missing:
+        return _skipped("stripe", missing)
+    from faithflow_ops.providers.stripe import health_check
+
+    def go() -> str:
+        health_check(settings, _policy(settings))
+        return f"GET {settings.stripe_api_base}/v1/balance authenticated"
+
+    return _probe("stripe", go)
+
+
+def paystack_check(settings: Settings) -> CheckResult:
+    missing = _missing(settings, ("paystack_secret_key", "PAYSTACK_SECRET_KEY"))
+    if missing:
+        return _skipped("paystack", missing)
+    from faithflow_ops.providers.paystack import health_check
+
+    def go() -> str:
+        health_check(settings, _policy(settings))
+        return f"GET {settings.paystack_api_base}/balance authenticated"
+
+    return _probe("paystack", go)
+
+
+def twilio_check(settings: Settings) -> CheckResult:
+    missing = _missing(
+        settings,
+        ("twilio_account_sid", "TWILIO_ACCOUNT_SID"),
+        ("twilio_auth_token", "TWILIO_AUTH_TOKEN"),
+    )
+    if missing:
+        return _skipped("twilio", missing)
+    from faithflow_ops.providers.twilio import health_check
+
+    sid = settings.twilio_account_sid
+    seen: list[str] = []
+
+    def go() -> str:
+        seen.append(health_check(settings, timeout=settings.health_timeout))
+        return f"account {sid} is {seen[0]}"
+
+    result = _probe("twilio", go)
+    if not seen:
+        return result
+    result = dataclasses.replace(result, data={**result.data, "account_status": seen[0]})
+    if seen[0] != "active":
+        detail = f"{result.detail}, not active: SMS and WhatsApp cannot be sent"
+        return dataclasses.replace(result, status="fail", detail=detail)
+    return result
+
+
+def render_check(settings: Settings) -> CheckResult:
+    missing = _missing(
+        settings,
+        ("render_api_key", "RENDER_API_KEY"),
+        ("render_service_id", "RENDER_SERVICE_ID"),
+    )
+    if missing:
+        return _skipped("render", missing)
+    from faithflow_ops.providers.render import RenderAPI
+
+    def go() -> str:
+        with RenderAPI(settings, _policy(settings)) as api:
+            api.check()
+        return f"service {settings.render_service_id} readable"
+
+    return _probe("render", go)
+
+
+def smtp_check(settings: Settings) -> CheckResult:
+    missing = _missing(settings, ("smtp_url", "SMTP_URL"))
+    if missing:
+        return _skipped("smtp", missing)
+    from faithflow_ops.config import mask_url, parse_smtp_url
+    from faithflow_ops.providers.smtp import health_check
+
+    url = parse_smtp_url(settings.smtp_url or "")
+
+    def go() -> str:
+        steps = health_check(settings, timeout=settings.health_timeout)
+        return f"{mask_url(settings.smtp_url or '')}: {steps}"
+
+    result = _probe("smtp", go)
+    return dataclasses.replace(result, data={**result.data, "host": url.host, "port": url.port})
+
+
+def dns_check(settings: Settings) -> CheckResult:
+    """The resolver the domain probes use (FAITHFLOW_DNS_NAMESERVERS, else the system's)
+    answers: any answer, NXDOMAIN included, is ok; a timeout or SERVFAIL fails."""
+    from faithflow_ops.providers.dns import resolver_check_sync
+
+    probe_settings = dataclasses.replace(
+        settings, dns_timeout=min(settings.dns_timeout, settings.health_timeout)
+    )
+    result = resolver_check_sync(probe_settings)
+    servers = ", ".join(settings.dns_nameservers) or "the system resolver"
+    latency = round(result.latency_ms, 2)
+    data = {
+        "name": result.name,
+        "answer": result.status,
+        "nameservers": list(settings.dns_nameservers),
+    }
+    if result.transient:
+        return CheckResult("dns", "fail", f"{servers}: {result.detail}", latency, data)
+    detail = f"{servers} answered {result.name or '.'} ({result.status}) in {latency:.0f} ms"
+    return CheckResult("dns", "ok", detail, latency, data)

@@ -1,0 +1,200 @@
+"""`faithflow health sweep`: run every health check, store each result as history, and open or
+resolve incidents when a check starts or stops failing (runbook: docs/health.md).
+
+plan: runs the checks (faithflow_ops.health.checks — read-only probes of the database, the DNS
+resolver, SMTP and each configured provider API, plus job freshness, outbox backlog and webhook
+failure rate computed at `now`) and compares each with the unresolved incidents of its cause
+(`health:<check>`, or `job:<name>` for a job's check — the cause failed job runs share). It
+yields, per check:
+
+- `open_incident` when the check fails and its cause has no unresolved incident (before the
+  check's row, so the row links to it);
+- `resolve_incident` when the check no longer fails (ok, warn or skipped) and its cause has an
+  unresolved incident; also for an unresolved `health:` cause whose check no longer exists;
+- `record_check` always: status ok|warn|fail|skipped, latency, detail.
+
+A check that keeps failing gets no incident action: its `record_check` counts one more
+occurrence of the open incident (raise_incident deduplicates on the cause). Only `fail` opens
+an incident; `warn` shows in `health status` and the history.
+
+apply: `record_check` inserts the history row unless a row for that check at that `now`
+exists (StaleAction: a preview applied twice); `open_incident` raises the incident unless one is
+already unresolved (StaleAction); `resolve_incident` resolves it, StaleAction when someone
+already did. Escalation (alert webhook, PagerDuty) is `incidents escalate`'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from faithflow_ops.health.checks import CheckResult, incident_cause, run_checks, severity
+from faithflow_ops.incidents.records import clear_incident, open_causes, raise_incident
+from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
+from faithflow_ops.models import HealthCheckResult, Incident
+
+KINDS = ("record_check", "open_incident", "resolve_incident")
+ACTOR = "job:health_sweep"
+
+
+class HealthSweep(Job):
+    name = "health_sweep"
+    table_columns = ("kind", "check", "status", "latency ms", "detail")
+
+    @classmethod
+    def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
+        data = action.data
+        if action.kind == "record_check":
+            latency = data.get("latency_ms")
+            shown = f"{latency:.0f}" if isinstance(latency, int | float) else "—"
+            return [(action.kind, data["check"], data["status"], shown, data["detail"])]
+        return [(action.kind, data["check"], "", "", action.reason)]
+
+    def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
+        results = run_checks(session, ctx.settings, ctx.now)
+        unresolved = open_causes(session, "health:") | open_causes(session, "job:")
+        if ctx.progress is not None:
+            ctx.progress.start(len(results))
+        actions: list[Action] = []
+        covered: set[str] = set()
+        for result in results:
+            cause, kind = incident_cause(result.name)
+            covered.add(cause)
+            incident: str | None = None
+            if result.status == "fail":
+                incident = "ongoing" if cause in unresolved else "opened"
+                if incident == "opened":
+                    actions.append(_open(result, cause, kind))
+            elif cause in unresolved:
+                actions.append(_resolve(result.name, cause, f"{result.name} is {result.status}"))
+            actions.append(_record(result, cause, incident, ctx))
+        for cause in sorted(unresolved - covered):
+            if cause.startswith("health:"):  # a check this version no longer runs
+                check = cause.removeprefix("health:")
+                actions.append(_resolve(check, cause, f"there is no {check!r} check any more"))
+        yield from actions
+
+    def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        data = action.data
+        if action.kind == "record_check":
+            _apply_record(session, ctx, data)
+        elif action.kind == "open_incident":
+            if _unresolved_id(session, data["cause"]) is not None:
+                raise StaleAction(f"an incident for {data['cause']} is already open")
+            raise_incident(
+                session,
+                cause=data["cause"],
+                kind=data["kind"],
+                title=data["title"],
+                now=ctx.now,
+                severity=data["severity"],
+                detail=data["detail"],
+            )
+        elif action.kind == "resolve_incident":
+            if clear_incident(session, data["cause"], now=ctx.now, by=ACTOR) is None:
+                raise StaleAction(f"no unresolved incident for {data['cause']} any more")
+        else:
+            raise ValueError(f"health sweep has no action kind {action.kind!r}")
+
+
+JOB = HealthSweep()
+
+
+def _title(result: CheckResult) -> str:
+    if result.name.startswith("job:"):
+        job = result.name.removeprefix("job:")
+        if result.data.get("latest_status") == "failed":
+            return f"job {job} failed (run {result.data.get('latest_run')})"
+        if result.data.get("last_success_at"):
+            return f"job {job} is down: no successful run since {result.data['last_success_at']}"
+        return f"job {job} is failing its health check"
+    return f"health check {result.name} is failing"
+
+
+def _open(result: CheckResult, cause: str, kind: str) -> Action:
+    data = {
+        "check": result.name,
+        "cause": cause,
+        "kind": kind,
+        "title": _title(result),
+        "severity": severity(result.name),
+        "detail": result.detail,
+    }
+    return Action("open_incident", f"incident:{cause}", data["title"], data)
+
+
+def _resolve(check: str, cause: str, why: str) -> Action:
+    data = {"check": check, "cause": cause}
+    return Action("resolve_incident", f"incident:{cause}", f"{why}: resolve {cause}", data)
+
+
+def _record(result: CheckResult, cause: str, incident: str | None, ctx: JobContext) -> Action:
+    data = {
+        "check": result.name,
+        "status": result.status,
+        "latency_ms": result.latency_ms,
+        "detail": result.detail,
+        "data": result.data,
+        "cause": cause,
+        "incident": incident,  # opened | ongoing | None (not failing)
+        "checked_at": ctx.now.isoformat(),
+    }
+    return Action("record_check", f"check:{result.name}", f"{result.status}: {result.detail}", data)
+
+
+def _unresolved_id(session: Session, cause: str) -> int | None:
+    found = session.scalar(
+        select(Incident.id).where(Incident.cause == cause, Incident.status != "resolved")
+    )
+    return int(found) if found is not None else None
+
+
+def _apply_record(session: Session, ctx: JobContext, data: dict[str, Any]) -> None:
+    check = data["check"]
+    exists = session.scalar(
+        select(HealthCheckResult.id).where(
+            HealthCheckResult.check_name == check, HealthCheckResult.checked_at == ctx.now
+        )
+    )
+    if exists is not None:
+        raise StaleAction(f"{check} is already recorded at {ctx.now.isoformat()}")
+    incident_id: int | None = None
+    if data["status"] == "fail":
+        if data.get("incident") == "ongoing":
+            # Still failing: one more occurrence of its incident (a new one if a human
+            # resolved it meanwhile), with the latest detail.
+            cause, kind = incident_cause(check)
+            current = _unresolved_title(session, cause)
+            raised = raise_incident(
+                session,
+                cause=cause,
+                kind=kind,
+                title=current or f"health check {check} is failing",
+                now=ctx.now,
+                severity=severity(check),
+                detail=data["detail"],
+            )
+            incident_id = raised.id
+        else:
+            incident_id = _unresolved_id(session, data["cause"])
+    session.add(
+        HealthCheckResult(
+            check_name=check,
+            status=data["status"],
+            latency_ms=data.get("latency_ms"),
+            detail=data["detail"],
+            checked_at=ctx.now,
+            data=data.get("data") or {},
+            incident_id=incident_id,
+        )
+    )
+    session.flush()
+
+
+def _unresolved_title(session: Session, cause: str) -> str | None:
+    return session.scalar(
+        select(Incident.title).where(Incident.cause == cause, Incident.status != "resolved")
+    )
