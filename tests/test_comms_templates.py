@@ -148,9 +148,9 @@ def _client(status: int, body: object, headers: dict[str, str] | None = None) ->
 def test_twilio_answers_are_classified(
     status: int, code: int | None, headers: dict[str, str], kind: str, retry_after: float | None
 ) -> None:
-    with _client(status, {"code": code, "message": "no", "status": status}, headers) as client:
-        with pytest.raises(TwilioError) as caught:
-            client.send("sms", "+2348012345678", "hi")
+    body = {"code": code, "message": "no", "status": status}
+    with _client(status, body, headers) as client, pytest.raises(TwilioError) as caught:
+        client.send("sms", "+2348012345678", "hi")
     exc = caught.value
     assert {"permanent": exc.permanent, "config": exc.config}.get(
         kind, not (exc.permanent or exc.config)
@@ -180,7 +180,7 @@ def test_a_twilio_timeout_is_transient() -> None:
         twilio_auth_token="t",
         twilio_from="+15005550006",
     )
-    with TwilioClient(cfg, transport=httpx.MockTransport(handler)) as client:
-        with pytest.raises(TwilioError) as caught:
-            client.send("sms", "+2348012345678", "hi")
+    transport = httpx.MockTransport(handler)
+    with TwilioClient(cfg, transport=transport) as client, pytest.raises(TwilioError) as caught:
+        client.send("sms", "+2348012345678", "hi")
     assert caught.value.timed_out and not caught.value.permanent

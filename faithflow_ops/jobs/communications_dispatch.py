@@ -22,7 +22,7 @@ from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, Stale
 
 class CommunicationsDispatch(Job):
     name = "communications_dispatch"
-    batch_size = 500  # sends claimed, sent and marked together
+    batch_size = 2000  # sends claimed, sent and marked together
     table_columns = ("kind", "message", "channel", "to", "template", "attempts", "due")
 
     @classmethod
