@@ -10,7 +10,6 @@ from faithflow_ops.cli import output, support_kb
 from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
 
 if TYPE_CHECKING:
-
     from sqlalchemy.orm import Session
 
     from faithflow_ops.models import SupportTicket

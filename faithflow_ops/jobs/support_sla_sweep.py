@@ -210,7 +210,9 @@ def _record_and_notify(
             select(Tenant.id, Tenant.slug).where(
                 Tenant.id.in_({t.tenant_id for t in tickets.values()})
             )
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     hook = _hook(settings) if any(tickets[i].priority == "urgent" for _, _, i in claimed) else None
     events: list[dict[str, Any]] = []
@@ -245,6 +247,12 @@ def _record_and_notify(
     finally:
         if hook is not None:
             hook.close()
+    unsent = sum(1 for e in events if "skipped" in e["data"]["notify"])
+    if unsent:
+        log.warning(
+            "sla notifications without a recipient: set FAITHFLOW_SUPPORT_QUEUE_EMAIL",
+            events=unsent,
+        )
     session.execute(
         upsert_insert(session.get_bind().dialect.name, SlaEvent).on_conflict_do_nothing(
             index_elements=["ticket_id", "metric", "episode", "kind"]
@@ -289,8 +297,7 @@ def _notify(
     session: Session, settings: Any, ticket: SupportTicket, doc: dict[str, Any], now: dt.datetime
 ) -> dict[str, Any]:
     to = doc["assignee"] or settings.support_queue_email
-    if not to:
-        log.warning("sla notification has no recipient", ticket=ticket.id, metric=doc["metric"])
+    if not to:  # logged once per batch by _record_and_notify
         return {"skipped": "unassigned and FAITHFLOW_SUPPORT_QUEUE_EMAIL is not set"}
     event = doc["type"].rsplit("_", 1)[1]
     left = int(doc["minutes_left"])

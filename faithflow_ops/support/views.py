@@ -73,14 +73,18 @@ def queue(session: Session, now: dt.datetime) -> dict[str, Any]:
     by_status = dict(
         session.execute(
             select(SupportTicket.status, func.count()).where(is_open).group_by(SupportTicket.status)
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     by_priority = dict(
         session.execute(
             select(SupportTicket.priority, func.count())
             .where(is_open)
             .group_by(SupportTicket.priority)
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     unassigned = session.scalar(
         select(func.count()).where(is_open, SupportTicket.assignee_id.is_(None))
