@@ -34,3 +34,8 @@ jobs.add_job_command(app, registry.get("dunning"))  # `dunning run`
 app.add_typer(dunning_settings.policy_app, name="policy")
 app.add_typer(dunning_settings.prefs_app, name="prefs")
 app.command("analytics")(dunning_settings.analytics)
+
+# The ladder, tenant preferences and analytics (cli/dunning_settings.py).
+app.add_typer(dunning_settings.policy_app, name="policy")
+app.add_typer(dunning_settings.prefs_app, name="prefs")
+app.command("analytics")(dunning_settings.analytics)

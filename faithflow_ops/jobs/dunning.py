@@ -215,18 +215,25 @@ def plan_actions(session: Session, ctx: JobContext) -> list[Action]:
     cases = _open_cases(session)
     taken = _taken_steps(session)
     last_sent = _last_messages(session)
-    prefs = preferences_for(session, {c.tenant_id for c in cases})
     window = dt.timedelta(hours=ctx.settings.dunning_window_hours)
-    sends: list[Action] = []
-    retries: list[Action] = []
-    # Per tenant, oldest episode first: a tenant with two cases gets one message per window.
+    # Most open cases have nothing due in a given run: only those that do need preferences.
+    due: list[tuple[_Case, list[tuple[int, Any]]]] = []
     for case in sorted(cases, key=lambda c: (c.tenant_id, c.past_due_since, c.id)):
         closing = _closing(case)
         if closing is not None:
             actions.append(closing)
             continue
-        ladder = _Ladder(case, ctx, policy.steps, plans.get(case.plan_id), window)
-        ladder.plan(taken.get(case.id, set()), prefs.get(case.tenant_id), last_sent)
+        steps = due_steps(policy.steps, taken.get(case.id, set()), case.past_due_since, ctx.now)
+        if steps:
+            due.append((case, steps))
+    prefs = preferences_for(session, {case.tenant_id for case, _ in due})
+    sends: list[Action] = []
+    retries: list[Action] = []
+    allowed: dict[tuple[Any, ...], dt.datetime] = {}
+    # Per tenant, oldest episode first: a tenant with two cases gets one message per window.
+    for case, steps in due:
+        ladder = _Ladder(case, ctx, plans.get(case.plan_id), window, allowed)
+        ladder.plan(steps, prefs.get(case.tenant_id), last_sent)
         sends += ladder.actions
         retries += ladder.retries
     # Payment retries last: they go one by one (provider I/O), the rest in batches.
@@ -376,6 +383,22 @@ def _step_channels(step: Any) -> list[str]:
     return out
 
 
+def due_steps(
+    steps: Sequence[Any], taken: set[str], past_due_since: dt.datetime, now: dt.datetime
+) -> list[tuple[int, Any]]:
+    """(index, step) of the steps due and not taken: offset reached, after the last step taken.
+    The last of them is the one to take; the others are passed over."""
+    last = -1
+    if taken:
+        last = max((i for i, s in enumerate(steps) if s.key in taken), default=-1)
+    elapsed = now - past_due_since
+    return [
+        (i, s)
+        for i, s in enumerate(steps)
+        if i > last and s.offset <= elapsed and _step_channels(s)
+    ]
+
+
 class _Ladder:
     """The plan for one open case."""
 
@@ -383,17 +406,12 @@ class _Ladder:
         self,
         case: _Case,
         ctx: JobContext,
-        steps: Sequence[Any],
         plan: _PlanInfo | None,
         window: dt.timedelta,
+        allowed: dict[tuple[Any, ...], dt.datetime],
     ) -> None:
-        self.case, self.ctx, self.steps, self.plan_info, self.window = (
-            case,
-            ctx,
-            steps,
-            plan,
-            window,
-        )
+        self.case, self.ctx, self.plan_info, self.window = case, ctx, plan, window
+        self.allowed = allowed  # first_allowed answers, shared by the run's cases
         self.actions: list[Action] = []
         self.retries: list[Action] = []
 
@@ -417,16 +435,10 @@ class _Ladder:
             "suspend_at": _iso(c.past_due_since + dt.timedelta(days=grace)),
         }
 
-    def plan(self, taken: set[str], prefs: Any, last_sent: dict[int, dt.datetime]) -> None:
+    def plan(
+        self, due: list[tuple[int, Any]], prefs: Any, last_sent: dict[int, dt.datetime]
+    ) -> None:
         c, now = self.case, self.ctx.now
-        last_index = max((i for i, s in enumerate(self.steps) if s.key in taken), default=-1)
-        due = [
-            (i, s)
-            for i, s in enumerate(self.steps)
-            if i > last_index and _step_channels(s) and c.past_due_since + s.offset <= now
-        ]
-        if not due:
-            return
         index, step = due[-1]
         target = f"dunning_case:{c.id}"
         base = self._base()
@@ -507,7 +519,10 @@ class _Ladder:
             held.append(
                 f"window: last dunning message {_iso(last)} + {hours:g} h -> {_iso(earliest)}"
             )
-        scheduled = first_allowed(earliest, prefs.timezone, prefs.quiet_hours)
+        key = (earliest, prefs.timezone, prefs.quiet_hours)
+        scheduled = self.allowed.get(key)
+        if scheduled is None:  # many cases share (now, zone, windows): computed once each
+            scheduled = self.allowed[key] = first_allowed(*key)
         if scheduled - earliest >= dt.timedelta(minutes=1):
             held.append(f"quiet hours ({prefs.timezone}) until {_iso(scheduled)}")
         last_sent[c.tenant_id] = max(scheduled, last_sent.get(c.tenant_id, scheduled))
