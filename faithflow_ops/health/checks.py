@@ -405,7 +405,7 @@ def twilio_check(settings: Settings) -> CheckResult:
         return result
     result = dataclasses.replace(result, data={**result.data, "account_status": seen[0]})
     if seen[0] != "active":
-        detail = f"{result.detail}, not active: SMS and WhatsApp cannot be sent"
+        detail = f"account {sid} is {seen[0]}, not active: SMS and WhatsApp cannot be sent"
         return dataclasses.replace(result, status="fail", detail=detail)
     return result
 
