@@ -159,8 +159,20 @@ def load(url: str, n: int, past_due: int) -> None:
             for i in range(past_due):  # case i+1 = subscription i+1
                 since = NOW - ((i * 37) % (16 * 24)) * H
                 copy.write_row(
-                    (i + 1, i + 1, "open", since, since, i + 1, f"in_{i + 1}", 1500000, "NGN")
-                    + ("webhook:bench", since, since)
+                    (
+                        i + 1,
+                        i + 1,
+                        "open",
+                        since,
+                        since,
+                        i + 1,
+                        f"in_{i + 1}",
+                        1500000,
+                        "NGN",
+                        "webhook:bench",
+                        since,
+                        since,
+                    )
                 )
         messages: list[tuple[Any, ...]] = []
         attempts: list[tuple[Any, ...]] = []
@@ -184,10 +196,27 @@ def load(url: str, n: int, past_due: int) -> None:
         ) as copy:
             for tenant, channel, at, key in messages:
                 to = f"treasurer{tenant}@church{tenant}.example.org"
+                recipient = to if channel == "email" else f"+23480{tenant:08d}"
                 copy.write_row(
-                    (tenant, channel, to if channel == "email" else f"+23480{tenant:08d}")
-                    + ("dunning_reminder", "{}", "en", "…", "dunning", 50, "sent", key, 1)
-                    + (at, at, at, at, at)
+                    (
+                        tenant,
+                        channel,
+                        recipient,
+                        "dunning_reminder",
+                        "{}",
+                        "en",
+                        "…",
+                        "dunning",
+                        50,
+                        "sent",
+                        key,
+                        1,
+                        at,
+                        at,
+                        at,
+                        at,
+                        at,
+                    )
                 )
         with cur.copy(
             "COPY dunning_attempts (case_id, tenant_id, step, step_index, channel, scheduled_at, "
@@ -272,7 +301,8 @@ def bench(admin_url: str, n: int, past_due: int) -> None:
         t0 = time.perf_counter()
         load(with_database(admin_url, name), n, past_due)
         print(
-            f"loaded {n:,} subscriptions, {past_due:,} past due, in {time.perf_counter() - t0:.1f} s"
+            f"loaded {n:,} subscriptions, {past_due:,} past due, "
+            f"in {time.perf_counter() - t0:.1f} s"
         )
         header = (
             f"{'run':<8} {'seconds':>8} {'open cases':>11} {'pending msgs':>13}  actions / outcomes"
