@@ -4,6 +4,7 @@ Postgres: effects, duplicates, order safety, unmatched events, failures and repl
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -301,6 +302,7 @@ def test_paystack_subscription_lifecycle(seeded: Database) -> None:
     sub = one(db, Subscription, provider_subscription_id="SUB_lagos0growth1")
     assert (sub.status, sub.provider_customer_id) == ("active", "CUS_lagos0chapel1")
     assert sub.metadata_["paystackEmailToken"] == "lagos0token01"
+    assert sub.metadata_["paystackAuthorizationCode"] == "AUTH_lagos0auth1"  # for retries
     assert paystack(db, "invoice.create").status == "applied"
     failed = paystack(db, "invoice.payment_failed")
     assert failed.status == "applied"
@@ -344,6 +346,30 @@ def test_paystack_plan_charge_pays_open_invoices_and_settles(seeded: Database) -
     doc["data"]["plan"] = {}
     doc["data"]["reference"] = "T_other"
     assert paystack(db, "charge.success", doc).status == "ignored"
+
+
+def test_paystack_dunning_retry_charge_settles_through_its_case(seeded: Database) -> None:
+    """A dunning retry charges the saved authorization: the charge.success carries no plan,
+    only `metadata.dunning_case`; it pays the invoice and recovers the subscription."""
+    from faithflow_ops.models import DunningCase
+
+    db = seeded
+    paystack(db, "subscription.create")
+    paystack(db, "invoice.create")
+    paystack(db, "invoice.payment_failed")
+    case = one(db, DunningCase, status="open")
+    doc = payload("paystack", "platform.charge.success")
+    doc["data"]["plan"] = {}
+    doc["data"]["reference"] = f"ff-dunning-{case.id}-day3"
+    doc["data"]["metadata"] = json.dumps({"tenant": "lagos", "dunning_case": case.id})
+    result = paystack(db, "charge.success", doc)
+    assert result.status == "applied", result.detail
+    assert one(db, Invoice, provider_invoice_id="INV_lagos0nov0001").status == "paid"
+    assert one(db, Subscription, provider_subscription_id="SUB_lagos0growth1").status == "active"
+    assert one(db, DunningCase, id=case.id).status == "recovered"
+    doc["data"]["reference"] = "ff-dunning-999-day3"
+    doc["data"]["metadata"] = {"dunning_case": 999}
+    assert paystack(db, "charge.success", doc).status == "unmatched"
 
 
 def test_paystack_disputes_on_both_scopes(seeded: Database) -> None:

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.providers._http import ProviderError
+from faithflow_ops.webhooks.paystack import AUTHORIZATION_KEY  # kept there by the webhooks
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
 
 SUCCEEDED, FAILED, ERROR, SKIPPED = "succeeded", "failed", "error", "skipped"
-AUTHORIZATION_KEY = "paystackAuthorizationCode"  # subscriptions.metadata (subs backfill)
 PAYSTACK_DECLINED = frozenset({"failed", "reversed", "abandoned"})
 
 

@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.billing.plan_changes import scheduled_change
 from faithflow_ops.db import utcnow
-from faithflow_ops.models import Invoice, Payment, PlanChange, Subscription, SubscriptionPlan
+from faithflow_ops.models import (
+    DunningCase,
+    Invoice,
+    Payment,
+    PlanChange,
+    Subscription,
+    SubscriptionPlan,
+)
 from faithflow_ops.webhooks import effects as fx
 from faithflow_ops.webhooks.effects import Outcome
 from faithflow_ops.webhooks.events import InboundEvent, parse_time
@@ -59,6 +66,36 @@ def _no_customer(event: InboundEvent) -> Outcome:
         f"customer {event.customer_ref!r} is not linked to a tenant; `faithflow tenants link "
         f"SLUG {event.customer_ref or 'CUS_…'}` links it, then `faithflow webhooks replay`"
     )
+
+
+# The card authorization dunning charges on a retry (dunning/retry.py reads it here).
+AUTHORIZATION_KEY = "paystackAuthorizationCode"
+
+
+def _remember_authorization(sub: Subscription, data: dict[str, Any]) -> list[str]:
+    """Keep the reusable card authorization a payload carries (`authorization.authorization_code`
+    on subscription, invoice and charge events) so a dunning retry can charge it."""
+    auth = _dict(data.get("authorization"))
+    code = _text(auth.get("authorization_code"))
+    if not code or auth.get("reusable") is False:
+        return []
+    meta = dict(sub.metadata_ or {})
+    if meta.get(AUTHORIZATION_KEY) == code:
+        return []
+    meta[AUTHORIZATION_KEY] = code
+    sub.metadata_ = meta
+    return ["card authorization kept for payment retries"]
+
+
+def _metadata(data: dict[str, Any]) -> dict[str, Any]:
+    """A charge's `metadata`: an object, or (as Paystack sometimes sends it) JSON text."""
+    raw = data.get("metadata")
+    if isinstance(raw, str) and raw.strip().startswith("{"):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return _dict(raw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +158,7 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     if token and "paystackEmailToken" not in meta:
         meta["paystackEmailToken"] = token  # the manage-subscription link needs it
         sub.metadata_ = meta
+    notes += _remember_authorization(sub, data)
     notes += fx.set_subscription_status(session, sub, status, at or utcnow(), event)
     # Subscription events carry only the subscription's creation time, never a change time,
     # so among themselves they are ordered by rank alone (create < not_renew < disable).
@@ -257,6 +295,7 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
         if before is None
         else f"invoice {invoice.id}: {before} -> {invoice.status}"
     ]
+    notes += _remember_authorization(sub, data)
     if event.type == "invoice.payment_failed" and not paid:
         notes += fx.mark_past_due(session, sub, at, event)
     elif paid:
@@ -282,18 +321,46 @@ def _subscription_for_charge(
     return None
 
 
+def _subscription_for_dunning_charge(
+    session: Session, event: InboundEvent, case_ref: object
+) -> Subscription | None:
+    """The subscription of the dunning case a retry charge names (`metadata.dunning_case`,
+    set by dunning/retry.py), when it belongs to the paying customer's tenant."""
+    try:
+        case_id = int(str(case_ref))
+    except ValueError:
+        return None
+    case = session.get(DunningCase, case_id)
+    tenant_id = _tenant_for_customer(session, event)
+    if case is None or tenant_id is None or case.tenant_id != tenant_id:
+        return None
+    return session.scalar(
+        select(Subscription)
+        .where(Subscription.id == case.subscription_id, Subscription.provider == "paystack")
+        .with_for_update()
+    )
+
+
 def platform_charge(session: Session, event: InboundEvent) -> Outcome:
-    """`charge.success` with a plan: a subscription payment. It pays the subscription's open
-    invoices it covers (oldest first) and settles the subscription when none is left open."""
+    """`charge.success` for a subscription: with a plan (the subscription's own charge), or
+    naming a dunning case in its metadata (a dunning retry charged the saved authorization).
+    It pays the subscription's open invoices it covers (oldest first) and settles the
+    subscription when none is left open."""
     data = event.object
     plan_code = _text(_dict(data.get("plan")).get("plan_code"))
-    if not plan_code:
+    case_ref = _metadata(data).get("dunning_case")
+    if not plan_code and case_ref is None:
         return fx.ignored("a charge without a plan is not a subscription payment")
-    sub = _subscription_for_charge(session, event, plan_code)
+    if plan_code:
+        sub = _subscription_for_charge(session, event, plan_code)
+        wanted = f"on plan {plan_code}"
+    else:
+        sub = _subscription_for_dunning_charge(session, event, case_ref)
+        wanted = f"for dunning case {case_ref}"
     if sub is None:
         if _tenant_for_customer(session, event) is None:
             return _no_customer(event)
-        return fx.unmatched(f"the tenant has no Paystack subscription on plan {plan_code}")
+        return fx.unmatched(f"the tenant has no Paystack subscription {wanted}")
     at = event.occurred_at or utcnow()
     remaining = fx.minor(data.get("amount"))
     notes = []
@@ -310,6 +377,7 @@ def platform_charge(session: Session, event: InboundEvent) -> Outcome:
         invoice.paid_at = parse_time(data.get("paid_at")) or at
         notes.append(f"invoice {invoice.id}: open -> paid")
     session.flush()
+    notes += _remember_authorization(sub, data)
     notes += fx.settle_if_paid(session, sub, at, event)
     return fx.applied("; ".join(notes) or f"subscription {sub.id}: nothing owed", sub.tenant_id)
 
