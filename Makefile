@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/bench_webhook_ingest.py
 	$(BIN)/python bench/bench_dns_probe.py
 	$(BIN)/python bench/bench_domains.py
+	$(BIN)/python bench/bench_dunning.py
 	$(BIN)/python bench/bench_dispatch.py
 	$(BIN)/python bench/bench_sla.py
 
