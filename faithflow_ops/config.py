@@ -82,6 +82,27 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
+def _public_url(env: Mapping[str, str], name: str) -> str | None:
+    """The base URL the world reaches the receiver at: absolute https, no query or fragment,
+    without its trailing slash; None when unset."""
+    from urllib.parse import urlsplit
+
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme.lower() == "https" and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad port
+        valid = False
+    if not valid or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(
+            f"{name}={raw!r} is not an absolute https URL without query; set it to e.g. "
+            "https://ops.faithflow.example"
+        )
+    return raw.rstrip("/")
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name) or ""
     return tuple(part.strip() for part in raw.replace(";", ",").split(",") if part.strip())
@@ -308,6 +329,10 @@ class Settings:
     twilio_from: str | None = None
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # Where Twilio reaches the receiver (https://ops.example.org): the dispatcher asks for
+    # delivery status callbacks at {this}/webhooks/twilio/status, and the receiver checks their
+    # signatures against that URL (docs/comms.md). Unset: no callbacks are asked for.
+    public_url: str | None = None
     # The outbox (`comms dispatch`): how long a claim lasts before the message is declared
     # `unknown`, attempts before a transient failure becomes `failed`, the first retry wait
     # (doubling, capped) and how many messages are sent at once.
@@ -421,6 +446,7 @@ class Settings:
             twilio_from=opt("TWILIO_FROM"),
             twilio_whatsapp_from=opt("TWILIO_WHATSAPP_FROM"),
             twilio_api_base=opt("TWILIO_API_BASE") or cls.twilio_api_base,
+            public_url=_public_url(env, "FAITHFLOW_PUBLIC_URL"),
             comms_lease_seconds=_int(env, "FAITHFLOW_COMMS_LEASE_SECONDS", 300, minimum=10),
             comms_max_attempts=_int(env, "FAITHFLOW_COMMS_MAX_ATTEMPTS", 5, minimum=1),
             comms_retry_backoff=_int(env, "FAITHFLOW_COMMS_RETRY_BACKOFF", 60, minimum=0),

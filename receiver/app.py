@@ -34,6 +34,7 @@ from receiver.health import first_line as _first_line
 from receiver.health import health_handlers
 from receiver.metrics import Metrics, MetricsMiddleware
 from receiver.tasks import task_handlers
+from receiver.twilio import twilio_handlers
 from receiver.webhooks import webhook_handlers
 
 log = structlog.get_logger("faithflow.receiver")
@@ -120,6 +121,7 @@ def create_app(
         route_handlers=[
             *health_handlers(database, metrics),
             *webhook_handlers(database, settings, metrics),
+            *twilio_handlers(database, settings, metrics),
             *task_handlers(
                 jobs if jobs is not None else registry.JOBS, database, settings, counter("http")
             ),

@@ -45,7 +45,8 @@ class Metrics:
             "faithflow_webhook_deliveries",
             "Webhook deliveries by provider, scope and result: the inbox status (applied, "
             "ignored, unmatched, stale, failed), duplicate, or why it was refused "
-            "(bad_signature, not_json, malformed, forbidden_address, not_configured).",
+            "(bad_signature, not_json, malformed, forbidden_address, not_configured, "
+            "wrong_account). Twilio status callbacks count as provider twilio, scope status.",
             ["provider", "scope", "result"],
             registry=self.registry,
         )

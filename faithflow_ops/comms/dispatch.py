@@ -377,6 +377,7 @@ def check_channel(settings: Settings, channel: str) -> None:
 
 def send_one(senders: Senders, settings: Settings, now: dt.datetime, msg: Claimed) -> Outcome:
     """One provider call for one claimed message, and what it means for the message."""
+    from faithflow_ops.comms.status import callback_url
     from faithflow_ops.providers.smtp import SmtpError
     from faithflow_ops.providers.twilio import TwilioError
 
@@ -391,7 +392,9 @@ def send_one(senders: Senders, settings: Settings, now: dt.datetime, msg: Claime
                 headers={"Auto-Submitted": "auto-generated", "X-FaithFlow-Message": str(msg.id)},
             )
             return Outcome("sent")
-        sent = senders.twilio().send(msg.channel, msg.recipient, msg.body)
+        sent = senders.twilio().send(
+            msg.channel, msg.recipient, msg.body, status_callback=callback_url(settings)
+        )
         return Outcome("sent", provider_message_id=sent.sid or None)
     except SmtpError as exc:
         if exc.permanent and not exc.config:

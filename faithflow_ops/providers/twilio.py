@@ -3,7 +3,10 @@
 `POST {TWILIO_API_BASE}/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json` with the form
 fields `To`, `From`, `Body`, basic auth `sid:token`. SMS goes from `TWILIO_FROM` to the E.164
 number; WhatsApp from `whatsapp:{TWILIO_WHATSAPP_FROM}` to `whatsapp:{number}`. A 201 answer
-carries the message `sid` (`SM…`) and its first `status` (`queued`, `accepted`…).
+carries the message `sid` (`SM…`) and its first `status` (`queued`, `accepted`…). With a
+`status_callback` URL the form also carries `StatusCallback`: Twilio then POSTs each later
+status change there, signed with `X-Twilio-Signature` (`request_signature`/`verify_request`
+below; the receiver's `POST /webhooks/twilio/status`).
 
 One attempt per call: the outbox (`comms dispatch`) schedules retries across runs, so a run
 never sleeps through a backoff. Every failure is a `TwilioError` saying which kind it is:
@@ -21,10 +24,15 @@ never sleeps through a backoff. Every failure is a `TwilioError` saying which ki
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.errors import ConfigError
+from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers._http import ProviderError, parse_retry_after
 
 if TYPE_CHECKING:
@@ -174,17 +182,21 @@ class TwilioClient:
     def close(self) -> None:
         self._client.close()
 
-    def send(self, channel: str, to: str, body: str) -> TwilioMessage:
-        """Send `body` to the E.164 number `to` on `channel` (sms or whatsapp)."""
+    def send(
+        self, channel: str, to: str, body: str, *, status_callback: str | None = None
+    ) -> TwilioMessage:
+        """Send `body` to the E.164 number `to` on `channel` (sms or whatsapp); Twilio POSTs
+        the message's status changes to `status_callback` when given."""
         import httpx
 
         from_ = sender(self.settings, channel)
         recipient = f"whatsapp:{to}" if channel == "whatsapp" else to
         operation = f"{channel} to {to}"
+        form = {"To": recipient, "From": from_, "Body": body}
+        if status_callback:
+            form["StatusCallback"] = status_callback
         try:
-            response = self._client.post(
-                self.path, data={"To": recipient, "From": from_, "Body": body}
-            )
+            response = self._client.post(self.path, data=form)
         except httpx.TimeoutException:
             raise TwilioError(operation, "the request timed out", timed_out=True) from None
         except httpx.HTTPError as exc:
@@ -253,3 +265,55 @@ def health_check(settings: Settings, *, timeout: float) -> str:
     except ValueError:
         doc = None
     return str(doc.get("status") or "unknown") if isinstance(doc, dict) else "unknown"
+
+
+# --- request signatures (status callbacks) -----------------------------------------------------
+
+
+def request_signature(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
+    """`X-Twilio-Signature` for a form POST to `url`: base64(HMAC-SHA1(auth token, url + every
+    parameter's name and value, sorted by name then value, no separators)). Parameter values
+    are the decoded form values; every parameter Twilio sent counts (it adds new ones without
+    notice). Sources in receiver/twilio.py."""
+    grouped: dict[str, set[str]] = {}
+    for name, value in params:
+        grouped.setdefault(name, set()).add(value)
+    text = url + "".join(
+        name + value for name in sorted(grouped) for value in sorted(grouped[name])
+    )
+    digest = hmac.new(auth_token.encode("utf-8"), text.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _port_variants(url: str) -> list[str]:
+    """`url`, then the same URL with its default port written out or left out: Twilio's own
+    helpers accept either, since which one Twilio signed depends on how the URL was given."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if default is None or parts.port not in (None, default):
+        return [url]
+    other = host if parts.port else f"{host}:{default}"
+    return [url, parts._replace(netloc=other).geturl()]
+
+
+def verify_request(
+    url: str, params: Sequence[tuple[str, str]], header: str | None, auth_token: str
+) -> None:
+    """Raise SignatureError unless `header` (X-Twilio-Signature) signs `params` POSTed to
+    `url` under `auth_token`; constant-time comparison."""
+    if not header or not header.strip():
+        raise SignatureError("missing X-Twilio-Signature header")
+    given = header.strip().encode("ascii", "replace")
+    for candidate in _port_variants(url):
+        expected = request_signature(auth_token, candidate, params).encode("ascii")
+        if hmac.compare_digest(expected, given):
+            return
+    raise SignatureError(
+        f"X-Twilio-Signature does not verify for {url} under TWILIO_AUTH_TOKEN "
+        "(is FAITHFLOW_PUBLIC_URL the base URL Twilio calls?)"
+    )

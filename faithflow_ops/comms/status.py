@@ -1,0 +1,176 @@
+"""Delivery status from Twilio: what a status callback does to an outbox message (docs/comms.md,
+"Delivery status from Twilio").
+
+When `FAITHFLOW_PUBLIC_URL` is set, the dispatcher sends every SMS/WhatsApp message with
+`StatusCallback = {FAITHFLOW_PUBLIC_URL}/webhooks/twilio/status` (`callback_url`), and Twilio
+POSTs each later status change of the message there. The receiver verifies the request
+(receiver/twilio.py) and calls `record`, which finds the message by `provider_message_id`
+(the `SM…` sid the dispatcher stored when Twilio accepted it) and moves it forward only:
+
+- `delivered`, `read`: `sent` → `delivered`, `delivered_at` set (`applied`);
+- `undelivered`, `failed`: `sent` → `failed`, `failed_at` set, `last_error` naming the
+  `ErrorCode` (`applied`);
+- the same final status again: unchanged (`duplicate`);
+- anything once the message is final (a late `sent` after `delivered`, a `failed` after
+  `delivered`…): unchanged (`stale`);
+- `queued`, `accepted`, `scheduled`, `sending`, `sent` while the message is `sent`, and any
+  other value (`receiving`, `partially_delivered`, `canceled`, new ones): unchanged
+  (`ignored`);
+- a sid no outbox message has: nothing (`unmatched`).
+
+`delivered` and `failed` are both final: the first one recorded stays (Twilio reports one of
+them per message; a contradicting late report is `stale` and logged by the receiver). Each
+change is one conditional `UPDATE … WHERE id = :id AND status = 'sent'`, so duplicates and
+concurrent deliveries of one callback change the row once. An `undelivered`/`failed` with
+error 21610 (the recipient replied STOP) also puts the recipient on the suppression list
+(`stop`), exactly as the dispatcher does when Twilio refuses a send with 21610.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops.comms.dispatch import MESSAGES, add_suppression
+from faithflow_ops.db import rowcount
+
+if TYPE_CHECKING:
+    from faithflow_ops.config import Settings
+
+STATUS_PATH = "/webhooks/twilio/status"
+ACTOR = "twilio status callback"
+
+DELIVERED = frozenset({"delivered", "read"})
+FAILED = frozenset({"undelivered", "failed"})
+# Twilio's statuses before the carrier's verdict: nothing the outbox does not know already.
+IN_FLIGHT = frozenset({"queued", "accepted", "scheduled", "sending", "sent"})
+FINAL = ("delivered", "failed")
+
+
+def callback_url(settings: Settings) -> str | None:
+    """The StatusCallback the dispatcher sends, or None when FAITHFLOW_PUBLIC_URL is unset."""
+    return f"{settings.public_url}{STATUS_PATH}" if settings.public_url else None
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """What one callback did: `result` is applied, duplicate, stale, ignored or unmatched."""
+
+    result: str
+    message_id: int | None
+    status: str | None  # the message's status afterwards
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "message": self.message_id,
+            "status": self.status,
+            "note": self.note,
+        }
+
+
+def error_text(twilio_status: str, error_code: int | None) -> str:
+    """`last_error` for a message Twilio could not deliver."""
+    from faithflow_ops.providers.twilio import RECIPIENT_CODES
+
+    if error_code is None:
+        return f"twilio reported {twilio_status} (no error code)"
+    meaning = RECIPIENT_CODES.get(error_code)
+    more = f": {meaning}" if meaning else f"; see https://www.twilio.com/docs/errors/{error_code}"
+    return f"twilio reported {twilio_status} [Twilio {error_code}]{more}"
+
+
+def record(
+    session: Session,
+    *,
+    sid: str,
+    twilio_status: str,
+    error_code: int | None,
+    now: dt.datetime,
+) -> StatusResult:
+    """Apply one status callback for the message Twilio knows as `sid` (see the module
+    docstring). Idempotent; never moves a message backwards."""
+    from faithflow_ops.providers.twilio import SUPPRESS_CODES
+
+    twilio_status = twilio_status.strip().lower()
+    row = session.execute(
+        select(MESSAGES.c.id, MESSAGES.c.status, MESSAGES.c.channel, MESSAGES.c.recipient)
+        .where(
+            MESSAGES.c.provider_message_id == sid,
+            MESSAGES.c.channel.in_(("sms", "whatsapp")),
+        )
+        .order_by(MESSAGES.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return StatusResult(
+            "unmatched",
+            None,
+            None,
+            f"no outbox message was sent as {sid}; nothing changed (sent by another system, "
+            "or the callback came before the dispatcher recorded the sid)",
+        )
+    if twilio_status in DELIVERED:
+        target = "delivered"
+        values: dict[str, Any] = {"status": "delivered", "delivered_at": now, "updated_at": now}
+    elif twilio_status in FAILED:
+        target = "failed"
+        error = error_text(twilio_status, error_code)
+        values = {"status": "failed", "failed_at": now, "last_error": error, "updated_at": now}
+    elif twilio_status in IN_FLIGHT and row.status not in FINAL:
+        return StatusResult(
+            "ignored",
+            row.id,
+            row.status,
+            f"twilio says {twilio_status}; the message is {row.status}: nothing new",
+        )
+    elif twilio_status in IN_FLIGHT:
+        return _stale(row.id, row.status, twilio_status)
+    else:
+        return StatusResult(
+            "ignored",
+            row.id,
+            row.status,
+            f"twilio status {twilio_status!r} is not one the outbox records "
+            "(delivered, read, undelivered, failed)",
+        )
+    changed = session.execute(
+        update(MESSAGES)
+        .where(MESSAGES.c.id == row.id, MESSAGES.c.status == "sent")
+        .values(**values)
+    )
+    if rowcount(changed) == 1:
+        note = f"twilio says {twilio_status}: message {row.id} is {target}"
+        reason = SUPPRESS_CODES.get(error_code) if target == "failed" and error_code else None
+        if reason is not None:
+            added = add_suppression(
+                session,
+                channel=row.channel,
+                contact=row.recipient,
+                reason=reason,
+                now=now,
+                note=f"message {row.id}: {values['last_error']}",
+                created_by=ACTOR,
+            )
+            note += f"; recipient {'added to' if added else 'already on'} the suppression list"
+        return StatusResult("applied", row.id, target, note)
+    # Not `sent` any more: someone (a duplicate, a concurrent delivery) got there first.
+    current = session.scalar(select(MESSAGES.c.status).where(MESSAGES.c.id == row.id))
+    if current == target:
+        return StatusResult("duplicate", row.id, current, f"message {row.id} is {target} already")
+    return _stale(row.id, current, twilio_status)
+
+
+def _stale(message_id: int, current: str | None, twilio_status: str) -> StatusResult:
+    return StatusResult(
+        "stale",
+        message_id,
+        current,
+        f"twilio says {twilio_status}; message {message_id} is {current}, and a message "
+        "moves only forward (sent → delivered or failed): nothing changed",
+    )
