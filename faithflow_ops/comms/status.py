@@ -11,8 +11,8 @@ POSTs each later status change of the message there. The receiver verifies the r
 - `undelivered`, `failed`: `sent` → `failed`, `failed_at` set, `last_error` naming the
   `ErrorCode` (`applied`);
 - the same final status again: unchanged (`duplicate`);
-- anything once the message is final (a late `sent` after `delivered`, a `failed` after
-  `delivered`…): unchanged (`stale`);
+- a verdict or an in-flight status once the message is final (a late `sent` after
+  `delivered`, a `failed` after `delivered`…): unchanged (`stale`);
 - `queued`, `accepted`, `scheduled`, `sending`, `sent` while the message is `sent`, and any
   other value (`receiving`, `partially_delivered`, `canceled`, new ones): unchanged
   (`ignored`);
