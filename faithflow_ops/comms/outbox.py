@@ -1,26 +1,39 @@
-"""The one way any module sends a message: `enqueue`, in the same transaction as its decision.
+"""The one way any module sends a message: `enqueue` (or `enqueue_many` for a batch), in the
+same transaction as its decision.
 
 The message is rendered at enqueue time (what is stored is what is sent), keyed by the caller's
 idempotency key (`UNIQUE`: enqueueing the same key again returns the first message and changes
 nothing), and checked against the suppression list (a suppressed recipient gets a row with
 status `suppressed`, so the decision is visible, and is never sent). `not_before` in the future
 makes it `scheduled`; `comms dispatch` sends it at that minute or later, never earlier.
+
+`enqueue_many` does the same for a batch with a fixed number of statements: one suppression
+query for every recipient, one multi-row `INSERT … ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, idempotency_key`, and one look-up of the keys that were already used. Every
+message is checked and rendered before anything is written: one bad recipient or template is a
+UserError naming that message, and nothing of the batch is inserted. `enqueue` is a batch of one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from faithflow_ops.bulk import insert_rows
 from faithflow_ops.comms import contacts, templates
-from faithflow_ops.db import rowcount, upsert_insert
+from faithflow_ops.db import rowcount
+from faithflow_ops.errors import UserError
 from faithflow_ops.models import OutboundMessage, Suppression, Tenant
 from faithflow_ops.models.comms import PENDING_STATUSES
+
+_MESSAGES = cast(Table, OutboundMessage.__table__)
+_LOOKUP_CHUNK = 5000  # keys per `IN (…)` when looking up keys that were already used
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,22 @@ class Enqueued:
     id: int
     status: str
     created: bool  # False: the idempotency key was already used; nothing changed
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message for `enqueue_many` (the arguments of `enqueue`, but `now`)."""
+
+    channel: str
+    recipient: str
+    template: str
+    variables: dict[str, Any]
+    idempotency_key: str
+    tenant: Tenant | None = None
+    not_before: dt.datetime | None = None
+    priority: int = 50
+    category: str = "general"
+    about: tuple[str, int | str] | None = None
 
 
 def suppression_for(
@@ -60,53 +89,142 @@ def enqueue(
 ) -> Enqueued:
     """Add one message to the outbox (see the module docstring). UserError: a bad recipient,
     an unknown template or a variable the template needs and did not get."""
-    to = contacts.normalize(channel, recipient)
-    locale = tenant.locale if tenant is not None else "en"
-    timezone = tenant.timezone if tenant is not None else "UTC"
-    if tenant is not None:
-        variables = {"tenant_name": tenant.name, "tenant_slug": tenant.slug, **variables}
-    rendered = templates.render(template, channel, variables, locale=locale, timezone=timezone)
-    due = max(not_before or now, now)
-    suppressed = suppression_for(session, channel, to, now)
-    status = "suppressed" if suppressed else ("scheduled" if due > now else "queued")
-    row = {
+    message = Message(
+        channel=channel,
+        recipient=recipient,
+        template=template,
+        variables=variables,
+        idempotency_key=idempotency_key,
+        tenant=tenant,
+        not_before=not_before,
+        priority=priority,
+        category=category,
+        about=about,
+    )
+    (result,) = enqueue_many(session, [message], now=now)
+    return result
+
+
+def enqueue_many(
+    session: Session, messages: Sequence[Message], *, now: dt.datetime
+) -> list[Enqueued]:
+    """Add a batch of messages to the outbox; one `Enqueued` per message, in order, exactly as
+    `enqueue` would answer them one after the other (a key used twice in the batch: the first
+    is created, the second answers `created=False` with the first one's id and status).
+
+    UserError (nothing inserted): a bad recipient, an unknown template or a missing variable,
+    naming the message (its position and idempotency key) when the batch has more than one."""
+    if not messages:
+        return []
+    rows = [_prepare(message, now, n, len(messages)) for n, message in enumerate(messages)]
+    suppressed = _suppressions(session, rows, now)
+    for row in rows:
+        reason = suppressed.get((row["channel"], row["recipient"]))
+        if reason is not None:
+            row["status"], row["last_error"] = "suppressed", f"suppressed: {reason}"
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(row["idempotency_key"], row)
+    inserted = insert_rows(
+        session,
+        _MESSAGES,
+        list(first.values()),
+        conflict=["idempotency_key"],
+        returning=[_MESSAGES.c.idempotency_key, _MESSAGES.c.id],
+    )
+    created: dict[str, int] = {key: message_id for key, message_id in inserted}
+    existing = _existing(session, [key for key in first if key not in created])
+    results = []
+    for row in rows:
+        key = row["idempotency_key"]
+        if key in created:
+            is_first = first[key] is row
+            results.append(Enqueued(created[key], first[key]["status"], is_first))
+        else:
+            message_id, status = existing[key]
+            results.append(Enqueued(message_id, status, False))
+    return results
+
+
+def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str, Any]:
+    """The outbound_messages row of one message (rendered, status before suppressions)."""
+    try:
+        to = contacts.normalize(message.channel, message.recipient)
+        tenant = message.tenant
+        locale = tenant.locale if tenant is not None else "en"
+        timezone = tenant.timezone if tenant is not None else "UTC"
+        variables = message.variables
+        if tenant is not None:
+            variables = {"tenant_name": tenant.name, "tenant_slug": tenant.slug, **variables}
+        rendered = templates.render(
+            message.template, message.channel, variables, locale=locale, timezone=timezone
+        )
+    except UserError as exc:
+        if total == 1:
+            raise
+        raise UserError(
+            f"message {n + 1} of {total} (idempotency key {message.idempotency_key!r}): {exc}; "
+            "nothing of the batch was queued"
+        ) from None
+    due = max(message.not_before or now, now)
+    about = message.about
+    return {
         "tenant_id": tenant.id if tenant is not None else None,
-        "channel": channel,
+        "channel": message.channel,
         "recipient": to,
-        "template": template,
+        "template": message.template,
         "variables": variables,
         "locale": locale,
         "subject": rendered.subject,
         "body": rendered.body,
-        "category": category,
-        "priority": priority,
-        "status": status,
-        "idempotency_key": idempotency_key,
+        "category": message.category,
+        "priority": message.priority,
+        "status": "scheduled" if due > now else "queued",
+        "idempotency_key": message.idempotency_key,
         "attempts": 0,
         "not_before": due,
         "next_attempt_at": due,
-        "last_error": f"suppressed: {suppressed.reason}" if suppressed else None,
+        "last_error": None,
         "about_type": about[0] if about else None,
         "about_id": str(about[1]) if about else None,
         "created_at": now,
         "updated_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    stmt = (
-        upsert_insert(dialect, OutboundMessage)
-        .values(**row)
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(OutboundMessage.id)
-    )
-    new_id = session.execute(stmt).scalar_one_or_none()
-    if new_id is not None:
-        return Enqueued(new_id, status, True)
-    existing = session.execute(
-        select(OutboundMessage.id, OutboundMessage.status).where(
-            OutboundMessage.idempotency_key == idempotency_key
+
+
+def _suppressions(
+    session: Session, rows: Sequence[dict[str, Any]], now: dt.datetime
+) -> dict[tuple[str, str], str]:
+    """(channel, recipient) → reason, for the suppressions in force: one query."""
+    by_channel: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        by_channel[row["channel"]].add(row["recipient"])
+    found = session.execute(
+        select(Suppression.channel, Suppression.contact, Suppression.reason).where(
+            or_(
+                *(
+                    and_(Suppression.channel == channel, Suppression.contact.in_(sorted(to)))
+                    for channel, to in by_channel.items()
+                )
+            ),
+            or_(Suppression.until.is_(None), Suppression.until > now),
         )
-    ).one()
-    return Enqueued(existing.id, existing.status, False)
+    )
+    return {(channel, contact): reason for channel, contact, reason in found}
+
+
+def _existing(session: Session, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """key → (id, status) of messages already in the outbox."""
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        for key, message_id, status in session.execute(
+            select(
+                OutboundMessage.idempotency_key, OutboundMessage.id, OutboundMessage.status
+            ).where(OutboundMessage.idempotency_key.in_(chunk))
+        ):
+            found[key] = (message_id, status)
+    return found
 
 
 def cancel_pending(

@@ -13,7 +13,8 @@ Variables are stored as plain JSON and formatted here, per the tenant's locale (
 
 - `X_minor` with `currency` (or `X_currency`) → `$X`: money, e.g. `₦15,000.00`, `1.234,50 €`.
   SMS shows the ISO code instead of the symbol (`NGN 15,000.00`): most currency symbols are not
-  GSM-7 and would force the whole text into 70-character UCS-2 segments.
+  GSM-7 and would force the whole text into 70-character UCS-2 segments; for the same reason
+  the no-break spaces some locales group digits with become plain spaces (`XOF 250 000`).
 - `X_at` (ISO-8601) → `$X_date` and `$X_time` in the tenant's time zone.
 - anything else is used as it is (`str()`).
 """
@@ -135,17 +136,10 @@ def context(
     variables: dict[str, Any], *, locale: str, timezone: str, channel: str
 ) -> dict[str, str]:
     """The placeholder values: the variables as given plus their formatted forms."""
-    from babel import Locale, UnknownLocaleError
     from babel.dates import format_date, format_time
 
-    try:
-        loc = Locale.parse(locale.replace("-", "_"))
-    except (UnknownLocaleError, ValueError, TypeError):
-        loc = Locale.parse("en")
-    try:
-        zone = ZoneInfo(timezone)
-    except (KeyError, ValueError):
-        zone = ZoneInfo("UTC")
+    loc = _locale(locale)
+    zone = _zone(timezone)
     values = {key: "" if value is None else str(value) for key, value in variables.items()}
     for key, value in variables.items():
         if key.endswith("_minor") and value is not None:
@@ -159,16 +153,43 @@ def context(
     return values
 
 
+@cache
+def _locale(tag: str) -> Any:
+    """The Babel Locale for a tenant's locale tag (`en_NG`, `fr-CI`), English when unknown;
+    parsed once per tag (parsing reads the CLDR data files)."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return Locale.parse(tag.replace("-", "_"))
+    except (UnknownLocaleError, ValueError, TypeError, AttributeError):
+        return Locale.parse("en")
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, TypeError):
+        return ZoneInfo("UTC")
+
+
+# The narrow and the ordinary no-break space (French digit groups, "250 000 F CFA") are not
+# GSM-7: one of them in an SMS makes the whole text UCS-2 (70 characters a segment, not 160).
+_NBSP = str.maketrans({"\u202f": " ", "\u00a0": " "})
+
+
 def money(minor: int, currency: str, locale: Any, *, code: bool = False) -> str:
-    """`minor` units of `currency` as the locale writes them (integer arithmetic, no floats)."""
+    """`minor` units of `currency` as the locale writes them (integer arithmetic, no floats).
+    `code=True` (SMS): the ISO code instead of the symbol, and plain spaces, so it stays GSM-7."""
     from babel.numbers import format_currency, get_currency_precision
 
     digits = get_currency_precision(currency)
     amount = Decimal(minor).scaleb(-digits)
     if code:
-        return format_currency(
+        text = format_currency(
             amount, currency, format="¤¤ #,##0.00", locale=locale, currency_digits=True
         )
+        return text.translate(_NBSP)
     return format_currency(amount, currency, locale=locale)
 
 

@@ -25,14 +25,15 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, Table, and_, select, tuple_, update
+from sqlalchemy import ColumnElement, Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from faithflow_ops.comms import outbox
-from faithflow_ops.db import upsert_insert
+from faithflow_ops.bulk import insert_rows
+from faithflow_ops.comms import contacts, outbox
 from faithflow_ops.errors import UserError
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
 from faithflow_ops.models import SlaEvent, SupportTicket, Tenant, User
@@ -48,6 +49,7 @@ LABELS = {
     "resolution": "resolution",
 }
 _T = cast(Table, SupportTicket.__table__)
+_EVENTS = cast(Table, SlaEvent.__table__)
 
 
 def _col(metric: str, field: str) -> Any:
@@ -159,16 +161,29 @@ JOB = SupportSlaSweep()
 
 
 def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> list[Outcome]:
-    """Claim, record and notify a batch; 'applied' per claimed action, 'stale' otherwise."""
+    """Claim, record and notify a batch; 'applied' per claimed action, 'stale' otherwise.
+
+    Statements for any batch size: one claiming UPDATE … RETURNING per metric and kind (the
+    rows it returns are all the rest needs), the assignees' and tenants' names, the outbox
+    batch (`enqueue_many`: one suppression query, one multi-row INSERT), one multi-row INSERT
+    of sla_events."""
     now = ctx.now
     groups: dict[tuple[str, str], list[Action]] = defaultdict(list)
     for action in actions:
         if action.kind not in KINDS:
             raise ValueError(f"sla sweep has no action kind {action.kind!r}")
         groups[action.kind, action.data["metric"]].append(action)
-    claimed: set[tuple[str, str, int]] = set()
+    claims: dict[tuple[str, str, int], _Claim] = {}
     for (kind, metric), group in groups.items():
-        keys = [(int(a.data["ticket_id"]), int(a.data["episode"])) for a in group]
+        by_episode: dict[int, list[int]] = defaultdict(list)
+        for a in group:
+            by_episode[int(a.data["episode"])].append(int(a.data["ticket_id"]))
+        planned = or_(
+            *(
+                and_(_col(metric, "episode") == episode, _T.c.id.in_(ids))
+                for episode, ids in sorted(by_episode.items())
+            )
+        )
         if kind == "sla_breach":
             where, values = (
                 _breach_due(metric, now),
@@ -178,68 +193,102 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
             where, values = _warning_due(metric, now), {f"{metric}_warned_at": now}
         result = session.execute(
             update(_T)
-            .where(tuple_(_T.c.id, _col(metric, "episode")).in_(keys), where)
+            .where(planned, where)
             .values(updated_at=now, **values)
-            .returning(_T.c.id)
+            .returning(
+                _T.c.id,
+                _T.c.tenant_id,
+                _T.c.priority,
+                _T.c.subject,
+                _T.c.assignee_id,
+                _col(metric, "episode"),
+                _col(metric, "started_at"),
+                _col(metric, "due_at"),
+                _col(metric, "warn_at"),
+            )
         )
-        claimed.update((kind, metric, ticket_id) for (ticket_id,) in result)
-    if claimed:
-        _record_and_notify(session, ctx, claimed)
+        for row in result.tuples():
+            claims[kind, metric, row[0]] = _Claim(kind, metric, *row)
+    if claims:
+        _record_and_notify(session, ctx, sorted(claims.values(), key=_Claim.order))
     return [
-        "applied" if (a.kind, a.data["metric"], int(a.data["ticket_id"])) in claimed else "stale"
+        "applied" if (a.kind, a.data["metric"], int(a.data["ticket_id"])) in claims else "stale"
         for a in actions
     ]
 
 
-def _record_and_notify(
-    session: Session, ctx: JobContext, claimed: set[tuple[str, str, int]]
-) -> None:
+@dataclass(frozen=True)
+class _Claim:
+    """A clock this sweep marked, as the claiming UPDATE returned it."""
+
+    kind: str  # sla_breach | sla_warning
+    metric: str
+    ticket_id: int
+    tenant_id: int
+    priority: str
+    subject: str
+    assignee_id: int | None
+    episode: int
+    started_at: dt.datetime | None
+    due_at: dt.datetime
+    warn_at: dt.datetime | None
+
+    @property
+    def event(self) -> str:
+        return "breach" if self.kind == "sla_breach" else "warning"
+
+    def order(self) -> tuple[int, str, str]:
+        return (self.ticket_id, self.metric, self.kind)
+
+
+def _record_and_notify(session: Session, ctx: JobContext, claims: list[_Claim]) -> None:
     now, settings = ctx.now, ctx.settings
-    ids = sorted({ticket_id for _, _, ticket_id in claimed})
-    tickets = {
-        t.id: t for t in session.scalars(select(SupportTicket).where(SupportTicket.id.in_(ids)))
-    }
-    agents = {
-        u.id: u.email
-        for u in session.scalars(
-            select(User).where(User.id.in_({t.assignee_id for t in tickets.values()} - {None}))
+    assignees = {c.assignee_id for c in claims if c.assignee_id is not None}
+    agents: dict[int, str] = {}
+    if assignees:
+        agents = dict(
+            session.execute(select(User.id, User.email).where(User.id.in_(assignees)))
+            .tuples()
+            .all()
         )
-    }
     slugs = dict(
         session.execute(
-            select(Tenant.id, Tenant.slug).where(
-                Tenant.id.in_({t.tenant_id for t in tickets.values()})
-            )
+            select(Tenant.id, Tenant.slug).where(Tenant.id.in_({c.tenant_id for c in claims}))
         )
         .tuples()
         .all()
     )
-    hook = _hook(settings) if any(tickets[i].priority == "urgent" for _, _, i in claimed) else None
+    docs = [_document(c, now, slugs, agents) for c in claims]
+    notices = _notify_all(session, settings, claims, docs, now)
+    unsent = sum(1 for n in notices if "skipped" in n)
+    if unsent:
+        log.warning(
+            "sla notifications without a recipient: set FAITHFLOW_SUPPORT_QUEUE_EMAIL",
+            events=unsent,
+        )
+    urgent = any(c.priority == "urgent" for c in claims)
+    hook = _hook(settings) if urgent else None
     events: list[dict[str, Any]] = []
     try:
-        for kind, metric, ticket_id in sorted(claimed, key=lambda c: (c[2], c[1], c[0])):
-            ticket = tickets[ticket_id]
-            event = "breach" if kind == "sla_breach" else "warning"
-            episode = int(getattr(ticket, f"{metric}_episode"))
-            due: dt.datetime = getattr(ticket, f"{metric}_due_at")
-            warn_at: dt.datetime | None = getattr(ticket, f"{metric}_warn_at")
-            doc = _document(ticket, metric, event, episode, due, now, slugs, agents)
-            data: dict[str, Any] = {"notify": _notify(session, settings, ticket, doc, now)}
-            if ticket.priority == "urgent":
+        for claim, doc, notice in zip(claims, docs, notices, strict=True):
+            data: dict[str, Any] = {"notify": notice}
+            if claim.priority == "urgent":
                 data["alert"] = _alert(hook, settings, doc)
             events.append(
                 {
-                    "ticket_id": ticket.id,
-                    "tenant_id": ticket.tenant_id,
-                    "metric": metric,
-                    "episode": episode,
-                    "kind": event,
-                    "priority": ticket.priority,
+                    "ticket_id": claim.ticket_id,
+                    "tenant_id": claim.tenant_id,
+                    "metric": claim.metric,
+                    "episode": claim.episode,
+                    "kind": claim.event,
+                    "priority": claim.priority,
                     # a breach happened at its due time; a warning when it became due
-                    "occurred_at": due if event == "breach" else (warn_at or now),
-                    "started_at": getattr(ticket, f"{metric}_started_at"),
-                    "due_at": due,
-                    "assignee_id": ticket.assignee_id,
+                    "occurred_at": claim.due_at
+                    if claim.event == "breach"
+                    else (claim.warn_at or now),
+                    "started_at": claim.started_at,
+                    "due_at": claim.due_at,
+                    "assignee_id": claim.assignee_id,
                     "data": data,
                     "created_at": now,
                 }
@@ -247,92 +296,109 @@ def _record_and_notify(
     finally:
         if hook is not None:
             hook.close()
-    unsent = sum(1 for e in events if "skipped" in e["data"]["notify"])
-    if unsent:
-        log.warning(
-            "sla notifications without a recipient: set FAITHFLOW_SUPPORT_QUEUE_EMAIL",
-            events=unsent,
-        )
-    session.execute(
-        upsert_insert(session.get_bind().dialect.name, SlaEvent).on_conflict_do_nothing(
-            index_elements=["ticket_id", "metric", "episode", "kind"]
-        ),
-        events,
-    )
+    insert_rows(session, _EVENTS, events, conflict=["ticket_id", "metric", "episode", "kind"])
 
 
 def _document(
-    ticket: SupportTicket,
-    metric: str,
-    event: str,
-    episode: int,
-    due: dt.datetime,
-    now: dt.datetime,
-    slugs: dict[int, str],
-    agents: dict[int, str],
+    claim: _Claim, now: dt.datetime, slugs: dict[int, str], agents: dict[int, str]
 ) -> dict[str, Any]:
-    left = _minutes(due - now)
+    left = _minutes(claim.due_at - now)
+    due = claim.due_at.isoformat()
+    event = claim.event
     return {
-        "id": f"sla:{ticket.id}:{metric}:{episode}:{event}",
+        "id": f"sla:{claim.ticket_id}:{claim.metric}:{claim.episode}:{event}",
         "type": f"support.sla_{event}",
         "text": (
-            f"ticket #{ticket.id} ({ticket.priority}, {slugs.get(ticket.tenant_id)}): "
-            f"{LABELS[metric]} "
-            + (f"breached at {due.isoformat()}" if event == "breach" else f"due {due.isoformat()}")
-            + f" ({left:+d} min). `faithflow support tickets show {ticket.id}`"
+            f"ticket #{claim.ticket_id} ({claim.priority}, {slugs.get(claim.tenant_id)}): "
+            f"{LABELS[claim.metric]} "
+            + (f"breached at {due}" if event == "breach" else f"due {due}")
+            + f" ({left:+d} min). `faithflow support tickets show {claim.ticket_id}`"
         ),
-        "ticket_id": ticket.id,
-        "tenant": slugs.get(ticket.tenant_id),
-        "subject": ticket.subject,
-        "priority": ticket.priority,
-        "metric": metric,
-        "episode": episode,
-        "due_at": due.isoformat(),
+        "ticket_id": claim.ticket_id,
+        "tenant": slugs.get(claim.tenant_id),
+        "subject": claim.subject,
+        "priority": claim.priority,
+        "metric": claim.metric,
+        "episode": claim.episode,
+        "due_at": due,
         "minutes_left": left,
-        "assignee": agents.get(ticket.assignee_id) if ticket.assignee_id else None,
+        "assignee": agents.get(claim.assignee_id) if claim.assignee_id else None,
     }
 
 
-def _notify(
-    session: Session, settings: Any, ticket: SupportTicket, doc: dict[str, Any], now: dt.datetime
-) -> dict[str, Any]:
-    to = doc["assignee"] or settings.support_queue_email
-    if not to:  # logged once per batch by _record_and_notify
-        return {"skipped": "unassigned and FAITHFLOW_SUPPORT_QUEUE_EMAIL is not set"}
-    event = doc["type"].rsplit("_", 1)[1]
-    left = int(doc["minutes_left"])
+def _notify_all(
+    session: Session,
+    settings: Any,
+    claims: Sequence[_Claim],
+    docs: Sequence[dict[str, Any]],
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """The e-mails of a batch through the outbox at once; per claim what happened (`to` and
+    `message_id`/`status`, or `error` for a malformed address, or `skipped`). A bad address
+    never stops the others: the breach is recorded all the same."""
+    notices: list[dict[str, Any]] = [{} for _ in claims]
+    messages: list[outbox.Message] = []
+    where: list[int] = []
+    for n, (claim, doc) in enumerate(zip(claims, docs, strict=True)):
+        to = doc["assignee"] or settings.support_queue_email
+        if not to:  # logged once per batch by _record_and_notify
+            notices[n] = {"skipped": "unassigned and FAITHFLOW_SUPPORT_QUEUE_EMAIL is not set"}
+            continue
+        try:
+            contacts.normalize("email", to)
+        except UserError as exc:
+            notices[n] = {"to": to, "error": str(exc)}
+            continue
+        notices[n] = {"to": to}
+        messages.append(_message(claim, doc, to))
+        where.append(n)
+    queued: list[outbox.Enqueued | None]
     try:
-        queued = outbox.enqueue(
-            session,
-            channel="email",
-            recipient=to,
-            template=f"sla_{event}",
-            variables={
-                "ticket_id": ticket.id,
-                "ticket_subject": ticket.subject,
-                "tenant_slug": doc["tenant"] or "",
-                "priority": ticket.priority,
-                "metric_label": LABELS[doc["metric"]],
-                "due": dt.datetime.fromisoformat(doc["due_at"]).strftime("%Y-%m-%d %H:%M"),
-                "minutes_left": max(left, 0),
-                "minutes_overdue": max(-left, 0),
-                "assignee": doc["assignee"] or "nobody (the queue)",
-                "target": _target_text(ticket, doc["metric"]),
-            },
-            idempotency_key=doc["id"],
-            now=now,
-            priority=10 if ticket.priority == "urgent" else 30,
-            category="support",
-            about=("support_ticket", ticket.id),
-        )
-    except UserError as exc:  # a malformed address: the breach is still recorded
-        return {"to": to, "error": str(exc)}
-    return {"to": to, "message_id": queued.id, "status": queued.status}
+        queued = list(outbox.enqueue_many(session, messages, now=now))
+    except UserError:
+        # a message the outbox refuses (nothing of the batch was written): find it, keep the rest
+        queued = []
+        for message, n in zip(messages, where, strict=True):
+            try:
+                queued.append(outbox.enqueue_many(session, [message], now=now)[0])
+            except UserError as exc:
+                notices[n]["error"] = str(exc)
+                queued.append(None)
+    for result, n in zip(queued, where, strict=True):
+        if result is not None:
+            notices[n].update(message_id=result.id, status=result.status)
+    return notices
 
 
-def _target_text(ticket: SupportTicket, metric: str) -> str:
-    started = getattr(ticket, f"{metric}_started_at")
-    return f"episode {getattr(ticket, f'{metric}_episode')}, started {started:%Y-%m-%d %H:%M} UTC"
+def _message(claim: _Claim, doc: dict[str, Any], to: str) -> outbox.Message:
+    left = int(doc["minutes_left"])
+    return outbox.Message(
+        channel="email",
+        recipient=to,
+        template=f"sla_{claim.event}",
+        variables={
+            "ticket_id": claim.ticket_id,
+            "ticket_subject": claim.subject,
+            "tenant_slug": doc["tenant"] or "",
+            "priority": claim.priority,
+            "metric_label": LABELS[claim.metric],
+            "due": claim.due_at.strftime("%Y-%m-%d %H:%M"),
+            "minutes_left": max(left, 0),
+            "minutes_overdue": max(-left, 0),
+            "assignee": doc["assignee"] or "nobody (the queue)",
+            "target": _target_text(claim),
+        },
+        idempotency_key=doc["id"],
+        priority=10 if claim.priority == "urgent" else 30,
+        category="support",
+        about=("support_ticket", claim.ticket_id),
+    )
+
+
+def _target_text(claim: _Claim) -> str:
+    started = claim.started_at
+    when = f"{started:%Y-%m-%d %H:%M} UTC" if started is not None else "not started"
+    return f"episode {claim.episode}, started {when}"
 
 
 def _hook(settings: Any) -> Any:

@@ -1,0 +1,79 @@
+"""A batch of rows as ONE multi-row `INSERT … ON CONFLICT (…) DO NOTHING [RETURNING …]`.
+
+- Postgres: `INSERT INTO t (…) SELECT … FROM jsonb_to_recordset(:rows) AS r(col TYPE, …)
+  ON CONFLICT …`: the batch travels as one JSON document (encoded in C by the json module), so
+  the statement text is the same for 1 or 5,000 rows and psycopg has one parameter to send. A
+  `VALUES (…), (…), …` list of 500 rows × 20 columns, or one array per column, costs more to
+  build, escape and parse on the client than the server takes to insert the rows.
+- SQLite: SQLAlchemy's multi-row `VALUES` (the SQLite driver binds in C).
+
+Rows are dicts with the same keys (column names). Values: None, str, int, float, bool, aware
+datetimes (a naive one is refused, as `UTCDateTime` refuses it), dates, Decimal, and dict/list
+for JSON columns. RETURNING gives the inserted rows only (a conflicting row returns nothing),
+in no set order: return a key column to match them up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Column, Row, Table, Text, bindparam, cast, column, func, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from faithflow_ops.db import upsert_insert
+
+
+def insert_rows(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    *,
+    conflict: Sequence[str],
+    returning: Sequence[Column[Any]] = (),
+) -> list[Row[Any]]:
+    """Insert `rows` into `table`, skipping those that conflict on the unique `conflict`
+    columns; the RETURNING rows of the ones inserted (empty without `returning`)."""
+    if not rows:
+        return []
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    if dialect.name != "postgresql":
+        stmt = upsert_insert(dialect.name, table).on_conflict_do_nothing(
+            index_elements=list(conflict)
+        )
+        if returning:
+            return list(session.execute(stmt.returning(*returning), list(rows)).all())
+        session.execute(stmt, list(rows))
+        return []
+    doc = json.dumps(rows, default=_jsonable, separators=(",", ":"))
+    records = (
+        func.jsonb_to_recordset(cast(bindparam("rows", doc, type_=Text()), postgresql.JSONB()))
+        .table_valued(*(column(name, table.c[name].type) for name in names), name="r")
+        .render_derived(with_types=True)
+    )
+    stmt = (
+        postgresql.insert(table)
+        .from_select(names, select(*(records.c[name] for name in names)))
+        .on_conflict_do_nothing(index_elements=list(conflict))
+    )
+    if returning:
+        return list(session.execute(stmt.returning(*returning)).all())
+    session.execute(stmt)
+    return []
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass a timezone-aware UTC value")
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} {value!r} cannot be sent in a row batch")
