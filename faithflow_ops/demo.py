@@ -16,23 +16,45 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.comms.admin import suppress
+from faithflow_ops.comms.outbox import enqueue
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
+from faithflow_ops.dunning import quiet
+from faithflow_ops.dunning.cases import open_case
+from faithflow_ops.dunning.prefs import DEFAULT_QUIET_HOURS, QuietWindow, save_preferences
 from faithflow_ops.errors import UserError
+from faithflow_ops.health.checks import outbox_check
+from faithflow_ops.incidents.records import raise_incident
 from faithflow_ops.jobs.base import JobContext
 from faithflow_ops.jobs.registry import JOBS
 from faithflow_ops.jobs.runner import FAILED, RunResult, run_job
 from faithflow_ops.migrate import upgrade
 from faithflow_ops.models import (
+    DunningCase,
+    DunningPreference,
+    Incident,
     Invoice,
+    KbArticle,
+    OutboundMessage,
     Subscription,
     SubscriptionPlan,
+    SupportTicket,
+    Suppression,
     Tenant,
     TenantSecurityPolicy,
     User,
 )
+from faithflow_ops.support.deflection import deflect
+from faithflow_ops.support.kb import add_article
+from faithflow_ops.support.policies import add_holiday, set_calendar
+from faithflow_ops.support.sla import Rules, Warning
+from faithflow_ops.support.tickets import assign, note, open_ticket, reply
+from faithflow_ops.support.tickets import set_status as set_ticket_status
 
 DAY = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
+MINUTE = dt.timedelta(minutes=1)
 
 
 # The demo platform, as tables. fmt: off keeps one record per line, which reads better here.
@@ -52,6 +74,8 @@ _TENANTS = (
      "treasurer@stmarks.example", "+442079460321", "active"),
     ("shalom-joburg", "Shalom Tabernacle Johannesburg", "Africa/Johannesburg", "ZA", "ZAR",
      "office@shalomtab.example", "+27115550199", "suspended"),
+    ("dayspring-ikeja", "Dayspring Chapel Ikeja", "Africa/Lagos", "NG", "NGN",
+     "finance@dayspringchapel.example", "+2348091234567", "active"),
 )
 
 # slug → (mfa required, sso required, session timeout minutes, retention days); others default
@@ -77,6 +101,7 @@ _USERS = (
     ("st-marks-london", "office@stmarks.example", "James Okoro", "staff", True, False),
     ("shalom-joburg", "pastor@shalomtab.example", "Thabo Nkosi", "owner", False, False),
     ("shalom-joburg", "admin@shalomtab.example", "Lerato Dlamini", "admin", False, True),
+    ("dayspring-ikeja", "pastor@dayspringchapel.example", "Folake Adebayo", "owner", False, False),
 )
 
 # code, name, amount (minor units), currency, interval, tier, active, metadata
@@ -113,9 +138,9 @@ class _Sub:
     metadata: dict[str, Any]
     provider_subscription_id: str | None = None
     provider_customer_id: str | None = None
-    period_started_days_ago: int | None = None  # a 30-day period (365 for yearly plans)
+    period_started: dt.timedelta | None = None  # ago; a 30-day period (365 for yearly plans)
     trial_days_left: int | None = None
-    past_due_days: int | None = None
+    past_due_for: dt.timedelta | None = None
     canceled_days_ago: int | None = None
 
 
@@ -131,7 +156,7 @@ _SUBSCRIPTIONS = (
             "subscription_code": "SUB_vsyqdmlzble3uii",
             "email_token": "d7gofp6yppn3qz7",
         },
-        period_started_days_ago=12,
+        period_started=12 * DAY,
     ),
     _Sub(
         "living-waters-accra",
@@ -140,8 +165,8 @@ _SUBSCRIPTIONS = (
         "past_due",
         {"customerCode": "CUS_4jv8m2ud9q1wz6c", "authorization_code": "AUTH_72btv547ic"},
         provider_subscription_id="SUB_k2p9d1xq7mzr4tb",
-        period_started_days_ago=39,
-        past_due_days=9,
+        period_started=41 * DAY,
+        past_due_for=11 * DAY,  # dunning: day10 is due (email; SMS opted out)
     ),
     _Sub(
         "hope-nairobi",
@@ -151,16 +176,18 @@ _SUBSCRIPTIONS = (
         {"customer": {"id": "CUS_9wq3hz0x2lmy7rk", "email": "finance@hopefellowship.example"}},
         trial_days_left=5,
     ),
-    # Already normalised: the backfill has nothing to do here.
+    # Already normalised: the backfill has nothing to do here. The renewal failed four days
+    # ago; the treasurer promised to pay, so dunning is paused.
     _Sub(
         "cornerstone-houston",
         "growth-monthly-usd",
         "stripe",
-        "active",
+        "past_due",
         {"stripeCustomerId": "cus_NffrFeUfNV2Hib"},
         provider_subscription_id="sub_1MowQVLkdIwHu7ixeRlqHVzs",
         provider_customer_id="cus_NffrFeUfNV2Hib",
-        period_started_days_ago=20,
+        period_started=4 * DAY,
+        past_due_for=4 * DAY,
     ),
     # Invalid: a legacy CRM id where a Stripe customer id belongs.
     _Sub(
@@ -170,7 +197,7 @@ _SUBSCRIPTIONS = (
         "canceled",
         {"stripe_customer_id": "cust-10443", "legacyPlan": "basic"},
         provider_subscription_id="sub_1LzKpTLkdIwHu7ixOldBasc",
-        period_started_days_ago=150,
+        period_started=150 * DAY,
         canceled_days_ago=120,
     ),
     _Sub(
@@ -182,8 +209,8 @@ _SUBSCRIPTIONS = (
             "stripe": {"customer": {"id": "cus_PqL2x8VbTn4KcM"}},
             "subscriptionId": "sub_1OqR7sLkdIwHu7ixStMrks",
         },
-        period_started_days_ago=32,
-        past_due_days=32,
+        period_started=32 * DAY,
+        past_due_for=32 * DAY,
     ),
     _Sub(
         "shalom-joburg",
@@ -192,8 +219,8 @@ _SUBSCRIPTIONS = (
         "suspended",
         {"customer_code": "CUS_t7r2k9m4x1b6zq0", "customerCode": "CUS_t7r2k9m4x1b6zq0"},
         provider_subscription_id="SUB_h3n8c0v5q2xw9pe",
-        period_started_days_ago=75,
-        past_due_days=45,
+        period_started=75 * DAY,
+        past_due_for=45 * DAY,
     ),
     # Conflict: a retried checkout left two different Stripe customers behind.
     _Sub(
@@ -214,21 +241,42 @@ _SUBSCRIPTIONS = (
         "canceled",
         {"customer": {"id": "cus_J5uXk2PqW9rVbn", "object": "customer"}},
         provider_subscription_id="sub_1KdT4eLkdIwHu7ixMovedPs",
-        period_started_days_ago=230,
+        period_started=230 * DAY,
         canceled_days_ago=200,
+    ),
+    # Canonical already. The renewal charge failed two hours ago: dunning's first e-mail is due,
+    # held back by the church's quiet hours in Lagos.
+    _Sub(
+        "dayspring-ikeja",
+        "starter-monthly-ngn",
+        "paystack",
+        "past_due",
+        {
+            "paystackCustomerCode": "CUS_d4y5pr1ngk3j4x0",
+            "paystackSubscriptionCode": "SUB_d4y5pr1ngs8b2qw",
+            "paystackEmailToken": "k3j4x0d4y5pr1ng",
+            "paystackAuthorizationCode": "AUTH_d4y5pr1ng7",
+        },
+        provider_subscription_id="SUB_d4y5pr1ngs8b2qw",
+        provider_customer_id="CUS_d4y5pr1ngk3j4x0",
+        period_started=2 * HOUR,
+        past_due_for=2 * HOUR,
     ),
 )
 
-# subscription index in _SUBSCRIPTIONS, provider invoice id, status, days until due (negative =
+# subscription index in _SUBSCRIPTIONS, provider invoice id, status, due (from now; negative =
 # overdue), paid
-_INVOICES = (
-    (0, "INV_3kd8xk2o1wq9fzz", "paid", -12, True),
-    (1, "INV_8hq2mz5v0c7wd1t", "paid", -39, True),
-    (1, "INV_1pz6xn3b8r4ks0m", "open", -9, False),
-    (3, "in_1MtHbELkdIwHu7ixl4OzzPMv", "paid", -20, True),
-    (4, "in_1LzKqQLkdIwHu7ixVd0Basic", "void", -120, False),
-    (5, "in_1OqR8aLkdIwHu7ixUnpaidYr", "uncollectible", -32, False),
-    (6, "INV_6tg0wq9e2r5yb8n", "open", -45, False),
+_INVOICES: tuple[tuple[int, str, str, dt.timedelta, bool], ...] = (
+    (0, "INV_3kd8xk2o1wq9fzz", "paid", -12 * DAY, True),
+    (1, "INV_8hq2mz5v0c7wd1t", "paid", -41 * DAY, True),
+    (1, "INV_1pz6xn3b8r4ks0m", "open", -11 * DAY, False),
+    (3, "in_1MtHbELkdIwHu7ixl4OzzPMv", "paid", -34 * DAY, True),
+    (3, "in_1QpT7cLkdIwHu7ixCrnrPstD", "open", -4 * DAY, False),
+    (4, "in_1LzKqQLkdIwHu7ixVd0Basic", "void", -120 * DAY, False),
+    (5, "in_1OqR8aLkdIwHu7ixUnpaidYr", "uncollectible", -32 * DAY, False),
+    (6, "INV_6tg0wq9e2r5yb8n", "open", -45 * DAY, False),
+    (9, "INV_9dq2ks7m1x4pb0w", "paid", -30 * DAY - 2 * HOUR, True),
+    (9, "INV_5ry8ne3c6t0hv2z", "open", -2 * HOUR, False),
 )
 
 
@@ -253,7 +301,7 @@ def _flush(session: Session, now: dt.datetime) -> None:
     session.flush()
 
 
-def seed(session: Session, now: dt.datetime) -> dict[str, int]:
+def seed(session: Session, now: dt.datetime, settings: Settings) -> dict[str, int]:
     """Write the demo platform; refuses a database that already has tenants."""
     _refuse_if_populated(session, "the database")
     tenants: dict[str, Tenant] = {}
@@ -321,7 +369,7 @@ def seed(session: Session, now: dt.datetime) -> dict[str, int]:
     for index, provider_id, status, due_in, paid in _INVOICES:
         sub = subs[index]
         plan = plans[_SUBSCRIPTIONS[index].plan]
-        due = now + due_in * DAY
+        due = now + due_in
         session.add(
             Invoice(
                 tenant_id=sub.tenant_id,
@@ -339,6 +387,12 @@ def seed(session: Session, now: dt.datetime) -> dict[str, int]:
             )
         )
     _flush(session, now)
+
+    # The operations side, through the product's own rules (each call stamps its own times).
+    _seed_dunning(session, now, subs)
+    _seed_comms(session, now, tenants)
+    _seed_support(session, now, settings)
+    _seed_incident(session, now, settings)
     counts = {
         "tenants": len(tenants),
         "users": len(_USERS),
@@ -346,6 +400,7 @@ def seed(session: Session, now: dt.datetime) -> dict[str, int]:
         "plans": len(plans),
         "subscriptions": len(subs),
         "invoices": len(_INVOICES),
+        **{name: _count(session, model) for name, model in _OPERATIONS_COUNTED},
     }
     audit.record(
         session,
@@ -356,6 +411,314 @@ def seed(session: Session, now: dt.datetime) -> dict[str, int]:
         after=counts,
     )
     return counts
+
+
+# --- the operations side: dunning, communications, support, incidents ----------------------
+#
+# Everything below goes through the domain functions the CLI and the jobs use, at times relative
+# to `now`, so each job's preview has something real to say (domains are left out on purpose:
+# their preview probes real DNS).
+
+# fmt: off
+_PAUSE_NOTE = "treasurer Linda Alvarez promised payment by bank transfer (call with Ada Nwosu)"
+
+# Knowledge base: slug, title, tags, published, body
+_ARTICLES = (
+    ("update-payment-card", "Change the card or bank account FaithFlow charges",
+     ("billing", "payments"), True,
+     "Open Settings → Billing → Payment method and choose Replace. Stripe churches enter the new "
+     "card; Paystack churches authorise a new card or bank mandate with a small refundable "
+     "charge. The next renewal, and any overdue invoice, is charged to the new method."),
+    ("add-a-campus", "Add a second campus to your church",
+     ("setup", "campuses"), True,
+     "Go to Settings → Campuses → Add campus. Each campus gets its own service times, giving "
+     "funds and volunteer rota; members can belong to more than one. Campuses share your plan: "
+     "Growth includes up to three."),
+    ("custom-domain", "Point your own domain at your FaithFlow site",
+     ("domains", "setup"), True,
+     "Add the domain under Settings → Website → Domains, then create a CNAME record for it at "
+     "your DNS provider pointing at the target shown there. We check it every 15 minutes and "
+     "issue the certificate once it resolves."),
+    ("livestream-not-starting", "Livestream will not start: what to check",
+     ("streaming", "troubleshooting"), True,
+     "Check that the encoder uses the stream key shown under Media → Live (keys rotate when a "
+     "staff member resets them), that the bitrate is at most 6 Mbps, and that port 443 is open "
+     "on the church network."),
+    ("year-end-giving-statements", "Send year-end giving statements",
+     ("giving", "statements"), False,
+     "From Giving → Statements choose the year, review the donors without an address, then "
+     "send by e-mail or print. Draft: waiting for the new PDF layout."),
+)
+
+# Support tickets. Urgent targets run on calendar time, so the warning and the breach are the
+# same at any `now`; the others are young enough (or paused, or solved) to stay quiet.
+# tenant, requester, name, priority, subject, body, opened (ago)
+_TICKETS = (
+    ("grace-lagos", "media@graceassembly.example", "Ngozi Eze", "urgent",
+     "Online giving page says 'payment failed' for every donor",
+     "Since this morning every gift on our giving page fails with 'payment failed'. Members are "
+     "asking what to do.", 50 * MINUTE),
+    ("cornerstone-houston", "ops@cornerstonehtx.example", "Linda Alvarez", "urgent",
+     "Livestream will not start: the encoder says the stream key is invalid",
+     "Our encoder rejects the stream key and the service starts soon. Nothing changed on our "
+     "side.", 26 * MINUTE),
+    ("hope-nairobi", "lead@hopefellowship.example", "Wanjiru Kamau", "normal",
+     "How do we add our second campus?",
+     "We are opening a campus in Kisumu next month. How do we set it up in FaithFlow?",
+     40 * MINUTE),
+    ("living-waters-accra", "admin@livingwaters.example", "Efua Owusu", "high",
+     "Paystack payouts have not reached our bank for three days",
+     "Gifts show as successful but the last three payouts never arrived in our account.",
+     3 * HOUR),
+    ("st-marks-london", "office@stmarks.example", "James Okoro", "low",
+     "Please change the address on our invoices",
+     "Our parish office moved: please use 12 Church Lane, London N1 2AB on invoices.",
+     3 * DAY),
+)
+# fmt: on
+
+AGENT = "ada.support@faithflow.example"
+DEMO_ACTOR = "demo"
+
+
+def _seed_dunning(session: Session, now: dt.datetime, subs: list[Subscription]) -> None:
+    """Open the cases the webhook hook would have opened (not St Mark's: its missing case is the
+    safety net the preview shows), and the preferences that make the ladder interesting."""
+    for sub in subs:
+        tenant = session.get(Tenant, sub.tenant_id)
+        if tenant is None or tenant.slug == "st-marks-london" or sub.past_due_since is None:
+            continue
+        open_case(session, sub, sub.past_due_since, DEMO_ACTOR)
+    # Accra replied STOP to an SMS: no dunning SMS (and a suppression, see _seed_comms).
+    save_preferences(session, "living-waters-accra", actor=DEMO_ACTOR, now=now, sms_opt_out=True)
+    # Houston promised to pay: dunning waits.
+    save_preferences(
+        session,
+        "cornerstone-houston",
+        actor=DEMO_ACTOR,
+        now=now,
+        paused_until=now + 5 * DAY,
+        pause_note=_PAUSE_NOTE,
+    )
+    # Lagos: the default quiet hours (nights, Sunday morning) hold the first e-mail back when
+    # `now` falls in them; otherwise the church's own service hours around `now` do.
+    service = _service_window(now, "Africa/Lagos")
+    if service is not None:
+        save_preferences(
+            session,
+            "dayspring-ikeja",
+            actor=DEMO_ACTOR,
+            now=now,
+            quiet_hours=(*DEFAULT_QUIET_HOURS, service),
+        )
+
+
+def _service_window(now: dt.datetime, timezone: str) -> QuietWindow | None:
+    """A three-hour weekly window starting at the hour of `now` in `timezone` (a service),
+    or None when the default quiet hours already cover `now`."""
+    if quiet.is_quiet(now, timezone, DEFAULT_QUIET_HOURS):
+        return None
+    local = now.astimezone(quiet.zone(timezone))  # 08:00-20:59 here: outside the defaults
+    return QuietWindow(
+        frozenset({local.weekday()}), dt.time(local.hour), dt.time(min(local.hour + 3, 23))
+    )
+
+
+def _seed_comms(session: Session, now: dt.datetime, tenants: dict[str, Tenant]) -> None:
+    """Outbox messages: due now, due a while (scheduled), later (scheduled), one suppressed."""
+    nairobi = tenants["hope-nairobi"]
+    accra = tenants["living-waters-accra"]
+    grace = tenants["grace-lagos"]
+    trial_end = now + 5 * DAY
+    enqueue(
+        session,
+        channel="sms",
+        recipient=nairobi.billing_phone or "",
+        template="notice",
+        variables={
+            "message": f"your trial ends on {trial_end:%d %b %Y}. Add a payment method at "
+            "app.faithflow.example/billing to keep your giving pages online."
+        },
+        idempotency_key=f"demo:trial-reminder:{nairobi.slug}",
+        now=now - 2 * MINUTE,
+        tenant=nairobi,
+        category="billing",
+    )
+    # Queued yesterday for this morning (a scheduled message that is now due).
+    enqueue(
+        session,
+        channel="email",
+        recipient=grace.billing_email or "",
+        template="notice",
+        variables={
+            "subject": "Your monthly giving report is ready",
+            "message": "The giving report for last month is ready under Giving → Reports.",
+        },
+        idempotency_key=f"demo:giving-report:{grace.slug}",
+        now=now - DAY,
+        not_before=now - 4 * MINUTE,
+        tenant=grace,
+        category="reports",
+    )
+    # Queued 25 minutes ago and never dispatched; the treasurer has since replied STOP.
+    enqueue(
+        session,
+        channel="sms",
+        recipient=accra.billing_phone or "",
+        template="notice",
+        variables={
+            "message": "invoice INV_1pz6xn3b8r4ks0m is overdue. Pay at "
+            "app.faithflow.example/billing to keep your account active."
+        },
+        idempotency_key=f"demo:overdue-sms:{accra.slug}",
+        now=now - 25 * MINUTE,
+        tenant=accra,
+        category="billing",
+    )
+    suppress(
+        session,
+        channel="sms",
+        contact=accra.billing_phone or "",
+        reason="stop",
+        now=now - 8 * MINUTE,
+        actor=DEMO_ACTOR,
+        note="the treasurer replied STOP",
+    )
+    # Tomorrow's maintenance notice to every active church (scheduled, not yet due).
+    window = (now + DAY).replace(minute=0, second=0, microsecond=0)
+    for tenant in tenants.values():
+        if tenant.status != "active" or not tenant.billing_email:
+            continue
+        enqueue(
+            session,
+            channel="email",
+            recipient=tenant.billing_email,
+            template="notice",
+            variables={
+                "subject": "Planned maintenance tomorrow",
+                "message": f"FaithFlow will be read-only for up to 30 minutes from "
+                f"{window:%H:%M} UTC on {window:%d %b %Y} while we upgrade the database.",
+            },
+            idempotency_key=f"demo:maintenance:{tenant.slug}",
+            now=now - HOUR,
+            not_before=window - 12 * HOUR,
+            tenant=tenant,
+            priority=70,
+            category="platform",
+        )
+
+
+def _seed_support(session: Session, now: dt.datetime, settings: Settings) -> None:
+    """The support calendar, the help center, and tickets in every state of their clocks."""
+    set_calendar(
+        session,
+        timezone="Africa/Lagos",
+        hours=["mon-fri 08:00-17:00", "sat 09:00-13:00"],
+        actor=DEMO_ACTOR,
+    )
+    for month, day, name in ((12, 25, "Christmas Day"), (12, 26, "Boxing Day")):
+        add_holiday(session, dt.date(now.year, month, day), name, actor=DEMO_ACTOR)
+    for slug, title, tags, published, body in _ARTICLES:
+        add_article(
+            session,
+            slug=slug,
+            title=title,
+            body=body,
+            tags=tags,
+            publish=published,
+            now=now - 30 * DAY,
+            actor=DEMO_ACTOR,
+        )
+    rules = Rules.load(session, Warning(settings.sla_warning_minutes, settings.sla_warning_percent))
+    opened = {}
+    for slug, email, name, priority, subject, body, ago in _TICKETS:
+        opened[slug] = open_ticket(
+            session,
+            rules,
+            tenant=slug,
+            subject=subject,
+            priority=priority,
+            now=now - ago,
+            body=body,
+            requester=email,
+            requester_name=name,
+        ).id
+    # grace-lagos: nobody has answered; its 30-minute first response is overdue (a breach).
+    # cornerstone-houston: assigned, not answered yet; due in 4 minutes (a warning).
+    houston = opened["cornerstone-houston"]
+    assign(session, rules, houston, to=AGENT, now=now - 21 * MINUTE)
+    note(
+        session,
+        rules,
+        houston,
+        body="Keys were rotated for every church last night; checking theirs.",
+        now=now - 20 * MINUTE,
+        agent=AGENT,
+    )
+    # hope-nairobi: answered with a help article, waiting for the requester to confirm.
+    deflect(session, opened["hope-nairobi"], "add-a-campus", now=now - 3 * MINUTE, actor=AGENT)
+    # living-waters-accra: answered, then the requester wrote back (next response running).
+    accra = opened["living-waters-accra"]
+    reply(
+        session,
+        rules,
+        accra,
+        author="agent",
+        body="We have asked Paystack about the three payouts and will update you today.",
+        now=now - 2 * HOUR - 30 * MINUTE,
+        agent=AGENT,
+    )
+    reply(
+        session,
+        rules,
+        accra,
+        author="requester",
+        body="Thank you. A fourth payout is now missing too.",
+        now=now - 30 * MINUTE,
+    )
+    # st-marks-london: answered within the hour and solved.
+    marks = opened["st-marks-london"]
+    reply(
+        session,
+        rules,
+        marks,
+        author="agent",
+        body="Done: your next invoice shows 12 Church Lane, London N1 2AB.",
+        now=now - 3 * DAY + HOUR,
+        agent=AGENT,
+    )
+    set_ticket_status(session, rules, marks, "solved", now=now - 2 * DAY)
+
+
+def _seed_incident(session: Session, now: dt.datetime, settings: Settings) -> None:
+    """The outbox has been backing up (no dispatcher runs in the demo): the health sweep five
+    minutes ago opened an incident for it. Escalation plans nothing without a hook configured."""
+    at = now - 5 * MINUTE
+    check = outbox_check(session, settings, at)
+    raise_incident(
+        session,
+        cause="health:outbox_backlog",
+        kind="health",
+        title="health check outbox_backlog is failing",
+        now=at,
+        severity="warning",
+        detail=check.detail,
+    )
+
+
+_OPERATIONS_COUNTED: tuple[tuple[str, type[Any]], ...] = (
+    ("dunning_cases", DunningCase),
+    ("dunning_preferences", DunningPreference),
+    ("outbound_messages", OutboundMessage),
+    ("suppressions", Suppression),
+    ("kb_articles", KbArticle),
+    ("support_tickets", SupportTicket),
+    ("incidents", Incident),
+)
+
+
+def _count(session: Session, model: type[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(model)) or 0
 
 
 def _subscription(
@@ -373,14 +736,14 @@ def _subscription(
         cancel_at_period_end=False,
         provider_state_at=now - DAY,
     )
-    if spec.period_started_days_ago is not None:
+    if spec.period_started is not None:
         length = 365 if plan.interval == "year" else 30
-        sub.current_period_start = now - spec.period_started_days_ago * DAY
+        sub.current_period_start = now - spec.period_started
         sub.current_period_end = sub.current_period_start + length * DAY
     if spec.trial_days_left is not None:
         sub.trial_end = now + spec.trial_days_left * DAY
-    if spec.past_due_days is not None:
-        sub.past_due_since = now - spec.past_due_days * DAY
+    if spec.past_due_for is not None:
+        sub.past_due_since = now - spec.past_due_for
     if spec.canceled_days_ago is not None:
         sub.canceled_at = now - spec.canceled_days_ago * DAY
     return sub
@@ -418,5 +781,5 @@ def seed_demo(
             _refuse_if_populated(session, f"the database at {cfg.masked_database_url}")
     migrated = upgrade(db.engine)
     with db.session() as session:
-        seeded = seed(session, now)
+        seeded = seed(session, now, cfg)
     return migrated, seeded

@@ -15,11 +15,18 @@ from faithflow_ops.cli.common import reset_database_cache
 from faithflow_ops.db import Database
 from faithflow_ops.jobs.registry import JOBS, JobSpec
 from faithflow_ops.migrate import current_revision
-from faithflow_ops.models import JobRun, SubscriptionPlan, User
+from faithflow_ops.models import (
+    Incident,
+    JobRun,
+    KbArticle,
+    OutboundMessage,
+    SubscriptionPlan,
+    SupportTicket,
+    User,
+)
 from faithflow_ops.models.billing import SUBSCRIPTION_STATUSES
 
 NOW = "2026-03-01T09:00:00Z"
-
 
 
 @pytest.fixture
@@ -44,8 +51,9 @@ def test_demo_migrates_seeds_and_previews_every_registered_job(cli, empty_db: Da
     assert current_revision(empty_db.engine) is not None
     assert doc["database"] == empty_db.engine.url.render_as_string(hide_password=False)
     assert doc["seeded"] == {
-        "tenants": 6, "users": 13, "security_policies": 6, "plans": 9, "subscriptions": 9,
-        "invoices": 7,
+        "tenants": 7, "users": 14, "security_policies": 7, "plans": 9, "subscriptions": 10,
+        "invoices": 10, "dunning_cases": 3, "dunning_preferences": 2, "outbound_messages": 10,
+        "suppressions": 1, "kb_articles": 5, "support_tickets": 5, "incidents": 1,
     }  # fmt: skip
     assert [p["job"] for p in doc["previews"]] == [spec.name for spec in JOBS]
     for preview in doc["previews"]:
@@ -100,6 +108,108 @@ def test_demo_backfill_preview_reports_a_conflict_and_an_invalid_id(
     assert backfill["actions"], "the preview lists what it would change"
 
 
+def preview_of(doc: dict[str, Any], job: str) -> dict[str, Any]:
+    (found,) = [p for p in doc["previews"] if p["job"] == job]
+    return found
+
+
+def by_tenant(preview: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {a["data"]["tenant"]: a for a in preview["actions"] if a["kind"] == kind}
+
+
+def test_demo_dunning_preview_sends_holds_pauses_skips_and_opens(cli, empty_db: Database) -> None:
+    dunning = preview_of(run_demo(cli), "dunning")
+    assert dunning["counts"] == {"open_case": 1, "skip_steps": 1, "send_step": 2, "paused": 1}
+    # the safety net: a past-due subscription whose case the hook never opened
+    assert set(by_tenant(dunning, "open_case")) == {"st-marks-london"}
+    sends = by_tenant(dunning, "send_step")
+    assert set(sends) == {"dayspring-ikeja", "living-waters-accra"}
+    # due two hours ago in Lagos; 10:00 on a Sunday there is quiet: scheduled, not skipped
+    lagos = sends["dayspring-ikeja"]["data"]
+    assert lagos["step"] == "day0" and lagos["channels"] == ["email"]
+    assert lagos["scheduled_at"] == "2026-03-01T13:00:00+00:00"
+    assert lagos["held_back"] == ["quiet hours (Africa/Lagos) until 2026-03-01T13:00:00+00:00"]
+    # 11 days past due: day10 by e-mail only (SMS opted out); the steps before it passed over
+    accra = sends["living-waters-accra"]["data"]
+    assert accra["step"] == "day10" and accra["channels"] == ["email"]
+    assert accra["blocked"] == {"sms": "sms opted out"}
+    skipped = by_tenant(dunning, "skip_steps")["living-waters-accra"]["data"]["steps"]
+    assert [s["step"] for s in skipped] == ["day0", "day3", "day5", "day7"]
+    paused = by_tenant(dunning, "paused")["cornerstone-houston"]
+    assert paused["data"]["paused_until"] == "2026-03-06T09:00:00+00:00"
+    assert "promised payment" in paused["reason"]
+
+
+def test_demo_holds_the_lagos_step_by_quiet_hours_at_any_time(cli, empty_db: Database) -> None:
+    # Wednesday 16:00 in Lagos is outside the default quiet hours: the church's own service
+    # hours (stored as its preferences) hold the e-mail back instead.
+    result = cli("demo", "--json", "--now", "2026-03-04T15:00:00Z")
+    assert result.exit_code == 0, result.stderr
+    sends = by_tenant(preview_of(json.loads(result.stdout), "dunning"), "send_step")
+    assert sends["dayspring-ikeja"]["data"]["held_back"] == [
+        "quiet hours (Africa/Lagos) until 2026-03-04T18:00:00+00:00"
+    ]
+    prefs = json.loads(
+        cli("dunning", "prefs", "show", "--tenant", "dayspring-ikeja", "--json").stdout
+    )
+    assert [w["text"] for w in prefs["quiet_hours"]] == [
+        "daily 21:00-08:00", "sun 06:00-14:00", "wed 16:00-19:00",
+    ]  # fmt: skip
+
+
+def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(
+    cli, empty_db: Database
+) -> None:
+    dispatch = preview_of(run_demo(cli), "communications_dispatch")
+    assert dispatch["counts"] == {"send": 3, "suppress": 1}
+    sends = [a["data"] for a in dispatch["actions"] if a["kind"] == "send"]
+    assert {(d["channel"], d["template"]) for d in sends} == {
+        ("email", "kb_article"), ("email", "notice"), ("sms", "notice"),
+    }  # fmt: skip
+    (suppressed,) = [a for a in dispatch["actions"] if a["kind"] == "suppress"]
+    assert suppressed["data"]["channel"] == "sms"
+    assert suppressed["data"]["suppression"] == "stop"
+    with empty_db.read_session() as s:
+        statuses = dict(
+            s.execute(
+                select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)
+            ).all()
+        )
+    # tomorrow's maintenance notice to the six active churches waits; nothing was sent
+    assert statuses == {"queued": 3, "scheduled": 7}
+
+
+def test_demo_sla_sweep_preview_warns_and_breaches(cli, empty_db: Database) -> None:
+    doc = run_demo(cli)
+    sweep = preview_of(doc, "support_sla_sweep")
+    assert sweep["counts"] == {"sla_breach": 1, "sla_warning": 1}
+    found = {a["kind"]: a["data"] for a in sweep["actions"]}
+    assert found["sla_breach"]["metric"] == found["sla_warning"]["metric"] == "first_response"
+    with empty_db.read_session() as s:
+        statuses = sorted(s.scalars(select(SupportTicket.status)).all())
+        published = s.scalar(
+            select(func.count()).select_from(KbArticle).where(KbArticle.status == "published")
+        )
+    assert statuses == ["new", "open", "open", "pending", "solved"]
+    assert published == 4
+    assert json.loads(cli("sla", "calendar", "show", "--json").stdout)["timezone"] == "Africa/Lagos"
+
+
+def test_demo_incident_is_open_and_escalation_plans_nothing_without_hooks(
+    cli, empty_db: Database
+) -> None:
+    doc = run_demo(cli)
+    assert preview_of(doc, "incidents_escalate")["counts"] == {}
+    with empty_db.read_session() as s:
+        (incident,) = s.scalars(select(Incident)).all()
+    assert (incident.cause, incident.status) == ("health:outbox_backlog", "open")
+    # the backlog still fails at `now`: the sweep counts it against the same incident
+    health = preview_of(doc, "health_sweep")
+    (backlog,) = [a for a in health["actions"] if a["target"] == "check:outbox_backlog"]
+    assert (backlog["data"]["status"], backlog["data"]["incident"]) == ("fail", "ongoing")
+    assert "open_incident" not in health["counts"]
+
+
 def test_demo_prints_a_table_per_job_and_a_counts_line(cli, empty_db: Database) -> None:
     result = cli("demo", "--now", NOW)
     assert result.exit_code == 0, result.stderr
@@ -125,7 +235,7 @@ def test_demo_run_twice_refuses_the_second_time(cli, empty_db: Database) -> None
     run_demo(cli)
     again = cli("demo")
     assert again.exit_code == 2
-    assert "already holds 6 tenants" in said(again)
+    assert "already holds 7 tenants" in said(again)
 
 
 def test_demo_is_deterministic_for_a_given_now(
@@ -136,9 +246,20 @@ def test_demo_is_deterministic_for_a_given_now(
         monkeypatch.setenv("FAITHFLOW_DATABASE_URL", f"sqlite:///{tmp_path / name}")
         doc = run_demo(cli)
         subs = json.loads(cli("subs", "list", "--json").stdout)
-        docs.append(([p["actions"] for p in doc["previews"]], subs))
+        docs.append(([_unmeasured(p) for p in doc["previews"]], subs))
     reset_database_cache()
     assert docs[0] == docs[1]
+
+
+def _unmeasured(preview: dict[str, Any]) -> list[Any]:
+    """A preview's actions without what is measured at run time (the health checks' latencies,
+    which their details quote): everything else must be the same for the same `now`."""
+    if preview["job"] != "health_sweep":
+        return list(preview["actions"])
+    return [
+        (a["kind"], a["target"], a["data"]["status"], a["data"]["incident"])
+        for a in preview["actions"]
+    ]
 
 
 def test_a_job_that_cannot_load_fails_its_preview_and_the_demo_exits_1(
