@@ -16,12 +16,13 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from helpers import running
+from helpers import running, said
 from sqlalchemy import func, select, update
 from twilio_fake import SID, TOKEN, TwilioFake
 
@@ -537,3 +538,62 @@ def test_a_bad_public_url_names_the_variable(raw: str) -> None:
     env = {"FAITHFLOW_DATABASE_URL": "sqlite:///x.db", "FAITHFLOW_PUBLIC_URL": raw}
     with pytest.raises(ConfigError, match=r"FAITHFLOW_PUBLIC_URL=.* absolute https URL"):
         Settings.from_env(env)
+
+
+# --- faithflow webhooks sign --provider twilio -------------------------------------------------
+
+
+def test_cli_sign_twilio_signs_the_form_for_the_url_and_the_receiver_accepts_it(
+    cli, base: str, db: Database, tmp_path: Path
+) -> None:
+    message_id = sent_message(db, "SMcli")
+    form = callback_form("SMcli", "delivered", To="whatsapp:+2348012345678")
+    body = urlencode(form).encode()
+    path = tmp_path / "callback.form"
+    path.write_bytes(body)
+    result = cli(
+        "webhooks", "sign", "--provider", "twilio", "--secret", TOKEN, "--url", CALLBACK,
+        str(path),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    name, _, value = result.stdout.strip().partition(": ")
+    assert (name, value) == ("X-Twilio-Signature", sign(TOKEN, CALLBACK, form))
+    hint = said(result)
+    assert "curl -X POST http://127.0.0.1:8000/webhooks/twilio/status" in hint
+    assert "application/x-www-form-urlencoded" in hint and f"@{path}" in hint
+    answer = post(base, form, signature=value, body=body)
+    assert answer.status_code == 200 and message(db, message_id).status == "delivered"
+
+
+def test_cli_sign_twilio_defaults_to_the_configured_token_and_public_url(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    form = callback_form("SMenv", "sent")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("FAITHFLOW_PUBLIC_URL", PUBLIC + "/")
+    result = cli("webhooks", "sign", "--provider", "twilio", "-", "--json", input=urlencode(form))
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc == {"headers": {"X-Twilio-Signature": sign(TOKEN, CALLBACK, form)}, "url": CALLBACK}
+
+
+def test_cli_sign_twilio_bad_inputs_exit_2(cli, tmp_path: Path) -> None:
+    path = tmp_path / "callback.form"
+    path.write_bytes(b"MessageSid=SM1")
+    no_token = cli("webhooks", "sign", "--provider", "twilio", str(path))
+    assert no_token.exit_code == 2
+    assert "no secret: pass --secret or set TWILIO_AUTH_TOKEN" in said(no_token)
+    no_url = cli("webhooks", "sign", "--provider", "twilio", "--secret", "t", str(path))
+    assert no_url.exit_code == 2 and "pass --url" in said(no_url)
+    assert "FAITHFLOW_PUBLIC_URL" in said(no_url)
+    bad_url = cli(
+        "webhooks", "sign", "--provider", "twilio", "--secret", "t", "--url", "ops.example",
+        str(path),
+    )  # fmt: skip
+    assert bad_url.exit_code == 2 and "is not an absolute http(s) URL" in said(bad_url)
+    path.write_bytes(b"MessageSid=\xff")
+    not_utf8 = cli(
+        "webhooks", "sign", "--provider", "twilio", "--secret", "t", "--url", CALLBACK, str(path)
+    )
+    assert not_utf8.exit_code == 2 and "is not UTF-8 text" in said(not_utf8)
+    assert "" == no_token.stdout == no_url.stdout == bad_url.stdout == not_utf8.stdout

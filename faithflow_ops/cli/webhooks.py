@@ -1,5 +1,5 @@
 """`faithflow webhooks …`: list and show the inbox, replay events through the live path, and
-sign a body the way Stripe or Paystack would (to drive the receiver by hand)."""
+sign a body the way Stripe, Paystack or Twilio would (to drive the receiver by hand)."""
 
 from __future__ import annotations
 
@@ -290,13 +290,19 @@ def sign(
             metavar="FILE", help="The JSON body to sign, exactly as it will be sent; - for stdin."
         ),
     ],
-    provider: Annotated[str, typer.Option("--provider", help="stripe or paystack.")],
+    provider: Annotated[
+        str,
+        typer.Option(
+            "--provider", help="stripe, paystack, or twilio (a status callback's form body)."
+        ),
+    ],
     secret: Annotated[
         str | None,
         typer.Option(
             "--secret",
             help="The signing secret (default: the first of STRIPE_PLATFORM_WEBHOOK_SECRET, "
-            "STRIPE_WEBHOOK_SECRET with --scope tenant, or PAYSTACK_SECRET_KEY).",
+            "STRIPE_WEBHOOK_SECRET with --scope tenant, PAYSTACK_SECRET_KEY, or "
+            "TWILIO_AUTH_TOKEN).",
         ),
     ] = None,
     scope: Annotated[
@@ -313,17 +319,32 @@ def sign(
             help="Stripe only: the signature's time in Unix seconds (default: now).",
         ),
     ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Twilio only: the URL Twilio calls, which its signature covers (default: "
+            "FAITHFLOW_PUBLIC_URL + /webhooks/twilio/status).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the signature header Stripe or Paystack would send with FILE's bytes (never
-    re-serialised), and a curl command for the local receiver on stderr."""
-    one_of("--provider", provider, PROVIDERS)
+    """Print the signature header Stripe, Paystack or Twilio would send with FILE's bytes
+    (never re-serialised), and a curl command for the local receiver on stderr."""
+    one_of("--provider", provider, (*PROVIDERS, "twilio"))
     one_of("--scope", scope, SCOPES)
     if secret is None:
         secret = _configured_secret(provider, scope)
     elif not secret.strip():
         raise UserError("--secret is empty; pass the endpoint's signing secret")
+    if url is not None and provider != "twilio":
+        output.warn(f"{provider} signatures do not cover the URL; --url ignored")
     body = _read_body(file)
+    if provider == "twilio":
+        if timestamp is not None:
+            output.warn("Twilio signatures carry no timestamp; --timestamp ignored")
+        _sign_twilio(file, body, secret, url, as_json)
+        return
     if provider == "stripe":
         from faithflow_ops.providers.stripe import signature_header
 
@@ -349,7 +370,48 @@ def sign(
     )
 
 
+def _sign_twilio(file: str, body: bytes, token: str, url: str | None, as_json: bool) -> None:
+    """`X-Twilio-Signature` for FILE's form parameters POSTed to `url`."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    from faithflow_ops.comms.status import STATUS_PATH, callback_url
+    from faithflow_ops.providers.twilio import request_signature
+
+    if url is None:
+        url = callback_url(settings())
+        if url is None:
+            raise UserError(
+                "no URL to sign for: pass --url (the StatusCallback URL Twilio calls) or set "
+                "FAITHFLOW_PUBLIC_URL"
+            )
+    elif urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
+        raise UserError(
+            f"--url {url!r} is not an absolute http(s) URL; use e.g. "
+            f"https://ops.faithflow.example{STATUS_PATH}"
+        )
+    try:
+        params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise UserError(f"{file} is not UTF-8 text; Twilio posts a UTF-8 form") from None
+    header = ("X-Twilio-Signature", request_signature(token, url, params))
+    if as_json:
+        output.print_json({"headers": {header[0]: header[1]}, "url": url})
+    else:
+        sys.stdout.write(f"{header[0]}: {header[1]}\n")
+    data = "@-" if file == "-" else f"@{file}"
+    output.info(
+        f"curl -X POST {RECEIVER}{STATUS_PATH} "
+        "-H 'Content-Type: application/x-www-form-urlencoded' "
+        f"-H {shlex.quote(f'{header[0]}: {header[1]}')} --data-binary {shlex.quote(data)}"
+    )
+
+
 def _configured_secret(provider: str, scope: str) -> str:
+    if provider == "twilio":
+        token = settings().twilio_auth_token
+        if not token:
+            raise UserError("no secret: pass --secret or set TWILIO_AUTH_TOKEN")
+        return token
     endpoint = ENDPOINTS[(provider, scope)]
     secrets: tuple[str, ...] = getattr(settings(), endpoint.secrets_setting)
     if not secrets:
