@@ -71,6 +71,13 @@ class OutboundMessage(Timestamps, Base):
         Index("ix_outbound_messages_tenant_category", "tenant_id", "category", "not_before"),
         # comms list --status
         Index("ix_outbound_messages_status", "status", "id"),
+        # twilio status callbacks: the message by its sid
+        Index(
+            "ix_outbound_messages_provider_message_id",
+            "provider_message_id",
+            postgresql_where=text("provider_message_id IS NOT NULL"),
+            sqlite_where=text("provider_message_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

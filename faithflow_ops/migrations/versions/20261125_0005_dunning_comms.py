@@ -206,6 +206,13 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_outbound_messages_status", ["status", "id"], unique=False)
         batch_op.create_index(
+            "ix_outbound_messages_provider_message_id",
+            ["provider_message_id"],
+            unique=False,
+            postgresql_where=sa.text("provider_message_id IS NOT NULL"),
+            sqlite_where=sa.text("provider_message_id IS NOT NULL"),
+        )
+        batch_op.create_index(
             "ix_outbound_messages_tenant_category",
             ["tenant_id", "category", "not_before"],
             unique=False,
@@ -345,6 +352,11 @@ def downgrade() -> None:
     op.drop_table("dunning_cases")
     with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
         batch_op.drop_index("ix_outbound_messages_tenant_category")
+        batch_op.drop_index(
+            "ix_outbound_messages_provider_message_id",
+            postgresql_where=sa.text("provider_message_id IS NOT NULL"),
+            sqlite_where=sa.text("provider_message_id IS NOT NULL"),
+        )
         batch_op.drop_index("ix_outbound_messages_status")
         batch_op.drop_index(
             "ix_outbound_messages_dispatch_lease",
