@@ -3,7 +3,12 @@
 The data is fixed (no randomness); times are offsets from `now`, so `--now` makes the whole
 demo reproducible. Subscription metadata deliberately carries the historical shapes the
 metadata backfill normalises — including one conflict and one invalid id — so its preview has
-something to say.
+something to say. The operations records (dunning cases and preferences, outbox messages and a
+suppression, the support calendar, help-center articles and tickets, an incident) are written
+through the same domain functions the CLI and the jobs use, so every rule applies to them, and
+are timed so each preview plans the same kinds of work at any `now`: the dunning ladder sends,
+holds one step for quiet hours, skips, pauses and opens a missed case; dispatch sends and
+suppresses; the SLA sweep warns and breaches. Domains are left out: their preview probes DNS.
 """
 
 from __future__ import annotations

@@ -17,8 +17,11 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
 
     Migrates the configured database (FAITHFLOW_DATABASE_URL), refuses one that already holds
     tenants, seeds tenants in several countries and currencies, plans on Stripe and Paystack,
-    subscriptions in every status with messy historical metadata, then prints what every
-    registered job would do. Exits 1 when a preview fails.
+    subscriptions in every status with messy historical metadata, open dunning cases (one held
+    by quiet hours, one paused, one with SMS opted out), outbox messages (one to a suppressed
+    number), support tickets about to breach their SLA, help-center articles and an open
+    incident, all timed relative to --now; then prints what every registered job would do
+    (nothing is sent, charged or probed beyond the health checks). Exits 1 when a preview fails.
     """
     from faithflow_ops.demo import preview_all, seed_demo
 
@@ -46,7 +49,8 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     if failed:
         output.abort(f"preview failed for: {', '.join(failed)}", 1)
     output.info(
-        "next: `faithflow tenants list`, `faithflow subs list`, "
+        "next: `faithflow tenants list`, `faithflow subs list`, `faithflow dunning preview`, "
+        "`faithflow comms list`, `faithflow support tickets list`, "
         "`faithflow jobs run <name> --dry-run`"
     )
 
