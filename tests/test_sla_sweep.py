@@ -266,3 +266,62 @@ def test_the_plan_reads_open_tickets_through_its_partial_indexes(world: Database
                         str(r[-1]) for r in s.execute(text("EXPLAIN QUERY PLAN " + sql))
                     )
                 assert index in plan, plan
+
+
+def test_a_batch_notifies_once_per_claim_and_a_bad_address_does_not_stop_the_others(
+    world: Database, cli
+) -> None:
+    from sqlalchemy import update
+
+    from faithflow_ops.models import User
+
+    mine = [open_ticket(cli, "urgent", assign="ada@faithflow.example")["id"] for _ in range(2)]
+    queue = open_ticket(cli, "urgent")["id"]
+    odd = open_ticket(cli, "urgent")["id"]
+    with world.session() as s:  # a legacy agent row whose address the outbox refuses
+        s.add(User(email="not-an-address", name="Legacy"))
+        s.flush()
+        legacy = s.scalars(select(User.id).filter_by(email="not-an-address")).one()
+        s.execute(update(SupportTicket).where(SupportTicket.id == odd).values(assignee_id=legacy))
+    out = sweep(cli, "2026-03-02T09:40:00Z")
+    assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 4}
+    with world.read_session() as s:
+        notify = {
+            e.ticket_id: e.data["notify"]
+            for e in s.scalars(select(SlaEvent).filter_by(kind="breach"))
+        }
+        messages = {
+            m.id: (m.recipient, m.idempotency_key, m.status)
+            for m in s.scalars(select(OutboundMessage).filter_by(template="sla_breach"))
+        }
+    assert notify[odd]["to"] == "not-an-address" and "not an email address" in notify[odd]["error"]
+    assert "message_id" not in notify[odd]
+    assert len(messages) == 3
+    for ticket, to in [(mine[0], "ada@"), (mine[1], "ada@"), (queue, "support@")]:
+        recipient, key, status = messages[notify[ticket]["message_id"]]
+        assert recipient.startswith(to) and notify[ticket]["to"] == recipient
+        assert key == f"sla:{ticket}:first_response:1:breach"
+        assert status == notify[ticket]["status"] == "queued"
+    assert sweep(cli, "2026-03-02T09:40:00Z")["counts"] == {}
+
+
+def test_a_suppressed_agent_gets_a_suppressed_message_and_the_breach_is_recorded(
+    world: Database, cli
+) -> None:
+    from faithflow_ops.comms.dispatch import add_suppression
+
+    t = open_ticket(cli, "urgent", assign="ada@faithflow.example")["id"]
+    with world.session() as s:
+        add_suppression(
+            s,
+            channel="email",
+            contact="ada@faithflow.example",
+            reason="bounce",
+            now=dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC),
+        )
+    sweep(cli, "2026-03-02T09:40:00Z")
+    with world.read_session() as s:
+        event = s.scalars(select(SlaEvent).filter_by(ticket_id=t)).one()
+        message = s.get(OutboundMessage, event.data["notify"]["message_id"])
+    assert event.data["notify"]["status"] == "suppressed"
+    assert message is not None and message.status == "suppressed"

@@ -1,21 +1,24 @@
 """`faithflow sla sweep` (POST /tasks/support/sla, CRON_SUPPORT_SLA_SWEEP, default */5): mark SLA
 breaches when they happened, warn before them, notify (docs/support.md "The sweep").
 
-plan (read-only; per metric, over open tickets only through the partial indexes
-`ix_support_tickets_sla_<metric>_due` / `_warn`, so its cost follows the open tickets):
+plan (read-only; one UNION ALL of a query per metric and kind, each over open tickets only
+through the partial indexes `ix_support_tickets_sla_<metric>_due` / `_warn`, so its cost
+follows the open tickets):
 - `sla_breach`: a running clock whose due time has passed and is not marked;
 - `sla_warning`: a clock whose warning time has passed, not warned, not breached, still due in
   the future (a clock found already overdue gets its breach, not a late warning).
 Each action shows the ticket, metric, due time and minutes left (negative: overdue).
 
 apply (claims with one conditional UPDATE per metric and kind for a batch, RETURNING the rows
-still due — a row someone changed since the plan is `stale`):
+still due with what the rest needs — a row someone changed since the plan is `stale`):
 - breach: `<m>_breached_at = <m>_due_at` (the moment it happened, never the sweep's time);
 - warning: `<m>_warned_at = now`;
 then, in the same transaction, one `sla_events` row per claim (UNIQUE ticket, metric, episode,
-kind), an e-mail through the outbox to the assignee or, unassigned, FAITHFLOW_SUPPORT_QUEUE_EMAIL
-(idempotency key `sla:<ticket>:<metric>:<episode>:<kind>`), and for urgent tickets a POST to
-ALERT_WEBHOOK_URL. A failing hook does not fail the sweep: its error is kept in the event's
+kind; the batch in one multi-row INSERT), an e-mail through the outbox to the assignee or,
+unassigned, FAITHFLOW_SUPPORT_QUEUE_EMAIL (idempotency key `sla:<ticket>:<metric>:<episode>:
+<kind>`; the batch's e-mails in one `outbox.enqueue_many`), and for urgent tickets a POST to
+ALERT_WEBHOOK_URL. A malformed address is kept in the event's `data.notify.error` and the
+breach is recorded all the same. A failing hook does not fail the sweep: its error is kept in the event's
 `data.alert` (and logged); the e-mail still goes out. A second sweep at the same `now` plans
 nothing.
 """
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, Table, and_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.bulk import insert_rows
@@ -105,39 +108,49 @@ class SupportSlaSweep(Job):
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         now = ctx.now
-        found: list[Action] = []
-        for metric in METRICS:
-            cols = (
-                _T.c.id,
-                _T.c.priority,
-                _T.c.assignee_id,
-                _col(metric, "episode"),
-                _col(metric, "due_at"),
-            )
+        # one statement: a UNION ALL of the six (metric, kind) queries, each on its own index
+        branches = [
+            (kind, metric, where)
+            for metric in METRICS
             for kind, where in (
                 ("sla_breach", _breach_due(metric, now)),
                 ("sla_warning", _warning_due(metric, now)),
-            ):
-                for row in session.execute(select(*cols).where(where)):
-                    due: dt.datetime = row[4]
-                    left = _minutes(due - now)
-                    what = "overdue" if kind == "sla_breach" else "due"
-                    found.append(
-                        Action(
-                            kind,
-                            f"ticket:{row.id}",
-                            f"{LABELS[metric]} {what} {due.isoformat()} ({left:+d} min)",
-                            {
-                                "ticket_id": row.id,
-                                "metric": metric,
-                                "episode": row[3],
-                                "priority": row.priority,
-                                "assignee_id": row.assignee_id,
-                                "due_at": due.isoformat(),
-                                "minutes_left": left,
-                            },
-                        )
-                    )
+            )
+        ]
+        query = union_all(
+            *(
+                select(
+                    literal(n).label("branch"),
+                    _T.c.id,
+                    _T.c.priority,
+                    _T.c.assignee_id,
+                    _col(metric, "episode").label("episode"),
+                    _col(metric, "due_at").label("due_at"),
+                ).where(where)
+                for n, (kind, metric, where) in enumerate(branches)
+            )
+        )
+        found: list[Action] = []
+        for branch, ticket_id, priority, assignee_id, episode, due in session.execute(query):
+            kind, metric, _ = branches[branch]
+            left = _minutes(due - now)
+            what = "overdue" if kind == "sla_breach" else "due"
+            found.append(
+                Action(
+                    kind,
+                    f"ticket:{ticket_id}",
+                    f"{LABELS[metric]} {what} {due.isoformat()} ({left:+d} min)",
+                    {
+                        "ticket_id": ticket_id,
+                        "metric": metric,
+                        "episode": episode,
+                        "priority": priority,
+                        "assignee_id": assignee_id,
+                        "due_at": due.isoformat(),
+                        "minutes_left": left,
+                    },
+                )
+            )
         found.sort(key=lambda a: (a.data["due_at"], a.data["ticket_id"], a.data["metric"]))
         if ctx.progress is not None:
             ctx.progress.start(len(found))
