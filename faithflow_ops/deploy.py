@@ -31,6 +31,27 @@ def crontab_text(log_dir: str = "/var/log/faithflow") -> str:
     return "\n".join(lines) + "\n"
 
 
+# Set in Render's dashboard (`sync: false`): secrets and per-deployment values the jobs read.
+DASHBOARD_SETTINGS = (
+    "FAITHFLOW_PUBLIC_URL",
+    "SMTP_URL",
+    "EMAIL_FROM",
+    "FAITHFLOW_OPS_EMAIL",
+    "TWILIO_ACCOUNT_SID",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_FROM",
+    "TWILIO_WHATSAPP_FROM",
+    "ALERT_WEBHOOK_URL",
+    "PAGERDUTY_ROUTING_KEY",
+    "RENDER_API_KEY",
+    "RENDER_SERVICE_ID",
+    "FAITHFLOW_DOMAIN_CNAME_TARGET",
+    "FAITHFLOW_DOMAIN_A_RECORDS",
+    "FAITHFLOW_FALLBACK_DOMAIN",
+    "FAITHFLOW_SUPPORT_QUEUE_EMAIL",
+)
+
+
 def render_yaml() -> str:
     env = """\
     envVars:
@@ -78,6 +99,7 @@ def render_yaml() -> str:
         "        sync: false",
         "      - key: PAYSTACK_SECRET_KEY",
         "        sync: false",
+        *(f"      - key: {key}\n        sync: false" for key in DASHBOARD_SETTINGS),
         "databases:",
         "  - name: faithflow-postgres",
         "    plan: basic-256mb",
