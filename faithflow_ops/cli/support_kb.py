@@ -361,7 +361,7 @@ def analytics(
     """Support analytics for a period: tickets created/solved, first response and resolution
     time (median, p90; business and calendar), reopen rate, SLA achievement per metric,
     backlog per day, deflection rate and top deflecting articles."""
-    from faithflow_ops.support import analytics as report
+    import faithflow_ops.support.analytics as report
 
     start, end = _period(since, until, now)
     with database().read_session() as session:
@@ -381,7 +381,7 @@ def sla_analytics(
 ) -> None:
     """SLA achievement for a period: per metric, clocks met and breached and the achievement
     rate, with first response and resolution times against the period (median, p90)."""
-    from faithflow_ops.support import analytics as report
+    import faithflow_ops.support.analytics as report
 
     start, end = _period(since, until, now)
     with database().read_session() as session:

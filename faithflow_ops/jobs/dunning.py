@@ -61,6 +61,7 @@ from faithflow_ops.models import (
     Tenant,
 )
 from faithflow_ops.models.dunning import DunningAttempt, DunningCase
+from faithflow_ops.webhooks.paystack import AUTHORIZATION_KEY
 
 CASES = cast(Table, DunningCase.__table__)
 ATTEMPTS = cast(Table, DunningAttempt.__table__)
@@ -735,7 +736,7 @@ def _retry_target(session: Session, data: Mapping[str, Any]) -> retry.Target:
     if invoice is not None:
         amount = max(invoice.amount_due_minor - (invoice.amount_paid_minor or 0), 0)
         currency = invoice.currency
-    auth = (sub.metadata_ or {}).get(retry.AUTHORIZATION_KEY)
+    auth = (sub.metadata_ or {}).get(AUTHORIZATION_KEY)
     return retry.Target(
         provider=sub.provider,
         case_id=case.id,
