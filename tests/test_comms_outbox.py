@@ -263,3 +263,37 @@ def test_sms_money_has_plain_spaces_so_a_french_sms_stays_gsm7(
     assert expected in body and templates.sms_segments(body) == 1, body
     # e-mail keeps the locale's own typography (symbol, narrow no-break spaces)
     assert templates.money(123450, "EUR", templates._locale("fr_FR")) == "1\u202f234,50\xa0€"
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["a $a b ${b}c $$ {x} }{ $$name {{", "$a$b${name}x", "cost: $$5 {0} {}", "$ bad", "${a", "$1"],
+)
+def test_filling_a_template_gives_what_string_template_gives(source: str) -> None:
+    import string
+
+    template = string.Template(source)
+    values = {k: f"<{k}> {{}} $x" for k in ("a", "b", "name", "x")}
+    try:
+        want: object = template.substitute(values)
+    except ValueError:
+        want = ValueError
+    try:
+        got: object = templates._fill(template, values)
+    except ValueError:
+        got = ValueError
+    assert got == want
+    with pytest.raises(KeyError) as missing:
+        templates._fill(string.Template("x $b y"), {"a": "1"})
+    assert missing.value.args[0] == "b"
+
+
+def test_a_malformed_dollar_in_a_template_is_a_user_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import string
+
+    broken = templates.Template("broken", "sms", None, string.Template("pay $ now"))
+    monkeypatch.setattr(templates, "load", lambda name, channel: broken)
+    with pytest.raises(UserError, match=r"broken\.sms\.txt is malformed"):
+        templates.render("broken", "sms", {})

@@ -55,6 +55,35 @@ class Template:
     subject: string.Template | None
     body: string.Template
 
+    def fill(self, values: dict[str, str]) -> tuple[str | None, str]:
+        """(subject, body) with the placeholders replaced; KeyError names a missing one,
+        ValueError a malformed `$`."""
+        subject = _fill(self.subject, values) if self.subject is not None else None
+        return subject, _fill(self.body, values)
+
+
+def _fill(template: string.Template, values: dict[str, str]) -> str:
+    form = _format_string(template.template)
+    return template.substitute(values) if form is None else form.format_map(values)
+
+
+@cache
+def _format_string(source: str) -> str | None:
+    """`source` as a str.format string (filled in C, several times faster than `substitute`,
+    with the same result and the same KeyError), or None when it has a malformed `$` (then
+    `substitute` raises its own ValueError)."""
+    parts: list[str] = []
+    last = 0
+    for match in string.Template.pattern.finditer(source):
+        if match.group("invalid") is not None:
+            return None
+        parts.append(source[last : match.start()].replace("{", "{{").replace("}", "}}"))
+        name = match.group("named") or match.group("braced")
+        parts.append("$" if name is None else "{" + name + "}")
+        last = match.end()
+    parts.append(source[last:].replace("{", "{{").replace("}", "}}"))
+    return "".join(parts)
+
 
 def sms_segments(text: str) -> int:
     """How many SMS segments `text` takes (GSM-7: 160 / 153 per part; else UCS-2: 70 / 67)."""
@@ -119,8 +148,7 @@ def render(
     template = load(name, channel)
     values = context(variables, locale=locale, timezone=timezone, channel=channel)
     try:
-        subject = template.subject.substitute(values) if template.subject else None
-        body = template.body.substitute(values)
+        subject, body = template.fill(values)
     except KeyError as exc:
         raise UserError(
             f"template {name}.{channel}.txt needs the variable {exc.args[0]!r}, which was not given"
