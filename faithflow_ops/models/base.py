@@ -32,3 +32,8 @@ class Timestamps(CreatedAt):
     updated_at: Mapped[dt.datetime] = mapped_column(
         UTCDateTime(), default=utcnow, onupdate=utcnow, server_default=utc_now_default()
     )
+
+
+def in_list(column: str, values: tuple[str, ...]) -> str:
+    """SQL for a CHECK that `column` holds one of `values`: `status IN ('a', 'b')`."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, Timestamps
+from faithflow_ops.models.base import Base, Timestamps, in_list
 
 CHANNELS = ("email", "sms", "whatsapp")
 MESSAGE_STATUSES = (
@@ -38,18 +38,14 @@ PENDING_STATUSES = ("queued", "scheduled")
 SUPPRESSION_REASONS = ("bounce", "complaint", "unsubscribe", "stop")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 class OutboundMessage(Timestamps, Base):
     """One message. Enqueued through `comms.outbox.enqueue` only, rendered at that moment, and
     sent by `comms dispatch` (claim with a lease, send, mark)."""
 
     __tablename__ = "outbound_messages"
     __table_args__ = (
-        CheckConstraint(_in("channel", CHANNELS), name="channel_known"),
-        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status_known"),
+        CheckConstraint(in_list("channel", CHANNELS), name="channel_known"),
+        CheckConstraint(in_list("status", MESSAGE_STATUSES), name="status_known"),
         UniqueConstraint("idempotency_key"),
         # comms dispatch: messages waiting to be sent, soonest first
         Index(
@@ -118,8 +114,8 @@ class Suppression(Timestamps, Base):
 
     __tablename__ = "comms_suppressions"
     __table_args__ = (
-        CheckConstraint(_in("channel", CHANNELS), name="channel_known"),
-        CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason_known"),
+        CheckConstraint(in_list("channel", CHANNELS), name="channel_known"),
+        CheckConstraint(in_list("reason", SUPPRESSION_REASONS), name="reason_known"),
         UniqueConstraint("contact", "channel"),
     )
 

@@ -17,7 +17,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime, utcnow
-from faithflow_ops.models.base import Base, CreatedAt, Timestamps
+from faithflow_ops.models.base import Base, CreatedAt, Timestamps, in_list
 
 ARTICLE_STATUSES = ("draft", "published", "archived")
 LINK_KINDS = ("suggested", "sent", "resolved_by")
@@ -34,16 +34,12 @@ SEARCH_INDEX = "ix_kb_articles_search"  # Postgres GIN index (hand-written in 00
 SEARCH_TABLE = "kb_articles_fts"  # SQLite FTS5 table; FTS5 adds kb_articles_fts_* shadow tables
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 class KbArticle(Timestamps, Base):
     """One help article. Only `published` articles are suggested or sent."""
 
     __tablename__ = "kb_articles"
     __table_args__ = (
-        CheckConstraint(_in("status", ARTICLE_STATUSES), name="status_known"),
+        CheckConstraint(in_list("status", ARTICLE_STATUSES), name="status_known"),
         CheckConstraint("views >= 0", name="views_not_negative"),
         # kb list --status
         Index("ix_kb_articles_status", "status", "id"),
@@ -68,7 +64,7 @@ class TicketKbLink(CreatedAt, Base):
 
     __tablename__ = "ticket_kb_links"
     __table_args__ = (
-        CheckConstraint(_in("kind", LINK_KINDS), name="kind_known"),
+        CheckConstraint(in_list("kind", LINK_KINDS), name="kind_known"),
         UniqueConstraint("ticket_id", "article_id", "kind"),
         # support analytics: deflections per article (top deflecting articles), links of an article
         Index("ix_ticket_kb_links_article_kind", "article_id", "kind", "at"),

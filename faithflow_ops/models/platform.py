@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, CreatedAt, Timestamps
+from faithflow_ops.models.base import Base, CreatedAt, Timestamps, in_list
 
 DOMAIN_STATUSES = (
     "pending_dns",  # waiting for the church's TXT (and CNAME/A) records
@@ -36,15 +36,11 @@ DNS_RESULTS = ("ok", "nxdomain", "no_answer", "wrong_target", "timeout", "servfa
 RUNBOOK_STATES = ("investigating", "waiting_on_customer", "escalated", "resolved")
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
 class TenantDomain(Timestamps, Base):
     __tablename__ = "tenant_domains"
     __table_args__ = (
-        CheckConstraint(_in("status", DOMAIN_STATUSES), name="status_known"),
-        CheckConstraint(_in("certificate_status", CERTIFICATE_STATUSES), name="cert_known"),
+        CheckConstraint(in_list("status", DOMAIN_STATUSES), name="status_known"),
+        CheckConstraint(in_list("certificate_status", CERTIFICATE_STATUSES), name="cert_known"),
         # One live record per hostname (a removed one may be added again, by anyone).
         Index(
             "uq_tenant_domains_live_hostname",
@@ -119,7 +115,7 @@ class DomainRunbookNote(CreatedAt, Base):
 
     __tablename__ = "domain_runbook_notes"
     __table_args__ = (
-        CheckConstraint(_in("state", RUNBOOK_STATES), name="state_known"),
+        CheckConstraint(in_list("state", RUNBOOK_STATES), name="state_known"),
         Index("ix_domain_runbook_notes_domain", "domain_id", "at"),
     )
 

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, CreatedAt, Timestamps
+from faithflow_ops.models.base import Base, CreatedAt, Timestamps, in_list
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
@@ -49,10 +49,6 @@ AUTHOR_KINDS = ("requester", "agent", "system")
 RESOLUTIONS = ("solved", "deflected", "duplicate", "spam", "no_response")
 EVENT_KINDS = ("warning", "breach", "fulfilled")
 HOURS_KINDS = ("business", "calendar")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 _OPEN = text("status NOT IN ('solved', 'closed')")
@@ -87,10 +83,10 @@ class SupportTicket(Timestamps, Base):
 
     __tablename__ = "support_tickets"
     __table_args__ = (
-        CheckConstraint(_in("priority", PRIORITIES), name="priority_known"),
-        CheckConstraint(_in("status", STATUSES), name="status_known"),
+        CheckConstraint(in_list("priority", PRIORITIES), name="priority_known"),
+        CheckConstraint(in_list("status", STATUSES), name="status_known"),
         CheckConstraint(
-            f"resolution IS NULL OR {_in('resolution', RESOLUTIONS)}", name="resolution_known"
+            f"resolution IS NULL OR {in_list('resolution', RESOLUTIONS)}", name="resolution_known"
         ),
         *_sweep_indexes("first_response"),
         *_sweep_indexes("next_response"),
@@ -174,7 +170,7 @@ class SupportMessage(CreatedAt, Base):
 
     __tablename__ = "support_messages"
     __table_args__ = (
-        CheckConstraint(_in("author_kind", AUTHOR_KINDS), name="author_kind_known"),
+        CheckConstraint(in_list("author_kind", AUTHOR_KINDS), name="author_kind_known"),
         Index("ix_support_messages_ticket", "ticket_id", "created_at"),
     )
 
@@ -194,9 +190,9 @@ class SlaPolicy(Timestamps, Base):
 
     __tablename__ = "sla_policies"
     __table_args__ = (
-        CheckConstraint(_in("priority", PRIORITIES), name="priority_known"),
-        CheckConstraint(_in("metric", METRICS), name="metric_known"),
-        CheckConstraint(_in("hours", HOURS_KINDS), name="hours_known"),
+        CheckConstraint(in_list("priority", PRIORITIES), name="priority_known"),
+        CheckConstraint(in_list("metric", METRICS), name="metric_known"),
+        CheckConstraint(in_list("hours", HOURS_KINDS), name="hours_known"),
         CheckConstraint("target_minutes > 0", name="target_positive"),
         UniqueConstraint("priority", "metric"),
     )
@@ -233,8 +229,8 @@ class SlaEvent(CreatedAt, Base):
 
     __tablename__ = "sla_events"
     __table_args__ = (
-        CheckConstraint(_in("metric", METRICS), name="metric_known"),
-        CheckConstraint(_in("kind", EVENT_KINDS), name="kind_known"),
+        CheckConstraint(in_list("metric", METRICS), name="metric_known"),
+        CheckConstraint(in_list("kind", EVENT_KINDS), name="kind_known"),
         UniqueConstraint("ticket_id", "metric", "episode", "kind"),
         # sla breaches --since / analytics: events by kind and time
         Index("ix_sla_events_kind_occurred", "kind", "occurred_at"),

@@ -21,9 +21,11 @@ import email.utils
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Self, TypeVar
 
 if TYPE_CHECKING:
+    import httpx
+
     from faithflow_ops.config import Settings
 
 T = TypeVar("T")
@@ -168,3 +170,19 @@ def call(fn: Callable[[], T], policy: RetryPolicy, *, provider: str, operation: 
         exc.attempts = attempt
         raise
     raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
+
+
+class PooledClient:
+    """A provider client that owns an httpx connection pool (`self._client`): use it as a
+    context manager so the pool is closed."""
+
+    _client: httpx.Client
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()

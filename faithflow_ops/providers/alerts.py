@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.providers._http import (
+    PooledClient,
     ProviderError,
     RetryPolicy,
     call,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 PROVIDER = "alert webhook"
 
 
-class AlertHook:
+class AlertHook(PooledClient):
     """POSTs alerts to `ALERT_WEBHOOK_URL`. Use as a context manager (it owns a pool)."""
 
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
@@ -32,15 +33,6 @@ class AlertHook:
         self.url = settings.require("alert_webhook_url", "ALERT_WEBHOOK_URL")
         self.policy = policy or RetryPolicy.from_settings(settings)
         self._client = httpx.Client(timeout=self.policy.timeout)
-
-    def __enter__(self) -> AlertHook:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     def send(self, alert: dict[str, Any]) -> None:
         """POST `alert` as JSON; any 2xx is success, anything else a ProviderError."""

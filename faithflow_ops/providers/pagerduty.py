@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from faithflow_ops.errors import UserError
 from faithflow_ops.providers._http import (
+    PooledClient,
     ProviderError,
     RetryPolicy,
     call,
@@ -58,7 +59,7 @@ class EventAccepted:
     message: str
 
 
-class PagerDutyEvents:
+class PagerDutyEvents(PooledClient):
     """Sends Events API v2 events with PAGERDUTY_ROUTING_KEY. Use as a context manager."""
 
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
@@ -68,15 +69,6 @@ class PagerDutyEvents:
         self.policy = policy or RetryPolicy.from_settings(settings)
         self.url = settings.pagerduty_api_base.rstrip("/") + "/v2/enqueue"
         self._client = httpx.Client(timeout=self.policy.timeout)
-
-    def __enter__(self) -> PagerDutyEvents:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     def trigger(
         self,

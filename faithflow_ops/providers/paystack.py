@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers._http import (
+    PooledClient,
     ProviderError,
     RetryPolicy,
     call,
@@ -67,7 +68,7 @@ def new_reference() -> str:
     return f"ff-{uuid.uuid4().hex}"
 
 
-class PaystackAPI:
+class PaystackAPI(PooledClient):
     """The Paystack API calls billing needs (Bearer secret key), with the shared retry policy.
 
     Use as a context manager (it owns an HTTP connection pool).
@@ -83,15 +84,6 @@ class PaystackAPI:
             headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
             timeout=self.policy.timeout,
         )
-
-    def __enter__(self) -> PaystackAPI:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     # --- lists (invoices reconcile) ----------------------------------------------------------
     # Offset pagination as Paystack documents it (`page`, `perPage`; `meta.pageCount`), each

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from faithflow_ops.providers._http import (
+    PooledClient,
     ProviderError,
     RetryPolicy,
     call,
@@ -106,7 +107,7 @@ def _norm(name: str) -> str:
     return name.strip().lower().rstrip(".")
 
 
-class RenderAPI:
+class RenderAPI(PooledClient):
     """Render's custom-domain calls for RENDER_SERVICE_ID. Use as a context manager."""
 
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
@@ -121,15 +122,6 @@ class RenderAPI:
             timeout=self.policy.timeout,
         )
         self._base = f"/v1/services/{quote(self.service_id, safe='')}/custom-domains"
-
-    def __enter__(self) -> RenderAPI:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     # --- one request ------------------------------------------------------------------------
 

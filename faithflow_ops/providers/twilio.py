@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.providers import SignatureError
-from faithflow_ops.providers._http import ProviderError, parse_retry_after
+from faithflow_ops.providers._http import PooledClient, ProviderError, parse_retry_after
 
 if TYPE_CHECKING:
     import httpx
@@ -144,7 +144,7 @@ def check(settings: Settings, channel: str) -> None:
     sender(settings, channel)
 
 
-class TwilioClient:
+class TwilioClient(PooledClient):
     """Sends messages through one connection pool (`max_connections` at once); thread-safe.
     Use as a context manager."""
 
@@ -172,15 +172,6 @@ class TwilioClient:
             limits=limits,
             transport=transport,
         )
-
-    def __enter__(self) -> TwilioClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
 
     def send(
         self, channel: str, to: str, body: str, *, status_callback: str | None = None
