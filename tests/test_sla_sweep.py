@@ -325,3 +325,30 @@ def test_a_suppressed_agent_gets_a_suppressed_message_and_the_breach_is_recorded
         message = s.get(OutboundMessage, event.data["notify"]["message_id"])
     assert event.data["notify"]["status"] == "suppressed"
     assert message is not None and message.status == "suppressed"
+
+
+def test_a_message_the_outbox_refuses_is_kept_in_its_event_and_the_rest_still_go_out(
+    world: Database, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faithflow_ops.comms import templates
+    from faithflow_ops.errors import UserError
+
+    first = open_ticket(cli, "urgent")["id"]
+    second = open_ticket(cli, "urgent")["id"]
+    render = templates.render
+
+    def refuse_second(name: str, channel: str, variables: dict[str, Any], **kw: Any) -> Any:
+        if variables.get("ticket_id") == second:
+            raise UserError("template sla_breach.email.txt needs the variable 'x'")
+        return render(name, channel, variables, **kw)
+
+    monkeypatch.setattr(templates, "render", refuse_second)
+    out = sweep(cli, "2026-03-02T09:40:00Z")
+    assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 2}
+    with world.read_session() as s:
+        notify = {e.ticket_id: e.data["notify"] for e in s.scalars(select(SlaEvent))}
+        keys = s.scalars(select(OutboundMessage.idempotency_key)).all()
+    assert keys == [f"sla:{first}:first_response:1:breach"]
+    assert notify[first]["status"] == "queued" and "message_id" in notify[first]
+    assert "needs the variable 'x'" in notify[second]["error"]
+    assert "message_id" not in notify[second]
