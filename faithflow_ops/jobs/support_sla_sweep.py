@@ -17,10 +17,10 @@ then, in the same transaction, one `sla_events` row per claim (UNIQUE ticket, me
 kind; the batch in one multi-row INSERT), an e-mail through the outbox to the assignee or,
 unassigned, FAITHFLOW_SUPPORT_QUEUE_EMAIL (idempotency key `sla:<ticket>:<metric>:<episode>:
 <kind>`; the batch's e-mails in one `outbox.enqueue_many`), and for urgent tickets a POST to
-ALERT_WEBHOOK_URL. A malformed address is kept in the event's `data.notify.error` and the
-breach is recorded all the same. A failing hook does not fail the sweep: its error is kept in the event's
-`data.alert` (and logged); the e-mail still goes out. A second sweep at the same `now` plans
-nothing.
+ALERT_WEBHOOK_URL. A malformed address (or a message the outbox refuses) is kept in the
+event's `data.notify.error` and the breach is recorded all the same. A failing hook does not
+fail the sweep: its error is kept in the event's `data.alert` (and logged); the e-mail still
+goes out. A second sweep at the same `now` plans nothing.
 """
 
 from __future__ import annotations
