@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from faithflow_ops.db import Database, upsert_insert, utcnow
 from faithflow_ops.models import JobLock
@@ -26,32 +27,35 @@ class LockInfo:
 
 def acquire(db: Database, job: str, holder: str, lease_seconds: int) -> LockInfo | None:
     """Take the lease; return None when taken, else the current holder's lock."""
+    with db.session() as session:
+        return take(session, job, holder, lease_seconds)
+
+
+def take(session: Session, job: str, holder: str, lease_seconds: int) -> LockInfo | None:
+    """`acquire` in the caller's transaction (the runner records its run in the same one)."""
     now = utcnow()
     expires = now + dt.timedelta(seconds=lease_seconds)
     table = JobLock.__table__
-    stmt = upsert_insert(db.dialect, table).values(
+    stmt = upsert_insert(session.get_bind().dialect.name, table).values(
         job=job, holder=holder, acquired_at=now, expires_at=expires, created_at=now
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.job],
         set_={"holder": holder, "acquired_at": now, "expires_at": expires, "run_id": None},
         where=table.c.expires_at < now,
+    ).returning(table.c.holder)
+    taken = session.execute(stmt).first()
+    if taken is not None and taken.holder == holder:
+        return None
+    row = session.execute(select(JobLock).where(JobLock.job == job)).scalar_one()
+    return LockInfo(row.job, row.holder, row.acquired_at, row.expires_at)
+
+
+def attach_run(session: Session, job: str, holder: str, run_id: int) -> None:
+    """Name the run that holds the lease (`jobs` listings show it)."""
+    session.execute(
+        update(JobLock).where(JobLock.job == job, JobLock.holder == holder).values(run_id=run_id)
     )
-    with db.session() as session:
-        session.execute(stmt)
-        row = session.execute(select(JobLock).where(JobLock.job == job)).scalar_one()
-        if row.holder == holder:
-            return None
-        return LockInfo(row.job, row.holder, row.acquired_at, row.expires_at)
-
-
-def attach_run(db: Database, job: str, holder: str, run_id: int) -> None:
-    with db.session() as session:
-        session.execute(
-            update(JobLock)
-            .where(JobLock.job == job, JobLock.holder == holder)
-            .values(run_id=run_id)
-        )
 
 
 def renew(db: Database, job: str, holder: str, lease_seconds: int) -> bool:
@@ -67,7 +71,12 @@ def renew(db: Database, job: str, holder: str, lease_seconds: int) -> bool:
 
 def release(db: Database, job: str, holder: str) -> None:
     with db.session() as session:
-        session.execute(delete(JobLock).where(JobLock.job == job, JobLock.holder == holder))
+        drop(session, job, holder)
+
+
+def drop(session: Session, job: str, holder: str) -> None:
+    """`release` in the caller's transaction."""
+    session.execute(delete(JobLock).where(JobLock.job == job, JobLock.holder == holder))
 
 
 def current(db: Database, job: str) -> LockInfo | None:
