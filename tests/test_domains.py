@@ -392,3 +392,39 @@ def test_the_task_endpoint_runs_the_same_job(
     doc = response.json()
     assert doc["job"] == "tenant_ops_automate" and doc["dry_run"] is True
     assert [a["kind"] for a in doc["actions"]] == ["pending_check"]
+
+
+# --- hostnames (pure) -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("WWW.Grace.Test.", "www.grace.test"),
+        ("www.ÉGLISE.org", "www.xn--glise-9ra.org"),
+        # IDNA 2008 / UTS 46 as browsers and registries use it: ß is its own letter, not "ss"
+        ("www.faß.de", "www.xn--fa-hia.de"),
+        ("www.xn--fa-hia.de", "www.xn--fa-hia.de"),
+        ("www。grace。org", "www.grace.org"),
+    ],
+)
+def test_hostnames_normalise_to_the_name_dns_serves(raw: str, expected: str) -> None:
+    from faithflow_ops.domains.hostnames import normalize
+
+    assert normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("www.xn--zz.org", "not a valid IDNA"),  # an A-label that decodes to nothing
+        ("www.grace.org..", "is not valid"),  # one trailing dot is DNS's root, two are not
+        ("www.gr\u2764ace.org", "not a valid internationalised hostname"),
+    ],
+)
+def test_hostnames_refuse_broken_idn_and_dots(raw: str, message: str) -> None:
+    from faithflow_ops.domains.hostnames import normalize
+    from faithflow_ops.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        normalize(raw)

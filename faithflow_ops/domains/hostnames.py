@@ -1,9 +1,11 @@
 """Hostnames a church may bring, and whether one is an apex (DNS cannot CNAME an apex).
 
-A hostname is normalised to lower-case A-labels (IDNA: `église.org` → `xn--glise-9ra.org`)
-without a trailing dot. Refused, each with the reason: IP literals, single labels, labels that
-are not LDH (letters, digits, hyphens; 1–63 characters; no leading/trailing hyphen), names over
-253 characters, the platform's own domains (FAITHFLOW_FALLBACK_DOMAIN and
+A hostname is normalised to lower-case A-labels without a trailing dot, by IDNA 2008 with the
+UTS 46 mapping (what browsers and registries use: `église.org` → `xn--glise-9ra.org`, and `faß.de`
+→ `xn--fa-hia.de`, not IDNA 2003's `fass.de`, which is somebody else's name); a given `xn--`
+label must be a valid A-label. Refused, each with the reason: IP literals, single labels,
+labels that are not LDH (letters, digits, hyphens; 1–63 characters; no leading/trailing
+hyphen), names over 253 characters, the platform's own domains (FAITHFLOW_FALLBACK_DOMAIN and
 FAITHFLOW_DOMAIN_CNAME_TARGET and anything under them) and bare public suffixes (`co.uk`).
 
 Apex: the registrable domain itself (`gracechurch.org`, `grace.org.ng`), found with a built-in
@@ -49,7 +51,9 @@ MULTI_LABEL_SUFFIXES = frozenset(_SUFFIXES.split())
 
 def normalize(raw: str) -> str:
     """The canonical hostname, or UserError naming what is wrong with it."""
-    value = (raw or "").strip().rstrip(".").lower()
+    value = (raw or "").strip().lower()
+    if value.endswith((".", "\u3002", "\uff0e", "\uff61")):  # the root's dot, once
+        value = value[:-1]
     if value.startswith(("http://", "https://")) or "/" in value:
         raise UserError(
             f"{raw!r} is a URL, not a hostname; give just the host, e.g. www.gracechurch.org"
@@ -63,10 +67,7 @@ def normalize(raw: str) -> str:
         )
     if ":" in value:
         raise UserError(f"{raw!r} has a port; give just the hostname (the edge serves 443)")
-    try:
-        ascii_name = value.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise UserError(f"{raw!r} is not a valid internationalised hostname") from None
+    ascii_name = _to_ascii(raw, value)
     labels = ascii_name.split(".")
     if len(labels) < 2:
         raise UserError(
@@ -106,6 +107,31 @@ def refuse_platform_domains(hostname: str, platform: Iterable[str | None]) -> No
                 f"{hostname} is under the platform's own domain {base}; every tenant already "
                 f"has <slug>.{base} — a custom domain must be the church's own"
             )
+
+
+def _to_ascii(raw: str, value: str) -> str:
+    """The A-label form: IDNA 2008 + UTS 46 (non-transitional) for a Unicode name; an ASCII name
+    as it is, with each `xn--` label checked to decode (the LDH rules are checked after)."""
+    import idna
+
+    if value.isascii():
+        for label in value.split("."):
+            if label.startswith("xn--"):
+                try:
+                    idna.decode(label)
+                except (idna.IDNAError, UnicodeError):
+                    raise UserError(
+                        f"{raw!r}: the label {label!r} is not a valid IDNA A-label; give the "
+                        "name as the church types it (e.g. église.org) or its correct xn-- form"
+                    ) from None
+        return value
+    try:
+        return idna.encode(value, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise UserError(
+            f"{raw!r} is not a valid internationalised hostname ({exc}); check for a typo or "
+            "a character no domain may hold"
+        ) from None
 
 
 def _is_ip(value: str) -> bool:
