@@ -18,6 +18,7 @@ from sqlalchemy import select
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.dunning.prefs import save_preferences
+from faithflow_ops.dunning.prefs import windows_from_specs as _windows
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import Action, JobContext
 from faithflow_ops.jobs.dunning import JOB
@@ -568,3 +569,63 @@ def test_the_task_endpoint_runs_the_same_job(world: World, db_url: str) -> None:
         again = httpx.post(url + "/tasks/subscriptions/dunning", json=body, headers=headers)
         assert again.json()["counts"] == {}
     assert len(world.messages()) == 1
+
+
+# --- preferences changed while a step's messages wait in the outbox ---------------------------
+
+
+def _set_prefs(world: World, slug: str, now: dt.datetime, **changes: Any) -> None:
+    with world.db.session() as s:
+        save_preferences(s, slug, actor="test", now=now, **changes)
+
+
+def test_a_pause_holds_a_step_already_scheduled_until_the_pause_ends(world: World) -> None:
+    from faithflow_ops.comms import dispatch
+
+    world.past_due("lagos", SUNDAY)
+    run(world.db, SUNDAY)
+    [message] = world.messages()
+    assert message.not_before.isoformat() == "2026-03-01T13:00:00+00:00"  # after the service
+    # The treasurer promises payment before it goes out: nothing may go out during the pause.
+    _set_prefs(world, "lagos", SUNDAY + H, paused_until=SUNDAY + 3 * D, pause_note="promised")
+    [message] = world.messages()
+    assert message.status == "scheduled"
+    assert message.next_attempt_at == message.not_before == SUNDAY + 3 * D  # Wed 10:00 Lagos
+    with world.db.read_session() as s:
+        assert not list(dispatch.plan(s, SUNDAY + 5 * H))
+        [due] = list(dispatch.plan(s, SUNDAY + 3 * D))
+    assert due.kind == "send"
+
+
+def test_a_pause_ending_in_quiet_hours_holds_the_step_to_the_first_allowed_minute(
+    world: World,
+) -> None:
+    world.past_due("lagos", SUNDAY)
+    run(world.db, SUNDAY)
+    end = dt.datetime(2026, 3, 3, 22, 0, tzinfo=dt.UTC)  # Tuesday 23:00 in Lagos: quiet
+    _set_prefs(world, "lagos", SUNDAY + H, paused_until=end, pause_note="promised")
+    [message] = world.messages()
+    assert message.next_attempt_at == dt.datetime(2026, 3, 4, 7, 0, tzinfo=dt.UTC)  # 08:00
+
+
+def test_an_opt_out_cancels_that_channels_scheduled_message_only(world: World) -> None:
+    world.past_due("grace", SUNDAY - 10 * D)  # day10: email + sms
+    run(world.db, SUNDAY)
+    assert sorted(m.channel for m in world.messages()) == ["email", "sms"]
+    _set_prefs(world, "grace", SUNDAY + H, sms_opt_out=True)
+    by_channel = {m.channel: m for m in world.messages()}
+    assert by_channel["sms"].status == "canceled"
+    assert "sms opted out" in (by_channel["sms"].last_error or "")
+    assert by_channel["email"].status == "scheduled"
+
+
+def test_new_quiet_hours_move_a_scheduled_step_later_never_earlier(world: World) -> None:
+    world.past_due("lagos", SUNDAY)
+    run(world.db, SUNDAY)  # held to 14:00 Lagos by the Sunday service
+    evening = _windows(["sun 06:00-18:00", "daily 21:00-08:00"])
+    _set_prefs(world, "lagos", SUNDAY + H, quiet_hours=evening)
+    [message] = world.messages()
+    assert message.next_attempt_at == dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.UTC)
+    _set_prefs(world, "lagos", SUNDAY + H, quiet_hours=())  # no quiet hours: not earlier
+    [message] = world.messages()
+    assert message.next_attempt_at == dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.UTC)

@@ -370,6 +370,9 @@ def save_preferences(
         row.updated_at = now
         session.flush()
         after = _stored(row)
+    prefs = _build(tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row)
+    if changed:
+        held = hold_pending(session, prefs, now=now, retime=bool(set(changed) & _RETIME))
         audit.record(
             session,
             actor=actor,
@@ -378,9 +381,63 @@ def save_preferences(
             entity_id=tenant.id,
             tenant_id=tenant.id,
             before={key: before[key] for key in changed},
-            after={key: after[key] for key in changed},
+            after={key: after[key] for key in changed} | held,
         )
-    return _build(tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row)
+    return prefs
+
+
+# Changes that can make a waiting dunning message's send time wrong (it may only move later).
+_RETIME = frozenset({"paused_until", "quiet_hours"})
+
+
+def hold_pending(
+    session: Session, prefs: Preferences, *, now: dt.datetime, retime: bool = True
+) -> dict[str, int]:
+    """Bring the tenant's dunning messages still waiting in the outbox (queued/scheduled) in
+    line with `prefs`, in the caller's transaction: a message on a channel the tenant now blocks
+    (opt-out, channel no longer allowed, contact cleared) is canceled; with `retime`, one due
+    during a pause or in the quiet hours is moved to the first allowed minute after them —
+    later only, never earlier, never dropped. Without this a reminder scheduled before a pause
+    (or an opt-out) would still go out. Counts: `messages_canceled`, `messages_rescheduled`."""
+    from faithflow_ops.models import OutboundMessage
+    from faithflow_ops.models.comms import PENDING_STATUSES
+
+    counts = {"messages_canceled": 0, "messages_rescheduled": 0}
+    waiting = session.scalars(
+        select(OutboundMessage)
+        .where(
+            OutboundMessage.tenant_id == prefs.tenant_id,
+            OutboundMessage.category == "dunning",  # jobs.dunning.CATEGORY
+            OutboundMessage.status.in_(PENDING_STATUSES),
+        )
+        .order_by(OutboundMessage.id)
+        .with_for_update()
+    ).all()
+    for message in waiting:
+        why = prefs.blocked(message.channel)
+        if why is not None:
+            message.status = "canceled"
+            message.canceled_at = now
+            message.last_error = f"canceled: {why} (dunning preferences changed)"
+            message.updated_at = now
+            counts["messages_canceled"] += 1
+            continue
+        if not retime:
+            continue
+        due = max(message.next_attempt_at, now)
+        at = due
+        if prefs.paused(now):
+            assert prefs.paused_until is not None
+            at = max(at, prefs.paused_until)
+        at = quiet.first_allowed(at, prefs.timezone, prefs.quiet_hours)
+        if at > due:
+            message.status = "scheduled"
+            message.next_attempt_at = at
+            message.not_before = max(message.not_before, at)
+            message.updated_at = now
+            counts["messages_rescheduled"] += 1
+    session.flush()
+    return counts
 
 
 def preferences_doc(session: Session, tenant_slug: str, *, now: dt.datetime) -> dict[str, Any]:
