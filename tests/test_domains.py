@@ -428,3 +428,61 @@ def test_hostnames_refuse_broken_idn_and_dots(raw: str, message: str) -> None:
 
     with pytest.raises(UserError, match=message):
         normalize(raw)
+
+
+# --- the lifecycle rules (pure) ---------------------------------------------------------------
+
+T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def _dns(status: str, kind: str = "target") -> Any:
+    from faithflow_ops.providers.dns import DnsCheck, DnsResult
+
+    check = (
+        DnsCheck.txt(f"_faithflow-verify.{HOST}", "faithflow-verify=x", key="txt")
+        if kind == "txt"
+        else DnsCheck.target(HOST, cname_target=EDGE, a_records=(), key="target")
+    )
+    return DnsResult(check, status, f"{kind} {status}")  # type: ignore[arg-type]
+
+
+def _pending(now: dt.datetime, txt: str, target: str) -> Any:
+    from faithflow_ops.domains.lifecycle import DomainState, decide
+
+    state = DomainState(
+        id=1,
+        hostname=HOST,
+        status="pending_dns",
+        certificate_status="none",
+        consecutive_failures=0,
+        failover_active=False,
+        pending_since=T0,
+    )
+    return decide(
+        state,
+        now,
+        txt=_dns(txt, "txt"),
+        target=_dns(target),
+        tls=None,
+        threshold=3,
+        pending_days=7,
+        warning_days=(14, 7, 3, 1),
+    )
+
+
+def test_a_transient_result_at_the_deadline_does_not_fail_a_pending_domain() -> None:
+    deadline = T0 + dt.timedelta(days=7, minutes=5)
+    # The resolver timed out or SERVFAILed: it said nothing about the records; ask again.
+    for txt, target in (("timeout", "timeout"), ("ok", "servfail"), ("servfail", "ok")):
+        decision = _pending(deadline, txt, target)
+        assert decision.kind == "pending_check", (txt, target)
+        assert "status" not in decision.changes
+        assert decision.changes["next_check_at"] == deadline + dt.timedelta(hours=1)
+    # A definitive answer that the records are wrong fails it, even beside a transient one.
+    assert _pending(deadline, "nxdomain", "timeout").kind == "fail_domain"
+    assert _pending(deadline, "ok", "wrong_target").kind == "fail_domain"
+    # The backoff: every 15 minutes during the first day, hourly after.
+    early = _pending(T0 + dt.timedelta(hours=23), "nxdomain", "nxdomain")
+    assert early.changes["next_check_at"] == T0 + dt.timedelta(hours=23, minutes=15)
+    late = _pending(T0 + dt.timedelta(hours=25), "nxdomain", "nxdomain")
+    assert late.changes["next_check_at"] == T0 + dt.timedelta(hours=26)

@@ -7,7 +7,8 @@ fallback hostname), `failed` (needs a human), `removed`.
 - pending_dns: verified when the TXT ownership record and the CNAME/A records are both right →
   `issuing_cert` (the edge is asked to serve the host). Otherwise re-checked on a backoff —
   every 15 minutes during the first day, hourly after — and `failed` once
-  FAITHFLOW_DOMAIN_PENDING_DAYS (7) have passed, with a message to the church.
+  FAITHFLOW_DOMAIN_PENDING_DAYS (7) have passed, with a message to the church, at a check that
+  answered definitively (a timeout or SERVFAIL at the deadline is asked again an hour later).
 - issuing_cert: `active` (or `expiring`) as soon as the served certificate is valid for the host.
 - active / expiring / degraded: a check fails when the DNS target is not `ok` (any result,
   transient included) or the certificate is unreachable, expired or invalid. One failure never
@@ -121,7 +122,12 @@ def _pending(
     if not target.ok:
         missing.append(f"target {target.status}")
     age = now - domain.pending_since
-    if age >= dt.timedelta(days=pending_days):
+    # Only a definitive answer that a record is wrong may fail it: a timeout or SERVFAIL says
+    # nothing about the records, so at the deadline it is asked again (hourly) instead.
+    definitive = (txt is not None and not txt.ok and not txt.transient) or (
+        not target.ok and not target.transient
+    )
+    if age >= dt.timedelta(days=pending_days) and definitive:
         changes.update(
             status="failed",
             failed_at=now,
