@@ -486,3 +486,30 @@ def test_a_transient_result_at_the_deadline_does_not_fail_a_pending_domain() -> 
     assert early.changes["next_check_at"] == T0 + dt.timedelta(hours=23, minutes=15)
     late = _pending(T0 + dt.timedelta(hours=25), "nxdomain", "nxdomain")
     assert late.changes["next_check_at"] == T0 + dt.timedelta(hours=26)
+
+
+def test_removing_a_broken_domain_resolves_its_incidents(world: dict[str, Any]) -> None:
+    stand, zone = world["stand"], world["zone"]
+    active(world)
+    zone.remove(HOST)  # the church deleted its CNAME …
+    for minutes in (31, 46, 61):
+        automate(world, at(stand, minutes=minutes))
+    assert row(world).status == "degraded"
+    with world["db"].session() as s:  # … and the certificate went bad too
+        from faithflow_ops.incidents.records import raise_incident
+
+        raise_incident(
+            s,
+            cause=f"domain:{HOST}:certificate",
+            kind="domain",
+            title="certificate expired",
+            now=stand.now,
+            severity="critical",
+        )
+    result = world["cli"]("domains", "remove", HOST, "--now", at(stand, minutes=70))
+    assert result.exit_code == 0, said(result)
+    with world["db"].read_session() as s:
+        incidents = s.execute(select(Incident.cause, Incident.status, Incident.resolved_by)).all()
+    # Nothing checks a removed domain again: left open, its incidents would page for ever.
+    assert {c for c, _, _ in incidents} == {f"domain:{HOST}", f"domain:{HOST}:certificate"}
+    assert all(status == "resolved" and by for _, status, by in incidents), incidents

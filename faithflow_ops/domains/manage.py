@@ -15,7 +15,9 @@ from faithflow_ops import audit
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.domains import hostnames
+from faithflow_ops.domains.lifecycle import incident_cause
 from faithflow_ops.errors import ConfigError, NotFound, UserError, one_of
+from faithflow_ops.incidents.records import clear_incident
 from faithflow_ops.models import DomainCheck, DomainRunbookNote, Tenant, TenantDomain
 from faithflow_ops.models.platform import DOMAIN_STATUSES, RUNBOOK_STATES
 from faithflow_ops.providers._http import ProviderError
@@ -140,13 +142,17 @@ def add_domain(
 
 
 def remove_domain(session: Session, hostname: str, *, actor: str, now: dt.datetime) -> TenantDomain:
-    """Stop serving and checking the hostname; the record stays, status `removed`."""
+    """Stop serving and checking the hostname; the record stays, status `removed`. Its open
+    incidents (degraded, certificate) are resolved: nothing checks a removed domain again, so
+    nothing else would ever resolve them."""
     domain = live_domain(session, hostname)
     before = {"status": domain.status, "failover_active": domain.failover_active}
     domain.status = "removed"
     domain.removed_at = now
     domain.failover_active = False
     domain.updated_at = now
+    for cause in (incident_cause(domain.hostname), incident_cause(domain.hostname, "certificate")):
+        clear_incident(session, cause, now=now, by=actor)
     audit.record(
         session,
         actor=actor,
