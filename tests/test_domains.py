@@ -513,3 +513,18 @@ def test_removing_a_broken_domain_resolves_its_incidents(world: dict[str, Any]) 
     # Nothing checks a removed domain again: left open, its incidents would page for ever.
     assert {c for c, _, _ in incidents} == {f"domain:{HOST}", f"domain:{HOST}:certificate"}
     assert all(status == "resolved" and by for _, status, by in incidents), incidents
+
+
+def test_verify_with_the_edge_setting_missing_changes_nothing(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stand = world["stand"]
+    add(world)
+    automate(world, at(stand, days=7, minutes=1))
+    assert row(world).status == "failed"
+    monkeypatch.delenv("FAITHFLOW_DOMAIN_CNAME_TARGET")
+    result = world["cli"]("domains", "verify", HOST, "--now", at(stand, days=8))
+    assert result.exit_code == 2 and "FAITHFLOW_DOMAIN_CNAME_TARGET is not set" in said(result)
+    assert row(world).status == "failed"  # not revived by a command that then stopped
+    with world["db"].read_session() as s:
+        assert not s.scalar(select(func.count()).where(AuditLog.action == "domain.revived"))

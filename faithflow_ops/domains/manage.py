@@ -316,6 +316,7 @@ def check_now(
 
     with db.session() as session:
         domain = live_domain(session, hostname)
+        _require_edge_target(domain.apex, settings)  # before anything is revived
         if domain.status == "failed":
             domain.status = "pending_dns"
             domain.pending_since = now
