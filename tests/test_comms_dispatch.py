@@ -16,7 +16,7 @@ import pytest
 import trustme
 from sqlalchemy import select
 from test_smtp import Recorder, SmtpServer, smtp_server
-from twilio_fake import SID, TOKEN, TwilioFake, error
+from twilio_fake import SID, TOKEN, Reply, TwilioFake, error
 
 from faithflow_ops.comms import dispatch
 from faithflow_ops.comms.outbox import enqueue
@@ -501,6 +501,27 @@ def test_a_crash_between_send_and_mark_ends_unknown_and_is_never_resent(
     run(db, cfg, later)
     assert message(db, ids[0]).status == "sent"
     assert len(twilio.requests) == 6
+
+
+def test_no_answer_after_twilio_got_the_request_is_unknown_and_never_resent(
+    db: Database, db_url: str, twilio: TwilioFake
+) -> None:
+    # Twilio received the request (and may have created the message) but its answer did not
+    # arrive in time: resending could text the church twice, so the outcome is unknown.
+    cfg = settings(db_url, twilio, provider_timeout=0.3)
+    late = add(db, "sms", "+2348012340001")
+    twilio.script("+2348012340001", Reply(201, {"sid": "SMlate", "status": "queued"}, delay=1.5))
+    result = run(db, cfg)
+    assert result.outcomes == {"failed": 1}
+    row = message(db, late)
+    assert row.status == "unknown"
+    assert "may have" in (row.last_error or "") and "comms retry" in (row.last_error or "")
+    assert run(db, cfg, NOW + dt.timedelta(days=1)).counts == {}
+    assert twilio.count("+2348012340001") == 1
+    # A connection that never reached Twilio is safe to retry: that stays transient.
+    down = add(db, "sms", "+2348012340002")
+    run(db, settings(db_url, None), NOW + dt.timedelta(days=1))
+    assert message(db, down).status == "scheduled"
 
 
 def test_two_dispatchers_at_once_never_send_one_message_twice(

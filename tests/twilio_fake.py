@@ -19,6 +19,7 @@ import base64
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ class Reply:
     status: int = 201
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (after the request was recorded)
 
 
 def error(status: int, code: int, message: str, **headers: str) -> Reply:
@@ -169,7 +171,10 @@ class TwilioFake:
                     self.path, self.headers.get("Authorization"), dict(parse_qsl(raw, True))
                 )
                 reply = fake._answer(req)
-                self._send(reply)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                with contextlib.suppress(OSError):  # the client may have given up waiting
+                    self._send(reply)
                 if reply.status == 201 and fake.on_accept is not None:
                     fake.on_accept(req)
 

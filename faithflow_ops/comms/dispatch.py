@@ -22,6 +22,7 @@ apply (`send_batch`), per batch of send actions:
    the batch.
 3. mark each, in one transaction, only while this batch still holds its claim
    (`status='sending' AND claimed_by = <this batch>`): `sent` (provider id, sent_at);
+   `unknown` when Twilio got the request but its answer never came (it may have sent it);
    a transient failure goes back to `scheduled` after an exponential backoff
    (FAITHFLOW_COMMS_RETRY_BACKOFF × 2^(attempts-1), capped at
    FAITHFLOW_COMMS_RETRY_MAX_BACKOFF, never before the provider's Retry-After), or `failed` when
@@ -280,7 +281,7 @@ class Claimed:
 class Outcome:
     """What happened to one claimed message."""
 
-    status: str  # sent | scheduled | failed
+    status: str  # sent | scheduled | failed | unknown (the provider may have sent it)
     provider_message_id: str | None = None
     error: str | None = None
     retry_at: dt.datetime | None = None
@@ -401,6 +402,12 @@ def send_one(senders: Senders, settings: Settings, now: dt.datetime, msg: Claime
             return Outcome("failed", error=str(exc), suppress="bounce" if exc.bounced else None)
         return _transient(settings, now, msg, str(exc), None)
     except TwilioError as exc:
+        if exc.ambiguous:  # maybe sent: never sent again automatically
+            return Outcome(
+                "unknown",
+                error=f"outcome unknown: {exc}; check with the provider, then "
+                f"`faithflow comms retry {msg.id}` to send it again",
+            )
         if exc.permanent:
             return Outcome("failed", error=str(exc), suppress=exc.suppress)
         return _transient(settings, now, msg, str(exc), exc.retry_after)
@@ -448,6 +455,9 @@ def mark(
         "failed": update(MESSAGES)
         .where(claimed_by_us)
         .values(status="failed", failed_at=now, last_error=bindparam("m_error"), **common),
+        "unknown": update(MESSAGES)
+        .where(claimed_by_us)
+        .values(status="unknown", last_error=bindparam("m_error"), **common),
         "scheduled": update(MESSAGES)
         .where(claimed_by_us)
         .values(
@@ -491,7 +501,7 @@ def mark(
             select(MESSAGES.c.id).where(
                 MESSAGES.c.id.in_(ids),
                 MESSAGES.c.claimed_by == holder,
-                MESSAGES.c.status.in_(("sent", "failed", "scheduled")),
+                MESSAGES.c.status.in_(("sent", "failed", "scheduled", "unknown")),
             )
         ).all()
         return set(ids) - set(still_ours)

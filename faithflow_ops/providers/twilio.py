@@ -19,7 +19,11 @@ never sleeps through a backoff. Every failure is a `TwilioError` saying which ki
 - **ours** (`config=True`): bad credentials (401, 20003), a `From` Twilio does not accept
   (21606, 21212, 21659, 63007), an account or number we cannot use. Not the recipient's fault:
   the message is retried once the setting is fixed.
-- **transient**: 429 (with `Retry-After`), 5xx, connection errors, timeouts.
+- **transient**: 429 (with `Retry-After`), 5xx, connection errors, timeouts before the request
+  got through (connect, pool, write).
+- **ambiguous** (`ambiguous=True`): the request was sent but no answer came back (read timeout,
+  connection dropped while waiting): Twilio may have created the message. Not retried: the
+  outbox marks the message `unknown`, like a dispatcher that died after the call.
 """
 
 from __future__ import annotations
@@ -89,17 +93,22 @@ class TwilioError(ProviderError):
         config: bool = False,
         retry_after: float | None = None,
         timed_out: bool = False,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(
             PROVIDER,
             operation,
             message,
             status=status,
-            retryable=not permanent,
+            retryable=not (permanent or ambiguous),
             retry_after=retry_after,
             timed_out=timed_out,
         )
         self.code = code
+        # The request reached Twilio but no answer came back (read timeout, connection dropped
+        # while waiting): Twilio may have created the message, so sending again could send it
+        # twice. The outbox records such a message `unknown`, never re-sent automatically.
+        self.ambiguous = ambiguous
         self.permanent = permanent
         self.config = config
         self.suppress = SUPPRESS_CODES.get(code) if code is not None else None
@@ -110,6 +119,11 @@ class TwilioError(ProviderError):
 
     def __str__(self) -> str:
         code = f" [Twilio {self.code}]" if self.code is not None else ""
+        if self.ambiguous:
+            return (
+                f"twilio got {self.operation} but no answer came back ({self.message}): "
+                "it may have been sent"
+            )
         if self.timed_out:
             return f"twilio did not answer {self.operation} in time; will retry"
         if self.status is None:
@@ -188,7 +202,16 @@ class TwilioClient(PooledClient):
             form["StatusCallback"] = status_callback
         try:
             response = self._client.post(self.path, data=form)
-        except httpx.TimeoutException:
+        except (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # The whole request was written; the answer never came: maybe sent.
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise TwilioError(
+                operation,
+                detail,
+                timed_out=isinstance(exc, httpx.ReadTimeout),
+                ambiguous=True,
+            ) from None
+        except httpx.TimeoutException:  # connect/pool/write: the request never got through
             raise TwilioError(operation, "the request timed out", timed_out=True) from None
         except httpx.HTTPError as exc:
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
