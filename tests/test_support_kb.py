@@ -322,7 +322,8 @@ def test_confirm_solves_the_ticket_as_deflected_and_credits_the_article(db: Data
 def test_a_requester_reply_reopens_the_normal_flow(db: Database, cli) -> None:
     _seed(db)
     ticket = _ticket(db, "Stream has no audio", "Silent stream on Sunday")
-    assert cli("support", "kb", "deflect", str(ticket), "stream-no-audio").exit_code == 0
+    sent = cli("support", "kb", "deflect", str(ticket), "stream-no-audio", "--now", T0.isoformat())
+    assert sent.exit_code == 0, sent.stderr
     with db.session() as s:
         tickets.reply(
             s,

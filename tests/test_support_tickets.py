@@ -319,3 +319,33 @@ def test_a_closed_ticket_is_final(world: Database, cli) -> None:
         assert result.exit_code == 2 and "is closed" in said(result)
     result = cli("support", "tickets", "status", t, "solved")
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["reply", "{t}", "--as", "agent", "--body", "early"],
+        ["reply", "{t}", "--as", "requester", "--body", "early"],
+        ["note", "{t}", "--body", "early"],
+        ["assign", "{t}", "--to", "ada@faithflow.example"],
+        ["status", "{t}", "solved"],
+    ],
+)
+def test_a_command_dated_before_the_tickets_last_change_exits_2(
+    world: Database, cli, args: list[str]
+) -> None:
+    # replaying history out of order would fulfil a clock before it started (a negative
+    # response time in the events and the analytics)
+    t = open_ticket(cli)["id"]  # Monday 09:00
+    result = cli(
+        "support",
+        "tickets",
+        *[a.replace("{t}", str(t)) for a in args],
+        "--now",
+        "2026-03-01T08:00:00Z",
+    )
+    assert result.exit_code == 2, result.stdout
+    assert "is before ticket" in said(result) and "in order" in said(result)
+    _nothing_written(world, 1, 1)
+    with world.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(SlaEvent)) == 0

@@ -107,6 +107,34 @@ def _touch(ticket: SupportTicket, now: dt.datetime) -> None:
     ticket.updated_at = now
 
 
+def _last_change(ticket: SupportTicket) -> dt.datetime:
+    """The latest moment a ticket command changed the ticket or its clocks (not the sweep's
+    marks: a breach is dated at its due time, a warning at the sweep's clock)."""
+    times = [
+        ticket.opened_at,
+        ticket.status_changed_at,
+        ticket.last_agent_reply_at,
+        ticket.last_requester_message_at,
+        ticket.solved_at,
+        ticket.closed_at,
+    ]
+    for metric in METRICS:
+        for field in ("started_at", "running_since", "fulfilled_at"):
+            times.append(getattr(ticket, f"{metric}_{field}"))
+    return max(t for t in times if t is not None)
+
+
+def _in_order(ticket: SupportTicket, now: dt.datetime) -> None:
+    """History is replayed forward: a command dated before the ticket's last change would stop
+    a clock before it started (negative times in the events and the analytics)."""
+    last = _last_change(ticket)
+    if now < last:
+        raise UserError(
+            f"--now {now.isoformat()} is before ticket {ticket.id}'s last change "
+            f"({last.isoformat()}); replay a ticket's history in order, or leave out --now"
+        )
+
+
 def _open_check(ticket: SupportTicket, verb: str) -> None:
     if ticket.status == "closed":
         raise UserError(
@@ -188,6 +216,7 @@ def reply(
     one_of("--as", author, ("agent", "requester"))
     ticket = get_ticket(session, ticket_id, lock=True)
     _open_check(ticket, "replied to")
+    _in_order(ticket, now)
     if author == "requester":
         if agent:
             raise UserError("--agent goes with --as agent; a requester reply has no agent")
@@ -231,6 +260,7 @@ def note(
 ) -> SupportTicket:
     """An internal note: for agents only, stops no clock."""
     ticket = get_ticket(session, ticket_id, lock=True)
+    _in_order(ticket, now)
     user = find_agent(session, agent) if agent else None
     _message(session, ticket, "agent", body, now, public=False, user=user)
     sla.refresh(session, ticket, rules, now, "note")
@@ -244,6 +274,7 @@ def assign(
 ) -> SupportTicket:
     ticket = get_ticket(session, ticket_id, lock=True)
     _open_check(ticket, "assigned")
+    _in_order(ticket, now)
     user = find_agent(session, to)
     if ticket.assignee_id == user.id:
         raise UserError(f"ticket {ticket.id} is already assigned to {user.email}")
@@ -274,6 +305,7 @@ def set_status(
     ticket = get_ticket(session, ticket_id, lock=True)
     old = ticket.status
     _open_check(ticket, "changed")
+    _in_order(ticket, now)
     if old == status:
         raise UserError(f"ticket {ticket.id} is already {status}")
     if status == "closed" and old != "solved":
@@ -301,6 +333,7 @@ def set_status(
 def reopen(session: Session, rules: Rules, ticket_id: int, *, now: dt.datetime) -> SupportTicket:
     ticket = get_ticket(session, ticket_id, lock=True)
     _open_check(ticket, "reopened")
+    _in_order(ticket, now)
     if ticket.status != "solved":
         raise UserError(f"ticket {ticket.id} is {ticket.status}, not solved; nothing to reopen")
     _reopen(session, ticket, rules, now)
