@@ -14,12 +14,12 @@ import httpx
 import pytest
 from dns_server import Zone, serve_dns
 from helpers import running, said
-from render_fake import KEY, SERVICE, RenderFake
+from render_fake import KEY, SERVICE, RenderFake, render_error
 from sqlalchemy import func, select
 from tls_servers import HOST, TlsStand, tls_stand
 
 from faithflow_ops.db import Database
-from faithflow_ops.models import AuditLog, Incident, OutboundMessage, TenantDomain
+from faithflow_ops.models import AuditLog, DomainCheck, Incident, OutboundMessage, TenantDomain
 
 EDGE = "edge.faithflow.test"
 APEX_IPS = ("127.0.0.1",)
@@ -528,3 +528,41 @@ def test_verify_with_the_edge_setting_missing_changes_nothing(
     assert row(world).status == "failed"  # not revived by a command that then stopped
     with world["db"].read_session() as s:
         assert not s.scalar(select(func.count()).where(AuditLog.action == "domain.revived"))
+
+
+def test_the_edge_is_called_after_the_claim_commits_and_its_error_is_recorded(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Render is called outside the action's write transaction (on SQLite a transaction held
+    across HTTP retries blocks every other writer, the receiver's webhooks included): while it
+    answers, the domain's new state is already committed. A Render error is recorded on the
+    domain and the next check asks again."""
+    from faithflow_ops.providers.render import RenderAPI
+
+    stand, render = world["stand"], world["render"]
+    point(world, add(world))
+    seen: list[str] = []
+    real_add = RenderAPI.add_domain
+
+    def add_domain(self: RenderAPI, name: str) -> Any:
+        seen.append(row(world).status)  # another connection: what is committed now
+        return real_add(self, name)
+
+    monkeypatch.setattr(RenderAPI, "add_domain", add_domain)
+    render.queue("POST", render.base, render_error(400, "the service is suspended"))
+    result = world["cli"]("domains", "automate", "--json", "--now", at(stand, minutes=1))
+    assert result.exit_code == 1, said(result)
+    (action,) = json.loads(result.stdout)["actions"]
+    assert action["kind"] == "verify_domain" and action["outcome"] == "failed"
+    assert "the service is suspended" in action["error"]
+    assert seen == ["issuing_cert"]
+    domain = row(world)
+    assert domain.status == "issuing_cert" and domain.edge_status == "error"
+    with world["db"].read_session() as s:
+        edge = s.scalars(select(DomainCheck).where(DomainCheck.kind == "edge")).one()
+    assert edge.result == "error" and "the service is suspended" in (edge.detail or "")
+    monkeypatch.setenv("FAITHFLOW_TLS_PORT", str(stand.ports["refused"]))  # nothing served yet
+    again = automate(world, at(stand, minutes=16))  # the next check asks the edge again
+    assert kinds(again) == ["issuing_check"] and again["actions"][0]["outcome"] == "applied"
+    assert len(seen) == 2 and HOST in render.domains
+    assert row(world).edge_status == "verified"

@@ -20,7 +20,6 @@ from faithflow_ops.errors import ConfigError, NotFound, UserError, one_of
 from faithflow_ops.incidents.records import clear_incident
 from faithflow_ops.models import DomainCheck, DomainRunbookNote, Tenant, TenantDomain
 from faithflow_ops.models.platform import DOMAIN_STATUSES, RUNBOOK_STATES
-from faithflow_ops.providers._http import ProviderError
 from faithflow_ops.tenancy.tenants import get_tenant
 
 if TYPE_CHECKING:
@@ -311,7 +310,7 @@ def check_now(
 ) -> ActionResult:
     """`domains verify`: probe one domain now and apply the outcome through the job's own code.
     A `failed` domain is revived first: back to `pending_dns` with a fresh window."""
-    from faithflow_ops.jobs.base import ActionResult, JobContext, StaleAction
+    from faithflow_ops.jobs.base import JobContext
     from faithflow_ops.jobs.tenant_ops_automate import JOB
 
     with db.session() as session:
@@ -344,14 +343,7 @@ def check_now(
             .where(TenantDomain.id == domain_id)
         ).all()
         (action,) = JOB.plan_rows(rows, ctx)
-    try:
-        with db.session() as session:
-            JOB.apply(session, ctx, action)
-    except StaleAction as exc:
-        return ActionResult(action, "stale", str(exc))
-    except ProviderError as exc:
-        return ActionResult(action, "failed", str(exc))
-    return ActionResult(action, "applied")
+    return JOB.apply_one(db, ctx, action)
 
 
 def remove_with_edge(

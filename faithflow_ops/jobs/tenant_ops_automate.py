@@ -11,32 +11,41 @@ action per domain whose kind is what happens to it (`verify_domain`, `pending_ch
 `fail_domain`, `issuing_check`, `activate_domain`, `check`, `check_failed`, `degrade_domain`,
 `recover_domain`, `certificate_expiring`, `certificate_renewed`, `certificate_warning`).
 
-apply: claims the row with a conditional UPDATE (same status and same `last_checked_at` as the
-plan saw; else StaleAction, so a preview taken earlier or a concurrent run never applies twice),
-writes the new columns and the check history, opens/resolves incidents, audits transitions,
-enqueues the church's message (domain failed) and the ops warning (certificate expiring)
-through the outbox, and calls the edge (Render: add + verify, idempotent) for `add`/`renew`.
-An edge error rolls the action back; the next run retries it.
+apply (`apply_unmanaged`, one action at a time): in one transaction, claims the row with a
+conditional UPDATE (same status and same `last_checked_at` as the plan saw; else StaleAction, so
+a preview taken earlier or a concurrent run never applies twice), writes the new columns and the
+check history, opens/resolves incidents, audits transitions, enqueues the church's message
+(domain failed) and the ops warning (certificate expiring) through the outbox. Then, after that
+commit and outside any transaction (an HTTP call with retries must not hold the database's write
+lock), it calls the edge (Render: add + verify, idempotent) for `add`/`renew` — only for an
+action it claimed, so never twice for one plan — and records the edge's answer in a short
+transaction (`edge_status`, an `edge` row in domain_checks). An edge error is recorded
+(`edge_status` `error`) and the action counts as failed; `issuing_cert` and `expiring` domains
+ask the edge at every check, so the next check retries it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
+import structlog
 from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.comms import outbox
-from faithflow_ops.config import Settings
-from faithflow_ops.db import rowcount
+from faithflow_ops.db import Database, rowcount
 from faithflow_ops.domains.lifecycle import Decision, DomainState, decide
 from faithflow_ops.domains.manage import txt_name, txt_value
 from faithflow_ops.incidents.records import clear_incident, raise_incident
-from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
+from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
 from faithflow_ops.models import DomainCheck, Tenant, TenantDomain
+from faithflow_ops.providers._http import ProviderError
+
+log = structlog.get_logger("faithflow.jobs")
 
 DOMAINS = cast(Table, TenantDomain.__table__)
 CHECKS = cast(Table, DomainCheck.__table__)
@@ -267,7 +276,30 @@ class TenantOpsAutomate(Job):
         }
         return Action(decision.kind, f"domain:{domain.id}", decision.reason, data)
 
+    def apply_unmanaged(
+        self, db: Database, ctx: JobContext, actions: Sequence[Action]
+    ) -> list[ActionResult]:
+        return [self.apply_one(db, ctx, action) for action in actions]
+
+    def apply_one(self, db: Database, ctx: JobContext, action: Action) -> ActionResult:
+        """The action's writes in one transaction, then the edge outside it (also `domains
+        verify`). A failure is the action's result, never an exception."""
+        try:
+            with db.session() as session:
+                self.apply(session, ctx, action)
+        except StaleAction as exc:
+            return ActionResult(action, "stale", str(exc) or None)
+        except Exception as exc:
+            log.warning("action failed", job=self.name, target=action.target, error=str(exc))
+            return ActionResult(action, "failed", f"{type(exc).__name__}: {exc}")
+        if action.data["edge"]:
+            error = self._edge(db, ctx, action.data)
+            if error is not None:
+                return ActionResult(action, "failed", error)
+        return ActionResult(action, "applied")
+
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        """The action's database writes (the edge is called after they commit: apply_one)."""
         data = action.data
         planned = data["planned_checked_at"]
         seen = DOMAINS.c.last_checked_at
@@ -329,8 +361,6 @@ class TenantOpsAutomate(Job):
                 },
             )
         self._messages(session, ctx, action)
-        if data["edge"]:
-            self._edge(session, ctx.settings, data)
 
     @staticmethod
     def _messages(session: Session, ctx: JobContext, action: Action) -> None:
@@ -377,27 +407,54 @@ class TenantOpsAutomate(Job):
             )
 
     @staticmethod
-    def _edge(session: Session, settings: Settings, data: Mapping[str, Any]) -> None:
+    def _edge(db: Database, ctx: JobContext, data: Mapping[str, Any]) -> str | None:
         """Ask the edge to serve (and so certify) the host, or to renew its certificate (Render
-    re-verifies and re-issues on a verify call); idempotent at the edge."""
+        re-verifies and re-issues on a verify call); idempotent at the edge. Called with no
+        transaction open; the answer is recorded in its own short one. The error, or None."""
+        settings = ctx.settings
+        values: dict[str, Any]
+        error: str | None = None
+        started = time.perf_counter()
         if not settings.render_api_key or not settings.render_service_id:
-            status = "not_configured"
+            values = {"edge_status": "not_configured"}
+            result, detail = "not_configured", "RENDER_API_KEY/RENDER_SERVICE_ID not set"
         else:
             from faithflow_ops.providers.render import RenderAPI
 
-            with RenderAPI(settings) as api:
-                found = api.add_domain(data["hostname"])
-                if data["edge"] == "renew" or not found.verified:
-                    found = api.verify_domain(data["hostname"])  # renewal: verify again
-            status = found.verification_status
+            try:
+                with RenderAPI(settings) as api:
+                    found = api.add_domain(data["hostname"])
+                    if data["edge"] == "renew" or not found.verified:
+                        found = api.verify_domain(data["hostname"])  # renewal: verify again
+            except Exception as exc:
+                error = (
+                    str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning("edge call failed", host=data["hostname"], error=error)
+                values = {"edge_status": "error"}
+                result, detail = "error", error
+            else:
+                values = {"edge_status": found.verification_status, "edge_id": found.id or None}
+                result = found.verification_status
+                detail = f"Render {data['edge']}: {found.verification_status}"
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        with db.session() as session:
             session.execute(
-                update(DOMAINS)
-                .where(DOMAINS.c.id == data["domain_id"])
-                .values(edge_id=found.id or None)
+                update(DOMAINS).where(DOMAINS.c.id == data["domain_id"]).values(**values)
             )
-        session.execute(
-            update(DOMAINS).where(DOMAINS.c.id == data["domain_id"]).values(edge_status=status)
-        )
+            session.execute(
+                insert(CHECKS).values(
+                    domain_id=data["domain_id"],
+                    checked_at=ctx.now,
+                    kind="edge",
+                    result=result[:32],
+                    detail=detail,
+                    latency_ms=latency,
+                    data={"ask": data["edge"]},
+                    created_at=ctx.now,
+                )
+            )
+        return error
 
 
 JOB = TenantOpsAutomate()
