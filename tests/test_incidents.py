@@ -111,6 +111,10 @@ def test_ack_and_resolve_from_the_cli(db: Database, cli: Any) -> None:
     assert missing.exit_code == 2 and "no incident 999" in said(missing)
     bad = cli("incidents", "list", "--status", "sleeping")
     assert bad.exit_code == 2 and "is not one of" in said(bad)
+    # A mistyped --kind is refused, not answered with an empty list that reads "all clear".
+    kind = cli("incidents", "list", "--kind", "domains")
+    assert kind.exit_code == 2 and "kind 'domains' is not one of: domain, health, job" in said(kind)
+    assert json.loads(cli("incidents", "list", "--json", "--kind", "domain").stdout)
 
 
 def test_alert_at_once_then_page_only_when_unacknowledged(

@@ -26,6 +26,7 @@ from faithflow_ops.models import Incident, Tenant
 
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("open", "acknowledged", "resolved")
+KINDS = ("domain", "health", "job")  # who raises them: domains automate, health sweep (+ jobs)
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,8 @@ def list_incidents(
             raise UserError(f"status {status!r} is not one of: {', '.join(STATUSES)}, unresolved")
         query, count = query.where(cond), count.where(cond)
     if kind:
+        if kind not in KINDS:
+            raise UserError(f"kind {kind!r} is not one of: {', '.join(KINDS)}")
         query, count = query.where(Incident.kind == kind), count.where(Incident.kind == kind)
     rows = session.execute(
         query.order_by(Incident.opened_at.desc(), Incident.id.desc()).limit(limit)
