@@ -156,6 +156,36 @@ def test_cancel_then_retry(db: Database, cli: Any) -> None:
     assert twice.exit_code == 2 and "is queued; only failed, unknown, canceled" in said(twice)
 
 
+def test_retry_of_a_scheduled_message_keeps_its_not_before(db: Database, cli: Any) -> None:
+    # Canceled while it waited for its minute (quiet hours, a window): a retry must not send
+    # it early.
+    sent = send(
+        cli,
+        "--channel",
+        "sms",
+        "--to",
+        "+2348012345678",
+        "--template",
+        "notice",
+        "--var",
+        "subject=s",
+        "--var",
+        "message=m",
+        "--not-before",
+        "2099-01-01T10:00:00Z",
+    )
+    ident = str(sent["id"])
+    assert cli("comms", "cancel", ident).exit_code == 0
+    retried = cli("comms", "retry", ident)
+    assert retried.exit_code == 0
+    assert "canceled → scheduled" in said(retried) and "2099-01-01T10:00:00+00:00" in said(retried)
+    shown = json.loads(cli("comms", "show", ident, "--json").stdout)
+    assert shown["status"] == "scheduled"
+    assert shown["next_attempt_at"] == "2099-01-01T10:00:00+00:00"
+    preview = json.loads(cli("comms", "dispatch", "--dry-run", "--json").stdout)
+    assert preview["counts"] == {}
+
+
 def test_a_sent_message_cannot_be_retried(db: Database, cli: Any, twilio: TwilioFake) -> None:
     sent = send(
         cli,

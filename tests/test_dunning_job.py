@@ -629,3 +629,19 @@ def test_new_quiet_hours_move_a_scheduled_step_later_never_earlier(world: World)
     _set_prefs(world, "lagos", SUNDAY + H, quiet_hours=())  # no quiet hours: not earlier
     [message] = world.messages()
     assert message.next_attempt_at == dt.datetime(2026, 3, 1, 17, 0, tzinfo=dt.UTC)
+
+
+def test_comms_retry_refuses_a_reminder_canceled_because_the_church_paid(world: World) -> None:
+    from faithflow_ops.comms import admin
+    from faithflow_ops.errors import UserError
+
+    sub_id, case_id = world.past_due("lagos", SUNDAY)
+    run(world.db, SUNDAY)
+    world.pay(sub_id, SUNDAY + H)
+    [message] = world.messages()
+    assert message.status == "canceled"
+    with world.db.session() as s, pytest.raises(UserError) as refused:
+        admin.retry(s, message.id, now=SUNDAY + 2 * H, actor="test")
+    assert f"dunning case {case_id} is recovered" in str(refused.value)
+    [message] = world.messages()
+    assert message.status == "canceled"

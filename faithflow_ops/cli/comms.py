@@ -100,12 +100,26 @@ def show(message_id: IdArg, as_json: JsonOpt = False) -> None:
 def retry(message_id: IdArg) -> None:
     """Send a failed, unknown or canceled message again at the next dispatch (attempts start
     over). For `unknown`, check with the provider first that it was not delivered."""
+    from sqlalchemy import select
+
     from faithflow_ops.comms.admin import retry as do_retry
+    from faithflow_ops.models import OutboundMessage
 
     now = parse_now(None)
     with database().session() as session:
         before = do_retry(session, message_id, now=now, actor=actor())
-    output.info(f"message {message_id}: {before} → queued; the next `comms dispatch` sends it")
+        status, due = session.execute(
+            select(OutboundMessage.status, OutboundMessage.next_attempt_at).where(
+                OutboundMessage.id == message_id
+            )
+        ).one()
+    if status == "scheduled":
+        output.info(
+            f"message {message_id}: {before} → scheduled; `comms dispatch` sends it at "
+            f"{due.isoformat()} (its not-before time), not earlier"
+        )
+    else:
+        output.info(f"message {message_id}: {before} → queued; the next `comms dispatch` sends it")
 
 
 @app.command("cancel")

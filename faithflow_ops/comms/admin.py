@@ -120,7 +120,10 @@ def message_details(session: Session, message_id: int) -> dict[str, Any]:
 
 def retry(session: Session, message_id: int, *, now: dt.datetime, actor: str) -> str:
     """Queue a failed, unknown or canceled message to be sent at the next dispatch, with a
-    fresh count of attempts. Returns the status it had."""
+    fresh count of attempts — but never before its `not_before` (quiet hours, a suppression
+    window: it is `scheduled` until then). A dunning reminder whose case is no longer open
+    (the church paid, was suspended or canceled) is refused: what it says is no longer true.
+    Returns the status it had."""
     msg = _message(session, message_id)
     before = msg.status
     if before not in RETRYABLE:
@@ -138,13 +141,15 @@ def retry(session: Session, message_id: int, *, now: dt.datetime, actor: str) ->
             f"message {message_id} is {before}; only {', '.join(RETRYABLE)} messages can be "
             f"retried ({hint})"
         )
+    _check_still_true(session, msg)
+    due = max(msg.not_before, now)
     result = session.execute(
         update(OutboundMessage)
         .where(OutboundMessage.id == message_id, OutboundMessage.status == before)
         .values(
-            status="queued",
+            status="scheduled" if due > now else "queued",
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=due,
             lease_expires_at=None,
             claimed_by=None,
             failed_at=None,
@@ -164,9 +169,35 @@ def retry(session: Session, message_id: int, *, now: dt.datetime, actor: str) ->
         entity_id=message_id,
         tenant_id=msg.tenant_id,
         before={"status": before},
-        after={"status": "queued"},
+        after={
+            "status": "scheduled" if due > now else "queued",
+            "next_attempt_at": due.isoformat(),
+        },
     )
     return before
+
+
+def _check_still_true(session: Session, msg: OutboundMessage) -> None:
+    """UserError when `msg` is a dunning reminder of a case that is no longer open."""
+    from faithflow_ops.models.dunning import DunningAttempt, DunningCase
+
+    if msg.about_type != "dunning_attempt" or msg.about_id is None:  # dunning.cases.ABOUT
+        return
+    try:
+        attempt_id = int(msg.about_id)
+    except ValueError:
+        return
+    found = session.execute(
+        select(DunningCase.id, DunningCase.status)
+        .join(DunningAttempt, DunningAttempt.case_id == DunningCase.id)
+        .where(DunningAttempt.id == attempt_id)
+    ).first()
+    if found is not None and found.status != "open":
+        raise UserError(
+            f"message {msg.id} is a dunning reminder and dunning case {found.id} is "
+            f"{found.status}: it no longer applies; send a new message with `faithflow comms "
+            "send` if the church must hear from you"
+        )
 
 
 def cancel(session: Session, message_id: int, *, now: dt.datetime, actor: str) -> str:
