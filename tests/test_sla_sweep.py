@@ -352,3 +352,40 @@ def test_a_message_the_outbox_refuses_is_kept_in_its_event_and_the_rest_still_go
     assert notify[first]["status"] == "queued" and "message_id" in notify[first]
     assert "needs the variable 'x'" in notify[second]["error"]
     assert "message_id" not in notify[second]
+
+
+def test_a_breach_that_happened_survives_a_policy_change_before_the_sweep_saw_it(
+    world: Database, cli
+) -> None:
+    # urgent first response due 09:30; at 09:40, before any sweep, the target is relaxed to
+    # 60 min and a note recomputes the clocks: the breach at 09:30 happened all the same
+    t = open_ticket(cli, "urgent")["id"]
+    call(
+        cli,
+        "sla",
+        "policy",
+        "set",
+        "--metric",
+        "first_response",
+        "--priority",
+        "urgent",
+        "--target",
+        "60m",
+    )
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "note",
+        str(t),
+        "--body",
+        "looking",
+        "--now",
+        "2026-03-02T09:40:00Z",
+    )
+    fr = doc["clocks"]["first_response"]
+    assert fr["breached_at"] == "2026-03-02T09:30:00+00:00" and fr["state"] == "breached"
+    assert events(world) == [(t, "first_response", 1, "breach", "2026-03-02T09:30:00+00:00")]
+    # the same outcome whatever the sweep's cadence: a sweep now finds nothing more to mark
+    assert sweep(cli, "2026-03-02T09:45:00Z")["actions"] == []
+    assert len(events(world)) == 1

@@ -182,8 +182,11 @@ def refresh(
         target = rules.target(ticket, metric)
         should_run = ticket.status not in target.pause and ticket.status not in ("solved", "closed")
         running = _get(ticket, metric, "running_since") is not None
+        # a running clock already past its stored due time breached then, under the rules in
+        # force then: mark it before anything (a policy or calendar change) moves its due time,
+        # so the outcome does not depend on whether the sweep happened to run in between
+        _catch_breach(session, ticket, metric, now, by)
         if running and not should_run:
-            _catch_breach(session, ticket, metric, now, by)
             _stop_running(ticket, metric, rules, now)
         elif not running and should_run:
             _set(ticket, metric, "running_since", now)
