@@ -389,3 +389,19 @@ def test_a_breach_that_happened_survives_a_policy_change_before_the_sweep_saw_it
     # the same outcome whatever the sweep's cadence: a sweep now finds nothing more to mark
     assert sweep(cli, "2026-03-02T09:45:00Z")["actions"] == []
     assert len(events(world)) == 1
+
+
+def test_a_note_on_an_overdue_clock_leaves_the_breach_to_the_sweep_which_notifies(
+    world: Database, cli
+) -> None:
+    t = open_ticket(cli, "urgent")["id"]  # first response due 09:30
+    doc = call(
+        cli, "support", "tickets", "note", str(t), "--body", "x", "--now", "2026-03-02T09:40:00Z"
+    )
+    assert doc["clocks"]["first_response"]["breached_at"] is None
+    out = sweep(cli, "2026-03-02T09:45:00Z")
+    assert rows(out) == [("sla_breach", t, "first_response", -15)]
+    assert events(world) == [(t, "first_response", 1, "breach", "2026-03-02T09:30:00+00:00")]
+    with world.read_session() as s:
+        keys = s.scalars(select(OutboundMessage.idempotency_key)).all()
+    assert keys == [f"sla:{t}:first_response:1:breach"]

@@ -182,11 +182,8 @@ def refresh(
         target = rules.target(ticket, metric)
         should_run = ticket.status not in target.pause and ticket.status not in ("solved", "closed")
         running = _get(ticket, metric, "running_since") is not None
-        # a running clock already past its stored due time breached then, under the rules in
-        # force then: mark it before anything (a policy or calendar change) moves its due time,
-        # so the outcome does not depend on whether the sweep happened to run in between
-        _catch_breach(session, ticket, metric, now, by)
         if running and not should_run:
+            _catch_breach(session, ticket, metric, now, by)
             _stop_running(ticket, metric, rules, now)
         elif not running and should_run:
             _set(ticket, metric, "running_since", now)
@@ -203,6 +200,13 @@ def refresh(
         share = target.seconds * rules.warning.percent // 100 - used
         by_share = clock.add_seconds(since, share) if share > 0 else since
         warn = max(due - dt.timedelta(minutes=rules.warning.minutes), by_share)
+        stored = _get(ticket, metric, "due_at")
+        if running and stored is not None and stored <= now and due != stored:
+            # the clock ran past its due time under the rules in force then: the breach
+            # happened, whatever a policy or calendar change says now (and whether or not the
+            # sweep ran in between); an unchanged due time is left to the sweep, which notifies
+            _catch_breach(session, ticket, metric, now, by)
+            continue
         _set(ticket, metric, "due_at", due)
         # A due time in the past (a clock the sweep has not reached yet, or a stricter target)
         # stays unmarked here: the sweep marks it at that due time and notifies the agent.
