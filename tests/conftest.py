@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -15,6 +16,11 @@ from sqlalchemy.engine import make_url
 from faithflow_ops.cli.common import reset_database_cache
 from faithflow_ops.db import Database
 from faithflow_ops.migrate import upgrade
+
+# Property tests draw the same examples on every run (derandomize): a failure is reproducible
+# and CI never goes red on a draw that the next run would not make.
+hypothesis.settings.register_profile("faithflow", derandomize=True, print_blob=True)
+hypothesis.settings.load_profile("faithflow")
 
 POSTGRES_URL = os.environ.get("FAITHFLOW_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("FAITHFLOW_REQUIRE_POSTGRES") == "1"
