@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from faithflow_ops.support.clock import ALWAYS, Calendar, add_seconds, seconds_between
@@ -87,6 +88,8 @@ def test_seconds_between_matches_a_minute_counter(
 def test_add_seconds_lands_on_the_earliest_instant_with_that_much_working_time(
     cal: Calendar, start: dt.datetime, minutes: int
 ) -> None:
+    # within add_seconds' ten-year search (a week of 1 working minute cannot reach 554 minutes)
+    assume(sum(b - a for day in cal.weekly for a, b in day) * 52 * 8 >= minutes)
     due = add_seconds(cal, start, minutes * 60)
     assert seconds_between(cal, start, due) == minutes * 60
     # one minute earlier is not enough: due is the earliest such instant
@@ -126,3 +129,9 @@ def test_calendar_hours_count_every_second() -> None:
     start = dt.datetime(2026, 3, 7, 23, 0, tzinfo=UTC)
     assert add_seconds(ALWAYS, start, 3600) == start + dt.timedelta(hours=1)
     assert seconds_between(ALWAYS, start, start + dt.timedelta(days=2)) == 2 * 86400
+
+
+def test_add_seconds_refuses_a_target_out_of_reach_in_ten_years() -> None:
+    one_minute_a_week = Calendar("UTC", ((), (), (), (), (), (), ((0, 1),)))
+    with pytest.raises(ValueError, match="no working time in the next ten years"):
+        add_seconds(one_minute_a_week, dt.datetime(2026, 3, 1, tzinfo=UTC), 554 * 60)

@@ -349,3 +349,24 @@ def test_a_command_dated_before_the_tickets_last_change_exits_2(
     _nothing_written(world, 1, 1)
     with world.read_session() as s:
         assert s.scalar(select(func.count()).select_from(SlaEvent)) == 0
+
+
+def test_a_target_the_calendar_cannot_reach_exits_2_and_writes_nothing(
+    world: Database, cli
+) -> None:
+    set_hours = cli("sla", "calendar", "set", "--hours", "sun 00:00-00:01")
+    assert set_hours.exit_code == 0, set_hours.stderr
+    result = cli("support", "tickets", "open", "--tenant", "grace", "--subject", "x")
+    assert result.exit_code == 2, result.stdout
+    assert "not reached within ten years on the business calendar" in said(result)
+    assert "Traceback" not in result.stderr
+    _nothing_written(world, 0, 0)
+
+
+@pytest.mark.parametrize("target", ["99999999999", "1d99999999999h", "366d"])
+def test_a_target_beyond_a_year_exits_2(world: Database, cli, target: str) -> None:
+    result = cli("sla", "policy", "set", "--metric", "resolution", "--target", target)
+    assert result.exit_code == 2, result.stdout
+    assert "is more than a year" in said(result)
+    shown = call(cli, "sla", "policy", "show")
+    assert {r["source"] for r in shown} == {"default"}

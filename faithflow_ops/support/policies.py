@@ -63,6 +63,7 @@ DEFAULT_PAUSE: dict[str, tuple[str, ...]] = {
 DEFAULT_WEEKLY: dict[str, list[list[str]]] = {
     day: ([["09:00", "17:00"]] if day not in ("sat", "sun") else []) for day in DAYS
 }
+MAX_TARGET_MINUTES = 365 * 1440  # a target beyond a year is a typo, and overflows the column
 PAUSABLE = tuple(s for s in OPEN_STATUSES if s != "new")  # open, pending, on_hold
 
 
@@ -134,6 +135,11 @@ def parse_duration(text: str) -> int:
         minutes = d * 1440 + h * 60 + m
     if minutes <= 0:
         raise UserError(f"--target {text!r} must be more than 0 minutes")
+    if minutes > MAX_TARGET_MINUTES:
+        raise UserError(
+            f"--target {text!r} is more than a year ({MAX_TARGET_MINUTES} minutes); "
+            "give a shorter target, e.g. 5d or 40h"
+        )
     return minutes
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from faithflow_ops.db import upsert_insert
+from faithflow_ops.errors import UserError
 from faithflow_ops.models import SlaEvent, SupportTicket
 from faithflow_ops.models.support import METRICS
 from faithflow_ops.support.clock import ALWAYS, Calendar
@@ -196,7 +197,15 @@ def refresh(
             continue
         clock = rules.clock(target)
         used = int(_get(ticket, metric, "elapsed_seconds") or 0)
-        due = clock.add_seconds(since, target.seconds - used)
+        try:
+            due = clock.add_seconds(since, target.seconds - used)
+        except ValueError:
+            raise UserError(
+                f"the {ticket.priority} {metric} target ({target.minutes} business minutes) "
+                "is not reached within ten years on the business calendar; give it more working "
+                "hours (`faithflow sla calendar set --hours ...`) or lower the target "
+                "(`faithflow sla policy set`)"
+            ) from None
         share = target.seconds * rules.warning.percent // 100 - used
         by_share = clock.add_seconds(since, share) if share > 0 else since
         warn = max(due - dt.timedelta(minutes=rules.warning.minutes), by_share)
