@@ -56,7 +56,9 @@ def list_(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Only this tenant's (slug).")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=100_000, help="Show at most this many.")
+    ] = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Outbox messages, newest first: channel, recipient, template, status, attempts."""
@@ -177,7 +179,15 @@ def send(
             raise UserError(f"--var {item!r} is not key=value; use e.g. --var amount_minor=150000")
         variables[name.strip()] = value
     now = parse_now(None)
-    when = parse_now(not_before) if not_before else None
+    when = None
+    if not_before:
+        try:
+            when = parse_now(not_before)
+        except UserError:
+            raise UserError(
+                f"--not-before {not_before!r} is not an ISO-8601 time; use e.g. "
+                "--not-before 2026-03-01T09:00:00Z"
+            ) from None
     with database().session() as session:
         row = None
         if tenant:

@@ -89,8 +89,11 @@ def list_messages(
     return out, total
 
 
+_MAX_ID = 2**31 - 1  # outbound_messages.id is an INTEGER: a larger id cannot exist
+
+
 def _message(session: Session, message_id: int) -> OutboundMessage:
-    msg = session.get(OutboundMessage, message_id)
+    msg = session.get(OutboundMessage, message_id) if 0 < message_id <= _MAX_ID else None
     if msg is None:
         raise NotFound(f"no outbox message {message_id}; see `faithflow comms list`")
     return msg

@@ -34,6 +34,9 @@ from faithflow_ops.models.comms import PENDING_STATUSES
 
 _MESSAGES = cast(Table, OutboundMessage.__table__)
 _LOOKUP_CHUNK = 5000  # keys per `IN (…)` when looking up keys that were already used
+# Column sizes (models/comms.py): refused with a UserError, not a database error on Postgres.
+_KEY_LENGTH = 255  # String(255)
+_SUBJECT_LENGTH = 500  # String(500)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,11 @@ def enqueue_many(
 def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str, Any]:
     """The outbound_messages row of one message (rendered, status before suppressions)."""
     try:
+        if len(message.idempotency_key) > _KEY_LENGTH:
+            raise UserError(
+                f"the idempotency key is {len(message.idempotency_key)} characters; at most "
+                f"{_KEY_LENGTH}"
+            )
         to = contacts.normalize(message.channel, message.recipient)
         tenant = message.tenant
         locale = tenant.locale if tenant is not None else "en"
@@ -159,6 +167,11 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
         rendered = templates.render(
             message.template, message.channel, variables, locale=locale, timezone=timezone
         )
+        if rendered.subject is not None and len(rendered.subject) > _SUBJECT_LENGTH:
+            raise UserError(
+                f"the subject is {len(rendered.subject)} characters; at most {_SUBJECT_LENGTH} "
+                f"(template {message.template}: shorten the values it puts in the subject)"
+            )
     except UserError as exc:
         if total == 1:
             raise
