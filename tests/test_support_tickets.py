@@ -370,3 +370,50 @@ def test_a_target_beyond_a_year_exits_2(world: Database, cli, target: str) -> No
     assert "is more than a year" in said(result)
     shown = call(cli, "sla", "policy", "show")
     assert {r["source"] for r in shown} == {"default"}
+
+
+BIG = "99999999999999999999"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["support", "tickets", "show", BIG], f"no ticket {BIG}"),
+        (["support", "tickets", "show", "2147483648"], "no ticket 2147483648"),
+        (["support", "tickets", "reply", BIG, "--as", "agent", "--body", "x"], "no ticket"),
+        (["support", "tickets", "status", BIG, "solved"], "no ticket"),
+        (
+            ["support", "tickets", "reply", "{t}", "--as", "agent", "--body", "x", "--agent", BIG],
+            f"no agent '{BIG}'",
+        ),
+        (["support", "tickets", "assign", "{t}", "--to", "2147483648"], "no agent"),
+        (["support", "tickets", "open", "--tenant", BIG, "--subject", "x"], f"no tenant '{BIG}'"),
+        (["support", "tickets", "list", "--tenant", BIG], "no tenant"),
+        (["support", "kb", "show", BIG], f"no knowledge-base article '{BIG}'"),
+        (["support", "kb", "suggest", BIG], "no ticket"),
+        (["support", "kb", "deflect", BIG, "x"], "no ticket"),
+        (["support", "kb", "confirm", BIG], "no ticket"),
+    ],
+)
+def test_an_id_beyond_the_integer_range_is_not_found_not_a_traceback(
+    world: Database, cli, args: list[str], message: str
+) -> None:
+    t = open_ticket(cli)["id"]
+    result = cli(*[a.replace("{t}", str(t)) for a in args])
+    assert result.exit_code == 2, result.stdout
+    assert message in said(result) and "Traceback" not in result.stderr
+    _nothing_written(world, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("option", "length", "most"),
+    [("--subject", 501, 500), ("--requester-name", 201, 200), ("--category", 65, 64)],
+)
+def test_an_overlong_field_exits_2_on_both_dialects(
+    world: Database, cli, option: str, length: int, most: int
+) -> None:
+    args = ["support", "tickets", "open", "--tenant", "grace", "--subject", "x"]
+    result = cli(*args, option, "y" * length)
+    assert result.exit_code == 2, result.stdout
+    assert f"{option} is {length} characters; keep it to {most}" in said(result)
+    _nothing_written(world, 0, 0)

@@ -115,7 +115,9 @@ def get_article(session: Session, ref: str | int) -> KbArticle:
     key = str(ref).strip()
     query = select(KbArticle)
     if key.isdigit():
-        article = session.scalar(query.where(KbArticle.id == int(key)))
+        article = (
+            session.scalar(query.where(KbArticle.id == int(key))) if tickets.is_id(key) else None
+        )
     else:
         article = session.scalar(query.where(KbArticle.slug == key))
     if article is None:

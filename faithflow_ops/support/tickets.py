@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.comms import contacts
@@ -25,9 +25,19 @@ from faithflow_ops.support import sla
 from faithflow_ops.support.sla import Rules
 
 SET_STATUSES = ("open", "pending", "on_hold", "solved", "closed")
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: a larger number names no row (and overflows)
+# column lengths (models/support.py), checked before the INSERT so Postgres never refuses it
+MAX_SUBJECT, MAX_NAME, MAX_CATEGORY = 500, 200, 64
+
+
+def is_id(text: str) -> bool:
+    """A reference that is a row id (digits within the INTEGER range), not a slug or e-mail."""
+    return text.isdigit() and int(text) <= MAX_ID
 
 
 def get_ticket(session: Session, ticket_id: int, *, lock: bool = False) -> SupportTicket:
+    if not 1 <= ticket_id <= MAX_ID:
+        raise NotFound(f"no ticket {ticket_id}; see `faithflow support tickets list`")
     query = select(SupportTicket).where(SupportTicket.id == ticket_id)
     if lock:
         query = query.with_for_update()
@@ -42,7 +52,7 @@ def find_agent(session: Session, who: str) -> User:
     who = who.strip()
     query = select(User)
     if who.isdigit():
-        query = query.where(User.id == int(who))
+        query = query.where(User.id == int(who) if is_id(who) else false())
     else:
         query = query.where(func.lower(User.email) == who.lower())
     user = session.scalars(query).one_or_none()
@@ -62,7 +72,9 @@ def find_agent(session: Session, who: str) -> User:
 def _tenant(session: Session, ref: str) -> Tenant:
     ref = ref.strip()
     query = select(Tenant).where(
-        Tenant.id == int(ref) if ref.isdigit() else Tenant.slug == ref.lower()
+        (Tenant.id == int(ref) if is_id(ref) else false())
+        if ref.isdigit()
+        else Tenant.slug == ref.lower()
     )
     tenant = session.scalars(query).one_or_none()
     if tenant is None or tenant.deleted_at is not None:
@@ -159,6 +171,13 @@ def open_ticket(
     one_of("--priority", priority, PRIORITIES)
     if not subject.strip():
         raise UserError("--subject is empty; give the ticket a subject")
+    for option, value, most in (
+        ("--subject", subject.strip(), MAX_SUBJECT),
+        ("--requester-name", requester_name, MAX_NAME),
+        ("--category", category, MAX_CATEGORY),
+    ):
+        if value is not None and len(value) > most:
+            raise UserError(f"{option} is {len(value)} characters; keep it to {most}")
     owner = _tenant(session, tenant)
     email = requester or owner.billing_email
     if not email:
