@@ -426,6 +426,7 @@ def test_prefs_quiet_none_turns_quiet_hours_off(run, db: Database) -> None:
         (("--pause-until", "2026-12-01"), "say why dunning is paused with --note"),
         (("--pause-until", "next week", "--note", "x"), "is not a date"),
         (("--pause-until", "2026-01-01", "--note", "x"), "is not in the future"),
+        (("--pause-until", "9999-12-31", "--note", "x"), "more than a year away"),
         (("--pause-until", "2026-12-01", "--note", "x", "--resume"), "not both"),
         (("--note", "x"), "--note goes with --pause-until"),
         ((), "nothing to change"),

@@ -25,6 +25,7 @@ from faithflow_ops.errors import UserError
 from faithflow_ops.models import DunningPreference, Tenant
 
 CHANNELS = ("email", "sms", "whatsapp")
+_MAX_PAUSE = dt.timedelta(days=366)  # a pause is a promised payment, not a way to stop dunning
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CHUNK = 5000  # ids per IN (…) list: far below SQLite's and Postgres's bind-parameter limits
 
@@ -302,6 +303,12 @@ def _validated(changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
                     raise UserError(
                         f"--pause-until {value.isoformat()} is not in the future; give a later "
                         "date, or --resume to end a pause"
+                    )
+                if value > now + _MAX_PAUSE:
+                    raise UserError(
+                        f"--pause-until {value.isoformat()} is more than a year away; "
+                        "a pause holds dunning for a promised payment: give a date within "
+                        "a year (cancel the subscription to stop dunning for good)"
                     )
                 value = value.astimezone(dt.UTC)
             values[key] = value
