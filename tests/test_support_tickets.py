@@ -417,3 +417,24 @@ def test_an_overlong_field_exits_2_on_both_dialects(
     assert result.exit_code == 2, result.stdout
     assert f"{option} is {length} characters; keep it to {most}" in said(result)
     _nothing_written(world, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["support", "tickets", "open", "--tenant", "grace", "--subject", "x"],
+        ["support", "tickets", "open", "--tenant", "grace", "--subject", "x", "--priority", "low"],
+        ["support", "queue"],
+        ["support", "tickets", "show", "1"],
+        ["sla", "breaches", "--since"],
+    ],
+)
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:00Z"])
+def test_a_time_out_of_range_exits_2_not_a_traceback(
+    world: Database, cli, args: list[str], when: str
+) -> None:
+    option = [] if args[-1] == "--since" else ["--now"]
+    result = cli(*args, *option, when)
+    assert result.exit_code == 2, result.stdout
+    assert f"'{when}' is out of range" in said(result) and "Traceback" not in result.stderr
+    _nothing_written(world, 0, 0)

@@ -49,19 +49,9 @@ def breaches(
     as_json: JsonOpt = False,
 ) -> None:
     """SLA breaches, newest first: ticket, metric, episode, due and breached times."""
-    from faithflow_ops.errors import UserError
-    from faithflow_ops.jobs.base import parse_time
     from faithflow_ops.support.views import breaches as build
 
-    when = None
-    if since is not None:
-        try:
-            when = parse_time(since)
-        except ValueError:
-            raise UserError(
-                f"--since {since!r} is not an ISO-8601 time; use e.g. 2026-03-01 or "
-                "2026-03-01T09:00:00Z"
-            ) from None
+    when = support_kb.parse_when(since, "--since") if since is not None else None
     with database().read_session() as session:
         rows = build(session, open_only=open_only, since=when, priority=priority, limit=limit)
     if as_json:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from faithflow_ops.cli import output, support_kb
-from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
+from faithflow_ops.cli.common import JsonOpt, database, settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -100,7 +100,7 @@ def _mutate(now: str | None, as_json: bool, verb: str, change: Any) -> None:
     """Parse --now, run `change(session, rules, when)` in one transaction, print the ticket."""
     from faithflow_ops.support.tickets import ticket_doc
 
-    when = parse_now(now)
+    when = support_kb.parse_when(now)
     with database().session() as session:
         r = rules(session)
         ticket: SupportTicket = change(session, r, when)
@@ -179,7 +179,7 @@ def list_(
     """Tickets, newest first, with their status, assignee and nearest SLA due time."""
     from faithflow_ops.support.tickets import list_tickets, ticket_doc
 
-    when = parse_now(now)
+    when = support_kb.parse_when(now)
     with database().read_session() as session:
         r = rules(session)
         found, total = list_tickets(
@@ -224,7 +224,7 @@ def show(ticket_id: IdArg, now: NowOpt = None, as_json: JsonOpt = False) -> None
     """One ticket: fields, SLA clocks (minutes left at --now), messages and SLA events."""
     from faithflow_ops.support.tickets import ticket_details
 
-    when = parse_now(now)
+    when = support_kb.parse_when(now)
     with database().read_session() as session:
         doc = ticket_details(session, ticket_id, rules(session), when)
     _show_ticket(doc, as_json)
@@ -327,7 +327,7 @@ def queue(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     due within the hour, load per agent."""
     from faithflow_ops.support.views import queue as build
 
-    when = parse_now(now)
+    when = support_kb.parse_when(now)
     with database().read_session() as session:
         doc = build(session, when)
     if as_json:
