@@ -405,3 +405,43 @@ def test_a_note_on_an_overdue_clock_leaves_the_breach_to_the_sweep_which_notifie
     with world.read_session() as s:
         keys = s.scalars(select(OutboundMessage.idempotency_key)).all()
     assert keys == [f"sla:{t}:first_response:1:breach"]
+
+
+def test_breaches_open_and_limit_are_answered_in_sql(world: Database, cli) -> None:
+    from sqlalchemy import event
+
+    from faithflow_ops.support.views import breaches
+
+    answered = open_ticket(cli, "urgent")["id"]  # first response due 09:30
+    waiting = open_ticket(cli, "urgent", now="2026-03-02T09:05:00Z")["id"]  # due 09:35
+    sweep(cli, "2026-03-02T09:40:00Z")
+    call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(answered),
+        "--as",
+        "agent",
+        "--body",
+        "Sorry",
+        "--now",
+        "2026-03-02T09:45:00Z",
+    )
+    every = call(cli, "sla", "breaches")
+    assert [(b["ticket_id"], b["open"]) for b in every] == [(waiting, True), (answered, False)]
+    assert [b["ticket_id"] for b in call(cli, "sla", "breaches", "--open")] == [waiting]
+    assert [b["ticket_id"] for b in call(cli, "sla", "breaches", "--limit", "1")] == [waiting]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(world.engine, "before_cursor_execute", seen)
+    try:
+        with world.read_session() as s:
+            assert [r["ticket_id"] for r in breaches(s, open_only=True, limit=5)] == [waiting]
+    finally:
+        event.remove(world.engine, "before_cursor_execute", seen)
+    (query,) = [q for q in statements if "sla_events" in q]
+    assert "LIMIT" in query and "first_response_fulfilled_at IS NULL" in query

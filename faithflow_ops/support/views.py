@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import one_of
@@ -36,15 +36,27 @@ def breaches(
     if priority is not None:
         query = query.where(SupportTicket.priority == priority)
     if open_only:
-        query = query.where(SupportTicket.status.in_(OPEN_STATUSES))
+        # in SQL, so LIMIT reads only the rows shown (not every breach ever recorded): the
+        # ticket is open and the event's episode is the clock's current one, not fulfilled
+        query = query.where(
+            SupportTicket.status.in_(OPEN_STATUSES),
+            or_(
+                *(
+                    and_(
+                        SlaEvent.metric == metric,
+                        getattr(SupportTicket, f"{metric}_episode") == SlaEvent.episode,
+                        getattr(SupportTicket, f"{metric}_fulfilled_at").is_(None),
+                    )
+                    for metric in METRICS
+                )
+            ),
+        )
     rows = []
     for event, ticket, slug in session.execute(
-        query.order_by(SlaEvent.occurred_at.desc(), SlaEvent.id.desc())
+        query.order_by(SlaEvent.occurred_at.desc(), SlaEvent.id.desc()).limit(limit)
     ):
         current = getattr(ticket, f"{event.metric}_episode") == event.episode
         fulfilled = getattr(ticket, f"{event.metric}_fulfilled_at") if current else True
-        if open_only and fulfilled:
-            continue
         rows.append(
             {
                 "ticket_id": ticket.id,
@@ -61,8 +73,6 @@ def breaches(
                 "open": not fulfilled,
             }
         )
-        if len(rows) >= limit:
-            break
     return rows
 
 
