@@ -445,6 +445,13 @@ def test_lower_priority_numbers_go_first_and_the_limit_holds(
     assert statuses(db) == {high: "sent", mid: "sent", low: "queued"}
 
 
+def test_a_huge_limit_is_no_limit(db: Database, db_url: str, twilio: TwilioFake) -> None:
+    add(db, "sms", "+2348000000001")
+    result = run(db, settings(db_url, twilio), dry_run=True, limit=10**20)
+    assert result.status == "succeeded", result.error
+    assert result.counts == {"send": 1}
+
+
 def test_a_scheduled_message_is_never_sent_early(
     db: Database, db_url: str, twilio: TwilioFake
 ) -> None:

@@ -190,8 +190,8 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
         .where(MESSAGES.c.status.in_(PENDING_STATUSES), MESSAGES.c.next_attempt_at <= now)
         .order_by(MESSAGES.c.priority, MESSAGES.c.next_attempt_at, MESSAGES.c.id)
     )
-    if limit is not None:
-        query = query.limit(max(limit - len(expired), 0))
+    if limit is not None:  # clamped: a huge --limit is "no limit", not a driver overflow
+        query = query.limit(min(max(limit - len(expired), 0), 2**31 - 1))
     for row in session.execute(query):
         data = {
             "message": row.id,
