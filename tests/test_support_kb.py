@@ -439,3 +439,25 @@ def test_the_search_objects_survive_a_downgrade_and_upgrade(db: Database) -> Non
         )
     with db.read_session() as s:
         assert [m.article.slug for m in kb.search(s, "password")] == ["again"]
+
+
+def test_deflect_computes_the_clocks_with_the_configured_warning(
+    db: Database, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # resolution keeps running while pending (no pausing status): its warning time is set at
+    # the deflection, with FAITHFLOW_SLA_WARNING_MINUTES, not the built-in 15 minutes
+    _seed(db)
+    monkeypatch.setenv("FAITHFLOW_SLA_WARNING_MINUTES", "120")
+    paused = cli("sla", "policy", "set", "--metric", "resolution", "--pause", "")
+    assert paused.exit_code == 0, paused.stderr
+    ticket = _ticket(db, "Card declined", "The bank declined my card")
+    sent = cli(
+        "support", "kb", "deflect", str(ticket), "card-declined", "--now", "2026-03-02T10:20:00Z"
+    )
+    assert sent.exit_code == 0, sent.stderr
+    with db.read_session() as s:
+        row = s.get(SupportTicket, ticket)
+    assert row is not None and row.status == "pending"
+    # normal resolution: 3 business days from Mon 10:00 → Thu 10:00; warning 2 h before
+    assert row.resolution_due_at == dt.datetime(2026, 3, 5, 10, 0, tzinfo=dt.UTC)
+    assert row.resolution_warn_at == dt.datetime(2026, 3, 5, 8, 0, tzinfo=dt.UTC)

@@ -53,6 +53,13 @@ def parse_when(value: str | None, option: str = "--now") -> Any:
     return when
 
 
+def sla_rules(session: Any) -> Any:
+    """The SLA rules in force, with the configured warning settings (cli/support.py)."""
+    from faithflow_ops.cli.support import rules
+
+    return rules(session)
+
+
 _LIST_COLUMNS = {
     "id": "id",
     "slug": "slug",
@@ -306,7 +313,9 @@ def deflect(
 
     when = parse_when(now)
     with database().session() as session:
-        doc = deflection.deflect(session, ticket, article, now=when, actor=actor())
+        doc = deflection.deflect(
+            session, ticket, article, now=when, actor=actor(), rules=sla_rules(session)
+        )
     if as_json:
         output.print_json(doc)
         return
@@ -339,7 +348,9 @@ def confirm(
 
     when = parse_when(now)
     with database().session() as session:
-        doc = deflection.confirm(session, ticket, article=article, now=when, actor=actor())
+        doc = deflection.confirm(
+            session, ticket, article=article, now=when, actor=actor(), rules=sla_rules(session)
+        )
     if as_json:
         output.print_json(doc)
     else:

@@ -57,9 +57,11 @@ def deflect(
     *,
     now: dt.datetime,
     actor: str,
+    rules: Rules | None = None,
 ) -> dict[str, Any]:
     """Send a published article to the ticket's requester and set the ticket pending awaiting
-    their confirmation. Sending the same article for the same ticket again changes nothing."""
+    their confirmation. Sending the same article for the same ticket again changes nothing.
+    `rules`: the SLA rules in force (the CLI passes the configured warning settings)."""
     ticket = tickets.get_ticket(session, ticket_id, lock=True)
     article = kb.get_article(session, article_ref)
     if article.status != "published":
@@ -105,7 +107,7 @@ def deflect(
         session, ticket_id=ticket.id, article_id=article.id, kind="sent", now=now, actor=actor
     )
     kb.count_view(session, article.id, now=now)
-    rules = Rules.load(session)
+    rules = rules or Rules.load(session)
     tickets.reply(
         session,
         rules,
@@ -159,6 +161,7 @@ def confirm(
     article: str | int | None = None,
     now: dt.datetime,
     actor: str,
+    rules: Rules | None = None,
 ) -> dict[str, Any]:
     """The requester confirmed the article solved it: solve the ticket (resolution
     `deflected`) and credit the article (`resolved_by`). The ticket must be pending with an
@@ -187,7 +190,7 @@ def confirm(
             "(the requester replied or the status changed since); solve it with "
             f"`faithflow support tickets status {ticket.id} solved` if the article did help"
         )
-    rules = Rules.load(session)
+    rules = rules or Rules.load(session)
     tickets.set_status(session, rules, ticket.id, "solved", now=now, resolution="deflected")
     kb.add_link(
         session,
