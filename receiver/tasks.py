@@ -97,6 +97,7 @@ def api_key_guard(settings: Settings) -> Callable[[ASGIConnection[Any, Any, Any,
 # Body
 
 FIELDS = ("dry_run", "now", "limit")
+MAX_LIMIT = 1_000_000_000  # a database LIMIT must fit 64 bits; no run plans more than this
 EXAMPLE = '{"dry_run": true, "now": "2026-03-01T09:00:00Z", "limit": 100}'
 
 
@@ -157,8 +158,12 @@ def parse_body(raw: bytes) -> TaskRequest:
     if dry_run is not None and not isinstance(dry_run, bool):
         raise _bad("dry_run", f"dry_run must be true or false, not {_show(dry_run)}")
     when = None if now is None else _parse_time(now)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise _bad("limit", f"limit must be a whole number of 1 or more, not {_show(limit)}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+    ):
+        raise _bad(
+            "limit", f"limit must be a whole number from 1 to {MAX_LIMIT:,}, not {_show(limit)}"
+        )
     return TaskRequest(dry_run=bool(dry_run), now=when, limit=limit)
 
 

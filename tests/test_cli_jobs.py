@@ -85,6 +85,8 @@ def test_bad_now_exits_2_with_an_example(cli, db: Database) -> None:
 def test_limit_below_one_is_a_usage_error(cli, db: Database) -> None:
     result = cli("subs", "backfill", "--limit", "0")
     assert result.exit_code == 2
+    huge = cli("subs", "backfill", "--limit", "99999999999999999999")  # beyond a SQL LIMIT
+    assert huge.exit_code == 2 and "less than or equal to 1000000000" in huge.stderr
 
 
 def test_unknown_job_name_exits_2(cli, db: Database) -> None:

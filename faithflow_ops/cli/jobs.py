@@ -33,7 +33,10 @@ NowOpt = Annotated[
     ),
 ]
 LimitOpt = Annotated[
-    int | None, typer.Option("--limit", min=1, help="Stop after planning this many actions.")
+    int | None,
+    typer.Option(
+        "--limit", min=1, max=1_000_000_000, help="Stop after planning this many actions."
+    ),
 ]
 
 TABLE_ROWS = 200  # a terminal table shows this many actions; --json has them all
