@@ -566,3 +566,20 @@ def test_the_edge_is_called_after_the_claim_commits_and_its_error_is_recorded(
     assert kinds(again) == ["issuing_check"] and again["actions"][0]["outcome"] == "applied"
     assert len(seen) == 2 and HOST in render.domains
     assert row(world).edge_status == "verified"
+
+
+def test_a_domain_missing_its_edge_setting_is_reported_and_the_others_are_checked(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stand = world["stand"]
+    add(world)  # a subdomain: CNAME target set
+    add(world, "grace-apex.test")  # an apex: needs FAITHFLOW_DOMAIN_A_RECORDS
+    monkeypatch.delenv("FAITHFLOW_DOMAIN_A_RECORDS")
+    result = automate(world, at(stand, minutes=1))
+    assert result["status"] == "succeeded"
+    by_host = {a["data"]["hostname"]: a for a in result["actions"]}
+    assert by_host[HOST]["kind"] == "pending_check"
+    apex = by_host["grace-apex.test"]
+    assert apex["kind"] == "not_checked" and apex["outcome"] == "reported"
+    assert "FAITHFLOW_DOMAIN_A_RECORDS" in apex["reason"]
+    assert row(world, "grace-apex.test").last_checked_at is None  # untouched, planned again

@@ -40,6 +40,7 @@ from faithflow_ops.comms import outbox
 from faithflow_ops.db import Database, rowcount
 from faithflow_ops.domains.lifecycle import Decision, DomainState, decide
 from faithflow_ops.domains.manage import txt_name, txt_value
+from faithflow_ops.errors import ConfigError
 from faithflow_ops.incidents.records import clear_incident, raise_incident
 from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
 from faithflow_ops.models import DomainCheck, Tenant, TenantDomain
@@ -108,6 +109,7 @@ def _first_address(observed: tuple[str, ...]) -> str | None:
 
 class TenantOpsAutomate(Job):
     name = "tenant_ops_automate"
+    report_only = frozenset({"not_checked"})
     table_columns = ("kind", "hostname", "tenant", "status", "certificate", "reason")
 
     @classmethod
@@ -154,27 +156,32 @@ class TenantOpsAutomate(Job):
         if ctx.progress:
             ctx.progress.start(len(rows))
         checks: list[DnsCheck] = []
+        unchecked: dict[int, str] = {}  # domain id → the setting it lacks
         for domain, _ in rows:
+            try:
+                target_check = DnsCheck.target(
+                    domain.hostname,
+                    cname_target=None if domain.apex else settings.domain_cname_target,
+                    a_records=settings.domain_a_records if domain.apex else (),
+                    key=f"target:{domain.id}",
+                )
+            except ConfigError as exc:  # e.g. an apex domain while no A records are set
+                unchecked[domain.id] = str(exc)
+                continue
             if domain.status == "pending_dns":
                 checks.append(
                     DnsCheck.txt(
                         txt_name(domain.hostname), txt_value(domain), key=f"txt:{domain.id}"
                     )
                 )
-            checks.append(
-                DnsCheck.target(
-                    domain.hostname,
-                    cname_target=None if domain.apex else settings.domain_cname_target,
-                    a_records=settings.domain_a_records if domain.apex else (),
-                    key=f"target:{domain.id}",
-                )
-            )
+            checks.append(target_check)
         prober = DnsProber(settings)
         results = {r.check.key: r for r in run_sync(lambda: prober.probe_many(checks))}
         tls_for = [
             domain
             for domain, _ in rows
             if domain.status in ("issuing_cert", "active", "expiring", "degraded")
+            and domain.id not in unchecked
         ]
         tls: dict[int, Any] = {}
         if tls_for:
@@ -190,6 +197,9 @@ class TenantOpsAutomate(Job):
             )
             tls = {d.id: r for d, r in zip(tls_for, found, strict=True)}
         for domain, slug in rows:
+            if domain.id in unchecked:
+                yield self._unchecked(domain, slug, unchecked[domain.id])
+                continue
             target = results[f"target:{domain.id}"]
             txt = results.get(f"txt:{domain.id}")
             probe = tls.get(domain.id)
@@ -245,6 +255,23 @@ class TenantOpsAutomate(Job):
             yield self._action(domain, slug, decision, history)
             if ctx.progress:
                 ctx.progress.advance(1)
+
+    @staticmethod
+    def _unchecked(domain: TenantDomain, slug: str, why: str) -> Action:
+        """Report-only: a domain that cannot be checked until a setting is made (the others
+        in the run are checked; this one keeps its state and is planned again next run)."""
+        data = {
+            "domain_id": domain.id,
+            "hostname": domain.hostname,
+            "tenant": slug,
+            "tenant_id": domain.tenant_id,
+            "from_status": domain.status,
+            "status": domain.status,
+            "certificate_status": domain.certificate_status,
+            "failover_active": domain.failover_active,
+            "consecutive_failures": domain.consecutive_failures,
+        }
+        return Action("not_checked", f"domain:{domain.id}", why, data)
 
     @staticmethod
     def _action(
