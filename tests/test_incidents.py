@@ -169,3 +169,23 @@ def test_a_failing_alert_hook_is_retried_with_backoff_and_fails_nothing_else(
 def test_nothing_is_planned_without_hooks(db: Database, cli: Any) -> None:
     open_incident(db)
     assert escalate(cli, at(hours=2))["actions"] == []
+
+
+def test_a_failed_page_is_retried_next_run_and_leaves_the_alert_backoff_alone(
+    db: Database, cli: Any, hooks: tuple[AlertReceiver, PagerDutyFake]
+) -> None:
+    from provider_fakes import Reply
+
+    _, pager = hooks
+    incident_id = open_incident(db)
+    escalate(cli, at(minutes=1))  # alerted
+    pager.queue("POST", "/v2/enqueue", Reply(500, {"status": "error"}))
+    failed = escalate(cli, at(minutes=31))
+    assert [(a["kind"], a["outcome"]) for a in failed["actions"]] == [("page", "failed")]
+    row = incident(db, incident_id)
+    assert (
+        row.paged_at is None and row.hook_attempts == 0 and "page: " in (row.last_hook_error or "")
+    )
+    again = escalate(cli, at(minutes=32))
+    assert [(a["kind"], a["outcome"]) for a in again["actions"]] == [("page", "applied")]
+    assert incident(db, incident_id).paged_at is not None

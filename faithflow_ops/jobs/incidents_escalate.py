@@ -157,7 +157,7 @@ class IncidentsEscalate(Job):
             )
             where.append(column.is_(None))
             values: dict[str, Any] = {column.key: now, "last_hook_error": None}
-        else:
+        elif action.kind == "alert":
             attempts = data["hook_attempts"] + 1
             wait = min(HOOK_BACKOFF * 2 ** (attempts - 1), HOOK_BACKOFF_CAP)
             values = {
@@ -165,6 +165,10 @@ class IncidentsEscalate(Job):
                 "next_hook_at": now + wait,
                 "last_hook_error": f"{action.kind}: {error}",
             }
+        else:
+            # A page that failed is tried again by the next run (PagerDuty's own dedup_key
+            # makes a repeat harmless); it never delays the alert's retries.
+            values = {"last_hook_error": f"{action.kind}: {error}"}
         changed = session.execute(
             update(Incident)
             .where(*where)
