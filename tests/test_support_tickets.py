@@ -303,6 +303,8 @@ def test_bad_open_input_exits_2(world: Database, cli) -> None:
         (["--requester", "not-an-email"], "not-an-email"),
         (["--now", "2026-13-01"], "--now '2026-13-01' is not an ISO-8601"),
         (["--assign", "ghost@x.example"], "no agent"),
+        (["--body", ""], "--body is empty"),
+        (["--body", "  "], "--body is empty"),
     ):
         result = cli(*base, *extra)
         assert result.exit_code == 2, (extra, result.stdout)

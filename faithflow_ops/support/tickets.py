@@ -169,6 +169,8 @@ def open_ticket(
     assignee: str | None = None,
 ) -> SupportTicket:
     one_of("--priority", priority, PRIORITIES)
+    if body is not None and not body.strip():
+        raise UserError("--body is empty; write the requester's message, or leave out --body")
     if not subject.strip():
         raise UserError("--subject is empty; give the ticket a subject")
     for option, value, most in (
