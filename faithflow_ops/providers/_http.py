@@ -21,7 +21,7 @@ import email.utils
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 if TYPE_CHECKING:
     import httpx
@@ -177,6 +177,22 @@ class PooledClient:
     context manager so the pool is closed."""
 
     _client: httpx.Client
+    provider: ClassVar[str]  # how errors name it: "paystack", "Render", …
+
+    def _transport(self, operation: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """One HTTP request, any answer returned; a timeout or a transport error becomes a
+        retryable ProviderError (the caller judges the status and runs it through `call`)."""
+        import httpx
+
+        try:
+            return self._client.request(method, url, **kwargs)
+        except httpx.TimeoutException:
+            raise ProviderError(
+                self.provider, operation, "the request timed out", retryable=True, timed_out=True
+            ) from None
+        except httpx.HTTPError as exc:
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise ProviderError(self.provider, operation, detail, retryable=True) from None
 
     def __enter__(self) -> Self:
         return self

@@ -27,6 +27,8 @@ PROVIDER = "alert webhook"
 class AlertHook(PooledClient):
     """POSTs alerts to `ALERT_WEBHOOK_URL`. Use as a context manager (it owns a pool)."""
 
+    provider = PROVIDER
+
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
         import httpx
 
@@ -36,20 +38,11 @@ class AlertHook(PooledClient):
 
     def send(self, alert: dict[str, Any]) -> None:
         """POST `alert` as JSON; any 2xx is success, anything else a ProviderError."""
-        import httpx
 
         operation = str(alert.get("type") or "alert")
 
         def once() -> None:
-            try:
-                response = self._client.post(self.url, json=alert)
-            except httpx.TimeoutException:
-                raise ProviderError(
-                    PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
-                ) from None
-            except httpx.HTTPError as exc:
-                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+            response = self._transport(operation, "POST", self.url, json=alert)
             if response.status_code >= 300:
                 text = response.text.strip()[:200] or response.reason_phrase or "no message"
                 raise ProviderError(

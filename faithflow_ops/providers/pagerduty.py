@@ -62,6 +62,8 @@ class EventAccepted:
 class PagerDutyEvents(PooledClient):
     """Sends Events API v2 events with PAGERDUTY_ROUTING_KEY. Use as a context manager."""
 
+    provider = PROVIDER
+
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
         import httpx
 
@@ -111,7 +113,6 @@ class PagerDutyEvents(PooledClient):
         self, action: EventAction, dedup_key: str, payload: dict[str, Any] | None = None
     ) -> EventAccepted:
         """POST one event; retried on connection errors, timeouts, 429 and 5xx."""
-        import httpx
 
         if not dedup_key or len(dedup_key) > MAX_DEDUP_KEY:
             raise UserError(
@@ -128,15 +129,7 @@ class PagerDutyEvents(PooledClient):
         operation = f"event {action}"
 
         def once() -> EventAccepted:
-            try:
-                response = self._client.post(self.url, json=body)
-            except httpx.TimeoutException:
-                raise ProviderError(
-                    PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
-                ) from None
-            except httpx.HTTPError as exc:
-                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+            response = self._transport(operation, "POST", self.url, json=body)
             return _accepted(operation, response, dedup_key)
 
         return call(once, self.policy, provider=PROVIDER, operation=operation)

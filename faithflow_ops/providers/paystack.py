@@ -74,6 +74,8 @@ class PaystackAPI(PooledClient):
     Use as a context manager (it owns an HTTP connection pool).
     """
 
+    provider = PROVIDER
+
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
         import httpx
 
@@ -92,22 +94,13 @@ class PaystackAPI(PooledClient):
     def _pages(
         self, operation: str, path: str, params: dict[str, Any], per_page: int = 100
     ) -> Iterator[dict[str, Any]]:
-        import httpx
 
         page = 1
         while True:
             query = {**params, "perPage": per_page, "page": page}
 
             def once(query: dict[str, Any] = query) -> dict[str, Any]:
-                try:
-                    response = self._client.get(path, params=query)
-                except httpx.TimeoutException:
-                    raise ProviderError(
-                        PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
-                    ) from None
-                except httpx.HTTPError as exc:
-                    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                    raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+                response = self._transport(operation, "GET", path, params=query)
                 return _list_answer(operation, response)
 
             doc = call(once, self.policy, provider=PROVIDER, operation=operation)
@@ -153,18 +146,9 @@ class PaystackAPI(PooledClient):
     ) -> dict[str, Any]:
         """`data` of a `{"status": true, "data": {...}}` answer, or a ProviderError ({} when
         `data_required` is False and the answer has none, as `subscription/disable` sends)."""
-        import httpx
 
         def once() -> dict[str, Any]:
-            try:
-                response = self._client.request(method, path, json=body)
-            except httpx.TimeoutException:
-                raise ProviderError(
-                    PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
-                ) from None
-            except httpx.HTTPError as exc:
-                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+            response = self._transport(operation, method, path, json=body)
             return _answer(operation, response, data_required)
 
         return call(once, self.policy, provider=PROVIDER, operation=operation)

@@ -110,6 +110,8 @@ def _norm(name: str) -> str:
 class RenderAPI(PooledClient):
     """Render's custom-domain calls for RENDER_SERVICE_ID. Use as a context manager."""
 
+    provider = PROVIDER
+
     def __init__(self, settings: Settings, policy: RetryPolicy | None = None) -> None:
         import httpx
 
@@ -135,18 +137,9 @@ class RenderAPI(PooledClient):
         params: dict[str, Any] | None = None,
     ) -> httpx.Response:
         """One call through the retry policy; any 2xx answer, else ProviderError."""
-        import httpx
 
         def once() -> httpx.Response:
-            try:
-                response = self._client.request(method, path, json=body, params=params)
-            except httpx.TimeoutException:
-                raise ProviderError(
-                    PROVIDER, operation, "the request timed out", retryable=True, timed_out=True
-                ) from None
-            except httpx.HTTPError as exc:
-                detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                raise ProviderError(PROVIDER, operation, detail, retryable=True) from None
+            response = self._transport(operation, method, path, json=body, params=params)
             if response.status_code >= 300:
                 raise ProviderError(
                     PROVIDER,
