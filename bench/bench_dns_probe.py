@@ -13,35 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import dns_server, plain_dns_loop, print_rates
+
 EDGE = "edge.faithflow.test"
-
-
-async def plain_loop(names: list[str], port: int, concurrency: int, timeout: float) -> int:
-    import dns.asyncresolver
-    import dns.nameserver
-
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = [dns.nameserver.Do53Nameserver("127.0.0.1", port)]
-    resolver.lifetime = timeout
-    resolver.timeout = timeout / 2
-    limit = asyncio.Semaphore(concurrency)
-    answered = 0
-
-    async def one(name: str) -> None:
-        nonlocal answered
-        async with limit:
-            answer = await resolver.resolve(name + ".", "A")
-            answered += bool(answer.rrset)
-
-    await asyncio.gather(*(one(n) for n in names))
-    return answered
 
 
 async def probe_layer(names: list[str], port: int, concurrency: int, timeout: float) -> int:
@@ -64,42 +40,33 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args()
 
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "dns_server.py"), "--names", str(args.names)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        names = [f"www.church-{i}.test" for i in range(args.names)]
-        sides = {"plain dnspython loop": plain_loop, "probe_many": probe_layer}
-        rates: dict[str, list[float]] = {side: [] for side in sides}
-        asyncio.run(plain_loop(names[:50], port, args.concurrency, args.timeout))  # warm up
+    names = [f"www.church-{i}.test" for i in range(args.names)]
+    queries = [(name, "A") for name in names]
+
+    async def plain(port: int) -> int:
+        return await plain_dns_loop(queries, port, args.concurrency, args.timeout)
+
+    async def probe(port: int) -> int:
+        return await probe_layer(names, port, args.concurrency, args.timeout)
+
+    sides = {"plain dnspython loop": plain, "probe_many": probe}
+    rates: dict[str, list[float]] = {side: [] for side in sides}
+    with dns_server(args.names) as port:
+        asyncio.run(plain_dns_loop(queries[:50], port, args.concurrency, args.timeout))  # warm-up
         for _ in range(args.runs):
             for side, fn in sides.items():
                 started = time.perf_counter()
-                answered = asyncio.run(fn(names, port, args.concurrency, args.timeout))
+                answered = asyncio.run(fn(port))
                 elapsed = time.perf_counter() - started
                 if answered != len(names):
                     raise SystemExit(f"{side}: only {answered} of {len(names)} names answered")
                 rates[side].append(len(names) / elapsed)
-    finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(10)
 
     print(
         f"{args.names} names, concurrency {args.concurrency}, {args.runs} runs, "
         "loopback DNS server in its own process"
     )
-    medians = {side: statistics.median(values) for side, values in rates.items()}
-    for side, values in rates.items():
-        print(
-            f"  {side:22s} {medians[side]:8.0f} names/s (median; "
-            f"min {min(values):.0f}, max {max(values):.0f})"
-        )
+    medians = print_rates(rates, "names")
     share = medians["probe_many"] / medians["plain dnspython loop"]
     print(f"  probe_many / plain loop: {share:.0%}")
 

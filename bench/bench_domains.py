@@ -18,46 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import os
-import statistics
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
-from _common import admin, url_from, with_database
+from _common import admin, dns_server, plain_dns_loop, print_rates, url_from, with_database
 
-ROOT = Path(__file__).resolve().parent.parent
 EDGE = "edge.faithflow.test"
 NOW = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
-
-
-async def plain_loop(names: list[str], port: int, concurrency: int, timeout: float) -> int:
-    import dns.asyncresolver
-    import dns.nameserver
-    import dns.resolver
-
-    resolver = dns.asyncresolver.Resolver(configure=False)
-    resolver.nameservers = [dns.nameserver.Do53Nameserver("127.0.0.1", port)]
-    resolver.lifetime = timeout
-    resolver.timeout = timeout / 2
-    limit = asyncio.Semaphore(concurrency)
-    answered = 0
-
-    async def one(name: str, rdtype: str) -> None:
-        nonlocal answered
-        async with limit:
-            with contextlib.suppress(dns.resolver.NXDOMAIN):
-                await resolver.resolve(name + ".", rdtype)
-            answered += 1
-
-    await asyncio.gather(
-        *(one(f"_faithflow-verify.{n}", "TXT") for n in names), *(one(n, "A") for n in names)
-    )
-    return answered
 
 
 def seed(url: str, count: int) -> None:
@@ -142,44 +111,34 @@ def main() -> None:
     name = f"ff_bench_domains_{uuid.uuid4().hex[:8]}"
     admin(base, f'CREATE DATABASE "{name}"')
     url = with_database(base, name)
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "dns_server.py"), "--names", str(args.domains)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    names = [f"www.church-{i}.test" for i in range(args.domains)]
+    # What the preview asks per pending domain: the ownership TXT (NXDOMAIN) and the target.
+    queries = [(f"_faithflow-verify.{n}", "TXT") for n in names] + [(n, "A") for n in names]
+    rates: dict[str, list[float]] = {"plain dnspython loop": [], "domains preview": []}
     try:
         seed(url, args.domains)
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        names = [f"www.church-{i}.test" for i in range(args.domains)]
-        rates: dict[str, list[float]] = {"plain dnspython loop": [], "domains preview": []}
-        asyncio.run(plain_loop(names[:50], port, args.concurrency, args.timeout))  # warm up
-        load = os.getloadavg()[0]
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            answered = asyncio.run(plain_loop(names, port, args.concurrency, args.timeout))
-            if answered != 2 * len(names):
-                raise SystemExit(f"plain loop: {answered} of {2 * len(names)} answered")
-            rates["plain dnspython loop"].append(len(names) / (time.perf_counter() - started))
-            seconds = preview(url, port, args.timeout, args.domains)
-            rates["domains preview"].append(len(names) / seconds)
+        with dns_server(args.domains) as port:
+            warm = queries[:50]
+            asyncio.run(plain_dns_loop(warm, port, args.concurrency, args.timeout))
+            load = os.getloadavg()[0]
+            for _ in range(args.runs):
+                started = time.perf_counter()
+                answered = asyncio.run(
+                    plain_dns_loop(queries, port, args.concurrency, args.timeout)
+                )
+                if answered != len(queries):
+                    raise SystemExit(f"plain loop: {answered} of {len(queries)} answered")
+                rates["plain dnspython loop"].append(len(names) / (time.perf_counter() - started))
+                seconds = preview(url, port, args.timeout, args.domains)
+                rates["domains preview"].append(len(names) / seconds)
     finally:
-        if server.stdin:
-            server.stdin.close()
-        server.wait(10)
         admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     print(
         f"{args.domains} pending domains (2 DNS queries each), concurrency {args.concurrency}, "
         f"{args.runs} runs, DNS server in its own process, Postgres; load average {load:.1f}"
     )
-    medians = {side: statistics.median(values) for side, values in rates.items()}
-    for side, values in rates.items():
-        print(
-            f"  {side:22s} {medians[side]:8.0f} domains/s (median; "
-            f"min {min(values):.0f}, max {max(values):.0f})"
-        )
+    medians = print_rates(rates, "domains")
     share = medians["domains preview"] / medians["plain dnspython loop"]
     print(f"  domains preview / plain loop: {share:.0%}  (goal >= 50%)")
 
