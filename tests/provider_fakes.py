@@ -166,12 +166,14 @@ def _stripe_default(fake: FakeAPI, req: Recorded) -> Reply:
             },
         )
     parts = req.path.strip("/").split("/")
-    if req.method == "POST" and len(parts) == 4 and parts[:2] == ["v1", "invoices"]:
-        if parts[3] == "pay":  # dunning payment retry: the invoice, paid
-            return Reply(
-                200,
-                {"id": parts[2], "object": "invoice", "status": "paid", "paid": True},
-            )
+    # dunning payment retry: POST /v1/invoices/{id}/pay answers the invoice, paid
+    if (
+        req.method == "POST"
+        and len(parts) == 4
+        and parts[:2] == ["v1", "invoices"]
+        and (parts[3] == "pay")
+    ):
+        return Reply(200, {"id": parts[2], "object": "invoice", "status": "paid", "paid": True})
     return stripe_error(404, f"Unrecognized request URL ({req.method}: {req.path}).")
 
 

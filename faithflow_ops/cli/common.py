@@ -43,18 +43,27 @@ def reset_database_cache() -> None:
     _db_cache.clear()
 
 
-def parse_now(value: str | None) -> dt.datetime:
-    """`--now`: ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date); naive means UTC."""
+def parse_now(
+    value: str | None, option: str = "--now", example: str = "2026-03-01T09:00:00Z"
+) -> dt.datetime:
+    """`--now` (default: the wall clock), and any other time option (`--since`, `--until`):
+    ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date); naive means UTC. The option is
+    named in the message, with `example` as the hint. Refused outside 1970–8999: clock
+    arithmetic steps days either side and datetimes end at year 9999."""
     from faithflow_ops.jobs.base import parse_time
 
-    if value is None or value.strip() == "":
+    if value is None or (value.strip() == "" and option == "--now"):
         return dt.datetime.now(dt.UTC)
     try:
-        return parse_time(value)
-    except ValueError:
+        when = parse_time(value)
+    except (ValueError, OverflowError):
+        what = "time" if "T" in example else "date or time"
         raise UserError(
-            f"--now {value!r} is not an ISO-8601 time; use e.g. --now 2026-03-01T09:00:00Z"
+            f"{option} {value!r} is not an ISO-8601 {what}; use e.g. {option} {example}"
         ) from None
+    if not 1970 <= when.year < 9000:
+        raise UserError(f"{option} {value!r} is out of range; give a time from 1970 to 8999")
+    return when
 
 
 def actor() -> str:

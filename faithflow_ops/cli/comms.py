@@ -30,10 +30,6 @@ ContactArg = Annotated[
 ]
 
 
-def _short(value: Any) -> Any:
-    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, dt.datetime) else value
-
-
 def _clip(value: Any, width: int = 60) -> Any:
     if isinstance(value, str) and len(value) > width:
         return value[: width - 1] + "…"
@@ -73,7 +69,7 @@ def list_(
     else:
         output.table(
             [f.replace("_", " ") for f in LIST_FIELDS],
-            [[_clip(_short(r[f])) for f in LIST_FIELDS] for r in rows],
+            [[_clip(output.minute(r[f])) for f in LIST_FIELDS] for r in rows],
         )
     if total > len(rows):
         output.info(f"showing {len(rows)} of {total}; raise --limit to see more")
@@ -304,10 +300,10 @@ def suppress_list(
                 r["channel"],
                 r["contact"],
                 r["reason"],
-                _short(r["until"]) or "for good",
+                output.minute(r["until"]) or "for good",
                 r["note"],
                 r["created_by"],
-                _short(r["created_at"]),
+                output.minute(r["created_at"]),
             ]
             for r in rows
         ],

@@ -3,8 +3,7 @@ registry)."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -31,10 +30,6 @@ _LIST_COLUMNS = {
     "evidence_due_by": "evidence due",
     "closed_at": "closed",
 }
-
-
-def _short(value: Any) -> Any:
-    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, dt.datetime) else value
 
 
 @app.command("list")
@@ -64,7 +59,7 @@ def list_(
     else:
         output.table(
             list(_LIST_COLUMNS.values()),
-            [[_short(d[key]) for key in _LIST_COLUMNS] for d in page.disputes],
+            [[output.minute(d[key]) for key in _LIST_COLUMNS] for d in page.disputes],
         )
     if page.total > len(page.disputes):
         output.info(f"showing {len(page.disputes)} of {page.total}; raise --limit to see more")

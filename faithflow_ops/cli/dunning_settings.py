@@ -317,19 +317,6 @@ def prefs_set(
 # --- analytics ------------------------------------------------------------------------------
 
 
-def _when(value: str | None, option: str, default: dt.datetime) -> dt.datetime:
-    from faithflow_ops.jobs.base import parse_time
-
-    if value is None:
-        return default
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise UserError(
-            f"{option} {value!r} is not an ISO-8601 date or time; use e.g. {option} 2026-03-01"
-        ) from None
-
-
 def analytics(
     since: Annotated[
         str | None,
@@ -353,8 +340,10 @@ def analytics(
     from faithflow_ops.dunning.policy import current_policy
 
     at = parse_now(now)
-    end = _when(until, "--until", at)
-    start = _when(since, "--since", end - dt.timedelta(days=30))
+    end = at if until is None else parse_now(until, "--until", "2026-03-01")
+    start = (
+        end - dt.timedelta(days=30) if since is None else parse_now(since, "--since", "2026-03-01")
+    )
     with database().read_session() as session:
         order = tuple(s.key for s in current_policy(session).steps)
         doc = compute(session, since=start, until=end, step_order=order)

@@ -149,3 +149,8 @@ def is_terminal() -> bool:
 def day(value: Any) -> Any:
     """A time shown as its date: enough in a list table (`--json` and `show` keep the time)."""
     return value.date() if isinstance(value, dt.datetime) else value
+
+
+def minute(value: Any) -> Any:
+    """A time shown to the minute in a table (`--json` keeps it whole); other values as they are."""
+    return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, dt.datetime) else value

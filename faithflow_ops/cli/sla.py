@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from faithflow_ops.cli import output, support_kb
-from faithflow_ops.cli.common import JsonOpt, actor, database
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -31,10 +31,6 @@ calendar_app.add_typer(holiday_app, name="holiday")
 app.command("analytics")(support_kb.sla_analytics)  # cli/support_kb.py
 
 
-def _when(value: Any) -> Any:
-    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else value
-
-
 @app.command("breaches")
 def breaches(
     open_only: Annotated[
@@ -51,7 +47,7 @@ def breaches(
     """SLA breaches, newest first: ticket, metric, episode, due and breached times."""
     from faithflow_ops.support.views import breaches as build
 
-    when = support_kb.parse_when(since, "--since") if since is not None else None
+    when = parse_now(since, "--since") if since is not None else None
     with database().read_session() as session:
         rows = build(session, open_only=open_only, since=when, priority=priority, limit=limit)
     if as_json:
@@ -67,8 +63,8 @@ def breaches(
                 r["status"],
                 r["metric"],
                 r["episode"],
-                _when(r["due_at"]),
-                _when(r["breached_at"]),
+                output.minute(r["due_at"]),
+                output.minute(r["breached_at"]),
             ]
             for r in rows
         ],

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from faithflow_ops.cli import output, support_kb
-from faithflow_ops.cli.common import JsonOpt, database, settings
+from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -47,15 +47,13 @@ def rules(session: Session) -> Rules:
     return Rules.load(session, Warning(cfg.sla_warning_minutes, cfg.sla_warning_percent))
 
 
-def _when(value: Any) -> Any:
-    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else value
-
-
 def _show_ticket(doc: dict[str, Any], as_json: bool, verb: str | None = None) -> None:
     if as_json:
         output.print_json(doc)
         return
-    fields = {k: _when(v) for k, v in doc.items() if k not in ("clocks", "messages", "sla_events")}
+    fields = {
+        k: output.minute(v) for k, v in doc.items() if k not in ("clocks", "messages", "sla_events")
+    }
     output.record(fields, title=f"ticket {doc['id']}")
     output.table(
         ["metric", "state", "episode", "target", "due (UTC)", "min left", "breached", "fulfilled"],
@@ -65,10 +63,10 @@ def _show_ticket(doc: dict[str, Any], as_json: bool, verb: str | None = None) ->
                 c["state"],
                 c["episode"],
                 f"{c['target_minutes']} min {c['hours']}",
-                _when(c["due_at"]),
+                output.minute(c["due_at"]),
                 c["minutes_left"],
-                _when(c["breached_at"]),
-                _when(c["fulfilled_at"]),
+                output.minute(c["breached_at"]),
+                output.minute(c["fulfilled_at"]),
             ]
             for c in doc["clocks"].values()
         ],
@@ -78,7 +76,13 @@ def _show_ticket(doc: dict[str, Any], as_json: bool, verb: str | None = None) ->
         output.table(
             ["at", "author", "kind", "public", "body"],
             [
-                [_when(m["created_at"]), m["author"], m["author_kind"], m["public"], m["body"]]
+                [
+                    output.minute(m["created_at"]),
+                    m["author"],
+                    m["author_kind"],
+                    m["public"],
+                    m["body"],
+                ]
                 for m in doc["messages"]
             ],
             title="messages",
@@ -87,7 +91,13 @@ def _show_ticket(doc: dict[str, Any], as_json: bool, verb: str | None = None) ->
         output.table(
             ["metric", "episode", "kind", "occurred (UTC)", "due (UTC)"],
             [
-                [e["metric"], e["episode"], e["kind"], _when(e["occurred_at"]), _when(e["due_at"])]
+                [
+                    e["metric"],
+                    e["episode"],
+                    e["kind"],
+                    output.minute(e["occurred_at"]),
+                    output.minute(e["due_at"]),
+                ]
                 for e in doc["sla_events"]
             ],
             title="SLA events",
@@ -100,7 +110,7 @@ def _mutate(now: str | None, as_json: bool, verb: str, change: Any) -> None:
     """Parse --now, run `change(session, rules, when)` in one transaction, print the ticket."""
     from faithflow_ops.support.tickets import ticket_doc
 
-    when = support_kb.parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         r = rules(session)
         ticket: SupportTicket = change(session, r, when)
@@ -179,7 +189,7 @@ def list_(
     """Tickets, newest first, with their status, assignee and nearest SLA due time."""
     from faithflow_ops.support.tickets import list_tickets, ticket_doc
 
-    when = support_kb.parse_when(now)
+    when = parse_now(now)
     with database().read_session() as session:
         r = rules(session)
         found, total = list_tickets(
@@ -207,7 +217,7 @@ def list_(
                     d["status"],
                     d["subject"],
                     d["assignee"],
-                    _when(d["opened_at"]),
+                    output.minute(d["opened_at"]),
                     f"{nearest['metric']} {nearest['minutes_left']:+d} min" if nearest else "—",
                 ]
             )
@@ -224,7 +234,7 @@ def show(ticket_id: IdArg, now: NowOpt = None, as_json: JsonOpt = False) -> None
     """One ticket: fields, SLA clocks (minutes left at --now), messages and SLA events."""
     from faithflow_ops.support.tickets import ticket_details
 
-    when = support_kb.parse_when(now)
+    when = parse_now(now)
     with database().read_session() as session:
         doc = ticket_details(session, ticket_id, rules(session), when)
     _show_ticket(doc, as_json)
@@ -327,7 +337,7 @@ def queue(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     due within the hour, load per agent."""
     from faithflow_ops.support.views import queue as build
 
-    when = support_kb.parse_when(now)
+    when = parse_now(now)
     with database().read_session() as session:
         doc = build(session, when)
     if as_json:
@@ -353,7 +363,7 @@ def queue(now: NowOpt = None, as_json: JsonOpt = False) -> None:
                         r["ticket_id"],
                         r["metric"],
                         r["priority"],
-                        _when(r["due_at"]),
+                        output.minute(r["due_at"]),
                         r["minutes_left"],
                     ]
                     for r in doc[key]
@@ -364,7 +374,12 @@ def queue(now: NowOpt = None, as_json: JsonOpt = False) -> None:
         output.table(
             ["ticket", "priority", "waiting since", "minutes"],
             [
-                [r["ticket_id"], r["priority"], _when(r["waiting_since"]), r["waiting_minutes"]]
+                [
+                    r["ticket_id"],
+                    r["priority"],
+                    output.minute(r["waiting_since"]),
+                    r["waiting_minutes"],
+                ]
                 for r in doc["oldest_waiting"]
             ],
             title="oldest waiting",

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, actor, database
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 from faithflow_ops.errors import UserError
 
 kb_app = typer.Typer(
@@ -30,27 +30,6 @@ TagOpt = Annotated[
     list[str] | None,
     typer.Option("--tag", help="A tag (repeat, or separate with commas)."),
 ]
-
-
-def parse_when(value: str | None, option: str = "--now") -> Any:
-    """`--now` (default: now), `--since`, `--until`: ISO-8601, naive = UTC, a date = midnight
-    UTC; the option is named in the message. Refused outside 1970-9000: the business-time
-    arithmetic steps a day either side and the datetime range ends at year 1 and 9999."""
-    import datetime as dt
-
-    from faithflow_ops.jobs.base import parse_time
-
-    if value is None or (value.strip() == "" and option == "--now"):
-        return dt.datetime.now(dt.UTC)
-    try:
-        when = parse_time(value)
-    except (ValueError, OverflowError):
-        raise UserError(
-            f"{option} {value!r} is not an ISO-8601 time; use e.g. {option} 2026-03-01T09:00:00Z"
-        ) from None
-    if not 1970 <= when.year < 9000:
-        raise UserError(f"{option} {value!r} is out of range; give a time from 1970 to 8999")
-    return when
 
 
 def sla_rules(session: Any) -> Any:
@@ -115,7 +94,7 @@ def add(
 
     text = _body(body, body_file, required=True)
     assert text is not None
-    when = parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         article = kb.add_article(
             session,
@@ -152,7 +131,7 @@ def update(
     from faithflow_ops.support import kb
 
     text = _body(body, body_file, required=False)
-    when = parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         row = kb.update_article(
             session, article, title=title, body=text, tags=tags, now=when, actor=actor()
@@ -164,7 +143,7 @@ def update(
 def _set_status(article: str, status: str, now: str | None, as_json: bool) -> None:
     from faithflow_ops.support import kb
 
-    when = parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         row, changed = kb.set_status(session, article, status, now=when, actor=actor())
         doc = kb.article_doc(row)
@@ -255,7 +234,7 @@ def suggest(
     first; records them as `suggested` links unless --no-record."""
     from faithflow_ops.support import kb
 
-    when = parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         doc = kb.suggest(session, ticket, limit=limit, record=record, now=when, actor=actor())
     if as_json:
@@ -289,7 +268,7 @@ def link(
     """Link an article to a ticket by hand (does not message anyone or change the ticket)."""
     from faithflow_ops.support import kb
 
-    when = parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         doc = kb.link(session, ticket, article, kind=kind, now=when, actor=actor())
     if as_json:
@@ -311,7 +290,7 @@ def deflect(
     the ticket pending, awaiting their confirmation that it solved the problem."""
     from faithflow_ops.support import deflection
 
-    when = parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         doc = deflection.deflect(
             session, ticket, article, now=when, actor=actor(), rules=sla_rules(session)
@@ -346,7 +325,7 @@ def confirm(
     resolution `deflected`, crediting the article."""
     from faithflow_ops.support import deflection
 
-    when = parse_when(now)
+    when = parse_now(now)
     with database().session() as session:
         doc = deflection.confirm(
             session, ticket, article=article, now=when, actor=actor(), rules=sla_rules(session)
@@ -374,8 +353,8 @@ ByOpt = Annotated[
 def _period(since: str | None, until: str | None, now: str | None) -> tuple[Any, Any]:
     import datetime as dt
 
-    end = parse_when(until, "--until") if until is not None else parse_when(now)
-    start = parse_when(since, "--since") if since is not None else end - dt.timedelta(days=30)
+    end = parse_now(until, "--until") if until is not None else parse_now(now)
+    start = parse_now(since, "--since") if since is not None else end - dt.timedelta(days=30)
     if start >= end:
         raise UserError(
             f"--since {start.isoformat()} is not before --until {end.isoformat()}; "
