@@ -84,3 +84,41 @@ def test_rows_inserted_by_raw_sql_store_timestamps_like_the_orm(db: Database) ->
             .values(name="claimed")
         )
         assert claimed.rowcount == 1
+
+
+def test_among_matches_a_batch_of_keys_with_one_parameter_on_postgres(db: Database) -> None:
+    from faithflow_ops.db import among
+
+    with db.session() as s:
+        for n in range(5):
+            s.add(Tenant(slug=f"church-{n}", name=f"Church {n}"))
+    with db.read_session() as s:
+        ids = sorted(s.scalars(select(Tenant.id)).all())
+        where = among(Tenant.id, ids[1:4], db.dialect)
+        assert sorted(s.scalars(select(Tenant.id).where(where)).all()) == ids[1:4]
+        assert s.scalars(select(Tenant.id).where(among(Tenant.id, [], db.dialect))).all() == []
+        compiled = select(Tenant.id).where(where).compile(dialect=s.get_bind().dialect)
+    assert ("= ANY (" in str(compiled)) == (db.dialect == "postgresql")  # one array parameter
+
+
+def test_json_member_gives_each_row_its_own_value_or_an_empty_object(db: Database) -> None:
+    import json
+
+    from sqlalchemy import cast
+    from sqlalchemy.types import Text
+
+    from faithflow_ops.db import json_member
+
+    with db.session() as s:
+        for n in range(3):
+            s.add(Tenant(slug=f"church-{n}", name=f"Church {n}"))
+    with db.read_session() as s:
+        first, second, third = sorted(s.scalars(select(Tenant.id)).all())
+        document = {str(first): {"a": [1, "x"]}, str(second): {"b": None, "quote": 'say "hi"'}}
+        member = cast(json_member(document, Tenant.id, db.dialect), Text)
+        found = dict(s.execute(select(Tenant.id, member).order_by(Tenant.id)).tuples().all())
+    assert {k: json.loads(v) for k, v in found.items()} == {
+        first: {"a": [1, "x"]},
+        second: {"b": None, "quote": 'say "hi"'},
+        third: {},
+    }

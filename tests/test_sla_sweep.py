@@ -135,49 +135,85 @@ def test_reopen_gives_the_new_episode_its_own_breach(world: Database, cli) -> No
     ]
 
 
+def digests(db: Database) -> list[tuple[str, str, str]]:
+    """(recipient, subject, body) of the queued SLA e-mails, oldest first."""
+    with db.read_session() as s:
+        return [
+            (m.recipient, m.subject or "", m.body)
+            for m in s.scalars(select(OutboundMessage).order_by(OutboundMessage.id))
+            if m.template == "sla_digest" and m.category == "support"
+        ]
+
+
+def notices(db: Database, kind: str = "breach") -> dict[int, dict[str, Any]]:
+    with db.read_session() as s:
+        return {
+            e.ticket_id: e.data["notify"] for e in s.scalars(select(SlaEvent).filter_by(kind=kind))
+        }
+
+
 def test_notifications_go_to_the_assignee_or_the_queue_once(world: Database, cli) -> None:
     mine = open_ticket(cli, "urgent", assign="ada@faithflow.example")["id"]
     queue = open_ticket(cli, "urgent")["id"]
-    sweep(cli, "2026-03-02T09:25:00Z")
-    sweep(cli, "2026-03-02T09:40:00Z")
-    sweep(cli, "2026-03-02T09:40:00Z")
-    with world.read_session() as s:
-        sent = [
-            (m.recipient, m.template, m.idempotency_key, m.category)
-            for m in s.scalars(select(OutboundMessage).order_by(OutboundMessage.id))
-        ]
-        body = s.scalars(
-            select(OutboundMessage.subject).where(OutboundMessage.template == "sla_breach")
-        ).first()
-    assert sorted(sent) == sorted(
-        [
-            (
-                "ada@faithflow.example",
-                "sla_warning",
-                f"sla:{mine}:first_response:1:warning",
-                "support",
-            ),
-            (
-                "support@faithflow.example",
-                "sla_warning",
-                f"sla:{queue}:first_response:1:warning",
-                "support",
-            ),
-            (
-                "ada@faithflow.example",
-                "sla_breach",
-                f"sla:{mine}:first_response:1:breach",
-                "support",
-            ),
-            (
-                "support@faithflow.example",
-                "sla_breach",
-                f"sla:{queue}:first_response:1:breach",
-                "support",
-            ),
-        ]
+    sweep(cli, "2026-03-02T09:25:00Z")  # warnings
+    sweep(cli, "2026-03-02T09:40:00Z")  # breaches
+    sweep(cli, "2026-03-02T09:40:00Z")  # nothing new: nothing sent
+    sent = digests(world)
+    warned = "[SLA warning] ticket #{}: first response due in 5 min (urgent)"
+    breached = "[SLA breach] ticket #{}: first response overdue since 2026-03-02 09:30 (urgent)"
+    assert [(to, subject) for to, subject, _ in sent] == [
+        ("ada@faithflow.example", warned.format(mine)),
+        ("support@faithflow.example", warned.format(queue)),
+        ("ada@faithflow.example", breached.format(mine)),
+        ("support@faithflow.example", breached.format(queue)),
+    ]
+    body = sent[2][2]
+    assert (
+        f"- #{mine} [urgent] first response BREACHED at 2026-03-02 09:30 UTC (10 min overdue)"
+        in body
     )
-    assert body is not None and "[SLA breach]" in body and "first response" in body
+    assert f"faithflow support tickets show {mine}" in body and f"#{queue}" not in body
+    with world.read_session() as s:
+        by_id = {m.id: m for m in s.scalars(select(OutboundMessage))}
+    for ticket, note in notices(world).items():
+        assert f"#{ticket} " in by_id[note["message_id"]].body and note["status"] == "queued"
+
+
+def test_one_digest_per_recipient_lists_breaches_first_then_by_priority(
+    world: Database, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faithflow_ops.jobs import support_sla_sweep
+
+    # default targets, opened Monday 09:00, swept at 12:50: the high first response (due 10:00)
+    # and the urgent one (09:30) are breached; the normal first response (240 business
+    # minutes, due 13:00) and the urgent resolution (240 minutes, due 13:00) are warned
+    high = open_ticket(cli, "high")["id"]
+    normal = open_ticket(cli, "normal")["id"]
+    urgent = open_ticket(cli, "urgent")["id"]
+    monkeypatch.setattr(support_sla_sweep, "DIGEST_ITEMS", 2)
+    out = sweep(cli, "2026-03-02T12:50:00Z")
+    assert sorted(
+        (a["data"]["ticket_id"], a["kind"], a["data"]["metric"]) for a in out["actions"]
+    ) == [
+        (high, "sla_breach", "first_response"),
+        (normal, "sla_warning", "first_response"),
+        (urgent, "sla_breach", "first_response"),
+        (urgent, "sla_warning", "resolution"),
+    ]
+    ((to, subject, body),) = digests(world)  # all unassigned: ONE e-mail, to the queue
+    assert to == "support@faithflow.example"
+    assert subject == (
+        f"[SLA] 2 breaches, 2 warnings: ticket #{urgent}: first response overdue since "
+        "2026-03-02 09:30 (urgent) and 3 more"
+    )
+    # breaches before warnings, urgent before high; DIGEST_ITEMS listed, the rest counted
+    assert body.index(f"- #{urgent} [urgent] first response BREACHED") < body.index(
+        f"- #{high} [high] first response BREACHED"
+    )
+    assert f"- #{normal} " not in body and "… and 2 more, not listed here." in body
+    assert "marked 2 breaches, 2 warnings" in body
+    every = [*notices(world).values(), *notices(world, "warning").values()]
+    assert len(every) == 4 and len({n["message_id"] for n in every}) == 1
 
 
 def test_without_a_queue_address_the_breach_is_still_marked(
@@ -268,7 +304,7 @@ def test_the_plan_reads_open_tickets_through_its_partial_indexes(world: Database
                 assert index in plan, plan
 
 
-def test_a_batch_notifies_once_per_claim_and_a_bad_address_does_not_stop_the_others(
+def test_a_batch_sends_one_digest_per_recipient_and_a_bad_address_does_not_stop_the_others(
     world: Database, cli
 ) -> None:
     from sqlalchemy import update
@@ -285,24 +321,46 @@ def test_a_batch_notifies_once_per_claim_and_a_bad_address_does_not_stop_the_oth
         s.execute(update(SupportTicket).where(SupportTicket.id == odd).values(assignee_id=legacy))
     out = sweep(cli, "2026-03-02T09:40:00Z")
     assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 4}
+    notify = notices(world)
     with world.read_session() as s:
-        notify = {
-            e.ticket_id: e.data["notify"]
-            for e in s.scalars(select(SlaEvent).filter_by(kind="breach"))
-        }
         messages = {
-            m.id: (m.recipient, m.idempotency_key, m.status)
-            for m in s.scalars(select(OutboundMessage).filter_by(template="sla_breach"))
+            m.id: (m.recipient, m.idempotency_key, m.status, m.body)
+            for m in s.scalars(select(OutboundMessage).filter_by(template="sla_digest"))
         }
     assert notify[odd]["to"] == "not-an-address" and "not an email address" in notify[odd]["error"]
     assert "message_id" not in notify[odd]
-    assert len(messages) == 3
+    assert len(messages) == 2  # Ada's two breaches in one e-mail, the queue's in another
+    assert notify[mine[0]]["message_id"] == notify[mine[1]]["message_id"]
     for ticket, to in [(mine[0], "ada@"), (mine[1], "ada@"), (queue, "support@")]:
-        recipient, key, status = messages[notify[ticket]["message_id"]]
+        recipient, key, status, body = messages[notify[ticket]["message_id"]]
         assert recipient.startswith(to) and notify[ticket]["to"] == recipient
-        assert key == f"sla:{ticket}:first_response:1:breach"
+        assert key.startswith("sla:digest:20260302T094000Z:") and f"- #{ticket} [urgent]" in body
         assert status == notify[ticket]["status"] == "queued"
     assert sweep(cli, "2026-03-02T09:40:00Z")["counts"] == {}
+    assert len(digests(world)) == 2
+
+
+def test_a_digest_is_keyed_by_the_marks_it_reports() -> None:
+    from faithflow_ops.jobs.support_sla_sweep import _Claim, _digest
+
+    now = dt.datetime(2026, 3, 2, 9, 40, tzinfo=dt.UTC)
+    due = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
+
+    def item(ticket: int, kind: str = "sla_breach") -> tuple[_Claim, dict[str, Any]]:
+        claim = _Claim(kind, "resolution", ticket, 1, "normal", "s", None, 1, None, due)
+        doc = {"id": f"sla:{ticket}:resolution:1:{claim.event}", "minutes_left": -10}
+        return claim, doc | {"tenant": "grace", "assignee": None}
+
+    key = _digest("q@x.example", [item(1), item(2)], now).idempotency_key
+    assert key == _digest("q@x.example", [item(2), item(1)], now).idempotency_key
+    others = [
+        _digest("q@x.example", [item(1)], now),
+        _digest("q@x.example", [item(1), item(3)], now),
+        _digest("r@x.example", [item(1), item(2)], now),
+        _digest("q@x.example", [item(1), item(2, "sla_warning")], now),
+    ]
+    assert key not in {m.idempotency_key for m in others}
+    assert len(key) <= 255
 
 
 def test_a_suppressed_agent_gets_a_suppressed_message_and_the_breach_is_recorded(
@@ -327,28 +385,26 @@ def test_a_suppressed_agent_gets_a_suppressed_message_and_the_breach_is_recorded
     assert message is not None and message.status == "suppressed"
 
 
-def test_a_message_the_outbox_refuses_is_kept_in_its_event_and_the_rest_still_go_out(
+def test_a_digest_the_outbox_refuses_is_kept_in_its_events_and_the_rest_still_go_out(
     world: Database, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from faithflow_ops.comms import templates
     from faithflow_ops.errors import UserError
 
-    first = open_ticket(cli, "urgent")["id"]
-    second = open_ticket(cli, "urgent")["id"]
+    first = open_ticket(cli, "urgent", assign="ada@faithflow.example")["id"]
+    second = open_ticket(cli, "urgent")["id"]  # to the queue: a digest of its own
     render = templates.render
 
     def refuse_second(name: str, channel: str, variables: dict[str, Any], **kw: Any) -> Any:
-        if variables.get("ticket_id") == second:
-            raise UserError("template sla_breach.email.txt needs the variable 'x'")
+        if f"- #{second} " in variables.get("items", ""):
+            raise UserError("template sla_digest.email.txt needs the variable 'x'")
         return render(name, channel, variables, **kw)
 
     monkeypatch.setattr(templates, "render", refuse_second)
     out = sweep(cli, "2026-03-02T09:40:00Z")
     assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 2}
-    with world.read_session() as s:
-        notify = {e.ticket_id: e.data["notify"] for e in s.scalars(select(SlaEvent))}
-        keys = s.scalars(select(OutboundMessage.idempotency_key)).all()
-    assert keys == [f"sla:{first}:first_response:1:breach"]
+    notify = notices(world)
+    assert [to for to, _, _ in digests(world)] == ["ada@faithflow.example"]
     assert notify[first]["status"] == "queued" and "message_id" in notify[first]
     assert "needs the variable 'x'" in notify[second]["error"]
     assert "message_id" not in notify[second]
@@ -402,9 +458,8 @@ def test_a_note_on_an_overdue_clock_leaves_the_breach_to_the_sweep_which_notifie
     out = sweep(cli, "2026-03-02T09:45:00Z")
     assert rows(out) == [("sla_breach", t, "first_response", -15)]
     assert events(world) == [(t, "first_response", 1, "breach", "2026-03-02T09:30:00+00:00")]
-    with world.read_session() as s:
-        keys = s.scalars(select(OutboundMessage.idempotency_key)).all()
-    assert keys == [f"sla:{t}:first_response:1:breach"]
+    ((to, subject, _),) = digests(world)
+    assert to == "support@faithflow.example" and subject.startswith(f"[SLA breach] ticket #{t}:")
 
 
 def test_breaches_open_and_limit_are_answered_in_sql(world: Database, cli) -> None:

@@ -14,33 +14,39 @@ still due with what the rest needs — a row someone changed since the plan is `
 - breach: `<m>_breached_at = <m>_due_at` (the moment it happened, never the sweep's time);
 - warning: `<m>_warned_at = now`;
 then, in the same transaction, one `sla_events` row per claim (UNIQUE ticket, metric, episode,
-kind; the batch in one multi-row INSERT), an e-mail through the outbox to the assignee or,
-unassigned, FAITHFLOW_SUPPORT_QUEUE_EMAIL (idempotency key `sla:<ticket>:<metric>:<episode>:
-<kind>`; the batch's e-mails in one `outbox.enqueue_many`), and for urgent tickets a POST to
-ALERT_WEBHOOK_URL. A malformed address (or a message the outbox refuses) is kept in the
-event's `data.notify.error` and the breach is recorded all the same. A failing hook does not
-fail the sweep: its error is kept in the event's `data.alert` (and logged); the e-mail still
-goes out. A second sweep at the same `now` plans nothing.
+kind; the batch in one multi-row INSERT), and ONE e-mail per recipient for the batch through
+the outbox (template `sla_digest`: its marks listed breaches first, then by priority and due
+time): the assignee, or for unassigned tickets FAITHFLOW_SUPPORT_QUEUE_EMAIL. A digest, not an
+e-mail per mark: a sweep that finds 300 overdue clocks (a holiday, an outage of the sweep) must
+not bury the queue's inbox under 300 messages. Its idempotency key hashes the marks it reports,
+and each mark is claimed once, so no digest is ever queued twice. Each event's `data.notify`
+names the digest (`to`, `message_id`, `status`). For urgent tickets, a POST per mark to
+ALERT_WEBHOOK_URL (`id` `sla:<ticket>:<metric>:<episode>:<kind>`). A malformed address (or a
+digest the outbox refuses) is kept in the events' `data.notify.error` and the marks are
+recorded all the same. A failing hook does not fail the sweep: its error is kept in the
+event's `data.alert` (and logged); the e-mail still goes out. A second sweep at the same `now`
+plans nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, Table, and_, literal, or_, select, union_all, update
+from sqlalchemy import ColumnElement, Table, and_, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
-from faithflow_ops.bulk import insert_rows
 from faithflow_ops.comms import contacts, outbox
+from faithflow_ops.db import UTCDateTime, among, json_member, upsert_insert
 from faithflow_ops.errors import UserError
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
 from faithflow_ops.models import SlaEvent, SupportTicket, Tenant, User
-from faithflow_ops.models.support import METRICS
+from faithflow_ops.models.support import METRICS, PRIORITIES
 from faithflow_ops.providers._http import ProviderError
 
 log = structlog.get_logger("faithflow.sla")
@@ -187,13 +193,14 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
             raise ValueError(f"sla sweep has no action kind {action.kind!r}")
         groups[action.kind, action.data["metric"]].append(action)
     claims: dict[tuple[str, str, int], _Claim] = {}
+    dialect = session.get_bind().dialect.name
     for (kind, metric), group in groups.items():
         by_episode: dict[int, list[int]] = defaultdict(list)
         for a in group:
             by_episode[int(a.data["episode"])].append(int(a.data["ticket_id"]))
         planned = or_(
             *(
-                and_(_col(metric, "episode") == episode, _T.c.id.in_(ids))
+                and_(_col(metric, "episode") == episode, among(_T.c.id, ids, dialect))
                 for episode, ids in sorted(by_episode.items())
             )
         )
@@ -217,7 +224,6 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
                 _col(metric, "episode"),
                 _col(metric, "started_at"),
                 _col(metric, "due_at"),
-                _col(metric, "warn_at"),
             )
         )
         for row in result.tuples():
@@ -244,7 +250,6 @@ class _Claim:
     episode: int
     started_at: dt.datetime | None
     due_at: dt.datetime
-    warn_at: dt.datetime | None
 
     @property
     def event(self) -> str:
@@ -281,35 +286,51 @@ def _record_and_notify(session: Session, ctx: JobContext, claims: list[_Claim]) 
         )
     urgent = any(c.priority == "urgent" for c in claims)
     hook = _hook(settings) if urgent else None
-    events: list[dict[str, Any]] = []
+    data: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
     try:
         for claim, doc, notice in zip(claims, docs, notices, strict=True):
-            data: dict[str, Any] = {"notify": notice}
+            note: dict[str, Any] = {"notify": notice}
             if claim.priority == "urgent":
-                data["alert"] = _alert(hook, settings, doc)
-            events.append(
-                {
-                    "ticket_id": claim.ticket_id,
-                    "tenant_id": claim.tenant_id,
-                    "metric": claim.metric,
-                    "episode": claim.episode,
-                    "kind": claim.event,
-                    "priority": claim.priority,
-                    # a breach happened at its due time; a warning when it became due
-                    "occurred_at": claim.due_at
-                    if claim.event == "breach"
-                    else (claim.warn_at or now),
-                    "started_at": claim.started_at,
-                    "due_at": claim.due_at,
-                    "assignee_id": claim.assignee_id,
-                    "data": data,
-                    "created_at": now,
-                }
-            )
+                note["alert"] = _alert(hook, settings, doc)
+            data[claim.kind, claim.metric][claim.ticket_id] = note
     finally:
         if hook is not None:
             hook.close()
-    insert_rows(session, _EVENTS, events, conflict=["ticket_id", "metric", "episode", "kind"])
+    for (kind, metric), notes in data.items():
+        _insert_events(session, now, kind, metric, notes)
+
+
+def _insert_events(
+    session: Session, now: dt.datetime, kind: str, metric: str, notes: dict[int, dict[str, Any]]
+) -> None:
+    """The sla_events rows of one (kind, metric) group of claims, as ONE `INSERT … SELECT`
+    from the tickets just claimed (the clock's columns never make a round trip through Python;
+    only each event's `data` travels, as one JSON object keyed by ticket id)."""
+    dialect = session.get_bind().dialect.name
+    breach = kind == "sla_breach"
+    at = literal(now, UTCDateTime())
+    rows = select(
+        _T.c.id,
+        _T.c.tenant_id,
+        literal(metric),
+        _col(metric, "episode"),
+        literal("breach" if breach else "warning"),
+        _T.c.priority,
+        # a breach happened at its due time; a warning when it became due
+        _col(metric, "due_at") if breach else func.coalesce(_col(metric, "warn_at"), at),
+        _col(metric, "started_at"),
+        _col(metric, "due_at"),
+        _T.c.assignee_id,
+        json_member({str(k): v for k, v in notes.items()}, _T.c.id, dialect),
+        at,
+    ).where(among(_T.c.id, list(notes), dialect))
+    columns = ["ticket_id", "tenant_id", "metric", "episode", "kind", "priority", "occurred_at"]
+    columns += ["started_at", "due_at", "assignee_id", "data", "created_at"]
+    session.execute(
+        upsert_insert(dialect, _EVENTS)
+        .from_select(columns, rows)
+        .on_conflict_do_nothing(index_elements=["ticket_id", "metric", "episode", "kind"])
+    )
 
 
 def _document(
@@ -346,72 +367,119 @@ def _notify_all(
     docs: Sequence[dict[str, Any]],
     now: dt.datetime,
 ) -> list[dict[str, Any]]:
-    """The e-mails of a batch through the outbox at once; per claim what happened (`to` and
-    `message_id`/`status`, or `error` for a malformed address, or `skipped`). A bad address
-    never stops the others: the breach is recorded all the same."""
+    """One digest e-mail per recipient for the batch, through the outbox at once; per claim
+    what happened (`to` and the digest's `message_id`/`status`, or `error` for a malformed
+    address or a digest the outbox refused, or `skipped`). A bad address never stops the
+    other recipients' digests: the marks are recorded all the same."""
     notices: list[dict[str, Any]] = [{} for _ in claims]
-    messages: list[outbox.Message] = []
-    where: list[int] = []
-    for n, (claim, doc) in enumerate(zip(claims, docs, strict=True)):
+    by_address: dict[str, list[int]] = defaultdict(list)
+    for n, doc in enumerate(docs):
         to = doc["assignee"] or settings.support_queue_email
         if not to:  # logged once per batch by _record_and_notify
             notices[n] = {"skipped": "unassigned and FAITHFLOW_SUPPORT_QUEUE_EMAIL is not set"}
             continue
-        try:
-            contacts.normalize("email", to)
-        except UserError as exc:
-            notices[n] = {"to": to, "error": str(exc)}
-            continue
         notices[n] = {"to": to}
-        messages.append(_message(claim, doc, to))
-        where.append(n)
-    queued: list[outbox.Enqueued | None]
+        try:
+            by_address[contacts.normalize("email", to)].append(n)
+        except UserError as exc:
+            notices[n]["error"] = str(exc)
+    messages = [
+        _digest(address, [(claims[n], docs[n]) for n in members], now)
+        for address, members in by_address.items()
+    ]
+    groups = list(by_address.values())
+    queued: list[outbox.Enqueued | UserError]
     try:
         queued = list(outbox.enqueue_many(session, messages, now=now))
     except UserError:
-        # a message the outbox refuses (nothing of the batch was written): find it, keep the rest
+        # a digest the outbox refuses (nothing of the batch was written): find it, keep the rest
         queued = []
-        for message, n in zip(messages, where, strict=True):
+        for message in messages:
             try:
                 queued.append(outbox.enqueue_many(session, [message], now=now)[0])
             except UserError as exc:
-                notices[n]["error"] = str(exc)
-                queued.append(None)
-    for result, n in zip(queued, where, strict=True):
-        if result is not None:
-            notices[n].update(message_id=result.id, status=result.status)
+                queued.append(exc)
+    for result, members in zip(queued, groups, strict=True):
+        for n in members:
+            if isinstance(result, UserError):
+                notices[n]["error"] = str(result)
+            else:
+                notices[n].update(message_id=result.id, status=result.status)
     return notices
 
 
-def _message(claim: _Claim, doc: dict[str, Any], to: str) -> outbox.Message:
-    left = int(doc["minutes_left"])
+DIGEST_ITEMS = 100  # marks listed in one e-mail; the rest are counted, with where to see them
+_RANK = {p: n for n, p in enumerate(reversed(PRIORITIES))}  # urgent first
+
+
+def _digest(
+    address: str, items: list[tuple[_Claim, dict[str, Any]]], now: dt.datetime
+) -> outbox.Message:
+    """The e-mail telling one recipient what this batch marked for them: breaches first, then
+    the most urgent, then the earliest due. Keyed by the marks it reports (each is claimed once,
+    so a digest is never queued twice for the same marks)."""
+    items = sorted(
+        items,
+        key=lambda i: (i[0].event != "breach", _RANK[i[0].priority], i[0].due_at, i[0].order()),
+    )
+    breaches = sum(1 for claim, _ in items if claim.event == "breach")
+    counts = ", ".join(
+        _plural(n, word)
+        for n, word in ((breaches, "breach"), (len(items) - breaches, "warning"))
+        if n
+    )
+    claim, doc = items[0]
+    first = f"ticket #{claim.ticket_id}: {LABELS[claim.metric]} " + (
+        f"overdue since {claim.due_at:%Y-%m-%d %H:%M}"
+        if claim.event == "breach"
+        else f"due in {max(doc['minutes_left'], 0)} min"
+    )
+    if len(items) == 1:
+        headline = f"[SLA {claim.event}] {first} ({claim.priority})"
+    else:
+        headline = f"[SLA] {counts}: {first} ({claim.priority}) and {len(items) - 1} more"
+    listed = [_item(c, d) for c, d in items[:DIGEST_ITEMS]]
+    more = len(items) - len(listed)
+    marks = "\n".join(doc["id"] for _, doc in items)
+    digest = hashlib.sha256(f"{address}\n{marks}".encode()).hexdigest()[:24]
     return outbox.Message(
         channel="email",
-        recipient=to,
-        template=f"sla_{claim.event}",
+        recipient=address,
+        template="sla_digest",
         variables={
-            "ticket_id": claim.ticket_id,
-            "ticket_subject": claim.subject,
-            "tenant_slug": doc["tenant"] or "",
-            "priority": claim.priority,
-            "metric_label": LABELS[claim.metric],
-            "due": claim.due_at.strftime("%Y-%m-%d %H:%M"),
-            "minutes_left": max(left, 0),
-            "minutes_overdue": max(-left, 0),
-            "assignee": doc["assignee"] or "nobody (the queue)",
-            "target": _target_text(claim),
+            "headline": headline,
+            "counts": counts,
+            "swept": now.strftime("%Y-%m-%d %H:%M"),
+            "items": "\n\n".join(listed),
+            "more": f"\n… and {more} more, not listed here.\n" if more else "",
         },
-        idempotency_key=doc["id"],
-        priority=10 if claim.priority == "urgent" else 30,
+        idempotency_key=f"sla:digest:{now:%Y%m%dT%H%M%SZ}:{digest}",
+        priority=10 if any(c.priority == "urgent" for c, _ in items) else 30,
         category="support",
-        about=("support_ticket", claim.ticket_id),
+        about=("support_ticket", claim.ticket_id) if len(items) == 1 else None,
     )
 
 
-def _target_text(claim: _Claim) -> str:
+def _item(claim: _Claim, doc: dict[str, Any]) -> str:
+    """A mark as the digest lists it: what, when, the ticket, and the command to open it."""
+    left = int(doc["minutes_left"])
+    due = f"{claim.due_at:%Y-%m-%d %H:%M} UTC"
+    if claim.event == "breach":
+        what = f"BREACHED at {due} ({-left} min overdue)" if left < 0 else f"BREACHED at {due}"
+    else:
+        what = f"due {due} (in {max(left, 0)} min)"
     started = claim.started_at
-    when = f"{started:%Y-%m-%d %H:%M} UTC" if started is not None else "not started"
-    return f"episode {claim.episode}, started {when}"
+    since = f"{started:%Y-%m-%d %H:%M} UTC" if started is not None else "not started"
+    return (
+        f"- #{claim.ticket_id} [{claim.priority}] {LABELS[claim.metric]} {what}\n"
+        f'  "{claim.subject}" · {doc["tenant"] or "?"} · assigned to '
+        f"{doc['assignee'] or 'nobody (the queue)'} · episode {claim.episode}, started {since}\n"
+        f"  faithflow support tickets show {claim.ticket_id}"
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("ch") else f"{n} {word}s"
 
 
 def _hook(settings: Any) -> Any:
