@@ -341,23 +341,22 @@ def test_a_batch_sends_one_digest_per_recipient_and_a_bad_address_does_not_stop_
 
 
 def test_a_digest_is_keyed_by_the_marks_it_reports() -> None:
-    from faithflow_ops.jobs.support_sla_sweep import _Claim, _digest
+    from faithflow_ops.jobs.support_sla_sweep import _Claim, _digest, _Mark
 
     now = dt.datetime(2026, 3, 2, 9, 40, tzinfo=dt.UTC)
     due = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
 
-    def item(ticket: int, kind: str = "sla_breach") -> tuple[_Claim, dict[str, Any]]:
+    def mark(ticket: int, kind: str = "sla_breach") -> _Mark:
         claim = _Claim(kind, "resolution", ticket, 1, "normal", "s", None, 1, None, due)
-        doc = {"id": f"sla:{ticket}:resolution:1:{claim.event}", "minutes_left": -10}
-        return claim, doc | {"tenant": "grace", "assignee": None}
+        return _Mark(claim, "grace", None, -10)
 
-    key = _digest("q@x.example", [item(1), item(2)], now).idempotency_key
-    assert key == _digest("q@x.example", [item(2), item(1)], now).idempotency_key
+    key = _digest("q@x.example", [mark(1), mark(2)], now).idempotency_key
+    assert key == _digest("q@x.example", [mark(2), mark(1)], now).idempotency_key
     others = [
-        _digest("q@x.example", [item(1)], now),
-        _digest("q@x.example", [item(1), item(3)], now),
-        _digest("r@x.example", [item(1), item(2)], now),
-        _digest("q@x.example", [item(1), item(2, "sla_warning")], now),
+        _digest("q@x.example", [mark(1)], now),
+        _digest("q@x.example", [mark(1), mark(3)], now),
+        _digest("r@x.example", [mark(1), mark(2)], now),
+        _digest("q@x.example", [mark(1), mark(2, "sla_warning")], now),
     ]
     assert key not in {m.idempotency_key for m in others}
     assert len(key) <= 255

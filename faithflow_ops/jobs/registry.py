@@ -119,7 +119,7 @@ JOBS: tuple[JobSpec, ...] = (
     ),
     JobSpec(
         name="support_sla_sweep",
-        summary="Mark SLA breaches when they happen, warn before them, notify agents",
+        summary="Mark SLA breaches when they happen, warn before them, e-mail each agent a digest",
         cli_group="sla",
         cli_verb="sweep",
         task_path="/tasks/support/sla",
