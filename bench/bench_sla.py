@@ -11,7 +11,8 @@ printed, with the load average (the machine may be shared):
 - sweep: `run_job` of support_sla_sweep, as `faithflow sla sweep` runs it (lease, job_runs row,
   plan through the partial indexes, claim UPDATE … RETURNING, sla_events rows, the outbox
   digests: one e-mail per agent with marks and one to FAITHFLOW_SUPPORT_QUEUE_EMAIL for the
-  unassigned tickets — the tickets are spread over 50 agents, one in ten unassigned);
+  unassigned tickets — the tickets are spread over 50 agents, one in ten unassigned, so 500
+  breaches make 51 digests);
 - sweep (plan only): the same with --dry-run;
 - SQL UPDATE: `UPDATE support_tickets SET resolution_breached_at = resolution_due_at WHERE …`;
 - SQL UPDATE + sla_events: the UPDATE in a CTE feeding the `INSERT INTO sla_events` — the hand-
@@ -65,7 +66,7 @@ SELECT
     opened, opened,
     -- one in ten unassigned (notified at the queue address, or nowhere), the rest spread over
     -- the agents: the sweep queues a digest per agent with marks, and one for the queue
-    CASE WHEN g % 10 = 0 THEN NULL ELSE :agent + g % :agents END,
+    CASE WHEN g % 10 = 0 THEN NULL ELSE :agent + (g / 10) % :agents END,
     0,
     CASE WHEN g <= :open THEN NULL ELSE 'solved' END,
     CASE WHEN g <= :open THEN NULL ELSE opened + interval '5 hours' END,
@@ -184,10 +185,23 @@ UPDATE, UPDATE_EVENTS = "SQL UPDATE", "SQL UPDATE + sla_events"
 
 def expected(name: str, breaching: int) -> tuple[int, int, int, int]:
     """What a case must leave behind: (clocks marked, breach events, digests, events whose
-    digest lists their ticket). Ticket g is unassigned when g % 10 == 0, else agent g % AGENTS."""
-    recipients = {g % AGENTS if g % 10 else "queue" for g in range(1, breaching + 1)}
+    digest lists their ticket). Ticket g is unassigned when g % 10 == 0, else assigned to agent
+    (g // 10) % AGENTS; it is due at NOW - g minutes, so the plan (earliest due first) takes
+    the tickets from g = breaching down, in apply batches of the job's batch size, and each
+    batch sends one digest per recipient, listing at most DIGEST_ITEMS of its marks."""
+    from faithflow_ops.jobs.support_sla_sweep import DIGEST_ITEMS, JOB
+
+    order = range(breaching, 0, -1)
+    digests = listed = 0
+    for start in range(0, breaching, JOB.batch_size):
+        per: dict[object, int] = {}
+        for g in order[start : start + JOB.batch_size]:
+            to = (g // 10) % AGENTS if g % 10 else "queue"
+            per[to] = per.get(to, 0) + 1
+        digests += len(per)
+        listed += sum(min(n, DIGEST_ITEMS) for n in per.values())
     return {
-        SWEEP: (breaching, breaching, len(recipients), breaching),
+        SWEEP: (breaching, breaching, digests, listed),
         PLAN: (0, 0, 0, 0),
         UPDATE: (breaching, 0, 0, 0),
         UPDATE_EVENTS: (breaching, breaching, 0, 0),

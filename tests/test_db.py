@@ -101,6 +101,20 @@ def test_among_matches_a_batch_of_keys_with_one_parameter_on_postgres(db: Databa
     assert ("= ANY (" in str(compiled)) == (db.dialect == "postgresql")  # one array parameter
 
 
+def test_among_on_a_string_column_never_truncates_into_a_match(db: Database) -> None:
+    from sqlalchemy import Column, MetaData, String, Table
+
+    from faithflow_ops.db import among
+
+    codes = Table("among_codes", MetaData(), Column("code", String(8), primary_key=True))
+    with db.session() as s:
+        codes.create(s.connection())
+        s.execute(codes.insert(), [{"code": "grace-ch"}, {"code": "hope"}])
+        where = among(codes.c.code, ["grace-church", "hope"], db.dialect)
+        # a varchar(8)[] cast of the values would have matched grace-ch
+        assert s.scalars(select(codes.c.code).where(where)).all() == ["hope"]
+
+
 def test_json_member_gives_each_row_its_own_value_or_an_empty_object(db: Database) -> None:
     import json
 
@@ -110,15 +124,32 @@ def test_json_member_gives_each_row_its_own_value_or_an_empty_object(db: Databas
     from faithflow_ops.db import json_member
 
     with db.session() as s:
-        for n in range(3):
+        for n in range(6):
             s.add(Tenant(slug=f"church-{n}", name=f"Church {n}"))
     with db.read_session() as s:
-        first, second, third = sorted(s.scalars(select(Tenant.id)).all())
-        document = {str(first): {"a": [1, "x"]}, str(second): {"b": None, "quote": 'say "hi"'}}
+        ids = sorted(s.scalars(select(Tenant.id)).all())
+        values = [{"a": [1, "x"]}, {"quote": 'say "hi"'}, "text", None, True]
+        document: dict[str, object] = {str(i): v for i, v in zip(ids, values, strict=False)}
         member = cast(json_member(document, Tenant.id, db.dialect), Text)
         found = dict(s.execute(select(Tenant.id, member).order_by(Tenant.id)).tuples().all())
-    assert {k: json.loads(v) for k, v in found.items()} == {
-        first: {"a": [1, "x"]},
-        second: {"b": None, "quote": 'say "hi"'},
-        third: {},
-    }
+    # every member comes back as JSON, the same on both dialects; a missing one as {}
+    assert [json.loads(found[i]) for i in ids] == [*values, {}]
+
+
+def test_json_member_parses_its_document_once_even_under_a_generic_plan(db: Database) -> None:
+    if db.dialect != "postgresql":
+        pytest.skip("plan caching is a Postgres matter")
+    from faithflow_ops.db import json_member
+
+    stmt = select(Tenant.id, json_member({"1": {}}, Tenant.id, db.dialect))
+    compiled = stmt.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True})
+    sql = str(compiled).replace("""'{"1":{}}'""", "$1")
+    assert "$1" in sql
+    with db.session() as s:
+        s.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))
+        s.execute(text(f"PREPARE member_once(text) AS {sql}"))
+        plan = "\n".join(r[0] for r in s.execute(text("EXPLAIN EXECUTE member_once('{}')")))
+        s.execute(text("DEALLOCATE member_once"))
+    # an InitPlan runs once per statement; a bare CAST($1 AS JSONB) in the target list parses
+    # the whole document again for every row once the plan is generic
+    assert "InitPlan" in plan, plan

@@ -173,6 +173,8 @@ def test_notifications_go_to_the_assignee_or_the_queue_once(world: Database, cli
         in body
     )
     assert f"faithflow support tickets show {mine}" in body and f"#{queue}" not in body
+    assert "1 breach on tickets assigned to you:" in body
+    assert "1 breach on unassigned tickets (the support queue):" in sent[3][2]
     with world.read_session() as s:
         by_id = {m.id: m for m in s.scalars(select(OutboundMessage))}
     for ticket, note in notices(world).items():
@@ -214,6 +216,16 @@ def test_one_digest_per_recipient_lists_breaches_first_then_by_priority(
     assert "marked 2 breaches, 2 warnings" in body
     every = [*notices(world).values(), *notices(world, "warning").values()]
     assert len(every) == 4 and len({n["message_id"] for n in every}) == 1
+
+
+def test_the_event_names_the_address_as_the_digest_was_sent_to(
+    world: Database, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAITHFLOW_SUPPORT_QUEUE_EMAIL", " Support@FaithFlow.Example ")
+    t = open_ticket(cli, "urgent")["id"]
+    sweep(cli, "2026-03-02T09:40:00Z")
+    ((to, _, _),) = digests(world)
+    assert to == notices(world)[t]["to"] == "support@faithflow.example"
 
 
 def test_without_a_queue_address_the_breach_is_still_marked(

@@ -1,5 +1,6 @@
 """`faithflow sla sweep` (POST /tasks/support/sla, CRON_SUPPORT_SLA_SWEEP, default */5): mark SLA
-breaches when they happened, warn before them, notify (docs/support.md "The sweep").
+breaches when they happened, warn before them, e-mail each recipient one digest per batch
+(docs/support.md "The sweep").
 
 plan (read-only; one UNION ALL of a query per metric and kind, each over open tickets only
 through the partial indexes `ix_support_tickets_sla_<metric>_due` / `_warn`, so its cost
@@ -14,18 +15,19 @@ still due with what the rest needs — a row someone changed since the plan is `
 - breach: `<m>_breached_at = <m>_due_at` (the moment it happened, never the sweep's time);
 - warning: `<m>_warned_at = now`;
 then, in the same transaction, one `sla_events` row per claim (UNIQUE ticket, metric, episode,
-kind; the batch in one multi-row INSERT), and ONE e-mail per recipient for the batch through
-the outbox (template `sla_digest`: its marks listed breaches first, then by priority and due
-time): the assignee, or for unassigned tickets FAITHFLOW_SUPPORT_QUEUE_EMAIL. A digest, not an
-e-mail per mark: a sweep that finds 300 overdue clocks (a holiday, an outage of the sweep) must
-not bury the queue's inbox under 300 messages. Its idempotency key hashes the marks it reports,
-and each mark is claimed once, so no digest is ever queued twice. Each event's `data.notify`
-names the digest (`to`, `message_id`, `status`). For urgent tickets, a POST per mark to
-ALERT_WEBHOOK_URL (`id` `sla:<ticket>:<metric>:<episode>:<kind>`). A malformed address (or a
-digest the outbox refuses) is kept in the events' `data.notify.error` and the marks are
-recorded all the same. A failing hook does not fail the sweep: its error is kept in the
-event's `data.alert` (and logged); the e-mail still goes out. A second sweep at the same `now`
-plans nothing.
+kind; one `INSERT … SELECT` from the claimed tickets per metric and kind), and ONE e-mail per
+recipient for the batch through the outbox (template `sla_digest`: its marks listed breaches
+first, then by priority and due time): the assignee, or for unassigned tickets
+FAITHFLOW_SUPPORT_QUEUE_EMAIL. A digest, not an e-mail per mark: a sweep that finds 300 overdue
+clocks (a holiday, an outage of the sweep) must not bury the queue's inbox under 300 messages.
+Its idempotency key hashes the marks it reports, and each mark is claimed once, so no digest is
+ever queued twice. (A batch that fails is retried mark by mark by the runner: each of those
+marks then gets a digest of its own.) Each event's `data.notify` names the digest (`to`,
+`message_id`, `status`). For urgent tickets, a POST per mark to ALERT_WEBHOOK_URL (`id`
+`sla:<ticket>:<metric>:<episode>:<kind>`). A malformed address (or a digest the outbox refuses)
+is kept in the events' `data.notify.error` and the marks are recorded all the same. A failing
+hook does not fail the sweep: its error is kept in the event's `data.alert` (and logged); the
+e-mail still goes out. A second sweep at the same `now` plans nothing.
 """
 
 from __future__ import annotations
@@ -183,9 +185,9 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
     """Claim, record and notify a batch; 'applied' per claimed action, 'stale' otherwise.
 
     Statements for any batch size: one claiming UPDATE … RETURNING per metric and kind (the
-    rows it returns are all the rest needs), the assignees' and tenants' names, the outbox
-    batch (`enqueue_many`: one suppression query, one multi-row INSERT), one multi-row INSERT
-    of sla_events."""
+    rows it returns are all the rest needs), the assignees' and tenants' names, the digests
+    (`enqueue_many`: one suppression query, one multi-row INSERT), and one INSERT … SELECT of
+    sla_events per metric and kind."""
     now = ctx.now
     groups: dict[tuple[str, str], list[Action]] = defaultdict(list)
     for action in actions:
@@ -401,11 +403,13 @@ def _notify_all(
         if not to:  # logged once per batch by _record_and_notify
             notices[n] = {"skipped": "unassigned and FAITHFLOW_SUPPORT_QUEUE_EMAIL is not set"}
             continue
-        notices[n] = {"to": to}
         try:
-            by_address[contacts.normalize("email", to)].append(n)
+            address = contacts.normalize("email", to)
         except UserError as exc:
-            notices[n]["error"] = str(exc)
+            notices[n] = {"to": to, "error": str(exc)}
+            continue
+        notices[n] = {"to": address}  # as the digest's recipient is written
+        by_address[address].append(n)
     messages = [
         _digest(address, [marks[n] for n in members], now)
         for address, members in by_address.items()
@@ -457,6 +461,15 @@ def _digest(address: str, marks: list[_Mark], now: dt.datetime) -> outbox.Messag
         headline = f"[SLA {claim.event}] {first} ({claim.priority})"
     else:
         headline = f"[SLA] {counts}: {first} ({claim.priority}) and {len(marks) - 1} more"
+    mine, queue = any(m.assignee for m in marks), any(not m.assignee for m in marks)
+    scope = " and ".join(
+        what
+        for what, present in (
+            ("tickets assigned to you", mine),
+            ("unassigned tickets (the support queue)", queue),
+        )
+        if present
+    )
     listed = [_item(m) for m in marks[:DIGEST_ITEMS]]
     more = len(marks) - len(listed)
     reported = "\n".join(m.claim.key for m in marks)
@@ -468,6 +481,7 @@ def _digest(address: str, marks: list[_Mark], now: dt.datetime) -> outbox.Messag
         variables={
             "headline": headline,
             "counts": counts,
+            "scope": scope,
             "swept": _minute(now),
             "items": "\n\n".join(listed),
             "more": f"\n… and {more} more, not listed here.\n" if more else "",
