@@ -109,7 +109,7 @@ class SupportSlaSweep(Job):
                 d["ticket_id"],
                 d["metric"],
                 d["priority"],
-                d["due_at"],
+                d["due_at"][:16].replace("T", " "),  # to the minute; --json has it whole
                 d["minutes_left"],
             )
         ]
