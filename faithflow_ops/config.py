@@ -40,7 +40,14 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; set it to 1 or 0")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = None) -> int:
+def _int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
+    """A whole number; with `maximum` (and `minimum`) the message names the allowed range."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -50,8 +57,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = 
         raise ConfigError(
             f"{name}={raw!r} is not a whole number; set it to e.g. {default}"
         ) from None
+    fix = f"e.g. {default}" if maximum is None else f"{minimum}-{maximum}, e.g. {default}"
     if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={raw!r} is below {minimum}; set it to e.g. {default}")
+        raise ConfigError(f"{name}={raw!r} is below {minimum}; set it to {fix}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={raw!r} is above {maximum}; set it to {fix}")
     return value
 
 
@@ -458,8 +468,14 @@ class Settings:
             dispute_alert_days=_days(env, "FAITHFLOW_DISPUTE_ALERT_DAYS", (3, 1)),
             dispute_lookback_days=_int(env, "FAITHFLOW_DISPUTE_LOOKBACK_DAYS", 120, minimum=1),
             support_queue_email=_email(env, "FAITHFLOW_SUPPORT_QUEUE_EMAIL"),
-            sla_warning_minutes=_int(env, "FAITHFLOW_SLA_WARNING_MINUTES", 15, minimum=0),
-            sla_warning_percent=_int(env, "FAITHFLOW_SLA_WARNING_PERCENT", 80, minimum=0),
+            # minutes: at most a day; percent: 100 or more would put the warning at the due
+            # time, where the sweep records the breach instead (no warning would ever go out)
+            sla_warning_minutes=_int(
+                env, "FAITHFLOW_SLA_WARNING_MINUTES", 15, minimum=0, maximum=1440
+            ),
+            sla_warning_percent=_int(
+                env, "FAITHFLOW_SLA_WARNING_PERCENT", 80, minimum=1, maximum=99
+            ),
             pagerduty_routing_key=opt("PAGERDUTY_ROUTING_KEY"),
             pagerduty_api_base=_api_base(env, "PAGERDUTY_API_BASE", cls.pagerduty_api_base),
             health_timeout=_float(env, "FAITHFLOW_HEALTH_TIMEOUT", 5.0, minimum=0.01),

@@ -227,3 +227,38 @@ def test_bad_smtp_url_names_the_variable_and_hides_the_password(raw: str) -> Non
     with pytest.raises(ConfigError, match="SMTP_URL") as exc:
         Settings.from_env({"SMTP_URL": raw.replace("://", "://u:hunter2@", 1)})
     assert "hunter2" not in str(exc.value)
+
+
+def test_sla_warning_settings_have_defaults_and_take_their_bounds() -> None:
+    s = Settings.from_env({})
+    assert (s.sla_warning_minutes, s.sla_warning_percent) == (15, 80)
+    s = Settings.from_env(
+        {"FAITHFLOW_SLA_WARNING_MINUTES": "0", "FAITHFLOW_SLA_WARNING_PERCENT": "1"}
+    )
+    assert (s.sla_warning_minutes, s.sla_warning_percent) == (0, 1)
+    s = Settings.from_env(
+        {"FAITHFLOW_SLA_WARNING_MINUTES": "1440", "FAITHFLOW_SLA_WARNING_PERCENT": "99"}
+    )
+    assert (s.sla_warning_minutes, s.sla_warning_percent) == (1440, 99)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "fix"),
+    [
+        # at 100 % or more the warning time is the due time: no warning would ever be sent
+        ("FAITHFLOW_SLA_WARNING_PERCENT", "150", "is above 99; set it to 1-99, e.g. 80"),
+        ("FAITHFLOW_SLA_WARNING_PERCENT", "100", "is above 99; set it to 1-99, e.g. 80"),
+        ("FAITHFLOW_SLA_WARNING_PERCENT", "0", "is below 1; set it to 1-99, e.g. 80"),
+        ("FAITHFLOW_SLA_WARNING_PERCENT", "-20", "is below 1; set it to 1-99, e.g. 80"),
+        ("FAITHFLOW_SLA_WARNING_PERCENT", "eighty", "is not a whole number; set it to e.g. 80"),
+        ("FAITHFLOW_SLA_WARNING_MINUTES", "-5", "is below 0; set it to 0-1440, e.g. 15"),
+        ("FAITHFLOW_SLA_WARNING_MINUTES", "1441", "is above 1440; set it to 0-1440, e.g. 15"),
+        ("FAITHFLOW_SLA_WARNING_MINUTES", "15.5", "is not a whole number; set it to e.g. 15"),
+    ],
+)
+def test_bad_sla_warning_settings_name_the_variable_and_the_range(
+    name: str, raw: str, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: raw})
+    assert str(caught.value) == f"{name}={raw!r} {fix}"

@@ -12,7 +12,13 @@ from sqlalchemy import select, text
 
 from faithflow_ops.db import Database
 from faithflow_ops.migrate import current_revision, schema_diff, upgrade
-from faithflow_ops.models import KbArticle, OutboundMessage, SupportTicket, TicketKbLink
+from faithflow_ops.models import (
+    KbArticle,
+    OutboundMessage,
+    SupportMessage,
+    SupportTicket,
+    TicketKbLink,
+)
 from faithflow_ops.support import kb, tickets
 from faithflow_ops.support.sla import Rules
 from faithflow_ops.tenancy.tenants import add_tenant
@@ -283,6 +289,81 @@ def test_deflect_queues_the_article_by_email_and_sets_the_ticket_pending(db: Dat
     assert again["created"] is False and again["message_id"] == doc["message_id"]
     with db.read_session() as s:
         assert s.scalar(select(text("count(*)")).select_from(OutboundMessage)) == 1
+
+
+def test_a_sent_link_made_by_hand_does_not_stop_a_deflection(db: Database, cli) -> None:
+    # `kb link --kind sent`: the agent sent the article some other way; nothing was queued, so
+    # a deflection afterwards still queues it, sets the ticket pending and can be confirmed
+    _seed(db)
+    ticket = _ticket(db, "Forgot my password", "Cannot sign in")
+    linked = _json(
+        cli(
+            "support", "kb", "link", str(ticket), "reset-password", "--kind", "sent",
+            "--now", "2026-03-02T10:05:00Z", "--json",
+        )
+    )  # fmt: skip
+    assert linked["created"] is True
+    doc = _json(
+        cli(
+            "support", "kb", "deflect", str(ticket), "reset-password",
+            "--now", "2026-03-02T10:10:00Z", "--json",
+        )
+    )  # fmt: skip
+    assert doc["created"] is True and doc["ticket_status"] == "pending"
+    assert isinstance(doc["message_id"], int) and doc["message_status"] == "queued"
+    with db.read_session() as s:
+        message = s.get(OutboundMessage, doc["message_id"])
+        links = s.scalars(select(TicketKbLink).where(TicketKbLink.ticket_id == ticket)).all()
+        views = s.scalar(select(KbArticle.views).where(KbArticle.slug == "reset-password"))
+    assert message is not None and message.idempotency_key.startswith(f"kb-deflect:{ticket}:")
+    # still one `sent` link, now carrying the deflection's time (what `confirm` compares)
+    assert [(lk.kind, lk.at) for lk in links] == [
+        ("sent", dt.datetime(2026, 3, 2, 10, 10, tzinfo=dt.UTC))
+    ]
+    assert views == 1
+    confirmed = _json(
+        cli("support", "kb", "confirm", str(ticket), "--now", "2026-03-02T11:00:00Z", "--json")
+    )
+    assert (confirmed["ticket_status"], confirmed["resolution"]) == ("solved", "deflected")
+    assert confirmed["article"] == "reset-password"
+    with db.read_session() as s:
+        row = s.get(SupportTicket, ticket)
+    assert row is not None and (row.status, row.resolution) == ("solved", "deflected")
+
+
+def test_deflecting_twice_sends_once_and_names_the_first_message(db: Database, cli) -> None:
+    _seed(db)
+    ticket = _ticket(db, "Card declined", "The bank declined my card")
+    first = _json(
+        cli(
+            "support", "kb", "deflect", str(ticket), "card-declined",
+            "--now", "2026-03-02T10:20:00Z", "--json",
+        )
+    )  # fmt: skip
+    assert first["created"] is True
+    again = cli(
+        "support", "kb", "deflect", str(ticket), "card-declined", "--now", "2026-03-02T10:30:00Z"
+    )
+    assert again.exit_code == 0, again.stderr
+    assert (
+        f"article card-declined was already sent for ticket {ticket} "
+        f"(message {first['message_id']}); nothing sent again"
+    ) in said(again)
+    assert "None" not in said(again)
+    doc = _json(cli("support", "kb", "deflect", str(ticket), "card-declined", "--json"))
+    assert doc["created"] is False and doc["message_id"] == first["message_id"]
+    assert doc["message_status"] == "queued"
+    with db.read_session() as s:
+        assert s.scalar(select(text("count(*)")).select_from(OutboundMessage)) == 1
+        replies = s.scalar(
+            select(text("count(*)"))
+            .select_from(SupportMessage)
+            .where(SupportMessage.ticket_id == ticket, SupportMessage.author_kind == "agent")
+        )
+        link_at = s.scalar(select(TicketKbLink.at).where(TicketKbLink.ticket_id == ticket))
+        views = s.scalar(select(KbArticle.views).where(KbArticle.slug == "card-declined"))
+    assert replies == 1 and views == 1
+    assert link_at == dt.datetime(2026, 3, 2, 10, 20, tzinfo=dt.UTC)  # the first sending's
 
 
 def test_confirm_solves_the_ticket_as_deflected_and_credits_the_article(db: Database, cli) -> None:

@@ -2,10 +2,13 @@
 solved the problem (docs/support.md, "Knowledge base and deflection").
 
 - `deflect(ticket, article)`: the article goes to the requester by email through the outbox
-  (template `kb_article`, in the same transaction), a `sent` link is recorded, the sending is
-  recorded on the ticket as a public agent reply (it answers the requester, so it stops the
-  first/next response clocks like any reply) and the ticket goes `pending`, awaiting
-  confirmation — which pauses the resolution clock under the default policies.
+  (template `kb_article`, idempotency key `kb-deflect:<ticket>:<article>`, in the same
+  transaction), a `sent` link is recorded (one made by hand before, with `kb link`, takes the
+  deflection's time), the sending is recorded on the ticket as a public agent reply (it answers
+  the requester, so it stops the first/next response clocks like any reply) and the ticket goes
+  `pending`, awaiting confirmation — which pauses the resolution clock under the default
+  policies. Only that outbox message makes a repeated deflection a no-op: a `sent` link made by
+  hand queued nothing.
 - `confirm(ticket)`: the requester said it worked: the ticket is solved with resolution
   `deflected` and the article gets a `resolved_by` link (what analytics count as a deflection).
 - A requester reply instead goes through `support tickets reply --as requester`, which moves a
@@ -40,13 +43,10 @@ def idempotency_key(ticket_id: int, article_id: int) -> str:
     return f"kb-deflect:{ticket_id}:{article_id}"
 
 
-def _sent_link(session: Session, ticket_id: int, article_id: int) -> TicketKbLink | None:
+def _deflection_message(session: Session, key: str) -> OutboundMessage | None:
+    """The message an earlier deflection of this article for this ticket queued, if any."""
     return session.scalars(
-        select(TicketKbLink).where(
-            TicketKbLink.ticket_id == ticket_id,
-            TicketKbLink.article_id == article_id,
-            TicketKbLink.kind == "sent",
-        )
+        select(OutboundMessage).where(OutboundMessage.idempotency_key == key)
     ).one_or_none()
 
 
@@ -60,7 +60,9 @@ def deflect(
     rules: Rules | None = None,
 ) -> dict[str, Any]:
     """Send a published article to the ticket's requester and set the ticket pending awaiting
-    their confirmation. Sending the same article for the same ticket again changes nothing.
+    their confirmation. Deflecting the same article for the same ticket again changes nothing
+    and answers the first deflection's message (`created` False); a `sent` link recorded by hand
+    does not count as a deflection.
     `rules`: the SLA rules in force (the CLI passes the configured warning settings)."""
     ticket = tickets.get_ticket(session, ticket_id, lock=True)
     article = kb.get_article(session, article_ref)
@@ -75,12 +77,11 @@ def deflect(
             f"(reopen it first with `faithflow support tickets reopen {ticket.id}`)"
         )
     key = idempotency_key(ticket.id, article.id)
-    previous = _sent_link(session, ticket.id, article.id)
+    # Only an earlier deflection (its outbox message) makes this a no-op: a `sent` link made by
+    # hand (`kb link --kind sent`) queued nothing, so the article is queued now.
+    previous = _deflection_message(session, key)
     if previous is not None:
-        message = session.scalars(
-            select(OutboundMessage).where(OutboundMessage.idempotency_key == key)
-        ).one_or_none()
-        return _doc(ticket, article, message.id if message else None, message, created=False)
+        return _doc(ticket, article, previous, created=False)
 
     tenant = session.get(Tenant, ticket.tenant_id)
     enqueued = outbox.enqueue(
@@ -103,9 +104,10 @@ def deflect(
         category="support",
         about=(ABOUT, ticket.id),
     )
-    kb.add_link(
-        session, ticket_id=ticket.id, article_id=article.id, kind="sent", now=now, actor=actor
-    )
+    message = session.get_one(OutboundMessage, enqueued.id)
+    if not enqueued.created:  # another deflection queued it in the meantime
+        return _doc(ticket, article, message, created=False)
+    kb.stamp_sent(session, ticket_id=ticket.id, article_id=article.id, now=now, actor=actor)
     kb.count_view(session, article.id, now=now)
     rules = rules or Rules.load(session)
     tickets.reply(
@@ -130,17 +132,11 @@ def deflect(
         tenant_id=ticket.tenant_id,
         after={"article": article.slug, "message_id": enqueued.id, "status": ticket.status},
     )
-    message = session.get(OutboundMessage, enqueued.id)
-    return _doc(ticket, article, enqueued.id, message, created=True)
+    return _doc(ticket, article, message, created=True)
 
 
 def _doc(
-    ticket: SupportTicket,
-    article: KbArticle,
-    message_id: int | None,
-    message: OutboundMessage | None,
-    *,
-    created: bool,
+    ticket: SupportTicket, article: KbArticle, message: OutboundMessage, *, created: bool
 ) -> dict[str, Any]:
     return {
         "ticket_id": ticket.id,
@@ -148,8 +144,8 @@ def _doc(
         "article": article.slug,
         "article_id": article.id,
         "recipient": ticket.requester_email,
-        "message_id": message_id,
-        "message_status": message.status if message is not None else None,
+        "message_id": message.id,
+        "message_status": message.status,
         "created": created,
     }
 

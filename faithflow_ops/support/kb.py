@@ -431,6 +431,31 @@ def add_link(
     return result.scalar_one_or_none() is not None
 
 
+def stamp_sent(
+    session: Session, *, ticket_id: int, article_id: int, now: dt.datetime, actor: str
+) -> None:
+    """The `sent` link of a deflection (support/deflection.py). A `sent` link recorded by hand
+    before (`kb link --kind sent`: the article went out some other way) takes the deflection's
+    time and actor: the article really went out now, and `confirm` asks for an article sent
+    since the ticket became pending."""
+    dialect = session.get_bind().dialect.name
+    session.execute(
+        upsert_insert(dialect, TicketKbLink)
+        .values(
+            ticket_id=ticket_id,
+            article_id=article_id,
+            kind="sent",
+            at=now,
+            actor=actor,
+            created_at=now,
+        )
+        .on_conflict_do_update(
+            index_elements=["ticket_id", "article_id", "kind"],
+            set_={"at": now, "actor": actor},
+        )
+    )
+
+
 def suggest(
     session: Session,
     ticket_id: int,
@@ -487,7 +512,8 @@ def link(
     actor: str,
 ) -> dict[str, Any]:
     """`kb link`: record a link by hand (no message, no ticket change). Sending and crediting
-    need a published article; a `suggested` link may name a draft (an agent's note to self)."""
+    need a published article; a `suggested` link may name a draft (an agent's note to self).
+    A `sent` link made here queued nothing, so it does not stop a later `deflection.deflect`."""
     one_of("link kind", kind, LINK_KINDS)
     ticket = tickets.get_ticket(session, ticket_id)
     article = get_article(session, article_ref)
