@@ -12,7 +12,7 @@ printed, with the load average (the machine may be shared):
   plan through the partial indexes, claim UPDATE … RETURNING, sla_events rows, the outbox
   digests: one e-mail per agent with marks and one to FAITHFLOW_SUPPORT_QUEUE_EMAIL for the
   unassigned tickets — the tickets are spread over 50 agents, one in ten unassigned, so 500
-  breaches make 51 digests);
+  breaches make 51 digests — and an incident for each urgent ticket's breach, 125 of 500);
 - sweep (plan only): the same with --dry-run;
 - SQL UPDATE: `UPDATE support_tickets SET resolution_breached_at = resolution_due_at WHERE …`;
 - SQL UPDATE + sla_events: the UPDATE in a CTE feeding the `INSERT INTO sla_events` — the hand-
@@ -118,6 +118,8 @@ RESET = [
     "DELETE FROM sla_events",
     "DELETE FROM outbound_messages",
     "DELETE FROM job_locks",
+    "DELETE FROM incidents",
+    "DELETE FROM audit_log",
 ]
 
 
@@ -176,16 +178,21 @@ SELECT
     (SELECT count(*) FROM outbound_messages WHERE template = 'sla_digest'),
     (SELECT count(*) FROM sla_events e JOIN outbound_messages m
        ON m.id = (e.data -> 'notify' ->> 'message_id')::bigint
-     WHERE m.body LIKE '%#' || e.ticket_id || ' %')
+     WHERE m.body LIKE '%#' || e.ticket_id || ' %'),
+    (SELECT count(*) FROM incidents i JOIN sla_events e
+       ON e.kind = 'breach' AND i.id = (e.data -> 'alert' ->> 'incident')::bigint
+     WHERE i.kind = 'support' AND i.severity = 'critical' AND i.status = 'open'
+       AND i.cause = 'sla:' || e.ticket_id || ':resolution:1:breach')
 """
 
 SWEEP, PLAN = "sweep", "sweep (plan only, --dry-run)"
 UPDATE, UPDATE_EVENTS = "SQL UPDATE", "SQL UPDATE + sla_events"
 
 
-def expected(name: str, breaching: int) -> tuple[int, int, int, int]:
+def expected(name: str, breaching: int) -> tuple[int, int, int, int, int]:
     """What a case must leave behind: (clocks marked, breach events, digests, events whose
-    digest lists their ticket). Ticket g is unassigned when g % 10 == 0, else assigned to agent
+    digest lists their ticket, open incidents of urgent breaches — ticket g is urgent when
+    g % 4 == 3). Ticket g is unassigned when g % 10 == 0, else assigned to agent
     (g // 10) % AGENTS; it is due at NOW - g minutes, so the plan (earliest due first) takes
     the tickets from g = breaching down, in apply batches of the job's batch size, and each
     batch sends one digest per recipient, listing at most DIGEST_ITEMS of its marks."""
@@ -200,11 +207,12 @@ def expected(name: str, breaching: int) -> tuple[int, int, int, int]:
             per[to] = per.get(to, 0) + 1
         digests += len(per)
         listed += sum(min(n, DIGEST_ITEMS) for n in per.values())
+    urgent = sum(1 for g in range(1, breaching + 1) if g % 4 == 3)
     return {
-        SWEEP: (breaching, breaching, digests, listed),
-        PLAN: (0, 0, 0, 0),
-        UPDATE: (breaching, 0, 0, 0),
-        UPDATE_EVENTS: (breaching, breaching, 0, 0),
+        SWEEP: (breaching, breaching, digests, listed, urgent),
+        PLAN: (0, 0, 0, 0, 0),
+        UPDATE: (breaching, 0, 0, 0, 0),
+        UPDATE_EVENTS: (breaching, breaching, 0, 0, 0),
     }[name]
 
 
@@ -239,7 +247,8 @@ def timed(db_url: str, breaching: int, repeat: int) -> dict[str, tuple[float, fl
         with db.engine.connect() as conn:
             found = tuple(conn.execute(text(CHECK), {"breaching": breaching}).one())
         want = expected(name, breaching)
-        assert found == want, (name, "marked, events, digests, listed", found, "expected", want)
+        what = "marked, events, digests, listed, incidents"
+        assert found == want, (name, what, found, "expected", want)
 
     def sweep(dry_run: bool) -> Callable[[], int]:
         def go() -> int:

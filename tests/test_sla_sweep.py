@@ -5,6 +5,7 @@ and the plan's partial indexes."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from support_world import call, open_ticket, seed, sweep
 
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
-from faithflow_ops.models import OutboundMessage, SlaEvent, SupportTicket
+from faithflow_ops.models import Incident, OutboundMessage, SlaEvent, SupportTicket
 
 
 @pytest.fixture
@@ -240,30 +241,116 @@ def test_without_a_queue_address_the_breach_is_still_marked(
     assert "FAITHFLOW_SUPPORT_QUEUE_EMAIL" in event.data["notify"]["skipped"]
 
 
-def test_urgent_breaches_post_the_alert_hook_and_a_failing_hook_does_not_fail_the_sweep(
+def sla_incidents(db: Database) -> dict[str, tuple[str, str, int]]:
+    """cause → (severity, status, id) of the support incidents."""
+    with db.read_session() as s:
+        return {
+            i.cause: (i.severity, i.status, i.id)
+            for i in s.scalars(select(Incident).filter_by(kind="support").order_by(Incident.id))
+        }
+
+
+def escalate(cli, now: str) -> dict[str, Any]:
+    result = cli("incidents", "escalate", "--json", "--now", now)
+    assert result.exit_code in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_urgent_marks_open_incidents_that_incidents_escalate_sends_to_the_hook(
     world: Database, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hook = AlertReceiver()
     with hook.serve():
         monkeypatch.setenv("ALERT_WEBHOOK_URL", hook.url + "/hook")
-        ok = open_ticket(cli, "urgent")["id"]
-        normal = open_ticket(cli, "normal")["id"]  # no hook for normal priority
+        ok = open_ticket(cli, "urgent", assign="ada@faithflow.example")["id"]
+        normal = open_ticket(cli, "normal")["id"]  # normal priority: no incident, no hook
+        sweep(cli, "2026-03-02T09:25:00Z")  # the urgent first response is due 09:30
+        warning = f"sla:{ok}:first_response:1:warning"
+        assert sla_incidents(world) == {warning: ("warning", "open", 1)}
+        escalate(cli, "2026-03-02T09:25:00Z")
+        (sent,) = hook.alerts
+        assert "SLA warning: urgent ticket" in sent["text"] and f"#{ok}" in sent["text"]
         out = sweep(cli, "2026-03-02T09:40:00Z")
-        assert out["status"] == "succeeded"
-        (alert,) = hook.alerts
-        assert alert["id"] == f"sla:{ok}:first_response:1:breach"
-        assert alert["type"] == "support.sla_breach" and alert["minutes_left"] == -10
+        breach = f"sla:{ok}:first_response:1:breach"
+        found = sla_incidents(world)
+        assert found[warning][:2] == ("warning", "resolved")  # superseded by the breach
+        assert found[breach][:2] == ("critical", "open")
+        # the hook is down: the sweep never calls it, so nothing of the sweep fails
         hook.queue("/hook", Answer(502, {"error": "down"}))
+        failed = escalate(cli, "2026-03-02T09:40:00Z")
+        assert out["status"] == "succeeded" and failed["status"] == "partial"
         late = open_ticket(cli, "urgent", now="2026-03-02T10:00:00Z")["id"]
         out = sweep(cli, "2026-03-02T10:40:00Z")
         assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 1}
+        again = escalate(cli, "2026-03-02T10:41:00Z")  # the backoff has passed: both go out
+        assert again["outcomes"] == {"applied": 2}
+        texts = [a["text"] for a in hook.alerts[1:]]
+    assert any(f"#{ok}, first response overdue since 2026-03-02 09:30" in t for t in texts)
+    assert any(f"#{late}," in t for t in texts)
+    assert not any(f"#{normal}," in t for t in texts)
     with world.read_session() as s:
-        failed = s.scalars(select(SlaEvent).filter_by(ticket_id=late)).one()
-        fine = s.scalars(select(SlaEvent).filter_by(ticket_id=ok)).one()
-    assert failed.data["alert"]["ok"] is False and "502" in failed.data["alert"]["error"]
-    assert failed.data["notify"]["to"] == "support@faithflow.example"  # e-mail still queued
-    assert fine.data["alert"] == {"ok": True}
-    assert normal not in {a["ticket_id"] for a in hook.alerts}
+        event = s.scalars(select(SlaEvent).filter_by(ticket_id=ok, kind="breach")).one()
+    assert event.data["alert"] == {"incident": sla_incidents(world)[breach][2]}
+    # the agent answers: the clock is fulfilled and its incident resolved
+    call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(ok),
+        "--as",
+        "agent",
+        "--body",
+        "On it",
+        "--now",
+        "2026-03-02T10:45:00Z",
+    )
+    assert sla_incidents(world)[breach][:2] == ("critical", "resolved")
+
+
+def test_a_breach_a_ticket_command_catches_on_an_urgent_ticket_is_an_incident_too(
+    world: Database, cli
+) -> None:
+    t = open_ticket(cli, "urgent")["id"]  # resolution: 240 calendar minutes, due 13:00
+    call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(t),
+        "--as",
+        "agent",
+        "--body",
+        "Looking",
+        "--now",
+        "2026-03-02T09:10:00Z",
+    )
+    # put on hold at 13:20, before any sweep: the pause records the 13:00 breach itself
+    call(cli, "support", "tickets", "status", str(t), "on_hold", "--now", "2026-03-02T13:20:00Z")
+    breach = f"sla:{t}:resolution:1:breach"
+    assert sla_incidents(world)[breach][:2] == ("critical", "open")
+    # a late first reply on another urgent ticket: the breach is recorded and, the clock being
+    # fulfilled by that very reply, its incident is resolved at once (nothing left to act on)
+    late = open_ticket(cli, "urgent", now="2026-03-02T13:00:00Z")["id"]
+    call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        str(late),
+        "--as",
+        "agent",
+        "--body",
+        "Sorry",
+        "--now",
+        "2026-03-02T13:45:00Z",
+    )
+    assert sla_incidents(world)[f"sla:{late}:first_response:1:breach"][:2] == (
+        "critical",
+        "resolved",
+    )
+    call(cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T14:00:00Z")
+    assert {status for _, status, _ in sla_incidents(world).values()} == {"resolved"}
 
 
 def test_the_task_endpoint_runs_the_same_sweep(world: Database, cli, db_url: str) -> None:

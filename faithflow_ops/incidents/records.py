@@ -20,19 +20,31 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.db import rowcount, upsert_insert
+from faithflow_ops.db import among, rowcount, upsert_insert
 from faithflow_ops.errors import NotFound, UserError
 from faithflow_ops.models import Incident, Tenant
 
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("open", "acknowledged", "resolved")
-KINDS = ("domain", "health", "job")  # who raises them: domains automate, health sweep (+ jobs)
+KINDS = ("domain", "health", "job", "support")  # domains automate, health sweep, jobs, sla sweep
 
 
 @dataclass(frozen=True)
 class Raised:
     id: int
     new: bool  # False: an unresolved incident with this cause already existed
+
+
+@dataclass(frozen=True)
+class Cause:
+    """One incident to raise (`raise_incidents`)."""
+
+    cause: str
+    kind: str
+    title: str
+    severity: str = "warning"
+    detail: str | None = None
+    tenant_id: int | None = None
 
 
 def raise_incident(
@@ -47,24 +59,43 @@ def raise_incident(
     tenant_id: int | None = None,
 ) -> Raised:
     """Open an incident for `cause`, or count one more occurrence of the unresolved one."""
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity {severity!r}")
+    (raised,) = raise_incidents(
+        session, [Cause(cause, kind, title, severity, detail, tenant_id)], now=now
+    )
+    return raised
+
+
+def raise_incidents(session: Session, causes: list[Cause], *, now: dt.datetime) -> list[Raised]:
+    """`raise_incident` for a batch in one statement (one `INSERT … ON CONFLICT DO UPDATE`, one
+    audit insert for the new ones); one `Raised` per cause, in order. Causes must be distinct."""
+    if not causes:
+        return []
+    for c in causes:
+        if c.severity not in SEVERITIES:
+            raise ValueError(f"severity {c.severity!r}")
+    if len({c.cause for c in causes}) != len(causes):
+        raise ValueError("raise_incidents: a cause appears twice in one batch")
     dialect = session.get_bind().dialect.name
     stmt = upsert_insert(dialect, Incident).values(
-        cause=cause,
-        kind=kind,
-        tenant_id=tenant_id,
-        title=title,
-        severity=severity,
-        status="open",
-        detail=detail,
-        occurrences=1,
-        opened_at=now,
-        last_seen_at=now,
-        hook_attempts=0,
-        next_hook_at=now,
-        created_at=now,
-        updated_at=now,
+        [
+            {
+                "cause": c.cause,
+                "kind": c.kind,
+                "tenant_id": c.tenant_id,
+                "title": c.title,
+                "severity": c.severity,
+                "status": "open",
+                "detail": c.detail,
+                "occurrences": 1,
+                "opened_at": now,
+                "last_seen_at": now,
+                "hook_attempts": 0,
+                "next_hook_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for c in causes
+        ]
     )
     excluded = stmt.excluded
     stmt = stmt.on_conflict_do_update(
@@ -77,44 +108,61 @@ def raise_incident(
             "title": excluded.title,
             "updated_at": excluded.updated_at,
         },
-    ).returning(Incident.id, Incident.occurrences)
-    row = session.execute(stmt).one()
-    new = row.occurrences == 1
-    if new:
-        audit.record(
-            session,
-            actor=f"incident:{kind}",
-            action="incident.open",
-            entity_type="incident",
-            entity_id=row.id,
-            tenant_id=tenant_id,
-            after={"cause": cause, "title": title, "severity": severity},
-        )
-    return Raised(row.id, new)
+    ).returning(Incident.cause, Incident.id, Incident.occurrences)
+    found = {cause: (i, n) for cause, i, n in session.execute(stmt).tuples()}
+    raised = [Raised(found[c.cause][0], found[c.cause][1] == 1) for c in causes]
+    audit.record_many(
+        session,
+        [
+            audit.audit_row(
+                actor=f"incident:{c.kind}",
+                action="incident.open",
+                entity_type="incident",
+                entity_id=r.id,
+                tenant_id=c.tenant_id,
+                after={"cause": c.cause, "title": c.title, "severity": c.severity},
+            )
+            for c, r in zip(causes, raised, strict=True)
+            if r.new
+        ],
+    )
+    return raised
 
 
 def clear_incident(session: Session, cause: str, *, now: dt.datetime, by: str) -> int | None:
     """Resolve the unresolved incident for `cause` (the cause is healthy again); its id, or None
     when there was none."""
-    row = session.execute(
+    cleared = clear_incidents(session, [cause], now=now, by=by)
+    return cleared[0] if cleared else None
+
+
+def clear_incidents(session: Session, causes: list[str], *, now: dt.datetime, by: str) -> list[int]:
+    """`clear_incident` for a batch in one statement; the ids of the incidents it resolved."""
+    if not causes:
+        return []
+    rows = session.execute(
         update(Incident)
-        .where(Incident.cause == cause, Incident.status != "resolved")
+        .where(among(Incident.cause, causes, session.get_bind().dialect.name))
+        .where(Incident.status != "resolved")
         .values(status="resolved", resolved_at=now, resolved_by=by, updated_at=now)
-        .returning(Incident.id, Incident.tenant_id)
+        .returning(Incident.id, Incident.tenant_id, Incident.cause)
         .execution_options(synchronize_session=False)
-    ).first()
-    if row is None:
-        return None
-    audit.record(
+    ).all()
+    audit.record_many(
         session,
-        actor=by,
-        action="incident.resolve",
-        entity_type="incident",
-        entity_id=row.id,
-        tenant_id=row.tenant_id,
-        after={"cause": cause, "resolved_at": now.isoformat()},
+        [
+            audit.audit_row(
+                actor=by,
+                action="incident.resolve",
+                entity_type="incident",
+                entity_id=row.id,
+                tenant_id=row.tenant_id,
+                after={"cause": row.cause, "resolved_at": now.isoformat()},
+            )
+            for row in rows
+        ],
     )
-    return int(row.id)
+    return [int(row.id) for row in rows]
 
 
 def open_causes(session: Session, prefix: str) -> set[str]:
@@ -122,7 +170,7 @@ def open_causes(session: Session, prefix: str) -> set[str]:
     return set(
         session.scalars(
             select(Incident.cause).where(
-                Incident.status != "resolved", Incident.cause.startswith(prefix)
+                Incident.status != "resolved", Incident.cause.startswith(prefix, autoescape=True)
             )
         )
     )

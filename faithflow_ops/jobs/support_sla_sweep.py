@@ -23,11 +23,12 @@ clocks (a holiday, an outage of the sweep) must not bury the queue's inbox under
 Its idempotency key hashes the marks it reports, and each mark is claimed once, so no digest is
 ever queued twice. (A batch that fails is retried mark by mark by the runner: each of those
 marks then gets a digest of its own.) Each event's `data.notify` names the digest (`to`,
-`message_id`, `status`). For urgent tickets, a POST per mark to ALERT_WEBHOOK_URL (`id`
-`sla:<ticket>:<metric>:<episode>:<kind>`). A malformed address (or a digest the outbox refuses)
-is kept in the events' `data.notify.error` and the marks are recorded all the same. A failing
-hook does not fail the sweep: its error is kept in the event's `data.alert` (and logged); the
-e-mail still goes out. A second sweep at the same `now` plans nothing.
+`message_id`, `status`). An urgent ticket's mark also opens an incident (support/alerts.py;
+its id in the event's `data.alert`), which `incidents escalate` sends to ALERT_WEBHOOK_URL and
+PagerDuty: no hook is called inside this transaction, and a failing hook is retried there with
+backoff without touching the sweep. A malformed address (or a digest the outbox refuses) is
+kept in the events' `data.notify.error` and the marks are recorded all the same. A second sweep
+at the same `now` plans nothing.
 """
 
 from __future__ import annotations
@@ -49,16 +50,12 @@ from faithflow_ops.errors import UserError
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
 from faithflow_ops.models import SlaEvent, SupportTicket, Tenant, User
 from faithflow_ops.models.support import METRICS, PRIORITIES
-from faithflow_ops.providers._http import ProviderError
+from faithflow_ops.support import alerts
+from faithflow_ops.support.alerts import LABELS
 
 log = structlog.get_logger("faithflow.sla")
 
 KINDS = ("sla_breach", "sla_warning")
-LABELS = {
-    "first_response": "first response",
-    "next_response": "next response",
-    "resolution": "resolution",
-}
 _T = cast(Table, SupportTicket.__table__)
 _EVENTS = cast(Table, SlaEvent.__table__)
 
@@ -263,7 +260,7 @@ class _Claim:
     @property
     def key(self) -> str:
         """The mark's name: the alert's `id`, and what a digest's idempotency key hashes."""
-        return f"sla:{self.ticket_id}:{self.metric}:{self.episode}:{self.event}"
+        return alerts.cause(self.ticket_id, self.metric, self.episode, self.event)
 
 
 @dataclass(frozen=True)
@@ -310,19 +307,28 @@ def _record_and_notify(session: Session, ctx: JobContext, claims: list[_Claim]) 
             "sla notifications without a recipient: set FAITHFLOW_SUPPORT_QUEUE_EMAIL",
             events=unsent,
         )
-    urgent = any(c.priority == "urgent" for c in claims)
-    hook = _hook(settings) if urgent else None
+    urgent = [
+        alerts.Mark(
+            m.claim.ticket_id,
+            m.claim.tenant_id,
+            m.claim.metric,
+            m.claim.episode,
+            m.claim.event,
+            m.claim.due_at,
+            m.claim.subject,
+            m.assignee,
+        )
+        for m in marks
+        if m.claim.priority == alerts.ALERTED
+    ]
+    incidents = alerts.raise_marks(session, urgent, now=now)
     data: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    try:
-        for mark, notice in zip(marks, notices, strict=True):
-            claim = mark.claim
-            note: dict[str, Any] = {"notify": notice}
-            if claim.priority == "urgent":
-                note["alert"] = _alert(hook, settings, _document(mark))
-            data[claim.kind, claim.metric][claim.ticket_id] = note
-    finally:
-        if hook is not None:
-            hook.close()
+    for mark, notice in zip(marks, notices, strict=True):
+        claim = mark.claim
+        note: dict[str, Any] = {"notify": notice}
+        if claim.key in incidents:
+            note["alert"] = {"incident": incidents[claim.key]}
+        data[claim.kind, claim.metric][claim.ticket_id] = note
     for (kind, metric), notes in data.items():
         _insert_events(session, now, kind, metric, notes)
 
@@ -358,32 +364,6 @@ def _insert_events(
         .from_select(columns, rows)
         .on_conflict_do_nothing(index_elements=["ticket_id", "metric", "episode", "kind"])
     )
-
-
-def _document(mark: _Mark) -> dict[str, Any]:
-    """The alert hook's JSON for a mark."""
-    claim = mark.claim
-    due = claim.due_at.isoformat()
-    event = claim.event
-    return {
-        "id": claim.key,
-        "type": f"support.sla_{event}",
-        "text": (
-            f"ticket #{claim.ticket_id} ({claim.priority}, {mark.tenant}): "
-            f"{LABELS[claim.metric]} "
-            + (f"breached at {due}" if event == "breach" else f"due {due}")
-            + f" ({mark.left:+d} min). `faithflow support tickets show {claim.ticket_id}`"
-        ),
-        "ticket_id": claim.ticket_id,
-        "tenant": mark.tenant,
-        "subject": claim.subject,
-        "priority": claim.priority,
-        "metric": claim.metric,
-        "episode": claim.episode,
-        "due_at": due,
-        "minutes_left": mark.left,
-        "assignee": mark.assignee,
-    }
 
 
 def _notify_all(
@@ -523,22 +503,3 @@ def _minute(at: dt.datetime) -> str:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("ch") else f"{n} {word}s"
-
-
-def _hook(settings: Any) -> Any:
-    if not settings.alert_webhook_url:
-        return None
-    from faithflow_ops.providers.alerts import AlertHook
-
-    return AlertHook(settings)
-
-
-def _alert(hook: Any, settings: Any, doc: dict[str, Any]) -> dict[str, Any]:
-    if hook is None:
-        return {"skipped": "ALERT_WEBHOOK_URL is not set"}
-    try:
-        hook.send(doc)
-    except ProviderError as exc:
-        log.warning("sla alert hook failed", ticket=doc["ticket_id"], error=str(exc))
-        return {"ok": False, "error": str(exc)}
-    return {"ok": True}

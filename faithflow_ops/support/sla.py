@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.db import upsert_insert
 from faithflow_ops.errors import UserError
-from faithflow_ops.models import SlaEvent, SupportTicket
+from faithflow_ops.models import SlaEvent, SupportTicket, User
 from faithflow_ops.models.support import METRICS
+from faithflow_ops.support import alerts
 from faithflow_ops.support.clock import ALWAYS, Calendar
 from faithflow_ops.support.policies import Policies, Target, load_calendar, load_policies
 
@@ -134,9 +135,25 @@ def _catch_breach(
         and _get(ticket, metric, "breached_at") is None
     ):
         _set(ticket, metric, "breached_at", due)
-        record_event(
-            session, ticket, metric, "breach", occurred_at=due, now=now, data={"recorded_by": by}
-        )
+        data: dict[str, Any] = {"recorded_by": by}
+        if ticket.priority == alerts.ALERTED:
+            mark = alerts.Mark(
+                ticket.id,
+                ticket.tenant_id,
+                metric,
+                int(_get(ticket, metric, "episode")),
+                "breach",
+                due,
+                ticket.subject,
+                _agent_email(session, ticket.assignee_id),
+            )
+            data["alert"] = {"incident": alerts.raise_marks(session, [mark], now=now)[mark.cause]}
+        record_event(session, ticket, metric, "breach", occurred_at=due, now=now, data=data)
+
+
+def _agent_email(session: Session, user_id: int | None) -> str | None:
+    user = session.get(User, user_id) if user_id is not None else None
+    return user.email if user is not None else None
 
 
 def _stop_running(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) -> None:
@@ -165,6 +182,8 @@ def fulfil(
     _stop_running(ticket, metric, rules, now)
     _set(ticket, metric, "fulfilled_at", now)
     record_event(session, ticket, metric, "fulfilled", occurred_at=now, now=now, rules=rules)
+    if _get(ticket, metric, "warned_at") or _get(ticket, metric, "breached_at"):
+        alerts.clear_marks(session, ticket.id, metric, now=now, by=f"sla: fulfilled by {by}")
     if _get(ticket, metric, "breached_at") is None:
         # a met clock has no deadline left (its due time stays in the fulfilled event), so the
         # sweep's `due_at <= now AND breached_at IS NULL` never sees it
@@ -177,6 +196,10 @@ def refresh(
     session: Session, ticket: SupportTicket, rules: Rules, now: dt.datetime, by: str
 ) -> None:
     """Bring every clock in line with the ticket's status, priority and the policies."""
+    if ticket.status in ("solved", "closed") and any(
+        _get(ticket, m, "warned_at") or _get(ticket, m, "breached_at") for m in METRICS
+    ):
+        alerts.clear_marks(session, ticket.id, None, now=now, by=f"sla: ticket {ticket.status}")
     for metric in METRICS:
         if not active(ticket, metric):
             continue
