@@ -598,3 +598,12 @@ def test_breaches_open_and_limit_are_answered_in_sql(world: Database, cli) -> No
         event.remove(world.engine, "before_cursor_execute", seen)
     (query,) = [q for q in statements if "sla_events" in q]
     assert "LIMIT" in query and "first_response_fulfilled_at IS NULL" in query
+
+
+def test_lowering_an_urgent_ticket_resolves_its_sla_incidents(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]
+    sweep(cli, "2026-03-02T09:40:00Z")  # first response breached at 09:30
+    breach = f"sla:{t}:first_response:1:breach"
+    assert sla_incidents(world)[breach][:2] == ("critical", "open")
+    call(cli, "support", "tickets", "priority", str(t), "high", "--now", "2026-03-02T09:45:00Z")
+    assert sla_incidents(world)[breach][:2] == ("critical", "resolved")

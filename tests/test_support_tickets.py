@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from helpers import said
 from sqlalchemy import func, select
-from support_world import MONDAY_9, call, open_ticket, seed
+from support_world import MONDAY_9, call, open_ticket, seed, sweep
 
 from faithflow_ops.db import Database
 from faithflow_ops.models import SlaEvent, SupportMessage, SupportTicket
@@ -330,6 +330,8 @@ def test_a_closed_ticket_is_final(world: Database, cli) -> None:
         ["reply", "{t}", "--as", "requester", "--body", "early"],
         ["note", "{t}", "--body", "early"],
         ["assign", "{t}", "--to", "ada@faithflow.example"],
+        ["assign", "{t}", "--to", "none"],
+        ["priority", "{t}", "urgent"],
         ["status", "{t}", "solved"],
     ],
 )
@@ -440,3 +442,245 @@ def test_a_time_out_of_range_exits_2_not_a_traceback(
     assert result.exit_code == 2, result.stdout
     assert f"'{when}' is out of range" in said(result) and "Traceback" not in result.stderr
     _nothing_written(world, 0, 0)
+
+
+# priority changes
+
+
+def test_raising_the_priority_moves_the_due_time_and_the_sweep_breaches_at_it(
+    world: Database, cli
+) -> None:
+    t = str(open_ticket(cli, "normal")["id"])  # Monday 09:00: first response due 13:00
+    doc = call(cli, "support", "tickets", "priority", t, "urgent", "--now", "2026-03-02T09:10:00Z")
+    fr, res = clocks(doc)["first_response"], clocks(doc)["resolution"]
+    assert doc["priority"] == "urgent"
+    # urgent: 30 calendar minutes from the clock's start (09:00), not from the change
+    assert fr["state"] == "running" and fr["due_at"] == "2026-03-02T09:30:00+00:00"
+    assert fr["warn_at"] == "2026-03-02T09:24:00+00:00"
+    assert (fr["target_minutes"], fr["hours"]) == (30, "calendar")
+    assert res["due_at"] == "2026-03-02T13:00:00+00:00"  # 4 calendar hours
+    shown = call(cli, "support", "tickets", "show", t)
+    assert [m["body"] for m in shown["messages"] if m["author_kind"] == "system"] == [
+        "priority normal → urgent"
+    ]
+    assert not shown["messages"][-1]["public"]
+    report = sweep(cli, "2026-03-02T09:40:00Z")
+    assert [(a["kind"], a["target"]) for a in report["actions"]] == [("sla_breach", f"ticket:{t}")]
+    fr = clocks(call(cli, "support", "tickets", "show", t))["first_response"]
+    assert fr["state"] == "breached" and fr["breached_at"] == "2026-03-02T09:30:00+00:00"
+    with world.read_session() as s:
+        breach = s.scalars(select(SlaEvent).filter_by(kind="breach")).one()
+    assert breach.occurred_at.isoformat() == "2026-03-02T09:30:00+00:00"
+    assert breach.priority == "urgent"
+
+
+def test_lowering_the_priority_keeps_a_breach_the_sweep_recorded(world: Database, cli) -> None:
+    t = str(open_ticket(cli, "urgent")["id"])  # first response due 09:30
+    sweep(cli, "2026-03-02T09:40:00Z")
+    doc = call(cli, "support", "tickets", "priority", t, "low", "--now", "2026-03-02T09:45:00Z")
+    fr, res = clocks(doc)["first_response"], clocks(doc)["resolution"]
+    assert fr["state"] == "breached" and fr["breached_at"] == "2026-03-02T09:30:00+00:00"
+    assert fr["due_at"] == "2026-03-02T09:30:00+00:00"  # frozen at the breach
+    # the running resolution clock takes low's 5 business days from 09:00 (Mon → Fri 17:00)
+    assert res["state"] == "running" and res["due_at"] == "2026-03-06T17:00:00+00:00"
+    assert sweep(cli, "2026-03-02T10:00:00Z")["actions"] == []  # nothing new to mark
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        t,
+        "--as",
+        "agent",
+        "--body",
+        "Sorry",
+        "--now",
+        "2026-03-02T10:05:00Z",
+    )
+    assert clocks(doc)["first_response"]["state"] == "fulfilled"
+    with world.read_session() as s:
+        events = s.scalars(select(SlaEvent).order_by(SlaEvent.id)).all()
+    assert [(e.metric, e.kind, e.within_target) for e in events] == [
+        ("first_response", "breach", None),
+        ("first_response", "fulfilled", False),  # a breach is never undone
+    ]
+
+
+def test_lowering_after_an_unmarked_breach_records_it_under_the_old_priority(
+    world: Database, cli
+) -> None:
+    # no sweep ran: the change itself records the breach at the due time, as the priority
+    # it breached under (urgent), before the new targets apply
+    t = str(open_ticket(cli, "urgent")["id"])
+    doc = call(cli, "support", "tickets", "priority", t, "normal", "--now", "2026-03-02T09:45:00Z")
+    fr = clocks(doc)["first_response"]
+    assert fr["state"] == "breached" and fr["breached_at"] == "2026-03-02T09:30:00+00:00"
+    assert clocks(doc)["resolution"]["due_at"] == "2026-03-04T17:00:00+00:00"
+    with world.read_session() as s:
+        breach = s.scalars(select(SlaEvent).filter_by(kind="breach")).one()
+    assert (breach.metric, breach.priority) == ("first_response", "urgent")
+    assert breach.occurred_at.isoformat() == "2026-03-02T09:30:00+00:00"
+    assert breach.data["recorded_by"] == "priority"
+
+
+def test_a_priority_change_keeps_fulfilled_and_paused_clocks(world: Database, cli) -> None:
+    t = str(open_ticket(cli, "normal")["id"])
+    call(cli, "support", "tickets", "reply", t, "--as", "agent", "--body", "Hi", "--now", MONDAY_9)
+    call(cli, "support", "tickets", "status", t, "pending", "--now", "2026-03-02T10:00:00Z")
+    doc = call(cli, "support", "tickets", "priority", t, "urgent", "--now", "2026-03-02T10:30:00Z")
+    assert clocks(doc)["first_response"]["state"] == "fulfilled"
+    res = clocks(doc)["resolution"]
+    assert res["state"] == "paused" and res["due_at"] is None and res["used_seconds"] == 3600
+    # resuming at 11:00: urgent's 4 calendar hours, 1 h used → due 14:00
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "reply",
+        t,
+        "--as",
+        "requester",
+        "--body",
+        "Here",
+        "--now",
+        "2026-03-02T11:00:00Z",
+    )
+    assert clocks(doc)["resolution"]["due_at"] == "2026-03-02T14:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ([], ["priority", "{t}", "normal"], "ticket {t} is already normal priority"),
+        ([], ["priority", "{t}", "critical"], "priority 'critical' is not one of"),
+        ([], ["priority", "999", "high"], "no ticket 999"),
+        (
+            [],
+            ["priority", "{t}", "high", "--now", "2026-03-01T08:00:00Z"],
+            "is before ticket",
+        ),
+        ([["status", "{t}", "solved"]], ["priority", "{t}", "high"], "reopen it first"),
+        (
+            [["status", "{t}", "solved"], ["status", "{t}", "closed"]],
+            ["priority", "{t}", "high"],
+            "is closed and cannot be changed",
+        ),
+    ],
+)
+def test_a_bad_priority_change_exits_2_and_changes_nothing(
+    world: Database, cli, setup: list[list[str]], args: list[str], message: str
+) -> None:
+    t = str(open_ticket(cli)["id"])
+    for step in setup:
+        call(cli, "support", "tickets", *[a.replace("{t}", t) for a in step])
+    before = call(cli, "support", "tickets", "show", t)
+    result = cli("support", "tickets", *[a.replace("{t}", t) for a in args])
+    assert result.exit_code == 2, result.stdout
+    assert message.replace("{t}", t) in said(result) and "Traceback" not in result.stderr
+    assert call(cli, "support", "tickets", "show", t) == before
+
+
+def test_a_command_dated_before_a_priority_change_exits_2(world: Database, cli) -> None:
+    # the priority change is part of the ticket's history: replaying a reply before it would
+    # judge that reply by a priority the ticket did not have yet
+    t = str(open_ticket(cli)["id"])
+    call(cli, "support", "tickets", "priority", t, "urgent", "--now", "2026-03-02T10:10:00Z")
+    result = cli(
+        "support",
+        "tickets",
+        "reply",
+        t,
+        "--as",
+        "agent",
+        "--body",
+        "x",
+        "--now",
+        "2026-03-02T09:50:00Z",
+    )
+    assert result.exit_code == 2 and "is before ticket" in said(result)
+
+
+# unassign
+
+
+def test_assign_to_none_returns_the_ticket_to_the_queue(world: Database, cli) -> None:
+    t = str(open_ticket(cli, "urgent")["id"])
+    call(cli, "support", "tickets", "assign", t, "--to", "ben@faithflow.example", "--now", MONDAY_9)
+    doc = call(
+        cli, "support", "tickets", "assign", t, "--to", "none", "--now", "2026-03-02T09:05:00Z"
+    )
+    assert doc["assignee"] is None and doc["assignee_id"] is None
+    assert doc["status"] == "open"  # back in the queue, not new again
+    assert clocks(doc)["first_response"]["due_at"] == "2026-03-02T09:30:00+00:00"
+    shown = call(cli, "support", "tickets", "show", t)
+    assert [m["body"] for m in shown["messages"] if m["author_kind"] == "system"] == [
+        "assigned to ben@faithflow.example",
+        "unassigned (was ben@faithflow.example)",
+    ]
+    q = call(cli, "support", "queue", "--now", "2026-03-02T09:10:00Z")
+    assert q["unassigned"] == 1 and q["agents"] == []
+    # the sweep's breach then goes to the queue's address, not ben (who no longer holds it)
+    sweep(cli, "2026-03-02T09:40:00Z")
+    with world.read_session() as s:
+        breach = s.scalars(select(SlaEvent).filter_by(kind="breach")).one()
+    assert breach.assignee_id is None
+
+
+def test_unassigning_an_unassigned_or_closed_ticket_exits_2(world: Database, cli) -> None:
+    t = str(open_ticket(cli)["id"])
+    result = cli("support", "tickets", "assign", t, "--to", "none")
+    assert result.exit_code == 2 and f"ticket {t} is not assigned; nothing to unassign" in said(
+        result
+    )
+    call(cli, "support", "tickets", "assign", t, "--to", "ada@faithflow.example", "--now", MONDAY_9)
+    call(cli, "support", "tickets", "status", t, "solved", "--now", "2026-03-02T10:00:00Z")
+    call(cli, "support", "tickets", "status", t, "closed", "--now", "2026-03-02T11:00:00Z")
+    result = cli("support", "tickets", "assign", t, "--to", "none")
+    assert result.exit_code == 2 and "is closed and cannot be assigned" in said(result)
+    assert call(cli, "support", "tickets", "show", t)["assignee"] == "ada@faithflow.example"
+
+
+# notes
+
+
+def test_a_closed_ticket_takes_no_note_but_a_solved_one_does(world: Database, cli) -> None:
+    t = str(open_ticket(cli)["id"])
+    call(cli, "support", "tickets", "status", t, "solved", "--now", "2026-03-02T10:00:00Z")
+    doc = call(
+        cli,
+        "support",
+        "tickets",
+        "note",
+        t,
+        "--body",
+        "for the record",
+        "--now",
+        "2026-03-02T10:30:00Z",
+    )
+    assert doc["status"] == "solved"
+    call(cli, "support", "tickets", "status", t, "closed", "--now", "2026-03-02T11:00:00Z")
+    result = cli("support", "tickets", "note", t, "--body", "late", "--now", "2026-03-02T12:00:00Z")
+    assert result.exit_code == 2, result.stdout
+    assert f"ticket {t} is closed and cannot be annotated" in said(result)
+    assert "open a new ticket for a follow-up" in said(result)
+    with world.read_session() as s:
+        bodies = s.scalars(select(SupportMessage.body).order_by(SupportMessage.id)).all()
+    assert "late" not in bodies and "for the record" in bodies
+
+
+# queue --now
+
+
+def test_the_queue_refuses_a_now_before_the_newest_ticket(world: Database, cli) -> None:
+    open_ticket(cli, "normal")
+    open_ticket(cli, "urgent", now="2026-03-02T09:30:00Z")
+    result = cli("support", "queue", "--now", "2026-03-02T09:20:00Z")
+    assert result.exit_code == 2, result.stdout
+    assert "is before ticket 2 was opened (2026-03-02T09:30:00+00:00)" in said(result)
+    assert "leave out --now" in said(result) and "Traceback" not in result.stderr
+    q = call(cli, "support", "queue", "--now", "2026-03-02T09:30:00Z")  # from then on: fine
+    assert q["open"] == 2 and q["oldest_waiting"][0]["waiting_minutes"] == 30
+
+
+def test_the_queue_of_an_empty_desk_takes_any_now(world: Database, cli) -> None:
+    assert call(cli, "support", "queue", "--now", "2020-01-01T00:00:00Z")["open"] == 0

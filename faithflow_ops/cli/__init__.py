@@ -49,7 +49,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     ),
     "support": (
         "faithflow_ops.cli.support",
-        "Support center: tickets, queue health, analytics, knowledge base and deflection.",
+        "Support center: tickets, agents, queue health, analytics, knowledge base, deflection.",
     ),
     "sla": (
         "faithflow_ops.cli.sla",
@@ -61,7 +61,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     ),
     "incidents": (
         "faithflow_ops.cli.incidents",
-        "Incidents from domains, health checks and job runs: list, show, ack, resolve, escalate.",
+        "Incidents from domains, health checks, jobs, SLAs: list, show, ack, resolve, escalate.",
     ),
     "health": (
         "faithflow_ops.cli.health",

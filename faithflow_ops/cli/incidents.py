@@ -12,7 +12,7 @@ from faithflow_ops.jobs import registry
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="Incidents from domains, health checks and job runs: list, show, ack, resolve, escalate.",
+    help="Incidents from domains, health checks, jobs, SLAs: list, show, ack, resolve, escalate.",
     no_args_is_help=True,
 )
 
@@ -36,7 +36,9 @@ def list_(
         str | None,
         typer.Option("--status", help="open, acknowledged, resolved, or unresolved (both first)."),
     ] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="domain, health or job.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="domain, health, job or support.")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:

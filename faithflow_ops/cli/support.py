@@ -1,4 +1,4 @@
-"""`faithflow support …`: tickets, the queue, analytics and the knowledge base."""
+"""`faithflow support …`: tickets, agents, the queue, analytics and the knowledge base."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from faithflow_ops.cli import output, support_kb
-from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -17,15 +17,21 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="Support center: tickets, queue health, analytics, knowledge base and deflection.",
+    help="Support center: tickets, agents, queue health, analytics, knowledge base, deflection.",
     no_args_is_help=True,
 )
 tickets_app = typer.Typer(
     rich_markup_mode=None,
-    help="Tickets: open, list, show, reply, note, assign, status, reopen.",
+    help="Tickets: open, list, show, reply, note, assign, priority, status, reopen.",
     no_args_is_help=True,
 )
 app.add_typer(tickets_app, name="tickets")
+agents_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Platform support agents (users with no tenant): add, list, disable, enable.",
+    no_args_is_help=True,
+)
+app.add_typer(agents_app, name="agents")
 # knowledge base, deflection and analytics: cli/support_kb.py
 app.add_typer(support_kb.kb_app, name="kb")
 app.command("analytics")(support_kb.analytics)
@@ -286,14 +292,45 @@ def note(
 @tickets_app.command("assign")
 def assign(
     ticket_id: IdArg,
-    to: Annotated[str, typer.Option("--to", help="Platform agent: user id or e-mail.")],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            help="Platform agent: user id or e-mail; 'none' unassigns (back to the queue).",
+        ),
+    ],
     now: NowOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Assign the ticket to a platform agent (a new ticket becomes open)."""
+    """Assign the ticket to a platform agent (a new ticket becomes open), or with --to none
+    return it to the queue unassigned (its status stays)."""
+    from faithflow_ops.support.tickets import UNASSIGN
     from faithflow_ops.support.tickets import assign as do
 
-    _mutate(now, as_json, "assigned", lambda s, r, when: do(s, r, ticket_id, to=to, now=when))
+    verb = "unassigned" if to.strip().lower() == UNASSIGN else "assigned"
+    _mutate(now, as_json, verb, lambda s, r, when: do(s, r, ticket_id, to=to, now=when))
+
+
+@tickets_app.command("priority")
+def priority(
+    ticket_id: IdArg,
+    new_priority: Annotated[
+        str, typer.Argument(metavar="PRIORITY", help="low, normal, high or urgent.")
+    ],
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the priority: running clocks take the new policy's targets from their start
+    (time already used is kept); a breached clock stays breached, a fulfilled one fulfilled.
+    Not on solved or closed tickets."""
+    from faithflow_ops.support.tickets import set_priority
+
+    _mutate(
+        now,
+        as_json,
+        f"is {new_priority} priority",
+        lambda s, r, when: set_priority(s, r, ticket_id, new_priority, now=when),
+    )
 
 
 @tickets_app.command("status")
@@ -332,13 +369,26 @@ def reopen(ticket_id: IdArg, now: NowOpt = None, as_json: JsonOpt = False) -> No
 
 
 @app.command("queue")
-def queue(now: NowOpt = None, as_json: JsonOpt = False) -> None:
-    """Queue health: open by status and priority, unassigned, oldest waiting, breaching now,
-    due within the hour, load per agent."""
+def queue(
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            help="Measure waiting minutes and due times to this time (ISO-8601); default: now. "
+            "The tickets are always as they are now: a time before the newest ticket's "
+            "opening is refused.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue health, from the tickets as they are now: open by status and priority, unassigned,
+    oldest waiting, breaching and due within the hour of --now, load per agent."""
+    from faithflow_ops.support.views import check_queue_time
     from faithflow_ops.support.views import queue as build
 
     when = parse_now(now)
     with database().read_session() as session:
+        check_queue_time(session, when)
         doc = build(session, when)
     if as_json:
         output.print_json(doc)
@@ -390,3 +440,92 @@ def queue(now: NowOpt = None, as_json: JsonOpt = False) -> None:
             [[a["agent"], a["open"], a["urgent"]] for a in doc["agents"]],
             title="agent load",
         )
+
+
+# agents
+
+EmailArg = Annotated[str, typer.Argument(metavar="EMAIL", help="The agent's e-mail (or user id).")]
+
+
+def _show_agent(doc: dict[str, Any], as_json: bool, message: str) -> None:
+    if as_json:
+        output.print_json(doc)
+    else:
+        output.record({k: output.minute(v) for k, v in doc.items()}, title=f"agent {doc['email']}")
+    output.info(message)
+
+
+@agents_app.command("add")
+def agents_add(
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The agent's e-mail address.")],
+    name: Annotated[str, typer.Option("--name", help="The agent's name.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a platform support agent (a user with no tenant) who can be assigned tickets."""
+    from faithflow_ops.support.agents import add_agent, agent_details
+
+    with database().session() as session:
+        doc = agent_details(session, add_agent(session, email=email, name=name, actor=actor()))
+    _show_agent(doc, as_json, f"added agent {doc['email']} (id {doc['id']})")
+
+
+@agents_app.command("list")
+def agents_list(as_json: JsonOpt = False) -> None:
+    """Platform agents by e-mail, with their open tickets and how many are urgent (disabled
+    agents are listed too: they may still hold tickets)."""
+    from faithflow_ops.support.agents import list_agents
+
+    with database().read_session() as session:
+        docs = list_agents(session)
+    if as_json:
+        output.print_json(docs)
+        return
+    output.table(
+        ["id", "email", "name", "open tickets", "urgent open", "disabled since"],
+        [
+            [
+                d["id"],
+                d["email"],
+                d["name"],
+                d["open_tickets"],
+                d["urgent_open"],
+                output.minute(d["disabled_at"]),
+            ]
+            for d in docs
+        ],
+    )
+    output.info(f"{len(docs)} agent{'s' if len(docs) != 1 else ''}")
+
+
+def _held(email: str, held: list[int]) -> str:
+    if not held:
+        return ""
+    ids = ", ".join(f"#{t}" for t in held[:20]) + (" …" if len(held) > 20 else "")
+    return (
+        f"; {len(held)} open ticket{'s' if len(held) != 1 else ''} still assigned to {email} "
+        f"({ids}): reassign with `faithflow support tickets assign ID --to AGENT` or return to "
+        "the queue with `--to none`"
+    )
+
+
+@agents_app.command("disable")
+def agents_disable(email: EmailArg, now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """Disable an agent at --now: they can no longer be assigned tickets (the open tickets they
+    hold stay theirs until reassigned; they are listed)."""
+    from faithflow_ops.support.agents import agent_details, disable_agent
+
+    when = parse_now(now)
+    with database().session() as session:
+        doc = agent_details(session, disable_agent(session, email, now=when, actor=actor()))
+    held = doc["open_ticket_ids"]
+    _show_agent(doc, as_json, f"disabled agent {doc['email']}" + _held(doc["email"], held))
+
+
+@agents_app.command("enable")
+def agents_enable(email: EmailArg, as_json: JsonOpt = False) -> None:
+    """Enable a disabled agent again: they can be assigned tickets."""
+    from faithflow_ops.support.agents import agent_details, enable_agent
+
+    with database().session() as session:
+        doc = agent_details(session, enable_agent(session, email, actor=actor()))
+    _show_agent(doc, as_json, f"enabled agent {doc['email']}")

@@ -122,7 +122,7 @@ def record_event(
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
-def _catch_breach(
+def catch_breach(
     session: Session, ticket: SupportTicket, metric: str, now: dt.datetime, by: str
 ) -> None:
     """A running clock past its due time that the sweep has not marked yet: mark it now, at
@@ -178,7 +178,7 @@ def fulfil(
     """End the active episode of `metric` (a reply, a solve). False when none was active."""
     if not active(ticket, metric):
         return False
-    _catch_breach(session, ticket, metric, now, by)
+    catch_breach(session, ticket, metric, now, by)
     _stop_running(ticket, metric, rules, now)
     _set(ticket, metric, "fulfilled_at", now)
     record_event(session, ticket, metric, "fulfilled", occurred_at=now, now=now, rules=rules)
@@ -207,7 +207,7 @@ def refresh(
         should_run = ticket.status not in target.pause and ticket.status not in ("solved", "closed")
         running = _get(ticket, metric, "running_since") is not None
         if running and not should_run:
-            _catch_breach(session, ticket, metric, now, by)
+            catch_breach(session, ticket, metric, now, by)
             _stop_running(ticket, metric, rules, now)
         elif not running and should_run:
             _set(ticket, metric, "running_since", now)
@@ -237,7 +237,7 @@ def refresh(
             # the clock ran past its due time under the rules in force then: the breach
             # happened, whatever a policy or calendar change says now (and whether or not the
             # sweep ran in between); an unchanged due time is left to the sweep, which notifies
-            _catch_breach(session, ticket, metric, now, by)
+            catch_breach(session, ticket, metric, now, by)
             continue
         _set(ticket, metric, "due_at", due)
         # A due time in the past (a clock the sweep has not reached yet, or a stricter target)

@@ -1,5 +1,6 @@
-"""Ticket operations: open, reply, note, assign, status, reopen — each at a given `now`, each
-followed by `sla.refresh` so the stored clocks match the new state (docs/support.md).
+"""Ticket operations: open, reply, note, assign (and unassign), priority, status, reopen — each
+at a given `now`, each followed by `sla.refresh` so the stored clocks match the new state
+(docs/support.md).
 
 Status rules (Zendesk's, where the issue is silent):
 - new → open on the first agent reply or assignment; a requester reply moves pending/on_hold
@@ -21,7 +22,7 @@ from faithflow_ops.comms import contacts
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import SlaEvent, SupportMessage, SupportTicket, Tenant, User
 from faithflow_ops.models.support import METRICS, OPEN_STATUSES, PRIORITIES, RESOLUTIONS, STATUSES
-from faithflow_ops.support import sla
+from faithflow_ops.support import alerts, sla
 from faithflow_ops.support.sla import Rules
 
 SET_STATUSES = ("open", "pending", "on_hold", "solved", "closed")
@@ -119,10 +120,14 @@ def _touch(ticket: SupportTicket, now: dt.datetime) -> None:
     ticket.updated_at = now
 
 
-def _last_change(ticket: SupportTicket) -> dt.datetime:
+def _last_change(session: Session, ticket: SupportTicket) -> dt.datetime:
     """The latest moment a ticket command changed the ticket or its clocks (not the sweep's
-    marks: a breach is dated at its due time, a warning at the sweep's clock)."""
+    marks: a breach is dated at its due time, a warning at the sweep's clock). Assignments,
+    priority changes and notes leave no time on the ticket: their message carries it."""
     times = [
+        session.scalar(
+            select(func.max(SupportMessage.created_at)).where(SupportMessage.ticket_id == ticket.id)
+        ),
         ticket.opened_at,
         ticket.status_changed_at,
         ticket.last_agent_reply_at,
@@ -136,10 +141,11 @@ def _last_change(ticket: SupportTicket) -> dt.datetime:
     return max(t for t in times if t is not None)
 
 
-def _in_order(ticket: SupportTicket, now: dt.datetime) -> None:
+def _in_order(session: Session, ticket: SupportTicket, now: dt.datetime) -> None:
     """History is replayed forward: a command dated before the ticket's last change would stop
-    a clock before it started (negative times in the events and the analytics)."""
-    last = _last_change(ticket)
+    a clock before it started (negative times in the events and the analytics), or apply a
+    priority before it was set."""
+    last = _last_change(session, ticket)
     if now < last:
         raise UserError(
             f"--now {now.isoformat()} is before ticket {ticket.id}'s last change "
@@ -237,7 +243,7 @@ def reply(
     one_of("--as", author, ("agent", "requester"))
     ticket = get_ticket(session, ticket_id, lock=True)
     _open_check(ticket, "replied to")
-    _in_order(ticket, now)
+    _in_order(session, ticket, now)
     if author == "requester":
         if agent:
             raise UserError("--agent goes with --as agent; a requester reply has no agent")
@@ -281,7 +287,8 @@ def note(
 ) -> SupportTicket:
     """An internal note: for agents only, stops no clock."""
     ticket = get_ticket(session, ticket_id, lock=True)
-    _in_order(ticket, now)
+    _open_check(ticket, "annotated")  # a solved ticket still takes notes; closed is final
+    _in_order(session, ticket, now)
     user = find_agent(session, agent) if agent else None
     _message(session, ticket, "agent", body, now, public=False, user=user)
     sla.refresh(session, ticket, rules, now, "note")
@@ -290,12 +297,18 @@ def note(
     return ticket
 
 
+UNASSIGN = "none"  # `assign --to none`, like `tickets list --assignee none`
+
+
 def assign(
     session: Session, rules: Rules, ticket_id: int, *, to: str, now: dt.datetime
 ) -> SupportTicket:
+    """Assign to a platform agent, or with `to="none"` return the ticket to the queue."""
     ticket = get_ticket(session, ticket_id, lock=True)
     _open_check(ticket, "assigned")
-    _in_order(ticket, now)
+    _in_order(session, ticket, now)
+    if to.strip().lower() == UNASSIGN:
+        return _unassign(session, rules, ticket, now)
     user = find_agent(session, to)
     if ticket.assignee_id == user.id:
         raise UserError(f"ticket {ticket.id} is already assigned to {user.email}")
@@ -304,6 +317,59 @@ def assign(
         _set_status(ticket, "open", now)
     _message(session, ticket, "system", f"assigned to {user.email}", now, public=False)
     sla.refresh(session, ticket, rules, now, "assign")
+    _touch(ticket, now)
+    session.flush()
+    return ticket
+
+
+def _unassign(
+    session: Session, rules: Rules, ticket: SupportTicket, now: dt.datetime
+) -> SupportTicket:
+    """Back to the queue: no assignee; the status stays (an open ticket does not become new
+    again) and so do the clocks, recomputed like any other change."""
+    if ticket.assignee_id is None:
+        raise UserError(f"ticket {ticket.id} is not assigned; nothing to unassign")
+    was = session.get(User, ticket.assignee_id)
+    who = was.email if was is not None else f"user {ticket.assignee_id}"
+    ticket.assignee_id = None
+    _message(session, ticket, "system", f"unassigned (was {who})", now, public=False)
+    sla.refresh(session, ticket, rules, now, "unassign")
+    _touch(ticket, now)
+    session.flush()
+    return ticket
+
+
+def set_priority(
+    session: Session, rules: Rules, ticket_id: int, priority: str, *, now: dt.datetime
+) -> SupportTicket:
+    """Change the priority: the running clocks take the new policy's targets, counted from
+    their start with the time already used kept; a breached clock stays breached (its due time
+    frozen), a fulfilled one stays fulfilled, a paused one takes the new target when it
+    resumes."""
+    one_of("priority", priority, PRIORITIES)
+    ticket = get_ticket(session, ticket_id, lock=True)
+    _open_check(ticket, "changed")
+    if ticket.status == "solved":
+        raise UserError(
+            f"ticket {ticket.id} is solved; reopen it first (`faithflow support tickets reopen "
+            f"{ticket.id}`) to change its priority"
+        )
+    _in_order(session, ticket, now)
+    old = ticket.priority
+    if old == priority:
+        raise UserError(f"ticket {ticket.id} is already {priority} priority")
+    for metric in METRICS:
+        # a clock already past its due time breached under the old priority: record it so now,
+        # at its due time, before the new targets apply (the event keeps the priority it
+        # breached under; refresh would otherwise record it with the new one)
+        sla.catch_breach(session, ticket, metric, now, "priority")
+    ticket.priority = priority
+    if old == alerts.ALERTED:  # no longer urgent: its SLA incidents have nothing left to page
+        alerts.clear_marks(
+            session, ticket.id, None, now=now, by=f"sla: priority {old} → {priority}"
+        )
+    sla.refresh(session, ticket, rules, now, "priority")
+    _message(session, ticket, "system", f"priority {old} → {priority}", now, public=False)
     _touch(ticket, now)
     session.flush()
     return ticket
@@ -326,7 +392,7 @@ def set_status(
     ticket = get_ticket(session, ticket_id, lock=True)
     old = ticket.status
     _open_check(ticket, "changed")
-    _in_order(ticket, now)
+    _in_order(session, ticket, now)
     if old == status:
         raise UserError(f"ticket {ticket.id} is already {status}")
     if status == "closed" and old != "solved":
@@ -354,7 +420,7 @@ def set_status(
 def reopen(session: Session, rules: Rules, ticket_id: int, *, now: dt.datetime) -> SupportTicket:
     ticket = get_ticket(session, ticket_id, lock=True)
     _open_check(ticket, "reopened")
-    _in_order(ticket, now)
+    _in_order(session, ticket, now)
     if ticket.status != "solved":
         raise UserError(f"ticket {ticket.id} is {ticket.status}, not solved; nothing to reopen")
     _reopen(session, ticket, rules, now)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from faithflow_ops.errors import one_of
+from faithflow_ops.errors import UserError, one_of
 from faithflow_ops.models import SlaEvent, SupportTicket, Tenant, User
 from faithflow_ops.models.support import METRICS, OPEN_STATUSES, PRIORITIES
 
@@ -74,6 +74,23 @@ def breaches(
             }
         )
     return rows
+
+
+def check_queue_time(session: Session, now: dt.datetime) -> None:
+    """`support queue --now`: the queue is always the tickets' current state; `now` only sets
+    the moment waiting and due times are measured to. A `now` before the newest ticket's
+    opening would pass the current state off as a past one: refused."""
+    newest = session.execute(
+        select(SupportTicket.id, SupportTicket.opened_at)
+        .order_by(SupportTicket.opened_at.desc(), SupportTicket.id.desc())
+        .limit(1)
+    ).first()
+    if newest is not None and now < newest.opened_at:
+        raise UserError(
+            f"--now {now.isoformat()} is before ticket {newest.id} was opened "
+            f"({newest.opened_at.isoformat()}): the queue shows the tickets as they are now and "
+            "cannot show a past moment; give a --now from then on, or leave out --now"
+        )
 
 
 def queue(session: Session, now: dt.datetime) -> dict[str, Any]:
