@@ -4,7 +4,7 @@ same data in the same run; then the same open load in a 100,000-ticket table, to
 sweep's time follows the open tickets, not the total.
 
 Data is generated with set-based SQL (generate_series) in a throwaway database per size. Each
-measurement is repeated (--repeat, default 5; the data is reset between runs, untimed; the
+measurement is repeated (--repeat, default 9; the data is reset between runs, untimed; the
 order of the cases rotates from one round to the next) and the median and the fastest run are
 printed, with the load average (the machine may be shared):
 
@@ -12,7 +12,9 @@ printed, with the load average (the machine may be shared):
   plan through the partial indexes, claim UPDATE … RETURNING, sla_events rows, the outbox
   digests: one e-mail per agent with marks and one to FAITHFLOW_SUPPORT_QUEUE_EMAIL for the
   unassigned tickets — the tickets are spread over 50 agents, one in ten unassigned, so 500
-  breaches make 51 digests — and an incident for each urgent ticket's breach, 125 of 500);
+  breaches make 51 digests);
+- sweep, alert hook set: the same with ALERT_WEBHOOK_URL set, so each urgent ticket's breach
+  (125 of 500) also opens an incident for `incidents escalate` to send;
 - sweep (plan only): the same with --dry-run;
 - SQL UPDATE: `UPDATE support_tickets SET resolution_breached_at = resolution_due_at WHERE …`;
 - SQL UPDATE + sla_events: the UPDATE in a CTE feeding the `INSERT INTO sla_events` — the hand-
@@ -26,7 +28,7 @@ The goal (issue 7) is `sweep <= 3 x SQL UPDATE + sla_events` at 1,000,000 ticket
 sweep's time about the same at 100,000 and 1,000,000 tickets.
 
     .venv/bin/python bench/bench_sla.py [--url postgresql://…] [--total 1000000] [--small 100000]
-        [--open 10000] [--breaching 500] [--repeat 5] [--keep]
+        [--open 10000] [--breaching 500] [--repeat 9] [--keep]
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ SELECT
 """
 
 SWEEP, PLAN = "sweep", "sweep (plan only, --dry-run)"
+ALERTING = "sweep, alert hook set"
 UPDATE, UPDATE_EVENTS = "SQL UPDATE", "SQL UPDATE + sla_events"
 
 
@@ -209,7 +212,8 @@ def expected(name: str, breaching: int) -> tuple[int, int, int, int, int]:
         listed += sum(min(n, DIGEST_ITEMS) for n in per.values())
     urgent = sum(1 for g in range(1, breaching + 1) if g % 4 == 3)
     return {
-        SWEEP: (breaching, breaching, digests, listed, urgent),
+        SWEEP: (breaching, breaching, digests, listed, 0),
+        ALERTING: (breaching, breaching, digests, listed, urgent),
         PLAN: (0, 0, 0, 0, 0),
         UPDATE: (breaching, 0, 0, 0, 0),
         UPDATE_EVENTS: (breaching, breaching, 0, 0, 0),
@@ -229,9 +233,11 @@ def timed(db_url: str, breaching: int, repeat: int) -> dict[str, tuple[float, fl
 
     configure(level=logging.WARNING)  # not a "job run" line per run
     db = Database.from_url(db_url)
-    settings = Settings.from_env(
-        {"FAITHFLOW_DATABASE_URL": db_url, "FAITHFLOW_SUPPORT_QUEUE_EMAIL": "queue@ff.example"}
-    )
+    env = {"FAITHFLOW_DATABASE_URL": db_url, "FAITHFLOW_SUPPORT_QUEUE_EMAIL": "queue@ff.example"}
+    settings = Settings.from_env(env)
+    # with an escalation hook the urgent breaches open incidents (`incidents escalate` sends
+    # them later; nothing listens on this port and nothing calls it during the sweep)
+    alerting = Settings.from_env(env | {"ALERT_WEBHOOK_URL": "http://127.0.0.1:9/hook"})
     spec = registry.get("support_sla_sweep")
 
     def reset() -> None:
@@ -250,9 +256,9 @@ def timed(db_url: str, breaching: int, repeat: int) -> dict[str, tuple[float, fl
         what = "marked, events, digests, listed, incidents"
         assert found == want, (name, what, found, "expected", want)
 
-    def sweep(dry_run: bool) -> Callable[[], int]:
+    def sweep(dry_run: bool, cfg: Settings = settings) -> Callable[[], int]:
         def go() -> int:
-            ctx = JobContext(now=NOW, dry_run=dry_run, trigger="cli", settings=settings)
+            ctx = JobContext(now=NOW, dry_run=dry_run, trigger="cli", settings=cfg)
             result = run_job(db, spec, ctx, collect_actions=False)
             assert result.status == "succeeded", result.error
             return sum(result.counts.values())
@@ -268,6 +274,7 @@ def timed(db_url: str, breaching: int, repeat: int) -> dict[str, tuple[float, fl
 
     cases = {
         SWEEP: sweep(False),
+        ALERTING: sweep(False, alerting),
         PLAN: sweep(True),
         UPDATE: sql(HAND_UPDATE),
         UPDATE_EVENTS: sql(HAND_UPDATE_EVENTS),
@@ -297,7 +304,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--open", type=int, default=10_000)
     parser.add_argument("--breaching", type=int, default=500)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--keep", action="store_true", help="keep the generated databases")
     args = parser.parse_args()
     url = url_from(args)
@@ -330,6 +337,10 @@ def main() -> None:
         "  (the hand-written side is the same breach marking: breached_at = due_at on the "
         f"{args.breaching} clocks AND their {args.breaching} sla_events rows, which the sweep "
         "must write (docs/support.md); the sweep is timed as it runs, e-mails included)"
+    )
+    print(
+        f"      with ALERT_WEBHOOK_URL set: {ALERTING} / {UPDATE_EVENTS} = "
+        f"{ratio(ALERTING, UPDATE_EVENTS)} (+ an incident per urgent breach)"
     )
     print(
         f"also: sweep / bare {UPDATE} = {ratio(SWEEP, UPDATE)} (the UPDATE alone writes no "

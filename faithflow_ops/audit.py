@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from faithflow_ops.bulk import insert_rows
 from faithflow_ops.db import utcnow
 from faithflow_ops.models import AuditLog
 
@@ -41,6 +42,6 @@ def record(session: Session, **fields: Any) -> None:
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Bulk form of `record` for batch jobs: rows from `audit_row`."""
-    if rows:
-        session.execute(insert(AuditLog), rows)
+    """Bulk form of `record` for batch jobs: rows from `audit_row`, in one statement
+    (bulk.insert_rows)."""
+    insert_rows(session, cast(Table, AuditLog.__table__), rows, conflict=[])

@@ -17,11 +17,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Row, Table, Text, bindparam, cast, column, func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Row,
+    Table,
+    Text,
+    TextClause,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -35,17 +47,28 @@ def insert_rows(
     *,
     conflict: Sequence[str],
     returning: Sequence[Column[Any]] = (),
+    update: Callable[[Any], dict[str, Any]] | None = None,
+    conflict_where: ColumnElement[bool] | TextClause | None = None,
 ) -> list[Row[Any]]:
     """Insert `rows` into `table`, skipping those that conflict on the unique `conflict`
-    columns; the RETURNING rows of the ones inserted (empty without `returning`)."""
+    columns (an empty list: any unique constraint); the RETURNING rows of the ones inserted
+    (empty without `returning`). With `update` a conflicting row is updated instead (`ON
+    CONFLICT … DO UPDATE SET update(excluded)`, `conflict_where`: the predicate of a partial
+    unique index) and RETURNING gives the updated rows too."""
     if not rows:
         return []
     dialect = session.get_bind().dialect
     names = list(rows[0])
-    if dialect.name != "postgresql":
-        stmt = upsert_insert(dialect.name, table).on_conflict_do_nothing(
-            index_elements=list(conflict)
+
+    def on_conflict(stmt: Any) -> Any:
+        if update is None:
+            return stmt.on_conflict_do_nothing(index_elements=list(conflict) or None)
+        return stmt.on_conflict_do_update(
+            index_elements=list(conflict), index_where=conflict_where, set_=update(stmt.excluded)
         )
+
+    if dialect.name != "postgresql":
+        stmt = on_conflict(upsert_insert(dialect.name, table))
         if returning:
             return list(session.execute(stmt.returning(*returning), list(rows)).all())
         session.execute(stmt, list(rows))
@@ -56,10 +79,8 @@ def insert_rows(
         .table_valued(*(column(name, table.c[name].type) for name in names), name="r")
         .render_derived(with_types=True)
     )
-    stmt = (
-        postgresql.insert(table)
-        .from_select(names, select(*(records.c[name] for name in names)))
-        .on_conflict_do_nothing(index_elements=list(conflict))
+    stmt = on_conflict(
+        postgresql.insert(table).from_select(names, select(*(records.c[name] for name in names)))
     )
     if returning:
         return list(session.execute(stmt.returning(*returning)).all())

@@ -309,8 +309,9 @@ def test_urgent_marks_open_incidents_that_incidents_escalate_sends_to_the_hook(
 
 
 def test_a_breach_a_ticket_command_catches_on_an_urgent_ticket_is_an_incident_too(
-    world: Database, cli
+    world: Database, cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook")  # never called here
     t = open_ticket(cli, "urgent")["id"]  # resolution: 240 calendar minutes, due 13:00
     call(
         cli,
@@ -446,7 +447,9 @@ def test_a_digest_is_keyed_by_the_marks_it_reports() -> None:
     due = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
 
     def mark(ticket: int, kind: str = "sla_breach") -> _Mark:
-        claim = _Claim(kind, "resolution", ticket, 1, "normal", "s", None, 1, None, due)
+        claim = _Claim(
+            kind, "resolution", ticket, 1, "normal", "s", None, 1, None, due, "grace", None
+        )
         return _Mark(claim, "grace", None, -10)
 
     key = _digest("q@x.example", [mark(1), mark(2)], now).idempotency_key
@@ -600,10 +603,23 @@ def test_breaches_open_and_limit_are_answered_in_sql(world: Database, cli) -> No
     assert "LIMIT" in query and "first_response_fulfilled_at IS NULL" in query
 
 
-def test_lowering_an_urgent_ticket_resolves_its_sla_incidents(world: Database, cli) -> None:
+def test_lowering_an_urgent_ticket_resolves_its_sla_incidents(
+    world: Database, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "r" * 32)  # PagerDuty alone is a hook too
     t = open_ticket(cli, "urgent")["id"]
     sweep(cli, "2026-03-02T09:40:00Z")  # first response breached at 09:30
     breach = f"sla:{t}:first_response:1:breach"
     assert sla_incidents(world)[breach][:2] == ("critical", "open")
     call(cli, "support", "tickets", "priority", str(t), "high", "--now", "2026-03-02T09:45:00Z")
     assert sla_incidents(world)[breach][:2] == ("critical", "resolved")
+
+
+def test_without_an_escalation_hook_urgent_marks_open_no_incident(world: Database, cli) -> None:
+    t = open_ticket(cli, "urgent")["id"]
+    sweep(cli, "2026-03-02T09:40:00Z")  # the sweep's breach of the first response
+    call(cli, "support", "tickets", "status", str(t), "on_hold", "--now", "2026-03-02T13:20:00Z")
+    assert sla_incidents(world) == {}  # nobody to alert: the breaches are in `sla breaches`
+    with world.read_session() as s:
+        data = [e.data for e in s.scalars(select(SlaEvent).filter_by(kind="breach"))]
+    assert len(data) == 2 and not any("alert" in d for d in data)

@@ -50,7 +50,10 @@ def rules(session: Session) -> Rules:
     from faithflow_ops.support.sla import Rules, Warning
 
     cfg = settings()
-    return Rules.load(session, Warning(cfg.sla_warning_minutes, cfg.sla_warning_percent))
+    from faithflow_ops.support import alerts
+
+    warning = Warning(cfg.sla_warning_minutes, cfg.sla_warning_percent)
+    return Rules.load(session, warning, alert=alerts.enabled(cfg))
 
 
 def _show_ticket(doc: dict[str, Any], as_json: bool, verb: str | None = None) -> None:

@@ -23,12 +23,12 @@ clocks (a holiday, an outage of the sweep) must not bury the queue's inbox under
 Its idempotency key hashes the marks it reports, and each mark is claimed once, so no digest is
 ever queued twice. (A batch that fails is retried mark by mark by the runner: each of those
 marks then gets a digest of its own.) Each event's `data.notify` names the digest (`to`,
-`message_id`, `status`). An urgent ticket's mark also opens an incident (support/alerts.py;
-its id in the event's `data.alert`), which `incidents escalate` sends to ALERT_WEBHOOK_URL and
-PagerDuty: no hook is called inside this transaction, and a failing hook is retried there with
-backoff without touching the sweep. A malformed address (or a digest the outbox refuses) is
-kept in the events' `data.notify.error` and the marks are recorded all the same. A second sweep
-at the same `now` plans nothing.
+`message_id`, `status`). With an escalation hook set (ALERT_WEBHOOK_URL, PAGERDUTY_ROUTING_KEY)
+an urgent ticket's mark also opens an incident (support/alerts.py; its id in the event's
+`data.alert`), which `incidents escalate` sends to those hooks: no hook is called inside this
+transaction, and a failing hook is retried there with backoff without touching the sweep. A
+malformed address (or a digest the outbox refuses) is kept in the events' `data.notify.error`
+and the marks are recorded all the same. A second sweep at the same `now` plans nothing.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class SupportSlaSweep(Job):
             )
         )
         found: list[Action] = []
-        for branch, ticket_id, priority, assignee_id, episode, due in session.execute(query):
+        for branch, ticket_id, priority, assignee_id, episode, due in session.execute(query).all():
             kind, metric, _ = branches[branch]
             left = _minutes(due - now)
             what = "overdue" if kind == "sla_breach" else "due"
@@ -182,7 +182,8 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
     """Claim, record and notify a batch; 'applied' per claimed action, 'stale' otherwise.
 
     Statements for any batch size: one claiming UPDATE … RETURNING per metric and kind (the
-    rows it returns are all the rest needs), the assignees' and tenants' names, the digests
+    rows it returns, with the tenant's slug and the assignee's address, are all the rest
+    needs), the digests
     (`enqueue_many`: one suppression query, one multi-row INSERT), and one INSERT … SELECT of
     sla_events per metric and kind."""
     now = ctx.now
@@ -223,9 +224,12 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
                 _col(metric, "episode"),
                 _col(metric, "started_at"),
                 _col(metric, "due_at"),
+                # what the digests and incidents name, in the same round trip
+                select(Tenant.slug).where(Tenant.id == _T.c.tenant_id).scalar_subquery(),
+                select(User.email).where(User.id == _T.c.assignee_id).scalar_subquery(),
             )
         )
-        for row in result.tuples():
+        for row in result.tuples().all():
             claims[kind, metric, row[0]] = _Claim(kind, metric, *row)
     if claims:
         _record_and_notify(session, ctx, sorted(claims.values(), key=_Claim.order))
@@ -249,6 +253,8 @@ class _Claim:
     episode: int
     started_at: dt.datetime | None
     due_at: dt.datetime
+    tenant: str | None  # the tenant's slug
+    assignee: str | None  # the agent's e-mail address; None: the queue
 
     @property
     def event(self) -> str:
@@ -276,30 +282,7 @@ class _Mark:
 
 def _record_and_notify(session: Session, ctx: JobContext, claims: list[_Claim]) -> None:
     now, settings = ctx.now, ctx.settings
-    assignees = {c.assignee_id for c in claims if c.assignee_id is not None}
-    agents: dict[int, str] = {}
-    if assignees:
-        agents = dict(
-            session.execute(select(User.id, User.email).where(User.id.in_(assignees)))
-            .tuples()
-            .all()
-        )
-    slugs = dict(
-        session.execute(
-            select(Tenant.id, Tenant.slug).where(Tenant.id.in_({c.tenant_id for c in claims}))
-        )
-        .tuples()
-        .all()
-    )
-    marks = [
-        _Mark(
-            c,
-            slugs.get(c.tenant_id),
-            agents.get(c.assignee_id) if c.assignee_id is not None else None,
-            _minutes(c.due_at - now),
-        )
-        for c in claims
-    ]
+    marks = [_Mark(c, c.tenant, c.assignee, _minutes(c.due_at - now)) for c in claims]
     notices = _notify_all(session, settings, marks, now)
     unsent = sum(1 for n in notices if "skipped" in n)
     if unsent:
@@ -319,7 +302,7 @@ def _record_and_notify(session: Session, ctx: JobContext, claims: list[_Claim]) 
             m.assignee,
         )
         for m in marks
-        if m.claim.priority == alerts.ALERTED
+        if m.claim.priority == alerts.ALERTED and alerts.enabled(settings)
     ]
     incidents = alerts.raise_marks(session, urgent, now=now)
     data: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)

@@ -1,6 +1,7 @@
 """Urgent tickets' SLA marks as incidents (docs/support.md "The sweep").
 
-A warning or a breach of an **urgent** ticket's clock opens an incident with the cause
+When an escalation hook is configured (ALERT_WEBHOOK_URL or PAGERDUTY_ROUTING_KEY), a warning
+or a breach of an **urgent** ticket's clock opens an incident with the cause
 `sla:<ticket>:<metric>:<episode>:<warning|breach>` (kind `support`; a breach is `critical`, a
 warning `warning`), in the transaction that records the mark. `incidents escalate` then posts it
 to ALERT_WEBHOOK_URL (retrying a failing hook with backoff) and pages PagerDuty if nobody
@@ -15,12 +16,22 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from faithflow_ops.incidents.records import Cause, clear_incidents, open_causes, raise_incidents
 
 ALERTED = "urgent"  # the priority whose marks become incidents
+
+
+def enabled(settings: Any) -> bool:
+    """Whether urgent marks open incidents: only when `incidents escalate` has somewhere to send
+    them. Without a hook an incident would alert nobody, and the breaches are already in `sla
+    breaches --open` and `support queue`."""
+    return bool(settings.alert_webhook_url or settings.pagerduty_routing_key)
+
+
 LABELS = {
     "first_response": "first response",
     "next_response": "next response",

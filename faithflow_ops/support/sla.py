@@ -46,10 +46,11 @@ class Rules:
     policies: Policies
     calendar: Calendar
     warning: Warning
+    alert: bool = False  # an escalation hook is set: urgent tickets' breaches open incidents
 
     @classmethod
-    def load(cls, session: Session, warning: Warning | None = None) -> Rules:
-        return cls(load_policies(session), load_calendar(session), warning or Warning())
+    def load(cls, session: Session, warning: Warning | None = None, alert: bool = False) -> Rules:
+        return cls(load_policies(session), load_calendar(session), warning or Warning(), alert)
 
     def target(self, ticket: SupportTicket, metric: str) -> Target:
         return self.policies[ticket.priority, metric]
@@ -123,7 +124,12 @@ def record_event(
 
 
 def catch_breach(
-    session: Session, ticket: SupportTicket, metric: str, now: dt.datetime, by: str
+    session: Session,
+    ticket: SupportTicket,
+    metric: str,
+    rules: Rules,
+    now: dt.datetime,
+    by: str,
 ) -> None:
     """A running clock past its due time that the sweep has not marked yet: mark it now, at
     its due time (the breach happened then), before the clock stops or pauses."""
@@ -136,7 +142,7 @@ def catch_breach(
     ):
         _set(ticket, metric, "breached_at", due)
         data: dict[str, Any] = {"recorded_by": by}
-        if ticket.priority == alerts.ALERTED:
+        if rules.alert and ticket.priority == alerts.ALERTED:
             mark = alerts.Mark(
                 ticket.id,
                 ticket.tenant_id,
@@ -178,7 +184,7 @@ def fulfil(
     """End the active episode of `metric` (a reply, a solve). False when none was active."""
     if not active(ticket, metric):
         return False
-    catch_breach(session, ticket, metric, now, by)
+    catch_breach(session, ticket, metric, rules, now, by)
     _stop_running(ticket, metric, rules, now)
     _set(ticket, metric, "fulfilled_at", now)
     record_event(session, ticket, metric, "fulfilled", occurred_at=now, now=now, rules=rules)
@@ -207,7 +213,7 @@ def refresh(
         should_run = ticket.status not in target.pause and ticket.status not in ("solved", "closed")
         running = _get(ticket, metric, "running_since") is not None
         if running and not should_run:
-            catch_breach(session, ticket, metric, now, by)
+            catch_breach(session, ticket, metric, rules, now, by)
             _stop_running(ticket, metric, rules, now)
         elif not running and should_run:
             _set(ticket, metric, "running_since", now)
@@ -237,7 +243,7 @@ def refresh(
             # the clock ran past its due time under the rules in force then: the breach
             # happened, whatever a policy or calendar change says now (and whether or not the
             # sweep ran in between); an unchanged due time is left to the sweep, which notifies
-            catch_breach(session, ticket, metric, now, by)
+            catch_breach(session, ticket, metric, rules, now, by)
             continue
         _set(ticket, metric, "due_at", due)
         # A due time in the past (a clock the sweep has not reached yet, or a stricter target)

@@ -362,7 +362,7 @@ def set_priority(
         # a clock already past its due time breached under the old priority: record it so now,
         # at its due time, before the new targets apply (the event keeps the priority it
         # breached under; refresh would otherwise record it with the new one)
-        sla.catch_breach(session, ticket, metric, now, "priority")
+        sla.catch_breach(session, ticket, metric, rules, now, "priority")
     ticket.priority = priority
     if old == alerts.ALERTED:  # no longer urgent: its SLA incidents have nothing left to page
         alerts.clear_marks(
