@@ -182,8 +182,8 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
     """Claim, record and notify a batch; 'applied' per claimed action, 'stale' otherwise.
 
     Statements for any batch size: one claiming UPDATE … RETURNING per metric and kind (the
-    rows it returns, with the tenant's slug and the assignee's address, are all the rest
-    needs), the digests
+    rows it returns are all the rest needs), the tenants' slugs and the assignees' addresses,
+    the digests
     (`enqueue_many`: one suppression query, one multi-row INSERT), and one INSERT … SELECT of
     sla_events per metric and kind."""
     now = ctx.now
@@ -192,7 +192,7 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
         if action.kind not in KINDS:
             raise ValueError(f"sla sweep has no action kind {action.kind!r}")
         groups[action.kind, action.data["metric"]].append(action)
-    claims: dict[tuple[str, str, int], _Claim] = {}
+    rows: list[tuple[str, str, tuple[Any, ...]]] = []
     dialect = session.get_bind().dialect.name
     for (kind, metric), group in groups.items():
         by_episode: dict[int, list[int]] = defaultdict(list)
@@ -224,19 +224,53 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
                 _col(metric, "episode"),
                 _col(metric, "started_at"),
                 _col(metric, "due_at"),
-                # what the digests and incidents name, in the same round trip
-                select(Tenant.slug).where(Tenant.id == _T.c.tenant_id).scalar_subquery(),
-                select(User.email).where(User.id == _T.c.assignee_id).scalar_subquery(),
             )
         )
-        for row in result.tuples().all():
-            claims[kind, metric, row[0]] = _Claim(kind, metric, *row)
+        rows.extend((kind, metric, row) for row in result.tuples().all())
+    claims = _with_names(session, rows)
     if claims:
         _record_and_notify(session, ctx, sorted(claims.values(), key=_Claim.order))
     return [
         "applied" if (a.kind, a.data["metric"], int(a.data["ticket_id"])) in claims else "stale"
         for a in actions
     ]
+
+
+def _with_names(
+    session: Session, rows: list[tuple[str, str, tuple[Any, ...]]]
+) -> dict[tuple[str, str, int], _Claim]:
+    """The claims, with the tenants' slugs and the assignees' addresses (two look-ups for the
+    batch: cheaper than a subquery per row in the claiming UPDATE's RETURNING)."""
+    if not rows:
+        return {}
+    tenants = {row[1] for _, _, row in rows}
+    users = {row[4] for _, _, row in rows if row[4] is not None}
+    slugs = dict(
+        session.execute(select(Tenant.id, Tenant.slug).where(Tenant.id.in_(tenants))).tuples().all()
+    )
+    agents: dict[int, str] = {}
+    if users:
+        agents = dict(
+            session.execute(select(User.id, User.email).where(User.id.in_(users))).tuples().all()
+        )
+    claims: dict[tuple[str, str, int], _Claim] = {}
+    for kind, metric, row in rows:
+        ticket, tenant, priority, subject, assignee, episode, started, due = row
+        claims[kind, metric, ticket] = _Claim(
+            kind,
+            metric,
+            ticket,
+            tenant,
+            priority,
+            subject,
+            assignee,
+            episode,
+            started,
+            due,
+            slugs.get(tenant),
+            agents.get(assignee) if assignee is not None else None,
+        )
+    return claims
 
 
 @dataclass(frozen=True)
