@@ -116,8 +116,15 @@ def _set_status(ticket: SupportTicket, status: str, now: dt.datetime) -> None:
         ticket.status_changed_at = now
 
 
-def _touch(ticket: SupportTicket, now: dt.datetime) -> None:
+def _changed(
+    session: Session, rules: Rules, ticket: SupportTicket, now: dt.datetime, by: str
+) -> SupportTicket:
+    """Every command's last step: the clocks brought in line with the new state, the ticket
+    stamped and flushed."""
+    sla.refresh(session, ticket, rules, now, by)
     ticket.updated_at = now
+    session.flush()
+    return ticket
 
 
 def _last_change(session: Session, ticket: SupportTicket) -> dt.datetime:
@@ -217,9 +224,7 @@ def open_ticket(
         _message(session, ticket, "requester", body, now, email=email)
     sla.start(ticket, "first_response", rules, now)
     sla.start(ticket, "resolution", rules, now)
-    sla.refresh(session, ticket, rules, now, "open")
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, "open")
 
 
 def _reopen(session: Session, ticket: SupportTicket, rules: Rules, now: dt.datetime) -> None:
@@ -270,10 +275,7 @@ def reply(
         ticket.first_responded_at = ticket.first_responded_at or now
         ticket.last_agent_reply_at = now
         ticket.waiting_since = None
-    sla.refresh(session, ticket, rules, now, "reply")
-    _touch(ticket, now)
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, "reply")
 
 
 def note(
@@ -291,10 +293,7 @@ def note(
     _in_order(session, ticket, now)
     user = find_agent(session, agent) if agent else None
     _message(session, ticket, "agent", body, now, public=False, user=user)
-    sla.refresh(session, ticket, rules, now, "note")
-    _touch(ticket, now)
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, "note")
 
 
 UNASSIGN = "none"  # `assign --to none`, like `tickets list --assignee none`
@@ -316,10 +315,7 @@ def assign(
     if ticket.status == "new":
         _set_status(ticket, "open", now)
     _message(session, ticket, "system", f"assigned to {user.email}", now, public=False)
-    sla.refresh(session, ticket, rules, now, "assign")
-    _touch(ticket, now)
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, "assign")
 
 
 def _unassign(
@@ -333,10 +329,7 @@ def _unassign(
     who = was.email if was is not None else f"user {ticket.assignee_id}"
     ticket.assignee_id = None
     _message(session, ticket, "system", f"unassigned (was {who})", now, public=False)
-    sla.refresh(session, ticket, rules, now, "unassign")
-    _touch(ticket, now)
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, "unassign")
 
 
 def set_priority(
@@ -368,11 +361,8 @@ def set_priority(
         alerts.clear_marks(
             session, ticket.id, None, now=now, by=f"sla: priority {old} → {priority}"
         )
-    sla.refresh(session, ticket, rules, now, "priority")
     _message(session, ticket, "system", f"priority {old} → {priority}", now, public=False)
-    _touch(ticket, now)
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, "priority")
 
 
 def set_status(
@@ -410,11 +400,8 @@ def set_status(
             sla.fulfil(session, ticket, metric, rules, now, "solve")
     elif status == "closed":
         ticket.closed_at = now
-    sla.refresh(session, ticket, rules, now, f"status {status}")
     _message(session, ticket, "system", f"status {old} → {status}", now, public=False)
-    _touch(ticket, now)
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, f"status {status}")
 
 
 def reopen(session: Session, rules: Rules, ticket_id: int, *, now: dt.datetime) -> SupportTicket:
@@ -425,10 +412,7 @@ def reopen(session: Session, rules: Rules, ticket_id: int, *, now: dt.datetime) 
         raise UserError(f"ticket {ticket.id} is {ticket.status}, not solved; nothing to reopen")
     _reopen(session, ticket, rules, now)
     _message(session, ticket, "system", "reopened", now, public=False)
-    sla.refresh(session, ticket, rules, now, "reopen")
-    _touch(ticket, now)
-    session.flush()
-    return ticket
+    return _changed(session, rules, ticket, now, "reopen")
 
 
 # views
