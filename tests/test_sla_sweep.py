@@ -441,16 +441,15 @@ def test_a_batch_sends_one_digest_per_recipient_and_a_bad_address_does_not_stop_
 
 
 def test_a_digest_is_keyed_by_the_marks_it_reports() -> None:
-    from faithflow_ops.jobs.support_sla_sweep import _Claim, _digest, _Mark
+    from faithflow_ops.jobs.support_sla_sweep import _Claim, _digest
 
     now = dt.datetime(2026, 3, 2, 9, 40, tzinfo=dt.UTC)
     due = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
 
-    def mark(ticket: int, kind: str = "sla_breach") -> _Mark:
-        claim = _Claim(
-            kind, "resolution", ticket, 1, "normal", "s", None, 1, None, due, "grace", None
+    def mark(ticket: int, kind: str = "sla_breach") -> _Claim:
+        return _Claim(
+            kind, "resolution", ticket, 1, "normal", "s", None, 1, None, due, "grace", None, -10
         )
-        return _Mark(claim, "grace", None, -10)
 
     key = _digest("q@x.example", [mark(1), mark(2)], now).idempotency_key
     assert key == _digest("q@x.example", [mark(2), mark(1)], now).idempotency_key

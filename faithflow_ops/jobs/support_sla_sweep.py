@@ -52,6 +52,7 @@ from faithflow_ops.models import SlaEvent, SupportTicket, Tenant, User
 from faithflow_ops.models.support import METRICS, PRIORITIES
 from faithflow_ops.support import alerts
 from faithflow_ops.support.alerts import LABELS
+from faithflow_ops.support.clock import minute
 
 log = structlog.get_logger("faithflow.sla")
 
@@ -106,7 +107,7 @@ class SupportSlaSweep(Job):
                 d["ticket_id"],
                 d["metric"],
                 d["priority"],
-                d["due_at"][:16].replace("T", " "),  # to the minute; --json has it whole
+                minute(dt.datetime.fromisoformat(d["due_at"])),  # --json has it whole
                 d["minutes_left"],
             )
         ]
@@ -183,9 +184,8 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
 
     Statements for any batch size: one claiming UPDATE … RETURNING per metric and kind (the
     rows it returns are all the rest needs), the tenants' slugs and the assignees' addresses,
-    the digests
-    (`enqueue_many`: one suppression query, one multi-row INSERT), and one INSERT … SELECT of
-    sla_events per metric and kind."""
+    the digests (`enqueue_many`: one suppression query, one multi-row INSERT), and one
+    INSERT … SELECT of sla_events per metric and kind."""
     now = ctx.now
     groups: dict[tuple[str, str], list[Action]] = defaultdict(list)
     for action in actions:
@@ -227,7 +227,7 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
             )
         )
         rows.extend((kind, metric, row) for row in result.tuples().all())
-    claims = _with_names(session, rows)
+    claims = _with_names(session, rows, now)
     if claims:
         _record_and_notify(session, ctx, sorted(claims.values(), key=_Claim.order))
     return [
@@ -237,7 +237,7 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
 
 
 def _with_names(
-    session: Session, rows: list[tuple[str, str, tuple[Any, ...]]]
+    session: Session, rows: list[tuple[str, str, tuple[Any, ...]]], now: dt.datetime
 ) -> dict[tuple[str, str, int], _Claim]:
     """The claims, with the tenants' slugs and the assignees' addresses (two look-ups for the
     batch: cheaper than a subquery per row in the claiming UPDATE's RETURNING)."""
@@ -269,6 +269,7 @@ def _with_names(
             due,
             slugs.get(tenant),
             agents.get(assignee) if assignee is not None else None,
+            _minutes(due - now),
         )
     return claims
 
@@ -289,6 +290,7 @@ class _Claim:
     due_at: dt.datetime
     tenant: str | None  # the tenant's slug
     assignee: str | None  # the agent's e-mail address; None: the queue
+    left: int  # whole minutes to the due time at the sweep's `now` (negative: overdue)
 
     @property
     def event(self) -> str:
@@ -303,45 +305,26 @@ class _Claim:
         return alerts.cause(self.ticket_id, self.metric, self.episode, self.event)
 
 
-@dataclass(frozen=True)
-class _Mark:
-    """A claim with what its notifications say: the tenant, the assignee's address, and the
-    whole minutes left to the due time (negative: overdue)."""
-
-    claim: _Claim
-    tenant: str | None
-    assignee: str | None
-    left: int
-
-
 def _record_and_notify(session: Session, ctx: JobContext, claims: list[_Claim]) -> None:
     now, settings = ctx.now, ctx.settings
-    marks = [_Mark(c, c.tenant, c.assignee, _minutes(c.due_at - now)) for c in claims]
-    notices = _notify_all(session, settings, marks, now)
+    notices = _notify_all(session, settings, claims, now)
     unsent = sum(1 for n in notices if "skipped" in n)
     if unsent:
         log.warning(
             "sla notifications without a recipient: set FAITHFLOW_SUPPORT_QUEUE_EMAIL",
             events=unsent,
         )
+    alerting = alerts.enabled(settings)
     urgent = [
         alerts.Mark(
-            m.claim.ticket_id,
-            m.claim.tenant_id,
-            m.claim.metric,
-            m.claim.episode,
-            m.claim.event,
-            m.claim.due_at,
-            m.claim.subject,
-            m.assignee,
+            c.ticket_id, c.tenant_id, c.metric, c.episode, c.event, c.due_at, c.subject, c.assignee
         )
-        for m in marks
-        if m.claim.priority == alerts.ALERTED and alerts.enabled(settings)
+        for c in claims
+        if alerting and c.priority == alerts.ALERTED
     ]
     incidents = alerts.raise_marks(session, urgent, now=now)
     data: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for mark, notice in zip(marks, notices, strict=True):
-        claim = mark.claim
+    for claim, notice in zip(claims, notices, strict=True):
         note: dict[str, Any] = {"notify": notice}
         if claim.key in incidents:
             note["alert"] = {"incident": incidents[claim.key]}
@@ -386,17 +369,17 @@ def _insert_events(
 def _notify_all(
     session: Session,
     settings: Any,
-    marks: Sequence[_Mark],
+    claims: Sequence[_Claim],
     now: dt.datetime,
 ) -> list[dict[str, Any]]:
     """One digest e-mail per recipient for the batch, through the outbox at once; per claim
     what happened (`to` and the digest's `message_id`/`status`, or `error` for a malformed
     address or a digest the outbox refused, or `skipped`). A bad address never stops the
     other recipients' digests: the marks are recorded all the same."""
-    notices: list[dict[str, Any]] = [{} for _ in marks]
+    notices: list[dict[str, Any]] = [{} for _ in claims]
     by_address: dict[str, list[int]] = defaultdict(list)
-    for n, mark in enumerate(marks):
-        to = mark.assignee or settings.support_queue_email
+    for n, claim in enumerate(claims):
+        to = claim.assignee or settings.support_queue_email
         if not to:  # logged once per batch by _record_and_notify
             notices[n] = {"skipped": "unassigned and FAITHFLOW_SUPPORT_QUEUE_EMAIL is not set"}
             continue
@@ -408,7 +391,7 @@ def _notify_all(
         notices[n] = {"to": address}  # as the digest's recipient is written
         by_address[address].append(n)
     messages = [
-        _digest(address, [marks[n] for n in members], now)
+        _digest(address, [claims[n] for n in members], now)
         for address, members in by_address.items()
     ]
     groups = list(by_address.values())
@@ -436,23 +419,22 @@ DIGEST_ITEMS = 100  # marks listed in one e-mail; the rest are counted, with whe
 _RANK = {p: n for n, p in enumerate(reversed(PRIORITIES))}  # urgent first
 
 
-def _digest(address: str, marks: list[_Mark], now: dt.datetime) -> outbox.Message:
+def _digest(address: str, marks: list[_Claim], now: dt.datetime) -> outbox.Message:
     """The e-mail telling one recipient what this batch marked for them: breaches first, then
     the most urgent, then the earliest due. Keyed by the marks it reports (each is claimed once,
     so a digest is never queued twice for the same marks)."""
     marks = sorted(marks, key=_listed)
-    breaches = sum(1 for m in marks if m.claim.event == "breach")
+    breaches = sum(1 for m in marks if m.event == "breach")
     counts = ", ".join(
         _plural(n, word)
         for n, word in ((breaches, "breach"), (len(marks) - breaches, "warning"))
         if n
     )
-    head = marks[0]
-    claim = head.claim
+    claim = marks[0]
     first = f"ticket #{claim.ticket_id}: {LABELS[claim.metric]} " + (
-        f"overdue since {_minute(claim.due_at)}"
+        f"overdue since {minute(claim.due_at)}"
         if claim.event == "breach"
-        else f"due in {max(head.left, 0)} min"
+        else f"due in {max(claim.left, 0)} min"
     )
     if len(marks) == 1:
         headline = f"[SLA {claim.event}] {first} ({claim.priority})"
@@ -469,7 +451,7 @@ def _digest(address: str, marks: list[_Mark], now: dt.datetime) -> outbox.Messag
     )
     listed = [_item(m) for m in marks[:DIGEST_ITEMS]]
     more = len(marks) - len(listed)
-    reported = "\n".join(m.claim.key for m in marks)
+    reported = "\n".join(m.key for m in marks)
     digest = hashlib.sha256(f"{address}\n{reported}".encode()).hexdigest()[:24]
     return outbox.Message(
         channel="email",
@@ -479,43 +461,37 @@ def _digest(address: str, marks: list[_Mark], now: dt.datetime) -> outbox.Messag
             "headline": headline,
             "counts": counts,
             "scope": scope,
-            "swept": _minute(now),
+            "swept": minute(now),
             "items": "\n\n".join(listed),
             "more": f"\n… and {more} more, not listed here.\n" if more else "",
         },
         idempotency_key=f"sla:digest:{now:%Y%m%dT%H%M%SZ}:{digest}",
-        priority=10 if any(m.claim.priority == "urgent" for m in marks) else 30,
+        priority=10 if any(m.priority == "urgent" for m in marks) else 30,
         category="support",
         about=("support_ticket", claim.ticket_id) if len(marks) == 1 else None,
     )
 
 
-def _listed(mark: _Mark) -> tuple[bool, int, dt.datetime, tuple[int, str, str]]:
-    claim = mark.claim
+def _listed(claim: _Claim) -> tuple[bool, int, dt.datetime, tuple[int, str, str]]:
     return (claim.event != "breach", _RANK[claim.priority], claim.due_at, claim.order())
 
 
-def _item(mark: _Mark) -> str:
+def _item(claim: _Claim) -> str:
     """A mark as the digest lists it: what, when, the ticket, and the command to open it."""
-    claim, left = mark.claim, mark.left
-    due = f"{_minute(claim.due_at)} UTC"
+    left = claim.left
+    due = f"{minute(claim.due_at)} UTC"
     if claim.event == "breach":
         what = f"BREACHED at {due} ({-left} min overdue)" if left < 0 else f"BREACHED at {due}"
     else:
         what = f"due {due} (in {max(left, 0)} min)"
     started = claim.started_at
-    since = f"{_minute(started)} UTC" if started is not None else "not started"
+    since = f"{minute(started)} UTC" if started is not None else "not started"
     return (
         f"- #{claim.ticket_id} [{claim.priority}] {LABELS[claim.metric]} {what}\n"
-        f'  "{claim.subject}" · {mark.tenant or "?"} · assigned to '
-        f"{mark.assignee or 'nobody (the queue)'} · episode {claim.episode}, started {since}\n"
+        f'  "{claim.subject}" · {claim.tenant or "?"} · assigned to '
+        f"{claim.assignee or 'nobody (the queue)'} · episode {claim.episode}, started {since}\n"
         f"  faithflow support tickets show {claim.ticket_id}"
     )
-
-
-def _minute(at: dt.datetime) -> str:
-    """`2026-03-02 09:30` (UTC; isoformat is several times faster than strftime)."""
-    return at.isoformat(" ", "minutes")[:16]
 
 
 def _plural(n: int, word: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from faithflow_ops.incidents.records import Cause, clear_incidents, open_causes, raise_incidents
+from faithflow_ops.support.clock import minute
 
 ALERTED = "urgent"  # the priority whose marks become incidents
 
@@ -77,7 +78,7 @@ def raise_marks(session: Session, marks: list[Mark], *, now: dt.datetime) -> dic
             title=(
                 f"SLA {m.event}: urgent ticket #{m.ticket_id}, {LABELS[m.metric]} "
                 + ("overdue since" if m.event == "breach" else "due")
-                + f" {m.due_at.isoformat(' ', 'minutes')[:16]} UTC"
+                + f" {minute(m.due_at)} UTC"
             ),
             severity="critical" if m.event == "breach" else "warning",
             detail=(

@@ -42,6 +42,12 @@ class Calendar:
 ALWAYS = Calendar(always=True)
 
 
+def minute(at: dt.datetime) -> str:
+    """`2026-03-02 09:30`, the way SLA e-mails and incidents name a time (UTC; isoformat is
+    several times faster than strftime, which matters for a digest of 500 marks)."""
+    return at.isoformat(" ", "minutes")[:16]
+
+
 def _naive_utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}")
