@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from faithflow_ops.bulk import insert_rows
@@ -38,7 +38,7 @@ def audit_row(
 
 def record(session: Session, **fields: Any) -> None:
     """Add one audit entry in the caller's transaction: it lands with the change or not at all."""
-    session.execute(insert(AuditLog), [audit_row(**fields)])
+    record_many(session, [audit_row(**fields)])
 
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -454,9 +454,9 @@ def test_a_preview_applied_after_the_run_is_stale(world: World) -> None:
     world.sub("stripe", {"customer": "cus_A1"})
     preview = run(world.db, dry_run=True)
     run(world.db)
-    from faithflow_ops.jobs.runner import _apply_one
+    from faithflow_ops.jobs.runner import apply_one
 
-    again = _apply_one(world.db, JOB, ctx(), preview.actions[0].action)
+    again = apply_one(world.db, JOB, ctx(), preview.actions[0].action)
     assert again.outcome == "stale"
     assert len(audit_rows(world.db)) == 1
 

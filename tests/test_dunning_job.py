@@ -22,7 +22,7 @@ from faithflow_ops.dunning.prefs import windows_from_specs as _windows
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import Action, JobContext
 from faithflow_ops.jobs.dunning import JOB
-from faithflow_ops.jobs.runner import RunResult, _apply_one, run_job
+from faithflow_ops.jobs.runner import RunResult, apply_one, run_job
 from faithflow_ops.models import (
     Invoice,
     OutboundMessage,
@@ -355,7 +355,7 @@ def test_a_payment_between_preview_and_run_means_the_run_sends_nothing(world: Wo
     world.pay(sub_id)  # the invoice.paid webhook lands
     assert world.case(case_id).status == "recovered"
     # The preview's own action, applied now, re-checks the case and does nothing.
-    applied = _apply_one(world.db, JOB, ctx(), send)
+    applied = apply_one(world.db, JOB, ctx(), send)
     assert applied.outcome == "stale" and "recovered" in (applied.error or "")
     result = run(world.db)
     assert sum(result.counts.values()) == 0

@@ -145,9 +145,9 @@ def test_a_preview_applied_later_never_double_applies(db: Database) -> None:
     preview = run_job(db, SPEC, ctx(dry_run=True), job=job)
     run_job(db, SPEC, ctx(), job=job)
     # apply the hour-old preview's action again: the claim sees it was done
-    from faithflow_ops.jobs.runner import _apply_one
+    from faithflow_ops.jobs.runner import apply_one
 
-    again = _apply_one(db, job, ctx(), preview.actions[0].action)
+    again = apply_one(db, job, ctx(), preview.actions[0].action)
     assert again.outcome == "stale"
 
 

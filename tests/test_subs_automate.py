@@ -18,7 +18,7 @@ from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import Action, JobContext
-from faithflow_ops.jobs.runner import RunResult, _apply_one, run_job
+from faithflow_ops.jobs.runner import RunResult, apply_one, run_job
 from faithflow_ops.jobs.subscriptions_automate import JOB, SubscriptionsAutomate
 from faithflow_ops.models import (
     AuditLog,
@@ -508,7 +508,7 @@ def test_a_preview_applied_after_the_run_is_stale_for_every_rule(world: World) -
     run(world.db)
     audited = len(audit(world.db))
     for item in preview.actions:
-        again = _apply_one(world.db, JOB, ctx(), item.action)
+        again = apply_one(world.db, JOB, ctx(), item.action)
         assert again.outcome == "stale", (item.action.kind, again.error)
         assert again.error
     assert len(audit(world.db)) == audited

@@ -260,11 +260,13 @@ def _apply(
         elif id(action) in done:
             results.append(ActionResult(action, done[id(action)]))
         else:
-            results.append(_apply_one(db, job, ctx, action))
+            results.append(apply_one(db, job, ctx, action))
     return results
 
 
-def _apply_one(db: Database, job: Job, ctx: JobContext, action: Action) -> ActionResult:
+def apply_one(db: Database, job: Job, ctx: JobContext, action: Action) -> ActionResult:
+    """One action in its own transaction; a failure is its result (`stale`, `failed`), never an
+    exception."""
     try:
         with db.session() as session:
             job.apply(session, ctx, action)

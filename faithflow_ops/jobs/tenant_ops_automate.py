@@ -43,6 +43,7 @@ from faithflow_ops.domains.manage import txt_name, txt_value
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.incidents.records import clear_incident, raise_incident
 from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
+from faithflow_ops.jobs.runner import apply_one
 from faithflow_ops.models import DomainCheck, Tenant, TenantDomain
 from faithflow_ops.providers._http import ProviderError
 
@@ -311,14 +312,9 @@ class TenantOpsAutomate(Job):
     def apply_one(self, db: Database, ctx: JobContext, action: Action) -> ActionResult:
         """The action's writes in one transaction, then the edge outside it (also `domains
         verify`). A failure is the action's result, never an exception."""
-        try:
-            with db.session() as session:
-                self.apply(session, ctx, action)
-        except StaleAction as exc:
-            return ActionResult(action, "stale", str(exc) or None)
-        except Exception as exc:
-            log.warning("action failed", job=self.name, target=action.target, error=str(exc))
-            return ActionResult(action, "failed", f"{type(exc).__name__}: {exc}")
+        written = apply_one(db, self, ctx, action)
+        if written.outcome != "applied":
+            return written
         if action.data["edge"]:
             error = self._edge(db, ctx, action.data)
             if error is not None:
