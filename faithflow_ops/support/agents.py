@@ -11,17 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import case, false, func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.comms import contacts
 from faithflow_ops.db import rowcount
-from faithflow_ops.errors import NotFound, UserError
+from faithflow_ops.errors import UserError
 from faithflow_ops.models import SupportTicket, Tenant, User
 from faithflow_ops.models.support import OPEN_STATUSES
-from faithflow_ops.support.tickets import MAX_NAME, is_id
+from faithflow_ops.support.tickets import MAX_NAME, platform_user
 
 ROLE = "platform_agent"  # the role the demo gives platform staff; find_agent ignores roles
 
@@ -76,27 +76,8 @@ def add_agent(session: Session, *, email: str, name: str, actor: str) -> User:
     return user
 
 
-def get_agent(session: Session, who: str) -> User:
-    """A platform user (agent, disabled or not) by e-mail or id; tenant users are refused."""
-    who = who.strip()
-    query = select(User).where(User.deleted_at.is_(None))
-    if who.isdigit():
-        query = query.where(User.id == int(who) if is_id(who) else false())
-    else:
-        query = query.where(func.lower(User.email) == who.lower())
-    user = session.scalars(query).first()
-    if user is None:
-        raise NotFound(f"no agent {who!r}; see `faithflow support agents list`")
-    if user.tenant_id is not None:
-        raise UserError(
-            f"{user.email} belongs to a tenant, not the support team; give a platform agent "
-            "(see `faithflow support agents list`)"
-        )
-    return user
-
-
 def _set_disabled(session: Session, who: str, *, at: dt.datetime | None, actor: str) -> User:
-    user = get_agent(session, who)
+    user = platform_user(session, who)
     before = user.disabled_at
     if at is not None and before is not None:
         raise UserError(f"agent {user.email} is already disabled (since {before.isoformat()})")

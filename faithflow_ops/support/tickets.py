@@ -48,24 +48,32 @@ def get_ticket(session: Session, ticket_id: int, *, lock: bool = False) -> Suppo
     return ticket
 
 
-def find_agent(session: Session, who: str) -> User:
-    """A platform agent (a user with no tenant) by id or e-mail."""
+def platform_user(session: Session, who: str) -> User:
+    """A platform user (no tenant; disabled or not, not deleted) by id or e-mail."""
     who = who.strip()
-    query = select(User)
+    query = select(User).where(User.deleted_at.is_(None))
     if who.isdigit():
         query = query.where(User.id == int(who) if is_id(who) else false())
     else:
         query = query.where(func.lower(User.email) == who.lower())
-    user = session.scalars(query).one_or_none()
+    user = session.scalars(query).first()
     if user is None:
         raise NotFound(
-            f"no agent {who!r}; give a platform user's id or e-mail (a user with no tenant)"
+            f"no agent {who!r}; give a platform agent's id or e-mail "
+            "(`faithflow support agents list`)"
         )
     if user.tenant_id is not None:
         raise UserError(
-            f"{user.email} belongs to a tenant, not the support team; assign a platform agent"
+            f"{user.email} belongs to a tenant, not the support team; give a platform agent "
+            "(`faithflow support agents list`)"
         )
-    if user.disabled_at is not None or user.deleted_at is not None:
+    return user
+
+
+def find_agent(session: Session, who: str) -> User:
+    """A platform agent who can take tickets: `platform_user`, not disabled."""
+    user = platform_user(session, who)
+    if user.disabled_at is not None:
         raise UserError(f"agent {user.email} is disabled; assign someone else")
     return user
 
