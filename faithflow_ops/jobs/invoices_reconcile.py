@@ -35,6 +35,24 @@ Findings, one action kind each; the first three are applied, the rest are report
 - `unmapped_customer`: provider invoices whose customer maps to no tenant (or to several).
 - `provider_skipped`: a provider whose secret key is not set was not reconciled.
 
+Which charge paid which invoice (`billing.reconcile_allocation` holds the rules):
+
+- `reopen_invoice` (applied): a paid invoice whose paying charge is another invoice's (two
+  paid invoices name one charge; or Paystack shows it unpaid and lists no successful charge
+  for it; or it names no charge and the only matching one paid another invoice). It is
+  reopened (open, nothing paid, the foreign reference dropped and kept under
+  `metadata.reconcileReopened`), never the owner. It reactivates and suspends nobody: a
+  subscription this payment settled goes past due from now only once the invoice's due date
+  has passed (its dunning case then opens, so the grace period runs from now, not from the
+  old due date); dunning and `subs automate` act on the reopened invoice on their next run.
+- `advance_period` (applied): a Paystack subscription whose current_period_end is NULL or
+  behind the period_end of its newest paid invoice: moved forward to that invoice's period.
+- `charge_owner_unclear`: several paid invoices name one charge and no rule picks its owner.
+
+These run for each provider reconciled, after its lists were read: a provider that cannot be
+read fails the run before anything is applied (the rule for every finding here), and a
+provider without a key is skipped whole.
+
 apply: each fix claims its row with a condition (`UPDATE invoices SET status = 'paid' … WHERE
 id = :id AND status = :seen`; `INSERT … ON CONFLICT DO NOTHING` for imports and links) and
 checks the rowcount, so a rerun, or a webhook that got there first, finds nothing to do
@@ -53,6 +71,7 @@ from sqlalchemy import CursorResult, Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing import reconcile_allocation as alloc
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
@@ -78,10 +97,20 @@ AUDIT_IMPORT = "invoice.reconcile_import"
 AUDIT_PAID = "invoice.reconcile_paid"
 AUDIT_SETTLE = "subscription.reconcile_settle"
 AUDIT_LINK = "provider_account.reconcile_link"
+AUDIT_REOPEN = "invoice.reconcile_reopen"
+AUDIT_PAST_DUE = "subscription.reconcile_past_due"
+AUDIT_PERIOD = "subscription.reconcile_period"
 KEY_VARIABLES = {"stripe": "STRIPE_SECRET_KEY", "paystack": "PAYSTACK_SECRET_KEY"}
 
-SAFE_KINDS = ("relink_customer", "missing_locally", "status_mismatch")
+SAFE_KINDS = (
+    "relink_customer",
+    "missing_locally",
+    "status_mismatch",
+    "reopen_invoice",
+    "advance_period",
+)
 REPORT_KINDS = (
+    "charge_owner_unclear",
     "status_conflict",
     "amount_mismatch",
     "missing_at_provider",
@@ -130,6 +159,7 @@ class RemoteSub:
 class Fetched:
     invoices: list[Remote]
     subscriptions: dict[str, RemoteSub]
+    signals: alloc.PaystackSignals = field(default_factory=alloc.PaystackSignals)
 
 
 def _text(value: object) -> str | None:
@@ -256,16 +286,18 @@ def fetch(provider: str, settings: Settings, start: dt.datetime, end: dt.datetim
     from faithflow_ops.webhooks.paystack import _SUB_STATUS as PAYSTACK_STATUS
 
     with PaystackAPI(settings) as paystack:
-        found = [
-            paystack_transaction(o)
-            for o in paystack.list_transactions(start=start, end=end, page_size=PAGE_SIZE)
-        ]
-        subs = {
-            ref: RemoteSub(ref, str(o.get("status")), PAYSTACK_STATUS.get(str(o.get("status"))))
-            for o in paystack.list_subscriptions(page_size=PAGE_SIZE)
-            if (ref := _text(o.get("subscription_code")))
-        }
-    return Fetched([r for r in found if r is not None], subs)
+        raw = list(paystack.list_transactions(start=start, end=end, page_size=PAGE_SIZE))
+        raw_subs = list(paystack.list_subscriptions(page_size=PAGE_SIZE))
+    pairs = [(o, paystack_transaction(o)) for o in raw]
+    subs = {
+        ref: RemoteSub(ref, str(o.get("status")), PAYSTACK_STATUS.get(str(o.get("status"))))
+        for o in raw_subs
+        if (ref := _text(o.get("subscription_code")))
+    }
+    # Charges without a plan are no invoice of ours, but a dunning retry among them may have
+    # paid one (`reopen_invoice` then leaves it alone).
+    signals = alloc.paystack_signals(raw_subs, [o for o, r in pairs if r is None])
+    return Fetched([r for _, r in pairs if r is not None], subs, signals)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,7 +489,7 @@ class _Planner:
             for plan_id, meta in s.execute(select(PLANS.c.id, PLANS.c["metadata"])).tuples()
         }
         refs = sorted({r.ref for r in self.fetched.invoices})
-        columns = (
+        self.columns = columns = (
             INVOICES.c.id,
             INVOICES.c.tenant_id,
             INVOICES.c.subscription_id,
@@ -528,6 +560,9 @@ class _Planner:
         matched: set[int] = set()
         settling: dict[int, set[int]] = defaultdict(set)  # subscription → invoices paid now
         imports_paid: dict[int, int] = defaultdict(int)
+        allocation, found = self._allocation()
+        reopened = allocation.reopened
+        matched |= reopened
         unreferenced = self._unreferenced_open()
         for remote in sorted(self.fetched.invoices, key=lambda r: (r.created, r.ref)):
             tenant, via, sub = self._tenant(remote)
@@ -540,6 +575,8 @@ class _Planner:
                 local = self._take_unreferenced(unreferenced, sub.id, remote)
             if local is not None:
                 matched.add(local.id)
+                if local.id in reopened:
+                    continue  # paid by another's charge: `reopen_invoice` says so
                 fixes_or_reports = self._compare(remote, local)
                 for action in fixes_or_reports:
                     if action.kind == "status_mismatch" and local.subscription_id:
@@ -554,10 +591,44 @@ class _Planner:
             fixes.append(self._import(remote, tenant, sub))
             if remote.status == "paid" and sub is not None:
                 imports_paid[sub.id] += 1
+        for finding in found:
+            action = Action(finding.kind, finding.target, finding.reason, finding.data)
+            (fixes if action.kind in SAFE_KINDS else reports).append(action)
         reports += self._missing_at_provider(matched)
         reports += self._unmapped(unmapped)
         reports += self._drift(settling, imports_paid)
         return links + fixes + reports
+
+    def _allocation(self) -> tuple[alloc.Allocation, list[alloc.Finding]]:
+        """Which invoice each charge paid; a charge several invoices name maps to its owner
+        from here on (the others are reopened, not compared)."""
+
+        def sub_of(charge: alloc.Charge) -> int | None:
+            sub = self._tenant(cast(Remote, charge))[2]
+            return sub.id if sub is not None else None
+
+        allocation = alloc.Allocation(
+            self.session,
+            self.provider,
+            self.fetched.invoices,
+            since=self.since,
+            now=self.now,
+            pulled=True,
+            sub_of=sub_of,
+            signals=self.fetched.signals,
+        )
+        found = allocation.findings()
+        owners = set(allocation.owner_of.values())
+        missing = sorted(owners - {inv.id for inv in self.local})
+        if missing:
+            for row in self.session.execute(
+                select(*self.columns).where(INVOICES.c.id.in_(missing))
+            ).tuples():
+                self.local.append(_local(row))
+        by_id = {inv.id: inv for inv in self.local}
+        for ref, owner in allocation.owner_of.items():
+            self.local_by_ref[ref] = by_id[owner]
+        return allocation, found
 
     def _relink(self, remote: Remote, tenant: int) -> Action:
         return Action(
@@ -966,6 +1037,142 @@ def _apply_paid(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> N
     _settle(session, ctx, invoice.subscription_id, paid_at)
 
 
+def _meta_is(key: str, value: str | None) -> Any:
+    member = INVOICES.c["metadata"][key].as_string()
+    return member.is_(None) if value is None else member == value
+
+
+def _apply_reopen(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    """Reopen an invoice paid by a charge that is not its own: only while it is still paid
+    with the references the plan saw, and (shared charge) while its owner still holds it."""
+    invoice_id = data["invoice_id"]
+    match: dict[str, str | None] = dict(data.get("match") or {})
+    if data["cause"] == "no_reference":
+        match = dict.fromkeys(alloc.PAYING_KEYS[data["provider"]])
+    for owner in data.get("owner_invoice_ids") or []:
+        holds = [INVOICES.c.id == owner, INVOICES.c.status == "paid"]
+        if data["cause"] == "shared_charge":
+            holds += [_meta_is(key, value) for key, value in match.items()]
+        if session.scalar(select(INVOICES.c.id).where(*holds)) is None:
+            raise StaleAction(
+                f"invoice {owner} no longer holds the charge as paid: invoice {invoice_id} is "
+                "left as it is; run the reconcile again"
+            )
+    claimed = session.execute(
+        update(INVOICES)
+        .where(
+            INVOICES.c.id == invoice_id,
+            INVOICES.c.status == "paid",
+            *(_meta_is(key, value) for key, value in match.items()),
+        )
+        .values(status="open", amount_paid_minor=0, paid_at=None, updated_at=utcnow())
+    )
+    if _rowcount(claimed) != 1:
+        current = session.scalar(select(INVOICES.c.status).where(INVOICES.c.id == invoice_id))
+        if current is None:
+            raise StaleAction(f"invoice {invoice_id} no longer exists")
+        raise StaleAction(
+            f"invoice {invoice_id} is {current} now, or names another charge: nothing to do"
+        )
+    invoice = session.get(Invoice, invoice_id, populate_existing=True)
+    assert invoice is not None
+    meta = dict(invoice.metadata_ or {})
+    dropped = {k: v for k, v in (data.get("drop") or {}).items() if meta.get(k) == v}
+    for key in dropped:
+        meta.pop(key)
+    note = {
+        "at": ctx.now.isoformat(),
+        "cause": data["cause"],
+        "reference": data.get("reference"),
+        "dropped": dropped,
+        "ownerInvoiceIds": data.get("owner_invoice_ids") or [],
+        "amountPaid": data.get("amount_paid"),
+        "paidAt": data.get("paid_at"),
+    }
+    meta[alloc.NOTE_KEY] = [*(meta.get(alloc.NOTE_KEY) or []), note]
+    invoice.metadata_ = meta
+    session.flush()
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AUDIT_REOPEN,
+        entity_type="invoice",
+        entity_id=invoice_id,
+        tenant_id=invoice.tenant_id,
+        before={
+            "status": "paid",
+            "amount_paid_minor": data.get("amount_paid"),
+            "paid_at": data.get("paid_at"),
+            **dropped,
+        },
+        after={"status": "open", "amount_paid_minor": 0, "paid_at": None, "note": note},
+    )
+    if data.get("mark_past_due") and invoice.subscription_id is not None:
+        _past_due(session, ctx, invoice.subscription_id, _time(data.get("due")))
+
+
+def _past_due(session: Session, ctx: JobContext, sub_id: int, due: dt.datetime | None) -> None:
+    """A subscription the wrong payment settled owes the reopened invoice again: past due from
+    now (so the dunning grace runs from today), if it is still active and the invoice is due."""
+    sub = session.get(Subscription, sub_id, with_for_update=True, populate_existing=True)
+    if sub is None or sub.status not in alloc.SETTLED or due is None or due > ctx.now:
+        return
+    fx.set_subscription_status(
+        session, sub, "past_due", ctx.now, ctx.actor, audit_action=AUDIT_PAST_DUE
+    )
+
+
+def _apply_period(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
+    """Move a subscription's period forward to its newest paid invoice's (never back)."""
+    sub_id, invoice_id = data["subscription_id"], data["invoice_id"]
+    start, end = _time(data["period_start"]), _time(data["period_end"])
+    assert end is not None
+    still_paid = (
+        select(INVOICES.c.id)
+        .where(
+            INVOICES.c.id == invoice_id,
+            INVOICES.c.status == "paid",
+            INVOICES.c.period_end == end,
+        )
+        .exists()
+    )
+    claimed = session.execute(
+        update(SUBS)
+        .where(
+            SUBS.c.id == sub_id,
+            or_(SUBS.c.current_period_end.is_(None), SUBS.c.current_period_end < end),
+            still_paid,
+        )
+        .values(
+            current_period_end=end,
+            current_period_start=start if start is not None else SUBS.c.current_period_start,
+            updated_at=utcnow(),
+        )
+    )
+    if _rowcount(claimed) != 1:
+        raise StaleAction(
+            f"subscription {sub_id}'s period already reaches {end.isoformat()}, or invoice "
+            f"{invoice_id} is no longer paid for it: nothing to do"
+        )
+    audit.record(
+        session,
+        actor=ctx.actor,
+        action=AUDIT_PERIOD,
+        entity_type="subscription",
+        entity_id=sub_id,
+        tenant_id=data["tenant_id"],
+        before={
+            "current_period_start": data.get("current_period_start"),
+            "current_period_end": data.get("current_period_end"),
+        },
+        after={
+            "current_period_start": data["period_start"] or data.get("current_period_start"),
+            "current_period_end": data["period_end"],
+            "invoice_id": invoice_id,
+        },
+    )
+
+
 def _jsonable(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in doc.items()}
 
@@ -974,4 +1181,6 @@ _APPLY = {
     "relink_customer": _apply_link,
     "missing_locally": _apply_import,
     "status_mismatch": _apply_paid,
+    "reopen_invoice": _apply_reopen,
+    "advance_period": _apply_period,
 }
