@@ -1,0 +1,510 @@
+"""End-to-end harness: the real `faithflow` executable and the real receiver over HTTP, against
+loopback stand-ins for the Stripe and Paystack APIs, on SQLite and on Postgres (DESIGN §7).
+
+A flow talks to one `Platform`:
+
+- `cli(*args, now=…)` runs `faithflow …` as a subprocess (adding `--json` and `--now`) and
+  returns the parsed JSON document it printed;
+- `post_stripe(event, scope)` / `post_paystack(payload, scope)` sign the exact bytes the way
+  the provider does and POST them to the receiver (`faithflow serve`, started on first use);
+- `wait_applied()` polls `faithflow webhooks list --json` until every event posted since the
+  last wait has left `received` (the receiver may apply them in a background worker);
+- `stripe` / `paystack` are the fake APIs (`tests/provider_fakes.py`), `alerts` a hook that
+  records what `ALERT_WEBHOOK_URL` receives.
+
+Nothing here reads the platform's tables: every assertion goes through the CLI's `--json`.
+Event times are scenario times (`at(...)`), which the CLI gets as `--now`; only the
+Stripe-Signature timestamp is the wall clock at send, as Stripe's is.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+from provider_fakes import FakeAPI, Recorded, Reply, stripe_error
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+STRIPE_PLATFORM_SECRET = "whsec_e2e_platform_0123456789"
+STRIPE_TENANT_SECRET = "whsec_e2e_connect_0123456789"
+PAYSTACK_SECRET = "sk_test_e2e_paystack_0123456789"
+INTEGRATION_KEY = "e2e-integration-key-0123456789"
+
+# Statuses a stored event can rest in once handled; `received` (stored, not yet applied) and
+# `failed` (our handler raised: the worker or the provider retries it) are not final.
+SETTLED = frozenset({"applied", "ignored", "unmatched", "stale"})
+
+# The scenario's clock: Monday 2 March 2026, 09:00 UTC. Every event time and every --now is
+# counted from here, so no flow depends on the wall clock.
+T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def at(days: float = 0, hours: float = 0, minutes: float = 0) -> dt.datetime:
+    return T0 + dt.timedelta(days=days, hours=hours, minutes=minutes)
+
+
+def ts(when: dt.datetime) -> int:
+    return int(when.timestamp())
+
+
+def iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def faithflow_executable() -> str:
+    found = Path(sys.executable).parent / "faithflow"
+    assert found.exists(), f"{found} is missing: run `make install`"
+    return str(found)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fixture_payload(provider: str, name: str) -> dict[str, Any]:
+    """A fresh copy of tests/fixtures/<provider>/<name>.json (e.g. "platform.invoice.paid")."""
+    return copy.deepcopy(json.loads((FIXTURES / provider / f"{name}.json").read_text()))
+
+
+# --- running the CLI -------------------------------------------------------------------------
+
+
+class CLIError(AssertionError):
+    pass
+
+
+def run_cli(
+    env: dict[str, str], args: Iterable[str], *, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [faithflow_executable(), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def clean_environ() -> dict[str, str]:
+    """The process environment without any FaithFlow/provider setting of the developer's."""
+    prefixes = ("FAITHFLOW_", "CRON_", "STRIPE_", "PAYSTACK_", "TWILIO_", "RENDER_", "SMTP_")
+    drop = {"DATABASE_URL", "INTEGRATION_API_KEY", "ENABLE_INTERNAL_SCHEDULER", "ALERT_WEBHOOK_URL"}
+    drop |= {"PAGERDUTY_ROUTING_KEY", "EMAIL_FROM", "PORT"}
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in drop}
+
+
+# --- the Stripe side: objects Stripe would hold, and the events it would send -----------------
+
+
+class StripeWorld:
+    """What the Stripe account holds, as far as the flows need it: subscriptions (for plan
+    changes: retrieve, update, schedules) and disputes (the monitor's pull). Answers the routes
+    `tests/provider_fakes.py` does not; everything else falls through to its default."""
+
+    def __init__(self) -> None:
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.disputes: dict[str | None, list[dict[str, Any]]] = {}  # Connect account → list
+        self.schedules: dict[str, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+
+    def install(self, fake: FakeAPI) -> None:
+        fallback = fake.default
+
+        def default(api: FakeAPI, req: Recorded) -> Reply:
+            return self.answer(req) or fallback(api, req)
+
+        fake.default = default
+
+    def answer(self, req: Recorded) -> Reply | None:
+        parts = req.path.strip("/").split("/")
+        if req.method == "GET" and req.path == "/v1/disputes":
+            account = req.headers.get("stripe-account")
+            data = self.disputes.get(account, [])
+            return Reply(200, {"object": "list", "url": req.path, "has_more": False, "data": data})
+        if parts[:2] == ["v1", "subscriptions"] and len(parts) == 3:
+            sub = self.subscriptions.get(parts[2])
+            if sub is None:
+                return stripe_error(404, f"No such subscription: '{parts[2]}'", param="id")
+            if req.method == "POST":  # the plan change's price update
+                form = req.form()
+                price = form.get("items[0][price]")
+                if price:
+                    sub["items"]["data"][0]["price"]["id"] = price
+            return Reply(200, sub)
+        if parts[:2] == ["v1", "subscription_schedules"] and req.method == "POST":
+            form = req.form()
+            if len(parts) == 2:  # from_subscription: the first phase is the current period
+                sub = self.subscriptions[form["from_subscription"]]
+                sid = f"sub_sched_e2e{next(self._ids)}"
+                item = sub["items"]["data"][0]
+                schedule = {
+                    "id": sid,
+                    "object": "subscription_schedule",
+                    "subscription": sub["id"],
+                    "status": "active",
+                    "end_behavior": "release",
+                    "phases": [
+                        {
+                            "start_date": item["current_period_start"],
+                            "end_date": item["current_period_end"],
+                            "items": [{"price": item["price"]["id"], "quantity": 1}],
+                        }
+                    ],
+                }
+                self.schedules[sid] = schedule
+                sub["schedule"] = sid
+                return Reply(200, schedule)
+            schedule = self.schedules.get(parts[2])
+            if schedule is None:
+                return stripe_error(404, f"No such subscription schedule: '{parts[2]}'")
+            if len(parts) == 4 and parts[3] == "release":
+                schedule["status"] = "released"
+                self.subscriptions[schedule["subscription"]]["schedule"] = None
+            else:
+                schedule["phases"] = _phases(form)
+            return Reply(200, schedule)
+        return None
+
+
+def _phases(form: dict[str, str]) -> list[dict[str, Any]]:
+    phases: dict[int, dict[str, Any]] = {}
+    for key, value in form.items():
+        if key.startswith("phases["):
+            index = int(key[len("phases[") : key.index("]")])
+            phases.setdefault(index, {})[key[key.index("]") + 1 :]] = value
+    return [phases[i] for i in sorted(phases)]
+
+
+@dataclass
+class StripeCustomer:
+    """One church's Stripe billing: its customer, its subscription and the events Stripe sends
+    about them, built from the recorded payloads in tests/fixtures/stripe (ids and times
+    replaced). `world` keeps the subscription as Stripe holds it, for the API stand-in."""
+
+    tenant: str
+    customer: str
+    subscription: str
+    world: StripeWorld
+    tag: str = "e2e"
+    _events: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _invoices: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def event(self, type_: str, obj: dict[str, Any], created: dt.datetime, **extra: Any) -> dict:
+        """The envelope of tests/fixtures/stripe/*.json (the documented Event object) around
+        `obj`; `account` (a Connect account) goes in `extra`."""
+        n = next(self._events)
+        return {
+            "id": f"evt_{self.tag}{n:04d}",
+            "object": "event",
+            "api_version": "2024-06-20",
+            "created": ts(created),
+            "livemode": False,
+            "pending_webhooks": 1,
+            "request": {"id": f"req_{self.tag}{n:04d}", "idempotency_key": None},
+            "type": type_,
+            "data": {"object": obj},
+            **extra,
+        }
+
+    def subscription_object(
+        self,
+        status: str,
+        period_start: dt.datetime,
+        period_end: dt.datetime,
+        *,
+        price: str,
+        amount: int,
+        cancel_at_period_end: bool = False,
+        canceled_at: dt.datetime | None = None,
+        previous: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        obj = fixture_payload("stripe", "platform.customer.subscription.created")["data"]["object"]
+        item = obj["items"]["data"][0]
+        item.update(
+            {
+                "id": f"si_{self.tag}",
+                "current_period_start": ts(period_start),
+                "current_period_end": ts(period_end),
+            }
+        )
+        item["price"].update({"id": price, "unit_amount": amount})
+        obj.update(
+            {
+                "id": self.subscription,
+                "customer": self.customer,
+                "status": status,
+                "cancel_at_period_end": cancel_at_period_end,
+                "canceled_at": ts(canceled_at) if canceled_at else None,
+                "current_period_start": ts(period_start),
+                "current_period_end": ts(period_end),
+                "created": ts(T0),
+                "metadata": {"tenant": self.tenant},
+                "schedule": None,
+            }
+        )
+        self.world.subscriptions[self.subscription] = copy.deepcopy(obj)
+        return obj
+
+    def subscription_event(
+        self, type_: str, created: dt.datetime, obj: dict[str, Any], **previous: Any
+    ) -> dict[str, Any]:
+        event = self.event(f"customer.subscription.{type_}", copy.deepcopy(obj), created)
+        if previous:
+            event["data"]["previous_attributes"] = previous
+        return event
+
+    def invoice_object(
+        self,
+        status: str,
+        period_start: dt.datetime,
+        period_end: dt.datetime,
+        *,
+        amount: int,
+        invoice_id: str | None = None,
+        billing_reason: str = "subscription_cycle",
+        paid_at: dt.datetime | None = None,
+        attempt_count: int = 1,
+        finalized_at: dt.datetime | None = None,
+    ) -> dict[str, Any]:
+        """An invoice for one period of the subscription (its lines' period; Stripe's own
+        invoice-level period_* are the same for the first invoice of a period in the
+        fixtures' API version)."""
+        obj = fixture_payload("stripe", "platform.invoice.paid")["data"]["object"]
+        number = invoice_id or f"in_{self.tag}{next(self._invoices):04d}"
+        paid = status == "paid"
+        obj.update(
+            {
+                "id": number,
+                "customer": self.customer,
+                "subscription": self.subscription,
+                "status": status,
+                "amount_due": amount,
+                "amount_paid": amount if paid else 0,
+                "amount_remaining": 0 if paid else amount,
+                "attempt_count": attempt_count,
+                "attempted": attempt_count > 0,
+                "billing_reason": billing_reason,
+                "period_start": ts(period_start),
+                "period_end": ts(period_end),
+                "hosted_invoice_url": f"https://invoice.stripe.com/i/acct_test/{number}",
+                "charge": f"ch_{number[3:]}" if attempt_count else None,
+                "payment_intent": f"pi_{number[3:]}",
+                "status_transitions": {
+                    "finalized_at": ts(finalized_at or period_start),
+                    "paid_at": ts(paid_at) if paid_at else None,
+                    "voided_at": None,
+                    "marked_uncollectible_at": None,
+                },
+                "created": ts(period_start),
+            }
+        )
+        return obj
+
+    def invoice_event(self, type_: str, created: dt.datetime, obj: dict[str, Any]) -> dict:
+        return self.event(f"invoice.{type_}", copy.deepcopy(obj), created)
+
+
+# --- the platform under test ----------------------------------------------------------------
+
+
+@dataclass
+class Platform:
+    """One FaithFlow deployment: a database, the receiver, the CLI, the provider stand-ins."""
+
+    dialect: str
+    database_url: str
+    workdir: Path
+    stripe: FakeAPI
+    paystack: FakeAPI
+    alerts: FakeAPI
+    stripe_world: StripeWorld
+    env: dict[str, str] = field(default_factory=dict)
+    posted: list[str] = field(default_factory=list)  # event keys not yet waited for
+    _receiver: subprocess.Popen[bytes] | None = None
+    _url: str | None = None
+    _http: httpx.Client | None = None
+
+    def __post_init__(self) -> None:
+        self.env = {
+            **clean_environ(),
+            "FAITHFLOW_DATABASE_URL": self.database_url,
+            "FAITHFLOW_LOG_FORMAT": "json",
+            "XDG_DATA_HOME": str(self.workdir / "xdg"),
+            "INTEGRATION_API_KEY": INTEGRATION_KEY,
+            "STRIPE_SECRET_KEY": "sk_test_e2e_0123456789",
+            "STRIPE_API_BASE": self.stripe.url,
+            "STRIPE_PLATFORM_WEBHOOK_SECRET": STRIPE_PLATFORM_SECRET,
+            "STRIPE_WEBHOOK_SECRET": STRIPE_TENANT_SECRET,
+            "PAYSTACK_SECRET_KEY": PAYSTACK_SECRET,
+            "PAYSTACK_API_BASE": self.paystack.url,
+            "ALERT_WEBHOOK_URL": self.alerts.url + "/hooks/ops",
+            "FAITHFLOW_BILLING_SUCCESS_URL": "https://app.faithflow.example/{tenant}/billing/done",
+            "FAITHFLOW_BILLING_CANCEL_URL": "https://app.faithflow.example/{tenant}/billing",
+            "FAITHFLOW_BILLING_RETURN_URL": "https://app.faithflow.example/billing",
+            # a stand-in answers at once; one attempt keeps a refused call from waiting on backoff
+            "FAITHFLOW_PROVIDER_MAX_ATTEMPTS": "2",
+            "FAITHFLOW_PROVIDER_BACKOFF": "0",
+            "FAITHFLOW_PROVIDER_TIMEOUT": "5",
+        }
+
+    # --- CLI ------------------------------------------------------------------------------
+
+    def run(
+        self, *args: str, now: dt.datetime | None = None, exit: int = 0
+    ) -> subprocess.CompletedProcess[str]:
+        argv = list(args) + (["--now", iso(now)] if now is not None else [])
+        result = run_cli(self.env, argv)
+        if result.returncode != exit:
+            raise CLIError(
+                f"`faithflow {' '.join(argv)}` exited {result.returncode}, expected {exit}\n"
+                f"stdout: {result.stdout[-3000:]}\nstderr: {result.stderr[-3000:]}"
+                + self.receiver_log_tail()
+            )
+        return result
+
+    def cli(self, *args: str, now: dt.datetime | None = None, exit: int = 0) -> Any:
+        """`faithflow ARGS --json [--now NOW]`: the one JSON document it printed."""
+        argv = list(args) if "--json" in args else [*args, "--json"]
+        result = self.run(*argv, now=now, exit=exit)
+        try:
+            return json.loads(result.stdout)
+        except ValueError as exc:
+            raise CLIError(
+                f"`faithflow {' '.join(argv)}` printed no JSON document: {result.stdout!r}"
+            ) from exc
+
+    # --- receiver -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The receiver's base URL; `faithflow serve` starts on first use (flows that post
+        nothing never pay for it) and is ready when GET /readyz answers 200."""
+        if self._url is None:
+            port = free_port()
+            log = (self.workdir / "receiver.log").open("wb")
+            self._receiver = subprocess.Popen(
+                [faithflow_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            url = f"http://127.0.0.1:{port}"
+            self._http = httpx.Client(base_url=url, timeout=30)
+            deadline = time.monotonic() + 30
+            while True:
+                assert self._receiver.poll() is None, "faithflow serve exited" + (
+                    self.receiver_log_tail()
+                )
+                try:
+                    if self._http.get("/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "receiver not ready in 30 s" + (
+                    self.receiver_log_tail()
+                )
+                time.sleep(0.05)
+            self._url = url
+        return self._url
+
+    def receiver_log_tail(self, chars: int = 3000) -> str:
+        path = self.workdir / "receiver.log"
+        if not path.exists():
+            return ""
+        return "\nreceiver log (tail):\n" + path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        if self._receiver is not None and self._receiver.poll() is None:
+            self._receiver.send_signal(signal.SIGTERM)
+            try:
+                self._receiver.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._receiver.kill()
+                self._receiver.wait(timeout=10)
+
+    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+        base = self.url
+        assert self._http is not None
+        response = self._http.post(
+            base + path, content=body, headers={"Content-Type": "application/json", **headers}
+        )
+        assert response.status_code == 200, (
+            f"POST {path} answered {response.status_code}: {response.text}"
+            + self.receiver_log_tail()
+        )
+        answer: dict[str, Any] = response.json()
+        self.posted.append(answer["event_key"])
+        return answer
+
+    def post_stripe(self, event: dict[str, Any], scope: str = "platform") -> dict[str, Any]:
+        """Deliver a Stripe event as Stripe does: the exact bytes, `Stripe-Signature:
+        t=<wall clock now>,v1=HMAC-SHA256(secret, "t.body")` with the endpoint's secret."""
+        body = json.dumps(event, separators=(",", ":")).encode()
+        secret = STRIPE_PLATFORM_SECRET if scope == "platform" else STRIPE_TENANT_SECRET
+        stamp = int(time.time())
+        mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+        path = "/webhooks/stripe/platform" if scope == "platform" else "/webhooks/stripe"
+        return self._post(path, body, {"Stripe-Signature": f"t={stamp},v1={mac}"})
+
+    def post_paystack(self, payload: dict[str, Any], scope: str = "platform") -> dict[str, Any]:
+        """Deliver a Paystack event: `x-paystack-signature` = HMAC-SHA512 of the body with the
+        secret key."""
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        mac = hmac.new(PAYSTACK_SECRET.encode(), body, hashlib.sha512).hexdigest()
+        path = "/webhooks/paystack/platform" if scope == "platform" else "/webhooks/paystack"
+        return self._post(path, body, {"x-paystack-signature": mac})
+
+    def wait_applied(
+        self, keys: Iterable[str] | None = None, *, timeout: float = 30
+    ) -> dict[str, dict[str, Any]]:
+        """Poll `faithflow webhooks list --json` until every event posted since the last wait
+        (or `keys`) is stored and settled (applied, ignored, unmatched or stale); returns the
+        rows by event key. Does not assume a 200 means applied: the receiver may acknowledge
+        a stored delivery and apply it in a background worker."""
+        wanted = list(dict.fromkeys(self.posted if keys is None else keys))
+        if keys is None:
+            self.posted.clear()
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.cli("webhooks", "list", "--limit", "500")
+            by_key = {row["event_key"]: row for row in rows}
+            pending = [k for k in wanted if by_key.get(k, {}).get("status") not in SETTLED]
+            if not pending:
+                return {k: by_key[k] for k in wanted}
+            if time.monotonic() > deadline:
+                states = {k: by_key.get(k, {}).get("status", "not stored") for k in pending}
+                raise AssertionError(
+                    f"webhooks not settled after {timeout:.0f} s: {states}"
+                    + self.receiver_log_tail()
+                )
+            time.sleep(0.2)
+
+    def statuses(self, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
+        return {key: row["status"] for key, row in rows.items()}
+
+
+def form(req: Recorded) -> dict[str, str]:
+    return dict(parse_qsl(req.body.decode(), keep_blank_values=True))
