@@ -25,7 +25,7 @@ from faithflow_ops.providers import paystack as paystack_provider
 from faithflow_ops.providers import stripe as stripe_provider
 from faithflow_ops.webhooks import inbox
 from faithflow_ops.webhooks.endpoints import ENDPOINTS
-from faithflow_ops.webhooks.events import MalformedEvent, parse
+from faithflow_ops.webhooks.events import MalformedEvent, parse, paystack_scope
 from receiver.tasks import RawBody
 
 if TYPE_CHECKING:
@@ -138,6 +138,9 @@ def receive_webhook(
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return _refuse(metrics, provider, scope, 400, "not_json", "signed body is not JSON")
+    if provider == "paystack":
+        # One Paystack URL receives every event of the integration: route by content.
+        scope = paystack_scope(payload, scope)
     try:
         event = parse(provider, scope, payload)
     except MalformedEvent as exc:

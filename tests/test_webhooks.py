@@ -333,13 +333,22 @@ def test_paystack_disable_before_create_stays_canceled(seeded: Database) -> None
     assert sub.status == "canceled"
 
 
-def test_paystack_plan_charge_pays_open_invoices_and_settles(seeded: Database) -> None:
+def test_paystack_plan_charge_pays_only_its_own_invoice(seeded: Database) -> None:
+    """A charge pays the invoice whose transaction reference it is, never the oldest open one
+    (a December renewal once settled November's failed invoice)."""
     db = seeded
     paystack(db, "subscription.create")
     paystack(db, "invoice.create")
     paystack(db, "invoice.payment_failed")
-    result = paystack(db, "charge.success")
-    assert result.status == "applied"
+    december = paystack(db, "charge.success")  # T_lagos0dec0001: not November's
+    assert december.status == "applied"
+    assert one(db, Invoice, provider_invoice_id="INV_lagos0nov0001").status == "open"
+    assert one(db, Subscription, provider_subscription_id="SUB_lagos0growth1").status == (
+        "past_due"
+    )
+    own = payload("paystack", "platform.charge.success")
+    own["data"]["reference"] = "T_lagos0nov0001"  # November's own transaction
+    assert paystack(db, "charge.success", own).status == "applied"
     assert one(db, Invoice, provider_invoice_id="INV_lagos0nov0001").status == "paid"
     assert one(db, Subscription, provider_subscription_id="SUB_lagos0growth1").status == "active"
     doc = payload("paystack", "platform.charge.success")

@@ -245,6 +245,58 @@ def set_subscription_status(
     return notes
 
 
+def set_cancel_at_period_end(
+    session: Session, sub: Subscription, value: bool, event: InboundEvent | str
+) -> list[str]:
+    """Turn renewal off (or on) without touching the status: a church that stops renewing keeps
+    what it paid for, and one that owes money still owes it (audited like a status change)."""
+    if sub.cancel_at_period_end == value:
+        return []
+    before = _sub_state(sub)
+    sub.cancel_at_period_end = value
+    session.flush()
+    audit.record(
+        session,
+        actor=actor(event),
+        action="subscription.webhook_update",
+        entity_type="subscription",
+        entity_id=sub.id,
+        tenant_id=sub.tenant_id,
+        before=before,
+        after=_sub_state(sub),
+    )
+    if value:
+        return [f"subscription {sub.id}: ends at the period end (stays {sub.status})"]
+    return [f"subscription {sub.id}: renews again"]
+
+
+def advance_period_end(sub: Subscription, *ends: dt.datetime | None) -> list[str]:
+    """Move the paid period's end forward to the latest of `ends`; never back (a late, older
+    event must not shorten what the church has paid for)."""
+    latest = max((end for end in ends if end is not None), default=None)
+    if latest is None or (sub.current_period_end is not None and latest <= sub.current_period_end):
+        return []
+    sub.current_period_end = latest
+    return [f"subscription {sub.id}: paid through {latest.isoformat()}"]
+
+
+def tenants_by_billing_email(session: Session, email: object) -> list[Tenant]:
+    """Live tenants whose billing e-mail is `email` (case and surrounding space ignored)."""
+    if not isinstance(email, str) or "@" not in email:
+        return []
+    return list(
+        session.scalars(
+            select(Tenant)
+            .where(
+                func.lower(func.trim(Tenant.billing_email)) == email.strip().lower(),
+                Tenant.deleted_at.is_(None),
+            )
+            .order_by(Tenant.id)
+            .limit(2)
+        )
+    )
+
+
 def reactivate_if_suspended_for_non_payment(
     session: Session, tenant_id: int, event: InboundEvent | str
 ) -> list[str]:

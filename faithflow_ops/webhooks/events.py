@@ -160,6 +160,55 @@ def _paystack(scope: str, payload: dict[str, Any]) -> InboundEvent:
     )
 
 
+def _object(value: object) -> dict[str, Any]:
+    """A nested object, or JSON text of one (Paystack sends `metadata` either way)."""
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _has_plan(data: dict[str, Any]) -> bool:
+    plan = data.get("plan")
+    if isinstance(plan, dict):
+        return bool(plan.get("plan_code") or plan.get("id"))
+    return isinstance(plan, str) and plan.strip() != ""
+
+
+def paystack_scope(payload: object, default: str) -> str:
+    """Which of our scopes a Paystack event belongs to, read from its content.
+
+    Paystack posts every event of an integration to one URL, and both of our endpoints share
+    PAYSTACK_SECRET_KEY, so the URL an event came to says little. Platform (FaithFlow billing
+    a church): `subscription.*`, `invoice.*`, a charge with a `plan` (or our `metadata.plan`),
+    a dunning retry (`metadata.dunning_case`). Tenant (a church's own payments): a charge on a
+    subaccount, or naming `metadata.tenant` without any of the platform marks. A dispute is
+    read through the transaction it disputes. Anything else keeps the URL's scope (`default`).
+    """
+    if not isinstance(payload, dict):
+        return default
+    event = payload.get("event")
+    if isinstance(event, str) and event.startswith(("subscription.", "invoice.")):
+        return "platform"
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        return default
+    dispute = isinstance(event, str) and event.startswith("charge.dispute.")
+    if dispute:
+        data = _object(data.get("transaction"))
+    meta = _object(data.get("metadata"))
+    if _has_plan(data) or meta.get("plan") or meta.get("dunning_case") is not None:
+        return "platform"
+    subaccount = data.get("subaccount")
+    if (isinstance(subaccount, dict) and subaccount.get("subaccount_code")) or meta.get("tenant"):
+        return "tenant"
+    # A church's own payments always name their subaccount or tenant: a dispute on a charge
+    # that names neither is on one of the platform's own charges.
+    return "platform" if dispute else default
+
+
 def _scalar(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"

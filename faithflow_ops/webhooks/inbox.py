@@ -234,7 +234,12 @@ def redrive_customer(
     session: Session, provider: str, customer: str, *, now: dt.datetime | None = None
 ) -> list[Received]:
     """Handle `customer`'s `unmatched` events again, oldest first, in the caller's transaction
-    (after a checkout links the customer, or `faithflow tenants link`)."""
+    (after a checkout links the customer, `faithflow tenants link`, or the event that records
+    the customer's subscription).
+
+    Passes repeat while one of them gets further: an event can wait on another of the same
+    customer (Paystack's first `charge.success` waits for its `subscription.create`, which may
+    sit behind it in provider time), so the order of arrival never decides the outcome."""
     now = now or utcnow()
     rows = session.scalars(
         select(WebhookEvent)
@@ -245,12 +250,21 @@ def redrive_customer(
         )
         .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
     ).all()
-    results = []
-    for row in rows:
-        result = _handle(session, row.id, stored_event(row), now, row.delivery_count, redrive=False)
-        log.info("unmatched event handled after link", id=row.id, status=result.status)
-        results.append(result)
-    return results
+    results: dict[int, Received] = {}
+    while rows:
+        waiting = []
+        for row in rows:
+            result = _handle(
+                session, row.id, stored_event(row), now, row.delivery_count, redrive=False
+            )
+            log.info("unmatched event handled after link", id=row.id, status=result.status)
+            results[row.id] = result
+            if result.status == "unmatched":
+                waiting.append(row)
+        if len(waiting) == len(rows):
+            break
+        rows = waiting
+    return list(results.values())
 
 
 def stored_event(row: WebhookEvent) -> InboundEvent:

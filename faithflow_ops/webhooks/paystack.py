@@ -10,16 +10,19 @@ change's new subscription is pending until `subs automate` moves the row to it).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.billing.plan_changes import scheduled_change
 from faithflow_ops.db import utcnow
 from faithflow_ops.models import (
+    Dispute,
     DunningCase,
     Invoice,
     Payment,
@@ -33,9 +36,9 @@ from faithflow_ops.webhooks.events import InboundEvent, parse_time
 
 Handler = Callable[[Session, InboundEvent], Outcome]
 
+# `non-renewing` is absent on purpose: turning renewal off is not a payment (the status stays).
 _SUB_STATUS = {
     "active": "active",
-    "non-renewing": "active",
     "attention": "past_due",
     "complete": "canceled",
     "completed": "canceled",
@@ -57,14 +60,70 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _tenant_for_customer(session: Session, event: InboundEvent) -> int | None:
-    return fx.tenant_for_external(session, "paystack", "customer", event.customer_ref)
+@dataclass
+class _Found:
+    """The tenant a platform event is about, and the customer code it linked on the way."""
+
+    tenant_id: int
+    linked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def _no_customer(event: InboundEvent) -> Outcome:
+def _customer(data: object) -> dict[str, Any]:
+    return _dict(data.get("customer")) if isinstance(data, dict) else {}
+
+
+def platform_tenant(
+    session: Session, event: InboundEvent, *, link: bool = True
+) -> _Found | Outcome:
+    """The tenant of a platform event, found in this order (docs/webhooks.md):
+
+    1. its customer code, linked (`provider_accounts`, or a recorded subscription's customer);
+    2. `metadata.tenant` on the charge — what `billing checkout` put on the transaction;
+    3. `customer.metadata.tenant`;
+    4. the tenant's billing e-mail, only when exactly one live tenant has it.
+
+    2 and 3 name the church outright, so (with `link`) the customer code is linked to it then,
+    as Stripe's `checkout.session.completed` does, and the inbox re-handles that customer's
+    waiting events. An e-mail is a guess: it finds the tenant but links nothing. A code
+    already linked to another church is never moved (unmatched: a human decides).
+    `link=False` is read-only (`disputes monitor` reads pulled disputes through it)."""
+    code = event.customer_ref
+    tenant_id = fx.tenant_for_external(session, "paystack", "customer", code)
+    if tenant_id is not None:
+        return _Found(tenant_id)
+    data = event.object if isinstance(event.object, dict) else {}
+    customer = _customer(data)
+    for where, meta in (
+        ("metadata.tenant", _metadata(data)),
+        ("customer.metadata.tenant", _metadata(customer)),
+    ):
+        ref = meta.get("tenant")
+        tenant = fx.tenant_by_ref(session, ref)
+        if tenant is None:
+            continue
+        found = _Found(tenant.id)
+        if code and link:
+            owner = fx.link_account(
+                session, tenant.id, "paystack", "customer", code, fx.actor(event)
+            )
+            if owner != tenant.id:
+                return fx.unmatched(
+                    f"{where} names {tenant.slug}, but customer {code} is linked to tenant "
+                    f"{owner}; a human must decide which church it belongs to"
+                )
+            found.linked.append(code)
+            found.notes.append(f"customer {code} linked to tenant {tenant.slug} ({where})")
+        return found
+    email = customer.get("email")
+    holders = fx.tenants_by_billing_email(session, email)
+    if len(holders) == 1:
+        return _Found(holders[0].id, notes=[f"tenant {holders[0].slug} found by billing e-mail"])
+    shared = f"; {email} is the billing e-mail of several tenants" if len(holders) > 1 else ""
     return fx.unmatched(
-        f"customer {event.customer_ref!r} is not linked to a tenant; `faithflow tenants link "
-        f"SLUG {event.customer_ref or 'CUS_…'}` links it, then `faithflow webhooks replay`"
+        f"customer {code!r} is not linked to a tenant and neither metadata.tenant, "
+        f"customer.metadata.tenant nor a billing e-mail names one{shared}; `faithflow tenants "
+        f"link SLUG {code or 'CUS_…'}` links it (its waiting events are handled then)"
     )
 
 
@@ -109,21 +168,24 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     sub = fx.subscription_by_provider_id(session, "paystack", code)
     plan_code = _text(_dict(data.get("plan")).get("plan_code"))
     notes: list[str] = []
+    redrive: list[str] = []
     if sub is None:
         pending = _plan_change_subscription(session, code)
         if pending is not None:
             return pending
-        tenant_id = _tenant_for_customer(session, event)
-        if tenant_id is None:
-            return _no_customer(event)
+        found = platform_tenant(session, event)
+        if isinstance(found, Outcome):
+            return found
         plan = fx.plan_by_meta(session, "paystackPlanCode", plan_code)
         if plan is None:
-            return fx.unmatched(
+            outcome = fx.unmatched(
                 f"no plan has paystackPlanCode {plan_code!r}; set it with `faithflow plans "
                 f"set-meta CODE paystackPlanCode={plan_code}`, then `faithflow webhooks replay`"
             )
+            outcome.linked_customers = found.linked
+            return outcome
         sub = Subscription(
-            tenant_id=tenant_id,
+            tenant_id=found.tenant_id,
             plan_id=plan.id,
             provider="paystack",
             provider_subscription_id=code,
@@ -133,7 +195,11 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         )
         session.add(sub)
         session.flush()
+        notes += found.notes
         notes.append(f"subscription {sub.id} recorded for {code}")
+        # The customer's charges that waited for this subscription (the first payment's
+        # charge.success usually arrives first) are handled next.
+        redrive = [event.customer_ref] if event.customer_ref else []
     else:
         kept = _disabled_by_plan_change(session, event, sub, code)
         if kept is not None:
@@ -141,16 +207,6 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         if rank < sub.provider_state_rank:
             return fx.stale(f"subscription {sub.id} already holds newer state", sub.tenant_id)
     raw_status = str(data.get("status") or "")
-    if event.type == "subscription.disable":
-        status = "canceled"
-    else:
-        status = _SUB_STATUS.get(raw_status, sub.status)
-    sub.cancel_at_period_end = event.type == "subscription.not_renew" or raw_status == (
-        "non-renewing"
-    )
-    next_payment = parse_time(data.get("next_payment_date"))
-    if next_payment is not None:
-        sub.current_period_end = next_payment
     if event.customer_ref and not sub.provider_customer_id:
         sub.provider_customer_id = event.customer_ref
     meta = dict(sub.metadata_ or {})
@@ -159,11 +215,26 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         meta["paystackEmailToken"] = token  # the manage-subscription link needs it
         sub.metadata_ = meta
     notes += _remember_authorization(sub, data)
-    notes += fx.set_subscription_status(session, sub, status, at or utcnow(), event)
+    # Paystack's next charge date is the end of what has been paid for; only ever forward.
+    notes += fx.advance_period_end(sub, parse_time(data.get("next_payment_date")))
+    stopping = event.type == "subscription.not_renew" or raw_status == "non-renewing"
+    if event.type == "subscription.disable":
+        notes += fx.set_subscription_status(session, sub, "canceled", at or utcnow(), event)
+    elif event.type == "subscription.not_renew":
+        # Not a payment: the status (past due, a suspension for non-payment) stays as it is.
+        notes += fx.set_cancel_at_period_end(session, sub, True, event)
+    else:
+        # `non-renewing` keeps the current status (a new row starts active: it was paid for).
+        fallback = "active" if sub.status == "incomplete" else sub.status
+        status = _SUB_STATUS.get(raw_status, fallback) if not stopping else fallback
+        notes += fx.set_subscription_status(session, sub, status, at or utcnow(), event)
+        notes += fx.set_cancel_at_period_end(session, sub, stopping, event)
     # Subscription events carry only the subscription's creation time, never a change time,
     # so among themselves they are ordered by rank alone (create < not_renew < disable).
     sub.provider_state_rank = rank
-    return fx.applied("; ".join(notes) or f"subscription {sub.id} up to date", sub.tenant_id)
+    outcome = fx.applied("; ".join(notes) or f"subscription {sub.id} up to date", sub.tenant_id)
+    outcome.linked_customers = redrive
+    return outcome
 
 
 def _plan_change_subscription(session: Session, code: str | None) -> Outcome | None:
@@ -253,37 +324,39 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     invoice, new = fx.invoice_for(session, "paystack", code)
     transaction = _dict(data.get("transaction"))
     reference = _text(transaction.get("reference"))
-    if new and reference:
-        # `invoices reconcile` imports a Paystack charge under its transaction reference: the
-        # invoice webhook that names that reference adopts the row instead of adding a second.
-        imported = session.scalar(
-            select(Invoice)
-            .where(
-                Invoice.provider == "paystack",
-                Invoice.subscription_id == sub.id,
-                Invoice.provider_invoice_id == reference,
-            )
-            .with_for_update()
-        )
-        if imported is not None:
-            invoice, new = imported, False
-            invoice.provider_invoice_id = code
+    # The row its charge recorded before this invoice was known (`charge.success` first, or
+    # `invoices reconcile` importing the charge): adopted, so one payment is one invoice.
+    charged = _charge_row(session, sub, reference, besides=None if new else invoice.id)
+    if new and charged is not None:
+        invoice, new, charged = charged, False, None
+        invoice.provider_invoice_id = code
     if not new and not fx.is_current(invoice, at, rank):
         return fx.stale(f"invoice {invoice.id} already holds newer state", sub.tenant_id)
     paid = data.get("paid") is True or data.get("status") == "success"
+    if charged is not None and charged.status == "paid":
+        paid = True  # its own charge succeeded: an older invoice state does not undo that
     before = None if new else invoice.status
     plan = session.get(SubscriptionPlan, sub.plan_id)
     invoice.tenant_id = sub.tenant_id
     invoice.subscription_id = sub.id
     invoice.status = "paid" if paid else "open"
-    invoice.amount_due_minor = fx.minor(data.get("amount"))
+    invoice.amount_due_minor = fx.minor(data.get("amount")) or invoice.amount_due_minor or 0
     invoice.amount_paid_minor = invoice.amount_due_minor if paid else 0
     invoice.currency = fx.currency(
         transaction.get("currency") or data.get("currency"), plan.currency if plan else "NGN"
     )
-    invoice.period_start = parse_time(data.get("period_start"))
-    invoice.period_end = parse_time(data.get("period_end"))
-    invoice.paid_at = parse_time(data.get("paid_at")) if paid else None
+    # An event writes only what it carries.
+    invoice.period_start = parse_time(data.get("period_start")) or invoice.period_start
+    invoice.period_end = parse_time(data.get("period_end")) or invoice.period_end
+    if paid:
+        invoice.paid_at = (
+            parse_time(data.get("paid_at"))
+            or (charged.paid_at if charged is not None else None)
+            or invoice.paid_at
+            or at
+        )
+    else:
+        invoice.paid_at = None
     if reference:
         invoice.metadata_ = {**(invoice.metadata_ or {}), "paystackReference": reference}
     fx.stamp(invoice, at, rank)
@@ -295,20 +368,54 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
         if before is None
         else f"invoice {invoice.id}: {before} -> {invoice.status}"
     ]
+    if charged is not None:
+        notes += _fold_charge_row(session, charged, invoice)
     notes += _remember_authorization(sub, data)
     if event.type == "invoice.payment_failed" and not paid:
         notes += fx.mark_past_due(session, sub, at, event)
     elif paid:
+        next_payment = parse_time(_dict(data.get("subscription")).get("next_payment_date"))
+        notes += fx.advance_period_end(sub, invoice.period_end, next_payment)
         notes += fx.settle_if_paid(session, sub, at or utcnow(), event)
     return fx.applied("; ".join(notes), sub.tenant_id)
 
 
-def _subscription_for_charge(
-    session: Session, event: InboundEvent, plan_code: str
-) -> Subscription | None:
-    tenant_id = _tenant_for_customer(session, event)
-    if tenant_id is None:
+# The metadata key naming the charge (transaction reference) that paid, or is to pay, an invoice.
+REFERENCE_KEY = "paystackReference"
+
+
+def _charge_row(
+    session: Session, sub: Subscription, reference: str | None, *, besides: int | None
+) -> Invoice | None:
+    """The subscription's invoice row keyed by a charge reference (recorded from a
+    `charge.success` that came before its invoice, or imported by `invoices reconcile`)."""
+    if reference is None:
         return None
+    query = select(Invoice).where(
+        Invoice.provider == "paystack",
+        Invoice.subscription_id == sub.id,
+        Invoice.provider_invoice_id == reference,
+    )
+    if besides is not None:
+        query = query.where(Invoice.id != besides)
+    return session.scalar(query.with_for_update())
+
+
+def _fold_charge_row(session: Session, charged: Invoice, invoice: Invoice) -> list[str]:
+    """Merge the row a charge recorded into the invoice it turned out to pay: what points at
+    it (disputes, dunning cases) moves over, and the row goes."""
+    for model in (Dispute, DunningCase):
+        session.execute(
+            update(model).where(model.invoice_id == charged.id).values(invoice_id=invoice.id)
+        )
+    session.delete(charged)
+    session.flush()
+    return [f"charge row {charged.id} merged into invoice {invoice.id}"]
+
+
+def _subscription_for_charge(
+    session: Session, tenant_id: int, plan_code: str
+) -> Subscription | None:
     for sub in session.scalars(
         select(Subscription)
         .where(Subscription.tenant_id == tenant_id, Subscription.provider == "paystack")
@@ -321,65 +428,142 @@ def _subscription_for_charge(
     return None
 
 
-def _subscription_for_dunning_charge(
-    session: Session, event: InboundEvent, case_ref: object
-) -> Subscription | None:
-    """The subscription of the dunning case a retry charge names (`metadata.dunning_case`,
-    set by dunning/retry.py), when it belongs to the paying customer's tenant."""
+def _dunning_retry(
+    session: Session, tenant_id: int, case_ref: object, invoice_ref: object
+) -> tuple[Subscription, Invoice | None] | None:
+    """The subscription of the dunning case a retry charge names (`metadata.dunning_case`, set
+    by dunning/retry.py) when it is the paying tenant's, and the invoice the retry was for:
+    `metadata.invoice` (the Paystack invoice code), else the case's own invoice."""
     try:
         case_id = int(str(case_ref))
     except ValueError:
         return None
     case = session.get(DunningCase, case_id)
-    tenant_id = _tenant_for_customer(session, event)
-    if case is None or tenant_id is None or case.tenant_id != tenant_id:
+    if case is None or case.tenant_id != tenant_id:
         return None
-    return session.scalar(
+    sub = session.scalar(
         select(Subscription)
         .where(Subscription.id == case.subscription_id, Subscription.provider == "paystack")
         .with_for_update()
     )
+    if sub is None:
+        return None
+    invoice = None
+    if isinstance(invoice_ref, str) and invoice_ref:
+        invoice = session.scalar(
+            select(Invoice)
+            .where(
+                Invoice.provider == "paystack",
+                Invoice.subscription_id == sub.id,
+                Invoice.provider_invoice_id == invoice_ref,
+            )
+            .with_for_update()
+        )
+    if invoice is None and case.invoice_id is not None:
+        invoice = session.get(Invoice, case.invoice_id, with_for_update=True)
+    return sub, invoice
 
 
 def platform_charge(session: Session, event: InboundEvent) -> Outcome:
-    """`charge.success` for a subscription: with a plan (the subscription's own charge), or
-    naming a dunning case in its metadata (a dunning retry charged the saved authorization).
-    It pays the subscription's open invoices it covers (oldest first) and settles the
-    subscription when none is left open."""
+    """`charge.success` for a subscription: with a plan (the subscription's own charge: its
+    first payment, or a renewal), or naming a dunning case in its metadata (a dunning retry
+    charged the saved authorization). A charge pays only its own invoice — the one whose
+    transaction reference it is, or the one a retry names — never the oldest open one."""
     data = event.object
+    meta = _metadata(data)
     plan_code = _text(_dict(data.get("plan")).get("plan_code"))
-    case_ref = _metadata(data).get("dunning_case")
+    case_ref = meta.get("dunning_case")
     if not plan_code and case_ref is None:
         return fx.ignored("a charge without a plan is not a subscription payment")
-    if plan_code:
-        sub = _subscription_for_charge(session, event, plan_code)
-        wanted = f"on plan {plan_code}"
-    else:
-        sub = _subscription_for_dunning_charge(session, event, case_ref)
+    reference = _text(data.get("reference"))
+    if reference is None:
+        return fx.ignored("a charge without a reference cannot be allocated to an invoice")
+    found = platform_tenant(session, event)
+    if isinstance(found, Outcome):
+        return found
+    target: Invoice | None = None
+    if case_ref is not None:
+        retry = _dunning_retry(session, found.tenant_id, case_ref, meta.get("invoice"))
+        sub = retry[0] if retry else None
+        target = retry[1] if retry else None
         wanted = f"for dunning case {case_ref}"
+    else:
+        sub = _subscription_for_charge(session, found.tenant_id, str(plan_code))
+        wanted = (
+            f"on plan {plan_code} yet; the charge is handled when its subscription.create arrives"
+        )
     if sub is None:
-        if _tenant_for_customer(session, event) is None:
-            return _no_customer(event)
-        return fx.unmatched(f"the tenant has no Paystack subscription {wanted}")
+        outcome = fx.unmatched(f"the tenant has no Paystack subscription {wanted}")
+        outcome.linked_customers = found.linked
+        return outcome
     at = event.occurred_at or utcnow()
-    remaining = fx.minor(data.get("amount"))
-    notes = []
-    for invoice in session.scalars(
-        select(Invoice)
-        .where(Invoice.subscription_id == sub.id, Invoice.status.in_(fx.OPEN_INVOICE_STATUSES))
-        .order_by(Invoice.id)
-        .with_for_update()
-    ):
-        if invoice.amount_due_minor > remaining:
-            break
-        remaining -= invoice.amount_due_minor
-        invoice.status, invoice.amount_paid_minor = "paid", invoice.amount_due_minor
-        invoice.paid_at = parse_time(data.get("paid_at")) or at
-        notes.append(f"invoice {invoice.id}: open -> paid")
-    session.flush()
+    notes = [*found.notes, *_book_charge(session, sub, data, reference, target, at)]
     notes += _remember_authorization(sub, data)
     notes += fx.settle_if_paid(session, sub, at, event)
-    return fx.applied("; ".join(notes) or f"subscription {sub.id}: nothing owed", sub.tenant_id)
+    outcome = fx.applied("; ".join(notes), sub.tenant_id)
+    outcome.linked_customers = found.linked
+    return outcome
+
+
+def _book_charge(
+    session: Session,
+    sub: Subscription,
+    data: dict[str, Any],
+    reference: str,
+    target: Invoice | None,
+    at: dt.datetime,
+) -> list[str]:
+    """Record what one successful charge paid. Its invoice is `target` (a retry's), else the
+    subscription's invoice carrying its reference; with none known yet, the charge is kept as
+    a paid row under its reference, which the invoice event naming it adopts."""
+    amount = fx.minor(data.get("amount"))
+    paid_at = parse_time(data.get("paid_at")) or at
+    invoice = target
+    if invoice is None:
+        invoice = session.scalar(
+            select(Invoice)
+            .where(
+                Invoice.provider == "paystack",
+                Invoice.subscription_id == sub.id,
+                (Invoice.metadata_[REFERENCE_KEY].as_string() == reference)
+                | (Invoice.provider_invoice_id == reference),
+            )
+            .order_by(Invoice.id)
+            .limit(1)
+            .with_for_update()
+        )
+    if invoice is None:
+        plan = session.get(SubscriptionPlan, sub.plan_id)
+        row = Invoice(
+            tenant_id=sub.tenant_id,
+            subscription_id=sub.id,
+            provider="paystack",
+            provider_invoice_id=reference,
+            status="paid",
+            amount_due_minor=amount,
+            amount_paid_minor=amount,
+            currency=fx.currency(data.get("currency"), plan.currency if plan else "NGN"),
+            period_start=paid_at,
+            paid_at=paid_at,
+            metadata_={REFERENCE_KEY: reference},
+        )
+        session.add(row)
+        session.flush()
+        return [f"charge {reference} recorded as paid invoice {row.id}"]
+    if invoice.status == "paid":
+        return [f"invoice {invoice.id} is already paid"]
+    if invoice.status not in fx.OPEN_INVOICE_STATUSES:
+        return [f"invoice {invoice.id} is {invoice.status}; charge {reference} left unallocated"]
+    if amount < invoice.amount_due_minor:
+        return [
+            f"charge {reference} ({amount}) is less than invoice {invoice.id} owes "
+            f"({invoice.amount_due_minor}); left open"
+        ]
+    invoice.status, invoice.amount_paid_minor = "paid", invoice.amount_due_minor
+    invoice.paid_at = paid_at
+    invoice.metadata_ = {**(invoice.metadata_ or {}), REFERENCE_KEY: reference}
+    session.flush()
+    return [f"invoice {invoice.id}: open -> paid by {reference}"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,16 +643,16 @@ def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Ou
         row = session.execute(
             select(Invoice.id, Invoice.tenant_id).where(
                 Invoice.provider == "paystack",
-                Invoice.metadata_["paystackReference"].as_string() == reference,
+                Invoice.metadata_[REFERENCE_KEY].as_string() == reference,
             )
         ).first()
         if row is not None:
             invoice_id, tenant_id = row
         else:
-            found = _tenant_for_customer(session, event)
-            if found is None:
-                return _no_customer(event)
-            tenant_id = found
+            found = platform_tenant(session, event, link=False)
+            if isinstance(found, Outcome):
+                return found
+            tenant_id = found.tenant_id
     resolved = event.type == "charge.dispute.resolve"
     return fx.DisputeState(
         tenant_id=tenant_id,
