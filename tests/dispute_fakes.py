@@ -110,14 +110,34 @@ class Fake:
 
 class StripeDisputesFake(Fake):
     """`GET /v1/disputes`: newest first, `created[gte]`, `limit` (capped at `page_size`),
-    `starting_after`, `has_more`; a Connect account's list by its `Stripe-Account` header."""
+    `starting_after`, `has_more`; a Connect account's list by its `Stripe-Account` header.
+
+    What the monitor looks up to place a platform dispute (docs.stripe.com/api/invoice-payment
+    and /api/charges/retrieve): `GET /v1/invoice_payments` filtered by `invoice` or by
+    `payment[type]=payment_intent&payment[payment_intent]=…` (newest first, paged), and
+    `GET /v1/charges/{id}` (404 `resource_missing` for a charge it does not hold)."""
 
     def __init__(self, page_size: int = 100) -> None:
         super().__init__()
         self.page_size = page_size
         self.disputes: dict[str | None, list[dict[str, Any]]] = {}  # by account (None: platform)
+        self.invoice_payments: list[dict[str, Any]] = []  # InvoicePayment objects
+        self.charges: dict[str, dict[str, Any]] = {}  # Charge objects by id
 
     def default(self, req: Request) -> Answer:
+        if req.method == "GET" and req.path == "/v1/invoice_payments":
+            return self._invoice_payments(req)
+        if req.method == "GET" and req.path.startswith("/v1/charges/"):
+            charge_id = req.path.rsplit("/", 1)[-1]
+            if charge_id in self.charges:
+                return Answer(200, self.charges[charge_id])
+            error = {
+                "type": "invalid_request_error",
+                "code": "resource_missing",
+                "param": "id",
+                "message": f"No such charge: '{charge_id}'",
+            }
+            return Answer(404, {"error": error})
         if req.method != "GET" or req.path != "/v1/disputes":
             return Answer(404, {"error": {"type": "invalid_request_error", "message": "no"}})
         items = sorted(
@@ -134,6 +154,29 @@ class StripeDisputesFake(Fake):
         body = {
             "object": "list",
             "url": "/v1/disputes",
+            "has_more": len(items) > limit,
+            "data": items[:limit],
+        }
+        return Answer(200, body)
+
+    def _invoice_payments(self, req: Request) -> Answer:
+        items = sorted(self.invoice_payments, key=lambda p: (-p.get("created", 0), p["id"]))
+        if "invoice" in req.query:
+            items = [p for p in items if p.get("invoice") == req.query["invoice"]]
+        kind = req.query.get("payment[type]")
+        if kind is not None:
+            items = [p for p in items if (p.get("payment") or {}).get("type") == kind]
+            ref = req.query.get(f"payment[{kind}]")
+            if ref is not None:
+                items = [p for p in items if (p.get("payment") or {}).get(kind) == ref]
+        after = req.query.get("starting_after")
+        if after:
+            ids = [p["id"] for p in items]
+            items = items[ids.index(after) + 1 :] if after in ids else []
+        limit = min(int(req.query.get("limit", 10)), self.page_size)
+        body = {
+            "object": "list",
+            "url": "/v1/invoice_payments",
             "has_more": len(items) > limit,
             "data": items[:limit],
         }

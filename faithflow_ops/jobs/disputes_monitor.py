@@ -10,6 +10,12 @@ Action kinds (the runbook, docs/disputes.md, says why):
   order check — so won/lost/closed come from the provider's state exactly as from a webhook.
 - `unmapped_dispute` (report-only): a pulled dispute whose tenant cannot be resolved (an
   unlinked Connect account, subaccount or customer). Not written; the reason names the link.
+  A Stripe platform dispute that our stored data cannot place (no invoice holds its charge or
+  payment intent: on API 2025-03-31.basil and later the invoice_payment.paid event that
+  records them may be missing) is looked up at Stripe first: `GET /v1/invoice_payments` by
+  its payment intent (the invoice), then `GET /v1/charges/{id}` (the customer); what was
+  found travels in the action's `links` so applying it maps the same way. A look-up that
+  fails (after the retries) is a `pull_failed` for that dispute.
 - `evidence_due_alert`: an open dispute still waiting for our evidence whose deadline is within
   a threshold (`FAITHFLOW_DISPUTE_ALERT_DAYS`, default 3 and 1 days) with no alert recorded for
   that threshold: one alert per dispute per threshold, POSTed to `ALERT_WEBHOOK_URL` and
@@ -57,6 +63,7 @@ from faithflow_ops.webhooks import effects as fx
 from faithflow_ops.webhooks import paystack as paystack_hooks
 from faithflow_ops.webhooks import stripe as stripe_hooks
 from faithflow_ops.webhooks.events import InboundEvent, parse
+from faithflow_ops.webhooks.stripe import PaymentLinks
 
 KINDS = ("dispute_pulled", "evidence_due_alert", "unmapped_dispute", "pull_skipped", "pull_failed")
 
@@ -83,12 +90,13 @@ class DisputesMonitor(Job):
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         actions: list[Action] = []
         pulled: dict[tuple[str, str], _View] = {}
-        for pull in _pulls(session, ctx, actions):
-            action, view = _compare(session, pull)
-            if action is not None:
-                actions.append(action)
-            if view is not None:
-                pulled[(view.provider, view.provider_dispute_id)] = view
+        with _StripeLookup(ctx) as lookup:
+            for pull in _pulls(session, ctx, actions):
+                action, view = _compare(session, pull, lookup)
+                if action is not None:
+                    actions.append(action)
+                if view is not None:
+                    pulled[(view.provider, view.provider_dispute_id)] = view
         actions += _alerts(session, ctx, pulled)
         if ctx.progress is not None:
             ctx.progress.start(len(actions))
@@ -203,6 +211,58 @@ def _failed(provider: str, account: str | None, exc: ProviderError) -> Action:
     return Action("pull_failed", f"provider:{provider}", f"pulling disputes{where}: {exc}", data)
 
 
+class _StripeLookup:
+    """The Stripe look-ups that place a platform dispute our stored data cannot (read-only,
+    one client opened on first use, answers cached for the run)."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.settings = ctx.settings
+        self._api: Any = None
+        self._invoices: dict[str, list[str]] = {}
+        self._customers: dict[str, str | None] = {}
+
+    def __enter__(self) -> _StripeLookup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._api is not None:
+            self._api.close()
+
+    def _client(self) -> Any:
+        if self._api is None:
+            from faithflow_ops.providers.stripe import StripeAPI
+
+            self._api = StripeAPI(self.settings)
+        return self._api
+
+    def invoices_paid_by(self, payment_intent: str) -> list[str]:
+        if payment_intent not in self._invoices:
+            self._invoices[payment_intent] = self._client().invoices_paid_by(payment_intent)
+        return self._invoices[payment_intent]
+
+    def charge_customer(self, charge: str) -> str | None:
+        if charge not in self._customers:
+            self._customers[charge] = self._client().charge_customer(charge)
+        return self._customers[charge]
+
+
+def _stripe_links(
+    session: Session, event: InboundEvent, lookup: _StripeLookup
+) -> tuple[fx.DisputeState | fx.Outcome, PaymentLinks]:
+    """Map an unplaced Stripe platform dispute through Stripe: the invoice its payment intent
+    paid, then its charge's customer (asked only when the invoice does not place it)."""
+    charge, intent = stripe_hooks.disputed_payment(event.object)
+    invoices = lookup.invoices_paid_by(intent) if intent else []
+    links = PaymentLinks(invoice=invoices[0] if invoices else None)
+    state = stripe_hooks.dispute_state(session, event, links)
+    if isinstance(state, fx.Outcome) and charge:
+        links = PaymentLinks(invoice=links.invoice, customer=lookup.charge_customer(charge))
+        state = stripe_hooks.dispute_state(session, event, links)
+        if isinstance(state, fx.Outcome) and links.customer is None:
+            state = fx.unmatched(f"{state.detail}; Stripe names no customer for {charge}")
+    return state, links
+
+
 @dataclass(frozen=True)
 class _View:
     """A dispute as it stands once the pull is applied: what alerts are planned on."""
@@ -234,7 +294,9 @@ def _target(provider: str, provider_dispute_id: str, dispute_id: int | None) -> 
     return f"dispute:{dispute_id}" if dispute_id else f"dispute:{provider}:{provider_dispute_id}"
 
 
-def _compare(session: Session, pull: _Pulled) -> tuple[Action | None, _View | None]:
+def _compare(
+    session: Session, pull: _Pulled, lookup: _StripeLookup
+) -> tuple[Action | None, _View | None]:
     """The action a pulled dispute needs (None when we already hold its state) and how it
     stands afterwards."""
     event = pull.event()
@@ -247,6 +309,19 @@ def _compare(session: Session, pull: _Pulled) -> tuple[Action | None, _View | No
         )
     )
     state = _state(session, event)
+    links = None
+    if isinstance(state, fx.Outcome) and (event.provider, event.scope) == ("stripe", "platform"):
+        try:
+            state, links = _stripe_links(session, event, lookup)
+        except ProviderError as exc:
+            failed = {
+                "provider": "stripe",
+                "account": None,
+                "error": str(exc),
+                "status": exc.status,
+            }
+            reason = f"looking up dispute {pid}'s invoice and customer at stripe: {exc}"
+            return Action("pull_failed", _target(event.provider, pid, None), reason, failed), None
     if isinstance(state, fx.Outcome):
         if stored is not None:  # recorded by a webhook that knew the tenant: nothing to fix
             return None, None
@@ -301,6 +376,8 @@ def _compare(session: Session, pull: _Pulled) -> tuple[Action | None, _View | No
         "changes": changes,
         "payload": pull.payload,
     }
+    if links is not None:  # applying maps through what the look-up found, not again at Stripe
+        data["links"] = links.to_dict()
     return Action("dispute_pulled", _target(event.provider, pid, dispute_id), reason, data), view
 
 
@@ -419,7 +496,12 @@ def _alerts(
 def _apply_pulled(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
     pull = _Pulled(data["provider"], data["scope"], data["payload"])
     event = pull.event()
-    outcome: fx.Outcome = _HOOKS[event.provider].dispute_event(session, event)
+    links = PaymentLinks.from_dict(data.get("links"))
+    outcome: fx.Outcome = (
+        stripe_hooks.dispute_event(session, event, links)
+        if links is not None
+        else _HOOKS[event.provider].dispute_event(session, event)
+    )
     if outcome.status != "applied":
         raise StaleAction(outcome.detail)
     dispute = session.scalar(

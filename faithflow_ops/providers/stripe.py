@@ -216,6 +216,43 @@ class StripeAPI:
         operation = f"dispute list ({account})" if account else "dispute list"
         return self._list(operation, lambda p: disputes.list(p, options), params)
 
+    def invoices_paid_by(self, payment_intent: str) -> list[str]:
+        """`GET /v1/invoice_payments?payment[type]=payment_intent&payment[payment_intent]=…`
+        (disputes monitor, API 2025-03-31.basil and later, where an invoice no longer names its
+        payment intent): the invoices the payment intent paid, paid ones first, oldest first."""
+        params: dict[str, Any] = {
+            "limit": 100,
+            "payment": {"type": "payment_intent", "payment_intent": payment_intent},
+        }
+        found = list(
+            self._list("invoice payment list", self._client.v1.invoice_payments.list, params)
+        )
+        found.sort(key=lambda p: (p.get("status") != "paid", p.get("created") or 0))
+        invoices: list[str] = []
+        for payment in found:
+            invoice = _obj_id(payment.get("invoice"))
+            if invoice and invoice not in invoices:
+                invoices.append(invoice)
+        return invoices
+
+    def charge_customer(self, charge_id: str) -> str | None:
+        """`GET /v1/charges/{id}`: the customer the charge is for (None when it has none, or
+        when Stripe has no such charge: a 404 is an answer here, not a failure)."""
+        try:
+            doc = self._send(
+                "charge retrieve",
+                self._client.v1.charges.retrieve,
+                (charge_id,),
+                {},
+                None,
+                idempotent=False,
+            )
+        except ProviderError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _obj_id(doc.get("customer"))
+
     def list_subscriptions(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """`GET /v1/subscriptions?status=all`: every subscription, canceled ones included."""
         params: dict[str, Any] = {"limit": page_size, "status": "all"}

@@ -1,21 +1,36 @@
 """Stripe event handlers. Platform scope: FaithFlow billing its tenants (checkout, subscriptions,
-invoices, the customer, disputes). Tenant scope: payments a church takes on its Connect
-account (`account` on the event), written to `payments` and `disputes`.
+invoices and their payments, the customer, disputes). Tenant scope: payments a church takes on
+its Connect account (`account` on the event), written to `payments` and `disputes`.
 
 Each handler reads the event's object snapshot and returns an `Outcome`; none calls Stripe.
+
+Both Invoice shapes are read. Up to API version 2025-02-24 an invoice names its `charge` and
+`payment_intent`; from 2025-03-31.basil it does not, and each payment of an invoice is an
+`InvoicePayment` (`invoice_payment.paid`, or `payments` when the invoice is expanded). Either
+way the ids land in the invoice's metadata (`stripeChargeId`, `stripePaymentIntentId`), which
+is how a platform dispute finds its invoice (`dispute_state`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.models import Invoice, Payment, Subscription, SubscriptionPlan, Tenant
+from faithflow_ops.models import (
+    Dispute,
+    Invoice,
+    Payment,
+    Subscription,
+    SubscriptionPlan,
+    Tenant,
+    WebhookEvent,
+)
 from faithflow_ops.webhooks import effects as fx
 from faithflow_ops.webhooks.effects import Outcome
 from faithflow_ops.webhooks.events import InboundEvent, canonical_customer
@@ -218,6 +233,48 @@ def _invoice_subscription_id(obj: dict[str, Any]) -> str | None:
     return _id(details.get("subscription")) if isinstance(details, dict) else None
 
 
+def _payment_refs(payment: object) -> dict[str, str]:
+    """An InvoicePayment's `payment` (`{"type": "payment_intent", "payment_intent": "pi_…"}`
+    or `{"type": "charge", "charge": "ch_…"}`) as invoice metadata: only what it names."""
+    refs: dict[str, str] = {}
+    if not isinstance(payment, dict):
+        return refs
+    intent = _id(payment.get("payment_intent"))
+    charge = _id(payment.get("charge"))
+    if intent:
+        refs["stripePaymentIntentId"] = intent
+    if charge:
+        refs["stripeChargeId"] = charge
+    return refs
+
+
+def _invoice_payment_refs(obj: dict[str, Any]) -> dict[str, str]:
+    """The payment ids an invoice object names, as metadata: `charge` / `payment_intent`
+    (API versions before 2025-03-31.basil), else its expanded `payments` (basil and later:
+    the latest paid one, else the latest)."""
+    refs: dict[str, str] = {}
+    for key, name in (("stripeChargeId", "charge"), ("stripePaymentIntentId", "payment_intent")):
+        found = _id(obj.get(name))
+        if found:
+            refs[key] = found
+    if refs:
+        return refs
+    payments = obj.get("payments")
+    data = payments.get("data") if isinstance(payments, dict) else None
+    entries = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+    entries = [e for e in entries if _payment_refs(e.get("payment"))]
+    if not entries:
+        return refs
+    latest = max(
+        entries,
+        key=lambda e: (e.get("status") == "paid", fx.minor(e.get("created")), str(e.get("id"))),
+    )
+    refs.update(_payment_refs(latest.get("payment")))
+    if _id(latest.get("id")):
+        refs["stripeInvoicePaymentId"] = str(latest["id"])
+    return refs
+
+
 _PAST_DUE_EVENTS = ("invoice.payment_failed", "invoice.payment_action_required")
 _SETTLING_EVENTS = ("invoice.paid", "invoice.payment_succeeded", "invoice.voided")
 
@@ -266,11 +323,7 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
         invoice.paid_at = at
     if isinstance(obj.get("hosted_invoice_url"), str):
         invoice.hosted_invoice_url = obj["hosted_invoice_url"][:1000]
-    meta = dict(invoice.metadata_ or {})
-    for key, field in (("stripeChargeId", "charge"), ("stripePaymentIntentId", "payment_intent")):
-        if _id(obj.get(field)):
-            meta[key] = _id(obj.get(field))
-    invoice.metadata_ = meta
+    invoice.metadata_ = {**(invoice.metadata_ or {}), **_invoice_payment_refs(obj)}
     fx.stamp(invoice, at, rank)
     if new:
         session.add(invoice)
@@ -286,6 +339,68 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
         elif event.type in _SETTLING_EVENTS:
             notes += fx.settle_if_paid(session, sub, at, event)
     return fx.applied("; ".join(notes), tenant_id)
+
+
+def invoice_payment_paid(session: Session, event: InboundEvent) -> Outcome:
+    """`invoice_payment.paid` (API 2025-03-31.basil and later): which payment intent or charge
+    paid the invoice, kept in its metadata so a dispute on that payment finds the invoice.
+    Adds what the event names and nulls nothing; the invoice's own state is untouched (its
+    invoice.* events order that), so the event needs no order check: it only adds ids."""
+    obj = event.object
+    refs = _payment_refs(obj.get("payment"))
+    invoice_ref = _id(obj.get("invoice"))
+    if invoice_ref is None:
+        return fx.unmatched(f"invoice payment {event.object_id} names no invoice")
+    if not refs:
+        kind = obj.get("payment", {}).get("type") if isinstance(obj.get("payment"), dict) else None
+        return fx.ignored(
+            f"invoice payment {event.object_id} of {invoice_ref} names no payment intent or "
+            f"charge (payment type {kind!r}): nothing a dispute could match"
+        )
+    invoice = session.scalar(
+        select(Invoice)
+        .where(Invoice.provider == "stripe", Invoice.provider_invoice_id == invoice_ref)
+        .with_for_update()
+    )
+    if invoice is None:
+        return fx.unmatched(_invoice_missing(session, str(event.object_id), invoice_ref))
+    if event.object_id:
+        refs["stripeInvoicePaymentId"] = event.object_id
+    meta = dict(invoice.metadata_ or {})
+    changed = sorted(key for key, value in refs.items() if meta.get(key) != value)
+    if not changed:
+        return fx.applied(f"invoice {invoice.id}: payment ids already recorded", invoice.tenant_id)
+    invoice.metadata_ = {**meta, **refs}
+    session.flush()
+    ids = ", ".join(refs[key] for key in changed)
+    return fx.applied(f"invoice {invoice.id}: paid by {ids}", invoice.tenant_id)
+
+
+def _invoice_missing(session: Session, payment_ref: str, invoice_ref: str) -> str:
+    """Why an invoice payment cannot be recorded yet, naming the fix when we know it."""
+    # The invoice's own event may be stored unmatched: its customer says what to link.
+    customer = session.scalar(
+        select(WebhookEvent.customer_ref)
+        .where(
+            WebhookEvent.provider == "stripe",
+            WebhookEvent.status == "unmatched",
+            WebhookEvent.scope == "platform",
+            WebhookEvent.object_id == invoice_ref,
+            WebhookEvent.customer_ref.is_not(None),
+        )
+        .limit(1)
+    )
+    if customer:
+        return (
+            f"invoice payment {payment_ref}: invoice {invoice_ref} is not recorded because its "
+            f"customer {customer} is not linked to a tenant; `faithflow tenants link SLUG "
+            f"{customer}`, then `faithflow webhooks replay --unmatched`"
+        )
+    return (
+        f"invoice payment {payment_ref}: invoice {invoice_ref} is not recorded yet (its "
+        "invoice.* event has not arrived); `faithflow webhooks replay --unmatched` handles "
+        "this event again once it has"
+    )
 
 
 def customer_updated(session: Session, event: InboundEvent) -> Outcome:
@@ -332,13 +447,113 @@ def _no_connect_tenant(event: InboundEvent) -> Outcome:
     )
 
 
-def dispute_event(session: Session, event: InboundEvent) -> Outcome:
-    return fx.record_dispute(session, event, dispute_state(session, event), RANKS[event.type])
+@dataclass(frozen=True)
+class PaymentLinks:
+    """What `disputes monitor` learned at Stripe about a platform dispute's payment, for
+    `dispute_state` to map through (a webhook handler never calls Stripe, so it passes none).
+
+    `invoice`: the invoice the disputed payment intent paid (`GET /v1/invoice_payments`);
+    `customer`: the disputed charge's customer (`GET /v1/charges/{id}`)."""
+
+    invoice: str | None = None
+    customer: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"invoice": self.invoice, "customer": self.customer}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any] | None) -> PaymentLinks | None:
+        if not doc:
+            return None
+        return cls(invoice=_id(doc.get("invoice")), customer=_id(doc.get("customer")))
 
 
-def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Outcome:
+def dispute_event(
+    session: Session, event: InboundEvent, links: PaymentLinks | None = None
+) -> Outcome:
+    state = dispute_state(session, event, links)
+    return fx.record_dispute(session, event, state, RANKS[event.type])
+
+
+def disputed_payment(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """A dispute object's (charge, payment intent) ids."""
+    return _id(obj.get("charge")), _id(obj.get("payment_intent"))
+
+
+def _invoice_with(session: Session, key: str, value: str | None) -> tuple[int, int] | None:
+    """(id, tenant_id) of the Stripe invoice whose metadata `key` is `value` (the oldest, if a
+    payment intent paid several)."""
+    if not value:
+        return None
+    row = session.execute(
+        select(Invoice.id, Invoice.tenant_id)
+        .where(Invoice.provider == "stripe", Invoice.metadata_[key].as_string() == value)
+        .order_by(Invoice.id)
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def _platform_dispute_owner(
+    session: Session, event: InboundEvent, links: PaymentLinks | None
+) -> tuple[int | None, int] | str:
+    """(invoice id, tenant id) of a platform dispute, or what is missing. In this order: the
+    invoice paid by the disputed charge, then by its payment intent (both from the invoice's
+    metadata: `invoice.*` on old API versions, `invoice_payment.paid` on basil and later);
+    the invoice Stripe says the payment intent paid (`links`, monitor only); the dispute as
+    already recorded; `metadata.tenant`; the charge's customer (`links`, monitor only)."""
+    obj = event.object
+    charge, intent = disputed_payment(obj)
+    found = _invoice_with(session, "stripeChargeId", charge) or _invoice_with(
+        session, "stripePaymentIntentId", intent
+    )
+    if found is None and links is not None and links.invoice:
+        row = session.execute(
+            select(Invoice.id, Invoice.tenant_id).where(
+                Invoice.provider == "stripe", Invoice.provider_invoice_id == links.invoice
+            )
+        ).first()
+        found = (row[0], row[1]) if row is not None else None
+    if found is not None:
+        return found
+    recorded = session.execute(
+        select(Dispute.invoice_id, Dispute.tenant_id).where(
+            Dispute.provider == "stripe", Dispute.provider_dispute_id == event.object_id
+        )
+    ).first()
+    if recorded is not None:
+        return recorded[0], recorded[1]
+    tenant = fx.tenant_by_ref(session, _meta(obj).get("tenant"))
+    if tenant is not None:
+        return None, tenant.id
+    customer = canonical_customer("stripe", links.customer) if links else None
+    tenant_id = fx.tenant_for_external(session, "stripe", "customer", customer)
+    if tenant_id is not None:
+        return None, tenant_id
+    paid_by = " or ".join(
+        f"{name} {ref}" for name, ref in (("charge", charge), ("payment intent", intent)) if ref
+    )
+    missing = [f"no invoice paid by {paid_by or 'its payment'} is recorded"]
+    if links is not None and links.invoice:
+        missing.append(f"Stripe says it paid {links.invoice}, which is not recorded")
+    if customer:
+        missing.append(
+            f"the charge's customer {customer} is not linked to a tenant "
+            f"(`faithflow tenants link SLUG {customer}`)"
+        )
+    elif links is None:
+        missing.append(
+            "on API versions from 2025-03-31.basil its invoice_payment.paid event records the "
+            "payment; `faithflow webhooks replay --unmatched` once it is"
+        )
+    return f"dispute {event.object_id}: " + "; ".join(missing)
+
+
+def dispute_state(
+    session: Session, event: InboundEvent, links: PaymentLinks | None = None
+) -> fx.DisputeState | Outcome:
     """What a dispute event says, in our columns, or why its tenant is unknown (read-only:
-    `disputes monitor` reads pulled disputes through it too)."""
+    `disputes monitor` reads pulled disputes through it too, with the `links` it looked up)."""
     obj = event.object
     at = _at(event)
     charge = _id(obj.get("charge"))
@@ -353,21 +568,10 @@ def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Ou
             )
         )
     else:
-        row = session.execute(
-            select(Invoice.id, Invoice.tenant_id).where(
-                Invoice.provider == "stripe",
-                Invoice.metadata_["stripeChargeId"].as_string() == charge,
-            )
-        ).first()
-        if row is not None:
-            invoice_id, tenant_id = row
-        else:
-            tenant = fx.tenant_by_ref(session, _meta(obj).get("tenant"))
-            if tenant is None:
-                return fx.unmatched(
-                    f"dispute {event.object_id}: no invoice paid by charge {charge} is recorded"
-                )
-            tenant_id = tenant.id
+        owner = _platform_dispute_owner(session, event, links)
+        if isinstance(owner, str):
+            return fx.unmatched(owner)
+        invoice_id, tenant_id = owner
     details = obj.get("evidence_details")
     return fx.DisputeState(
         tenant_id=tenant_id,
@@ -475,6 +679,8 @@ RANKS: dict[str, int] = {
     "payment_intent.succeeded": 2,
     "payment_intent.canceled": 2,
     "charge.refunded": 3,
+    # Adds payment ids to the invoice's metadata without an order check (it sets no state).
+    "invoice_payment.paid": 2,
 }
 
 PLATFORM: dict[str, Handler] = {
@@ -496,6 +702,7 @@ PLATFORM: dict[str, Handler] = {
             "marked_uncollectible",
         )
     },
+    "invoice_payment.paid": invoice_payment_paid,
     "customer.updated": customer_updated,
     **{f"charge.dispute.{verb}": dispute_event for verb in ("created", "updated", "closed")},
 }
