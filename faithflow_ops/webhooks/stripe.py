@@ -372,8 +372,11 @@ def invoice_payment_paid(session: Session, event: InboundEvent) -> Outcome:
         return fx.applied(f"invoice {invoice.id}: payment ids already recorded", invoice.tenant_id)
     invoice.metadata_ = {**meta, **refs}
     session.flush()
-    ids = ", ".join(refs[key] for key in changed)
-    return fx.applied(f"invoice {invoice.id}: paid by {ids}", invoice.tenant_id)
+    named = ("stripePaymentIntentId", "stripeChargeId")
+    paid_by = " and ".join(refs[key] for key in named if key in refs)
+    return fx.applied(
+        f"invoice {invoice.id}: payment {event.object_id} by {paid_by} recorded", invoice.tenant_id
+    )
 
 
 def _invoice_missing(session: Session, payment_ref: str, invoice_ref: str) -> str:
