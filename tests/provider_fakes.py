@@ -274,7 +274,58 @@ def _paystack_default(fake: FakeAPI, req: Recorded) -> Reply:
                 "data": [{"currency": "NGN", "balance": 0}],
             },
         )
+    if req.method == "POST" and req.path == "/refund":
+        return paystack_refund(fake, req)
     return paystack_error(404, "Not found")
+
+
+def paystack_refund(fake: FakeAPI, req: Recorded) -> Reply:
+    """`POST /refund` (plan changes): Paystack's documented answer, "Refund has been queued for
+    processing" (https://paystack.com/docs/api/refund/#create). A transaction listed in
+    `fake.objects["transactions"]` (by reference) bounds the amount as Paystack does: at most
+    what is left of it after the refunds this fake has made; no amount refunds all of it."""
+    body = req.json()
+    reference = str(body.get("transaction") or "")
+    charged = next(
+        (t for t in fake.objects.get("transactions", []) if t.get("reference") == reference),
+        None,
+    )
+    total = int(charged["amount"]) if charged else 10_000_000
+    made = fake.objects.setdefault("refunds", [])
+    left = total - sum(r["amount"] for r in made if r["transaction"]["reference"] == reference)
+    amount = int(body["amount"]) if body.get("amount") not in (None, "") else left
+    if amount > left:
+        return paystack_error(400, "Refund amount cannot be more than the transaction amount")
+    refund = {
+        "transaction": {
+            "id": 1004723697,
+            "domain": "test",
+            "reference": reference,
+            "amount": total,
+            "paid_at": "2026-03-01T09:00:11.000Z",
+            "channel": "card",
+            "currency": "NGN",
+        },
+        "integration": 412829,
+        "deducted_amount": 0,
+        "channel": None,
+        "merchant_note": body.get("merchant_note"),
+        "customer_note": body.get("customer_note"),
+        "status": "pending",
+        "refunded_by": "ops@faithflow.example",
+        "expected_at": "2026-03-10T09:21:17.016Z",
+        "currency": "NGN",
+        "domain": "test",
+        "amount": amount,
+        "fully_deducted": False,
+        "id": 3018284 + len(made),
+        "createdAt": "2026-03-01T09:21:17.122Z",
+        "updatedAt": "2026-03-01T09:21:17.122Z",
+    }
+    made.append(refund)
+    return Reply(
+        200, {"status": True, "message": "Refund has been queued for processing", "data": refund}
+    )
 
 
 def _paystack_list(fake: FakeAPI, req: Recorded) -> Reply:

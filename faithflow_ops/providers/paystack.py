@@ -1,7 +1,7 @@
 """Paystack: webhook signatures (`x-paystack-signature`, hex HMAC-SHA512 of the raw body keyed
 with the secret key) and the API calls billing needs (transaction/initialize, the subscription
-manage link). Paystack sends no timestamp: replays are stopped by the inbox's
-deduplication, and optionally by the source-IP allowlist the receiver applies."""
+manage link, plan changes and their refunds). Paystack sends no timestamp: replays are stopped
+by the inbox's deduplication, and optionally by the source-IP allowlist the receiver applies."""
 
 from __future__ import annotations
 
@@ -257,6 +257,56 @@ class PaystackAPI(PooledClient):
             status=status if isinstance(status, str) else None,
         )
 
+    # --- refunds (plan changes applied now: billing/plan_changes.py) --------------------------
+    # Paystack documents no idempotency for `POST /refund`, and a partial refund sent twice is
+    # paid out twice. So a refund is retried only when Paystack cannot have acted on it: the
+    # connection was never made, or it answered 429. After a timeout, a dropped connection or a
+    # 5xx its outcome is unknown: it is not retried, and the message says where to look.
+
+    def refund(self, transaction: str, amount: int, *, merchant_note: str | None = None) -> Refund:
+        """`POST /refund`: give back `amount` minor units of the charge `transaction` (its
+        reference). Paystack queues the refund (`status` pending or processing; `refund.*`
+        webhooks follow). `amount` must be positive: without one Paystack refunds the whole
+        charge, which this client never asks for."""
+        if amount <= 0:
+            raise ValueError(f"refund amount must be positive, not {amount}")
+        operation = "refund"
+        body: dict[str, Any] = {"transaction": transaction, "amount": amount}
+        if merchant_note:
+            body["merchant_note"] = merchant_note
+
+        def once() -> dict[str, Any]:
+            try:
+                response = self._transport(operation, "POST", "/refund", json=body)
+                return _answer(operation, response)
+            except ProviderError as exc:
+                if exc.retryable and not _never_reached(exc):
+                    exc.retryable = False
+                    exc.message += (
+                        f" (the refund may have been queued: look for it among the refunds of "
+                        f"transaction {transaction} on the Paystack dashboard before refunding "
+                        "again)"
+                    )
+                raise
+
+        data = call(once, self.policy, provider=PROVIDER, operation=operation)
+        refund_id = data.get("id")
+        status = data.get("status")
+        if refund_id is None or not isinstance(status, str) or not status:
+            raise ProviderError(
+                PROVIDER,
+                operation,
+                "the answer has no data.id or data.status (the refund may have been queued: "
+                f"check the refunds of transaction {transaction} on the Paystack dashboard)",
+            )
+        refunded = data.get("amount")
+        return Refund(
+            id=str(refund_id),
+            status=status,
+            amount=refunded if isinstance(refunded, int) else amount,
+            transaction=transaction,
+        )
+
     # --- dunning (faithflow_ops/dunning/retry.py) -------------------------------------------
 
     def charge_authorization(
@@ -304,6 +354,24 @@ class Charge:
     status: str
     reference: str
     gateway_response: str | None
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund Paystack accepted: its id and `status` (pending, processing, processed, …)."""
+
+    id: str
+    status: str
+    amount: int
+    transaction: str
+
+
+def _never_reached(exc: ProviderError) -> bool:
+    """Did the request certainly not take effect? A 429 (Paystack turned it away) or a failed
+    connection (`_transport` names the httpx error first)."""
+    if exc.status == 429:
+        return True
+    return exc.status is None and not exc.timed_out and exc.message.startswith("ConnectError")
 
 
 @dataclass(frozen=True)
