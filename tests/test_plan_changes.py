@@ -640,11 +640,25 @@ def test_paystack_downgrade_disables_the_old_and_creates_the_new_at_period_end(
     assert not any("token" in key for key in doc["provider_refs"])
 
 
+def test_paystack_upgrade_defaults_to_the_period_end(
+    cli: Any, paystack_sub: Database, paystack: FakeAPI
+) -> None:
+    """Paystack does not prorate: an upgrade now would charge the new plan in full on top of
+    the period already paid (issue 13, defect 7). The refund of `--at now` is covered in
+    test_plan_changes_paystack_refund.py."""
+    doc = json.loads(ok(_change(cli, "--tenant", "lagos", "--to", "pro-ngn", "--json")).stdout)
+    assert (doc["kind"], doc["at"], doc["status"]) == ("upgrade", "period_end", "scheduled")
+    assert doc["effective_at"] == PERIOD_END.isoformat()
+    _disable, create = paystack.requests
+    assert create.json()["start_date"] == PERIOD_END.isoformat()
+    assert _plan_code(paystack_sub, _sub(paystack_sub).plan_id) == "growth-ngn"
+
+
 def test_paystack_upgrade_now_moves_the_subscription_to_the_new_code(
     cli: Any, paystack_sub: Database, paystack: FakeAPI
 ) -> None:
-    result = ok(_change(cli, "--tenant", "lagos", "--to", "pro-ngn"))
-    assert "Paystack does not prorate" in said(result)
+    result = ok(_change(cli, "--tenant", "lagos", "--to", "pro-ngn", "--at", "now", "--no-refund"))
+    assert "the church pays the overlap twice" in said(result)
     _disable, create = paystack.requests
     assert "start_date" not in create.json()
     sub = _sub(paystack_sub)
@@ -838,7 +852,8 @@ def test_paystack_webhook_for_a_canceled_change_creates_nothing(
 def test_paystack_change_now_ignores_the_old_codes_disable(
     cli: Any, paystack_sub: Database, paystack: FakeAPI
 ) -> None:
-    ok(_change(cli, "--tenant", "lagos", "--to", "pro-ngn"))  # applied now: row on SUB_new1
+    # applied now: the row is on SUB_new1
+    ok(_change(cli, "--tenant", "lagos", "--to", "pro-ngn", "--at", "now", "--no-refund"))
     received = _deliver(paystack_sub, _sub_event("disable", "SUB_old1", "PLN_growth", "complete"))
     assert received.status == "ignored"
     [sub] = _subs(paystack_sub)

@@ -19,9 +19,11 @@ Decisions (docs/plan-changes.md explains them for operators):
 - `--interval`: the target is the `--to` plan when it already bills in that interval, else the
   one active plan of the same tier and currency (and Stripe product, when the plan names one)
   that does. So `--to <current plan> --interval year` is "the same plan, yearly".
-- When: upgrades now (Stripe prorates), downgrades and interval changes at the period end
-  (`current_period_end`, or `trial_end` of a trial with no period yet). `--at` overrides; an
-  upgrade at the period end and anything but an upgrade now are not prorated.
+- When: on Stripe upgrades now (Stripe prorates), on Paystack at the period end (Paystack does
+  not prorate: an upgrade now charges the new plan in full on top of the period already paid);
+  downgrades and interval changes at the period end (`current_period_end`, or `trial_end` of a
+  trial with no period yet). `--at` overrides; an upgrade at the period end and anything but
+  a Stripe upgrade now are not prorated.
 - Refused: a subscription past due, unpaid or suspended (settle first); a tenant with no active
   or trialing subscription; a target plan inactive or in another currency; the same plan and
   interval; a change already scheduled for the subscription (`--replace` cancels it first).
@@ -34,6 +36,17 @@ Decisions (docs/plan-changes.md explains them for operators):
   with `start_date` = the period end (or now: Paystack charges the new plan in full at once).
   Both codes go into `provider_refs`. A change applied now also moves the local subscription
   to the new code, so the provider's later events for it land on the same row.
+- Paystack, now: the unused part of the period paid on the old plan is refunded
+  (`POST /refund`, `transaction` = the reference of the charge that paid the period, `amount`
+  = paid × unused seconds / period seconds, rounded down, at most what was paid). The charge:
+  the subscription's paid Paystack invoice with a `paystackReference` whose period covers now,
+  else the newest one (its period then comes from the subscription). Unknown, or already
+  refunded by an earlier change: refused (exit 2) unless `--no-refund` says the church pays
+  the overlap twice. A trial with no paid charge has nothing to refund. Order: disable, create,
+  then refund — the refund only once the new plan is in place, so a failed create never leaves
+  a refund for a period the church keeps; a failed refund leaves the change `applied` with the
+  failure on the row (`error`, `provider_refs.refund_error`) and exit 1, for an operator to
+  refund by hand (the amount owed and the transaction are named).
 - A change scheduled for the period end is applied locally by `faithflow subs automate`
   (`apply_plan_change`) once `effective_at` has passed; a Paystack subscription moves to the
   new code then (`move_to_new_paystack_code`, shared with a change applied now). Until then
@@ -57,7 +70,7 @@ from faithflow_ops.billing.identifiers import check
 from faithflow_ops.billing.plans import get_plan
 from faithflow_ops.db import utcnow
 from faithflow_ops.errors import NotFound, UserError, one_of
-from faithflow_ops.models import PlanChange, Subscription, SubscriptionPlan, Tenant
+from faithflow_ops.models import Invoice, PlanChange, Subscription, SubscriptionPlan, Tenant
 from faithflow_ops.models.billing import PLAN_CHANGE_STATUSES, PLAN_INTERVALS
 from faithflow_ops.providers._http import ProviderError
 from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
@@ -66,6 +79,7 @@ if TYPE_CHECKING:
     from faithflow_ops.config import Settings
     from faithflow_ops.db import Database
     from faithflow_ops.providers._http import RetryPolicy
+    from faithflow_ops.providers.paystack import PaystackAPI
 
 AT_CHOICES = ("now", "period_end")
 LIVE = ("active", "trialing")
@@ -101,8 +115,10 @@ def classify(current: SubscriptionPlan, target: SubscriptionPlan) -> str:
     return "upgrade" if per_year(target) > per_year(current) else "downgrade"
 
 
-def default_at(kind: str) -> str:
-    return "now" if kind == "upgrade" else "period_end"
+def default_at(kind: str, provider: str) -> str:
+    """Stripe upgrades now (prorated); everything else, and every Paystack change, at the
+    period end — Paystack does not prorate, so an upgrade now would bill the overlap twice."""
+    return "now" if kind == "upgrade" and provider == "stripe" else "period_end"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,6 +131,43 @@ class Replaced:
 
     id: int
     provider_refs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    """Paystack, a change now: what of the old plan's paid period goes back to the church.
+
+    `amount_minor` 0 means no refund call: `note` says why (`--no-refund`, nothing paid)."""
+
+    amount_minor: int
+    currency: str
+    note: str
+    transaction: str | None = None  # the paystackReference of the charge that paid the period
+    invoice_id: int | None = None
+    paid_minor: int = 0
+    period_start: dt.datetime | None = None
+    period_end: dt.datetime | None = None
+    unused_seconds: int = 0
+    period_seconds: int = 0
+
+    def call(self) -> str | None:
+        if self.amount_minor <= 0 or self.transaction is None:
+            return None
+        return f"POST /refund transaction={self.transaction} amount={self.amount_minor}"
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "transaction": self.transaction,
+            "invoice_id": self.invoice_id,
+            "paid_minor": self.paid_minor,
+            "period_start": _iso(self.period_start),
+            "period_end": _iso(self.period_end),
+            "unused_seconds": self.unused_seconds,
+            "period_seconds": self.period_seconds,
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True)
@@ -143,6 +196,7 @@ class ChangeRequest:
     reason: str | None
     replaces: Replaced | None = None
     warnings: list[str] = field(default_factory=list)
+    refund: RefundPlan | None = None  # Paystack, now
 
     def calls(self) -> list[str]:
         """The provider calls a run makes, in order (what `--dry-run` prints)."""
@@ -168,6 +222,9 @@ class ChangeRequest:
         out.append(
             f"POST /subscription customer={self.customer} plan={self.to_provider_plan} {start}"
         )
+        refund = self.refund.call() if self.refund else None
+        if refund:
+            out.append(refund)
         return out
 
     def doc(self) -> dict[str, Any]:
@@ -186,6 +243,7 @@ class ChangeRequest:
             "requested_by": self.requested_by,
             "reason": self.reason,
             "replaces": self.replaces.id if self.replaces else None,
+            "refund": self.refund.doc() if self.refund else None,
         }
 
 
@@ -330,6 +388,7 @@ def prepare(
     replace_scheduled: bool = False,
     reason: str | None = None,
     subscription_id: int | None = None,
+    no_refund: bool = False,
     now: dt.datetime | None = None,
 ) -> ChangeRequest:
     """Everything the change needs, or the UserError that says why not and what to do."""
@@ -378,8 +437,18 @@ def prepare(
             )
         replaces = Replaced(pending.id, dict(pending.provider_refs or {}))
     kind = classify(current, target)
-    when = at or default_at(kind)
     provider = sub.provider
+    when = at or default_at(kind, provider)
+    if no_refund and not (provider == "paystack" and when == "now"):
+        what = (
+            "takes effect at the period end"
+            if when == "period_end"
+            else "is applied now with Stripe's proration"
+        )
+        raise UserError(
+            f"--no-refund applies only to a Paystack change --at now; this {provider} change "
+            f"{what} and refunds nothing, so drop --no-refund"
+        )
     effective = now if when == "now" else _period_end(sub, now)
     proration = None
     if provider == "stripe":
@@ -388,6 +457,7 @@ def prepare(
     code = check(provider, "subscription", sub.provider_subscription_id).value
     warnings: list[str] = []
     customer = token = None
+    refund = None
     if code is None:
         label = (
             "Stripe subscription id (sub_…)"
@@ -414,10 +484,13 @@ def prepare(
                 f"`faithflow tenants set {slug} --email treasurer@church.example`"
             )
         if when == "now":
-            warnings.append(
-                "Paystack does not prorate: the new plan is charged in full now and the rest of "
-                "the old period is not refunded"
-            )
+            refund = _refund_plan(session, sub, current, now, no_refund=no_refund)
+            if no_refund:
+                warnings.append(
+                    "Paystack does not prorate and --no-refund was given: the new plan is charged "
+                    "in full now and the unused part of the old period is not refunded — the "
+                    "church pays the overlap twice"
+                )
     settings.require(*_SECRET[provider])
     return ChangeRequest(
         tenant=slug,
@@ -442,6 +515,129 @@ def prepare(
         reason=reason,
         replaces=replaces,
         warnings=warnings,
+        refund=refund,
+    )
+
+
+def _reference(invoice: Invoice) -> str | None:
+    value = (invoice.metadata_ or {}).get("paystackReference")
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _refund_plan(
+    session: Session,
+    sub: Subscription,
+    plan: SubscriptionPlan,
+    now: dt.datetime,
+    *,
+    no_refund: bool,
+) -> RefundPlan:
+    """Paystack, a change now: the unused part of the period the church paid on the old plan,
+    and the charge to refund it from (see the module's decisions), or the UserError saying why
+    it cannot be worked out."""
+    if no_refund:
+        return RefundPlan(
+            0,
+            plan.currency,
+            "--no-refund: the unused part of the old period is not refunded; the church pays "
+            "the overlap twice",
+        )
+    instead = (
+        "use --at period_end (the new plan then starts when the paid period ends and nothing "
+        "is billed twice), or --at now --no-refund to charge the overlap twice"
+    )
+    paid = [
+        invoice
+        for invoice in session.scalars(
+            select(Invoice)
+            .where(
+                Invoice.subscription_id == sub.id,
+                Invoice.provider == "paystack",
+                Invoice.status == "paid",
+            )
+            .order_by(Invoice.id)
+        )
+        if _reference(invoice) is not None
+    ]
+    covering = [
+        i
+        for i in paid
+        if i.period_start is not None and i.period_end is not None
+        if i.period_start <= now < i.period_end
+    ]
+    start: dt.datetime | None
+    end: dt.datetime | None
+    if covering:
+        invoice = max(covering, key=lambda i: (i.period_start or now, i.id))
+        start, end = invoice.period_start, invoice.period_end
+    elif sub.status == "trialing":
+        return RefundPlan(
+            0, plan.currency, "a trial: no charge paid for the current period, nothing to refund"
+        )
+    elif paid:
+        invoice = max(paid, key=lambda i: (i.paid_at or i.created_at, i.id))
+        start, end = sub.current_period_start, sub.current_period_end
+        if start is None or end is None or not start <= now < end:
+            raise UserError(
+                f"the newest paid Paystack charge of subscription {sub.id} "
+                f"({_reference(invoice)}, invoice {invoice.id}) has no period covering "
+                f"{now.isoformat()} and the subscription's current period is not recorded, so "
+                f"the unused part of the period on {plan.code} cannot be worked out for a "
+                f"refund; {instead}"
+            )
+    else:
+        raise UserError(
+            f"no paid Paystack charge of subscription {sub.id} is recorded (a paid invoice with "
+            f"a paystackReference), so the unused part of the period on {plan.code} cannot be "
+            f"refunded (Paystack does not prorate: --at now charges the new plan in full); "
+            f"{instead}. `faithflow invoices reconcile` may import the charge"
+        )
+    assert start is not None and end is not None
+    reference = _reference(invoice)
+    assert reference is not None
+    for earlier in session.scalars(
+        select(PlanChange).where(PlanChange.subscription_id == sub.id).order_by(PlanChange.id)
+    ):
+        refs = earlier.provider_refs or {}
+        if refs.get("refund_transaction") != reference:
+            continue
+        done = (
+            f"refunded {refs.get('refund_amount')} of it"
+            if refs.get("refund_id")
+            else f"tried to refund {refs.get('refund_amount')} of it and failed"
+        )
+        raise UserError(
+            f"the charge that paid the current period ({reference}, invoice {invoice.id}) was "
+            f"already settled by plan change {earlier.id}, which {done}; the charge for the "
+            f"plan that change moved to is not recorded yet (its webhook, or `faithflow "
+            f"invoices reconcile`, records it); {instead}"
+        )
+    period = (end - start) // dt.timedelta(seconds=1)
+    if period <= 0:
+        raise UserError(
+            f"invoice {invoice.id} ({reference}) records a period of {period}s "
+            f"({start.isoformat()} to {end.isoformat()}), so the unused part cannot be worked "
+            f"out; {instead}"
+        )
+    unused = max(0, (end - now) // dt.timedelta(seconds=1))
+    amount = min(invoice.amount_paid_minor, invoice.amount_paid_minor * unused // period)
+    note = (
+        f"{amount} of the {invoice.amount_paid_minor} {invoice.currency} (minor units) paid by "
+        f"{reference} for {start.isoformat()} to {end.isoformat()}: {unused}s of {period}s unused"
+    )
+    if amount <= 0:
+        note += "; nothing to refund"
+    return RefundPlan(
+        amount_minor=max(0, amount),
+        currency=invoice.currency,
+        note=note,
+        transaction=reference,
+        invoice_id=invoice.id,
+        paid_minor=invoice.amount_paid_minor,
+        period_start=start,
+        period_end=end,
+        unused_seconds=unused,
+        period_seconds=period,
     )
 
 
@@ -458,6 +654,7 @@ class Outcome:
     provider_refs: dict[str, Any]
     error: ProviderError | None = None
     replaced_canceled: bool = False  # --replace: the old change's provider side was undone
+    refund_error: str | None = None  # Paystack, now: the change is applied, its refund failed
 
 
 def _cancel_calls(provider: str, refs: dict[str, Any]) -> list[str]:
@@ -602,12 +799,49 @@ def _paystack(
                     "it on the Paystack dashboard)"
                 )
             raise
-    refs["paystack_new_subscription"] = made.code
-    if made.email_token:
-        refs["paystack_new_email_token"] = made.email_token
-    if start:
-        refs["start_date"] = start
-    return Outcome("applied" if request.at == "now" else "scheduled", request.effective_at, refs)
+        refs["paystack_new_subscription"] = made.code
+        if made.email_token:
+            refs["paystack_new_email_token"] = made.email_token
+        if start:
+            refs["start_date"] = start
+        # Only now that the new plan is in place: a refund before it could leave the church
+        # refunded for a period it keeps when the create fails.
+        refund_error = _refund(paystack, request, refs)
+    status = "applied" if request.at == "now" else "scheduled"
+    return Outcome(status, request.effective_at, refs, refund_error=refund_error)
+
+
+def _refund(paystack: PaystackAPI, request: ChangeRequest, refs: dict[str, Any]) -> str | None:
+    """The refund of a Paystack change now (its refs), or the message of its failure: the
+    change stands either way (the new subscription exists and has been charged)."""
+    plan = request.refund
+    if plan is None or plan.call() is None or plan.transaction is None:
+        return None
+    refs.update(
+        refund_transaction=plan.transaction,
+        refund_amount=plan.amount_minor,
+        refund_currency=plan.currency,
+    )
+    note = (
+        f"faithflow plan change {request.from_plan} -> {request.to_plan}: unused "
+        f"{plan.unused_seconds}s of {plan.period_seconds}s"
+    )
+    try:
+        made = paystack.refund(plan.transaction, plan.amount_minor, merchant_note=note)
+    except ProviderError as exc:
+        status = f" (HTTP {exc.status})" if exc.status is not None else ""
+        tries = f" after {exc.attempts} attempts" if exc.attempts > 1 else ""
+        message = (
+            f"the refund of {plan.amount_minor} {plan.currency} (minor units) of transaction "
+            f"{plan.transaction} failed{status}{tries}: {exc.message}; the new plan is in place "
+            "and charged, so the church is owed this amount — refund it on the Paystack "
+            "dashboard (transaction "
+            f"{plan.transaction}, amount {plan.amount_minor})"
+        )
+        refs["refund_error"] = message
+        return message
+    refs.update(refund_id=made.id, refund_status=made.status, refund_amount=made.amount)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -688,7 +922,7 @@ def record(
         )
     ):
         notes.append(f"canceled change {replaced.id} (replaced)")
-    error = str(outcome.error) if outcome.error is not None else None
+    error = str(outcome.error) if outcome.error is not None else outcome.refund_error
     change = PlanChange(
         tenant_id=request.tenant_id,
         subscription_id=request.subscription_id,
@@ -707,7 +941,7 @@ def record(
     )
     session.add(change)
     session.flush()
-    after = {
+    after: dict[str, Any] = {
         "status": change.status,
         "kind": change.kind,
         "from_plan": request.from_plan,
@@ -717,6 +951,13 @@ def record(
     }
     if error:
         after["error"] = error
+    refund = {
+        key.removeprefix("refund_"): value
+        for key, value in outcome.provider_refs.items()
+        if key.startswith("refund_") and key != "refund_error"
+    }
+    if refund:
+        after["refund"] = refund
     action = {"applied": "apply", "scheduled": "schedule", "rejected": "reject"}[change.status]
     audit.record(
         session,
@@ -809,6 +1050,7 @@ class ChangeResult:
     warnings: list[str]
     notes: list[str]
     error: ProviderError | None  # a provider refusal or outage (the row is rejected)
+    refund_error: str | None = None  # the change is applied but its refund failed (exit 1)
 
 
 def change_plan(
@@ -824,6 +1066,7 @@ def change_plan(
     replace_scheduled: bool = False,
     reason: str | None = None,
     subscription_id: int | None = None,
+    no_refund: bool = False,
     policy: RetryPolicy | None = None,
     now: dt.datetime | None = None,
 ) -> ChangeResult:
@@ -841,6 +1084,7 @@ def change_plan(
             replace_scheduled=replace_scheduled,
             reason=reason,
             subscription_id=subscription_id,
+            no_refund=no_refund,
             now=now,
         )
     calls = request.calls()
@@ -856,8 +1100,22 @@ def change_plan(
         change, notes = record(session, request, outcome, now=now)
         doc = {"dry_run": False, **request.doc()}
         doc.update(change_doc(change, _plan_codes(session), request.tenant))
+    refs = outcome.provider_refs
+    if doc["refund"] is not None:  # what was planned, and what came of it
+        refund = {
+            **doc["refund"],
+            "id": refs.get("refund_id"),
+            "status": refs.get("refund_status"),
+            "error": refs.get("refund_error"),
+        }
+        if "refund_transaction" in refs:
+            refund["amount_minor"] = refs.get("refund_amount")
+        elif refund["amount_minor"]:
+            refund["amount_minor"] = 0
+            refund["note"] += "; not refunded: the change was not made"
+        doc["refund"] = refund
     doc["provider_calls"] = calls
-    return ChangeResult(doc, request.warnings, notes, outcome.error)
+    return ChangeResult(doc, request.warnings, notes, outcome.error, outcome.refund_error)
 
 
 def list_changes(

@@ -244,10 +244,20 @@ def change_plan(
         str | None,
         typer.Option(
             "--at",
-            help="now or period_end (default: upgrades now with proration, downgrades and "
-            "interval changes at the period end).",
+            help="now or period_end (default: a Stripe upgrade now with proration; Paystack "
+            "upgrades, downgrades and interval changes at the period end). Paystack does not "
+            "prorate: --at now charges the new plan in full and refunds the unused part of the "
+            "period paid on the old plan (POST /refund on the charge that paid it).",
         ),
     ] = None,
+    no_refund: Annotated[
+        bool,
+        typer.Option(
+            "--no-refund",
+            help="Paystack --at now only: refund nothing, so the church pays the overlap twice "
+            "(when no paid charge of the period is recorded and the church wants the change now).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -267,11 +277,20 @@ def change_plan(
             help="The subscription id, when the tenant has more than one live subscription.",
         ),
     ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            help=f"The time to work from (timing, the unused part of the period refunded); "
+            f"default: the clock; {_TIME_HELP}.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move the tenant's subscription to another plan or interval: upgrade, downgrade or
     interval change, at the provider (Stripe price update or schedule; Paystack disable + new
-    subscription) and recorded in `subs changes`."""
+    subscription, and for a change now a refund of the unused period) and recorded in
+    `subs changes`."""
     from faithflow_ops.billing.plan_changes import change_plan as run
     from faithflow_ops.providers._http import ProviderError
 
@@ -289,6 +308,8 @@ def change_plan(
             replace_scheduled=replace,
             reason=reason,
             subscription_id=subscription,
+            no_refund=no_refund,
+            now=parse_now(now),
         )
     except ProviderError as exc:  # --replace could not undo the scheduled change: nothing done
         output.abort(str(exc), exc.exit_code)
@@ -307,6 +328,14 @@ def change_plan(
     if result.error is not None:
         output.abort(
             f"plan change {doc['id']} rejected: {result.error}", _provider_failure(result.error)
+        )
+    if result.refund_error is not None:
+        output.abort(f"plan change {doc['id']} applied, but {result.refund_error}", 1)
+    refund = doc.get("refund") or {}
+    if refund.get("id"):
+        output.info(
+            f"refunded {refund['amount_minor']} {refund['currency']} (minor units) of "
+            f"{refund['transaction']}: Paystack refund {refund['id']} ({refund['status']})"
         )
     what = f"{doc['kind']} {doc['from_plan']} -> {doc['to_plan']} for {doc['tenant']}"
     if dry_run:
