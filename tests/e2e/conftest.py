@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import Platform, StripeWorld, clean_environ, faithflow_executable
+from harness import PaystackWorld, Platform, StripeWorld, clean_environ, faithflow_executable
 from provider_fakes import FakeAPI, Reply, paystack_fake, stripe_fake
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -197,13 +197,16 @@ def database_url(
 def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     """One deployment per flow: the world's database, fresh provider stand-ins and an alert
     hook, the receiver started on first use and stopped afterwards."""
-    world = StripeWorld()
-    stripe = stripe_fake()
-    world.install(stripe)
+    stripe_world, paystack_world = StripeWorld(), PaystackWorld()
+    stripe, paystack = stripe_fake(), paystack_fake()
+    stripe_world.install(stripe)
+    paystack_world.install(paystack)
     alerts = FakeAPI(lambda api, req: Reply(200, {"ok": True}))
-    with stripe.serve(), paystack_fake().serve() as paystack, alerts.serve():
+    with stripe.serve(), paystack.serve(), alerts.serve():
         dialect = "sqlite" if database_url.startswith("sqlite") else "postgres"
-        deployment = Platform(dialect, database_url, tmp_path, stripe, paystack, alerts, world)
+        deployment = Platform(
+            dialect, database_url, tmp_path, stripe, paystack, alerts, stripe_world, paystack_world
+        )
         try:
             yield deployment
         finally:
