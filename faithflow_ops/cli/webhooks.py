@@ -26,7 +26,8 @@ app = typer.Typer(
 
 PROVIDERS = ("stripe", "paystack")
 SCOPES = ("platform", "tenant")
-STATUSES = ("applied", "ignored", "unmatched", "stale", "failed")
+# models.webhooks.WEBHOOK_STATUSES (not imported: `faithflow --help` stays free of SQLAlchemy)
+STATUSES = ("received", "applied", "ignored", "unmatched", "stale", "failed")
 RECEIVER = "http://127.0.0.1:8000"
 
 # column → JSON field (the event_type column is `type`, as in the receiver's answers)
@@ -76,7 +77,11 @@ def list_(
     ] = None,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="Only applied, ignored, unmatched, stale or failed events."),
+        typer.Option(
+            "--status",
+            help="Only received (stored, not applied yet), applied, ignored, unmatched, stale "
+            "or failed events.",
+        ),
     ] = None,
     event_type: Annotated[
         str | None,

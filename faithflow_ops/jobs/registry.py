@@ -118,6 +118,16 @@ JOBS: tuple[JobSpec, ...] = (
         lease_seconds=300,
     ),
     JobSpec(
+        name="webhooks_apply",
+        summary="Apply stored webhook deliveries (catch-up, or all of it with the worker off)",
+        cli_group="webhooks",
+        cli_verb="apply",
+        task_path="/tasks/webhooks/apply",
+        schedule="* * * * *",
+        module="faithflow_ops.jobs.webhooks_apply",
+        lease_seconds=300,
+    ),
+    JobSpec(
         name="support_sla_sweep",
         summary="Mark SLA breaches when they happen, warn before them, e-mail each agent a digest",
         cli_group="sla",

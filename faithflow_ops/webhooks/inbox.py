@@ -21,6 +21,7 @@ handling for a stored event (operators, `--failed`, `--unmatched`):
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -193,23 +194,49 @@ def _finish(
     """Write the event's final status; then handle the unmatched events it unblocked."""
     values: dict[str, Any]
     if isinstance(result, _HandlerFailed):
-        values = {"status": "failed", "last_error": result.error, "outcome": None}
+        # Our own failure: tried again with backoff (1 min doubling to 1 h), then left for a
+        # human after MAX_ATTEMPTS (the applier raises the `webhooks:failing` incident).
+        values = {
+            "status": "failed",
+            "last_error": result.error,
+            "outcome": None,
+            "attempts": _EVENTS.c.attempts + 1,
+            "next_attempt_at": _retry_at(session, row_id, now),
+        }
     else:
         values = {
             "status": result.status,
             "outcome": result.detail[:2000],
             "last_error": None,
             "tenant_id": result.tenant_id,
+            "next_attempt_at": None,
         }
         if result.status == "applied":
             values["applied_at"] = now
-    values["updated_at"] = now
+    values.update(updated_at=now, locked_by=None, locked_until=None)
     session.execute(_EVENTS.update().where(_EVENTS.c.id == row_id).values(**values))
     if not isinstance(result, _HandlerFailed) and redrive:
         for customer in result.linked_customers:
             redrive_customer(session, event.provider, customer, now=now)
     detail = values.get("outcome") or values.get("last_error")
     return Received(row_id, event.key, event.type, values["status"], False, count, detail)
+
+
+MAX_ATTEMPTS = 10  # our own failures of one event before it waits for a human
+BACKOFF_FIRST = dt.timedelta(minutes=1)
+BACKOFF_LAST = dt.timedelta(hours=1)
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """The wait after the `attempts`-th failure: 1 min, 2, 4 … capped at 1 h."""
+    wait: dt.timedelta = BACKOFF_FIRST * 2 ** max(attempts - 1, 0)
+    return min(wait, BACKOFF_LAST)
+
+
+def _retry_at(session: Session, row_id: int, now: dt.datetime) -> dt.datetime | None:
+    """When a row failing now is tried again (None: it has used up its attempts)."""
+    attempts = (session.scalar(select(_EVENTS.c.attempts).where(_EVENTS.c.id == row_id)) or 0) + 1
+    return None if attempts >= MAX_ATTEMPTS else now + backoff(attempts)
 
 
 def _handle(
@@ -228,6 +255,13 @@ def _handle(
     except _HandlerFailed as failed:
         result = failed
     return _finish(session, row_id, event, now, count, result, redrive=redrive)
+
+
+def handle_stored(
+    session: Session, row_id: int, event: InboundEvent, now: dt.datetime, count: int
+) -> Received:
+    """Handle one stored event in the caller's transaction (the applier's unit of work)."""
+    return _handle(session, row_id, event, now, count)
 
 
 def redrive_customer(
@@ -268,8 +302,15 @@ def redrive_customer(
 
 
 def stored_event(row: WebhookEvent) -> InboundEvent:
-    """Rebuild the InboundEvent from a stored row (the same parser as a live delivery)."""
-    return events.parse(row.provider, row.scope, row.payload)
+    """Rebuild the InboundEvent from a stored row (the same parser as a live delivery); a body
+    kept as raw bytes (not storable as JSON) is parsed from them."""
+    payload: Any = row.payload
+    if payload is None and row.raw_body is not None:
+        try:
+            payload = json.loads(row.raw_body)
+        except (ValueError, RecursionError) as exc:
+            raise events.MalformedEvent(f"stored body is not JSON: {type(exc).__name__}") from None
+    return events.parse(row.provider, row.scope, payload)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,304 @@
+"""The applier: the receiver stores a verified delivery (`received`) and answers; this module
+handles stored events with the webhook handlers, each event in its own transaction, so
+exactly-once, order safety (`stale`), `unmatched` re-handling on link and replay keep their
+meaning (`inbox.handle_stored`).
+
+Who runs it: the `Worker` inside the receiver process (started and stopped with the app,
+woken by each delivery it stores and, on Postgres, by `NOTIFY faithflow_webhooks` from other
+replicas, with a short poll as the backstop), and the `webhooks apply` job for deployments that
+turn the worker off (`FAITHFLOW_WEBHOOK_WORKER=off`) and as a catch-up after a crash.
+
+Several of them may run at once (receiver replicas, cron):
+
+- **Claim** a batch with one `UPDATE … SET locked_by, locked_until … WHERE id IN (SELECT …
+  FOR UPDATE SKIP LOCKED) RETURNING` (SQLite: its single writer). The lease (60 s) is the
+  crash guard: a killed worker's rows are claimable again once it has passed.
+- **Apply** each claimed row in its own transaction, re-checking that it is still waiting and
+  still ours (`FOR UPDATE`), so no event is applied twice. On Postgres the transaction first
+  takes `pg_advisory_xact_lock` on the event's provider object, so two events for one object
+  never run side by side on two workers (no create-create race on a new payment; the later one
+  sees the earlier one's row). A batch is applied in provider-time order.
+- **Our failure** keeps the row `failed` with the error; it is tried again after 1 min,
+  doubling to 1 h, and after `MAX_ATTEMPTS` it stops and raises the `webhooks:failing`
+  incident. `faithflow webhooks replay` works on any row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops.db import Database, utcnow
+from faithflow_ops.incidents.records import raise_incident
+from faithflow_ops.models import WebhookEvent
+from faithflow_ops.webhooks import events, inbox
+from faithflow_ops.webhooks.inbox import MAX_ATTEMPTS, Received
+
+log = structlog.get_logger("faithflow.webhooks.applier")
+
+LEASE = dt.timedelta(seconds=60)
+CHANNEL = "faithflow_webhooks"  # NOTIFY channel the receiver's ingest signals
+INCIDENT_CAUSE = "webhooks:failing"
+BATCH = 100
+
+
+def due(now: dt.datetime) -> Any:
+    """Rows still to handle at `now`: stored and not applied yet, or failed and due again
+    (a failed row with no `next_attempt_at` has used up its attempts)."""
+    return or_(
+        WebhookEvent.status == "received",
+        and_(WebhookEvent.status == "failed", WebhookEvent.next_attempt_at <= now),
+    )
+
+
+def _free(now: dt.datetime) -> Any:
+    return or_(WebhookEvent.locked_until.is_(None), WebhookEvent.locked_until < now)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    provider: str
+    object_id: str | None
+    occurred_at: dt.datetime | None
+
+
+@dataclass
+class ApplyStats:
+    """What one `apply_waiting` did: statuses the events ended in, and for the live worker the
+    seconds from acknowledgement to applied."""
+
+    claimed: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"claimed": self.claimed, "statuses": dict(self.statuses)}
+
+
+def claim(
+    db: Database, worker: str, now: dt.datetime, limit: int, ids: list[int] | None = None
+) -> list[Claimed]:
+    """Lease up to `limit` due rows (or just `ids`) to `worker`, oldest due first."""
+    with db.session() as session:
+        pick = select(WebhookEvent.id).where(due(now), _free(now))
+        if ids is not None:
+            pick = pick.where(WebhookEvent.id.in_(ids))
+        pick = pick.order_by(WebhookEvent.next_attempt_at, WebhookEvent.id).limit(limit)
+        if db.dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        rows = session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_(pick.scalar_subquery()))
+            .values(locked_by=worker[:64], locked_until=now + LEASE)
+            .returning(
+                WebhookEvent.id,
+                WebhookEvent.provider,
+                WebhookEvent.object_id,
+                WebhookEvent.occurred_at,
+            )
+            .execution_options(synchronize_session=False)
+        ).all()
+    claimed = [Claimed(r.id, r.provider, r.object_id, r.occurred_at) for r in rows]
+    # Provider-time order within the batch (events without a time keep arrival order).
+    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(claimed, key=lambda c: (c.occurred_at or floor, c.id))
+
+
+def apply_one(
+    db: Database, claimed: Claimed, worker: str, now: dt.datetime | None = None
+) -> tuple[Received, dt.datetime] | None:
+    """Handle one claimed row in its own transaction: what became of it and when it was first
+    received. None when it is no longer ours to handle (applied elsewhere, or our lease ran
+    out and another worker took it)."""
+    with db.session() as session:
+        at = now or utcnow()
+        if db.dialect == "postgresql" and claimed.object_id:
+            key = f"{claimed.provider}:{claimed.object_id}"
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+        row = session.scalar(
+            select(WebhookEvent)
+            .where(
+                WebhookEvent.id == claimed.id,
+                WebhookEvent.locked_by == worker[:64],
+                WebhookEvent.status.in_(("received", "failed")),
+            )
+            .with_for_update()
+        )
+        if row is None:
+            return None
+        received_at = row.first_received_at
+        try:
+            event = inbox.stored_event(row)
+        except events.MalformedEvent as exc:
+            return _unparseable(session, row, str(exc), at), received_at
+        result = inbox.handle_stored(session, row.id, event, at, row.delivery_count)
+        if result.status == "failed" and row.attempts + 1 >= MAX_ATTEMPTS:
+            _raise_failing(session, row, result, at)
+        return result, received_at
+
+
+def _unparseable(session: Session, row: WebhookEvent, error: str, at: dt.datetime) -> Received:
+    """A stored body that no longer parses (a parser change): kept, failed for good."""
+    session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id == row.id)
+        .values(
+            status="failed",
+            last_error=error[:2000],
+            attempts=MAX_ATTEMPTS,
+            next_attempt_at=None,
+            locked_by=None,
+            locked_until=None,
+            updated_at=at,
+        )
+    )
+    received = Received(row.id, row.event_key, row.event_type, "failed", False, 1, error)
+    _raise_failing(session, row, received, at)
+    return received
+
+
+def _raise_failing(session: Session, row: WebhookEvent, result: Received, at: dt.datetime) -> None:
+    raise_incident(
+        session,
+        cause=INCIDENT_CAUSE,
+        kind="webhooks",
+        title="webhook events fail to apply and are no longer retried",
+        now=at,
+        severity="critical",
+        detail=(
+            f"webhook event {row.id} ({row.provider} {row.event_type}) failed "
+            f"{MAX_ATTEMPTS} times: {result.detail or ''}"[:1000]
+            + "; fix the cause, then `faithflow webhooks replay --failed`"
+        ),
+    )
+    log.error("webhook event gave up", id=row.id, type=row.event_type, attempts=MAX_ATTEMPTS)
+
+
+def apply_waiting(
+    db: Database,
+    *,
+    now: dt.datetime | None = None,
+    limit: int | None = None,
+    worker: str | None = None,
+    batch: int = BATCH,
+    stop: threading.Event | None = None,
+) -> ApplyStats:
+    """Claim and apply due rows until none is left (or `limit` were claimed, or `stop`)."""
+    worker = worker or default_worker_name()
+    stats = ApplyStats()
+    while limit is None or stats.claimed < limit:
+        size = batch if limit is None else min(batch, limit - stats.claimed)
+        claimed = claim(db, worker, now or utcnow(), size)
+        stats.claimed += len(claimed)
+        for item in claimed:
+            done = apply_one(db, item, worker, now)
+            if done is None:
+                continue
+            result, received_at = done
+            stats.statuses[result.status] += 1
+            if now is None and result.status != "failed":
+                stats.latencies.append(max((utcnow() - received_at).total_seconds(), 0.0))
+        if len(claimed) < size or (stop is not None and stop.is_set()):
+            break
+    return stats
+
+
+def default_worker_name() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def backlog(session: Session, now: dt.datetime) -> tuple[int, float]:
+    """Rows waiting to be applied (received, or failed and due) and the age in seconds of the
+    oldest of them (0 with none) — the receiver's gauges and the health check."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(WebhookEvent.first_received_at)).where(due(now))
+    ).one()
+    age = max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+    return int(count or 0), age
+
+
+class Worker:
+    """Applies stored deliveries in a background thread of the receiver process.
+
+    `wake()` (called by the ingest path after each commit) runs a pass at once; on Postgres a
+    second thread LISTENs on `faithflow_webhooks` so deliveries stored by other replicas wake
+    it too; `poll` seconds is the backstop (and when failed rows come due)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll: float = 2.0,
+        on_pass: Callable[[ApplyStats], None] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.db = db
+        self.poll = poll
+        self.on_pass = on_pass
+        self.name = name or default_worker_name()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.passes = 0
+
+    def start(self) -> None:
+        runner = threading.Thread(target=self._run, name="webhook-applier", daemon=True)
+        self._threads = [runner]
+        if self.db.dialect == "postgresql":
+            listener = threading.Thread(target=self._listen, name="webhook-listen", daemon=True)
+            self._threads.append(listener)
+        for thread in self._threads:
+            thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                stats = apply_waiting(self.db, worker=self.name, stop=self._stop)
+                self.passes += 1
+                if self.on_pass is not None:
+                    self.on_pass(stats)
+            except Exception as exc:  # the database went away: keep the thread, try later
+                log.warning("webhook applier pass failed", error=type(exc).__name__)
+                self._stop.wait(self.poll)
+                continue
+            if stats.claimed:
+                continue  # more may have arrived while applying
+            self._wake.wait(self.poll)
+
+    def _listen(self) -> None:
+        import psycopg
+
+        url = self.db.engine.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._wake.set()
+            except Exception as exc:
+                log.warning("webhook listener reconnecting", error=type(exc).__name__)
+                self._stop.wait(self.poll)
