@@ -2,8 +2,9 @@
 
 Thin on purpose: health probes, metrics, the OpenAPI UI, the provider webhooks and the task
 routes generated from the job registry. Handlers are synchronous and run through Litestar's
-`sync_to_thread`; they call the same code the CLI calls. Every error leaves as JSON
-`{"error": …, "detail": …}`.
+`sync_to_thread`, except the webhook routes (async: they store each delivery through the
+ingest writer, see `receiver.webhooks`); they call the same code the CLI calls. Every error
+leaves as JSON `{"error": …, "detail": …}`.
 
 `ENABLE_INTERNAL_SCHEDULER=1` runs the scheduler in a thread for the life of the app; an
 invalid `CRON_*` expression stops `create_app` (so `faithflow serve` exits 2 before listening).
@@ -30,12 +31,13 @@ from faithflow_ops.db import Database
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.jobs.runner import RunResult
+from faithflow_ops.webhooks.applier import ApplyStats, Worker
 from receiver.health import first_line as _first_line
 from receiver.health import health_handlers
-from receiver.metrics import Metrics, MetricsMiddleware
+from receiver.metrics import Metrics, MetricsMiddleware, WebhookBacklog
 from receiver.tasks import task_handlers
 from receiver.twilio import twilio_handlers
-from receiver.webhooks import webhook_handlers
+from receiver.webhooks import WebhookIngest, webhook_handlers
 
 log = structlog.get_logger("faithflow.receiver")
 
@@ -72,6 +74,14 @@ def check_scheduler_settings(settings: Settings) -> None:
         registry.schedule_for(spec, settings.cron_overrides)
 
 
+def _observe(metrics: Metrics) -> Callable[[ApplyStats], None]:
+    def observe(stats: ApplyStats) -> None:
+        for seconds in stats.latencies:
+            metrics.webhook_apply_latency.observe(seconds)
+
+    return observe
+
+
 def create_app(
     settings: Settings, *, db: Database | None = None, jobs: Sequence[JobSpec] | None = None
 ) -> Litestar:
@@ -86,6 +96,10 @@ def create_app(
     owns_db = db is None
     database = db if db is not None else Database.from_url(settings.database_url)
     metrics = Metrics()
+    metrics.registry.register(WebhookBacklog(database))
+    # webhook applier: stored deliveries are applied in this process unless turned off
+    # (FAITHFLOW_WEBHOOK_WORKER=off, then `faithflow webhooks apply` runs from cron).
+    worker = Worker(database, on_pass=_observe(metrics)) if settings.webhook_worker else None
 
     def counter(trigger: str) -> Callable[[JobSpec, RunResult], None]:
         def count_run(spec: JobSpec, result: RunResult) -> None:
@@ -99,6 +113,10 @@ def create_app(
 
         from faithflow_ops.scheduler import start_in_thread
 
+        # webhook applier
+        if worker is not None:
+            worker.start()
+            app.state.webhook_worker = worker
         scheduler = None
         if settings.enable_internal_scheduler:
             scheduler = start_in_thread(database, settings, on_result=counter("scheduler"))
@@ -114,19 +132,25 @@ def create_app(
                 await anyio.to_thread.run_sync(thread.join, SCHEDULER_STOP_SECONDS)
                 if thread.is_alive():
                     log.warning("scheduler still finishing a job at shutdown")
+            # webhook applier: the event in hand finishes (its transaction is short)
+            if worker is not None:
+                await anyio.to_thread.run_sync(worker.stop)
             if owns_db:
                 database.dispose()
 
+    ingest = WebhookIngest(database)  # webhook ingest: group commit on Postgres
     return Litestar(
         route_handlers=[
             *health_handlers(database, metrics),
-            *webhook_handlers(database, settings, metrics),
+            *webhook_handlers(ingest, settings, metrics),
             *twilio_handlers(database, settings, metrics),
             *task_handlers(
                 jobs if jobs is not None else registry.JOBS, database, settings, counter("http")
             ),
         ],
-        lifespan=[lifespan],
+        # webhook ingest: after `lifespan` (which starts the applier the writer wakes), and
+        # closed before it (the writer's queue is written before the applier stops)
+        lifespan=[lifespan, ingest.lifespan],
         middleware=[DefineMiddleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={
             HTTPException: _http_error(settings),

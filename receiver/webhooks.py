@@ -1,21 +1,28 @@
-"""`POST /webhooks/{stripe,paystack}[/platform]`: verify the raw body, then hand the event to
-the inbox (`faithflow_ops.webhooks.inbox`), the same code `faithflow webhooks replay` runs.
+"""`POST /webhooks/{stripe,paystack}[/platform]`: verify the raw body, store the delivery,
+answer once it is committed (`faithflow_ops.webhooks.ingest`). The effects are applied later,
+each event in its own transaction, by the applier (`faithflow_ops.webhooks.applier`: the
+worker in this process, or `faithflow webhooks apply`).
 
-Answers (DESIGN §4): 200 applied, ignored, unmatched, stale or a duplicate (the JSON says
-which); 400 missing/bad signature, expired timestamp, not JSON, not an event of the provider's
-shape — nothing is stored; 403 a Paystack delivery from outside PAYSTACK_ALLOWED_IPS;
-413 body over the limit; 500 our handler failed (the delivery is kept as `failed` with the
-error, the provider retries); 503 the endpoint's secret is not set, or the database is down.
-No provider API is called here.
+Answers (DESIGN §4): 200 stored — `{"status": "received"}` for a new event, or the current
+status of the stored row and `"duplicate": true` for a redelivery; 400 missing/bad signature
+(any malformed or non-ASCII signature header too), expired timestamp, not JSON, JSON nested
+deeper than the parser reads, not an event of the provider's shape — nothing is stored;
+403 a Paystack delivery from outside PAYSTACK_ALLOWED_IPS; 413 body over the limit; 503 the
+endpoint's secret is not set, or the database is unavailable (nothing stored, the provider
+retries). No handler code and no provider API call run here.
+
+The routes are `async`: verification and parsing are a few tens of microseconds, and the
+store is awaited (Postgres: the group-commit writer; SQLite: one transaction in a thread).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import structlog
 from litestar import Request, Response, post
 from litestar.openapi import ResponseSpec
@@ -23,12 +30,14 @@ from litestar.openapi import ResponseSpec
 from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers import paystack as paystack_provider
 from faithflow_ops.providers import stripe as stripe_provider
-from faithflow_ops.webhooks import inbox
+from faithflow_ops.webhooks import inbox, ingest
 from faithflow_ops.webhooks.endpoints import ENDPOINTS
 from faithflow_ops.webhooks.events import MalformedEvent, parse, paystack_scope
+from faithflow_ops.webhooks.ingest import DatabaseUnavailable, Delivery, NotAnEvent, Stored
 from receiver.tasks import RawBody
 
 if TYPE_CHECKING:
+    from litestar import Litestar
     from litestar.handlers import HTTPRouteHandler
 
     from faithflow_ops.config import IPNetwork, Settings
@@ -40,11 +49,15 @@ log = structlog.get_logger("faithflow.receiver")
 RESPONSES = {
     code: ResponseSpec(data_container=dict[str, Any], description=text, generate_examples=False)
     for code, text in {
-        400: "Missing or bad signature, expired timestamp, or a body that is not an event.",
+        200: "Stored (committed) before this answer: `status` is `received` for a new event, "
+        "or the current status of the stored event with `duplicate: true` for a redelivery. "
+        "Its effects are applied later by the webhook applier.",
+        400: "Missing or bad signature, expired timestamp, or a body that is not an event "
+        "(not JSON, nested too deep, not of the provider's shape). Nothing is stored.",
         403: "Paystack delivery from an address outside PAYSTACK_ALLOWED_IPS.",
         413: "The body is over the size limit.",
-        500: "Handling failed; the delivery is stored as `failed` and the provider retries.",
-        503: "The endpoint's secret is not configured, or the database is unavailable.",
+        503: "The endpoint's secret is not configured, or the database is unavailable; "
+        "nothing is stored and the provider retries.",
     }.items()
 }
 
@@ -91,8 +104,43 @@ def _refuse(
     return Response({"error": error, "detail": None}, status_code=status)
 
 
-def receive_webhook(
-    db: Database,
+class WebhookIngest:
+    """Where the routes store deliveries: the Postgres group-commit writer, or one
+    transaction per delivery (SQLite) in a worker thread. `lifespan` opens and closes the
+    writer with the app, and wakes this process's webhook applier after each commit."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.on_stored: Callable[[], None] | None = None  # this process's applier: wake()
+        self.sync = ingest.SyncStore(db, on_stored=self._wake)
+        self.writer: ingest.GroupWriter | None = None
+        if db.dialect == "postgresql":
+            self.writer = ingest.GroupWriter(ingest.conninfo(db), on_stored=self._wake)
+
+    def _wake(self) -> None:
+        if self.on_stored is not None:
+            self.on_stored()
+
+    @asynccontextmanager
+    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        worker = app.state.get("webhook_worker")  # started by the app's lifespan before this
+        self.on_stored = worker.wake if worker is not None else None
+        if self.writer is not None:
+            await self.writer.start()
+        try:
+            yield
+        finally:
+            if self.writer is not None:
+                await self.writer.stop()
+
+    async def store(self, item: Delivery, body: bytes) -> Stored:
+        if self.writer is not None:
+            return await self.writer.store(item, body)
+        return await anyio.to_thread.run_sync(self.sync.store, item, body)
+
+
+async def receive_webhook(
+    store: WebhookIngest,
     settings: Settings,
     metrics: Metrics,
     provider: str,
@@ -135,18 +183,24 @@ def receive_webhook(
     except SignatureError as exc:
         return _refuse(metrics, provider, scope, 400, "bad_signature", str(exc))
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return _refuse(metrics, provider, scope, 400, "not_json", "signed body is not JSON")
+        parsed = ingest.read_body(body)
+    except NotAnEvent as exc:
+        return _refuse(metrics, provider, scope, 400, exc.result, str(exc))
     if provider == "paystack":
         # One Paystack URL receives every event of the integration: route by content.
-        scope = paystack_scope(payload, scope)
+        scope = paystack_scope(parsed.payload, scope)
     try:
-        event = parse(provider, scope, payload)
+        event = parse(provider, scope, parsed.payload)
     except MalformedEvent as exc:
         return _refuse(metrics, provider, scope, 400, "malformed", str(exc))
-    received = inbox.receive(db, event)
-    result = "duplicate" if received.duplicate else received.status
+    try:
+        stored = await store.store(ingest.delivery(event, body, parsed), body)
+    except DatabaseUnavailable:
+        metrics.webhooks.labels(provider, scope, "unavailable").inc()
+        return Response(
+            {"error": "database unavailable; try again later", "detail": None}, status_code=503
+        )
+    result = "duplicate" if stored.duplicate else "received"
     metrics.webhooks.labels(provider, scope, result).inc()
     # One log line per delivery: the metrics middleware's `request` line carries these fields.
     request.scope["log_fields"] = {  # type: ignore[typeddict-unknown-key]
@@ -155,31 +209,35 @@ def receive_webhook(
         "event_key": event.key,
         "type": event.type,
         "result": result,
-        "deliveries": received.delivery_count,
+        "deliveries": stored.delivery_count,
     }
-    return Response(received.to_dict(), status_code=500 if received.status == "failed" else 200)
+    return Response(stored.to_dict(), status_code=200)
 
 
-def webhook_handlers(db: Database, settings: Settings, metrics: Metrics) -> list[HTTPRouteHandler]:
+def webhook_handlers(
+    store: WebhookIngest, settings: Settings, metrics: Metrics
+) -> list[HTTPRouteHandler]:
     """One route per (provider, scope) in ENDPOINTS."""
 
     def route(provider: str, scope: str) -> HTTPRouteHandler:
         path, _, variable = ENDPOINTS[(provider, scope)]
 
-        def handler(request: Request[Any, Any, Any], body: RawBody) -> Response[dict[str, Any]]:
-            return receive_webhook(db, settings, metrics, provider, scope, request, body)
+        async def handler(
+            request: Request[Any, Any, Any], body: RawBody
+        ) -> Response[dict[str, Any]]:
+            return await receive_webhook(store, settings, metrics, provider, scope, request, body)
 
         handled = ", ".join(f"`{name}`" for name in inbox.handled_types(provider, scope))
         return post(
             path,
-            sync_to_thread=True,
             name=f"webhook:{provider}:{scope}",
             operation_id=f"webhook_{provider}_{scope}",
             summary=f"{provider.title()} webhooks ({scope} scope)",
             description=(
-                f"Signed with `{variable}`. Handled types: {handled}; other types are stored "
-                "as `ignored`. However often and in whatever order an event is delivered, it "
-                "is applied at most once."
+                f"Signed with `{variable}`. The verified delivery is stored and answered 200 "
+                "once committed; the webhook applier applies it afterwards. Handled types: "
+                f"{handled}; other types end as `ignored`. However often and in whatever "
+                "order an event is delivered, it is applied at most once."
             ),
             responses=RESPONSES,
             tags=["webhooks"],

@@ -40,6 +40,8 @@ def verify_webhook(body: bytes, header: str | None, secret_keys: Sequence[str]) 
     """Raise SignatureError unless `header` is the HMAC of `body` under one of the keys."""
     if not header:
         raise SignatureError("missing x-paystack-signature header")
+    if not header.isascii():  # hmac.compare_digest raises TypeError on non-ASCII text
+        raise SignatureError("x-paystack-signature is not ASCII, so it cannot be a signature")
     given = header.strip().lower()
     for key in secret_keys:
         if hmac.compare_digest(signature(body, key), given):

@@ -47,6 +47,8 @@ def verify_webhook(body: bytes, header: str | None, secrets: Sequence[str], tole
 
     if not header:
         raise SignatureError("missing Stripe-Signature header")
+    if not header.isascii():  # the SDK's compare_digest raises TypeError on non-ASCII text
+        raise SignatureError("Stripe-Signature header is not ASCII, so it cannot be a signature")
     try:
         payload = body.decode("utf-8")
     except UnicodeDecodeError:

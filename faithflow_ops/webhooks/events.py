@@ -42,6 +42,34 @@ _PAYSTACK_TIME_FIELDS = (
 )
 
 
+def storable(value: str | None) -> str | None:
+    """`value` as every database can store it in a text column: itself when it holds no NUL
+    and no lone surrogate (the common case, returned as the same object), else with those
+    escaped (`\\x00`, `\\ud800`). Postgres refuses both in text, psycopg cannot encode the
+    second; a key escaped this way is still stable, so retries of the event dedupe."""
+    if value is None or ("\x00" not in value and (value.isascii() or _encodes(value))):
+        return value
+    escaped = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return escaped.replace("\x00", "\\x00")
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unix_time(seconds: int) -> dt.datetime | None:
+    """Stripe's `created` as an aware datetime; None when it is outside the years 1–9999
+    (a signed event is stored all the same, with no provider time)."""
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 class MalformedEvent(ValueError):
     """A verified body that is not an event of the provider's documented shape."""
 
@@ -102,6 +130,7 @@ def _stripe(scope: str, payload: dict[str, Any]) -> InboundEvent:
     if missing:
         raise MalformedEvent(f"not a Stripe event: missing or wrong {', '.join(missing)}")
     assert event_id and event_type and isinstance(obj, dict) and isinstance(created, int)
+    event_id = storable(event_id) or event_id
     if len(event_id) > KEY_MAX:
         raise MalformedEvent(f"Stripe event id is longer than {KEY_MAX} characters")
     object_id = _text(obj.get("id"))
@@ -118,7 +147,7 @@ def _stripe(scope: str, payload: dict[str, Any]) -> InboundEvent:
         object_id=object_id,
         customer_ref=customer,
         account_ref=_text(payload.get("account")),
-        occurred_at=dt.datetime.fromtimestamp(created, dt.UTC),
+        occurred_at=_unix_time(created),
         payload=payload,
     )
 
@@ -247,11 +276,17 @@ def paystack_event_key(event: str, data: object) -> str:
         parts = sorted(entries)
     if not parts:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-        return f"{event}:sha256={hashlib.sha256(canonical.encode()).hexdigest()}"
+        return _hashed(event, hashlib.sha256(canonical.encode()).hexdigest())
     key = ":".join([event, *parts])
     if len(key) > KEY_MAX:
-        return f"{event}:sha256={hashlib.sha256(key.encode()).hexdigest()}"
-    return key
+        return _hashed(event, hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest())
+    return storable(key) or key
+
+
+def _hashed(event: str, digest: str) -> str:
+    """`<event>:sha256=<digest>`, the event name cut so the whole key fits KEY_MAX."""
+    suffix = f":sha256={digest}"
+    return f"{(storable(event) or '')[: KEY_MAX - len(suffix)]}{suffix}"
 
 
 def parse_time(value: object) -> dt.datetime | None:
