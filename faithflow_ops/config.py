@@ -40,6 +40,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean; set it to 1 or 0")
 
 
+def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """`on`/`off` (or any boolean spelling `_bool` takes)."""
+    raw = env.get(name)
+    if raw is not None and raw.strip().lower() in ("on", "off"):
+        return raw.strip().lower() == "on"
+    try:
+        return _bool(env, name, default)
+    except ConfigError:
+        raise ConfigError(f"{name}={raw!r} is not on or off; set it to on or off") from None
+
+
 def _int(
     env: Mapping[str, str],
     name: str,
@@ -308,6 +319,9 @@ class Settings:
     billing_cancel_url: str | None = None
     billing_return_url: str | None = None
     enable_internal_scheduler: bool = False
+    # The receiver applies stored webhook deliveries in a background worker; off: only
+    # `faithflow webhooks apply` (cron) does (FAITHFLOW_WEBHOOK_WORKER).
+    webhook_worker: bool = True
     cron_overrides: Mapping[str, str] = field(default_factory=dict)
     dns_nameservers: tuple[str, ...] = ()
     tls_port: int = 443
@@ -428,6 +442,7 @@ class Settings:
             billing_cancel_url=_url(env, "FAITHFLOW_BILLING_CANCEL_URL"),
             billing_return_url=_url(env, "FAITHFLOW_BILLING_RETURN_URL"),
             enable_internal_scheduler=_bool(env, "ENABLE_INTERNAL_SCHEDULER"),
+            webhook_worker=_switch(env, "FAITHFLOW_WEBHOOK_WORKER", default=True),
             cron_overrides=cron,
             dns_nameservers=_nameservers(env, "FAITHFLOW_DNS_NAMESERVERS"),
             tls_port=_int(env, "FAITHFLOW_TLS_PORT", 443),

@@ -31,9 +31,10 @@ from faithflow_ops.db import Database
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.jobs.runner import RunResult
+from faithflow_ops.webhooks.applier import ApplyStats, Worker
 from receiver.health import first_line as _first_line
 from receiver.health import health_handlers
-from receiver.metrics import Metrics, MetricsMiddleware
+from receiver.metrics import Metrics, MetricsMiddleware, WebhookBacklog
 from receiver.tasks import task_handlers
 from receiver.twilio import twilio_handlers
 from receiver.webhooks import WebhookIngest, webhook_handlers
@@ -73,6 +74,14 @@ def check_scheduler_settings(settings: Settings) -> None:
         registry.schedule_for(spec, settings.cron_overrides)
 
 
+def _observe(metrics: Metrics) -> Callable[[ApplyStats], None]:
+    def observe(stats: ApplyStats) -> None:
+        for seconds in stats.latencies:
+            metrics.webhook_apply_latency.observe(seconds)
+
+    return observe
+
+
 def create_app(
     settings: Settings, *, db: Database | None = None, jobs: Sequence[JobSpec] | None = None
 ) -> Litestar:
@@ -87,6 +96,10 @@ def create_app(
     owns_db = db is None
     database = db if db is not None else Database.from_url(settings.database_url)
     metrics = Metrics()
+    metrics.registry.register(WebhookBacklog(database))
+    # webhook applier: stored deliveries are applied in this process unless turned off
+    # (FAITHFLOW_WEBHOOK_WORKER=off, then `faithflow webhooks apply` runs from cron).
+    worker = Worker(database, on_pass=_observe(metrics)) if settings.webhook_worker else None
 
     def counter(trigger: str) -> Callable[[JobSpec, RunResult], None]:
         def count_run(spec: JobSpec, result: RunResult) -> None:
@@ -100,6 +113,10 @@ def create_app(
 
         from faithflow_ops.scheduler import start_in_thread
 
+        # webhook applier
+        if worker is not None:
+            worker.start()
+            app.state.webhook_worker = worker
         scheduler = None
         if settings.enable_internal_scheduler:
             scheduler = start_in_thread(database, settings, on_result=counter("scheduler"))
@@ -115,6 +132,9 @@ def create_app(
                 await anyio.to_thread.run_sync(thread.join, SCHEDULER_STOP_SECONDS)
                 if thread.is_alive():
                     log.warning("scheduler still finishing a job at shutdown")
+            # webhook applier: the event in hand finishes (its transaction is short)
+            if worker is not None:
+                await anyio.to_thread.run_sync(worker.stop)
             if owns_db:
                 database.dispose()
 

@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+    from faithflow_ops.db import Database
+
 log = structlog.get_logger("faithflow.receiver")
 
 # Probes hit these every few seconds; a success is not worth a log line.
@@ -49,6 +51,13 @@ class Metrics:
             "wrong_account). Twilio status callbacks count as provider twilio, scope status.",
             ["provider", "scope", "result"],
             registry=self.registry,
+        )
+        self.webhook_apply_latency = Histogram(
+            "faithflow_webhook_apply_latency_seconds",
+            "Time from a webhook delivery's acknowledgement (stored) to its effects applied by "
+            "the receiver's worker.",
+            registry=self.registry,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
         )
         self.job_runs = Counter(
             "faithflow_job_runs",
@@ -94,3 +103,45 @@ class MetricsMiddleware:
                     ms=round(seconds * 1000, 1),
                     **cast("dict[str, Any]", scope.get("log_fields", {})),  # added by the route
                 )
+
+
+class WebhookBacklog:
+    """Prometheus collector read at each scrape: webhook deliveries stored but not applied yet
+    (received, or failed and due) and the age of the oldest of them. A scrape while the
+    database is down leaves the two gauges out rather than failing `/metrics`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def _families(count: float, age: float) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        return [
+            GaugeMetricFamily(
+                "faithflow_webhook_backlog",
+                "Webhook deliveries stored and waiting to be applied (received, or failed and "
+                "due again).",
+                value=count,
+            ),
+            GaugeMetricFamily(
+                "faithflow_webhook_oldest_waiting_seconds",
+                "Age of the oldest webhook delivery waiting to be applied (0 with none).",
+                value=age,
+            ),
+        ]
+
+    def describe(self) -> list[Any]:
+        return self._families(0, 0)
+
+    def collect(self) -> list[Any]:
+        from faithflow_ops.db import utcnow
+        from faithflow_ops.webhooks.applier import backlog
+
+        try:
+            with self.db.read_session() as session:
+                count, age = backlog(session, utcnow())
+        except Exception as exc:  # the database is down: /metrics still answers
+            log.warning("webhook backlog not read", error=type(exc).__name__)
+            return []
+        return self._families(count, age)

@@ -238,3 +238,27 @@ def test_the_worker_applies_what_it_is_woken_for(seeded: Database) -> None:
     finally:
         worker.stop()
     assert worker.passes >= 1
+
+
+def test_health_flags_a_backlog_older_than_five_minutes(seeded: Database) -> None:
+    from faithflow_ops.health.checks import webhook_backlog_check
+
+    with seeded.read_session() as s:
+        assert webhook_backlog_check(s, NOW).status == "ok"
+    store(seeded, "stripe", "tenant.payment_intent.succeeded", payment_event(1))
+    with seeded.read_session() as s:
+        assert webhook_backlog_check(s, NOW + dt.timedelta(minutes=4)).status == "ok"
+        degraded = webhook_backlog_check(s, NOW + dt.timedelta(minutes=6))
+        assert degraded.status == "warn" and "webhooks list --status received" in degraded.detail
+        assert webhook_backlog_check(s, NOW + dt.timedelta(minutes=31)).status == "fail"
+
+
+def test_the_worker_setting_reads_on_and_off() -> None:
+    from faithflow_ops.config import Settings
+    from faithflow_ops.errors import ConfigError
+
+    assert Settings.from_env({}).webhook_worker is True
+    assert Settings.from_env({"FAITHFLOW_WEBHOOK_WORKER": "off"}).webhook_worker is False
+    assert Settings.from_env({"FAITHFLOW_WEBHOOK_WORKER": "ON"}).webhook_worker is True
+    with pytest.raises(ConfigError, match="FAITHFLOW_WEBHOOK_WORKER='sometimes' is not on or off"):
+        Settings.from_env({"FAITHFLOW_WEBHOOK_WORKER": "sometimes"})

@@ -37,7 +37,7 @@ STATUSES: tuple[Status, ...] = ("ok", "warn", "fail", "skipped")
 
 PROVIDER_CHECKS = ("stripe", "paystack", "twilio", "render")
 PROBE_CHECKS = ("dns", "smtp", *PROVIDER_CHECKS)
-DATABASE_CHECKS = ("database", "outbox_backlog", "webhook_failures")
+DATABASE_CHECKS = ("database", "outbox_backlog", "webhook_failures", "webhooks_backlog")
 
 DB_SLOW_MS = 1000.0  # a database round trip slower than this warns
 # Job freshness, in the manner of Healthchecks.io: counted in the job's own schedule. A job is
@@ -46,6 +46,10 @@ DB_SLOW_MS = 1000.0  # a database round trip slower than this warns
 LATE_AFTER_RUNS = 2
 DOWN_AFTER_RUNS = 4
 WEBHOOK_WINDOW = dt.timedelta(hours=1)
+# webhooks_backlog: the oldest delivery still waiting to be applied (DESIGN §4: acknowledged
+# once stored, applied by a worker) — degraded after 5 minutes, failing after 30.
+WEBHOOK_BACKLOG_WARN = dt.timedelta(minutes=5)
+WEBHOOK_BACKLOG_FAIL = dt.timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,9 @@ def run_checks(session: Session, settings: Settings, now: dt.datetime) -> list[C
         )
         results["webhook_failures"] = _guarded(
             "webhook_failures", lambda: webhook_check(session, settings, now)
+        )
+        results["webhooks_backlog"] = _guarded(
+            "webhooks_backlog", lambda: webhook_backlog_check(session, now)
         )
         for result in job_checks(session, settings, now):
             results[result.name] = result
@@ -239,6 +246,30 @@ def webhook_check(session: Session, settings: Settings, now: dt.datetime) -> Che
         detail = f"{counted} failed ({share:.1f}%, warning from {threshold / 2:g}%){hint}"
         return CheckResult("webhook_failures", "warn", detail, latency, data)
     return CheckResult("webhook_failures", "ok", f"{counted} failed ({share:.1f}%)", latency, data)
+
+
+def webhook_backlog_check(session: Session, now: dt.datetime) -> CheckResult:
+    """Deliveries stored but not applied yet: warn (degraded) when the oldest has waited over
+    5 minutes, fail over 30 — the worker is off, stuck or far behind."""
+    from faithflow_ops.webhooks.applier import backlog
+
+    started = time.perf_counter()
+    count, age = backlog(session, now)
+    latency = _ms(started)
+    data: dict[str, Any] = {"waiting": count, "oldest_seconds": round(age, 1)}
+    waiting = f"{count} webhook deliver{'ies' if count != 1 else 'y'} waiting"
+    if count == 0:
+        return CheckResult("webhooks_backlog", "ok", "no webhook delivery waiting", latency, data)
+    oldest = f"{waiting}, the oldest for {age / 60:.0f} min"
+    hint = (
+        "; is the receiver's worker running (FAITHFLOW_WEBHOOK_WORKER) or `faithflow webhooks "
+        "apply` scheduled? `faithflow webhooks list --status received` shows them"
+    )
+    if age > WEBHOOK_BACKLOG_FAIL.total_seconds():
+        return CheckResult("webhooks_backlog", "fail", oldest + hint, latency, data)
+    if age > WEBHOOK_BACKLOG_WARN.total_seconds():
+        return CheckResult("webhooks_backlog", "warn", oldest + hint, latency, data)
+    return CheckResult("webhooks_backlog", "ok", f"{waiting} (oldest {age:.0f} s)", latency, data)
 
 
 # --- job freshness ----------------------------------------------------------------------------
