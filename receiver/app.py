@@ -139,6 +139,8 @@ def create_app(
                 database.dispose()
 
     ingest = WebhookIngest(database)  # webhook ingest: group commit on Postgres
+    if worker is not None:  # webhook applier: woken by every delivery this process stores
+        ingest.on_stored = worker.wake
     return Litestar(
         route_handlers=[
             *health_handlers(database, metrics),
