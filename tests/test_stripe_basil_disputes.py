@@ -416,3 +416,20 @@ def test_the_preview_looks_up_but_writes_nothing(world: World, cli: Any) -> None
     assert rows(world.db, Dispute) == [] and world.alerts.alerts == []
     code, out = monitor(cli)
     assert out["outcomes"] == {"applied": 2}
+
+
+def test_an_invoice_payment_that_beats_its_invoice_is_applied_when_the_invoice_lands(
+    seeded: Database,
+) -> None:
+    """Stripe sends invoice_payment.paid beside invoice.paid in no set order
+    (https://docs.stripe.com/webhooks#event-ordering): the payment waits unmatched and the
+    invoice's event handles it, so a later dispute finds the invoice without a replay."""
+    db = seeded
+    first = deliver(db, invoice_payment())
+    assert first.status == "unmatched"
+    assert deliver(db, basil("platform.invoice.paid")).status == "applied"
+    assert one(db, WebhookEvent, id=first.id).status == "applied"
+    invoice = one(db, Invoice, provider_invoice_id=INVOICE)
+    assert invoice.metadata_["stripePaymentIntentId"] == INTENT
+    assert deliver(db, basil("platform.charge.dispute.created")).status == "applied"
+    assert one(db, Dispute, provider_dispute_id=DISPUTE).invoice_id == invoice.id

@@ -49,6 +49,8 @@ class Outcome:
     tenant_id: int | None = None
     # Customer ids this event linked to a tenant: their unmatched events are handled next.
     linked_customers: list[str] = field(default_factory=list)
+    # Stored unmatched events (ids) that waited for what this event recorded: handled next.
+    unblocked: list[int] = field(default_factory=list)
 
 
 def applied(detail: str, tenant_id: int | None = None) -> Outcome:

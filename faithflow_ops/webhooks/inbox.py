@@ -218,6 +218,8 @@ def _finish(
     if not isinstance(result, _HandlerFailed) and redrive:
         for customer in result.linked_customers:
             redrive_customer(session, event.provider, customer, now=now)
+        for waiting in result.unblocked:
+            _redrive_event(session, waiting, now)
     detail = values.get("outcome") or values.get("last_error")
     return Received(row_id, event.key, event.type, values["status"], False, count, detail)
 
@@ -299,6 +301,19 @@ def redrive_customer(
             break
         rows = waiting
     return list(results.values())
+
+
+def _redrive_event(session: Session, event_id: int, now: dt.datetime) -> None:
+    """Handle one unmatched event again (what it waited for was just recorded)."""
+    row = session.scalar(
+        select(WebhookEvent)
+        .where(WebhookEvent.id == event_id, WebhookEvent.status == "unmatched")
+        .with_for_update()
+    )
+    if row is None:
+        return
+    result = _handle(session, row.id, stored_event(row), now, row.delivery_count, redrive=False)
+    log.info("unmatched event handled after its object arrived", id=row.id, status=result.status)
 
 
 def stored_event(row: WebhookEvent) -> InboundEvent:

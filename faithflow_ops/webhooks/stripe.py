@@ -338,7 +338,31 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
             notes += fx.mark_past_due(session, sub, at, event)
         elif event.type in _SETTLING_EVENTS:
             notes += fx.settle_if_paid(session, sub, at, event)
-    return fx.applied("; ".join(notes), tenant_id)
+    outcome = fx.applied("; ".join(notes), tenant_id)
+    if new:
+        # Stripe sends invoice_payment.paid beside invoice.paid, in no set order: the ones that
+        # came first waited (unmatched) for this invoice and are handled next.
+        outcome.unblocked = _waiting_payments(session, event.object_id)
+    return outcome
+
+
+def _waiting_payments(session: Session, invoice_ref: str) -> list[int]:
+    """Unmatched `invoice_payment.paid` events naming the invoice `invoice_ref` (rare: only
+    those that beat their invoice; read through the partial unmatched index)."""
+    rows = session.execute(
+        select(WebhookEvent.id, WebhookEvent.payload, WebhookEvent.raw_body).where(
+            WebhookEvent.provider == "stripe",
+            WebhookEvent.status == "unmatched",
+            WebhookEvent.event_type == "invoice_payment.paid",
+        )
+    ).all()
+    found = []
+    for row in rows:
+        data = (row.payload or {}).get("data") if isinstance(row.payload, dict) else None
+        obj = data.get("object") if isinstance(data, dict) else None
+        if isinstance(obj, dict) and _id(obj.get("invoice")) == invoice_ref:
+            found.append(int(row.id))
+    return found
 
 
 def invoice_payment_paid(session: Session, event: InboundEvent) -> Outcome:
