@@ -41,3 +41,27 @@ def running(app: Litestar) -> Iterator[str]:
         server.should_exit = True
         thread.join(15)
         sock.close()
+
+
+def wait_applied(db: Any, *event_keys: str, timeout: float = 10.0) -> dict[str, str]:
+    """Wait until the webhook events with these keys have left `received` (the receiver's
+    in-process applier handled them); their statuses by key. Fails after `timeout` seconds."""
+    from sqlalchemy import select
+
+    from faithflow_ops.models import WebhookEvent
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.read_session() as session:
+            found = dict(
+                session.execute(
+                    select(WebhookEvent.event_key, WebhookEvent.status).where(
+                        WebhookEvent.event_key.in_(event_keys)
+                    )
+                ).all()
+            )
+        waiting = [key for key in event_keys if found.get(key, "received") == "received"]
+        if not waiting:
+            return found
+        assert time.monotonic() < deadline, f"not applied within {timeout} s: {waiting}"
+        time.sleep(0.02)

@@ -443,7 +443,7 @@ def test_a_gift_named_by_metadata_is_a_payment_of_that_church_only(fresh: Databa
 @pytest.mark.parametrize("path", ["/webhooks/paystack", "/webhooks/paystack/platform"])
 def test_one_paystack_url_serves_both_scopes(fresh: Database, db_url: str, path: str) -> None:
     import httpx
-    from helpers import running
+    from helpers import running, wait_applied
 
     from faithflow_ops.config import Settings
     from faithflow_ops.providers.paystack import signature
@@ -462,6 +462,7 @@ def test_one_paystack_url_serves_both_scopes(fresh: Database, db_url: str, path:
             )
         )
     settings = Settings(database_url=db_url, paystack_secret_keys=(key,))
+    keys = []
     with running(create_app(settings, db=fresh)) as url:
         for doc in (payload("paystack", "tenant.charge.success"), first_charge()):
             body = json.dumps(doc).encode()
@@ -472,6 +473,8 @@ def test_one_paystack_url_serves_both_scopes(fresh: Database, db_url: str, path:
                 timeout=30,
             )
             assert answer.status_code == 200, answer.text
+            keys.append(answer.json()["event_key"])
+        wait_applied(fresh, *keys)
     gift = one(fresh, Payment, provider_payment_id="T_lagos0gift001")
     assert (gift.tenant_id, gift.amount_minor) == (lagos.id, gift.amount_minor)
     assert count(fresh, Payment) == 1  # the subscription charge is not a gift

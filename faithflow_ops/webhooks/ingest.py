@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("faithflow.webhooks.ingest")
 
 CHANNEL = "faithflow_webhooks"  # the applier LISTENs here (webhooks.applier.CHANNEL)
+APPLICATION_NAME = "faithflow-ingest"  # the writer's connection in pg_stat_activity
 MAX_DEPTH = 512  # JSON nesting refused as "not an event" (Python's parser stops near 1,000)
 MAX_BATCH = 64  # rows per group commit
 LINGER = 0.002  # at most this long does a batch wait for company once the writer is idle
@@ -594,7 +595,10 @@ class GroupWriter:
             raise psycopg.OperationalError("database unavailable (recently refused)")
         try:
             self._conn = await psycopg.AsyncConnection.connect(
-                self.url, autocommit=True, connect_timeout=self.connect_timeout
+                self.url,
+                autocommit=True,
+                connect_timeout=self.connect_timeout,
+                application_name=APPLICATION_NAME,
             )
         except psycopg.Error:
             self._down_until = time.monotonic() + RECONNECT_PAUSE
