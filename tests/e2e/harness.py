@@ -266,6 +266,7 @@ class StripeCustomer:
     tag: str = "e2e"
     _events: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _invoices: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)  # built, by id
 
     def event(self, type_: str, obj: dict[str, Any], created: dt.datetime, **extra: Any) -> dict:
         """The envelope of tests/fixtures/stripe/*.json (the documented Event object) around
@@ -376,6 +377,7 @@ class StripeCustomer:
                 "created": ts(period_start),
             }
         )
+        self.invoices[number] = obj
         return obj
 
     def invoice_event(self, type_: str, created: dt.datetime, obj: dict[str, Any]) -> dict:
