@@ -36,7 +36,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 from provider_fakes import FakeAPI, Recorded, Reply, stripe_error
@@ -562,10 +561,3 @@ class Platform:
                     + self.receiver_log_tail()
                 )
             time.sleep(0.2)
-
-    def statuses(self, rows: dict[str, dict[str, Any]]) -> dict[str, str]:
-        return {key: row["status"] for key, row in rows.items()}
-
-
-def form(req: Recorded) -> dict[str, str]:
-    return dict(parse_qsl(req.body.decode(), keep_blank_values=True))

@@ -19,7 +19,6 @@ from harness import (
     at,
     defect_unless,
     fixture_payload,
-    form,
     iso,
     ts,
 )
@@ -47,9 +46,9 @@ def checkout(platform: Platform, slug: str, plan: str) -> dict[str, str]:
     [sent] = [
         r
         for r in platform.stripe.requests
-        if r.path == "/v1/checkout/sessions" and form(r).get("client_reference_id") == slug
+        if r.path == "/v1/checkout/sessions" and r.form().get("client_reference_id") == slug
     ]
-    return {**form(sent), "session_id": doc["session_id"]}
+    return {**sent.form(), "session_id": doc["session_id"]}
 
 
 def checkout_completed(
@@ -445,7 +444,7 @@ def test_upgrade_now_with_proration_and_downgrade_at_period_end(platform: Platfo
         for r in platform.stripe.requests
         if r.path == f"/v1/subscriptions/{grace.subscription}" and r.method == "POST"
     ]
-    sent = form(update)
+    sent = update.form()
     assert sent["items[0][price]"] == PRO[1], sent
     assert sent["proration_behavior"] == "create_prorations", sent
     # Stripe answers with the subscription updated and an invoice for the prorated difference
