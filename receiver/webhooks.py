@@ -107,7 +107,8 @@ def _refuse(
 class WebhookIngest:
     """Where the routes store deliveries: the Postgres group-commit writer, or one
     transaction per delivery (SQLite) in a worker thread. `lifespan` opens and closes the
-    writer with the app, and wakes this process's webhook applier after each commit."""
+    writer with the app; `on_stored` (this process's applier's `wake`, set by `create_app`)
+    is called after each commit."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -123,8 +124,7 @@ class WebhookIngest:
 
     @asynccontextmanager
     async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
-        worker = app.state.get("webhook_worker")  # started by the app's lifespan before this
-        self.on_stored = worker.wake if worker is not None else None
+        del app  # `create_app` sets `on_stored` (the applier's wake)
         if self.writer is not None:
             await self.writer.start()
         try:

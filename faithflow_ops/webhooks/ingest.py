@@ -380,10 +380,10 @@ WITH stored AS (
     attempts, next_attempt_at, first_received_at, last_received_at, created_at, updated_at)
   SELECT r.provider, r.scope, r.event_key, r.event_type, r.object_id, r.customer_ref,
     r.account_ref, r.occurred_at, r.payload::jsonb, r.raw_body, 'received', r.n, 0,
-    %(now)s, %(now)s, %(now)s, %(now)s, %(now)s
-  FROM unnest(%(provider)s::text[], %(scope)s::text[], %(key)s::text[], %(type)s::text[],
-    %(object_id)s::text[], %(customer)s::text[], %(account)s::text[],
-    %(occurred)s::timestamptz[], %(payload)s::text[], %(raw)s::bytea[], %(n)s::int[])
+    %(now)b, %(now)b, %(now)b, %(now)b, %(now)b
+  FROM unnest(%(provider)b::text[], %(scope)b::text[], %(key)b::text[], %(type)b::text[],
+    %(object_id)b::text[], %(customer)b::text[], %(account)b::text[],
+    %(occurred)b::timestamptz[], %(payload)b::text[], %(raw)b::bytea[], %(n)b::int[])
     AS r(provider, scope, event_key, event_type, object_id, customer_ref, account_ref,
          occurred_at, payload, raw_body, n)
   ON CONFLICT (provider, scope, event_key) DO UPDATE SET
@@ -577,7 +577,9 @@ class GroupWriter:
             "raw": [d.raw_body for d in firsts],
             "n": [len(groups[key]) for key in keys],
         }
-        cursor = await conn.execute(_UPSERT_MANY, params)
+        # %b: binary parameters; psycopg's text form of a text[] escapes every quote of
+        # every payload with re.sub (measured: 0.5 ms of Python per row)
+        cursor = await conn.execute(_UPSERT_MANY, params, binary=True)
         rows = await cursor.fetchall()
         results: list[tuple[_Waiting, Stored]] = []
         for row_id, provider, scope, key, status, count, _ in rows:
