@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,12 +54,14 @@ def postgres_available() -> bool:
     return True
 
 
-def _fresh_postgres_url() -> Iterator[str]:
-    """A new, empty database per test (dropped afterwards) so tests never see each other."""
+def _fresh_postgres_url(template: str | None = None) -> Iterator[str]:
+    """A new database per test (dropped afterwards) so tests never see each other: empty, or a
+    copy of `template`."""
     admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
     name = f"ff_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
     url = make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
@@ -68,21 +73,79 @@ def _fresh_postgres_url() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """An empty database URL on each dialect (not migrated)."""
+    """A database URL on each dialect: empty (not migrated), or — for a test that also asks
+    for `db` — already a copy of the session's migrated template."""
+    migrated = "db" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'faithflow.db'}"
+        path = tmp_path / "faithflow.db"
+        if migrated:
+            request.getfixturevalue("_templates").sqlite_copy(path)
+        yield f"sqlite:///{path}"
         return
     if not request.getfixturevalue("postgres_available"):
         pytest.skip("Postgres not configured: set FAITHFLOW_TEST_POSTGRES_URL")
-    yield from _fresh_postgres_url()
+    template = request.getfixturevalue("_templates").postgres_template() if migrated else None
+    yield from _fresh_postgres_url(template)
+
+
+class _Templates:
+    """One migrated database per dialect per test process, copied for each test instead of
+    running every revision per test (SQLite: a file copy; Postgres: CREATE DATABASE …
+    TEMPLATE). Built on first use, dropped at the end of the session."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sqlite: Path | None = None
+        self.postgres: str | None = None
+
+    def sqlite_copy(self, target: Path) -> None:
+        if self.sqlite is None:
+            path = self.folder / "template.db"
+            database = Database.from_url(f"sqlite:///{path}")
+            upgrade(database.engine)
+            database.dispose()
+            with contextlib.closing(sqlite3.connect(path)) as conn:  # all into the main file
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.sqlite = path
+        shutil.copyfile(self.sqlite, target)
+
+    def postgres_template(self) -> str:
+        """The name of the migrated template database (made on first use)."""
+        if self.postgres is None:
+            name = f"ff_tpl_{uuid.uuid4().hex[:12]}"
+            admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            admin.dispose()
+            template_url = make_url(_pg_admin_url()).set(database=name)
+            engine = create_engine(template_url.render_as_string(hide_password=False))
+            upgrade(engine)
+            engine.dispose()  # CREATE DATABASE … TEMPLATE needs it unused
+            self.postgres = name
+        return self.postgres
+
+    def drop(self) -> None:
+        if self.postgres is None:
+            return
+        admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.postgres}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Templates]:
+    templates = _Templates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.drop()
 
 
 @pytest.fixture
-def db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """A migrated database on each dialect; the CLI in the same test sees the same one."""
+def db(db_url: str, monkeypatch: pytest.MonkeyPatch, _templates: _Templates) -> Iterator[Database]:
+    """A migrated database on each dialect (`db_url` made it a copy of the session's migrated
+    template); the CLI in the same test sees the same one."""
     monkeypatch.setenv("FAITHFLOW_DATABASE_URL", db_url)
     database = Database.from_url(db_url)
-    upgrade(database.engine)
     yield database
     database.dispose()
     reset_database_cache()
