@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.db import Database, utcnow
@@ -118,32 +118,54 @@ def apply_one(
 ) -> tuple[Received, dt.datetime] | None:
     """Handle one claimed row in its own transaction: what became of it and when it was first
     received. None when it is no longer ours to handle (applied elsewhere, or our lease ran
-    out and another worker took it)."""
-    with db.session() as session:
-        at = now or utcnow()
-        if db.dialect == "postgresql" and claimed.object_id:
+    out and another worker took it).
+
+    The transaction commits without waiting for the disk (`synchronous_commit = off`): the
+    delivery itself was made durable when it was acknowledged, and the status and the effects
+    commit together, so a database crash can only lose both — the row is `received` again and
+    is applied again. Our handler failing rolls the transaction back; the failure is recorded
+    in a second one."""
+    at = now or utcnow()
+    try:
+        with db.session() as session:
+            row = _take(db, session, claimed, worker)
+            if row is None:
+                return None
+            received_at = row.first_received_at
+            try:
+                event = inbox.stored_event(row)
+            except events.MalformedEvent as exc:
+                return _unparseable(session, row, str(exc), at), received_at
+            return inbox.apply_stored(session, row.id, event, at, row.delivery_count), received_at
+    except inbox.HandlerFailed as failed:
+        with db.session() as session:
+            row = _take(db, session, claimed, worker)
+            if row is None:
+                return None
+            event = inbox.stored_event(row)
+            result = inbox.record_failure(session, row.id, event, at, row.delivery_count, failed)
+            if row.attempts + 1 >= MAX_ATTEMPTS:
+                _raise_failing(session, row, result, at)
+            return result, row.first_received_at
+
+
+def _take(db: Database, session: Session, claimed: Claimed, worker: str) -> WebhookEvent | None:
+    """Open the event's transaction: lock its provider object (Postgres), then the row, if it
+    is still waiting and still ours."""
+    if db.dialect == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+        if claimed.object_id:
             key = f"{claimed.provider}:{claimed.object_id}"
             session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
-        row = session.scalar(
-            select(WebhookEvent)
-            .where(
-                WebhookEvent.id == claimed.id,
-                WebhookEvent.locked_by == worker[:64],
-                WebhookEvent.status.in_(("received", "failed")),
-            )
-            .with_for_update()
+    return session.scalar(
+        select(WebhookEvent)
+        .where(
+            WebhookEvent.id == claimed.id,
+            WebhookEvent.locked_by == worker[:64],
+            WebhookEvent.status.in_(("received", "failed")),
         )
-        if row is None:
-            return None
-        received_at = row.first_received_at
-        try:
-            event = inbox.stored_event(row)
-        except events.MalformedEvent as exc:
-            return _unparseable(session, row, str(exc), at), received_at
-        result = inbox.handle_stored(session, row.id, event, at, row.delivery_count)
-        if result.status == "failed" and row.attempts + 1 >= MAX_ATTEMPTS:
-            _raise_failing(session, row, result, at)
-        return result, received_at
+        .with_for_update()
+    )
 
 
 def _unparseable(session: Session, row: WebhookEvent, error: str, at: dt.datetime) -> Received:

@@ -259,11 +259,29 @@ def _handle(
     return _finish(session, row_id, event, now, count, result, redrive=redrive)
 
 
-def handle_stored(
+HandlerFailed = _HandlerFailed  # what `apply_stored` raises when our handler fails
+
+
+def apply_stored(
     session: Session, row_id: int, event: InboundEvent, now: dt.datetime, count: int
 ) -> Received:
-    """Handle one stored event in the caller's transaction (the applier's unit of work)."""
-    return _handle(session, row_id, event, now, count)
+    """Handle one stored event as the whole of the caller's transaction (the applier's unit
+    of work): no savepoint, so when our handler fails this raises HandlerFailed and the
+    caller rolls back, then records the failure with `record_failure`."""
+    outcome = _outcome(session, event, isolate=False)
+    return _finish(session, row_id, event, now, count, outcome)
+
+
+def record_failure(
+    session: Session,
+    row_id: int,
+    event: InboundEvent,
+    now: dt.datetime,
+    count: int,
+    failed: _HandlerFailed,
+) -> Received:
+    """Keep a stored event `failed` with the error, tried again with backoff."""
+    return _finish(session, row_id, event, now, count, failed)
 
 
 def redrive_customer(
