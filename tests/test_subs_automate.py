@@ -112,11 +112,11 @@ class World:
             sub = s.get(Subscription, sub_id)
             assert sub is not None
             kw.setdefault("from_plan_id", sub.plan_id)
+            kw.setdefault("kind", "upgrade")
             change = PlanChange(
                 tenant_id=sub.tenant_id,
                 subscription_id=sub_id,
                 to_plan_id=to_plan_id,
-                kind="upgrade",
                 effective_at=effective_at,
                 requested_by="test",
                 **kw,
@@ -428,6 +428,110 @@ def test_a_plan_change_that_no_longer_fits_is_rejected(world: World) -> None:
     assert "canceled" in (world.get(PlanChange, gone).error or "")
     assert world.get(Subscription, moved).plan_id == world.plans["pro"]
     assert planned(run(world.db)) == []
+
+
+def test_a_due_change_the_provider_already_applied_is_applied_not_rejected(world: World) -> None:
+    # Stripe's customer.subscription.updated for the schedule's new phase (and, for Paystack,
+    # whatever moved the row) lands before the job: the row is on the change's target already.
+    stripe = world.sub(provider="stripe", plan="pro", provider_subscription_id="sub_1")
+    downgrade = world.plan_change(stripe, "starter", NOW - 2 * DAY, kind="downgrade")
+    world.change(Subscription, stripe, plan_id=world.plan("starter"))
+    refs = {
+        "paystack_old_subscription": "SUB_old1",
+        "paystack_new_subscription": "SUB_new1",
+        "paystack_new_email_token": "tokNew1",
+    }
+    moved = world.sub(tenant="hope", plan="pro", provider_subscription_id="SUB_new1")
+    on_new = world.plan_change(moved, "starter", NOW - DAY, provider_refs=refs)
+    world.change(Subscription, moved, plan_id=world.plan("starter"))
+    half = world.sub(tenant="faith", plan="pro", provider_subscription_id="SUB_old2")
+    old_refs = {**refs, "paystack_old_subscription": "SUB_old2"}
+    old_refs.update(paystack_new_subscription="SUB_new2", paystack_new_email_token="tokNew2")
+    on_old = world.plan_change(half, "starter", NOW - DAY, provider_refs=old_refs)
+    world.change(Subscription, half, plan_id=world.plan("starter"))
+    third = world.sub(tenant="joy", plan="pro", provider="stripe")
+    elsewhere = world.plan_change(third, "starter", NOW - DAY)
+    world.change(Subscription, third, plan_id=world.plan("basic"))
+
+    preview = run(world.db, dry_run=True)
+    assert sorted(planned(preview)) == sorted(
+        [
+            ("apply_plan_change", f"plan_change:{downgrade}"),
+            ("apply_plan_change", f"plan_change:{on_new}"),
+            ("apply_plan_change", f"plan_change:{on_old}"),
+            ("reject_plan_change", f"plan_change:{elsewhere}"),
+        ]
+    )
+    reasons = {a.action.target: a.action.reason for a in preview.actions}
+    assert "already on plan starter" in reasons[f"plan_change:{downgrade}"]
+    assert "the provider applied it" in reasons[f"plan_change:{downgrade}"]
+
+    result = run(world.db)
+    assert result.outcomes == {"applied": 4}
+    for change_id in (downgrade, on_new, on_old):
+        row = world.get(PlanChange, change_id)
+        assert (row.status, row.applied_at, row.error) == ("applied", NOW, None)
+    rejected = world.get(PlanChange, elsewhere)
+    assert rejected.status == "rejected"
+    assert rejected.error == f"subscription {third} is no longer on plan pro (now basic)"
+    assert world.get(Subscription, stripe).plan_id == world.plans["starter"]
+    assert world.get(Subscription, third).plan_id == world.plans["basic"]
+    # Paystack: a row already on the new code stays; one still on the old code moves to it
+    assert world.get(Subscription, moved).provider_subscription_id == "SUB_new1"
+    after_move = world.get(Subscription, half)
+    assert after_move.provider_subscription_id == "SUB_new2"
+    assert after_move.metadata_["paystackEmailToken"] == "tokNew2"
+
+    entries = {int(e.entity_id): e for e in audit(world.db, "plan_change.apply")}
+    assert set(entries) == {downgrade, on_new, on_old}
+    starter = world.plans["starter"]
+
+    def provider_applied(sub_id: int) -> str:
+        return (
+            f"subscription {sub_id} is already on plan starter: the provider applied it (its "
+            "webhook came first)"
+        )
+
+    for change_id, sub_id in ((downgrade, stripe), (on_new, moved)):
+        assert entries[change_id].before == {"plan_id": starter, "status": "scheduled"}
+        assert entries[change_id].after == {
+            "plan_id": starter,
+            "status": "applied",
+            "notes": [provider_applied(sub_id)],
+        }
+    assert entries[on_old].before == {
+        "plan_id": starter,
+        "status": "scheduled",
+        "provider_subscription_id": "SUB_old2",
+    }
+    assert entries[on_old].after == {
+        "plan_id": starter,
+        "status": "applied",
+        "provider_subscription_id": "SUB_new2",
+        "notes": [provider_applied(half)],
+    }
+    assert [e.entity_id for e in audit(world.db, "plan_change.reject")] == [str(elsewhere)]
+    assert planned(run(world.db)) == []
+
+
+def test_a_target_plan_reached_between_plan_and_apply_still_applies(world: World) -> None:
+    sub = world.sub(provider="stripe", plan="pro")
+    change = world.plan_change(sub, "starter", NOW - DAY, kind="downgrade")
+    job = Meddling(lambda: world.change(Subscription, sub, plan_id=world.plan("starter")))
+    [item] = run(world.db, job=job).actions
+    assert (item.action.kind, item.outcome) == ("apply_plan_change", "applied")
+    assert world.get(PlanChange, change).status == "applied"
+    [entry] = audit(world.db, "plan_change.apply")
+    starter = world.plans["starter"]
+    assert entry.before == {"plan_id": starter, "status": "scheduled"}
+    assert entry.after == {
+        "plan_id": starter,
+        "status": "applied",
+        "notes": [
+            f"subscription {sub} is already on plan starter: the provider applied it (its "
+            "webhook came first)"
+        ],
+    }
 
 
 # --- reactivate_tenant ----------------------------------------------------------------------------

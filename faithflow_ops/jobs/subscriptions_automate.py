@@ -12,8 +12,11 @@ Rules, one action kind each (the runbook, docs/subs-automate.md, says why):
 - `cancel_subscription`: `cancel_at_period_end` and the period has ended.
 - `apply_plan_change` / `reject_plan_change`: a scheduled plan change whose time has come is
   applied locally (the subscription's plan, and for Paystack the new subscription code and
-  email token the change created), or rejected when the subscription was canceled or is no
-  longer on the change's `from_plan_id`.
+  email token the change created), or rejected when the subscription was canceled or is on
+  neither the change's `from_plan_id` nor its `to_plan_id`. A subscription already on
+  `to_plan_id` was moved there by the provider (Stripe's `customer.subscription.updated` for
+  the schedule's new phase arrives at the phase start, before the job): the change is applied
+  all the same, its reason and audit saying the provider applied it.
 - `reactivate_tenant`: a tenant suspended for non-payment that has an active subscription
   again (the safety net for a missed webhook).
 
@@ -425,12 +428,18 @@ def _cancellations(session: Session, now: dt.datetime) -> list[Action]:
 
 
 def _misfit(
-    status: str, plan_id: int, from_plan_id: int | None, plans: Mapping[int, _Plan], sub_id: int
+    status: str,
+    plan_id: int,
+    from_plan_id: int | None,
+    to_plan_id: int,
+    plans: Mapping[int, _Plan],
+    sub_id: int,
 ) -> str | None:
-    """Why a scheduled change can no longer apply to its subscription, or None."""
+    """Why a scheduled change can no longer apply to its subscription, or None. A subscription
+    already on the target plan fits: the provider applied the change before we did."""
     if status == "canceled":
         return f"subscription {sub_id} is canceled"
-    if from_plan_id is not None and plan_id != from_plan_id:
+    if from_plan_id is not None and plan_id not in (from_plan_id, to_plan_id):
         return (
             f"subscription {sub_id} is no longer on plan {_code(plans, from_plan_id)} "
             f"(now {_code(plans, plan_id)})"
@@ -441,6 +450,13 @@ def _misfit(
 def _code(plans: Mapping[int, _Plan], plan_id: int | None) -> str:
     plan = plans.get(plan_id) if plan_id is not None else None
     return plan.code if plan is not None else f"#{plan_id}"
+
+
+def _provider_applied(sub_id: int, plan: str) -> str:
+    return (
+        f"subscription {sub_id} is already on plan {plan}: the provider applied it (its "
+        "webhook came first)"
+    )
 
 
 def _plan_changes(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) -> list[Action]:
@@ -486,16 +502,19 @@ def _plan_changes(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]
             effective_at=_iso(at),
         )
         target = f"plan_change:{change_id}"
-        why = _misfit(status, plan_id, from_id, plans, sub_id)
+        why = _misfit(status, plan_id, from_id, to_id, plans, sub_id)
         if why is not None:
             data["rule"] = "reject_plan_change"
             data["error"] = why
             out.append(Action("reject_plan_change", target, f"{why}: reject the change", data))
             continue
+        source = from_id if from_id is not None else plan_id
         reason = (
-            f"{kind} {_code(plans, plan_id)} -> {_code(plans, to_id)} "
+            f"{kind} {_code(plans, source)} -> {_code(plans, to_id)} "
             f"for subscription {sub_id}, effective {_iso(at)}"
         )
+        if plan_id == to_id and plan_id != from_id:
+            reason += f"; {_provider_applied(sub_id, _code(plans, to_id))}: mark it applied"
         out.append(Action("apply_plan_change", target, reason, data))
     return out
 
@@ -704,15 +723,19 @@ def _apply_plan_change(session: Session, ctx: JobContext, data: Mapping[str, Any
     _claim_change(session, ctx, change_id, status="applied", applied_at=ctx.now)
     fits = [SUBS.c.status != "canceled"]
     if from_id is not None:
-        fits.append(SUBS.c.plan_id == from_id)
+        # on the target plan already: the provider's webhook applied the change first
+        fits.append(SUBS.c.plan_id.in_(sorted({from_id, to_id})))
     before = session.scalar(select(SUBS.c.plan_id).where(SUBS.c.id == sub_id))
     if not _claim(session, SUBS, sub_id, *fits, plan_id=to_id):
-        raise _stale(session, sub_id, f"a live subscription on plan #{from_id}")
+        raise _stale(session, sub_id, f"a live subscription on plan #{from_id} or #{to_id}")
     # Paystack: the claimed row moves to the subscription the change created at the provider
     refs = session.scalar(select(CHANGES.c.provider_refs).where(CHANGES.c.id == change_id))
     sub = session.get(Subscription, sub_id, populate_existing=True)  # after the claim
     assert sub is not None
     moved_from, moved_to, notes = move_to_new_paystack_code(session, sub, refs or {})
+    if before == to_id and before != from_id:
+        plan = session.scalar(select(PLANS.c.code).where(PLANS.c.id == to_id))
+        notes = [_provider_applied(sub_id, plan or f"#{to_id}"), *notes]
     session.flush()
     after: dict[str, Any] = {"plan_id": to_id, "status": "applied", **moved_to}
     if notes:
@@ -733,8 +756,10 @@ def _apply_reject_change(session: Session, ctx: JobContext, data: Mapping[str, A
     change_id, sub_id = data["plan_change_id"], data["subscription_id"]
     _claim_change(session, ctx, change_id, status="rejected", error=data["error"])
     row = session.execute(select(SUBS.c.status, SUBS.c.plan_id).where(SUBS.c.id == sub_id)).first()
-    if row is not None and _misfit(row[0], row[1], data["from_plan_id"], {}, sub_id) is None:
-        raise StaleAction(f"subscription {sub_id} fits plan change {change_id} again")
+    if row is not None:
+        status, plan_id = row
+        if _misfit(status, plan_id, data["from_plan_id"], data["to_plan_id"], {}, sub_id) is None:
+            raise StaleAction(f"subscription {sub_id} fits plan change {change_id} again")
     audit.record(
         session,
         actor=ctx.actor,

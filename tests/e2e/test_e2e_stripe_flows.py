@@ -11,10 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
 from harness import (
     Platform,
-    ProductDefect,
     StripeCustomer,
     at,
     defect_unless,
@@ -404,18 +402,6 @@ def test_cancellation_at_period_end_keeps_access_until_the_paid_period_ends(
     assert all(s["canceled_at"].startswith(end.date().isoformat()) for s in subs.values()), subs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProductDefect,
-    reason="defect: a Stripe downgrade scheduled for the period end (subs change-plan, "
-    "status scheduled) is marked `rejected` by `subs automate` ('subscription N is no longer "
-    "on plan pro') when Stripe's customer.subscription.updated for the schedule's new phase "
-    "has already moved the subscription to the target plan — which it always has, since the "
-    "webhook arrives at the phase start and the job runs every 30 min. The change did happen; "
-    "`subs changes` shows it rejected and the audit says plan_change.reject "
-    "(faithflow_ops/jobs/subscriptions_automate.py reject_plan_change rule: a subscription "
-    "already on to_plan should apply the change, not reject it).",
-)
 def test_upgrade_now_with_proration_and_downgrade_at_period_end(platform: Platform) -> None:
     """`faithflow subs change-plan`: growth → pro now (Stripe price update with
     create_prorations, then Stripe's customer.subscription.updated and the proration invoice),
