@@ -43,7 +43,7 @@ def running(app: Litestar) -> Iterator[str]:
         sock.close()
 
 
-def wait_applied(db: Any, *event_keys: str, timeout: float = 10.0) -> dict[str, str]:
+def wait_applied(db: Any, *event_keys: str, timeout: float = 30.0) -> dict[str, str]:
     """Wait until the webhook events with these keys have left `received` (the receiver's
     in-process applier handled them); their statuses by key. Fails after `timeout` seconds."""
     from sqlalchemy import select

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -213,8 +214,10 @@ def apply_waiting(
     worker: str | None = None,
     batch: int = BATCH,
     stop: threading.Event | None = None,
+    pace: Callable[[], None] | None = None,
 ) -> ApplyStats:
-    """Claim and apply due rows until none is left (or `limit` were claimed, or `stop`)."""
+    """Claim and apply due rows until none is left (or `limit` were claimed, or `stop`).
+    `pace` runs after each event (the receiver's worker gives way to deliveries there)."""
     worker = worker or default_worker_name()
     stats = ApplyStats()
     while limit is None or stats.claimed < limit:
@@ -229,6 +232,8 @@ def apply_waiting(
             stats.statuses[result.status] += 1
             if now is None and result.status != "failed":
                 stats.latencies.append(max((utcnow() - received_at).total_seconds(), 0.0))
+            if pace is not None:
+                pace()
         if len(claimed) < size or (stop is not None and stop.is_set()):
             break
     return stats
@@ -258,6 +263,12 @@ class Worker:
     second thread LISTENs on `faithflow_webhooks` so deliveries stored by other replicas wake
     it too; `poll` seconds is the backstop (and when failed rows come due)."""
 
+    # While deliveries are arriving (one in the last BUSY_WINDOW seconds), the worker waits
+    # GIVE_WAY seconds after each event: acknowledging comes first (the provider is waiting,
+    # and it shares this process's interpreter lock); the backlog drains once the burst ends.
+    BUSY_WINDOW = 0.05
+    GIVE_WAY = 0.02
+
     def __init__(
         self,
         db: Database,
@@ -268,6 +279,7 @@ class Worker:
     ) -> None:
         self.db = db
         self.poll = poll
+        self.last_delivery = 0.0  # time.monotonic() of the last wake() by a delivery
         self.on_pass = on_pass
         self.name = name or default_worker_name()
         self._wake = threading.Event()
@@ -285,7 +297,13 @@ class Worker:
             thread.start()
 
     def wake(self) -> None:
+        """A delivery was stored: apply it soon."""
+        self.last_delivery = time.monotonic()
         self._wake.set()
+
+    def _give_way(self) -> None:
+        if time.monotonic() - self.last_delivery < self.BUSY_WINDOW:
+            self._stop.wait(self.GIVE_WAY)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -297,7 +315,9 @@ class Worker:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                stats = apply_waiting(self.db, worker=self.name, stop=self._stop)
+                stats = apply_waiting(
+                    self.db, worker=self.name, stop=self._stop, pace=self._give_way
+                )
                 self.passes += 1
                 if self.on_pass is not None:
                     self.on_pass(stats)
@@ -320,7 +340,7 @@ class Worker:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self._wake.set()
+                            self.wake()
             except Exception as exc:
                 log.warning("webhook listener reconnecting", error=type(exc).__name__)
                 self._stop.wait(self.poll)

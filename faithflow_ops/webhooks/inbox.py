@@ -166,6 +166,10 @@ def _outcome(session: Session, event: InboundEvent, *, isolate: bool) -> Outcome
     handler = handler_for(event)
     if handler is None:
         return effects.ignored(f"{event.type} is not handled on the {event.scope} endpoint")
+    if event.provider == "stripe" and event.occurred_at is None:
+        # Stored as received (a verified delivery is never lost), but Stripe orders every
+        # change by `created`, and this one's is outside any real time.
+        return effects.ignored("its `created` is outside the range of real times; not applied")
     try:
         if not isolate:
             return handler(session, event)
