@@ -163,6 +163,10 @@ def test_checkout_links_the_church_and_records_the_first_payment(
     assert (paid.status, paid.amount_paid_minor, paid.currency) == ("paid", 1500000, "NGN")
     assert paid.metadata_["paystackReference"] == "ff-checkout-lagos-1"
     assert paid.paid_at == at("2026-11-01T08:00:00.000Z")
+    assert (paid.period_start, paid.period_end) == (
+        at("2026-11-01T08:00:00.000Z"),
+        at("2026-12-01T00:00:00.000Z"),  # subscription.create's next_payment_date
+    )
     assert {e.status for e in rows(db, WebhookEvent)} == {"applied"}
     # a redelivery of either changes nothing
     for doc in events:

@@ -544,6 +544,14 @@ def _book_charge(
             amount_paid_minor=amount,
             currency=fx.currency(data.get("currency"), plan.currency if plan else "NGN"),
             period_start=paid_at,
+            # The first payment pays up to the subscription's next charge date
+            # (`subscription.create`'s next_payment_date); a renewal's invoice event brings its
+            # own period when it adopts this row.
+            period_end=(
+                sub.current_period_end
+                if sub.current_period_end is not None and sub.current_period_end > paid_at
+                else None
+            ),
             paid_at=paid_at,
             metadata_={REFERENCE_KEY: reference},
         )
