@@ -7,7 +7,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# The Alembic scripts (env.py + versions/) live in the top-level `migrations/` folder beside this
+# package: in a source checkout that is `<repo>/migrations`, and the wheel installs them as the
+# `migrations` package next to `faithflow_ops` in site-packages. Found by path, never by import,
+# so a `migrations/` folder in the operator's working directory can never stand in for them.
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def _config(engine: Engine, connection: Any = None) -> Any:
