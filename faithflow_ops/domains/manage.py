@@ -23,7 +23,7 @@ from faithflow_ops.models.platform import DOMAIN_STATUSES, RUNBOOK_STATES
 from faithflow_ops.tenancy.tenants import get_tenant
 
 if TYPE_CHECKING:
-    from faithflow_ops.jobs.base import ActionResult
+    from faithflow_ops.actions import ActionResult
 
 TXT_PREFIX = "_faithflow-verify"
 TXT_VALUE_PREFIX = "faithflow-verify="

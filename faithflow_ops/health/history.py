@@ -29,7 +29,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 def parse_since(value: str, now: dt.datetime) -> dt.datetime:
     """`--since`: a duration back from `now` (`30m`, `24h`, `7d`, `2w`) or an ISO-8601 time."""
-    from faithflow_ops.jobs.base import parse_time
+    from faithflow_ops.actions import parse_time
 
     match = _DURATION.match(value)
     if match:

@@ -1,12 +1,30 @@
-"""The job contract (DESIGN §2): a plan that yields Actions, and an idempotent apply."""
+"""The job contract (DESIGN §2): a plan that yields Actions, and an idempotent apply.
+
+The plain data (`Action`, `ActionResult`, `StaleAction`, `parse_time`) lives in
+`faithflow_ops.actions` so domain code can use it without importing a job; it is re-exported
+here for the jobs."""
 
 from __future__ import annotations
 
 import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+from faithflow_ops.actions import Action, ActionResult, Outcome, StaleAction, parse_time
+
+__all__ = [
+    "Action",
+    "ActionResult",
+    "Job",
+    "JobContext",
+    "Outcome",
+    "Progress",
+    "StaleAction",
+    "Trigger",
+    "parse_time",
+]
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -15,31 +33,6 @@ if TYPE_CHECKING:
     from faithflow_ops.db import Database
 
 Trigger = Literal["cli", "http", "scheduler"]
-Outcome = Literal["applied", "stale", "failed", "reported"]
-
-
-def parse_time(value: str) -> dt.datetime:
-    """A job's `now` from ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date; naive = UTC).
-
-    Raises ValueError; the CLI and the receiver turn that into their own message.
-    """
-    parsed = dt.datetime.fromisoformat(value.strip().replace("z", "Z"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
-
-
-@dataclass(frozen=True)
-class Action:
-    """One thing a job would do. Plain data: safe to print, serialise, and apply later."""
-
-    kind: str
-    target: str  # e.g. "subscription:17"
-    reason: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target, "reason": self.reason, "data": self.data}
 
 
 class Progress(Protocol):
@@ -59,25 +52,6 @@ class JobContext:
     limit: int | None = None
     actor: str = "job"
     progress: Progress | None = None
-
-
-@dataclass
-class ActionResult:
-    action: Action
-    outcome: Outcome | None = None  # None in a preview
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = self.action.to_dict()
-        if self.outcome is not None:
-            out["outcome"] = self.outcome
-        if self.error is not None:
-            out["error"] = self.error
-        return out
-
-
-class StaleAction(Exception):
-    """The row no longer matches what the plan saw: someone else applied it, or it changed."""
 
 
 class Job(ABC):
