@@ -10,8 +10,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import NotFound, UserError, one_of
-from faithflow_ops.jobs.disputes_monitor import CLOSED
 from faithflow_ops.models import Dispute, DisputeAlert, Tenant
+from faithflow_ops.models.payments import DISPUTE_CLOSED as CLOSED
 from faithflow_ops.models.payments import DISPUTE_SCOPES
 from faithflow_ops.tenancy.records import column_values
 from faithflow_ops.tenancy.tenants import get_tenant

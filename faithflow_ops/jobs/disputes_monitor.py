@@ -58,6 +58,11 @@ from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
 from faithflow_ops.models import Dispute, DisputeAlert, ProviderAccount, Tenant
+from faithflow_ops.models.payments import (
+    DISPUTE_CLOSED,
+    PAYSTACK_DISPUTE_CLOSED,
+    STRIPE_DISPUTE_CLOSED,
+)
 from faithflow_ops.providers._http import ProviderError
 from faithflow_ops.webhooks import effects as fx
 from faithflow_ops.webhooks import paystack as paystack_hooks
@@ -67,10 +72,10 @@ from faithflow_ops.webhooks.stripe import PaymentLinks
 
 KINDS = ("dispute_pulled", "evidence_due_alert", "unmapped_dispute", "pull_skipped", "pull_failed")
 
-# The provider's words for a dispute that is over.
-STRIPE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
-PAYSTACK_CLOSED = frozenset({"resolved", "archived"})
-CLOSED = STRIPE_CLOSED | PAYSTACK_CLOSED
+# The provider's words for a dispute that is over live with the model (models/payments.py).
+STRIPE_CLOSED = STRIPE_DISPUTE_CLOSED
+PAYSTACK_CLOSED = PAYSTACK_DISPUTE_CLOSED
+CLOSED = DISPUTE_CLOSED
 # Evidence already submitted: the decision is the bank's, an alert would be noise.
 AWAITING_OTHERS = frozenset({"under_review", "warning_under_review", "awaiting-bank-feedback"})
 

@@ -21,6 +21,10 @@ from faithflow_ops.models.base import Base, Timestamps
 
 PAYMENT_STATUSES = ("pending", "succeeded", "failed", "refunded", "partially_refunded", "canceled")
 DISPUTE_SCOPES = ("platform", "tenant")
+# The provider's words for a dispute that is over (`disputes.status` holds the provider's own).
+STRIPE_DISPUTE_CLOSED = frozenset({"won", "lost", "warning_closed", "prevented"})
+PAYSTACK_DISPUTE_CLOSED = frozenset({"resolved", "archived"})
+DISPUTE_CLOSED = STRIPE_DISPUTE_CLOSED | PAYSTACK_DISPUTE_CLOSED
 
 
 class Payment(Timestamps, Base):
