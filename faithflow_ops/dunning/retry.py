@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.errors import ConfigError
+from faithflow_ops.models.billing import AUTHORIZATION_KEY
 from faithflow_ops.providers._http import ProviderError
-from faithflow_ops.webhooks.paystack import AUTHORIZATION_KEY
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings

@@ -47,12 +47,12 @@ from sqlalchemy import Table, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing.grace import DEFAULT_GRACE_DAYS, plan_grace
 from faithflow_ops.comms import outbox
 from faithflow_ops.db import rowcount, upsert_insert
 from faithflow_ops.dunning import cases as dc
 from faithflow_ops.dunning import retry
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
-from faithflow_ops.jobs.subscriptions_automate import DEFAULT_GRACE_DAYS, plan_grace
 from faithflow_ops.models import (
     Invoice,
     OutboundMessage,
@@ -60,8 +60,8 @@ from faithflow_ops.models import (
     SubscriptionPlan,
     Tenant,
 )
+from faithflow_ops.models.billing import AUTHORIZATION_KEY
 from faithflow_ops.models.dunning import DunningAttempt, DunningCase
-from faithflow_ops.webhooks.paystack import AUTHORIZATION_KEY
 
 CASES = cast(Table, DunningCase.__table__)
 ATTEMPTS = cast(Table, DunningAttempt.__table__)

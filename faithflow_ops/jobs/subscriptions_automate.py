@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing.grace import DEFAULT_GRACE_DAYS, plan_grace
 from faithflow_ops.billing.plan_changes import move_to_new_paystack_code
 from faithflow_ops.db import rowcount, utcnow
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
@@ -74,8 +75,6 @@ INVOICES = cast(Table, Invoice.__table__)
 CHANGES = cast(Table, PlanChange.__table__)
 
 TRIAL_NOTICE_WINDOW = dt.timedelta(days=3)
-DEFAULT_GRACE_DAYS = 14
-GRACE_KEY = "graceDays"  # plan metadata
 PAST_DUE = ("past_due", "unpaid")
 LIVE = ("active", "trialing")  # a tenant with one of these is paying (or trialing)
 AUDIT_SUBSCRIPTION = "subscription.automate"
@@ -163,20 +162,6 @@ def _plans(session: Session) -> dict[int, _Plan]:
     ).tuples():
         out[plan_id] = _Plan(code, plan_grace(metadata))
     return out
-
-
-def plan_grace(metadata: object) -> int | None:
-    """A plan's `graceDays`: a whole number of days, 0 or more (anything else is ignored)."""
-    if not isinstance(metadata, Mapping):
-        return None
-    value = metadata.get(GRACE_KEY)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
-    if isinstance(value, int) and 0 <= value <= 3650:
-        return value
-    return None
 
 
 def resolve_grace(tenant_days: int | None, plan: _Plan | None) -> Grace:

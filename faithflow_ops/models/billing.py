@@ -38,6 +38,8 @@ SUBSCRIPTION_STATUSES = (
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 PLAN_CHANGE_KINDS = ("upgrade", "downgrade", "interval_change")
 PLAN_CHANGE_STATUSES = ("scheduled", "applied", "rejected", "canceled")
+# subscriptions.metadata: the Paystack authorization a renewal or a dunning retry charges
+AUTHORIZATION_KEY = "paystackAuthorizationCode"
 
 
 class SubscriptionPlan(Timestamps, Base):

@@ -30,6 +30,7 @@ from faithflow_ops.models import (
     Subscription,
     SubscriptionPlan,
 )
+from faithflow_ops.models.billing import AUTHORIZATION_KEY
 from faithflow_ops.webhooks import effects as fx
 from faithflow_ops.webhooks.effects import Outcome
 from faithflow_ops.webhooks.events import InboundEvent, parse_time
@@ -127,8 +128,7 @@ def platform_tenant(
     )
 
 
-# The card authorization dunning charges on a retry (dunning/retry.py reads it here).
-AUTHORIZATION_KEY = "paystackAuthorizationCode"
+# The card authorization dunning charges on a retry: AUTHORIZATION_KEY (models/billing.py).
 
 
 def _remember_authorization(sub: Subscription, data: dict[str, Any]) -> list[str]:
