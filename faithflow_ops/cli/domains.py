@@ -148,7 +148,7 @@ def show(host: HostArg, as_json: JsonOpt = False) -> None:
 def verify(host: HostArg, now: NowOpt = None, as_json: JsonOpt = False) -> None:
     """Check one domain now and apply the outcome (what `domains automate` would do for it,
     whenever its next check is due). A `failed` domain gets a fresh verification window."""
-    from faithflow_ops.domains.manage import check_now
+    from faithflow_ops.jobs.tenant_ops_automate import check_now
 
     cfg = settings()
     result = check_now(database(cfg), cfg, host, now=parse_now(now), actor=actor())

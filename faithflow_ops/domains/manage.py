@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -21,9 +21,6 @@ from faithflow_ops.incidents.records import clear_incident
 from faithflow_ops.models import DomainCheck, DomainRunbookNote, Tenant, TenantDomain
 from faithflow_ops.models.platform import DOMAIN_STATUSES, RUNBOOK_STATES
 from faithflow_ops.tenancy.tenants import get_tenant
-
-if TYPE_CHECKING:
-    from faithflow_ops.actions import ActionResult
 
 TXT_PREFIX = "_faithflow-verify"
 TXT_VALUE_PREFIX = "faithflow-verify="
@@ -305,14 +302,12 @@ def list_domains(
     return [domain_doc(d, slug, settings) for d, slug in rows], total
 
 
-def check_now(
+def revive_failed(
     db: Database, settings: Settings, hostname: str, *, now: dt.datetime, actor: str
-) -> ActionResult:
-    """`domains verify`: probe one domain now and apply the outcome through the job's own code.
-    A `failed` domain is revived first: back to `pending_dns` with a fresh window."""
-    from faithflow_ops.jobs.base import JobContext
-    from faithflow_ops.jobs.tenant_ops_automate import JOB
-
+) -> int:
+    """`domains verify`, before the check: a `failed` domain goes back to `pending_dns` with a
+    fresh window. Returns the domain's id; the check itself is the job's
+    (`jobs.tenant_ops_automate.check_now`)."""
     with db.session() as session:
         domain = live_domain(session, hostname)
         _require_edge_target(domain.apex, settings)  # before anything is revived
@@ -334,16 +329,7 @@ def check_now(
                 before={"status": "failed"},
                 after={"status": "pending_dns", "pending_since": now.isoformat()},
             )
-        domain_id = domain.id
-    ctx = JobContext(now=now, dry_run=False, trigger="cli", settings=settings, actor=actor)
-    with db.read_session() as session:
-        rows = session.execute(
-            select(TenantDomain, Tenant.slug)
-            .join(Tenant, Tenant.id == TenantDomain.tenant_id)
-            .where(TenantDomain.id == domain_id)
-        ).all()
-        (action,) = JOB.plan_rows(rows, ctx)
-    return JOB.apply_one(db, ctx, action)
+        return domain.id
 
 
 def remove_with_edge(

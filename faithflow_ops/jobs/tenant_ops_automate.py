@@ -37,9 +37,10 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.comms import outbox
+from faithflow_ops.config import Settings
 from faithflow_ops.db import Database, rowcount
 from faithflow_ops.domains.lifecycle import Decision, DomainState, decide
-from faithflow_ops.domains.manage import txt_name, txt_value
+from faithflow_ops.domains.manage import revive_failed, txt_name, txt_value
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.incidents.records import clear_incident, raise_incident
 from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
@@ -481,3 +482,20 @@ class TenantOpsAutomate(Job):
 
 
 JOB = TenantOpsAutomate()
+
+
+def check_now(
+    db: Database, settings: Settings, hostname: str, *, now: dt.datetime, actor: str
+) -> ActionResult:
+    """`domains verify`: probe one domain now and apply the outcome through the job's own code.
+    A `failed` domain is revived first: back to `pending_dns` with a fresh window."""
+    domain_id = revive_failed(db, settings, hostname, now=now, actor=actor)
+    ctx = JobContext(now=now, dry_run=False, trigger="cli", settings=settings, actor=actor)
+    with db.read_session() as session:
+        rows = session.execute(
+            select(TenantDomain, Tenant.slug)
+            .join(Tenant, Tenant.id == TenantDomain.tenant_id)
+            .where(TenantDomain.id == domain_id)
+        ).all()
+        (action,) = JOB.plan_rows(rows, ctx)
+    return JOB.apply_one(db, ctx, action)
