@@ -14,6 +14,7 @@ from webhook_support import payload, seed
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.dunning import cases
+from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import JobContext
 from faithflow_ops.jobs.runner import run_job
@@ -25,7 +26,6 @@ from faithflow_ops.models import (
     Tenant,
 )
 from faithflow_ops.models.dunning import DunningCase
-from faithflow_ops.tenancy.tenants import suspend_tenant
 from faithflow_ops.webhooks import inbox
 from faithflow_ops.webhooks.events import parse
 

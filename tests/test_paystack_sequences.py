@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from webhook_support import payload, seed
 
 from faithflow_ops.db import Database
+from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.models import (
     AuditLog,
     DunningCase,
@@ -35,7 +36,7 @@ from faithflow_ops.models import (
     Tenant,
     WebhookEvent,
 )
-from faithflow_ops.tenancy.tenants import add_tenant, suspend_tenant
+from faithflow_ops.tenancy.tenants import add_tenant
 from faithflow_ops.webhooks import inbox
 from faithflow_ops.webhooks.events import parse, paystack_scope
 from faithflow_ops.webhooks.inbox import Received

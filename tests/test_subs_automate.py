@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
+from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import Action, JobContext
 from faithflow_ops.jobs.runner import RunResult, apply_one, run_job
@@ -29,7 +30,6 @@ from faithflow_ops.models import (
     SubscriptionPlan,
     Tenant,
 )
-from faithflow_ops.tenancy.tenants import suspend_tenant
 
 SPEC = registry.get("subscriptions_automate")
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)  # a Monday

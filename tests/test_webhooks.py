@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from webhook_support import payload, seed
 
 from faithflow_ops.db import Database
+from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.models import (
     AuditLog,
     Dispute,
@@ -22,7 +23,6 @@ from faithflow_ops.models import (
     Tenant,
     WebhookEvent,
 )
-from faithflow_ops.tenancy.tenants import suspend_tenant
 from faithflow_ops.webhooks import effects, inbox
 from faithflow_ops.webhooks.events import parse
 from faithflow_ops.webhooks.inbox import Received

@@ -234,7 +234,7 @@ def suspend(
 ) -> None:
     """Suspend an active tenant (a suspended one is left as it is)."""
 
-    from faithflow_ops.tenancy.tenants import suspend_tenant
+    from faithflow_ops.dunning.suspension import suspend_tenant
 
     with database().session() as session:
         result = suspend_tenant(session, slug, reason=reason, actor=actor())

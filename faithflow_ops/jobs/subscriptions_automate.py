@@ -53,6 +53,7 @@ from faithflow_ops import audit
 from faithflow_ops.billing.grace import DEFAULT_GRACE_DAYS, plan_grace
 from faithflow_ops.billing.plan_changes import move_to_new_paystack_code
 from faithflow_ops.db import rowcount, utcnow
+from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
 from faithflow_ops.models import (
     Invoice,
@@ -61,7 +62,6 @@ from faithflow_ops.models import (
     SubscriptionPlan,
     Tenant,
 )
-from faithflow_ops.tenancy.tenants import suspend_tenant
 from faithflow_ops.webhooks.effects import (
     NON_PAYMENT,
     reactivate_if_suspended_for_non_payment,

@@ -181,13 +181,12 @@ def ensure_writable(tenant: Tenant, verb: str) -> None:
         raise UserError(f"tenant {tenant.slug!r} is archived; an archived tenant cannot be {verb}")
 
 
-def suspend_tenant(
+def mark_suspended(
     session: Session, slug: str, *, reason: str, actor: str, now: dt.datetime | None = None
 ) -> Transition:
-    """Suspend an active tenant; suspending a suspended one changes nothing. The tenant's open
-    dunning cases close as `suspended` (their pending messages are canceled)."""
-    from faithflow_ops.dunning.cases import close_cases
-
+    """The tenant's side of a suspension: an active tenant becomes suspended; suspending a
+    suspended one changes nothing. Callers suspend through `dunning.suspension.suspend_tenant`,
+    which also closes the tenant's open dunning cases."""
     tenant = get_tenant(session, slug)
     ensure_writable(tenant, "suspended")
     if tenant.status == "suspended":
@@ -197,9 +196,6 @@ def suspend_tenant(
     tenant.suspension_reason = validation.name(reason, "the suspension reason")
     tenant.suspended_at = now or utcnow()
     _audit_transition(session, tenant, "tenant.suspend", before, actor)
-    close_cases(
-        session, tenant_id=tenant.id, status="suspended", at=tenant.suspended_at, actor=actor
-    )
     return Transition(tenant, changed=True)
 
 
