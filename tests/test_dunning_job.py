@@ -15,6 +15,7 @@ from helpers import running
 from provider_fakes import FakeAPI, Reply, paystack_fake, stripe_error, stripe_fake
 from sqlalchemy import select
 
+from faithflow_ops.billing.lifecycle import set_subscription_status
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.dunning.prefs import save_preferences
@@ -31,7 +32,6 @@ from faithflow_ops.models import (
     Tenant,
 )
 from faithflow_ops.models.dunning import DunningAttempt, DunningCase
-from faithflow_ops.webhooks.effects import set_subscription_status
 
 SPEC = registry.get("dunning")
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)  # Monday 09:00 UTC (10:00 in Lagos)

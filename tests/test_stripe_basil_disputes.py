@@ -31,6 +31,7 @@ from dispute_fakes import AlertReceiver, Answer, PaystackDisputesFake, StripeDis
 from sqlalchemy import select
 from webhook_support import payload, seed
 
+from faithflow_ops.billing.lifecycle import DisputeState
 from faithflow_ops.db import Database
 from faithflow_ops.models import (
     Dispute,
@@ -42,7 +43,6 @@ from faithflow_ops.models import (
 )
 from faithflow_ops.webhooks import inbox
 from faithflow_ops.webhooks import stripe as stripe_hooks
-from faithflow_ops.webhooks.effects import DisputeState
 from faithflow_ops.webhooks.events import parse
 from faithflow_ops.webhooks.inbox import Received
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from webhook_support import payload, seed
 
+from faithflow_ops.billing import lifecycle as effects
 from faithflow_ops.db import Database
 from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.models import (
@@ -23,7 +24,7 @@ from faithflow_ops.models import (
     Tenant,
     WebhookEvent,
 )
-from faithflow_ops.webhooks import effects, inbox
+from faithflow_ops.webhooks import inbox
 from faithflow_ops.webhooks.events import parse
 from faithflow_ops.webhooks.inbox import Received
 

@@ -1,1 +1,2 @@
-"""Billing domain logic that is not a job: plans, subscriptions, provider identifiers."""
+"""Billing domain logic that is not a job: plans, subscriptions, provider identifiers, grace,
+and the subscription/invoice/payment/dispute state machine (`lifecycle`)."""

@@ -22,36 +22,18 @@ Decisions an operator should know:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
-Kind = Literal["customer", "subscription", "email_token", "authorization"]
-KINDS: tuple[Kind, ...] = ("customer", "subscription", "email_token", "authorization")
-
-MAX_LENGTH = 128  # subscriptions.provider_customer_id / provider_subscription_id are String(128)
-
-
-@dataclass(frozen=True, slots=True)
-class IdFormat:
-    label: str  # "Stripe customer id"
-    prefix: str  # "cus_"; "" for Paystack email tokens
-    pattern: re.Pattern[str]
-
-
-def _format(label: str, prefix: str) -> IdFormat:
-    return IdFormat(label, prefix, re.compile(re.escape(prefix) + "[A-Za-z0-9]+"))
-
-
-FORMATS: dict[tuple[str, Kind], IdFormat] = {
-    ("stripe", "customer"): _format("Stripe customer id", "cus_"),
-    ("stripe", "subscription"): _format("Stripe subscription id", "sub_"),
-    ("paystack", "customer"): _format("Paystack customer code", "CUS_"),
-    ("paystack", "subscription"): _format("Paystack subscription code", "SUB_"),
-    ("paystack", "email_token"): _format("Paystack email token", ""),
-    ("paystack", "authorization"): _format("Paystack authorization code", "AUTH_"),
-}
+from faithflow_ops.providers.ids import FORMATS as FORMATS
+from faithflow_ops.providers.ids import KINDS as KINDS
+from faithflow_ops.providers.ids import MAX_LENGTH as MAX_LENGTH
+from faithflow_ops.providers.ids import Checked as Checked
+from faithflow_ops.providers.ids import IdFormat as IdFormat
+from faithflow_ops.providers.ids import Kind as Kind
+from faithflow_ops.providers.ids import check as check
+from faithflow_ops.providers.ids import json_type
 
 # Where a resolved identifier is written: the column (if it has one) and the canonical key.
 COLUMNS: dict[Kind, str] = {
@@ -92,69 +74,6 @@ _TARGETS: dict[str, tuple[tuple[Kind, str | None, str | None, str, str], ...]] =
     )
     for provider in ("stripe", "paystack")
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation
-
-
-class Checked(NamedTuple):
-    value: str | None  # the normalised id when valid
-    problem: str | None = None  # why not, when invalid
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _numeric_paystack_id(provider: str, kind: Kind) -> bool:
-    return provider == "paystack" and kind in ("customer", "subscription")
-
-
-def check(provider: str, kind: Kind, raw: object) -> Checked:
-    """Validate one raw value as `provider`'s `kind` of identifier; trims surrounding space."""
-    fmt = FORMATS.get((provider, kind))
-    if fmt is None:
-        raise ValueError(f"{provider!r} has no {kind} identifier")
-    if type(raw) is str and len(raw) <= MAX_LENGTH and fmt.pattern.fullmatch(raw):
-        return Checked(raw)  # the common case, first
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        if _numeric_paystack_id(provider, kind):
-            return Checked(None, _numeric_problem(fmt, kind))
-        return Checked(None, f"a number, not a {fmt.label}")
-    if not isinstance(raw, str):
-        return Checked(None, f"a JSON {_json_type(raw)}, not a {fmt.label}")
-    text = raw.strip()
-    if not text:
-        return Checked(None, "empty")
-    if len(text) > MAX_LENGTH:
-        return Checked(None, f"longer than {MAX_LENGTH} characters")
-    if fmt.pattern.fullmatch(text):
-        return Checked(text)
-    if any(ch.isspace() for ch in text):
-        return Checked(None, "contains whitespace")
-    if text.isdigit() and _numeric_paystack_id(provider, kind):
-        return Checked(None, _numeric_problem(fmt, kind))
-    if not text.startswith(fmt.prefix):
-        return Checked(None, f"does not start with {fmt.prefix} (a {fmt.label})")
-    after = f" after {fmt.prefix}" if fmt.prefix else ""
-    return Checked(None, f"has characters other than letters and digits{after}")
-
-
-def _numeric_problem(fmt: IdFormat, kind: Kind) -> str:
-    return f"numeric: Paystack's integer {kind} id, not the {fmt.prefix}… {fmt.label.split()[-1]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,7 +378,7 @@ def normalize(
                 "metadata",
                 metadata,
                 ("metadata",),
-                f"a JSON {_json_type(metadata)}, not an object: canonical keys cannot be added",
+                f"a JSON {json_type(metadata)}, not an object: canonical keys cannot be added",
             )
         )
     by_kind: dict[Kind, list[Finding]] = {}

@@ -181,7 +181,7 @@ ExternalIdArg = Annotated[
 def link(slug: SlugArg, external_id: ExternalIdArg, as_json: JsonOpt = False) -> None:
     """Link a provider id to the tenant so its webhooks find the tenant; the id's unmatched
     webhook events are handled at once. The provider and kind come from the id's prefix."""
-    from faithflow_ops.tenancy.accounts import link_and_handle
+    from faithflow_ops.webhooks.inbox import link_and_handle
 
     doc = link_and_handle(database(), slug, external_id, actor=actor())
     if as_json:

@@ -1,7 +1,7 @@
 """Dunning cases: one per past-due episode of a subscription (docs/dunning.md).
 
 A case opens when a subscription goes past due (`open_case`, called by
-`webhooks.effects.set_subscription_status`, which the webhooks and `subs automate` both go
+`billing.lifecycle.set_subscription_status`, which the webhooks and `subs automate` both go
 through) and closes once (`close_cases`):
 
 - `recovered`: the subscription is active or trialing again (a paid invoice settles it);

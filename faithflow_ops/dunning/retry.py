@@ -10,7 +10,7 @@ Outcomes: `succeeded` (the provider took the payment), `failed` (declined or ref
 Paystack's charge status `failed`), `error` (unreachable, 5xx/429 after the retries, or an
 outcome not known yet) and `skipped` (nothing to charge with: no key, no open invoice, no saved
 authorization). A success marks nothing paid here: the provider's webhook (`invoice.paid`,
-`charge.success`) does that through the one path every payment takes (webhooks.effects), and
+`charge.success`) does that through the one path every payment takes (billing.lifecycle), and
 closing the case as recovered follows from it.
 """
 

@@ -6,7 +6,7 @@ Action kinds (the runbook, docs/disputes.md, says why):
 - `dispute_pulled`: a dispute the provider lists that we do not have, or whose state (status,
   amount, deadline, closing) differs from ours. Applied through the webhook code itself: the
   pulled object is read by the dispute handler of `webhooks.stripe` / `webhooks.paystack` (the
-  tenant and every field mapped once) and written by `webhooks.effects.write_dispute` with its
+  tenant and every field mapped once) and written by `billing.lifecycle.write_dispute` with its
   order check — so won/lost/closed come from the provider's state exactly as from a webhook.
 - `unmapped_dispute` (report-only): a pulled dispute whose tenant cannot be resolved (an
   unlinked Connect account, subaccount or customer). Not written; the reason names the link.
@@ -54,6 +54,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing import lifecycle as fx
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
@@ -64,7 +65,6 @@ from faithflow_ops.models.payments import (
     STRIPE_DISPUTE_CLOSED,
 )
 from faithflow_ops.providers._http import ProviderError
-from faithflow_ops.webhooks import effects as fx
 from faithflow_ops.webhooks import paystack as paystack_hooks
 from faithflow_ops.webhooks import stripe as stripe_hooks
 from faithflow_ops.webhooks.events import InboundEvent, parse

@@ -71,13 +71,13 @@ from sqlalchemy import CursorResult, Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing import lifecycle as fx
 from faithflow_ops.billing import reconcile_allocation as alloc
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
 from faithflow_ops.models import Invoice, ProviderAccount, Subscription, SubscriptionPlan
 from faithflow_ops.models.billing import PROVIDERS
-from faithflow_ops.webhooks import effects as fx
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings

@@ -27,7 +27,7 @@ new. A period left unpaid beyond the grace is marked past due and suspended in t
 
 apply: each action claims its row with `UPDATE … WHERE id = :id AND <its condition still
 holds>` and checks the rowcount (`StaleAction` when it no longer holds), then makes the change
-with the rules the webhooks use (`webhooks.effects`, `tenancy.tenants`) and audits it in the
+with the rules the webhooks use (`billing.lifecycle`, `tenancy.tenants`) and audits it in the
 same transaction. Domain times (suspended_at, applied_at) are the job's `now`.
 """
 
@@ -51,6 +51,11 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.billing.grace import DEFAULT_GRACE_DAYS, plan_grace
+from faithflow_ops.billing.lifecycle import (
+    NON_PAYMENT,
+    reactivate_if_suspended_for_non_payment,
+    set_subscription_status,
+)
 from faithflow_ops.billing.plan_changes import move_to_new_paystack_code
 from faithflow_ops.db import rowcount, utcnow
 from faithflow_ops.dunning.suspension import suspend_tenant
@@ -61,11 +66,6 @@ from faithflow_ops.models import (
     Subscription,
     SubscriptionPlan,
     Tenant,
-)
-from faithflow_ops.webhooks.effects import (
-    NON_PAYMENT,
-    reactivate_if_suspended_for_non_payment,
-    set_subscription_status,
 )
 
 SUBS = cast(Table, Subscription.__table__)

@@ -4,8 +4,9 @@ Webhooks find an event's tenant through these rows (`provider_accounts`): the pl
 customer for the church (`cus_…` Stripe, `CUS_…` Paystack), its Stripe Connect account
 (`acct_…`) or its Paystack subaccount (`ACCT_…`). The prefix says which, so the operator
 types only the id. One id belongs to one tenant: linking it elsewhere is refused, linking the
-same pair again changes nothing. Linking writes through `webhooks.effects.link_account`, the
-same insert-or-nothing the checkout webhook uses.
+same pair again changes nothing. Linking writes through `link_account`, the same
+insert-or-nothing the checkout webhook uses. Handling the webhook events that waited for a link
+is the webhooks' part (`webhooks.inbox.link_and_handle`): this module only stores links.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.billing.identifiers import MAX_LENGTH, check
+from faithflow_ops.db import upsert_insert
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import ProviderAccount, Subscription, Tenant
+from faithflow_ops.providers.ids import MAX_LENGTH, check
 from faithflow_ops.tenancy.records import column_values
 from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
 
 if TYPE_CHECKING:
-    from faithflow_ops.db import Database
+    pass
 
 
 @dataclass(frozen=True)
@@ -150,35 +152,41 @@ class Linked:
         }
 
 
+def link_account(
+    session: Session, tenant_id: int, provider: str, kind: str, external_id: str, source: str
+) -> int:
+    """Record that `external_id` belongs to the tenant (insert-or-nothing); returns the owner,
+    which is another tenant when the id was already linked elsewhere."""
+    stmt = (
+        upsert_insert(session.get_bind().dialect.name, ProviderAccount)
+        .values(
+            tenant_id=tenant_id,
+            provider=provider,
+            kind=kind,
+            external_id=external_id,
+            source=source[:100],
+        )
+        .on_conflict_do_nothing(index_elements=["provider", "kind", "external_id"])
+    )
+    session.execute(stmt)
+    owner = session.scalar(
+        select(ProviderAccount.tenant_id).where(
+            ProviderAccount.provider == provider,
+            ProviderAccount.kind == kind,
+            ProviderAccount.external_id == external_id,
+        )
+    )
+    assert owner is not None
+    return owner
+
+
 def _audit_fields(ext: ExternalId) -> dict[str, Any]:
     return {"provider": ext.provider, "kind": ext.kind, "external_id": ext.value}
 
 
-def link_and_handle(db: Database, slug: str, raw_id: str, *, actor: str) -> dict[str, Any]:
-    """`tenants link`: link the id, then handle its `unmatched` webhook events through the live
-    path. A customer's are handled in the linking transaction (as after a checkout); a Connect
-    account's or subaccount's are replayed one by one right after it commits."""
-    from faithflow_ops.webhooks import inbox
-
-    with db.session() as session:
-        result = link(session, slug, raw_id, actor=actor)
-        doc = result.doc()
-        ext = result.external
-        ids = (
-            []
-            if ext.kind == "customer" or not result.changed
-            else (unmatched_account_events(session, ext))
-        )
-    for event_id in ids:
-        doc["handled"].append(inbox.replay(db, event_id).to_dict())
-    return doc
-
-
 def link(session: Session, slug: str, raw_id: str, *, actor: str) -> Linked:
-    """Link a provider id to the tenant; a customer's unmatched webhook events are handled in
-    the same transaction."""
-    from faithflow_ops.webhooks import effects, inbox
-
+    """Link a provider id to the tenant (the row only: `webhooks.inbox.link_and_handle` then
+    handles the webhook events that waited for it)."""
     tenant = get_tenant(session, slug)
     ext = parse_external_id(raw_id)
     ensure_writable(tenant, "linked to a provider id")
@@ -194,9 +202,7 @@ def link(session: Session, slug: str, raw_id: str, *, actor: str) -> Linked:
         )
     changed = owner is None
     if changed:
-        owner_id = effects.link_account(
-            session, tenant.id, ext.provider, ext.kind, ext.value, actor
-        )
+        owner_id = link_account(session, tenant.id, ext.provider, ext.kind, ext.value, actor)
         if owner_id != tenant.id:  # linked elsewhere in the meantime
             other = session.get(Tenant, owner_id)
             assert other is not None
@@ -219,27 +225,7 @@ def link(session: Session, slug: str, raw_id: str, *, actor: str) -> Linked:
             tenant_id=tenant.id,
             after=_audit_fields(ext),
         )
-        if ext.kind == "customer":
-            handled = inbox.redrive_customer(session, ext.provider, ext.value)
-            result.handled = [r.to_dict() for r in handled]
     return result
-
-
-def unmatched_account_events(session: Session, ext: ExternalId) -> list[int]:
-    """Unmatched webhook events naming this Connect account or subaccount, oldest first."""
-    from faithflow_ops.models import WebhookEvent
-
-    return list(
-        session.scalars(
-            select(WebhookEvent.id)
-            .where(
-                WebhookEvent.provider == ext.provider,
-                WebhookEvent.account_ref == ext.value,
-                WebhookEvent.status == "unmatched",
-            )
-            .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
-        )
-    )
 
 
 @dataclass

@@ -2,6 +2,6 @@
 
 - `events`: a verified body → `InboundEvent` (idempotency key, type, object, time).
 - `inbox`: the `webhook_events` row — insert-or-count, then handle in the same transaction.
-- `stripe`, `paystack`: the handlers, one per event type, over `effects`.
-- `effects`: the writes handlers share (subscription state, invoices, payments, disputes).
+- `stripe`, `paystack`: the handlers, one per event type, over the billing state machine
+  (`billing.lifecycle`: subscription state, invoices, payments, disputes).
 """

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from faithflow_ops.billing.identifiers import check
+from faithflow_ops.providers.ids import check
 
 KEY_MAX = 255
 

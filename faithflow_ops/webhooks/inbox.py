@@ -31,11 +31,13 @@ from sqlalchemy import Table, bindparam, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from faithflow_ops.billing import lifecycle as effects
+from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.db import Database, JSONType, UTCDateTime, utcnow
 from faithflow_ops.errors import NotFound, UserError
 from faithflow_ops.models import WebhookEvent
-from faithflow_ops.webhooks import effects, events
-from faithflow_ops.webhooks.effects import Outcome
+from faithflow_ops.tenancy import accounts
+from faithflow_ops.webhooks import events
 from faithflow_ops.webhooks.events import InboundEvent
 
 log = structlog.get_logger("faithflow.webhooks")
@@ -423,3 +425,44 @@ def ids_with_status(db: Database, statuses: Sequence[str], limit: int | None = N
         if limit is not None:
             query = query.limit(limit)
         return list(session.scalars(query))
+
+
+# ---------------------------------------------------------------------------------------------
+# Linking a provider id (`faithflow tenants link`): tenancy stores the link, the inbox handles
+# the events that waited for it.
+
+
+def link_and_handle(db: Database, slug: str, raw_id: str, *, actor: str) -> dict[str, Any]:
+    """`tenants link`: link the id, then handle its `unmatched` webhook events through the live
+    path. A customer's are handled in the linking transaction (as after a checkout); a Connect
+    account's or subaccount's are replayed one by one right after it commits."""
+    with db.session() as session:
+        result = accounts.link(session, slug, raw_id, actor=actor)
+        ext = result.external
+        if result.changed and ext.kind == "customer":
+            handled = redrive_customer(session, ext.provider, ext.value)
+            result.handled = [r.to_dict() for r in handled]
+        doc = result.doc()
+        ids = (
+            []
+            if ext.kind == "customer" or not result.changed
+            else (unmatched_account_events(session, ext))
+        )
+    for event_id in ids:
+        doc["handled"].append(replay(db, event_id).to_dict())
+    return doc
+
+
+def unmatched_account_events(session: Session, ext: accounts.ExternalId) -> list[int]:
+    """Unmatched webhook events naming this Connect account or subaccount, oldest first."""
+    return list(
+        session.scalars(
+            select(WebhookEvent.id)
+            .where(
+                WebhookEvent.provider == ext.provider,
+                WebhookEvent.account_ref == ext.value,
+                WebhookEvent.status == "unmatched",
+            )
+            .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
+        )
+    )

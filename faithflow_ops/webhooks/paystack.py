@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from faithflow_ops.billing import lifecycle as fx
+from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.billing.plan_changes import scheduled_change
 from faithflow_ops.db import utcnow
 from faithflow_ops.models import (
@@ -31,8 +33,7 @@ from faithflow_ops.models import (
     SubscriptionPlan,
 )
 from faithflow_ops.models.billing import AUTHORIZATION_KEY
-from faithflow_ops.webhooks import effects as fx
-from faithflow_ops.webhooks.effects import Outcome
+from faithflow_ops.tenancy.accounts import link_account
 from faithflow_ops.webhooks.events import InboundEvent, parse_time
 
 Handler = Callable[[Session, InboundEvent], Outcome]
@@ -105,9 +106,7 @@ def platform_tenant(
             continue
         found = _Found(tenant.id)
         if code and link:
-            owner = fx.link_account(
-                session, tenant.id, "paystack", "customer", code, fx.actor(event)
-            )
+            owner = link_account(session, tenant.id, "paystack", "customer", code, fx.actor(event))
             if owner != tenant.id:
                 return fx.unmatched(
                     f"{where} names {tenant.slug}, but customer {code} is linked to tenant "

@@ -22,6 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing import lifecycle as fx
+from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.models import (
     Dispute,
     Invoice,
@@ -31,8 +33,7 @@ from faithflow_ops.models import (
     Tenant,
     WebhookEvent,
 )
-from faithflow_ops.webhooks import effects as fx
-from faithflow_ops.webhooks.effects import Outcome
+from faithflow_ops.tenancy.accounts import link_account
 from faithflow_ops.webhooks.events import InboundEvent, canonical_customer
 
 Handler = Callable[[Session, InboundEvent], Outcome]
@@ -84,7 +85,7 @@ def checkout_completed(session: Session, event: InboundEvent) -> Outcome:
     linked = []
     customer = canonical_customer("stripe", _id(obj.get("customer")))
     if customer:
-        owner = fx.link_account(session, tenant.id, "stripe", "customer", customer, fx.actor(event))
+        owner = link_account(session, tenant.id, "stripe", "customer", customer, fx.actor(event))
         if owner != tenant.id:
             return fx.unmatched(
                 f"customer {customer} is already linked to tenant {owner}, not {tenant.slug}; "

@@ -1,5 +1,7 @@
-"""The writes webhook handlers share: who the tenant is, whether an event is newer than the
-state already stored, and the subscription, invoice, payment and dispute changes.
+"""The billing state machine: who the tenant is, whether an event is newer than the state
+already stored, and the subscription, invoice, payment and dispute changes. The webhook
+handlers (webhooks/stripe.py, webhooks/paystack.py) and the jobs that pull from the providers
+(`subs automate`, `invoices reconcile`, `disputes monitor`) all write through it.
 
 Order safety: each object stores the time and rank of the event that last set its state
 (`provider_state_at`, `provider_state_rank`). An event is applied only when its
@@ -18,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.db import upsert_insert, utcnow
+from faithflow_ops.db import utcnow
 from faithflow_ops.dunning import cases as dunning_cases
 from faithflow_ops.models import (
     Dispute,
@@ -31,13 +33,27 @@ from faithflow_ops.models import (
 )
 from faithflow_ops.tenancy.records import jsonable
 from faithflow_ops.tenancy.tenants import reactivate_tenant
-from faithflow_ops.webhooks.events import InboundEvent
 
 NON_PAYMENT = "non_payment"  # the suspension reason `subs automate` writes
 OPEN_INVOICE_STATUSES = ("draft", "open")
 # What a payment that settles every open invoice returns to active (`settle_if_paid`).
 SETTLEABLE_STATUSES = ("past_due", "unpaid", "suspended", "incomplete")
 PAST_DUE_RANK = 1  # a failed payment ranks like an update of the subscription
+
+
+class InboundEvent(Protocol):
+    """What the state machine reads of a provider event (webhooks.events.InboundEvent)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def scope(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def object_id(self) -> str | None: ...
+    @property
+    def occurred_at(self) -> dt.datetime | None: ...
 
 
 @dataclass
@@ -133,34 +149,6 @@ def tenant_for_external(session: Session, provider: str, kind: str, ref: str | N
             .limit(1)
         )
     return tenant_id
-
-
-def link_account(
-    session: Session, tenant_id: int, provider: str, kind: str, external_id: str, source: str
-) -> int:
-    """Record that `external_id` belongs to the tenant (insert-or-nothing); returns the owner,
-    which is another tenant when the id was already linked elsewhere."""
-    stmt = (
-        upsert_insert(session.get_bind().dialect.name, ProviderAccount)
-        .values(
-            tenant_id=tenant_id,
-            provider=provider,
-            kind=kind,
-            external_id=external_id,
-            source=source[:100],
-        )
-        .on_conflict_do_nothing(index_elements=["provider", "kind", "external_id"])
-    )
-    session.execute(stmt)
-    owner = session.scalar(
-        select(ProviderAccount.tenant_id).where(
-            ProviderAccount.provider == provider,
-            ProviderAccount.kind == kind,
-            ProviderAccount.external_id == external_id,
-        )
-    )
-    assert owner is not None
-    return owner
 
 
 def plan_by_meta(session: Session, key: str, value: str | None) -> SubscriptionPlan | None:
