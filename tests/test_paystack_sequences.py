@@ -486,3 +486,39 @@ def test_one_paystack_url_serves_both_scopes(fresh: Database, db_url: str, path:
     scopes = {(e.event_type, e.scope) for e in rows(fresh, WebhookEvent)}
     assert scopes == {("charge.success", "tenant"), ("charge.success", "platform")}
     assert one(fresh, ProviderAccount, kind="customer").external_id == CUSTOMER
+
+
+def test_a_charge_naming_the_church_links_a_customer_its_subscription_found_by_email(
+    fresh: Database,
+) -> None:
+    """subscription.create first finds the church by billing e-mail (links nothing); the
+    first charge's metadata.tenant, which names the church outright, then links the code."""
+    with fresh.session() as s:
+        s.scalars(
+            select(Tenant).filter_by(slug="lagos")
+        ).one().billing_email = "treasurer@lagoschapel.org"
+    assert deliver(fresh, subscription_create()).status == "applied"
+    assert count(fresh, ProviderAccount, kind="customer") == 0
+    assert deliver(fresh, first_charge()).status == "applied"
+    link = one(fresh, ProviderAccount, provider="paystack", kind="customer", external_id=CUSTOMER)
+    assert link.tenant_id == one(fresh, Tenant, slug="lagos").id
+
+
+def test_the_first_period_starts_with_the_subscription(subscribed: Database) -> None:
+    sub = one(subscribed, Subscription, provider_subscription_id=SUB)
+    assert (sub.current_period_start, sub.current_period_end) == (
+        at("2026-11-01T08:00:00.000Z"),
+        at("2026-12-01T00:00:00.000Z"),
+    )
+
+
+def test_a_completed_non_renewing_subscription_ends_at_its_period_end(
+    subscribed: Database,
+) -> None:
+    """subscription.disable carries only the subscription's createdAt: a non-renewing one that
+    completes is canceled at its period end, not the day it was created."""
+    db = subscribed
+    deliver(db, payload("paystack", "platform.subscription.not_renew"))
+    deliver(db, payload("paystack", "platform.subscription.disable"))
+    sub = one(db, Subscription, provider_subscription_id=SUB)
+    assert (sub.status, sub.canceled_at) == ("canceled", at("2026-12-01T00:00:00.000Z"))

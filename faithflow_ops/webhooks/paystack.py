@@ -29,6 +29,7 @@ from faithflow_ops.models import (
     Invoice,
     Payment,
     PlanChange,
+    ProviderAccount,
     Subscription,
     SubscriptionPlan,
 )
@@ -91,9 +92,17 @@ def platform_tenant(
     already linked to another church is never moved (unmatched: a human decides).
     `link=False` is read-only (`disputes monitor` reads pulled disputes through it)."""
     code = event.customer_ref
-    tenant_id = fx.tenant_for_external(session, "paystack", "customer", code)
-    if tenant_id is not None:
-        return _Found(tenant_id)
+    linked = session.scalar(
+        select(ProviderAccount.tenant_id).where(
+            ProviderAccount.provider == "paystack",
+            ProviderAccount.kind == "customer",
+            ProviderAccount.external_id == code,
+        )
+    )
+    if linked is not None:
+        return _Found(linked)
+    # Not linked, but a recorded subscription may carry the code (found by e-mail, say).
+    recorded = fx.tenant_for_external(session, "paystack", "customer", code)
     data = event.object if isinstance(event.object, dict) else {}
     customer = _customer(data)
     for where, meta in (
@@ -104,6 +113,9 @@ def platform_tenant(
         tenant = fx.tenant_by_ref(session, ref)
         if tenant is None:
             continue
+        if recorded is not None and recorded != tenant.id:
+            # The recorded subscription's church wins; a conflicting name links nothing.
+            return _Found(recorded, notes=[f"{where} names {tenant.slug}; kept tenant {recorded}"])
         found = _Found(tenant.id)
         if code and link:
             owner = link_account(session, tenant.id, "paystack", "customer", code, fx.actor(event))
@@ -115,6 +127,8 @@ def platform_tenant(
             found.linked.append(code)
             found.notes.append(f"customer {code} linked to tenant {tenant.slug} ({where})")
         return found
+    if recorded is not None:
+        return _Found(recorded)
     email = customer.get("email")
     holders = fx.tenants_by_billing_email(session, email)
     if len(holders) == 1:
@@ -216,9 +230,11 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     notes += _remember_authorization(sub, data)
     # Paystack's next charge date is the end of what has been paid for; only ever forward.
     notes += fx.advance_period_end(sub, parse_time(data.get("next_payment_date")))
+    if sub.current_period_start is None and at is not None:
+        sub.current_period_start = at  # the first period starts with the subscription
     stopping = event.type == "subscription.not_renew" or raw_status == "non-renewing"
     if event.type == "subscription.disable":
-        notes += fx.set_subscription_status(session, sub, "canceled", at or utcnow(), event)
+        notes += fx.set_subscription_status(session, sub, "canceled", _ended_at(sub), event)
     elif event.type == "subscription.not_renew":
         # Not a payment: the status (past due, a suspension for non-payment) stays as it is.
         notes += fx.set_cancel_at_period_end(session, sub, True, event)
@@ -234,6 +250,15 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     outcome = fx.applied("; ".join(notes) or f"subscription {sub.id} up to date", sub.tenant_id)
     outcome.linked_customers = redrive
     return outcome
+
+
+def _ended_at(sub: Subscription) -> dt.datetime:
+    """When a disabled subscription ended. Paystack's subscription events carry only the
+    subscription's creation time: one that was not renewing completes at its period end;
+    otherwise it was disabled now (the event is applied as it arrives)."""
+    if sub.cancel_at_period_end and sub.current_period_end is not None:
+        return min(sub.current_period_end, utcnow())
+    return utcnow()
 
 
 def _plan_change_subscription(session: Session, code: str | None) -> Outcome | None:
