@@ -31,7 +31,9 @@ from faithflow_ops.config import normalize_database_url
 
 # The world every flow starts from. Tenants: grace (the church whose billing the flows follow)
 # and hope (another church, to show what it must not see). Plans in three tiers with their
-# Stripe prices. Both churches' Connect accounts linked. One support agent.
+# Stripe prices. Both churches' Connect accounts linked. One support agent. For the Paystack
+# flows: lagos and abuja (NGN), NGN plans in three tiers with their Paystack plan codes, and
+# both churches' subaccounts linked.
 TENANTS = {
     "grace": ("Grace Church", "America/New_York", "treasurer@gracechurch.org", "+12025550143"),
     "hope": ("Hope Chapel", "America/Chicago", "office@hopechapel.org", "+13125550188"),
@@ -43,6 +45,18 @@ PLANS = {  # code: (name, amount, tier, stripe price)
 }
 CONNECT = {"grace": "acct_1QGraceConnect", "hope": "acct_1QHopeConnect"}
 AGENT = "ada@faithflow.example"
+# The Paystack side (tests/e2e/test_e2e_paystack_flows.py): two Nigerian churches billed in NGN
+# through Paystack plans, each with its giving subaccount linked.
+PAYSTACK_TENANTS = {
+    "lagos": ("Lagos Chapel", "treasurer@lagoschapel.org", "+2348012345678"),
+    "abuja": ("Abuja Grace Assembly", "finance@abujagrace.org", "+2348098765432"),
+}
+PAYSTACK_PLANS = {  # code: (name, amount, tier, paystack plan code)
+    "starter-ngn": ("Starter (NGN)", "5000", 1, "PLN_starter0ngn01"),
+    "growth-ngn": ("Growth (NGN)", "15000", 2, "PLN_growth0ngn01"),
+    "pro-ngn": ("Pro (NGN)", "45000", 3, "PLN_pro0ngn01"),
+}
+SUBACCOUNTS = {"lagos": "ACCT_lagos0chapel1", "abuja": "ACCT_abuja0grace1"}
 
 
 def _world_commands() -> list[list[list[str]]]:
@@ -63,7 +77,22 @@ def _world_commands() -> list[list[list[str]]]:
         for code, (name, amount, tier, price) in PLANS.items()
     ]  # fmt: skip
     step2.append(["support", "agents", "add", AGENT, "--name", "Ada Obi"])
+    step2 += [
+        [
+            "tenants", "add", slug, "--name", name, "--timezone", "Africa/Lagos", "--country",
+            "NG", "--currency", "NGN", "--email", email, "--phone", phone,
+        ]
+        for slug, (name, email, phone) in PAYSTACK_TENANTS.items()
+    ]  # fmt: skip
+    step2 += [
+        [
+            "plans", "add", code, "--name", name, "--amount", amount, "--currency", "NGN",
+            "--interval", "month", "--tier", str(tier), "--meta", f"paystackPlanCode={plan}",
+        ]
+        for code, (name, amount, tier, plan) in PAYSTACK_PLANS.items()
+    ]  # fmt: skip
     step3 = [["tenants", "link", slug, account] for slug, account in CONNECT.items()]
+    step3 += [["tenants", "link", slug, account] for slug, account in SUBACCOUNTS.items()]
     return [[["db", "upgrade"]], step2, step3]
 
 

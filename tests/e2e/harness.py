@@ -224,10 +224,13 @@ def _phases(form: dict[str, str]) -> list[dict[str, Any]]:
 
 class PaystackWorld:
     """What the Paystack account holds for the routes `tests/provider_fakes.py` does not
-    answer: disputes (`GET /dispute`, the monitor's pull; Paystack's documented list shape)."""
+    answer: disputes (`GET /dispute`, the monitor's pull; Paystack's documented list shape) and
+    the subscription calls of a plan change (`POST /subscription` creates one, answered with
+    new codes; `POST /subscription/disable|enable` — https://paystack.com/docs/api/subscription/)."""
 
     def __init__(self) -> None:
         self.disputes: list[dict[str, Any]] = []
+        self.subscriptions: list[dict[str, Any]] = []  # created through POST /subscription
 
     def install(self, fake: FakeAPI) -> None:
         fallback = fake.default
@@ -248,6 +251,31 @@ class PaystackWorld:
                     "data": self.disputes,
                     "meta": {**meta, "pageCount": 1},
                 },
+            )
+        if req.method == "POST" and req.path in ("/subscription/disable", "/subscription/enable"):
+            verb = req.path.rsplit("/", 1)[1]
+            return Reply(200, {"status": True, "message": f"Subscription {verb}d successfully"})
+        if req.method == "POST" and req.path == "/subscription":
+            n = len(self.subscriptions) + 1
+            created = {
+                "customer": 84312,
+                "plan": 2187 + n,
+                "integration": 100032,
+                "domain": "test",
+                "start": None,
+                "status": "active",
+                "quantity": 1,
+                "amount": None,
+                "subscription_code": f"SUB_e2eNew{n:04d}",
+                "email_token": f"e2etoken{n:04d}",
+                "id": 581200 + n,
+                "createdAt": "2026-03-02T15:00:00.000Z",
+                "updatedAt": "2026-03-02T15:00:00.000Z",
+            }
+            self.subscriptions.append(created)
+            return Reply(
+                200,
+                {"status": True, "message": "Subscription successfully created", "data": created},
             )
         return None
 
@@ -381,6 +409,219 @@ class StripeCustomer:
 
     def invoice_event(self, type_: str, created: dt.datetime, obj: dict[str, Any]) -> dict:
         return self.event(f"invoice.{type_}", copy.deepcopy(obj), created)
+
+
+# --- the Paystack side: one church's Paystack customer, and the events Paystack sends ----------
+
+
+def paystack_time(when: dt.datetime) -> str:
+    """Paystack's timestamp format: `2026-03-02T15:00:00.000Z`."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+@dataclass(frozen=True)
+class PaystackPlan:
+    code: str  # ours (`plans add`)
+    plan_code: str  # Paystack's (`paystackPlanCode`)
+    name: str
+    amount: int  # kobo
+
+
+@dataclass
+class PaystackCustomer:
+    """One church's Paystack billing: its customer, its subscription and the events Paystack
+    sends about them (`{"event": …, "data": …}`), built from the recorded payloads in
+    tests/fixtures/paystack (ids, amounts and times replaced). Paystack events carry no event
+    id or time of their own: a redelivery is the same body, and an object's own times order
+    them."""
+
+    tenant: str
+    customer_code: str
+    email: str
+    subscription_code: str
+    email_token: str
+    plan: PaystackPlan
+    authorization_code: str = "AUTH_e2e0auth1"
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def customer(self) -> dict[str, Any]:
+        customer = fixture_payload("paystack", "platform.charge.success")["data"]["customer"]
+        customer.update(
+            {
+                "customer_code": self.customer_code,
+                "email": self.email,
+                "id": 84000 + len(self.tenant),
+            }
+        )
+        return customer
+
+    def authorization(self) -> dict[str, Any]:
+        auth = fixture_payload("paystack", "platform.charge.success")["data"]["authorization"]
+        auth["authorization_code"] = self.authorization_code
+        return auth
+
+    def plan_object(self, plan: PaystackPlan | None = None) -> dict[str, Any]:
+        plan = plan or self.plan
+        obj = fixture_payload("paystack", "platform.charge.success")["data"]["plan"]
+        obj.update({"plan_code": plan.plan_code, "name": plan.name, "amount": plan.amount})
+        return obj
+
+    def charge(
+        self,
+        reference: str,
+        paid_at: dt.datetime,
+        *,
+        amount: int | None = None,
+        plan: PaystackPlan | bool | None = True,
+        metadata: dict[str, Any] | str = "",
+        subaccount: str | None = None,
+    ) -> dict[str, Any]:
+        """`charge.success`: a subscription charge (`plan` True: the customer's plan; a
+        PaystackPlan: that one; None/False: no plan, as a dunning retry or a gift), with our
+        `metadata` (checkout: tenant and plan; a retry: dunning_case and invoice), or a gift on
+        a church's `subaccount`."""
+        payload = fixture_payload(
+            "paystack", "tenant.charge.success" if subaccount else "platform.charge.success"
+        )
+        data = payload["data"]
+        chosen = self.plan if plan is True else plan or None
+        data.update(
+            {
+                "id": 4099260000 + next(self._ids) + 1000 * len(self.tenant),
+                "reference": reference,
+                "amount": amount if amount is not None else self.plan.amount,
+                "requested_amount": amount if amount is not None else self.plan.amount,
+                "paid_at": paystack_time(paid_at),
+                "paidAt": paystack_time(paid_at),
+                "created_at": paystack_time(paid_at - dt.timedelta(seconds=7)),
+                "metadata": metadata,
+                "customer": self.customer(),
+                "authorization": self.authorization(),
+                "plan": self.plan_object(chosen) if chosen else {},
+            }
+        )
+        if subaccount:
+            data["subaccount"]["subaccount_code"] = subaccount
+        return payload
+
+    def subscription(
+        self,
+        event: str,
+        created: dt.datetime,
+        next_payment: dt.datetime | None,
+        *,
+        status: str | None = None,
+        code: str | None = None,
+        token: str | None = None,
+        plan: PaystackPlan | None = None,
+    ) -> dict[str, Any]:
+        """`subscription.create|not_renew|disable` (status active, non-renewing, complete);
+        `created` is the subscription's creation time, the only time these events carry."""
+        name = {"create": "create", "not_renew": "not_renew", "disable": "disable"}[event]
+        payload = fixture_payload("paystack", f"platform.subscription.{name}")
+        default = {"create": "active", "not_renew": "non-renewing", "disable": "complete"}[name]
+        chosen = plan or self.plan
+        payload["data"].update(
+            {
+                "status": status or default,
+                "subscription_code": code or self.subscription_code,
+                "email_token": token or self.email_token,
+                "amount": chosen.amount,
+                "next_payment_date": paystack_time(next_payment) if next_payment else None,
+                "createdAt": paystack_time(created),
+                "created_at": paystack_time(created),
+                "plan": self.plan_object(chosen),
+                "authorization": self.authorization(),
+                "customer": self.customer(),
+            }
+        )
+        return payload
+
+    def invoice(
+        self,
+        event: str,
+        invoice_code: str,
+        period_start: dt.datetime,
+        period_end: dt.datetime,
+        *,
+        created: dt.datetime,
+        updated: dt.datetime | None = None,
+        reference: str | None = None,
+        paid_at: dt.datetime | None = None,
+        next_payment: dt.datetime | None = None,
+        code: str | None = None,
+        plan: PaystackPlan | None = None,
+    ) -> dict[str, Any]:
+        """`invoice.create` (pending, ~3 days before the charge), `invoice.update` (paid by the
+        charge `reference`) or `invoice.payment_failed` (`reference` the declined charge)."""
+        payload = fixture_payload("paystack", f"platform.{event}")
+        data = payload["data"]
+        amount = (plan or self.plan).amount
+        data.update(
+            {
+                "invoice_code": invoice_code,
+                "amount": amount,
+                "period_start": paystack_time(period_start),
+                "period_end": paystack_time(period_end),
+                "paid_at": paystack_time(paid_at) if paid_at else None,
+                "created_at": paystack_time(created),
+                "authorization": self.authorization(),
+                "customer": self.customer(),
+            }
+        )
+        if updated is not None:
+            data["updated_at"] = paystack_time(updated)
+        data["subscription"].update(
+            {
+                "subscription_code": code or self.subscription_code,
+                "email_token": self.email_token,
+                "amount": amount,
+                "authorization": self.authorization(),
+                "next_payment_date": paystack_time(next_payment or period_start),
+            }
+        )
+        if reference is not None:
+            data["transaction"] = {**data.get("transaction", {}), "reference": reference}
+            data["transaction"]["amount"] = amount
+        return payload
+
+    def dispute(
+        self,
+        event: str,
+        dispute_id: int,
+        reference: str,
+        amount: int,
+        opened: dt.datetime,
+        due: dt.datetime,
+        *,
+        updated: dt.datetime | None = None,
+        resolved: dt.datetime | None = None,
+        subaccount: str | None = None,
+    ) -> dict[str, Any]:
+        """`charge.dispute.create|remind|resolve` for the charge `reference` (a platform charge,
+        or a gift on `subaccount`)."""
+        scope = "tenant" if subaccount else "platform"
+        payload = fixture_payload("paystack", f"{scope}.charge.dispute.{event}")
+        data = payload["data"]
+        data.update(
+            {
+                "id": dispute_id,
+                "refund_amount": amount,
+                "dueAt": paystack_time(due),
+                "createdAt": paystack_time(opened),
+                "updatedAt": paystack_time(resolved or updated or opened),
+                "resolvedAt": paystack_time(resolved) if resolved else None,
+                "customer": self.customer(),
+            }
+        )
+        data["history"][0]["createdAt"] = paystack_time(opened)
+        data["transaction"].update(
+            {"reference": reference, "amount": amount, "customer": self.customer()}
+        )
+        if subaccount:
+            data["transaction"]["subaccount"]["subaccount_code"] = subaccount
+            data["transaction"]["metadata"] = {"purpose": "giving"}
+        return payload
 
 
 # --- the platform under test ----------------------------------------------------------------
