@@ -246,6 +246,21 @@ def test_a_paystack_period_ended_without_a_paid_invoice_is_marked_past_due(world
     assert planned(run(world.db)) == []
 
 
+def test_a_period_end_a_paystack_plan_change_takes_over_is_not_a_missed_renewal(
+    world: World,
+) -> None:
+    """A Paystack change starts its new subscription at the old period end (start_date): the
+    new subscription charges then, so that period end is not a missed payment (found by the
+    Paystack end-to-end plan change flow)."""
+    period_end = NOW - 2 * DAY
+    changing = world.sub(current_period_end=period_end, tenant="changing")
+    world.plan_change(changing, "pro", period_end, status="applied", applied_at=period_end)
+    later = world.sub(current_period_end=period_end, tenant="later")
+    world.plan_change(later, "pro", period_end + 10 * DAY)  # not at this period end
+    assert planned(run(world.db)) == [("mark_past_due", f"subscription:{later}")]
+    assert world.get(Subscription, changing).status == "active"
+
+
 def test_a_subscription_cancelling_at_period_end_is_canceled_not_marked_past_due(
     world: World,
 ) -> None:

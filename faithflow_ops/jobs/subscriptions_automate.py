@@ -6,6 +6,7 @@ Rules, one action kind each (the runbook, docs/subs-automate.md, says why):
   trial_end (`subscriptions.trial_notice_for`): a new trial end gets a new notice.
 - `mark_past_due`: an active Paystack subscription whose period has ended with no paid invoice
   reaching past that period end; `past_due_since` = the period end (kept when already set).
+  Not one whose plan change takes over at that period end: the new subscription charges then.
 - `suspend_tenant`: past due for longer than the grace (tenant `billing_grace_days`, else the
   plan's `graceDays`, else 14 days): the subscription and the tenant are suspended
   (`non_payment`). Not while the tenant has another active or trialing subscription.
@@ -197,6 +198,33 @@ def _not_cancel_due(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
+# A Paystack plan change starts its new subscription at the old one's period end (start_date):
+# that period end is the new subscription's first charge, not a missed renewal.
+CHANGE_AT_PERIOD_END = dt.timedelta(days=1)
+
+
+def _changed_at_period_end(session: Session, periods: Mapping[int, dt.datetime | None]) -> set[int]:
+    """The subscriptions (of `periods`: id → period end) that a plan change, scheduled or
+    applied, takes over at that period end."""
+    if not periods:
+        return set()
+    found = set()
+    for sub_id, effective in session.execute(
+        select(CHANGES.c.subscription_id, CHANGES.c.effective_at).where(
+            CHANGES.c.subscription_id.in_(list(periods)),
+            CHANGES.c.status.in_(("scheduled", "applied")),
+        )
+    ):
+        end = periods.get(sub_id)
+        if (
+            end is not None
+            and effective is not None
+            and abs(effective - end) <= CHANGE_AT_PERIOD_END
+        ):
+            found.add(sub_id)
+    return found
+
+
 def _unpaid_after(period_end: Any) -> ColumnElement[bool]:
     """No paid invoice of the subscription reaches past `period_end` (the renewal)."""
     return ~exists().where(
@@ -313,6 +341,8 @@ def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, _Plan]) ->
     )
     paid = _paid_through(session, [r[0] for r in rows])
     rows = [r for r in rows if not (r[0] in paid and paid[r[0]] > r[3])]
+    changing = _changed_at_period_end(session, {r[0]: r[3] for r in rows})
+    rows = [r for r in rows if r[0] not in changing]
     tenants = _tenants(session, {r[1] for r in rows})
     live = _live_by_tenant(session, {r[1] for r in rows})
     out = []
@@ -613,6 +643,8 @@ def _apply_trial_notice(session: Session, ctx: JobContext, data: Mapping[str, An
 
 def _apply_mark_past_due(session: Session, ctx: JobContext, data: Mapping[str, Any]) -> None:
     sub_id, period_end = data["subscription_id"], _time(data, "current_period_end")
+    if _changed_at_period_end(session, {sub_id: period_end}):
+        raise StaleAction(f"subscription {sub_id}: a plan change takes over at its period end")
     claimed = _claim(
         session,
         SUBS,
