@@ -45,6 +45,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check faithflow_ops receiver
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Regenerate what is generated from the code (tests fail when these drift).
 docs: install

@@ -47,9 +47,9 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, and_, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from faithflow_ops.actions import Action, ActionResult, StaleAction
 from faithflow_ops.db import Database, lock_holder_id, rowcount, upsert_insert
 from faithflow_ops.errors import ConfigError, UserError
-from faithflow_ops.actions import Action, ActionResult, StaleAction
 from faithflow_ops.models import OutboundMessage, Suppression
 from faithflow_ops.models.comms import PENDING_STATUSES
 
