@@ -17,12 +17,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import pytest
 from harness import (
     PaystackCustomer,
     PaystackPlan,
     Platform,
-    ProductDefect,
     at,
     defect_unless,
     iso,
@@ -132,17 +130,6 @@ def statuses(rows: dict[str, dict[str, Any]]) -> list[str]:
 # --- 1. checkout --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProductDefect,
-    reason="defect: whether checkout links the Paystack customer to the church depends on the "
-    "arrival order. charge.success (metadata.tenant) first links it; subscription.create first "
-    "finds the tenant by billing e-mail (links nothing, as documented), and the charge.success "
-    "that follows finds the customer through the recorded subscription (rule 1), so its "
-    "metadata.tenant never links the customer: `tenants show` lists no CUS_ for that church "
-    "(faithflow_ops/webhooks/paystack.py platform_tenant: a charge naming metadata.tenant should "
-    "link an unlinked customer even when rule 1 answered through a subscription).",
-)
 def test_checkout_then_charge_and_subscription_create_in_either_order_link_and_record_it(
     platform: Platform,
 ) -> None:
@@ -220,7 +207,7 @@ def test_checkout_then_charge_and_subscription_create_in_either_order_link_and_r
     assert ("paystack", "customer", lagos.customer_code) in linked["lagos"], linked
     # abuja: subscription.create came first and found abuja by its billing e-mail (which links
     # nothing); the charge's metadata.tenant, which names the church outright, then finds the
-    # customer through the recorded subscription and links nothing either (see the xfail).
+    # customer through the recorded subscription: the charge naming the church links it.
     defect_unless(
         ("paystack", "customer", abuja.customer_code) in linked["abuja"],
         f"abuja's customer {abuja.customer_code} is not linked: {linked['abuja']}",
@@ -367,16 +354,6 @@ def test_unpaid_past_the_grace_suspends_and_only_its_own_payment_reactivates(
 # --- 4. cancellation ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProductDefect,
-    reason="defect: Paystack's subscription.disable records canceled_at = the subscription's "
-    "createdAt (the only time a subscription event carries: events.occurred_at), so a church "
-    "whose subscription completed on 2 April reads as canceled on 2 March, the day it "
-    "subscribed, before the period it paid for (faithflow_ops/webhooks/paystack.py "
-    "subscription_event passes `at` = createdAt to set_subscription_status; use the period end "
-    "it completed at, or the time the event was received).",
-)
 def test_not_renew_keeps_access_until_the_period_ends_and_never_lifts_a_suspension(
     platform: Platform,
 ) -> None:
@@ -438,21 +415,6 @@ def test_not_renew_keeps_access_until_the_period_ends_and_never_lifts_a_suspensi
 # --- 5. plan changes ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ProductDefect,
-    reason="two defects. (1) In a church's first month on Paystack, `subs change-plan --at now` "
-    "cannot refund (exit 2: 'has no period covering … and the subscription's current period is "
-    "not recorded'): the first payment's charge.success records its invoice with no period_end, "
-    "and subscription.create sets current_period_end (next_payment_date) but never "
-    "current_period_start, so the refund's period is unknown until the first renewal "
-    "(faithflow_ops/webhooks/paystack.py subscription_event / _book_charge). (2) The `subs "
-    "automate` run that applies a scheduled Paystack change at the period end also marks that "
-    "subscription past due (mark_past_due: 'period ended … with no paid invoice after it'), "
-    "though the church missed nothing: its new subscription's first charge is only now due; "
-    "past_due_since is set and a dunning case opens (jobs/subscriptions_automate.py _past_due "
-    "should skip a subscription whose scheduled change takes effect at that period end).",
-)
 def test_upgrade_now_refunds_the_unused_part_and_downgrade_waits_for_the_period_end(
     platform: Platform,
 ) -> None:
@@ -472,7 +434,7 @@ def test_upgrade_now_refunds_the_unused_part_and_downgrade_waits_for_the_period_
     subscribed(platform, lagos)
     subscribed(platform, abuja)
     platform.wait_applied()
-    # an upgrade now in the first month must be able to work out its refund too (see the xfail)
+    # an upgrade now in the first month must be able to work out its refund too
     first_month = run_cli(
         platform.env,
         ["subs", "change-plan", "--tenant", "abuja", "--to", "pro-ngn", "--at", "now",
@@ -509,7 +471,7 @@ def test_upgrade_now_refunds_the_unused_part_and_downgrade_waits_for_the_period_
     run = platform.cli("subs", "automate", now=APR2 + dt.timedelta(minutes=1))
     assert run["counts"].get("apply_plan_change") == 1, run
     defects = []
-    if run["counts"] != {"apply_plan_change": 1}:  # see the xfail: abuja missed no payment
+    if run["counts"] != {"apply_plan_change": 1}:  # abuja missed no payment
         defects.append(f"subs automate at the change's effective time: {run['actions']}")
     paid_at = APR2 + dt.timedelta(minutes=5)
     post(
