@@ -573,11 +573,14 @@ def test_a_bad_priority_change_exits_2_and_changes_nothing(
     t = str(open_ticket(cli)["id"])
     for step in setup:
         call(cli, "support", "tickets", *[a.replace("{t}", t) for a in step])
-    before = call(cli, "support", "tickets", "show", t)
+    # `show` reads its clocks at --now: pinned, so the two documents compare equal however
+    # long the command in between takes (they drifted by a minute under load)
+    at = ("--now", "2026-03-04T12:00:00Z")
+    before = call(cli, "support", "tickets", "show", t, *at)
     result = cli("support", "tickets", *[a.replace("{t}", t) for a in args])
     assert result.exit_code == 2, result.stdout
     assert message.replace("{t}", t) in said(result) and "Traceback" not in result.stderr
-    assert call(cli, "support", "tickets", "show", t) == before
+    assert call(cli, "support", "tickets", "show", t, *at) == before
 
 
 def test_a_command_dated_before_a_priority_change_exits_2(world: Database, cli) -> None:
