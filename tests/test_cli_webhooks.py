@@ -144,7 +144,7 @@ def test_list_prints_a_table(cli, db: Database, three) -> None:
     ("args", "message"),
     [
         (("--status", "done"),
-         "--status 'done' is not one of: applied, ignored, unmatched, stale, failed"),
+         "--status 'done' is not one of: received, applied, ignored, unmatched, stale, failed"),
         (("--provider", "paypal"), "--provider 'paypal' is not one of: stripe, paystack"),
         (("--scope", "global"), "--scope 'global' is not one of: platform, tenant"),
         (("--since", "yesterday"), "--since 'yesterday' is not an ISO-8601 time"),
