@@ -267,7 +267,7 @@ class Worker:
     # GIVE_WAY seconds after each event: acknowledging comes first (the provider is waiting,
     # and it shares this process's interpreter lock); the backlog drains once the burst ends.
     BUSY_WINDOW = 0.05
-    GIVE_WAY = 0.02
+    GIVE_WAY = 0.1
 
     def __init__(
         self,
