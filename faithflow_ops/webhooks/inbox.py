@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import structlog
@@ -79,15 +79,7 @@ class Received:
     detail: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "event_key": self.event_key,
-            "type": self.type,
-            "status": self.status,
-            "duplicate": self.duplicate,
-            "delivery_count": self.delivery_count,
-            "detail": self.detail,
-        }
+        return asdict(self)
 
 
 def receive(db: Database, event: InboundEvent, *, now: dt.datetime | None = None) -> Received:

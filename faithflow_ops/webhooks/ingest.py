@@ -55,7 +55,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -257,14 +257,7 @@ class Stored:
     delivery_count: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "event_key": self.event_key,
-            "type": self.type,
-            "status": self.status,
-            "duplicate": self.duplicate,
-            "delivery_count": self.delivery_count,
-        }
+        return asdict(self)
 
 
 def _answers(
