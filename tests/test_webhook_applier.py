@@ -262,3 +262,19 @@ def test_the_worker_setting_reads_on_and_off() -> None:
     assert Settings.from_env({"FAITHFLOW_WEBHOOK_WORKER": "ON"}).webhook_worker is True
     with pytest.raises(ConfigError, match="FAITHFLOW_WEBHOOK_WORKER='sometimes' is not on or off"):
         Settings.from_env({"FAITHFLOW_WEBHOOK_WORKER": "sometimes"})
+
+
+def test_the_jobs_fallback_apply_handles_one_event_in_the_runners_transaction(
+    seeded: Database,
+) -> None:
+    from faithflow_ops.actions import Action, StaleAction
+    from faithflow_ops.jobs.webhooks_apply import JOB
+
+    event_id = store(seeded, "stripe", "tenant.payment_intent.succeeded", payment_event(9))
+    action = Action("apply_event", f"webhook_event:{event_id}", "", {"id": event_id})
+    ctx: Any = type("Ctx", (), {"now": NOW})()
+    with seeded.session() as s:
+        JOB.apply(s, ctx, action)
+    assert row(seeded, event_id).status == "applied" and count(seeded, Payment) == 1
+    with seeded.session() as s, pytest.raises(StaleAction):
+        JOB.apply(s, ctx, action)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.db import Database
-from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext
+from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
 from faithflow_ops.models import WebhookEvent
 from faithflow_ops.webhooks import applier
 
@@ -63,7 +63,11 @@ class WebhooksApply(Job):
             )
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
-        raise NotImplementedError("webhooks apply claims its rows itself (apply_unmanaged)")
+        """One event in the runner's transaction (the runner's fallback; `apply_unmanaged`,
+        which claims with a lease and commits per event, is what runs). A handler failure is
+        recorded on the row, retried with backoff, not raised."""
+        if applier.apply_in(session, int(action.data["id"]), ctx.now) is None:
+            raise StaleAction("handled by another worker")
 
     def apply_unmanaged(
         self, db: Database, ctx: JobContext, actions: Sequence[Action]

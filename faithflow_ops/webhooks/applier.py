@@ -26,6 +26,8 @@ Several of them may run at once (receiver replicas, cron):
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import threading
 import time
 from collections import Counter
@@ -136,7 +138,9 @@ def apply_one(
             try:
                 event = inbox.stored_event(row)
             except events.MalformedEvent as exc:
-                return _unparseable(session, row, str(exc), at), received_at
+                gave_up = inbox.give_up_unparsed(session, row, str(exc), at)
+                _raise_failing(session, row, gave_up, at)
+                return gave_up, received_at
             return inbox.apply_stored(session, row.id, event, at, row.delivery_count), received_at
     except inbox.HandlerFailed as failed:
         with db.session() as session:
@@ -148,6 +152,22 @@ def apply_one(
             if row.attempts + 1 >= MAX_ATTEMPTS:
                 _raise_failing(session, row, result, at)
             return result, row.first_received_at
+
+
+def apply_in(session: Session, event_id: int, now: dt.datetime) -> Received | None:
+    """Handle one due event inside the caller's transaction (isolated by a savepoint: a handler
+    failure is recorded on the row, with backoff and, at the last attempt, the incident);
+    None when it is no longer due (handled meanwhile)."""
+    row = session.scalar(
+        select(WebhookEvent).where(WebhookEvent.id == event_id, due(now)).with_for_update()
+    )
+    if row is None:
+        return None
+    result = inbox.handle_row(session, row, now)
+    attempts = session.scalar(select(WebhookEvent.attempts).where(WebhookEvent.id == event_id))
+    if result.status == "failed" and (attempts or 0) >= MAX_ATTEMPTS:
+        _raise_failing(session, row, result, now)
+    return result
 
 
 def _take(db: Database, session: Session, claimed: Claimed, worker: str) -> WebhookEvent | None:
@@ -167,26 +187,6 @@ def _take(db: Database, session: Session, claimed: Claimed, worker: str) -> Webh
         )
         .with_for_update()
     )
-
-
-def _unparseable(session: Session, row: WebhookEvent, error: str, at: dt.datetime) -> Received:
-    """A stored body that no longer parses (a parser change): kept, failed for good."""
-    session.execute(
-        update(WebhookEvent)
-        .where(WebhookEvent.id == row.id)
-        .values(
-            status="failed",
-            last_error=error[:2000],
-            attempts=MAX_ATTEMPTS,
-            next_attempt_at=None,
-            locked_by=None,
-            locked_until=None,
-            updated_at=at,
-        )
-    )
-    received = Received(row.id, row.event_key, row.event_type, "failed", False, 1, error)
-    _raise_failing(session, row, received, at)
-    return received
 
 
 def _raise_failing(session: Session, row: WebhookEvent, result: Received, at: dt.datetime) -> None:
@@ -240,9 +240,6 @@ def apply_waiting(
 
 
 def default_worker_name() -> str:
-    import os
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 

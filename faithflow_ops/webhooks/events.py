@@ -189,7 +189,7 @@ def _paystack(scope: str, payload: dict[str, Any]) -> InboundEvent:
     )
 
 
-def _object(value: object) -> dict[str, Any]:
+def json_object(value: object) -> dict[str, Any]:
     """A nested object, or JSON text of one (Paystack sends `metadata` either way)."""
     if isinstance(value, str) and value.strip().startswith("{"):
         try:
@@ -226,8 +226,8 @@ def paystack_scope(payload: object, default: str) -> str:
         return default
     dispute = isinstance(event, str) and event.startswith("charge.dispute.")
     if dispute:
-        data = _object(data.get("transaction"))
-    meta = _object(data.get("metadata"))
+        data = json_object(data.get("transaction"))
+    meta = json_object(data.get("metadata"))
     if _has_plan(data) or meta.get("plan") or meta.get("dunning_case") is not None:
         return "platform"
     subaccount = data.get("subaccount")

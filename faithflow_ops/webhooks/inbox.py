@@ -1,21 +1,18 @@
-"""The inbox: store a verified delivery once, then handle it once, in one transaction.
+"""Handling stored webhook events: the handlers' outcome written on the row, once.
 
-`receive` is the whole webhook path after verification, and `replay` runs the very same
-handling for a stored event (operators, `--failed`, `--unmatched`):
+The receiver stores deliveries (`ingest`) and the applier (`applier`) handles them through
+`apply_stored` / `record_failure`; `replay` (operators, `--failed`, `--unmatched`) and the
+re-drives after a link (`redrive_customer`, `link_and_handle`) or after an event's object
+arrives (`Outcome.unblocked`) run the same `_handle`, isolated by a savepoint.
 
-1. `INSERT … ON CONFLICT (provider, scope, event_key) DO UPDATE SET delivery_count + 1`
-   — never check-then-insert. On Postgres a concurrent delivery of the same event waits on
-   this row's lock until the first transaction ends, then sees its final status; on SQLite
-   `BEGIN IMMEDIATE` serialises writers. So twenty concurrent deliveries apply once.
-2. A row already `applied`, `ignored` or `stale` is a duplicate: answered 200, nothing done.
-   `unmatched` and `failed` rows are handled again (their tenant may be linked now, our bug
-   may be fixed).
-3. If the handler raises, its writes are undone (the live path rolls the whole transaction
-   back and records the delivery again in a second one; replays use a savepoint), the row is
-   kept as `failed` with the error, and the receiver answers 500 so the provider retries. If
-   the database itself fails, nothing is stored and the receiver answers 503.
-4. When an event links a customer to a tenant (checkout), that customer's `unmatched` events
-   are handled right after, in the same transaction: order of arrival does not matter.
+- A row already `applied`, `ignored` or `stale` is never handled again.
+- If the handler raises, its writes are undone and the row is kept `failed` with the error,
+  retried with backoff (`backoff`, `MAX_ATTEMPTS`). A database failure propagates.
+- When an event links a customer to a tenant (checkout), that customer's `unmatched` events
+  are handled right after, in the same transaction: order of arrival does not matter.
+
+`receive` stores a delivery and handles it at once in one transaction: the handler-level
+tests and tools use it; the live receiver does not (it acknowledges once stored).
 """
 
 from __future__ import annotations
@@ -255,6 +252,38 @@ def _handle(
     except _HandlerFailed as failed:
         result = failed
     return _finish(session, row_id, event, now, count, result, redrive=redrive)
+
+
+def handle_row(session: Session, row: WebhookEvent, now: dt.datetime) -> Received:
+    """Handle one stored row (locked by the caller) in a savepoint of the caller's
+    transaction; a body that no longer parses is kept `failed` with the reason."""
+    try:
+        event = stored_event(row)
+    except events.MalformedEvent as exc:
+        return give_up_unparsed(session, row, str(exc), now)
+    return _handle(session, row.id, event, now, row.delivery_count)
+
+
+def give_up_unparsed(session: Session, row: WebhookEvent, error: str, now: dt.datetime) -> Received:
+    """A stored body that no longer parses (a parser change): kept, `failed` for good (no
+    retry can help; a fixed parser and `webhooks replay` can)."""
+    failed = _HandlerFailed(f"stored body does not parse: {error}")
+    session.execute(
+        _EVENTS.update()
+        .where(_EVENTS.c.id == row.id)
+        .values(
+            status="failed",
+            last_error=failed.error,
+            attempts=MAX_ATTEMPTS,
+            next_attempt_at=None,
+            locked_by=None,
+            locked_until=None,
+            updated_at=now,
+        )
+    )
+    return Received(
+        row.id, row.event_key, row.event_type, "failed", False, row.delivery_count, failed.error
+    )
 
 
 HandlerFailed = _HandlerFailed  # what `apply_stored` raises when our handler fails

@@ -11,7 +11,6 @@ change's new subscription is pending until `subs automate` moves the row to it).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from faithflow_ops.models import (
 )
 from faithflow_ops.models.billing import AUTHORIZATION_KEY
 from faithflow_ops.tenancy.accounts import link_account
-from faithflow_ops.webhooks.events import InboundEvent, parse_time
+from faithflow_ops.webhooks.events import InboundEvent, json_object, parse_time
 
 Handler = Callable[[Session, InboundEvent], Outcome]
 
@@ -50,13 +49,7 @@ _SUB_STATUS = {
 }
 
 
-def _dict(value: object) -> dict[str, Any]:
-    if isinstance(value, str):  # Paystack sends metadata as a JSON string from some clients
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
+_dict = json_object  # Paystack sends `metadata` as an object or as JSON text
 
 
 def _text(value: object) -> str | None:
@@ -160,14 +153,8 @@ def _remember_authorization(sub: Subscription, data: dict[str, Any]) -> list[str
 
 
 def _metadata(data: dict[str, Any]) -> dict[str, Any]:
-    """A charge's `metadata`: an object, or (as Paystack sometimes sends it) JSON text."""
-    raw = data.get("metadata")
-    if isinstance(raw, str) and raw.strip().startswith("{"):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return {}
-    return _dict(raw)
+    """A charge's (or customer's) `metadata`: an object, or JSON text of one."""
+    return json_object(data.get("metadata"))
 
 
 # ---------------------------------------------------------------------------------------------
