@@ -1,25 +1,18 @@
 """The plain data of the job contract (DESIGN §2), at the bottom of the layers so domain code
 can plan and apply without importing `jobs`: an `Action`, its `ActionResult`, `StaleAction`,
-and `parse_time` (a run's `now`). `jobs.base` re-exports them beside `Job` and `JobContext`."""
+and `parse_time` (a run's `now`, from `faithflow_ops.clock`). `jobs.base` re-exports them
+beside `Job` and `JobContext`."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from faithflow_ops.clock import parse_time
+
+__all__ = ["Action", "ActionResult", "Outcome", "StaleAction", "parse_time"]
+
 Outcome = Literal["applied", "stale", "failed", "reported"]
-
-
-def parse_time(value: str) -> dt.datetime:
-    """A job's `now` from ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date; naive = UTC).
-
-    Raises ValueError; the CLI and the receiver turn that into their own message.
-    """
-    parsed = dt.datetime.fromisoformat(value.strip().replace("z", "Z"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True)

@@ -154,3 +154,18 @@ def day(value: Any) -> Any:
 def minute(value: Any) -> Any:
     """A time shown to the minute in a table (`--json` keeps it whole); other values as they are."""
     return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, dt.datetime) else value
+
+
+def list_footer(shown: int, total: int, noun: str, *, as_json: bool = False) -> None:
+    """The line under a list (stderr): how many of how many, and how to see the rest.
+
+    `noun` is singular ("invoice"); with --json only a cut-short list says anything."""
+    if total > shown:
+        info(f"showing {shown} of {total}; raise --limit to see more")
+    elif not as_json:
+        info(f"{total} {noun}{'' if total == 1 else 's'}")
+
+
+def percent(fraction: float | None, digits: int = 1) -> str:
+    """0.123 → "12.3%"; None (nothing to divide by) → "—"."""
+    return "—" if fraction is None else f"{fraction * 100:.{digits}f}%"
