@@ -12,7 +12,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from faithflow_ops.clock import parse_time
 
@@ -102,7 +102,7 @@ def decode(cls: type[P], data: Mapping[str, Any]) -> P:
     """The payload `encode` wrote, typed again. Keys the class does not declare are ignored
     (a preview planned by an older version still applies); a missing field without a default
     is a ValueError naming it."""
-    hints = _hints(cls)
+    hints = _hints(cast(Any, cls))
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in data:
