@@ -31,7 +31,7 @@ from faithflow_ops.db import Database
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.health import checks
 from faithflow_ops.health.checks import job_checks
-from faithflow_ops.jobs import registry
+from faithflow_ops.jobs import health_sweep, registry
 from faithflow_ops.jobs.base import JobContext
 from faithflow_ops.jobs.runner import RunResult, run_job
 from faithflow_ops.models import (
@@ -312,8 +312,9 @@ def add_run(
 
 
 def job_state(db: Database, dns: DnsServer, job: str, now: dt.datetime) -> checks.CheckResult:
+    cfg = base_settings(dns)
     with db.read_session() as s:
-        found = {r.name: r for r in job_checks(s, base_settings(dns), now)}
+        found = {r.name: r for r in job_checks(s, cfg, now, health_sweep.monitored_jobs(cfg))}
     assert set(found) == {f"job:{spec.name}" for spec in registry.JOBS}
     return found[f"job:{job}"]
 
@@ -370,7 +371,7 @@ def test_a_bad_cron_override_fails_that_job_check_naming_the_variable(
 ) -> None:
     cfg = base_settings(dns, cron_overrides={"DUNNING": "every minute"})
     with db.read_session() as s:
-        found = {r.name: r for r in job_checks(s, cfg, NOW)}
+        found = {r.name: r for r in job_checks(s, cfg, NOW, health_sweep.monitored_jobs(cfg))}
     assert found["job:dunning"].status == "fail"
     assert "CRON_DUNNING" in found["job:dunning"].detail
 
@@ -461,7 +462,7 @@ def test_a_preview_writes_no_history_and_no_incident(
 ) -> None:
     cfg = base_settings(dns, db_url, stripe_secret_key="sk", stripe_api_base=_closed())
     result = sweep(db, cfg, dry_run=True)
-    assert result.counts["record_check"] == len(checks.check_names())
+    assert result.counts["record_check"] == len(health_sweep.check_names())
     assert result.counts["open_incident"] == 1
     assert by_check(result)["stripe"]["status"] == "fail"
     assert count(db, HealthCheckResult) == 0 and count(db, Incident) == 0
@@ -505,7 +506,7 @@ def test_a_failing_check_opens_one_incident_counts_repeats_and_resolves_when_it_
     assert incident.status == "resolved" and incident.resolved_by == "job:health_sweep"
     assert incident.resolved_at == NOW + dt.timedelta(minutes=10)
     assert "resolve_incident" not in fourth.counts and "open_incident" not in fourth.counts
-    assert count(db, HealthCheckResult) == 4 * len(checks.check_names())
+    assert count(db, HealthCheckResult) == 4 * len(health_sweep.check_names())
 
 
 def test_a_failed_job_run_opens_a_job_incident_and_a_later_success_resolves_it(
@@ -581,7 +582,7 @@ def test_status_uptime_from_a_hand_made_history(db: Database, cli: Any) -> None:
     result = cli("health", "status", "--json", "--now", NOW.isoformat())
     assert result.exit_code == 0, result.stderr
     docs = {d["check"]: d for d in json.loads(result.stdout)}
-    assert list(docs)[: len(checks.check_names())] == checks.check_names()
+    assert list(docs)[: len(health_sweep.check_names())] == health_sweep.check_names()
     database = docs["database"]
     assert database["status"] == "ok"  # the latest at --now (1 h ago)
     assert database["checked_at"] == (NOW - hour).isoformat()
@@ -630,11 +631,11 @@ def test_sweep_command_previews_and_runs_with_now(
     assert preview.exit_code == 0, preview.stderr
     doc = json.loads(preview.stdout)
     assert doc["dry_run"] is True and doc["now"] == NOW.isoformat()
-    assert doc["counts"] == {"record_check": len(checks.check_names())}
+    assert doc["counts"] == {"record_check": len(health_sweep.check_names())}
     assert count(db, HealthCheckResult) == 0
     done = cli("health", "sweep", "--json", "--now", NOW.isoformat())
     assert done.exit_code == 0, done.stderr
-    assert count(db, HealthCheckResult) == len(checks.check_names())
+    assert count(db, HealthCheckResult) == len(health_sweep.check_names())
     with db.read_session() as s:
         at = set(s.scalars(select(HealthCheckResult.checked_at)))
     assert at == {NOW}
@@ -675,9 +676,9 @@ def test_task_endpoint_runs_the_sweep(db: Database, db_url: str, dns: DnsServer)
         assert done.status_code == 200, done.text
         doc = done.json()
         assert doc["job"] == "health_sweep" and doc["status"] == "succeeded"
-        assert doc["counts"]["record_check"] == len(checks.check_names())
+        assert doc["counts"]["record_check"] == len(health_sweep.check_names())
         refused = httpx.post(url + "/tasks/health/sweep", json=body)
         assert refused.status_code in (401, 403)
-    assert count(db, HealthCheckResult) == len(checks.check_names())
+    assert count(db, HealthCheckResult) == len(health_sweep.check_names())
     with db.read_session() as s:
         assert s.scalar(select(JobRun.trigger).where(JobRun.job == "health_sweep")) == "http"

@@ -41,10 +41,11 @@ def status(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     """Every check's latest result (status, when, latency, detail, open incident) and its
     uptime over 24 hours and 30 days: the share of ok or warn results among those not skipped."""
     from faithflow_ops.health.history import status as read_status
+    from faithflow_ops.jobs.health_sweep import check_names
 
     when = parse_now(now)
     with database().read_session() as session:
-        docs = read_status(session, when)
+        docs = read_status(session, when, check_names())
     if as_json:
         output.print_json(docs)
         return
@@ -86,11 +87,14 @@ def history(
     """Stored check results, newest first."""
     from faithflow_ops.health.history import history as read_history
     from faithflow_ops.health.history import parse_since
+    from faithflow_ops.jobs.health_sweep import check_names
 
     when = parse_now(now)
     start = parse_since(since, when) if since is not None else None
     with database().read_session() as session:
-        docs, total = read_history(session, check=check, since=start, until=when, limit=limit)
+        docs, total = read_history(
+            session, checks=check_names(), check=check, since=start, until=when, limit=limit
+        )
     if as_json:
         output.print_json(docs)
     else:

@@ -7,7 +7,8 @@ checks only SELECT. A provider that is not configured is `skipped`, naming the v
 failure. docs/health.md is the runbook: what each check means and what to do when it fails.
 
 Check names: `database`, `dns`, `smtp`, `stripe`, `paystack`, `twilio`, `render`,
-`outbox_backlog`, `webhook_failures`, and `job:<name>` for every registered job.
+`outbox_backlog`, `webhook_failures`, and `job:<name>` for every registered job. The jobs come
+in as `JobSchedule`s built from the registry by jobs/health_sweep: health never imports jobs.
 """
 
 from __future__ import annotations
@@ -15,15 +16,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import case, func, select, text
 
-from faithflow_ops.errors import ConfigError, UserError
-from faithflow_ops.jobs import registry
+from faithflow_ops.errors import UserError
 from faithflow_ops.models import JobRun, OutboundMessage, WebhookEvent
 from faithflow_ops.providers._http import ProviderError, RetryPolicy
 
@@ -61,13 +61,23 @@ class CheckResult:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def check_names() -> list[str]:
-    """Every check the sweep runs, in its order."""
+@dataclass(frozen=True)
+class JobSchedule:
+    """A scheduled job as its freshness check (`job:<name>`) sees it."""
+
+    name: str
+    cli_command: str  # how an operator runs it, e.g. `faithflow dunning run`
+    schedule: str | None  # the cron expression in force (CRON_<NAME> or the default)
+    schedule_error: str | None = None  # why `schedule` is None: the error naming CRON_<NAME>
+
+
+def check_names(jobs: Iterable[str]) -> list[str]:
+    """Every check the sweep runs, in its order, given the names of the registered jobs."""
     return [
         *DATABASE_CHECKS[:1],
         *PROBE_CHECKS,
         *DATABASE_CHECKS[1:],
-        *(f"job:{spec.name}" for spec in registry.JOBS),
+        *(f"job:{name}" for name in jobs),
     ]
 
 
@@ -84,9 +94,12 @@ def severity(check: str) -> str:
     return "critical" if check == "database" else "warning"
 
 
-def run_checks(session: Session, settings: Settings, now: dt.datetime) -> list[CheckResult]:
-    """Every check, in `check_names()` order. The outside probes run concurrently on threads
-    while the database checks run on `session` in this thread."""
+def run_checks(
+    session: Session, settings: Settings, now: dt.datetime, jobs: Sequence[JobSchedule]
+) -> list[CheckResult]:
+    """Every check, in `check_names()` order, with one freshness check per job of `jobs`. The
+    outside probes run concurrently on threads while the database checks run on `session` in
+    this thread."""
     probes: dict[str, Callable[[], CheckResult]] = {
         "dns": lambda: dns_check(settings),
         "smtp": lambda: smtp_check(settings),
@@ -108,11 +121,12 @@ def run_checks(session: Session, settings: Settings, now: dt.datetime) -> list[C
         results["webhooks_backlog"] = _guarded(
             "webhooks_backlog", lambda: webhook_backlog_check(session, now)
         )
-        for result in job_checks(session, settings, now):
+        for result in job_checks(session, settings, now, jobs):
             results[result.name] = result
         for name, future in futures.items():
             results[name] = future.result()
-    return [results[name] for name in check_names() if name in results]
+    names = check_names(job.name for job in jobs)
+    return [results[name] for name in names if name in results]
 
 
 def _guarded(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
@@ -282,22 +296,24 @@ def _fire_times(expr: str, after: dt.datetime) -> Iterator[dt.datetime]:
     return iter(CronSim(expr, start))
 
 
-def job_checks(session: Session, settings: Settings, now: dt.datetime) -> list[CheckResult]:
-    """One check per registered job (`job:<name>`): its last successful run (succeeded or
+def job_checks(
+    session: Session, settings: Settings, now: dt.datetime, jobs: Sequence[JobSchedule]
+) -> list[CheckResult]:
+    """One check per job of `jobs` (`job:<name>`): its last successful run (succeeded or
     partial, not a preview, started at or before `now`) against its schedule, and whether its
     latest finished run failed. See LATE_AFTER_RUNS/DOWN_AFTER_RUNS."""
-    return [_job_check(session, settings, spec, now) for spec in registry.JOBS]
+    return [_job_check(session, settings, spec, now) for spec in jobs]
 
 
 def _job_check(
-    session: Session, settings: Settings, spec: registry.JobSpec, now: dt.datetime
+    session: Session, settings: Settings, spec: JobSchedule, now: dt.datetime
 ) -> CheckResult:
     name = f"job:{spec.name}"
     started = time.perf_counter()
-    try:
-        expr = registry.schedule_for(spec, settings.cron_overrides)
-    except ConfigError as exc:
-        return CheckResult(name, "fail", str(exc), _ms(started), {"schedule": None})
+    expr = spec.schedule
+    if expr is None:
+        error = spec.schedule_error or "no schedule"
+        return CheckResult(name, "fail", error, _ms(started), {"schedule": None})
     real = (JobRun.job == spec.name, JobRun.dry_run.is_(False), JobRun.started_at <= now)
     # ix_job_runs_job_started serves both: newest first per job
     last_ok = session.execute(

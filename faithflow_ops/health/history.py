@@ -5,18 +5,21 @@ Uptime over a window = the share of a check's results in that window that were `
 `warn` (the service answered, maybe slowly or late), out of its results that were not
 `skipped` (an unconfigured provider is neither up nor down). Computed in SQL from
 health_checks (`ix_health_checks_check_at`). No results in the window: no figure (None).
+
+`checks` is every check the sweep runs, in its order (`jobs.health_sweep.check_names()`, which
+knows the registered jobs; health never imports jobs).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, case, func, select
 
 from faithflow_ops.errors import UserError
-from faithflow_ops.health.checks import check_names
 from faithflow_ops.models import HealthCheckResult, Incident
 
 if TYPE_CHECKING:
@@ -44,17 +47,18 @@ def parse_since(value: str, now: dt.datetime) -> dt.datetime:
         ) from None
 
 
-def known_check(session: Session, name: str) -> str:
-    """`name` when the sweep runs such a check or history holds one, else a UserError."""
+def known_check(session: Session, name: str, checks: Sequence[str]) -> str:
+    """`name` when the sweep runs such a check (one of `checks`) or history holds one, else a
+    UserError."""
     key = name.strip()
-    if key in check_names():
+    if key in checks:
         return key
     stored = session.scalar(
         select(HealthCheckResult.id).where(HealthCheckResult.check_name == key).limit(1)
     )
     if stored is not None:
         return key
-    raise UserError(f"no health check named {name!r}; known checks: {', '.join(check_names())}")
+    raise UserError(f"no health check named {name!r}; known checks: {', '.join(checks)}")
 
 
 def _uptime(up: Any, counted: Any) -> float | None:
@@ -62,8 +66,8 @@ def _uptime(up: Any, counted: Any) -> float | None:
     return round(100.0 * int(up or 0) / counted, 2) if counted else None
 
 
-def status(session: Session, now: dt.datetime) -> list[dict[str, Any]]:
-    """Per check (every check the sweep runs, then any other name in history): its latest
+def status(session: Session, now: dt.datetime, checks: Sequence[str]) -> list[dict[str, Any]]:
+    """Per check (every one of `checks`, then any other name in history): its latest
     result at or before `now`, whether its incident is still open, and its 24 h / 30 d uptime."""
     latest_rank = (
         func.row_number()
@@ -109,7 +113,7 @@ def status(session: Session, now: dt.datetime) -> list[dict[str, Any]]:
         name: (_uptime(d_up, d_n), _uptime(m_up, m_n)) for name, d_up, d_n, m_up, m_n in uptime_rows
     }
 
-    names = check_names()
+    names = list(checks)
     names += sorted((set(latest) | set(uptime)) - set(names))
     docs = []
     for name in names:
@@ -135,6 +139,7 @@ def status(session: Session, now: dt.datetime) -> list[dict[str, Any]]:
 def history(
     session: Session,
     *,
+    checks: Sequence[str],
     check: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
@@ -145,7 +150,7 @@ def history(
         raise UserError(f"--limit {limit} must be 1 or more")
     conds: list[Any] = []
     if check is not None:
-        conds.append(HealthCheckResult.check_name == known_check(session, check))
+        conds.append(HealthCheckResult.check_name == known_check(session, check, checks))
     if since is not None:
         conds.append(HealthCheckResult.checked_at >= since)
     if until is not None:

@@ -31,8 +31,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from faithflow_ops.health.checks import CheckResult, incident_cause, run_checks, severity
+from faithflow_ops.config import Settings
+from faithflow_ops.errors import ConfigError
+from faithflow_ops.health import checks
+from faithflow_ops.health.checks import (
+    CheckResult,
+    JobSchedule,
+    incident_cause,
+    run_checks,
+    severity,
+)
 from faithflow_ops.incidents.records import clear_incident, open_causes, raise_incident
+from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
 from faithflow_ops.models import HealthCheckResult, Incident
 
@@ -54,7 +64,7 @@ class HealthSweep(Job):
         return [(action.kind, data["check"], "", "", action.reason)]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
-        results = run_checks(session, ctx.settings, ctx.now)
+        results = run_checks(session, ctx.settings, ctx.now, monitored_jobs(ctx.settings))
         unresolved = open_causes(session, "health:") | open_causes(session, "job:")
         if ctx.progress is not None:
             ctx.progress.start(len(results))
@@ -101,6 +111,25 @@ class HealthSweep(Job):
 
 
 JOB = HealthSweep()
+
+
+def monitored_jobs(settings: Settings) -> tuple[JobSchedule, ...]:
+    """Every registered job with the schedule in force (CRON_<NAME> or the registry default),
+    for its freshness check; an invalid CRON_<NAME> becomes that check's failure."""
+    return tuple(_job_schedule(spec, settings) for spec in registry.JOBS)
+
+
+def _job_schedule(spec: registry.JobSpec, settings: Settings) -> JobSchedule:
+    try:
+        expr = registry.schedule_for(spec, settings.cron_overrides)
+    except ConfigError as exc:
+        return JobSchedule(spec.name, spec.cli_command, None, str(exc))
+    return JobSchedule(spec.name, spec.cli_command, expr)
+
+
+def check_names() -> list[str]:
+    """Every check the sweep runs, in its order (`health status` lists them in this order)."""
+    return checks.check_names(spec.name for spec in registry.JOBS)
 
 
 def _title(result: CheckResult) -> str:
