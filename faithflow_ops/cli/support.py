@@ -7,13 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from faithflow_ops.cli import output, support_kb
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from faithflow_ops.models import SupportTicket
-    from faithflow_ops.support.sla import Rules
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -43,17 +40,6 @@ NowOpt = Annotated[
     ),
 ]
 IdArg = Annotated[int, typer.Argument(metavar="ID", help="Ticket id (support tickets list).")]
-
-
-def rules(session: Session) -> Rules:
-    """The SLA rules in force: stored policies and calendar, the warning settings."""
-    from faithflow_ops.support.sla import Rules, Warning
-
-    cfg = settings()
-    from faithflow_ops.support import alerts
-
-    warning = Warning(cfg.sla_warning_minutes, cfg.sla_warning_percent)
-    return Rules.load(session, warning, alert=alerts.enabled(cfg))
 
 
 def _show_ticket(doc: dict[str, Any], as_json: bool, verb: str | None = None) -> None:
@@ -121,7 +107,7 @@ def _mutate(now: str | None, as_json: bool, verb: str, change: Any) -> None:
 
     when = parse_now(now)
     with database().session() as session:
-        r = rules(session)
+        r = support_kb.sla_rules(session)
         ticket: SupportTicket = change(session, r, when)
         doc = ticket_doc(session, ticket, r, when)
     _show_ticket(doc, as_json, verb)
@@ -200,7 +186,7 @@ def list_(
 
     when = parse_now(now)
     with database().read_session() as session:
-        r = rules(session)
+        r = support_kb.sla_rules(session)
         found, total = list_tickets(
             session,
             status=status,
@@ -245,7 +231,7 @@ def show(ticket_id: IdArg, now: NowOpt = None, as_json: JsonOpt = False) -> None
 
     when = parse_now(now)
     with database().read_session() as session:
-        doc = ticket_details(session, ticket_id, rules(session), when)
+        doc = ticket_details(session, ticket_id, support_kb.sla_rules(session), when)
     _show_ticket(doc, as_json)
 
 

@@ -5,13 +5,18 @@ faithflow_ops/support/kb.py, deflection.py and analytics.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
 from faithflow_ops.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from faithflow_ops.support.sla import Rules
 
 kb_app = typer.Typer(
     rich_markup_mode=None,
@@ -32,11 +37,11 @@ TagOpt = Annotated[
 ]
 
 
-def sla_rules(session: Any) -> Any:
-    """The SLA rules in force, with the configured warning settings (cli/support.py)."""
-    from faithflow_ops.cli.support import rules
+def sla_rules(session: Session) -> Rules:
+    """The SLA rules in force, with the configured warning settings."""
+    from faithflow_ops.support.sla import Rules
 
-    return rules(session)
+    return Rules.from_settings(session, settings())
 
 
 _LIST_COLUMNS = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,9 @@ from faithflow_ops.models.support import METRICS
 from faithflow_ops.support import alerts
 from faithflow_ops.support.clock import ALWAYS, Calendar
 from faithflow_ops.support.policies import Policies, Target, load_calendar, load_policies
+
+if TYPE_CHECKING:
+    from faithflow_ops.config import Settings
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,14 @@ class Rules:
     @classmethod
     def load(cls, session: Session, warning: Warning | None = None, alert: bool = False) -> Rules:
         return cls(load_policies(session), load_calendar(session), warning or Warning(), alert)
+
+    @classmethod
+    def from_settings(cls, session: Session, settings: Settings) -> Rules:
+        """The rules in force: the stored policies and calendar, the warning rule of
+        FAITHFLOW_SLA_WARNING_MINUTES/PERCENT, and incidents for urgent tickets' marks when an
+        escalation hook is set (alerts.enabled)."""
+        warning = Warning(settings.sla_warning_minutes, settings.sla_warning_percent)
+        return cls.load(session, warning, alert=alerts.enabled(settings))
 
     def target(self, ticket: SupportTicket, metric: str) -> Target:
         return self.policies[ticket.priority, metric]
