@@ -7,7 +7,11 @@
   WhatsApp opt-outs, a pause until a promised payment), read in one batch for a whole run
   (`faithflow dunning prefs show|set`).
 - `quiet`: quiet hours in the tenant's time zone: the first minute a message may go out.
+- `cases`: one case per past-due episode, opened and closed by the subscription's status.
+- `planner`: the step each open case takes now, its channels and send time (the plan of
+  `faithflow dunning run`); `steps`: applying it (outbox messages, skips, hand-over, payment
+  retries through `retry`).
 - `analytics`: what the ladder achieved (`faithflow dunning analytics`).
 
-The `dunning` job (cases, preview/run, payment retries) builds on these.
+The `dunning` job (faithflow_ops/jobs/dunning.py) is the glue that runs planner and steps.
 """

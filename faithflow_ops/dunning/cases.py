@@ -43,6 +43,7 @@ CLOSE_FOR_STATUS = {
     "suspended": "suspended",
 }
 ABOUT = "dunning_attempt"  # outbound_messages.about_type of dunning messages
+CATEGORY = "dunning"  # outbound_messages.category of dunning messages
 SKIPPED_PREFIX = "skipped:"  # dunning_attempts.detail of a step passed over (never taken)
 
 

@@ -414,7 +414,7 @@ def hold_pending(
         select(OutboundMessage)
         .where(
             OutboundMessage.tenant_id == prefs.tenant_id,
-            OutboundMessage.category == "dunning",  # jobs.dunning.CATEGORY
+            OutboundMessage.category == "dunning",  # dunning.cases.CATEGORY
             OutboundMessage.status.in_(PENDING_STATUSES),
         )
         .order_by(OutboundMessage.id)

@@ -1,0 +1,483 @@
+"""The dunning plan: which ladder step each open case takes now, on which channels, and when it
+may go out (the rules of `faithflow dunning run`; the action kinds are listed in the job's
+docstring, faithflow_ops/jobs/dunning.py, and docs/dunning.md).
+
+Read-only. `plan_actions` reads everything in a few set-based queries — the policy, the plans'
+grace, the open cases with their subscription, tenant and invoice, the steps already taken, the
+latest dunning message per tenant — then decides, case by case (per tenant, oldest episode
+first, so a tenant with two cases gets one message per suppression window):
+
+- a case that should no longer be open is closed (`close_case`), a past-due subscription with
+  no open case gets one (`open_case`);
+- of the steps due and not taken, the latest is taken and the earlier ones are passed over
+  (`skip_steps`), as is a step every channel of which the tenant's preferences block;
+- a step's message (`send_step`) is never sent early and never dropped: held back by the
+  window or the tenant's quiet hours, it is scheduled for the first minute allowed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from sqlalchemy import Table, exists, func, select
+
+from faithflow_ops.actions import Action
+from faithflow_ops.clock import iso
+from faithflow_ops.dunning import cases as dc
+from faithflow_ops.dunning.policy import Step, current_policy
+from faithflow_ops.dunning.prefs import Preferences, preferences_for
+from faithflow_ops.dunning.quiet import first_allowed
+from faithflow_ops.models import (
+    Invoice,
+    OutboundMessage,
+    Subscription,
+    SubscriptionPlan,
+    Tenant,
+)
+from faithflow_ops.models.dunning import DunningAttempt, DunningCase
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from faithflow_ops.config import Settings
+
+CASES = cast(Table, DunningCase.__table__)
+ATTEMPTS = cast(Table, DunningAttempt.__table__)
+SUBS = cast(Table, Subscription.__table__)
+TENANTS = cast(Table, Tenant.__table__)
+INVOICES = cast(Table, Invoice.__table__)
+PLANS = cast(Table, SubscriptionPlan.__table__)
+MESSAGES = cast(Table, OutboundMessage.__table__)
+
+KINDS = (
+    "open_case",
+    "close_case",
+    "skip_steps",
+    "send_step",
+    "retry_payment",
+    "handover",
+    "paused",
+    "no_contact",
+)
+REPORT_ONLY = frozenset({"paused", "no_contact"})
+# Messages that count for the suppression window: everything but what was never sent.
+NOT_SENT = ("canceled", "suppressed")
+
+
+class _Case(NamedTuple):
+    id: int
+    tenant_id: int
+    subscription_id: int
+    past_due_since: dt.datetime
+    amount_minor: int
+    currency: str
+    invoice_ref: str | None
+    sub_status: str
+    provider: str
+    plan_id: int
+    tenant: str
+    tenant_status: str
+    tenant_gone: bool
+    grace_days: int | None
+    hosted_url: str | None
+    invoice_open: bool
+    invoice_number: str | None
+
+
+@dataclass(frozen=True)
+class GraceRule:
+    """How long a past-due subscription has before suspension, for `suspend_at` in messages:
+    the tenant's `billing_grace_days`, else `plan_grace(plan metadata)`, else `default_days`.
+    It is billing's rule (faithflow_ops.billing.grace); the job hands it in, since billing
+    imports dunning (the case hook on a status change) and packages never import in a circle."""
+
+    plan_grace: Callable[[object], int | None]
+    default_days: int
+
+
+@dataclass(frozen=True)
+class _PlanInfo:
+    code: str
+    grace_days: int | None
+
+
+@dataclass
+class _Run:
+    """What the cases of one run share."""
+
+    now: dt.datetime
+    window: dt.timedelta  # at most one dunning message per tenant in this long
+    return_url: str  # where to pay when the case's invoice has no page of its own
+    default_grace_days: int
+    # first_allowed answers by (earliest, zone, windows): many cases share one
+    allowed: dict[tuple[Any, ...], dt.datetime] = field(default_factory=dict)
+
+
+def days_past_due(delta: dt.timedelta) -> int:
+    """Whole days in `delta` (never negative): what messages call "days past due"."""
+    return max(delta.days, 0)
+
+
+def plan_actions(
+    session: Session, now: dt.datetime, settings: Settings, grace: GraceRule
+) -> list[Action]:
+    """Every action of one run at `now` (read-only; see the module docstring)."""
+    policy = current_policy(session)
+    plans = {
+        pid: _PlanInfo(code, grace.plan_grace(meta))
+        for pid, code, meta in session.execute(
+            select(PLANS.c.id, PLANS.c.code, PLANS.c["metadata"])
+        ).tuples()
+    }
+    actions = _missing_cases(session)
+    cases = _open_cases(session)
+    taken = _taken_steps(session)
+    last_sent = _last_messages(session)
+    run = _Run(
+        now,
+        dt.timedelta(hours=settings.dunning_window_hours),
+        settings.billing_return_url or "",
+        grace.default_days,
+    )
+    # Most open cases have nothing due in a given run: only those that do need preferences.
+    due: list[tuple[_Case, list[tuple[int, Step]]]] = []
+    for case in sorted(cases, key=lambda c: (c.tenant_id, c.past_due_since, c.id)):
+        closing = _closing(case)
+        if closing is not None:
+            actions.append(closing)
+            continue
+        steps = due_steps(policy.steps, taken.get(case.id, set()), case.past_due_since, now)
+        if steps:
+            due.append((case, steps))
+    prefs = preferences_for(session, {case.tenant_id for case, _ in due})
+    sends: list[Action] = []
+    retries: list[Action] = []
+    # Per tenant, oldest episode first: a tenant with two cases gets one message per window.
+    for case, steps in due:
+        ladder = _Ladder(case, run, plans.get(case.plan_id))
+        ladder.plan(steps, prefs.get(case.tenant_id), last_sent)
+        sends += ladder.actions
+        retries += ladder.retries
+    # Payment retries last: they go one by one (provider I/O), the rest in batches.
+    return actions + sends + retries
+
+
+def _missing_cases(session: Session) -> list[Action]:
+    # ix_subscriptions_automate_past_due_since (past-due rows); uq_dunning_cases_open_subscription
+    # answers the NOT EXISTS
+    rows = session.execute(
+        select(SUBS.c.id, SUBS.c.tenant_id, TENANTS.c.slug, SUBS.c.past_due_since)
+        .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
+        .where(
+            SUBS.c.status.in_(dc.PAST_DUE),
+            TENANTS.c.status == "active",
+            TENANTS.c.deleted_at.is_(None),
+            ~exists().where(CASES.c.subscription_id == SUBS.c.id, CASES.c.status == "open"),
+        )
+        .order_by(SUBS.c.id)
+    ).tuples()
+    out = []
+    for sub_id, tenant_id, slug, since in rows:
+        data = {
+            "subscription_id": sub_id,
+            "tenant_id": tenant_id,
+            "tenant": slug,
+            "past_due_since": iso(since) if since else None,
+        }
+        reason = "subscription is past due with no open dunning case (a missed hook): open one"
+        out.append(Action("open_case", f"subscription:{sub_id}", reason, data))
+    return out
+
+
+def _open_cases(session: Session) -> list[_Case]:
+    """Every open case with what its plan needs, in one query."""
+    rows = session.execute(
+        select(
+            CASES.c.id,
+            CASES.c.tenant_id,
+            CASES.c.subscription_id,
+            CASES.c.past_due_since,
+            CASES.c.amount_minor,
+            CASES.c.currency,
+            CASES.c.provider_invoice_id,
+            SUBS.c.status,
+            SUBS.c.provider,
+            SUBS.c.plan_id,
+            TENANTS.c.slug,
+            TENANTS.c.status,
+            TENANTS.c.deleted_at.is_not(None),
+            TENANTS.c.billing_grace_days,
+            INVOICES.c.hosted_invoice_url,
+            INVOICES.c.status.in_(dc.OPEN_INVOICE),
+            INVOICES.c["metadata"]["number"].as_string(),
+        )
+        .join(SUBS, SUBS.c.id == CASES.c.subscription_id)
+        .join(TENANTS, TENANTS.c.id == CASES.c.tenant_id)
+        .outerjoin(INVOICES, INVOICES.c.id == CASES.c.invoice_id)
+        .where(CASES.c.status == "open")
+    ).tuples()
+    out = []
+    for row in rows:
+        (case_id, tenant_id, sub_id, since, amount, currency, ref, sub_status, provider) = row[:9]
+        plan_id, slug, tenant_status, gone, grace, url, invoice_open, number = row[9:]
+        out.append(
+            _Case(
+                case_id,
+                tenant_id,
+                sub_id,
+                since,
+                amount,
+                currency,
+                ref,
+                sub_status,
+                provider,
+                plan_id,
+                slug,
+                tenant_status,
+                bool(gone),
+                grace,
+                url,
+                bool(invoice_open),
+                number,
+            )
+        )
+    return out
+
+
+def _taken_steps(session: Session) -> dict[int, set[str]]:
+    """The steps each open case already has an attempt for (uq_dunning_attempts_case_id_…)."""
+    out: dict[int, set[str]] = {}
+    for case_id, step in session.execute(
+        select(ATTEMPTS.c.case_id, ATTEMPTS.c.step)
+        .join(CASES, CASES.c.id == ATTEMPTS.c.case_id)
+        .where(CASES.c.status == "open")
+        .distinct()
+    ).tuples():
+        out.setdefault(case_id, set()).add(step)
+    return out
+
+
+def _last_messages(session: Session) -> dict[int, dt.datetime]:
+    """The latest dunning message (sent or still to go) per tenant with an open case
+    (ix_outbound_messages_tenant_category)."""
+    open_tenants = select(CASES.c.tenant_id).where(CASES.c.status == "open")
+    rows = session.execute(
+        select(MESSAGES.c.tenant_id, func.max(MESSAGES.c.not_before))
+        .where(
+            MESSAGES.c.category == dc.CATEGORY,
+            MESSAGES.c.tenant_id.in_(open_tenants),
+            MESSAGES.c.status.not_in(NOT_SENT),
+        )
+        .group_by(MESSAGES.c.tenant_id)
+    ).tuples()
+    return {tenant_id: at for tenant_id, at in rows if at is not None}
+
+
+def _closing(case: _Case) -> Action | None:
+    """A close_case action when the case should no longer be open (the safety net)."""
+    status: str | None = None
+    if case.tenant_gone or case.tenant_status == "archived":
+        status, why = "canceled", f"tenant {case.tenant} is deleted or archived"
+    elif case.tenant_status == "suspended":
+        status, why = "suspended", f"tenant {case.tenant} is suspended"
+    elif case.sub_status not in dc.PAST_DUE:
+        status = dc.CLOSE_FOR_STATUS.get(case.sub_status, "canceled")
+        why = f"subscription {case.subscription_id} is {case.sub_status}"
+    if status is None:
+        return None
+    data = {
+        "case_id": case.id,
+        "tenant_id": case.tenant_id,
+        "tenant": case.tenant,
+        "subscription_id": case.subscription_id,
+        "status": status,
+    }
+    return Action("close_case", f"dunning_case:{case.id}", f"{why}: close as {status}", data)
+
+
+def _step_channels(step: Step) -> list[str]:
+    """The attempt channels a step records: its message channels, then retry and hand-over."""
+    out = list(step.channels)
+    if step.retry_payment:
+        out.append("payment_retry")
+    if step.handover:
+        out.append("handover")
+    return out
+
+
+def due_steps(
+    steps: Sequence[Step], taken: set[str], past_due_since: dt.datetime, now: dt.datetime
+) -> list[tuple[int, Step]]:
+    """(index, step) of the steps due and not taken: offset reached, after the last step taken.
+    The last of them is the one to take; the others are passed over."""
+    last = -1
+    if taken:
+        last = max((i for i, s in enumerate(steps) if s.key in taken), default=-1)
+    elapsed = now - past_due_since
+    return [
+        (i, s)
+        for i, s in enumerate(steps)
+        if i > last and s.offset <= elapsed and _step_channels(s)
+    ]
+
+
+class _Ladder:
+    """The plan for one open case."""
+
+    def __init__(self, case: _Case, run: _Run, plan: _PlanInfo | None) -> None:
+        self.case, self.run, self.now, self.plan_info = case, run, run.now, plan
+        self.actions: list[Action] = []
+        self.retries: list[Action] = []
+
+    def _base(self) -> dict[str, Any]:
+        c = self.case
+        grace = c.grace_days
+        if grace is None:
+            grace = self.plan_info.grace_days if self.plan_info is not None else None
+        if grace is None:
+            grace = self.run.default_grace_days
+        return {
+            "case_id": c.id,
+            "tenant_id": c.tenant_id,
+            "tenant": c.tenant,
+            "subscription_id": c.subscription_id,
+            "provider": c.provider,
+            "amount_minor": c.amount_minor,
+            "currency": c.currency,
+            "past_due_since": iso(c.past_due_since),
+            "days_past_due": days_past_due(self.now - c.past_due_since),
+            "suspend_at": iso(c.past_due_since + dt.timedelta(days=grace)),
+        }
+
+    def plan(
+        self,
+        due: list[tuple[int, Step]],
+        prefs: Preferences | None,
+        last_sent: dict[int, dt.datetime],
+    ) -> None:
+        c, now = self.case, self.now
+        index, step = due[-1]
+        target = f"dunning_case:{c.id}"
+        base = self._base()
+        if prefs is not None and prefs.paused(now):
+            data = base | {
+                "step": step.key,
+                "paused_until": iso(prefs.paused_until),
+                "note": prefs.pause_note,
+            }
+            reason = f"dunning paused until {iso(prefs.paused_until)}" + (
+                f" ({prefs.pause_note})" if prefs.pause_note else ""
+            )
+            self.actions.append(Action("paused", target, reason, data))
+            return
+        skipped = [(i, s, f"superseded by {step.key}") for i, s in due[:-1]]
+        usable: dict[str, str] = {}
+        blocked: dict[str, str] = {}
+        missing = False
+        for channel in step.channels:
+            why = prefs.blocked(channel) if prefs is not None else "no preferences"
+            contact = prefs.contact(channel) if prefs is not None else None
+            if why is None and contact is not None:
+                usable[channel] = contact
+                continue
+            blocked[channel] = why or "no contact"
+            if contact is None and _allowed(prefs, channel):
+                missing = True
+        if step.channels and not (usable or missing or step.retry_payment or step.handover):
+            reasons = "; ".join(f"{ch}: {why}" for ch, why in blocked.items())
+            skipped.append((index, step, f"every channel blocked ({reasons})"))
+        if skipped:
+            self._skip(base, skipped)
+        if usable:
+            assert prefs is not None  # a usable channel has a contact from the preferences
+            self._send(base, index, step, usable, blocked, last_sent, prefs)
+        elif step.channels and missing:
+            data = base | {"step": step.key, "channels": [], "blocked": blocked}
+            reason = f"step {step.key}: no contact on any channel ({_join(blocked)}); add one " + (
+                f"with `faithflow dunning prefs set --tenant {c.tenant}` or `faithflow tenants`"
+            )
+            self.actions.append(Action("no_contact", target, reason, data))
+        if step.retry_payment:
+            self.retries.append(self._retry(base, index, step))
+        if step.handover:
+            data = base | {"step": step.key, "step_index": index}
+            reason = f"step {step.key} ({step.when()}): hand over to suspension"
+            self.actions.append(Action("handover", target, reason, data))
+
+    def _skip(self, base: dict[str, Any], skipped: list[tuple[int, Step, str]]) -> None:
+        data = base | {
+            "steps": [
+                {"step": s.key, "step_index": i, "channels": _step_channels(s), "why": why}
+                for i, s, why in skipped
+            ]
+        }
+        reason = "; ".join(f"{s.key}: {why}" for _, s, why in skipped)
+        self.actions.append(Action("skip_steps", f"dunning_case:{self.case.id}", reason, data))
+
+    def _send(
+        self,
+        base: dict[str, Any],
+        index: int,
+        step: Step,
+        usable: dict[str, str],
+        blocked: dict[str, str],
+        last_sent: dict[int, dt.datetime],
+        prefs: Preferences,
+    ) -> None:
+        c, now = self.case, self.now
+        due_at = c.past_due_since + step.offset
+        earliest = max(due_at, now)
+        held: list[str] = []
+        last = last_sent.get(c.tenant_id)
+        window = self.run.window
+        if last is not None and last + window > earliest:
+            earliest = last + window
+            hours = window.total_seconds() / 3600
+            held.append(
+                f"window: last dunning message {iso(last)} + {hours:g} h -> {iso(earliest)}"
+            )
+        key = (earliest, prefs.timezone, prefs.quiet_hours)
+        scheduled = self.run.allowed.get(key)
+        if scheduled is None:  # many cases share (now, zone, windows): computed once each
+            scheduled = self.run.allowed[key] = first_allowed(*key)
+        if scheduled - earliest >= dt.timedelta(minutes=1):
+            held.append(f"quiet hours ({prefs.timezone}) until {iso(scheduled)}")
+        last_sent[c.tenant_id] = max(scheduled, last_sent.get(c.tenant_id, scheduled))
+        pay_url = (c.hosted_url if c.invoice_open else None) or self.run.return_url
+        data = base | {
+            "step": step.key,
+            "step_index": index,
+            "template": step.template,
+            "channels": list(usable),
+            "recipients": usable,
+            "blocked": blocked,
+            "due_at": iso(due_at),
+            "scheduled_at": iso(scheduled),
+            "held_back": held,
+            "invoice_number": c.invoice_number or c.invoice_ref or "",
+            "pay_url": pay_url,
+        }
+        when = "now" if scheduled <= now + dt.timedelta(minutes=1) else iso(scheduled)
+        reason = f"step {step.key} ({step.when()}) by {', '.join(usable)}, {when}"
+        self.actions.append(Action("send_step", f"dunning_case:{c.id}", reason, data))
+
+    def _retry(self, base: dict[str, Any], index: int, step: Step) -> Action:
+        data = base | {"step": step.key, "step_index": index, "invoice": self.case.invoice_ref}
+        reason = f"step {step.key} ({step.when()}): retry the payment at {self.case.provider}"
+        return Action("retry_payment", f"dunning_case:{self.case.id}", reason, data)
+
+
+def _allowed(prefs: Preferences | None, channel: str) -> bool:
+    """The tenant allows `channel` and has not opted out of it (only the contact is missing)."""
+    if prefs is None or channel not in prefs.channels:
+        return False
+    if channel == "sms" and prefs.sms_opt_out:
+        return False
+    return not (channel == "whatsapp" and prefs.whatsapp_opt_out)
+
+
+def _join(blocked: Mapping[str, str]) -> str:
+    return "; ".join(f"{ch}: {why}" for ch, why in blocked.items())

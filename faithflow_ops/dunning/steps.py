@@ -1,0 +1,327 @@
+"""Applying the dunning plan (faithflow_ops.dunning.planner), one action at a time: take a
+ladder step (its messages into the outbox), record steps passed over, hand a case over to
+suspension, retry a payment at the provider, open or close a case.
+
+Each re-checks that the case is still open while claiming it (`UPDATE … WHERE status =
+'open'`, rowcount) — a payment recovered between preview and run sends nothing — and inserts
+each attempt `ON CONFLICT DO NOTHING` (a step is never taken twice); anything the plan saw that
+no longer holds is a StaleAction. All but the payment retry run in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, select, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.actions import Action, StaleAction
+from faithflow_ops.clock import iso
+from faithflow_ops.comms import outbox
+from faithflow_ops.db import rowcount, upsert_insert
+from faithflow_ops.dunning import cases as dc
+from faithflow_ops.dunning import retry
+from faithflow_ops.dunning.planner import days_past_due
+from faithflow_ops.models import Invoice, Subscription, SubscriptionPlan, Tenant
+from faithflow_ops.models.billing import AUTHORIZATION_KEY
+from faithflow_ops.models.dunning import DunningAttempt, DunningCase
+
+if TYPE_CHECKING:
+    from faithflow_ops.config import Settings
+
+CASES = cast(Table, DunningCase.__table__)
+ATTEMPTS = cast(Table, DunningAttempt.__table__)
+SUBS = cast(Table, Subscription.__table__)
+TENANTS = cast(Table, Tenant.__table__)
+
+AUDIT_STEP = "dunning.step"
+AUDIT_SKIP = "dunning.skip"
+AUDIT_RETRY = "dunning.payment_retry"
+AUDIT_HANDOVER = "dunning.handover"
+# Payment retries call a provider with no transaction open: never in a batch.
+UNBATCHED = frozenset({"retry_payment"})
+
+
+def apply(
+    session: Session, action: Action, *, now: dt.datetime, actor: str, settings: Settings
+) -> None:
+    """Apply one planned action (not a report-only one) or raise StaleAction."""
+    handler = _APPLY.get(action.kind)
+    if handler is None:
+        raise ValueError(f"dunning has no action kind {action.kind!r}")
+    handler(session, action.data, now, actor, settings)
+
+
+def _time(data: Mapping[str, Any], key: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(data[key])
+
+
+def claim_open(session: Session, case_id: int, now: dt.datetime) -> None:
+    """Lock the case while it is open (UPDATE … WHERE status = 'open'), else StaleAction."""
+    result = session.execute(
+        update(CASES)
+        .where(CASES.c.id == case_id, CASES.c.status == "open")
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if rowcount(result) != 1:
+        status = session.scalar(select(CASES.c.status).where(CASES.c.id == case_id))
+        raise StaleAction(
+            f"dunning case {case_id} is {status or 'gone'} since the plan; nothing done for it"
+        )
+
+
+def _insert_attempt(session: Session, values: dict[str, Any]) -> int | None:
+    """Insert one attempt; None when (case, step, channel) is already there."""
+    stmt = (
+        upsert_insert(session.get_bind().dialect.name, DunningAttempt)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["case_id", "step", "channel"])
+        .returning(ATTEMPTS.c.id)
+    )
+    return cast(int | None, session.execute(stmt).scalar_one_or_none())
+
+
+def _attempt_values(
+    data: Mapping[str, Any], step: str, index: int, channel: str, at: dt.datetime, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "case_id": data["case_id"],
+        "tenant_id": data["tenant_id"],
+        "step": step,
+        "step_index": index,
+        "channel": channel,
+        "scheduled_at": at,
+        "created_at": now,
+    }
+
+
+def _apply_send(
+    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
+) -> None:
+    case_id, step, index = data["case_id"], data["step"], data["step_index"]
+    scheduled = _time(data, "scheduled_at")
+    claim_open(session, case_id, now)
+    tenant = session.get(Tenant, data["tenant_id"])
+    if tenant is None:
+        raise StaleAction(f"tenant {data['tenant']} no longer exists")
+    since = _time(data, "past_due_since")
+    variables = {
+        "amount_minor": data["amount_minor"],
+        "currency": data["currency"],
+        "invoice_number": data["invoice_number"],
+        "days_past_due": days_past_due(scheduled - since),  # as of the day it goes out
+        "pay_url": data["pay_url"],
+        "suspend_at": data["suspend_at"],
+    }
+    sent: dict[str, int] = {}
+    for channel in data["channels"]:
+        attempt_id = _insert_attempt(
+            session, _attempt_values(data, step, index, channel, scheduled, now)
+        )
+        if attempt_id is None:
+            continue  # this channel of the step was already taken
+        queued = outbox.enqueue(
+            session,
+            channel=channel,
+            recipient=data["recipients"][channel],
+            template=data["template"],
+            variables=variables,
+            idempotency_key=f"dunning:{case_id}:{step}:{channel}",
+            now=now,
+            tenant=tenant,
+            not_before=scheduled,
+            category=dc.CATEGORY,
+            about=(dc.ABOUT, attempt_id),
+        )
+        session.execute(
+            update(ATTEMPTS)
+            .where(ATTEMPTS.c.id == attempt_id)
+            .values(message_id=queued.id, detail=f"message {queued.status}")
+        )
+        sent[channel] = queued.id
+    if not sent:
+        raise StaleAction(f"dunning case {case_id}: step {step} was already taken")
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_STEP,
+        entity_type="dunning_case",
+        entity_id=case_id,
+        tenant_id=data["tenant_id"],
+        after={"step": step, "messages": sent, "scheduled_at": data["scheduled_at"]},
+    )
+
+
+def _apply_skip(
+    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
+) -> None:
+    case_id = data["case_id"]
+    claim_open(session, case_id, now)
+    recorded = []
+    for item in data["steps"]:
+        for channel in item["channels"]:
+            values = _attempt_values(data, item["step"], item["step_index"], channel, now, now)
+            values["detail"] = f"{dc.SKIPPED_PREFIX} {item['why']}"
+            if channel == "payment_retry":
+                values["retry_outcome"] = retry.SKIPPED
+            if _insert_attempt(session, values) is not None:
+                recorded.append(f"{item['step']}:{channel}")
+    if not recorded:
+        raise StaleAction(f"dunning case {case_id}: the steps were already recorded")
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_SKIP,
+        entity_type="dunning_case",
+        entity_id=case_id,
+        tenant_id=data["tenant_id"],
+        after={"skipped": recorded},
+    )
+
+
+def _apply_handover(
+    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
+) -> None:
+    case_id, step = data["case_id"], data["step"]
+    claim_open(session, case_id, now)
+    values = _attempt_values(data, step, data["step_index"], "handover", now, now)
+    values["detail"] = f"handed over to suspension (suspend at {data['suspend_at']})"
+    if _insert_attempt(session, values) is None:
+        raise StaleAction(f"dunning case {case_id} was already handed over")
+    session.execute(
+        update(CASES)
+        .where(CASES.c.id == case_id, CASES.c.handed_over_at.is_(None))
+        .values(handed_over_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_HANDOVER,
+        entity_type="dunning_case",
+        entity_id=case_id,
+        tenant_id=data["tenant_id"],
+        after={"step": step, "handed_over_at": iso(now), "suspend_at": data["suspend_at"]},
+    )
+
+
+def _retry_target(session: Session, data: Mapping[str, Any]) -> retry.Target:
+    """What to charge, read now: the case's invoice if still open, else the oldest open one."""
+    sub = session.get(Subscription, data["subscription_id"])
+    if sub is None:
+        raise StaleAction(f"subscription {data['subscription_id']} no longer exists")
+    case = session.get(DunningCase, data["case_id"])
+    assert case is not None
+    invoice = session.get(Invoice, case.invoice_id) if case.invoice_id is not None else None
+    if invoice is None or invoice.status not in dc.OPEN_INVOICE:
+        invoice = dc.oldest_open_invoice(session, sub.id)
+    tenant = session.get(Tenant, sub.tenant_id)
+    plan = session.get(SubscriptionPlan, sub.plan_id)
+    amount, currency = case.amount_minor, case.currency
+    if invoice is not None:
+        amount = max(invoice.amount_due_minor - (invoice.amount_paid_minor or 0), 0)
+        currency = invoice.currency
+    auth = (sub.metadata_ or {}).get(AUTHORIZATION_KEY)
+    return retry.Target(
+        provider=sub.provider,
+        case_id=case.id,
+        step=data["step"],
+        tenant=data["tenant"],
+        invoice_ref=invoice.provider_invoice_id if invoice is not None else None,
+        amount_minor=amount,
+        currency=currency,
+        authorization_code=auth.strip() if isinstance(auth, str) and auth.strip() else None,
+        email=tenant.billing_email if tenant is not None else None,
+        plan=plan.code if plan is not None else None,
+    )
+
+
+def _apply_retry(
+    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, settings: Settings
+) -> None:
+    case_id, step = data["case_id"], data["step"]
+    # 1. Claim: the attempt row, committed at once in its own short transaction.
+    with Session(session.get_bind()) as claim, claim.begin():
+        claim_open(claim, case_id, now)
+        values = _attempt_values(data, step, data["step_index"], "payment_retry", now, now)
+        values["detail"] = "in progress: the provider was called; no outcome recorded yet"
+        attempt_id = _insert_attempt(claim, values)
+        if attempt_id is None:
+            raise StaleAction(f"dunning case {case_id}: step {step}'s payment retry was taken")
+        target = _retry_target(claim, data)
+    # 2. The provider call, with no transaction open.
+    result = retry.attempt(settings, target)
+    # 3. The outcome, in the caller's transaction.
+    session.execute(
+        update(ATTEMPTS)
+        .where(ATTEMPTS.c.id == attempt_id)
+        .values(retry_outcome=result.outcome, detail=result.detail[:2000])
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_RETRY,
+        entity_type="dunning_case",
+        entity_id=case_id,
+        tenant_id=data["tenant_id"],
+        after={
+            "step": step,
+            "provider": target.provider,
+            "invoice": target.invoice_ref,
+            "outcome": result.outcome,
+            "detail": result.detail,
+        },
+    )
+
+
+def _apply_open(
+    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
+) -> None:
+    sub = session.scalars(
+        select(Subscription).where(Subscription.id == data["subscription_id"]).with_for_update()
+    ).first()
+    if sub is None or sub.status not in dc.PAST_DUE:
+        raise StaleAction(
+            f"subscription {data['subscription_id']} is no longer past due "
+            f"({sub.status if sub else 'gone'})"
+        )
+    if dc.open_case(session, sub, now, actor) is None:
+        raise StaleAction(f"subscription {sub.id} already has an open dunning case")
+
+
+def _apply_close(
+    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
+) -> None:
+    case_id, status = data["case_id"], data["status"]
+    row = session.execute(
+        select(SUBS.c.status, TENANTS.c.status, TENANTS.c.deleted_at)
+        .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
+        .where(SUBS.c.id == data["subscription_id"])
+    ).first()
+    still_due = row is not None and row[0] in dc.PAST_DUE and row[1] == "active" and row[2] is None
+    if still_due:
+        raise StaleAction(f"subscription {data['subscription_id']} is past due again; case stays")
+    closed = dc.close_cases(
+        session,
+        subscription_id=data["subscription_id"],
+        status=status,
+        at=now,
+        actor=actor,
+    )
+    if case_id not in closed:
+        raise StaleAction(f"dunning case {case_id} was already closed")
+
+
+_Handler = Callable[[Session, Mapping[str, Any], dt.datetime, str, "Settings"], None]
+_APPLY: dict[str, _Handler] = {
+    "send_step": _apply_send,
+    "skip_steps": _apply_skip,
+    "handover": _apply_handover,
+    "retry_payment": _apply_retry,
+    "open_case": _apply_open,
+    "close_case": _apply_close,
+}
