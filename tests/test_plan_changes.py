@@ -14,7 +14,7 @@ from helpers import said
 from provider_fakes import FakeAPI, Recorded, Reply, paystack_error, stripe_error
 from sqlalchemy import select, update
 
-from faithflow_ops.billing.plan_changes import classify
+from faithflow_ops.billing.plan_change_rules import classify
 from faithflow_ops.db import Database
 from faithflow_ops.models import AuditLog, PlanChange, Subscription, SubscriptionPlan
 

@@ -57,7 +57,7 @@ from faithflow_ops.billing.lifecycle import (
     reactivate_if_suspended_for_non_payment,
     set_subscription_status,
 )
-from faithflow_ops.billing.plan_changes import move_to_new_paystack_code
+from faithflow_ops.billing.plan_change_record import move_to_new_paystack_code
 from faithflow_ops.db import rowcount, utcnow
 from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.billing import lifecycle as fx
 from faithflow_ops.billing.lifecycle import Outcome
-from faithflow_ops.billing.plan_changes import scheduled_change
+from faithflow_ops.billing.plan_change_prepare import scheduled_change
 from faithflow_ops.db import utcnow
 from faithflow_ops.models import (
     Dispute,
