@@ -60,15 +60,10 @@ def list_(
 @app.command("show")
 def show(incident_id: IdArg, as_json: JsonOpt = False) -> None:
     """One incident: cause, detail, times, who acknowledged or resolved it, the hooks sent."""
-    from sqlalchemy import select
-
-    from faithflow_ops.incidents.records import get_incident, incident_doc
-    from faithflow_ops.models import Tenant
+    from faithflow_ops.incidents.records import incident_details
 
     with database().read_session() as session:
-        incident = get_incident(session, incident_id)
-        slug = session.scalar(select(Tenant.slug).where(Tenant.id == incident.tenant_id))
-        doc = incident_doc(incident, slug)
+        doc = incident_details(session, incident_id)
     if as_json:
         output.print_json(doc)
     else:

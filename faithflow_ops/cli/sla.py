@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from faithflow_ops.cli import output, support_kb
+from faithflow_ops.cli import output, support_analytics
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 app = typer.Typer(
@@ -28,7 +28,7 @@ holiday_app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 app.add_typer(calendar_app, name="calendar")
 calendar_app.add_typer(holiday_app, name="holiday")
-app.command("analytics")(support_kb.sla_analytics)  # cli/support_kb.py
+app.command("analytics")(support_analytics.sla_analytics)  # cli/support_analytics.py
 
 
 @app.command("breaches")

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from faithflow_ops.cli import output, support_kb
+from faithflow_ops.cli import output, support_analytics, support_kb
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 if TYPE_CHECKING:
@@ -29,9 +29,8 @@ agents_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(agents_app, name="agents")
-# knowledge base, deflection and analytics: cli/support_kb.py
-app.add_typer(support_kb.kb_app, name="kb")
-app.command("analytics")(support_kb.analytics)
+app.add_typer(support_kb.kb_app, name="kb")  # knowledge base and deflection: cli/support_kb.py
+app.command("analytics")(support_analytics.analytics)  # cli/support_analytics.py
 
 NowOpt = Annotated[
     str | None,

@@ -1,6 +1,5 @@
-"""`faithflow support kb …` (knowledge base and deflection), `faithflow support analytics` and
-`faithflow sla analytics`. Mounted by cli/support.py and cli/sla.py; thin over
-faithflow_ops/support/kb.py, deflection.py and analytics.py."""
+"""`faithflow support kb …`: the knowledge base and deflection. Mounted by cli/support.py; thin
+over faithflow_ops/support/kb.py and deflection.py."""
 
 from __future__ import annotations
 
@@ -339,71 +338,3 @@ def confirm(
         output.print_json(doc)
     else:
         output.info(f"ticket {ticket} solved (deflected by article {doc['article']})")
-
-
-# ---------------------------------------------------------------- analytics
-
-SinceOpt = Annotated[
-    str | None,
-    typer.Option("--since", help="Start of the period (ISO-8601; default 30 days before --until)."),
-]
-UntilOpt = Annotated[
-    str | None, typer.Option("--until", help="End of the period, exclusive (default: --now).")
-]
-ByOpt = Annotated[
-    str | None, typer.Option("--by", help="Split the figures by priority, agent or tenant.")
-]
-
-
-def _period(since: str | None, until: str | None, now: str | None) -> tuple[Any, Any]:
-    import datetime as dt
-
-    end = parse_now(until, "--until") if until is not None else parse_now(now)
-    start = parse_now(since, "--since") if since is not None else end - dt.timedelta(days=30)
-    if start >= end:
-        raise UserError(
-            f"--since {start.isoformat()} is not before --until {end.isoformat()}; "
-            "give a period that runs forward"
-        )
-    return start, end
-
-
-def analytics(
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    by: ByOpt = None,
-    now: NowOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Support analytics for a period: tickets created/solved, first response and resolution
-    time (median, p90; business and calendar), reopen rate, SLA achievement per metric,
-    backlog per day, deflection rate and top deflecting articles."""
-    import faithflow_ops.support.analytics as report
-
-    start, end = _period(since, until, now)
-    with database().read_session() as session:
-        doc = report.support_report(session, since=start, until=end, by=by)
-    if as_json:
-        output.print_json(doc)
-    else:
-        report.render(doc, output.stdout_console())
-
-
-def sla_analytics(
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    by: ByOpt = None,
-    now: NowOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """SLA achievement for a period: per metric, clocks met and breached and the achievement
-    rate, with first response and resolution times against the period (median, p90)."""
-    import faithflow_ops.support.analytics as report
-
-    start, end = _period(since, until, now)
-    with database().read_session() as session:
-        doc = report.sla_report(session, since=start, until=end, by=by)
-    if as_json:
-        output.print_json(doc)
-    else:
-        report.render(doc, output.stdout_console())

@@ -6,17 +6,14 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, database, parse_now, settings
-from faithflow_ops.errors import NotFound, UserError, one_of
+from faithflow_ops.errors import UserError, one_of
 from faithflow_ops.webhooks.endpoints import ENDPOINTS
-
-if TYPE_CHECKING:
-    from faithflow_ops.models import WebhookEvent
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -29,39 +26,6 @@ SCOPES = ("platform", "tenant")
 # models.webhooks.WEBHOOK_STATUSES (not imported: `faithflow --help` stays free of SQLAlchemy)
 STATUSES = ("received", "applied", "ignored", "unmatched", "stale", "failed")
 RECEIVER = "http://127.0.0.1:8000"
-
-# column → JSON field (the event_type column is `type`, as in the receiver's answers)
-_FIELDS = {
-    "id": "id",
-    "provider": "provider",
-    "scope": "scope",
-    "event_key": "event_key",
-    "event_type": "type",
-    "status": "status",
-    "delivery_count": "delivery_count",
-    "first_received_at": "first_received_at",
-    "last_received_at": "last_received_at",
-    "applied_at": "applied_at",
-    "tenant_id": "tenant_id",
-    "object_id": "object_id",
-    "outcome": "outcome",
-    "last_error": "last_error",
-}
-# `webhooks show` adds what the event names (what `tenants link` needs) and the payload.
-_SHOW_FIELDS = {
-    "customer_ref": "customer_ref",
-    "account_ref": "account_ref",
-    "occurred_at": "occurred_at",
-}
-
-
-def event_doc(row: WebhookEvent, *, full: bool = False) -> dict[str, Any]:
-    fields = {**_FIELDS, **_SHOW_FIELDS} if full else _FIELDS
-    doc = {name: getattr(row, column) for column, name in fields.items()}
-    if full:
-        doc["payload"] = row.payload
-    return doc
-
 
 # --- list / show ------------------------------------------------------------------------------
 
@@ -99,31 +63,19 @@ def list_(
     as_json: JsonOpt = False,
 ) -> None:
     """Stored webhook events, newest first."""
-    from sqlalchemy import func, select
+    from faithflow_ops.webhooks.queries import list_events
 
-    from faithflow_ops.models import WebhookEvent
-
-    conditions: list[Any] = []
-    if provider is not None:
-        conditions.append(WebhookEvent.provider == one_of("--provider", provider, PROVIDERS))
-    if scope is not None:
-        conditions.append(WebhookEvent.scope == one_of("--scope", scope, SCOPES))
-    if status is not None:
-        conditions.append(WebhookEvent.status == one_of("--status", status, STATUSES))
-    if event_type is not None:
-        conditions.append(WebhookEvent.event_type == event_type.strip())
-    if since is not None:
-        conditions.append(WebhookEvent.first_received_at >= _time(since, "--since"))
+    start = _time(since, "--since") if since is not None else None
     with database().read_session() as session:
-        total = session.scalar(select(func.count()).select_from(WebhookEvent).where(*conditions))
-        found = session.scalars(
-            select(WebhookEvent)
-            .where(*conditions)
-            .order_by(WebhookEvent.first_received_at.desc(), WebhookEvent.id.desc())
-            .limit(limit)
-        ).all()
-        docs = [event_doc(row) for row in found]
-    total = total or 0
+        docs, total = list_events(
+            session,
+            provider=provider,
+            scope=scope,
+            status=status,
+            event_type=event_type,
+            since=start,
+            limit=limit,
+        )
     if as_json:
         output.print_json(docs)
     else:
@@ -168,13 +120,10 @@ EventIdArg = Annotated[
 @app.command("show")
 def show(event_id: EventIdArg, as_json: JsonOpt = False) -> None:
     """One stored event: every field, what handling did, and the payload as received."""
-    from faithflow_ops.models import WebhookEvent
+    from faithflow_ops.webhooks.queries import event_details
 
     with database().read_session() as session:
-        row = session.get(WebhookEvent, event_id)
-        if row is None:
-            raise NotFound(f"no webhook event {event_id}; see `faithflow webhooks list`")
-        doc = event_doc(row, full=True)
+        doc = event_details(session, event_id)
     if as_json:
         output.print_json(doc)
         return
@@ -211,10 +160,8 @@ def replay(
     """Handle stored events again through the receiver's own code path (applied, ignored and
     stale events are left alone). Exit 1 when any event ends (or, with --dry-run, would end)
     failed."""
-    from sqlalchemy import select
-
-    from faithflow_ops.models import WebhookEvent
     from faithflow_ops.webhooks import inbox
+    from faithflow_ops.webhooks.queries import event_status
 
     chosen = [event_id is not None, failed, unmatched]
     if sum(chosen) != 1:
@@ -236,8 +183,7 @@ def replay(
             return
     if wanted is None:
         with db.read_session() as session:
-            query = select(WebhookEvent.status).where(WebhookEvent.id == event_id)
-            before = {event_id: session.scalar(query)}
+            before = {one: event_status(session, one) for one in ids}
     else:  # just selected by that status; replay itself re-reads and locks each row
         before = dict.fromkeys(ids, wanted)
     docs: list[dict[str, Any]] = []

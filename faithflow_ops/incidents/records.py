@@ -252,6 +252,13 @@ def incident_doc(incident: Incident, tenant_slug: str | None = None) -> dict[str
     }
 
 
+def incident_details(session: Session, incident_id: int) -> dict[str, Any]:
+    """One incident as `incidents show` prints it, with its tenant's slug (NotFound: none)."""
+    incident = get_incident(session, incident_id)
+    slug = session.scalar(select(Tenant.slug).where(Tenant.id == incident.tenant_id))
+    return incident_doc(incident, slug)
+
+
 def list_incidents(
     session: Session, *, status: str | None = None, kind: str | None = None, limit: int = 100
 ) -> tuple[list[dict[str, Any]], int]:

@@ -30,7 +30,7 @@ import datetime as dt
 import math
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, select
@@ -41,11 +41,9 @@ from faithflow_ops.models import KbArticle, SlaEvent, SupportTicket, Tenant, Tic
 from faithflow_ops.models.support import METRICS
 from faithflow_ops.support import clock, policies
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
 BY = ("priority", "agent", "tenant")
 ALL = "all"
+DEFAULT_PERIOD = dt.timedelta(days=30)  # no --since: the 30 days before --until
 TOP_ARTICLES = 10
 _PRIORITY_ORDER = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 
@@ -312,14 +310,22 @@ def deflection(session: Session, since: dt.datetime, until: dt.datetime) -> dict
 # ---------------------------------------------------------------- reports
 
 
+def period(since: dt.datetime | None, until: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The report's period [since, until): `since` defaults to DEFAULT_PERIOD before `until`;
+    a period that does not run forward is refused."""
+    start = since if since is not None else until - DEFAULT_PERIOD
+    if start >= until:
+        raise UserError(
+            f"--since {start.isoformat()} is not before --until {until.isoformat()}; "
+            "give a period that runs forward"
+        )
+    return start, until
+
+
 def _check(by: str | None, since: dt.datetime, until: dt.datetime) -> None:
     if by is not None:
         one_of("--by", by, BY)
-    if since >= until:
-        raise UserError(
-            f"--since {since.isoformat()} is not before --until {until.isoformat()}; "
-            "give a period that runs forward"
-        )
+    period(since, until)
 
 
 def _time_metrics(
@@ -463,93 +469,3 @@ def _report(
     # the overall figures, computed once more without the split (percentiles do not add up)
     report["totals"] = _report(session, since, until, None, full=full)["totals"]
     return report
-
-
-# ---------------------------------------------------------------- terminal
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
-
-
-def _mins(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value >= 60 * 24:
-        return f"{value / 60 / 24:.1f} d"
-    if value >= 60:
-        return f"{value / 60:.1f} h"
-    return f"{value:.0f} min"
-
-
-def _bar(value: int, top: int, width: int = 40) -> str:
-    if top <= 0 or value <= 0:
-        return ""
-    return "█" * max(1, round(value / top * width))
-
-
-def render(doc: dict[str, Any], console: Console) -> None:
-    """The report as Rich tables and text bar charts."""
-    from rich.console import Console
-    from rich.table import Table
-
-    if not console.is_terminal:  # piped: whole rows, no folding at 80 columns
-        console = Console(width=1000)
-
-    full = "backlog" in doc
-    columns = [("all", doc["totals"])] + [(g["key"], g) for g in doc["groups"]]
-    title = "support" if full else "SLA"
-    table = Table(
-        title=f"{title} analytics {doc['since']:%Y-%m-%d %H:%M} → {doc['until']:%Y-%m-%d %H:%M} "
-        f"(business hours: {doc['calendar']['timezone']} calendar)",
-        header_style="bold",
-    )
-    table.add_column("figure", no_wrap=True)
-    for name, _ in columns:
-        table.add_column(str(name), justify="right", no_wrap=True)
-
-    def row(label: str, get: Any) -> None:
-        table.add_row(label, *(get(m) for _, m in columns))
-
-    if full:
-        row("tickets created", lambda m: str(m["created"]))
-        row("tickets solved", lambda m: str(m["solved"]))
-    for metric, label in (("first_response", "first response"), ("resolution", "resolution")):
-        for unit in ("business", "calendar"):
-            row(
-                f"{label} median ({unit})",
-                lambda m, k=metric, u=unit: _mins(m[k][u]["median_minutes"]),
-            )
-            row(f"{label} p90 ({unit})", lambda m, k=metric, u=unit: _mins(m[k][u]["p90_minutes"]))
-    if full:
-        row("reopen rate", lambda m: _pct(m["reopen"]["rate"]))
-    for metric in METRICS:
-        row(
-            f"SLA {metric.replace('_', ' ')} (met/clocks)",
-            lambda m, k=metric: (
-                f"{_pct(m['sla'][k]['rate'])} "
-                f"({m['sla'][k]['achieved']}/{m['sla'][k]['achieved'] + m['sla'][k]['breached']})"
-            ),
-        )
-    if full:
-        row("deflection rate", lambda m: f"{_pct(m['deflection_rate'])} ({m['deflected']})")
-    console.print(table)
-
-    if full:
-        top = max((d["open"] for d in doc["backlog"]), default=0)
-        console.print("\nbacklog (unsolved at the end of each UTC day)", style="bold")
-        for day in doc["backlog"]:
-            console.print(f"{day['date']} {day['open']:>7} {_bar(day['open'], top)}")
-        articles = doc["deflection"]["top_articles"]
-        console.print(
-            f"\ndeflection: an article sent on {doc['deflection']['sent']} ticket(s), "
-            f"{doc['deflection']['confirmed']} confirmed solved "
-            f"({_pct(doc['deflection']['confirmation_rate'])})",
-            style="bold",
-        )
-        most = max((a["deflections"] for a in articles), default=0)
-        for article in articles:
-            console.print(
-                f"{article['slug']:<40} {article['deflections']:>5} of {article['sent']:<5} "
-                f"{_bar(article['deflections'], most, 30)}"
-            )

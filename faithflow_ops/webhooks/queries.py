@@ -1,0 +1,96 @@
+"""Reading the webhook inbox back: `faithflow webhooks list` and `webhooks show`.
+
+Read-only. A document names the event type `type`, as the receiver's answers do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from faithflow_ops.errors import NotFound, one_of
+from faithflow_ops.models import WebhookEvent
+from faithflow_ops.models.billing import PROVIDERS
+from faithflow_ops.models.webhooks import WEBHOOK_SCOPES, WEBHOOK_STATUSES
+
+# column → document field
+_FIELDS = {
+    "id": "id",
+    "provider": "provider",
+    "scope": "scope",
+    "event_key": "event_key",
+    "event_type": "type",
+    "status": "status",
+    "delivery_count": "delivery_count",
+    "first_received_at": "first_received_at",
+    "last_received_at": "last_received_at",
+    "applied_at": "applied_at",
+    "tenant_id": "tenant_id",
+    "object_id": "object_id",
+    "outcome": "outcome",
+    "last_error": "last_error",
+}
+# `webhooks show` adds what the event names (what `tenants link` needs) and the payload.
+_SHOW_FIELDS = {
+    "customer_ref": "customer_ref",
+    "account_ref": "account_ref",
+    "occurred_at": "occurred_at",
+}
+
+
+def event_doc(row: WebhookEvent, *, full: bool = False) -> dict[str, Any]:
+    """One stored event as a document; `full` adds the references and the payload."""
+    fields = {**_FIELDS, **_SHOW_FIELDS} if full else _FIELDS
+    doc = {name: getattr(row, column) for column, name in fields.items()}
+    if full:
+        doc["payload"] = row.payload
+    return doc
+
+
+def list_events(
+    session: Session,
+    *,
+    provider: str | None = None,
+    scope: str | None = None,
+    status: str | None = None,
+    event_type: str | None = None,
+    since: dt.datetime | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], int]:
+    """Stored events, newest first (at most `limit`), and how many match. A filter that names
+    no provider, scope or status is refused, listing the known ones."""
+    conditions: list[Any] = []
+    if provider is not None:
+        conditions.append(WebhookEvent.provider == one_of("--provider", provider, PROVIDERS))
+    if scope is not None:
+        conditions.append(WebhookEvent.scope == one_of("--scope", scope, WEBHOOK_SCOPES))
+    if status is not None:
+        conditions.append(WebhookEvent.status == one_of("--status", status, WEBHOOK_STATUSES))
+    if event_type is not None:
+        conditions.append(WebhookEvent.event_type == event_type.strip())
+    if since is not None:
+        conditions.append(WebhookEvent.first_received_at >= since)
+    total = session.scalar(select(func.count()).select_from(WebhookEvent).where(*conditions))
+    found = session.scalars(
+        select(WebhookEvent)
+        .where(*conditions)
+        .order_by(WebhookEvent.first_received_at.desc(), WebhookEvent.id.desc())
+        .limit(limit)
+    ).all()
+    return [event_doc(row) for row in found], total or 0
+
+
+def event_details(session: Session, event_id: int) -> dict[str, Any]:
+    """One stored event with every field and its payload; NotFound when there is none."""
+    row = session.get(WebhookEvent, event_id)
+    if row is None:
+        raise NotFound(f"no webhook event {event_id}; see `faithflow webhooks list`")
+    return event_doc(row, full=True)
+
+
+def event_status(session: Session, event_id: int) -> str | None:
+    """The event's status now (None: no such event)."""
+    return session.scalar(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
