@@ -18,7 +18,7 @@ from sqlalchemy import select
 from test_smtp import Recorder, SmtpServer, smtp_server
 from twilio_fake import SID, TOKEN, Reply, TwilioFake, error
 
-from faithflow_ops.comms import dispatch
+from faithflow_ops.comms import outcomes, sending, suppression
 from faithflow_ops.comms.outbox import enqueue
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
@@ -188,7 +188,7 @@ def test_email_goes_over_smtp_with_a_stable_message_id_on_one_connection(
             select(OutboundMessage.idempotency_key).where(OutboundMessage.id == ids[0])
         )
     assert key is not None
-    expected = dispatch.email_message_id(ids[0], key, "billing@faithflow.example")
+    expected = sending.email_message_id(ids[0], key, "billing@faithflow.example")
     assert first["Message-ID"] == expected
     assert expected.startswith(f"<outbox.{ids[0]}.") and expected.endswith("@faithflow.example>")
     assert all(message(db, i).status == "sent" for i in ids)
@@ -271,10 +271,10 @@ def test_the_backoff_is_capped_and_retry_after_is_honoured(
     cfg = settings(
         db_url, twilio, comms_max_attempts=10, comms_retry_backoff=60, comms_retry_max_backoff=100
     )
-    assert dispatch.retry_delay(cfg, 1) == 60
-    assert dispatch.retry_delay(cfg, 2) == 100  # 120, capped
-    assert dispatch.retry_delay(cfg, 5) == 100
-    assert dispatch.retry_delay(cfg, 1, retry_after=900) == 900
+    assert outcomes.retry_delay(cfg, 1) == 60
+    assert outcomes.retry_delay(cfg, 2) == 100  # 120, capped
+    assert outcomes.retry_delay(cfg, 5) == 100
+    assert outcomes.retry_delay(cfg, 1, retry_after=900) == 900
     message_id = add(db, "sms", "+2348022222222")
     twilio.script(
         "+2348022222222", error(429, 20429, "Too Many Requests", **{"Retry-After": "900"})
@@ -387,18 +387,18 @@ def test_suppressed_at_enqueue_and_at_dispatch_is_never_sent(
     db: Database, db_url: str, twilio: TwilioFake
 ) -> None:
     with db.session() as session:
-        dispatch.add_suppression(
+        suppression.add_suppression(
             session, channel="sms", contact="+2348077777777", reason="unsubscribe", now=NOW
         )
     at_enqueue = add(db, "sms", "+2348077777777")
     queued = add(db, "sms", "+2348088888888")
     expired = add(db, "sms", "+2348099999990")
     with db.session() as session:  # suppressed after it was enqueued
-        dispatch.add_suppression(
+        suppression.add_suppression(
             session, channel="sms", contact="+2348088888888", reason="complaint", now=NOW
         )
         # a suppression that has ended does not hold anything back
-        dispatch.add_suppression(
+        suppression.add_suppression(
             session,
             channel="sms",
             contact="+2348099999990",
@@ -482,7 +482,7 @@ def test_a_crash_between_send_and_mark_ends_unknown_and_is_never_resent(
     def die(*args: Any, **kwargs: Any) -> Any:
         raise SystemExit("killed after the provider accepted")
 
-    monkeypatch.setattr(dispatch, "mark", die)
+    monkeypatch.setattr(sending, "mark", die)
     with pytest.raises(SystemExit):
         run(db, cfg)
     monkeypatch.undo()

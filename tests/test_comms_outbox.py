@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from faithflow_ops.comms import templates
-from faithflow_ops.comms.dispatch import add_suppression
 from faithflow_ops.comms.outbox import Enqueued, Message, enqueue, enqueue_many
+from faithflow_ops.comms.suppression import add_suppression
 from faithflow_ops.db import Database
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import OutboundMessage, Tenant

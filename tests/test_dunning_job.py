@@ -19,7 +19,7 @@ from faithflow_ops.billing.lifecycle import set_subscription_status
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.dunning.prefs import save_preferences
-from faithflow_ops.dunning.prefs import windows_from_specs as _windows
+from faithflow_ops.dunning.windows import windows_from_specs as _windows
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import Action, JobContext
 from faithflow_ops.jobs.dunning import JOB

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faithflow_ops.dunning.prefs import DEFAULT_QUIET_HOURS, QuietWindow, parse_window
 from faithflow_ops.dunning.quiet import (
     covers_whole_week,
     first_allowed,
     is_quiet,
     quiet_until,
 )
+from faithflow_ops.dunning.windows import DEFAULT_QUIET_HOURS, QuietWindow, parse_window
 from faithflow_ops.errors import UserError
 
 UTC = dt.UTC

@@ -24,12 +24,8 @@ from faithflow_ops.dunning.policy import (
     save_policy,
     to_toml,
 )
-from faithflow_ops.dunning.prefs import (
-    DEFAULT_QUIET_HOURS,
-    parse_window,
-    preferences_for,
-    save_preferences,
-)
+from faithflow_ops.dunning.prefs import preferences_for, save_preferences
+from faithflow_ops.dunning.windows import DEFAULT_QUIET_HOURS, parse_window
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import AuditLog, DunningPreference
 from faithflow_ops.tenancy.tenants import add_tenant

@@ -277,7 +277,8 @@ def prefs_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Change a tenant's dunning preferences; only the options given change."""
-    from faithflow_ops.dunning.prefs import preferences_doc, save_preferences, windows_from_specs
+    from faithflow_ops.dunning.prefs import preferences_doc, save_preferences
+    from faithflow_ops.dunning.windows import windows_from_specs
     from faithflow_ops.tenancy.tenants import get_tenant
 
     if quiet and quiet_default:

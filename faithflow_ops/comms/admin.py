@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.comms import contacts
-from faithflow_ops.comms.dispatch import add_suppression
+from faithflow_ops.comms.suppression import add_suppression
 from faithflow_ops.db import rowcount
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import OutboundMessage, Suppression, Tenant

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from faithflow_ops.comms.dispatch import MESSAGES, add_suppression
+from faithflow_ops.comms.suppression import MESSAGES, add_suppression
 from faithflow_ops.db import rowcount
 
 if TYPE_CHECKING:

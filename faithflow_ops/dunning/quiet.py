@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from faithflow_ops.errors import UserError
 
 if TYPE_CHECKING:
-    from faithflow_ops.dunning.prefs import QuietWindow
+    from faithflow_ops.dunning.windows import QuietWindow
 
 _MINUTE = dt.timedelta(minutes=1)
 _WEEK_MINUTES = 7 * 24 * 60
@@ -63,7 +63,8 @@ def _covers_whole_week(windows: tuple[QuietWindow, ...]) -> bool:
     return all(covered)
 
 
-def _check_week(windows: Sequence[QuietWindow]) -> None:
+def check_week(windows: Sequence[QuietWindow]) -> None:
+    """UserError when the windows leave no minute of the week for a message to go out."""
     if windows and covers_whole_week(windows):
         raise UserError(
             "quiet hours cover the whole week; no message could ever go out — leave some "
@@ -156,7 +157,7 @@ def first_allowed(
     tenant's zone, in UTC. UserError when the windows cover the whole week."""
     zone(timezone)
     frozen = tuple(windows)
-    _check_week(frozen)
+    check_week(frozen)
     candidate = _ceil_minute(_aware(earliest, "earliest"))
     limit = candidate + _HORIZON
     while candidate <= limit:

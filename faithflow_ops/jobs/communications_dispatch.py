@@ -1,11 +1,12 @@
 """`faithflow comms dispatch`: send the outbox's due messages (docs/comms.md).
 
-The decisions live in `faithflow_ops.comms.dispatch`: plan yields `mark_unknown` (a claim whose
+The decisions live in `faithflow_ops.comms`. `dispatch` plans: `mark_unknown` (a claim whose
 lease ran out: outcome unknown, never re-sent automatically), `suppress` (a due message whose
-recipient is now suppressed) and `send` (due messages, by priority then due time); apply claims
-each batch of sends with one conditional UPDATE committed before any provider call, sends them
-concurrently (FAITHFLOW_COMMS_CONCURRENCY) and records each outcome while the claim holds. The
-runner hands the batches to `apply_unmanaged`, since a send needs three transactions of its own.
+recipient is now suppressed) and `send` (due messages, by priority then due time). `sending`
+applies: it claims each batch of sends with one conditional UPDATE committed before any
+provider call, sends them concurrently (FAITHFLOW_COMMS_CONCURRENCY) and records each outcome
+(`outcomes`: what a provider's answer means) while the claim holds. The runner hands the
+batches to `apply_unmanaged`, since a send needs three transactions of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from faithflow_ops.comms import dispatch
+from faithflow_ops.comms import dispatch, sending
 from faithflow_ops.db import Database
 from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
 
@@ -49,9 +50,9 @@ class CommunicationsDispatch(Job):
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
         if action.kind == dispatch.MARK_UNKNOWN:
-            dispatch.apply_mark_unknown(session, ctx.now, action)
+            sending.apply_mark_unknown(session, ctx.now, action)
         elif action.kind == dispatch.SUPPRESS:
-            dispatch.apply_suppress(session, ctx.now, action)
+            sending.apply_suppress(session, ctx.now, action)
         elif action.kind == dispatch.SEND:
             # A send commits its claim before the provider call: it cannot live in the one
             # transaction `apply` is given. The runner sends through `apply_unmanaged`.
@@ -76,7 +77,7 @@ class CommunicationsDispatch(Job):
             except Exception as exc:
                 results[id(action)] = ActionResult(action, "failed", f"{type(exc).__name__}: {exc}")
         if sends:
-            for result in dispatch.send_batch(db, ctx.settings, ctx.now, sends):
+            for result in sending.send_batch(db, ctx.settings, ctx.now, sends):
                 results[id(result.action)] = result
         if ctx.progress is not None:
             ctx.progress.advance(len(actions))
