@@ -67,6 +67,55 @@ class Decision:
     clear_incidents: list[str] = field(default_factory=list)
 
 
+# --- action payloads (`domains automate`; faithflow_ops.actions.encode/decode) ---------------
+
+
+@dataclass(frozen=True)
+class NotChecked:
+    """`not_checked` (report-only): a domain that cannot be checked until a setting is made;
+    it keeps its state. Also the fields every kind's table row shows."""
+
+    domain_id: int
+    hostname: str
+    tenant: str  # the tenant's slug
+    tenant_id: int
+    from_status: str
+    status: str
+    certificate_status: str
+    failover_active: bool
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class DomainStep:
+    """The payload of every decided kind (`verify_domain`, `pending_check`, `fail_domain`,
+    `issuing_check`, `activate_domain`, `check`, `check_failed`, `degrade_domain`,
+    `recover_domain`, `certificate_expiring`, `certificate_renewed`, `certificate_warning`):
+    the kind is the Decision's outcome, the data the same for all, so one class serves them.
+
+    apply claims the row while its status is still `from_status` and its last check still the
+    one the plan saw (`planned_checked_at`), writes `changes`, the `checks` history, the
+    incidents, the audit row and the messages; `edge` is then asked of the edge."""
+
+    domain_id: int
+    hostname: str
+    tenant: str  # the tenant's slug
+    tenant_id: int
+    from_status: str
+    planned_checked_at: dt.datetime | None
+    status: str  # after the step
+    certificate_status: str
+    failover_active: bool
+    consecutive_failures: int
+    changes: dict[str, Any]  # the new column values (Decision.changes; times as ISO-8601)
+    checks: list[dict[str, Any]]  # domain_checks rows: kind, result, detail, latency_ms, data
+    edge: str | None
+    warning_days: int | None
+    message_tenant: str | None
+    raise_incidents: tuple[tuple[str, str, str], ...]  # cause, severity, title
+    clear_incidents: tuple[str, ...]
+
+
 def incident_cause(hostname: str, part: str | None = None) -> str:
     return f"domain:{hostname}" + (f":{part}" if part else "")
 

@@ -71,6 +71,43 @@ class JobSchedule:
     schedule_error: str | None = None  # why `schedule` is None: the error naming CRON_<NAME>
 
 
+# --- action payloads (`health sweep`; faithflow_ops.actions.encode/decode) -------------------
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    """`record_check`: store one check's result as history (linked to its incident)."""
+
+    check: str
+    status: Status
+    latency_ms: float | None
+    detail: str
+    data: dict[str, Any]
+    cause: str
+    incident: str | None  # opened | ongoing | None (not failing)
+    checked_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    """`open_incident`: a failing check whose cause has no unresolved incident."""
+
+    check: str
+    cause: str
+    kind: str
+    title: str
+    severity: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class ResolveIncident:
+    """`resolve_incident`: the check no longer fails (or no longer exists)."""
+
+    check: str
+    cause: str
+
+
 def check_names(jobs: Iterable[str]) -> list[str]:
     """Every check the sweep runs, in its order, given the names of the registered jobs."""
     return [

@@ -31,12 +31,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from faithflow_ops.actions import decode, encode
 from faithflow_ops.config import Settings
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.health import checks
 from faithflow_ops.health.checks import (
     CheckResult,
     JobSchedule,
+    OpenIncident,
+    RecordCheck,
+    ResolveIncident,
     incident_cause,
     run_checks,
     severity,
@@ -56,12 +60,12 @@ class HealthSweep(Job):
 
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
-        data = action.data
         if action.kind == "record_check":
-            latency = data.get("latency_ms")
+            record = decode(RecordCheck, action.data)
+            latency = record.latency_ms
             shown = f"{latency:.0f}" if isinstance(latency, int | float) else "—"
-            return [(action.kind, data["check"], data["status"], shown, data["detail"])]
-        return [(action.kind, data["check"], "", "", action.reason)]
+            return [(action.kind, record.check, record.status, shown, record.detail)]
+        return [(action.kind, decode(ResolveIncident, action.data).check, "", "", action.reason)]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         results = run_checks(session, ctx.settings, ctx.now, monitored_jobs(ctx.settings))
@@ -88,24 +92,25 @@ class HealthSweep(Job):
         yield from actions
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
-        data = action.data
         if action.kind == "record_check":
-            _apply_record(session, ctx, data)
+            _apply_record(session, ctx, decode(RecordCheck, action.data))
         elif action.kind == "open_incident":
-            if _unresolved_id(session, data["cause"]) is not None:
-                raise StaleAction(f"an incident for {data['cause']} is already open")
+            opening = decode(OpenIncident, action.data)
+            if _unresolved_id(session, opening.cause) is not None:
+                raise StaleAction(f"an incident for {opening.cause} is already open")
             raise_incident(
                 session,
-                cause=data["cause"],
-                kind=data["kind"],
-                title=data["title"],
+                cause=opening.cause,
+                kind=opening.kind,
+                title=opening.title,
                 now=ctx.now,
-                severity=data["severity"],
-                detail=data["detail"],
+                severity=opening.severity,
+                detail=opening.detail,
             )
         elif action.kind == "resolve_incident":
-            if clear_incident(session, data["cause"], now=ctx.now, by=ACTOR) is None:
-                raise StaleAction(f"no unresolved incident for {data['cause']} any more")
+            cause = decode(ResolveIncident, action.data).cause
+            if clear_incident(session, cause, now=ctx.now, by=ACTOR) is None:
+                raise StaleAction(f"no unresolved incident for {cause} any more")
         else:
             raise ValueError(f"health sweep has no action kind {action.kind!r}")
 
@@ -144,34 +149,35 @@ def _title(result: CheckResult) -> str:
 
 
 def _open(result: CheckResult, cause: str, kind: str) -> Action:
-    data = {
-        "check": result.name,
-        "cause": cause,
-        "kind": kind,
-        "title": _title(result),
-        "severity": severity(result.name),
-        "detail": result.detail,
-    }
-    return Action("open_incident", f"incident:{cause}", data["title"], data)
+    opening = OpenIncident(
+        check=result.name,
+        cause=cause,
+        kind=kind,
+        title=_title(result),
+        severity=severity(result.name),
+        detail=result.detail,
+    )
+    return Action("open_incident", f"incident:{cause}", opening.title, encode(opening))
 
 
 def _resolve(check: str, cause: str, why: str) -> Action:
-    data = {"check": check, "cause": cause}
-    return Action("resolve_incident", f"incident:{cause}", f"{why}: resolve {cause}", data)
+    payload = encode(ResolveIncident(check=check, cause=cause))
+    return Action("resolve_incident", f"incident:{cause}", f"{why}: resolve {cause}", payload)
 
 
 def _record(result: CheckResult, cause: str, incident: str | None, ctx: JobContext) -> Action:
-    data = {
-        "check": result.name,
-        "status": result.status,
-        "latency_ms": result.latency_ms,
-        "detail": result.detail,
-        "data": result.data,
-        "cause": cause,
-        "incident": incident,  # opened | ongoing | None (not failing)
-        "checked_at": ctx.now.isoformat(),
-    }
-    return Action("record_check", f"check:{result.name}", f"{result.status}: {result.detail}", data)
+    record = RecordCheck(
+        check=result.name,
+        status=result.status,
+        latency_ms=result.latency_ms,
+        detail=result.detail,
+        data=result.data,
+        cause=cause,
+        incident=incident,
+        checked_at=ctx.now,
+    )
+    reason = f"{result.status}: {result.detail}"
+    return Action("record_check", f"check:{result.name}", reason, encode(record))
 
 
 def _unresolved_id(session: Session, cause: str) -> int | None:
@@ -181,8 +187,8 @@ def _unresolved_id(session: Session, cause: str) -> int | None:
     return int(found) if found is not None else None
 
 
-def _apply_record(session: Session, ctx: JobContext, data: dict[str, Any]) -> None:
-    check = data["check"]
+def _apply_record(session: Session, ctx: JobContext, record: RecordCheck) -> None:
+    check = record.check
     exists = session.scalar(
         select(HealthCheckResult.id).where(
             HealthCheckResult.check_name == check, HealthCheckResult.checked_at == ctx.now
@@ -191,8 +197,8 @@ def _apply_record(session: Session, ctx: JobContext, data: dict[str, Any]) -> No
     if exists is not None:
         raise StaleAction(f"{check} is already recorded at {ctx.now.isoformat()}")
     incident_id: int | None = None
-    if data["status"] == "fail":
-        if data.get("incident") == "ongoing":
+    if record.status == "fail":
+        if record.incident == "ongoing":
             # Still failing: one more occurrence of its incident (a new one if a human
             # resolved it meanwhile), with the latest detail.
             cause, kind = incident_cause(check)
@@ -204,19 +210,19 @@ def _apply_record(session: Session, ctx: JobContext, data: dict[str, Any]) -> No
                 title=current or f"health check {check} is failing",
                 now=ctx.now,
                 severity=severity(check),
-                detail=data["detail"],
+                detail=record.detail,
             )
             incident_id = raised.id
         else:
-            incident_id = _unresolved_id(session, data["cause"])
+            incident_id = _unresolved_id(session, record.cause)
     session.add(
         HealthCheckResult(
             check_name=check,
-            status=data["status"],
-            latency_ms=data.get("latency_ms"),
-            detail=data["detail"],
+            status=record.status,
+            latency_ms=record.latency_ms,
+            detail=record.detail,
             checked_at=ctx.now,
-            data=data.get("data") or {},
+            data=record.data or {},
             incident_id=incident_id,
         )
     )

@@ -24,7 +24,15 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from faithflow_ops.actions import decode, encode
 from faithflow_ops.db import Database, rowcount
+from faithflow_ops.incidents.escalation import (
+    Escalation,
+    alert_body,
+    dedup_key,
+    details,
+    escalation,
+)
 from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
 from faithflow_ops.models import Incident, Tenant
 from faithflow_ops.providers._http import ProviderError
@@ -33,17 +41,14 @@ HOOK_BACKOFF = dt.timedelta(minutes=1)
 HOOK_BACKOFF_CAP = dt.timedelta(hours=1)
 
 
-def dedup_key(incident_id: int) -> str:
-    return f"faithflow-incident-{incident_id}"
-
-
 class IncidentsEscalate(Job):
     name = "incidents_escalate"
     table_columns = ("kind", "target", "severity", "reason")
 
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
-        return [(action.kind, action.target, action.data["severity"], action.reason)]
+        severity = decode(Escalation, action.data).severity
+        return [(action.kind, action.target, severity, action.reason)]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         settings, now = ctx.settings, ctx.now
@@ -61,7 +66,7 @@ class IncidentsEscalate(Job):
         delay = dt.timedelta(minutes=settings.incident_page_delay_minutes)
         count = 0
         for incident, slug in rows:
-            data = _data(incident, slug)
+            data = encode(escalation(incident, slug))
             unresolved = incident.status != "resolved"
             if (
                 settings.alert_webhook_url
@@ -116,7 +121,7 @@ class IncidentsEscalate(Job):
 
     @staticmethod
     def _still_due(session: Session, action: Action) -> None:
-        incident = session.get(Incident, action.data["id"])
+        incident = session.get(Incident, decode(Escalation, action.data).id)
         column = {"alert": "alerted_at", "page": "paged_at", "page_resolve": "page_resolved_at"}
         if incident is None or getattr(incident, column[action.kind]) is not None:
             raise StaleAction(f"{action.target} was already sent ({action.kind})")
@@ -125,32 +130,32 @@ class IncidentsEscalate(Job):
 
     @staticmethod
     def _send(ctx: JobContext, action: Action) -> None:
-        data = action.data
+        incident = decode(Escalation, action.data)
         if action.kind == "alert":
             from faithflow_ops.providers.alerts import AlertHook
 
             with AlertHook(ctx.settings) as hook:
-                hook.send(_alert(data))
+                hook.send(alert_body(incident))
             return
         from faithflow_ops.providers.pagerduty import PagerDutyEvents
 
         with PagerDutyEvents(ctx.settings) as events:
             if action.kind == "page":
                 events.trigger(
-                    dedup_key(data["id"]),
-                    summary=data["title"],
-                    source=data["cause"],
-                    severity="critical" if data["severity"] == "critical" else "warning",
-                    component=data["kind"],
-                    custom_details=_details(data),
+                    dedup_key(incident.id),
+                    summary=incident.title,
+                    source=incident.cause,
+                    severity="critical" if incident.severity == "critical" else "warning",
+                    component=incident.kind,
+                    custom_details=details(incident),
                 )
             else:
-                events.resolve(dedup_key(data["id"]))
+                events.resolve(dedup_key(incident.id))
 
     @staticmethod
     def _record(session: Session, ctx: JobContext, action: Action, error: str | None) -> None:
-        data, now = action.data, ctx.now
-        where = [Incident.id == data["id"]]
+        incident, now = decode(Escalation, action.data), ctx.now
+        where = [Incident.id == incident.id]
         if error is None:
             column = {"alert": Incident.alerted_at, "page": Incident.paged_at}.get(
                 action.kind, Incident.page_resolved_at
@@ -158,7 +163,7 @@ class IncidentsEscalate(Job):
             where.append(column.is_(None))
             values: dict[str, Any] = {column.key: now, "last_hook_error": None}
         elif action.kind == "alert":
-            attempts = data["hook_attempts"] + 1
+            attempts = incident.hook_attempts + 1
             wait = min(HOOK_BACKOFF * 2 ** (attempts - 1), HOOK_BACKOFF_CAP)
             values = {
                 "hook_attempts": Incident.hook_attempts + 1,
@@ -177,39 +182,6 @@ class IncidentsEscalate(Job):
         )
         if error is None and rowcount(changed) != 1:
             raise StaleAction(f"{action.target} was sent by another run meanwhile")
-
-
-def _data(incident: Incident, slug: str | None) -> dict[str, Any]:
-    return {
-        "id": incident.id,
-        "cause": incident.cause,
-        "kind": incident.kind,
-        "tenant": slug,
-        "title": incident.title,
-        "severity": incident.severity,
-        "status": incident.status,
-        "detail": incident.detail,
-        "occurrences": incident.occurrences,
-        "opened_at": incident.opened_at.isoformat(),
-        "hook_attempts": incident.hook_attempts,
-    }
-
-
-def _details(data: dict[str, Any]) -> dict[str, Any]:
-    keys = ("cause", "kind", "tenant", "severity", "occurrences", "opened_at", "detail")
-    return {key: data[key] for key in keys if data.get(key) is not None}
-
-
-def _alert(data: dict[str, Any]) -> dict[str, Any]:
-    """Slack-style JSON: `text` for chat hooks, the fields for anything else."""
-    icon = {"critical": ":rotating_light:", "warning": ":warning:"}.get(data["severity"], "")
-    tenant = f" [{data['tenant']}]" if data["tenant"] else ""
-    return {
-        "id": f"incident-{data['id']}",
-        "type": "incident.opened",
-        "text": f"{icon} FaithFlow incident #{data['id']}{tenant}: {data['title']}".strip(),
-        "incident": _details(data) | {"id": data["id"], "title": data["title"]},
-    }
 
 
 JOB = IncidentsEscalate()

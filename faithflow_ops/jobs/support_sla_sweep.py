@@ -44,6 +44,7 @@ import structlog
 from sqlalchemy import ColumnElement, Table, and_, func, literal, or_, select, union_all, update
 from sqlalchemy.orm import Session
 
+from faithflow_ops.actions import decode, encode
 from faithflow_ops.comms import contacts, outbox
 from faithflow_ops.db import UTCDateTime, among, json_member, upsert_insert
 from faithflow_ops.errors import UserError
@@ -53,6 +54,7 @@ from faithflow_ops.models.support import METRICS, PRIORITIES
 from faithflow_ops.support import alerts
 from faithflow_ops.support.alerts import LABELS
 from faithflow_ops.support.clock import minute
+from faithflow_ops.support.sla import SlaMark
 
 log = structlog.get_logger("faithflow.sla")
 
@@ -100,17 +102,9 @@ class SupportSlaSweep(Job):
 
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
-        d = action.data
-        return [
-            (
-                action.kind,
-                d["ticket_id"],
-                d["metric"],
-                d["priority"],
-                minute(dt.datetime.fromisoformat(d["due_at"])),  # --json has it whole
-                d["minutes_left"],
-            )
-        ]
+        d = decode(SlaMark, action.data)
+        # (--json has the due time whole)
+        return [(action.kind, d.ticket_id, d.metric, d.priority, minute(d.due_at), d.minutes_left)]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         now = ctx.now
@@ -136,37 +130,27 @@ class SupportSlaSweep(Job):
                 for n, (kind, metric, where) in enumerate(branches)
             )
         )
-        found: list[Action] = []
+        found: list[tuple[str, SlaMark]] = []
         for branch, ticket_id, priority, assignee_id, episode, due in session.execute(query).all():
             kind, metric, _ = branches[branch]
-            left = _minutes(due - now)
-            what = "overdue" if kind == "sla_breach" else "due"
-            found.append(
-                Action(
-                    kind,
-                    f"ticket:{ticket_id}",
-                    f"{LABELS[metric]} {what} {due.isoformat()} ({left:+d} min)",
-                    {
-                        "ticket_id": ticket_id,
-                        "metric": metric,
-                        "episode": episode,
-                        "priority": priority,
-                        "assignee_id": assignee_id,
-                        "due_at": due.isoformat(),
-                        "minutes_left": left,
-                    },
-                )
+            mark = SlaMark(
+                ticket_id, metric, episode, priority, assignee_id, due, _minutes(due - now)
             )
-        found.sort(key=lambda a: (a.data["due_at"], a.data["ticket_id"], a.data["metric"]))
+            found.append((kind, mark))
+        found.sort(key=lambda km: (km[1].due_at, km[1].ticket_id, km[1].metric))
         if ctx.progress is not None:
             ctx.progress.start(len(found))
-        yield from found
+        for kind, mark in found:
+            what = "overdue" if kind == "sla_breach" else "due"
+            left = f"{mark.minutes_left:+d} min"
+            reason = f"{LABELS[mark.metric]} {what} {mark.due_at.isoformat()} ({left})"
+            yield Action(kind, f"ticket:{mark.ticket_id}", reason, encode(mark))
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
         (outcome,) = apply_many(session, ctx, [action])
         if outcome == "stale":
             raise StaleAction(
-                f"{action.target} {action.data['metric']} changed since the plan "
+                f"{action.target} {decode(SlaMark, action.data).metric} changed since the plan "
                 "(answered, paused, solved or already marked)"
             )
 
@@ -187,17 +171,18 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
     the digests (`enqueue_many`: one suppression query, one multi-row INSERT), and one
     INSERT … SELECT of sla_events per metric and kind."""
     now = ctx.now
-    groups: dict[tuple[str, str], list[Action]] = defaultdict(list)
-    for action in actions:
+    marks = [decode(SlaMark, action.data) for action in actions]
+    groups: dict[tuple[str, str], list[SlaMark]] = defaultdict(list)
+    for action, mark in zip(actions, marks, strict=True):
         if action.kind not in KINDS:
             raise ValueError(f"sla sweep has no action kind {action.kind!r}")
-        groups[action.kind, action.data["metric"]].append(action)
+        groups[action.kind, mark.metric].append(mark)
     rows: list[tuple[str, str, tuple[Any, ...]]] = []
     dialect = session.get_bind().dialect.name
     for (kind, metric), group in groups.items():
         by_episode: dict[int, list[int]] = defaultdict(list)
-        for a in group:
-            by_episode[int(a.data["episode"])].append(int(a.data["ticket_id"]))
+        for mark in group:
+            by_episode[mark.episode].append(mark.ticket_id)
         planned = or_(
             *(
                 and_(_col(metric, "episode") == episode, among(_T.c.id, ids, dialect))
@@ -231,8 +216,8 @@ def apply_many(session: Session, ctx: JobContext, actions: Sequence[Action]) -> 
     if claims:
         _record_and_notify(session, ctx, sorted(claims.values(), key=_Claim.order))
     return [
-        "applied" if (a.kind, a.data["metric"], int(a.data["ticket_id"])) in claims else "stale"
-        for a in actions
+        "applied" if (a.kind, m.metric, m.ticket_id) in claims else "stale"
+        for a, m in zip(actions, marks, strict=True)
     ]
 
 

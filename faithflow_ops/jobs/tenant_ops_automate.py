@@ -36,10 +36,17 @@ from sqlalchemy import Row, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.actions import decode, encode
 from faithflow_ops.comms import outbox
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database, rowcount
-from faithflow_ops.domains.lifecycle import Decision, DomainState, decide
+from faithflow_ops.domains.lifecycle import (
+    Decision,
+    DomainState,
+    DomainStep,
+    NotChecked,
+    decide,
+)
 from faithflow_ops.domains.manage import revive_failed, txt_name, txt_value
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.incidents.records import clear_incident, raise_incident
@@ -91,10 +98,6 @@ _TIMES = frozenset(
 )
 
 
-def _jsonable(changes: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in changes.items()}
-
-
 def _values(changes: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: dt.datetime.fromisoformat(v) if k in _TIMES and isinstance(v, str) else v
@@ -116,20 +119,11 @@ class TenantOpsAutomate(Job):
 
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
-        d = action.data
-        status = d["from_status"]
-        if d["status"] != status:
-            status = f"{status} → {d['status']}"
-        return [
-            (
-                action.kind,
-                d["hostname"],
-                d["tenant"],
-                status,
-                d["certificate_status"],
-                action.reason,
-            )
-        ]
+        d = decode(NotChecked, action.data)  # the fields every kind has
+        status = d.from_status
+        if d.status != status:
+            status = f"{status} → {d.status}"
+        return [(action.kind, d.hostname, d.tenant, status, d.certificate_status, action.reason)]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         query = (
@@ -262,48 +256,44 @@ class TenantOpsAutomate(Job):
     def _unchecked(domain: TenantDomain, slug: str, why: str) -> Action:
         """Report-only: a domain that cannot be checked until a setting is made (the others
         in the run are checked; this one keeps its state and is planned again next run)."""
-        data = {
-            "domain_id": domain.id,
-            "hostname": domain.hostname,
-            "tenant": slug,
-            "tenant_id": domain.tenant_id,
-            "from_status": domain.status,
-            "status": domain.status,
-            "certificate_status": domain.certificate_status,
-            "failover_active": domain.failover_active,
-            "consecutive_failures": domain.consecutive_failures,
-        }
-        return Action("not_checked", f"domain:{domain.id}", why, data)
+        payload = NotChecked(
+            domain_id=domain.id,
+            hostname=domain.hostname,
+            tenant=slug,
+            tenant_id=domain.tenant_id,
+            from_status=domain.status,
+            status=domain.status,
+            certificate_status=domain.certificate_status,
+            failover_active=domain.failover_active,
+            consecutive_failures=domain.consecutive_failures,
+        )
+        return Action("not_checked", f"domain:{domain.id}", why, encode(payload))
 
     @staticmethod
     def _action(
         domain: TenantDomain, slug: str, decision: Decision, history: list[dict[str, Any]]
     ) -> Action:
         changes = decision.changes
-        data = {
-            "domain_id": domain.id,
-            "hostname": domain.hostname,
-            "tenant": slug,
-            "tenant_id": domain.tenant_id,
-            "from_status": domain.status,
-            "planned_checked_at": (
-                domain.last_checked_at.isoformat() if domain.last_checked_at else None
-            ),
-            "status": changes.get("status", domain.status),
-            "certificate_status": changes.get("certificate_status", domain.certificate_status),
-            "failover_active": changes.get("failover_active", domain.failover_active),
-            "consecutive_failures": changes.get(
-                "consecutive_failures", domain.consecutive_failures
-            ),
-            "changes": _jsonable(changes),
-            "checks": history,
-            "edge": decision.edge,
-            "warning_days": decision.warning_days,
-            "message_tenant": decision.message_tenant,
-            "raise_incidents": [list(i) for i in decision.raise_incidents],
-            "clear_incidents": decision.clear_incidents,
-        }
-        return Action(decision.kind, f"domain:{domain.id}", decision.reason, data)
+        payload = DomainStep(
+            domain_id=domain.id,
+            hostname=domain.hostname,
+            tenant=slug,
+            tenant_id=domain.tenant_id,
+            from_status=domain.status,
+            planned_checked_at=domain.last_checked_at,
+            status=changes.get("status", domain.status),
+            certificate_status=changes.get("certificate_status", domain.certificate_status),
+            failover_active=changes.get("failover_active", domain.failover_active),
+            consecutive_failures=changes.get("consecutive_failures", domain.consecutive_failures),
+            changes=changes,
+            checks=history,
+            edge=decision.edge,
+            warning_days=decision.warning_days,
+            message_tenant=decision.message_tenant,
+            raise_incidents=tuple(decision.raise_incidents),
+            clear_incidents=tuple(decision.clear_incidents),
+        )
+        return Action(decision.kind, f"domain:{domain.id}", decision.reason, encode(payload))
 
     def apply_unmanaged(
         self, db: Database, ctx: JobContext, actions: Sequence[Action]
@@ -316,33 +306,34 @@ class TenantOpsAutomate(Job):
         written = apply_one(db, self, ctx, action)
         if written.outcome != "applied":
             return written
-        if action.data["edge"]:
-            error = self._edge(db, ctx, action.data)
+        step = decode(DomainStep, action.data)
+        if step.edge:
+            error = self._edge(db, ctx, step)
             if error is not None:
                 return ActionResult(action, "failed", error)
         return ActionResult(action, "applied")
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
         """The action's database writes (the edge is called after they commit: apply_one)."""
-        data = action.data
-        planned = data["planned_checked_at"]
+        step = decode(DomainStep, action.data)
+        planned = step.planned_checked_at
         seen = DOMAINS.c.last_checked_at
         claim = (
             update(DOMAINS)
             .where(
-                DOMAINS.c.id == data["domain_id"],
-                DOMAINS.c.status == data["from_status"],
-                seen.is_(None) if planned is None else seen == dt.datetime.fromisoformat(planned),
+                DOMAINS.c.id == step.domain_id,
+                DOMAINS.c.status == step.from_status,
+                seen.is_(None) if planned is None else seen == planned,
             )
-            .values(**_values(data["changes"]), updated_at=ctx.now)
+            .values(**_values(step.changes), updated_at=ctx.now)
         )
         if rowcount(session.execute(claim)) != 1:
-            raise StaleAction(f"{data['hostname']} changed since the plan")
+            raise StaleAction(f"{step.hostname} changed since the plan")
         session.execute(
             insert(CHECKS),
             [
                 {
-                    "domain_id": data["domain_id"],
+                    "domain_id": step.domain_id,
                     "checked_at": ctx.now,
                     "kind": c["kind"],
                     "result": c["result"],
@@ -351,11 +342,11 @@ class TenantOpsAutomate(Job):
                     "data": c.get("data"),
                     "created_at": ctx.now,
                 }
-                for c in data["checks"]
+                for c in step.checks
             ],
         )
-        tenant_id = data["tenant_id"]
-        for cause, severity, title in data["raise_incidents"]:
+        tenant_id = step.tenant_id
+        for cause, severity, title in step.raise_incidents:
             raise_incident(
                 session,
                 cause=cause,
@@ -366,7 +357,7 @@ class TenantOpsAutomate(Job):
                 tenant_id=tenant_id,
                 detail=action.reason,
             )
-        for cause in data["clear_incidents"]:
+        for cause in step.clear_incidents:
             clear_incident(session, cause, now=ctx.now, by=ctx.actor)
         if action.kind in AUDITED:
             audit.record(
@@ -374,64 +365,61 @@ class TenantOpsAutomate(Job):
                 actor=ctx.actor,
                 action=AUDITED[action.kind],
                 entity_type="domain",
-                entity_id=data["domain_id"],
+                entity_id=step.domain_id,
                 tenant_id=tenant_id,
-                before={"status": data["from_status"]},
+                before={"status": step.from_status},
                 after={
-                    "status": data["status"],
-                    "certificate_status": data["certificate_status"],
-                    "failover_active": data["failover_active"],
+                    "status": step.status,
+                    "certificate_status": step.certificate_status,
+                    "failover_active": step.failover_active,
                     "reason": action.reason,
                 },
             )
-        self._messages(session, ctx, action)
+        self._messages(session, ctx, step, action.reason)
 
     @staticmethod
-    def _messages(session: Session, ctx: JobContext, action: Action) -> None:
-        data = action.data
-        if data["message_tenant"]:
-            tenant = session.get(Tenant, data["tenant_id"])
+    def _messages(session: Session, ctx: JobContext, step: DomainStep, reason: str) -> None:
+        if step.message_tenant:
+            tenant = session.get(Tenant, step.tenant_id)
             if tenant is not None and tenant.billing_email:
                 outbox.enqueue(
                     session,
                     channel="email",
                     recipient=tenant.billing_email,
-                    template=data["message_tenant"],
+                    template=step.message_tenant,
                     variables={
-                        "hostname": data["hostname"],
-                        "reason": action.reason,
+                        "hostname": step.hostname,
+                        "reason": reason,
                         "days": ctx.settings.domain_pending_days,
                     },
-                    idempotency_key=f"domain:{data['domain_id']}:{data['message_tenant']}",
+                    idempotency_key=f"domain:{step.domain_id}:{step.message_tenant}",
                     now=ctx.now,
                     tenant=tenant,
                     category="domains",
-                    about=("domain", data["domain_id"]),
+                    about=("domain", step.domain_id),
                 )
-        if data["warning_days"] is not None and ctx.settings.ops_email:
-            not_after = data["changes"].get("cert_not_after") or ""
+        if step.warning_days is not None and ctx.settings.ops_email:
+            not_after = step.changes.get("cert_not_after") or ""
             outbox.enqueue(
                 session,
                 channel="email",
                 recipient=ctx.settings.ops_email,
                 template="domain_certificate_expiring",
                 variables={
-                    "hostname": data["hostname"],
-                    "tenant_slug": data["tenant"],
-                    "days": data["warning_days"],
+                    "hostname": step.hostname,
+                    "tenant_slug": step.tenant,
+                    "days": step.warning_days,
                     "not_after_at": not_after,
                 },
-                idempotency_key=(
-                    f"domain:{data['domain_id']}:cert:{not_after}:{data['warning_days']}"
-                ),
+                idempotency_key=f"domain:{step.domain_id}:cert:{not_after}:{step.warning_days}",
                 now=ctx.now,
                 priority=20,
                 category="domains",
-                about=("domain", data["domain_id"]),
+                about=("domain", step.domain_id),
             )
 
     @staticmethod
-    def _edge(db: Database, ctx: JobContext, data: Mapping[str, Any]) -> str | None:
+    def _edge(db: Database, ctx: JobContext, step: DomainStep) -> str | None:
         """Ask the edge to serve (and so certify) the host, or to renew its certificate (Render
         re-verifies and re-issues on a verify call); idempotent at the edge. Called with no
         transaction open; the answer is recorded in its own short one. The error, or None."""
@@ -447,34 +435,32 @@ class TenantOpsAutomate(Job):
 
             try:
                 with RenderAPI(settings) as api:
-                    found = api.add_domain(data["hostname"])
-                    if data["edge"] == "renew" or not found.verified:
-                        found = api.verify_domain(data["hostname"])  # renewal: verify again
+                    found = api.add_domain(step.hostname)
+                    if step.edge == "renew" or not found.verified:
+                        found = api.verify_domain(step.hostname)  # renewal: verify again
             except Exception as exc:
                 error = (
                     str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
                 )
-                log.warning("edge call failed", host=data["hostname"], error=error)
+                log.warning("edge call failed", host=step.hostname, error=error)
                 values = {"edge_status": "error"}
                 result, detail = "error", error
             else:
                 values = {"edge_status": found.verification_status, "edge_id": found.id or None}
                 result = found.verification_status
-                detail = f"Render {data['edge']}: {found.verification_status}"
+                detail = f"Render {step.edge}: {found.verification_status}"
         latency = round((time.perf_counter() - started) * 1000, 2)
         with db.session() as session:
-            session.execute(
-                update(DOMAINS).where(DOMAINS.c.id == data["domain_id"]).values(**values)
-            )
+            session.execute(update(DOMAINS).where(DOMAINS.c.id == step.domain_id).values(**values))
             session.execute(
                 insert(CHECKS).values(
-                    domain_id=data["domain_id"],
+                    domain_id=step.domain_id,
                     checked_at=ctx.now,
                     kind="edge",
                     result=result[:32],
                     detail=detail,
                     latency_ms=latency,
-                    data={"ask": data["edge"]},
+                    data={"ask": step.edge},
                     created_at=ctx.now,
                 )
             )

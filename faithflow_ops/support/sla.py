@@ -70,6 +70,20 @@ class Rules:
         return self.calendar if target.hours == "business" else ALWAYS
 
 
+@dataclass(frozen=True)
+class SlaMark:
+    """The payload of `sla sweep`'s `sla_breach` and `sla_warning` (one shape for both): the
+    clock as the plan saw it, claimed again by (ticket, metric, episode) when applied."""
+
+    ticket_id: int
+    metric: str
+    episode: int
+    priority: str
+    assignee_id: int | None
+    due_at: dt.datetime
+    minutes_left: int  # whole minutes to the due time at the plan's `now` (negative: overdue)
+
+
 def _get(ticket: SupportTicket, metric: str, field: str) -> Any:
     return getattr(ticket, f"{metric}_{field}")
 

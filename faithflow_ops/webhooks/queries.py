@@ -1,4 +1,5 @@
-"""Reading the webhook inbox back: `faithflow webhooks list` and `webhooks show`.
+"""Reading the webhook inbox back: `faithflow webhooks list` and `webhooks show`, and the
+deliveries `webhooks apply` plans to apply (with its action payload, `ApplyEvent`).
 
 Read-only. A document names the event type `type`, as the receiver's answers do.
 """
@@ -6,6 +7,7 @@ Read-only. A document names the event type `type`, as the receiver's answers do.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -15,6 +17,7 @@ from faithflow_ops.errors import NotFound, one_of
 from faithflow_ops.models import WebhookEvent
 from faithflow_ops.models.billing import PROVIDERS
 from faithflow_ops.models.webhooks import WEBHOOK_SCOPES, WEBHOOK_STATUSES
+from faithflow_ops.webhooks import applier
 
 # column → document field
 _FIELDS = {
@@ -94,3 +97,45 @@ def event_details(session: Session, event_id: int) -> dict[str, Any]:
 def event_status(session: Session, event_id: int) -> str | None:
     """The event's status now (None: no such event)."""
     return session.scalar(select(WebhookEvent.status).where(WebhookEvent.id == event_id))
+
+
+@dataclass(frozen=True)
+class ApplyEvent:
+    """The payload of `webhooks apply`'s `apply_event`: a stored delivery due to be applied.
+    Applying needs only `id` (the row is claimed and re-read); the rest is what the preview
+    shows, so an action made by hand may carry the id alone."""
+
+    id: int
+    provider: str | None = None
+    type: str | None = None  # the event type
+    status: str | None = None  # received | failed (when planned)
+    attempts: int | None = None
+
+
+def due_events(
+    session: Session, now: dt.datetime, limit: int | None = None
+) -> list[tuple[ApplyEvent, str]]:
+    """The deliveries to apply at `now` (`received`, or `failed` whose retry time has come),
+    oldest due first, each with the reason an operator reads."""
+    query = (
+        select(
+            WebhookEvent.id,
+            WebhookEvent.provider,
+            WebhookEvent.scope,
+            WebhookEvent.event_type,
+            WebhookEvent.status,
+            WebhookEvent.attempts,
+        )
+        .where(applier.due(now))
+        .order_by(WebhookEvent.next_attempt_at, WebhookEvent.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    found = []
+    for row in session.execute(query):
+        retry = f" (attempt {row.attempts + 1})" if row.status == "failed" else ""
+        reason = f"{row.provider} {row.scope} {row.event_type} is {row.status}{retry}"
+        found.append(
+            (ApplyEvent(row.id, row.provider, row.event_type, row.status, row.attempts), reason)
+        )
+    return found
