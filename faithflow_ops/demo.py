@@ -772,7 +772,12 @@ def preview_all(db: Database, cfg: Settings, now: dt.datetime, actor: str) -> li
                 )
             )
             continue
-        results.append(run_job(db, spec, ctx, job=job))
+        try:
+            results.append(run_job(db, spec, ctx, job=job))
+        except UserError as exc:  # refused before it started (a setting the demo lacks)
+            refused = RunResult(job=spec.name, dry_run=True, now=now)
+            refused.fail(exc)
+            results.append(refused)
     return results
 
 

@@ -18,6 +18,7 @@ import structlog
 
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database, utcnow
+from faithflow_ops.errors import UserError
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
 
@@ -107,6 +108,8 @@ class Scheduler:
             result = run_job(self.db, job.spec, ctx, collect_actions=False)
             if self.on_result is not None:
                 self.on_result(job.spec, result)
+        except UserError as exc:  # the job refused this configuration: say which setting
+            log.error("scheduled run refused", job=job.spec.name, error=str(exc))
         except Exception:  # a broken job must not stop the scheduler
             log.exception("scheduled run crashed", job=job.spec.name)
 

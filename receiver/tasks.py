@@ -8,9 +8,17 @@ options (`dry_run`, `now`, `limit`), same runner, same job JSON. Status codes:
   actions are recorded in `job_runs` and retried by the next run, so a scheduler calling us
   must not retry the whole run — alert on the header or the JSON instead.
 - 409 — another run of the job holds its lock (`status: skipped`; `lock` names the holder).
-- 500 — the run failed as a whole (`status: failed`; `error` says why).
-- 400 bad body, 401 missing or wrong key, 413 body too large,
-  503 when `INTEGRATION_API_KEY` is not set: task endpoints are never open by default.
+- 502 — the run failed because an outside service (Stripe, Paystack…) refused or could not be
+  reached (`status: failed`, `failure: provider`): not our bug, logged without a traceback.
+- 500 — the run failed as a whole for a reason of ours (`failure: internal`; `error` says why).
+- 503 — the job cannot run with this configuration (a setting is missing: `error` names it,
+  nothing is recorded), or `INTEGRATION_API_KEY` is not set: task endpoints are never open by
+  default.
+- 400 bad body (a field and the fix named), 401 missing or wrong key, 413 body too large.
+
+The body takes the fields every job has (`dry_run`, `now`, `limit`) and the job's own options
+(`JobSpec.options`, e.g. `provider` and `since` for invoices reconcile), checked by the same
+rules as the CLI's flags (`jobs.options.fill`).
 """
 
 from __future__ import annotations
@@ -18,14 +26,14 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from litestar import Response, post
 from litestar.exceptions import ClientException, HTTPException, NotAuthorizedException
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
 from faithflow_ops.jobs.runner import FAILED, SKIPPED
@@ -50,7 +58,9 @@ log = structlog.get_logger("faithflow.receiver")
 
 DISABLED = "task endpoints are disabled: INTEGRATION_API_KEY is not set"
 AUTH_HINT = "send Authorization: Bearer <INTEGRATION_API_KEY> or X-API-Key: <INTEGRATION_API_KEY>"
-STATUS_CODES = {SKIPPED: 409, FAILED: 500}  # anything else (succeeded, partial) is 200
+# A failed run's status by its `failure`; a skipped run is 409; anything else (succeeded,
+# partial) is 200.
+FAILURE_CODES = {"provider": 502, "config": 503, "internal": 500}
 
 OnResult = Callable[["JobSpec", "RunResult"], None]
 
@@ -96,7 +106,7 @@ def api_key_guard(settings: Settings) -> Callable[[ASGIConnection[Any, Any, Any,
 # ---------------------------------------------------------------------------------------------
 # Body
 
-FIELDS = ("dry_run", "now", "limit")
+FIELDS = ("dry_run", "now", "limit")  # and the job's own options
 MAX_LIMIT = 1_000_000_000  # a database LIMIT must fit 64 bits; no run plans more than this
 EXAMPLE = '{"dry_run": true, "now": "2026-03-01T09:00:00Z", "limit": 100}'
 
@@ -106,6 +116,7 @@ class TaskRequest:
     dry_run: bool = False
     now: dt.datetime | None = None  # None: the current time
     limit: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the job's own, as sent
 
 
 def _bad(field: str | None, message: str) -> ClientException:
@@ -129,18 +140,23 @@ _JSON_TYPES = {
 }
 
 
-def parse_body(raw: bytes) -> TaskRequest:
+def parse_body(raw: bytes, spec: JobSpec | None = None) -> TaskRequest:
     """Validate a task body; every refusal names the field and how to fix it.
 
-    An empty body means all defaults. `null` for a field means "not given".
+    An empty body means all defaults. `null` for a field means "not given". The job's own
+    option fields (`spec.options`) are taken as sent; `options_for` checks them.
     """
+    from faithflow_ops.jobs.options import fields_of
+
+    own = tuple(f.name for f in fields_of(spec.options)) if spec is not None else ()
     if not raw.strip():
         return TaskRequest()
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise _bad(
-            None, f"request body is not valid JSON ({exc}); send an object like {EXAMPLE}"
+            None, f"request body is not valid JSON ({reason}); send an object like {EXAMPLE}"
         ) from None
     if not isinstance(doc, dict):
         raise _bad(
@@ -148,11 +164,12 @@ def parse_body(raw: bytes) -> TaskRequest:
             f"request body must be a JSON object, not {_JSON_TYPES[type(doc)]}; "
             f"send an object like {EXAMPLE}",
         )
-    unknown = sorted(set(doc) - set(FIELDS))
+    unknown = sorted(set(doc) - set(FIELDS) - set(own))
     if unknown:
         raise _bad(
             unknown[0],
-            f"unknown field {', '.join(map(repr, unknown))}; the fields are {', '.join(FIELDS)}",
+            f"unknown field {', '.join(map(repr, unknown))}; "
+            f"the fields are {', '.join((*FIELDS, *own))}",
         )
     dry_run, now, limit = (doc.get(name) for name in FIELDS)
     if dry_run is not None and not isinstance(dry_run, bool):
@@ -164,58 +181,76 @@ def parse_body(raw: bytes) -> TaskRequest:
         raise _bad(
             "limit", f"limit must be a whole number from 1 to {MAX_LIMIT:,}, not {_show(limit)}"
         )
-    return TaskRequest(dry_run=bool(dry_run), now=when, limit=limit)
+    options = {name: doc[name] for name in own if name in doc}
+    return TaskRequest(dry_run=bool(dry_run), now=when, limit=limit, options=options)
 
 
 def _parse_time(value: Any) -> dt.datetime:
-    from faithflow_ops.jobs.base import parse_time
+    """`now`, by the rule `--now` follows (ISO-8601, 1970–8999)."""
+    from faithflow_ops.clock import parse_instant
+    from faithflow_ops.errors import UserError
 
-    if isinstance(value, str) and value.strip():
-        try:
-            return parse_time(value)
-        except ValueError:
-            pass
+    try:
+        return parse_instant(value, "now")
+    except UserError as exc:
+        if "out of range" in str(exc):
+            raise _bad("now", str(exc)) from None
     raise _bad(
         "now", f'now must be an ISO-8601 time such as "2026-03-01T09:00:00Z", not {_show(value)}'
     )
 
 
-@dataclass
-class TaskOperation(Operation):
-    """Documents the task body in the OpenAPI schema (the handler reads the raw body itself,
-    so the messages for bad input are ours)."""
+def _operation_class(spec: JobSpec) -> type[Operation]:
+    """The OpenAPI operation of one task: the common body fields and the job's own options
+    (the handler reads the raw body itself, so the messages for bad input are ours)."""
+    from faithflow_ops.jobs.options import fields_of
 
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            required=False,
-            description="All fields optional; an empty body runs the job now, for real.",
-            content={
-                "application/json": OpenAPIMediaType(
-                    schema=Schema(
-                        type=OpenAPIType.OBJECT,
-                        additional_properties=False,
-                        properties={
-                            "dry_run": Schema(
-                                type=OpenAPIType.BOOLEAN,
-                                default=False,
-                                description="Plan only (the preview).",
-                            ),
-                            "now": Schema(
-                                type=OpenAPIType.STRING,
-                                format=None,
-                                description="Run as if it were this ISO-8601 time.",
-                                examples=["2026-03-01T09:00:00Z"],
-                            ),
-                            "limit": Schema(
-                                type=OpenAPIType.INTEGER,
-                                minimum=1,
-                                description="Stop after planning this many actions.",
-                            ),
-                        },
-                    )
-                )
-            },
+    properties: dict[str, Reference | Schema] = {
+        "dry_run": Schema(
+            type=OpenAPIType.BOOLEAN, default=False, description="Plan only (the preview)."
+        ),
+        "now": Schema(
+            type=OpenAPIType.STRING,
+            description="Run as if it were this ISO-8601 time (1970 to 8999).",
+            examples=["2026-03-01T09:00:00Z"],
+        ),
+        "limit": Schema(
+            type=OpenAPIType.INTEGER,
+            minimum=1,
+            maximum=MAX_LIMIT,
+            description="Stop after planning this many actions.",
+        ),
+    }
+    for f in fields_of(spec.options):
+        kind = f.info.kind
+        properties[f.name] = Schema(
+            type={"bool": OpenAPIType.BOOLEAN, "int": OpenAPIType.INTEGER}.get(
+                kind, OpenAPIType.STRING
+            ),
+            enum=list(f.info.choices) or None,
+            minimum=f.info.minimum,
+            maximum=f.info.maximum,
+            description=f.info.help,
         )
+
+    @dataclass
+    class TaskOperation(Operation):
+        def __post_init__(self) -> None:
+            self.request_body = RequestBody(
+                required=False,
+                description="All fields optional; an empty body runs the job now, for real.",
+                content={
+                    "application/json": OpenAPIMediaType(
+                        schema=Schema(
+                            type=OpenAPIType.OBJECT,
+                            additional_properties=False,
+                            properties=properties,
+                        )
+                    )
+                },
+            )
+
+    return TaskOperation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,8 +263,12 @@ RESPONSES = {
         401: "Missing or wrong API key.",
         409: "Another run holds the job's lock: the job JSON with `status: skipped` and `lock`.",
         413: "The body is over the size limit.",
-        500: "The run failed: the job JSON with `status: failed` and `error`.",
-        503: "INTEGRATION_API_KEY is not set, so task endpoints are disabled.",
+        500: "The run failed for a reason of ours: the job JSON with `status: failed`, "
+        "`failure: internal` and `error`.",
+        502: "An outside service refused or could not be reached: the job JSON with "
+        "`status: failed`, `failure: provider` and `error`.",
+        503: "A setting the job needs is missing (`error` names it), or INTEGRATION_API_KEY is "
+        "not set, so task endpoints are disabled.",
     }.items()
 }
 
@@ -239,26 +278,41 @@ def run_task(
 ) -> Response[dict[str, Any]]:
     """Parse the body, run the job through the shared runner, answer with the job JSON."""
     from faithflow_ops.db import utcnow
+    from faithflow_ops.errors import ConfigError, UserError
     from faithflow_ops.jobs.base import JobContext
+    from faithflow_ops.jobs.options import OptionError, fill
     from faithflow_ops.jobs.runner import run_job
 
-    request = parse_body(raw)
+    request = parse_body(raw, spec)
+    now = request.now or utcnow()
+    try:
+        options = fill(spec.options, request.options, now, "json")
+    except OptionError as exc:
+        raise _bad(exc.field, str(exc)) from None
     ctx = JobContext(
-        now=request.now or utcnow(),
+        now=now,
         dry_run=request.dry_run,
         trigger="http",
         settings=settings,
         limit=request.limit,
         actor="http",
+        options=options,
     )
-    result = run_job(db, spec, ctx)
+    try:
+        result = run_job(db, spec, ctx)
+    except ConfigError as exc:  # refused before it started; nothing recorded
+        log.warning("task refused", job=spec.name, error=str(exc))
+        raise HTTPException(status_code=503, detail=str(exc)) from None
+    except UserError as exc:
+        raise _bad(None, str(exc)) from None
     if on_result is not None:
         on_result(spec, result)
-    return Response(
-        result.to_dict(),
-        status_code=STATUS_CODES.get(result.status, 200),
-        headers={"X-Job-Status": result.status},
-    )
+    status = 200
+    if result.status == SKIPPED:
+        status = 409
+    elif result.status == FAILED:
+        status = FAILURE_CODES[result.failure or "internal"]
+    return Response(result.to_dict(), status_code=status, headers={"X-Job-Status": result.status})
 
 
 def task_handlers(
@@ -282,11 +336,11 @@ def task_handlers(
                 f"Runs `{spec.name}` like `{spec.cli_command}` (default schedule "
                 f"`{spec.schedule}`, override with `{spec.cron_variable}`). Answers with the job "
                 "JSON: 200 succeeded or partial, 409 when another run holds the lock, "
-                "500 when the run failed."
+                "502 when an outside service failed it, 500 when it failed otherwise."
             ),
             tags=["tasks"],
             status_code=200,
-            operation_class=TaskOperation,
+            operation_class=_operation_class(spec),
             security=[{"bearer": []}, {"apiKey": []}],
             responses=RESPONSES,
         )(handler)

@@ -646,20 +646,107 @@ def test_list_calls_page_and_honour_retry_after() -> None:
     assert [r.params()["page"] for r in fake.requests] == ["1", "1", "2", "3"]
 
 
-def test_without_any_key_the_job_itself_reports_both_providers_skipped(platform: Database) -> None:
-    """The scheduler, the task endpoint and the demo preview run the job without the command's
-    pre-check: it succeeds, naming each variable, instead of failing the run."""
-    from faithflow_ops.config import Settings
-    from faithflow_ops.jobs import registry
-    from faithflow_ops.jobs.base import JobContext
+def test_without_any_key_every_door_refuses_the_same_way(
+    cli: Any, db_url: str, platform: Database
+) -> None:
+    """One behaviour for a missing setting (issue 16): the command, `jobs run`, the runner the
+    scheduler and the demo use, and the task endpoint all refuse, naming the variables, and
+    record nothing."""
+    from faithflow_ops.errors import ConfigError
     from faithflow_ops.jobs.runner import run_job
+    from faithflow_ops.models import JobRun
+    from receiver.app import create_app
 
-    ctx = JobContext(
-        now=dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC),
-        dry_run=True,
-        trigger="scheduler",
-        settings=Settings(database_url=str(platform.engine.url)),
-    )
-    result = run_job(platform, registry.get("invoices_reconcile"), ctx)
-    assert result.status == "succeeded"
-    assert result.counts == {"provider_skipped": 2}
+    spec = registry.get("invoices_reconcile")
+    for args in (("invoices", "reconcile"), ("invoices", "preview"),
+                 ("jobs", "run", "invoices_reconcile"),
+                 ("jobs", "preview", "invoices-reconcile")):  # fmt: skip
+        result = cli(*args, "--now", NOW)
+        assert result.exit_code == 2, args
+        assert "no payment provider is configured: set STRIPE_SECRET_KEY and/or " in said(result)
+    ctx = JobContext(now=NOW_AT, dry_run=True, trigger="scheduler",
+                     settings=Settings(database_url=db_url))  # fmt: skip
+    with pytest.raises(ConfigError, match="PAYSTACK_SECRET_KEY"):
+        run_job(platform, spec, ctx)
+    cfg = Settings(database_url=db_url, integration_api_key=KEY)
+    with running(create_app(cfg, db=platform, jobs=[spec])) as url:
+        answer = httpx.post(url + spec.task_path, json={"now": NOW}, headers={"X-API-Key": KEY},
+                            timeout=30)  # fmt: skip
+    assert answer.status_code == 503, answer.text
+    assert "STRIPE_SECRET_KEY" in answer.json()["error"]
+    with platform.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(JobRun)) == 0
+
+
+def test_its_options_are_one_declaration_for_every_door(
+    cli: Any, db_url: str, platform: Database, stripe: FakeAPI
+) -> None:
+    """--provider/--since on the command, -o on `jobs run|preview`, body fields on the task:
+    the same values, the same refusals (the field named)."""
+    from receiver.app import create_app
+
+    by_flags = run_json(cli, "--dry-run", "--provider", "stripe", "--since", "10d")
+    by_alias = json.loads(ok(cli("invoices", "preview", "--now", NOW, "--json", "--provider",
+                                 "stripe", "--since", "10d")).stdout)  # fmt: skip
+    by_name = json.loads(ok(cli("jobs", "preview", "invoices_reconcile", "--now", NOW, "--json",
+                                "-o", "provider=stripe", "-o", "since=10d")).stdout)  # fmt: skip
+    assert by_flags["counts"] == by_alias["counts"] == by_name["counts"]
+    assert by_flags["dry_run"] and by_alias["dry_run"] and by_name["dry_run"]
+    assert "provider_skipped" not in by_flags["counts"]
+    for bad, named in ((("-o", "provider=paypal"), "--provider 'paypal' is not one of: stripe, "
+                        "paystack"), (("-o", "colour=red"), "its options: provider=…, since=…"),
+                       (("-o", "since=soon"), "--since 'soon' is neither a duration")):  # fmt: skip
+        result = cli("jobs", "run", "invoices_reconcile", "--now", NOW, *bad)
+        assert result.exit_code == 2, bad
+        assert named in said(result), said(result)
+    spec = registry.get("invoices_reconcile")
+    cfg = Settings(database_url=db_url, integration_api_key=KEY, stripe_secret_key="sk_test_rec",
+                   stripe_api_base=stripe.url, provider_backoff=0.01)  # fmt: skip
+    with running(create_app(cfg, db=platform, jobs=[spec])) as url:
+
+        def post(body: dict[str, Any]) -> httpx.Response:
+            return httpx.post(url + spec.task_path, json=body, headers={"X-API-Key": KEY},
+                              timeout=30)  # fmt: skip
+
+        answer = post({"dry_run": True, "now": NOW, "provider": "stripe", "since": "10d"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["counts"] == by_flags["counts"]
+        for body, field in (({"provider": "paypal"}, "provider"), ({"since": 35}, "since"),
+                            ({"since": "soon"}, "since"),
+                            ({"colour": "red"}, "colour")):  # fmt: skip
+            refused = post({"dry_run": True, "now": NOW, **body})
+            assert refused.status_code == 400, (body, refused.text)
+            assert refused.json()["detail"]["field"] == field, refused.text
+        unknown = post({"colour": "red"}).json()["error"]
+        assert "the fields are dry_run, now, limit, provider, since" in unknown
+        schema = httpx.get(url + "/docs/openapi.json", timeout=30).json()
+    body = schema["paths"][spec.task_path]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["properties"]["provider"]["enum"] == ["stripe", "paystack"]
+    assert set(body["schema"]["properties"]) == {"dry_run", "now", "limit", "provider", "since"}
+
+
+def test_an_unreachable_provider_is_a_502_without_a_traceback(
+    db_url: str, platform: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An outside failure is not our bug (issue 16): the run fails with `failure: provider`,
+    the task answers 502 with the job JSON, and the log has no traceback."""
+    import socket
+
+    from receiver.app import create_app
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    spec = registry.get("invoices_reconcile")
+    cfg = Settings(database_url=db_url, integration_api_key=KEY, stripe_secret_key="sk_test_rec",
+                   stripe_api_base=dead, provider_backoff=0.01,
+                   provider_max_attempts=2)  # fmt: skip
+    with running(create_app(cfg, db=platform, jobs=[spec])) as url:
+        answer = httpx.post(url + spec.task_path, json={"now": NOW, "provider": "stripe"},
+                            headers={"X-API-Key": KEY}, timeout=30)  # fmt: skip
+    assert answer.status_code == 502, answer.text
+    doc = answer.json()
+    assert (doc["status"], doc["failure"]) == ("failed", "provider")
+    assert "could not reach stripe" in doc["error"]
+    failed = [r for r in caplog.records if "job failed" in r.getMessage()]
+    assert failed and not any(r.exc_info for r in failed)

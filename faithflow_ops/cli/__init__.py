@@ -103,7 +103,7 @@ def load_group(name: str) -> typer.Typer:
         if spec.cli_group == name and not any(
             c.name == spec.cli_verb for c in group.registered_commands
         ):
-            jobs.add_job_command(group, spec)  # unless the group has its own (job options)
+            jobs.add_job_command(group, spec)  # `<verb>` and its `<preview_verb>`
     return group
 
 

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faithflow_ops.errors import UserError
-
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
     from faithflow_ops.db import Database
@@ -46,24 +44,15 @@ def reset_database_cache() -> None:
 def parse_now(
     value: str | None, option: str = "--now", example: str = "2026-03-01T09:00:00Z"
 ) -> dt.datetime:
-    """`--now` (default: the wall clock), and any other time option (`--since`, `--until`):
-    ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date); naive means UTC. The option is
-    named in the message, with `example` as the hint. Refused outside 1970–8999: clock
-    arithmetic steps days either side and datetimes end at year 9999."""
-    from faithflow_ops.jobs.base import parse_time
+    """`--now` (default: the wall clock) and any other point-in-time option (`--until`):
+    ISO-8601 (`2026-03-01T09:00:00Z`, an offset, or a date; naive means UTC), from 1970 to
+    8999; an empty value is refused. `--since` options take `faithflow_ops.clock.parse_since`
+    (durations too)."""
+    from faithflow_ops.clock import parse_instant
 
-    if value is None or (value.strip() == "" and option == "--now"):
+    if value is None:
         return dt.datetime.now(dt.UTC)
-    try:
-        when = parse_time(value)
-    except (ValueError, OverflowError):
-        what = "time" if "T" in example else "date or time"
-        raise UserError(
-            f"{option} {value!r} is not an ISO-8601 {what}; use e.g. {option} {example}"
-        ) from None
-    if not 1970 <= when.year < 9000:
-        raise UserError(f"{option} {value!r} is out of range; give a time from 1970 to 8999")
-    return when
+    return parse_instant(value, option, example)
 
 
 def actor() -> str:

@@ -8,7 +8,6 @@ import typer
 
 from faithflow_ops.cli import jobs, output
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
-from faithflow_ops.jobs import registry
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -204,15 +203,3 @@ def runbook(
     with database().session() as session:
         add_runbook_note(session, host, state=state, note=note, actor=actor(), now=parse_now(now))
     output.info(f"noted on {host}: {state}")
-
-
-@app.command("preview")
-def preview(now: NowOpt = None, as_json: JsonOpt = False, limit: jobs.LimitOpt = None) -> None:
-    """What `domains automate` would do now, changing nothing (= `domains automate --dry-run`):
-    every due domain with its DNS and TLS results and the transition it would make."""
-    jobs.execute(
-        registry.get("tenant_ops_automate"), dry_run=True, now=now, as_json=as_json, limit=limit
-    )
-
-
-jobs.add_job_command(app, registry.get("tenant_ops_automate"))  # `domains automate`

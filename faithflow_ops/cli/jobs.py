@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,6 +16,7 @@ from faithflow_ops.jobs import registry
 
 if TYPE_CHECKING:
     from faithflow_ops.jobs.base import ActionResult, Job
+    from faithflow_ops.jobs.options import OptionField
     from faithflow_ops.jobs.registry import JobSpec
     from faithflow_ops.jobs.runner import RunResult
 
@@ -75,10 +78,19 @@ class _Bar:
 
 
 def execute(
-    spec: JobSpec, *, dry_run: bool, now: str | None, as_json: bool, limit: int | None
+    spec: JobSpec,
+    *,
+    dry_run: bool,
+    now: str | None,
+    as_json: bool,
+    limit: int | None,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
-    """Run one job from the CLI and render it; exits with the job contract's code."""
+    """Run one job from the CLI and render it; exits with the job contract's code.
+
+    `options` are the job's own (`JobSpec.options`) as the command line gave them."""
     from faithflow_ops.jobs.base import JobContext
+    from faithflow_ops.jobs.options import fill
     from faithflow_ops.jobs.runner import run_job
 
     if limit is not None and limit < 1:
@@ -96,6 +108,7 @@ def execute(
         limit=limit,
         actor=actor(),
         progress=bar,
+        options=fill(spec.options, options or {}, when, "cli"),
     )
     if as_json:
         result = _run_streaming_json(db, spec, ctx, job)
@@ -112,6 +125,8 @@ def execute(
         else:
             result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
         render_run(result, shown, type(job))
+    for warning in result.warnings:
+        output.warn(warning)
     if result.status == "skipped":
         output.abort(result.error or "already running", 75)
     raise typer.Exit(result.exit_code)
@@ -196,22 +211,101 @@ def render_run(
 
 
 def add_job_command(group: typer.Typer, spec: JobSpec) -> None:
-    """Register `faithflow <group> <verb>` for a job, with the common options."""
-
-    def command(
-        dry_run: DryRunOpt = False,
-        now: NowOpt = None,
-        as_json: JsonOpt = False,
-        limit: LimitOpt = None,
-    ) -> None:
-        execute(spec, dry_run=dry_run, now=now, as_json=as_json, limit=limit)
-
-    command.__doc__ = (
-        f"{spec.summary}.\n\nPreview with --dry-run first. Runs under the job's lock "
-        f"(exit 75 when another run holds it). Schedule: {spec.schedule} "
-        f"(override with {spec.cron_variable}); also POST {spec.task_path}."
+    """Register `faithflow <group> <verb>` for a job, with the options every job has and the
+    job's own (`JobSpec.options`), and its preview alias `<group> <preview_verb>`."""
+    where = (
+        f"Schedule: {spec.schedule} (override with {spec.cron_variable}); "
+        f"also POST {spec.task_path}."
     )
-    group.command(spec.cli_verb)(command)
+    run_doc = (
+        f"{spec.summary}.\n\nPreview with --dry-run (or `{spec.cli_group} {spec.preview_verb}`) "
+        "first. Runs under the job's lock (exit 75 when another run holds it). " + where
+    )
+    preview_doc = (
+        f"What `{spec.cli_command}` would do now, changing nothing "
+        f"(= `{spec.cli_command} --dry-run`).\n\n{spec.preview_detail} {where}"
+    ).replace("\n\n ", "\n\n")
+    group.command(spec.cli_verb)(_job_command(spec, run_doc, preview=False))
+    if not any(c.name == spec.preview_verb for c in group.registered_commands):
+        group.command(spec.preview_verb)(_job_command(spec, preview_doc, preview=True))
+
+
+def _job_command(spec: JobSpec, doc: str, *, preview: bool) -> Callable[..., None]:
+    """A Typer command whose parameters are the common options plus the job's own: Typer reads
+    `__signature__` and `__annotations__`, so the flags come from the one declaration."""
+    from faithflow_ops.jobs.options import fields_of
+
+    own = fields_of(spec.options)
+
+    def command(**kwargs: Any) -> None:
+        dry_run = True if preview else kwargs.pop("dry_run")
+        execute(
+            spec,
+            dry_run=dry_run,
+            now=kwargs.pop("now"),
+            as_json=kwargs.pop("as_json"),
+            limit=kwargs.pop("limit"),
+            options=kwargs,
+        )
+
+    common: dict[str, Any] = {"now": NowOpt, "as_json": JsonOpt, "limit": LimitOpt}
+    if not preview:
+        common = {"dry_run": DryRunOpt, **common}
+    defaults = {"dry_run": False, "now": None, "as_json": False, "limit": None}
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter(name, keyword, default=defaults[name], annotation=annotation)
+        for name, annotation in common.items()
+    ]
+    for f in own:
+        params.append(
+            inspect.Parameter(f.name, keyword, default=None, annotation=_option_annotation(f))
+        )
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = doc
+    return command
+
+
+def _option_annotation(f: OptionField) -> Any:
+    """How Typer reads one job option: every value arrives as given (a string, or an int or a
+    flag) and `jobs.options.fill` checks it, the same check the task body gets."""
+    help_text = f.info.help
+    if f.info.choices:
+        help_text += f" One of: {', '.join(f.info.choices)}."
+    if f.info.kind == "bool":
+        return Annotated[bool | None, typer.Option(f"{f.flag}/--no-{f.flag[2:]}", help=help_text)]
+    if f.info.kind == "int":
+        return Annotated[int | None, typer.Option(f.flag, help=help_text)]
+    return Annotated[str | None, typer.Option(f.flag, help=help_text)]
+
+
+def _parse_assignments(spec: JobSpec, pairs: list[str]) -> dict[str, Any]:
+    """`--option NAME=VALUE` pairs for `jobs run`/`jobs preview`, by the job's declaration."""
+    from faithflow_ops.jobs.options import fields_of
+
+    own = {f.name: f for f in fields_of(spec.options)}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        key = name.strip().lstrip("-").replace("-", "_")
+        if not sep or key not in own:
+            known = ", ".join(f"{n}=…" for n in own) or "none"
+            raise UserError(
+                f"--option {pair!r} is not NAME=VALUE for one of {spec.name}'s options "
+                f"(its options: {known})"
+            )
+        kind = own[key].info.kind
+        if kind == "int":
+            try:
+                values[key] = int(value)
+            except ValueError:
+                raise UserError(f"--option {pair!r}: {key} must be a whole number") from None
+        elif kind == "bool":
+            values[key] = value.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            values[key] = value
+    return values
 
 
 @app.command("list")
@@ -310,6 +404,18 @@ def runs(
     )
 
 
+OptionsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="NAME=VALUE",
+        help="One of the job's own options (as its command's flags, e.g. -o provider=stripe); "
+        "repeat for more.",
+    ),
+]
+
+
 @app.command("run")
 def run(
     name: Annotated[str, typer.Argument(help="Job name, as in `faithflow jobs list`.")],
@@ -317,9 +423,38 @@ def run(
     now: NowOpt = None,
     as_json: JsonOpt = False,
     limit: LimitOpt = None,
+    option: OptionsOpt = None,
 ) -> None:
     """Run any job by name, with the same options as its own command."""
-    execute(registry.get(name), dry_run=dry_run, now=now, as_json=as_json, limit=limit)
+    spec = registry.get(name)
+    execute(
+        spec,
+        dry_run=dry_run,
+        now=now,
+        as_json=as_json,
+        limit=limit,
+        options=_parse_assignments(spec, option or []),
+    )
+
+
+@app.command("preview")
+def preview(
+    name: Annotated[str, typer.Argument(help="Job name, as in `faithflow jobs list`.")],
+    now: NowOpt = None,
+    as_json: JsonOpt = False,
+    limit: LimitOpt = None,
+    option: OptionsOpt = None,
+) -> None:
+    """What any job would do now, changing nothing (= `jobs run NAME --dry-run`)."""
+    spec = registry.get(name)
+    execute(
+        spec,
+        dry_run=True,
+        now=now,
+        as_json=as_json,
+        limit=limit,
+        options=_parse_assignments(spec, option or []),
+    )
 
 
 @app.command("crontab")

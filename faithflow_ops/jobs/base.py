@@ -10,9 +10,10 @@ import datetime as dt
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 from faithflow_ops.actions import Action, ActionResult, Outcome, StaleAction, parse_time
+from faithflow_ops.jobs.options import NoOptions
 
 __all__ = [
     "Action",
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from faithflow_ops.db import Database
 
 Trigger = Literal["cli", "http", "scheduler"]
+OptionsT = TypeVar("OptionsT")
 
 
 class Progress(Protocol):
@@ -52,6 +54,9 @@ class JobContext:
     limit: int | None = None
     actor: str = "job"
     progress: Progress | None = None
+    # The job's own options (`JobSpec.options`, filled by jobs.options.fill); read them with
+    # `Job.options(ctx, TheirClass)`.
+    options: object = NoOptions()
 
 
 class Job(ABC):
@@ -73,6 +78,17 @@ class Job(ABC):
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
         """The rows one action shows as in a terminal table (one per change, say)."""
         return [(action.kind, action.target, action.reason)]
+
+    @staticmethod
+    def options(ctx: JobContext, cls: type[OptionsT]) -> OptionsT:
+        """The run's options as `cls`, or its defaults when the caller gave none."""
+        return ctx.options if isinstance(ctx.options, cls) else cls()
+
+    def check(self, ctx: JobContext) -> list[str]:
+        """Refuse a run that cannot do its work before it takes the lock: raise UserError (a
+        bad option) or ConfigError (a missing setting) naming the fix. Returns warnings for
+        the operator (what the run will leave out). Nothing is recorded for a refusal."""
+        return []
 
     @abstractmethod
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:

@@ -76,12 +76,12 @@ from faithflow_ops.billing import reconcile_allocation as alloc
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.jobs.base import Action, Job, JobContext, StaleAction
+from faithflow_ops.jobs.options import InvoicesReconcileOptions
 from faithflow_ops.models import Invoice, ProviderAccount, Subscription, SubscriptionPlan
 from faithflow_ops.models.billing import PROVIDERS
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
-    from faithflow_ops.providers._http import ProviderError
 
 INVOICES = cast(Table, Invoice.__table__)
 SUBS = cast(Table, Subscription.__table__)
@@ -309,59 +309,53 @@ class InvoicesReconcile(Job):
     report_only = frozenset(REPORT_KINDS)
     table_columns = ("kind", "target", "tenant", "reason")
 
-    def __init__(
-        self, providers: Sequence[str] | None = None, since: dt.datetime | None = None
-    ) -> None:
-        self.providers = tuple(providers) if providers else None
-        self.since = since
-        self.provider_error: ProviderError | None = None  # the CLI's exit code reads it
-
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
         return [(action.kind, action.target, action.data.get("tenant_id"), action.reason)]
 
-    def selected(
-        self, settings: Settings, *, require_one: bool = False
-    ) -> tuple[list[str], list[str]]:
-        """(providers to reconcile, providers skipped for want of a key). ConfigError for a
-        --provider whose key is missing, and with `require_one` (the operator's command) when
-        no provider is configured at all; the scheduler, the task endpoint and the demo
-        preview then just report every provider as skipped."""
+    def check(self, ctx: JobContext) -> list[str]:
+        """The same refusal from every door: a --provider whose key is missing, no provider
+        configured at all, or a --since not before now (ConfigError, exit 2); a provider left
+        out for want of its key is a warning (and a `provider_skipped` finding)."""
+        self.window(ctx)
+        _, skipped = self.selected(ctx)
+        return [f"{KEY_VARIABLES[p]} is not set: {p} is skipped" for p in skipped]
+
+    def selected(self, ctx: JobContext) -> tuple[list[str], list[str]]:
+        """(providers to reconcile, providers skipped for want of a key)."""
+        settings = ctx.settings
+        wanted = self.options(ctx, InvoicesReconcileOptions).provider
         configured = {
             "stripe": bool(settings.stripe_secret_key),
             "paystack": bool(settings.paystack_secret_key),
         }
-        if self.providers:
-            missing = [p for p in self.providers if not configured[p]]
-            if missing:
-                names = " and ".join(KEY_VARIABLES[p] for p in missing)
+        if wanted is not None:
+            if not configured[wanted]:
                 raise ConfigError(
-                    f"cannot reconcile {', '.join(missing)}: {names} is not set; set it, or "
-                    "leave out --provider to reconcile the configured providers only"
+                    f"cannot reconcile {wanted}: {KEY_VARIABLES[wanted]} is not set; set it, "
+                    "or leave out --provider to reconcile the configured providers only"
                 )
-            return list(self.providers), []
+            return [wanted], []
         chosen = [p for p in PROVIDERS if configured[p]]
-        if not chosen and require_one:
+        if not chosen:
             raise ConfigError(
                 "no payment provider is configured: set STRIPE_SECRET_KEY and/or "
                 "PAYSTACK_SECRET_KEY to reconcile invoices"
             )
         return chosen, [p for p in PROVIDERS if not configured[p]]
 
-    def window(self, now: dt.datetime) -> dt.datetime:
-        since = self.since or now - WINDOW
-        if since >= now:
+    def window(self, ctx: JobContext) -> dt.datetime:
+        since = self.options(ctx, InvoicesReconcileOptions).since or ctx.now - WINDOW
+        if since >= ctx.now:
             raise ConfigError(
-                f"--since {since.isoformat()} is not before now ({now.isoformat()}); "
+                f"--since {since.isoformat()} is not before now ({ctx.now.isoformat()}); "
                 "pick an earlier start"
             )
         return since
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
-        from faithflow_ops.providers._http import ProviderError
-
-        chosen, skipped = self.selected(ctx.settings)
-        since = self.window(ctx.now)
+        chosen, skipped = self.selected(ctx)
+        since = self.window(ctx)
         actions: list[Action] = []
         for provider in skipped:
             variable = KEY_VARIABLES[provider]
@@ -378,11 +372,7 @@ class InvoicesReconcile(Job):
         # Every provider is read and planned before the first action is yielded: applying
         # early actions cannot change what later findings see.
         for provider in chosen:
-            try:
-                fetched = fetch(provider, ctx.settings, since - SLACK, ctx.now)
-            except ProviderError as exc:
-                self.provider_error = exc
-                raise
+            fetched = fetch(provider, ctx.settings, since - SLACK, ctx.now)
             actions += _Planner(session, provider, fetched, since, ctx.now).actions()
             if ctx.progress is not None:
                 ctx.progress.advance(1)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.errors import ConfigError, UserError
+from faithflow_ops.jobs.options import InvoicesReconcileOptions, NoOptions
 
 if TYPE_CHECKING:
     from faithflow_ops.jobs.base import Job
@@ -28,6 +29,12 @@ class JobSpec:
     schedule: str
     module: str
     lease_seconds: int = 600
+    # The job's own options (jobs/options.py): CLI flags, task body fields, scheduler defaults.
+    options: type[Any] = NoOptions
+    # `faithflow <group> <preview_verb>` = `<cli_verb> --dry-run` (a group with two jobs names
+    # each preview after its job).
+    preview_verb: str = "preview"
+    preview_detail: str = ""  # what the preview shows, for its --help
 
     @property
     def cron_variable(self) -> str:
@@ -51,6 +58,7 @@ JOBS: tuple[JobSpec, ...] = (
         task_path="/tasks/subscriptions/metadata-backfill",
         schedule="10 2 * * *",
         module="faithflow_ops.jobs.subscription_metadata_backfill",
+        preview_verb="preview-backfill",
     ),
     JobSpec(
         name="subscriptions_automate",
@@ -60,6 +68,7 @@ JOBS: tuple[JobSpec, ...] = (
         task_path="/tasks/subscriptions/automate",
         schedule="*/30 * * * *",
         module="faithflow_ops.jobs.subscriptions_automate",
+        preview_verb="preview-automate",
     ),
     JobSpec(
         name="invoices_reconcile",
@@ -69,6 +78,7 @@ JOBS: tuple[JobSpec, ...] = (
         task_path="/tasks/invoices/reconcile",
         schedule="17 * * * *",
         module="faithflow_ops.jobs.invoices_reconcile",
+        options=InvoicesReconcileOptions,
     ),
     JobSpec(
         name="disputes_monitor",
@@ -87,6 +97,10 @@ JOBS: tuple[JobSpec, ...] = (
         task_path="/tasks/subscriptions/dunning",
         schedule="*/15 * * * *",
         module="faithflow_ops.jobs.dunning",
+        preview_detail="Per open case: tenant, amount, days past due, the step now due, its "
+        "channels (blocked ones with the reason), the send time after quiet hours and the "
+        "20-hour window, and why anything is held back; also payment retries, hand-overs, and "
+        "cases to open or close.",
     ),
     JobSpec(
         name="communications_dispatch",
@@ -106,6 +120,8 @@ JOBS: tuple[JobSpec, ...] = (
         task_path="/tasks/tenant-ops/automate",
         schedule="*/15 * * * *",
         module="faithflow_ops.jobs.tenant_ops_automate",
+        preview_detail="Every due domain with its DNS and TLS results and the transition it "
+        "would make.",
     ),
     JobSpec(
         name="incidents_escalate",

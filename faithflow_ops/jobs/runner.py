@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from sqlalchemy import update
@@ -28,6 +28,12 @@ log = structlog.get_logger("faithflow.jobs")
 
 # Statuses of a run, as stored in job_runs.status and printed in the job JSON.
 SUCCEEDED, PARTIAL, FAILED, SKIPPED = "succeeded", "partial", "failed", "skipped"
+
+# Why a run failed as a whole (`failure` in the job JSON), which decides the CLI's exit code
+# and the task endpoint's status: a setting to fix (exit 2, 503), an outside service that
+# refused or could not be reached (the provider's exit code, 502), or our own bug (exit 1, 500,
+# logged with its traceback).
+Failure = Literal["config", "provider", "internal"]
 
 ActionSink = Callable[[ActionResult], None]
 
@@ -46,10 +52,29 @@ class RunResult:
     lock: locks.LockInfo | None = None  # the holder that made us skip
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    failure: Failure | None = None  # set when status is failed
+    failure_exit: int = 1  # the exit code of that failure
+    warnings: list[str] = field(default_factory=list)  # from Job.check: what the run left out
 
     @property
     def exit_code(self) -> int:
-        return {SUCCEEDED: 0, PARTIAL: 1, FAILED: 1, SKIPPED: 75}[self.status]
+        if self.status == FAILED:
+            return self.failure_exit
+        return {SUCCEEDED: 0, PARTIAL: 1, SKIPPED: 75}[self.status]
+
+    def fail(self, exc: BaseException) -> None:
+        """Record why the run failed as a whole (see `Failure`)."""
+        from faithflow_ops.errors import UserError
+        from faithflow_ops.providers._http import ProviderError
+
+        self.status = FAILED
+        if isinstance(exc, UserError):
+            self.failure, self.failure_exit, self.error = "config", exc.exit_code, str(exc)
+        elif isinstance(exc, ProviderError):
+            self.failure, self.failure_exit, self.error = "provider", exc.exit_code, str(exc)
+        else:
+            self.failure, self.failure_exit = "internal", 1
+            self.error = f"{type(exc).__name__}: {exc}"
 
     def summary(self) -> dict[str, Any]:
         """The job document without its actions (the CLI streams those)."""
@@ -65,6 +90,10 @@ class RunResult:
             doc["outcomes"] = dict(sorted(self.outcomes.items()))
         if self.error:
             doc["error"] = self.error
+        if self.failure:
+            doc["failure"] = self.failure
+        if self.warnings:
+            doc["warnings"] = list(self.warnings)
         if self.lock:
             doc["lock"] = {
                 "holder": self.lock.holder,
@@ -110,10 +139,16 @@ def run_job(
     collect_actions: bool = True,
     job: Job | None = None,
 ) -> RunResult:
-    """Run one job. Never raises for a job's own failure: the result says what happened."""
+    """Run one job. Never raises for a job's own failure: the result says what happened.
+
+    A run the job refuses before it starts (`Job.check`: a bad option, a missing setting)
+    raises that UserError and records nothing."""
     job = job or spec.load()
+    warnings = job.check(ctx)
     holder = f"{lock_holder_id()}:{uuid.uuid4().hex[:8]}"
-    result = RunResult(job=spec.name, dry_run=ctx.dry_run, now=ctx.now, started_at=utcnow())
+    result = RunResult(
+        job=spec.name, dry_run=ctx.dry_run, now=ctx.now, started_at=utcnow(), warnings=warnings
+    )
 
     # Take the lease and record the run in one transaction, and later finish the run and
     # release the lease in one: the bookkeeping costs two commits, not five.
@@ -145,12 +180,20 @@ def run_job(
     try:
         _execute(db, spec, job, ctx, result, _Lease(db, spec, holder), on_action, collect_actions)
     except BaseException as exc:  # record, release, and re-raise only interrupts
-        result.status = FAILED
-        result.error = f"{type(exc).__name__}: {exc}"
+        result.fail(exc)
         if not isinstance(exc, Exception):
             _finish(db, result, spec.name, holder)
             raise
-        log.exception("job failed", job=spec.name, run_id=result.run_id)
+        if result.failure == "internal":
+            log.exception("job failed", job=spec.name, run_id=result.run_id)
+        else:  # not our bug: the message says it all, a traceback would only alarm
+            log.error(
+                "job failed",
+                job=spec.name,
+                run_id=result.run_id,
+                failure=result.failure,
+                error=result.error,
+            )
     _finish(db, result, spec.name, holder)
     log.info(
         "job run",
