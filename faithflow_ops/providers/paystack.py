@@ -89,6 +89,10 @@ class PaystackAPI(PooledClient):
             timeout=self.policy.timeout,
         )
 
+    def check_balance(self) -> None:
+        """`GET /balance`: reachable and authenticated, or a ProviderError."""
+        self._request("balance check", "GET", "/balance", data_required=False)
+
     # --- lists (invoices reconcile) ----------------------------------------------------------
     # Offset pagination as Paystack documents it (`page`, `perPage`; `meta.pageCount`), each
     # page one request through the retry policy. Objects come back as plain dicts.
@@ -443,4 +447,4 @@ def health_check(settings: Settings, policy: RetryPolicy | None = None) -> None:
     (401: the secret key). For `health sweep`, which passes a one-attempt policy with a short
     timeout."""
     with PaystackAPI(settings, policy) as api:
-        api._request("balance check", "GET", "/balance", data_required=False)
+        api.check_balance()

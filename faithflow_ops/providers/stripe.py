@@ -164,6 +164,11 @@ class StripeAPI:
     def close(self) -> None:
         self._http.close()  # type: ignore[no-untyped-call]
 
+    def check_balance(self) -> None:
+        """`GET /v1/balance`: reachable and authenticated, or a ProviderError."""
+        balance = self._client.v1.balance.retrieve
+        self._send("balance check", balance, (), {}, None, idempotent=False)
+
     # --- lists (invoices reconcile) ----------------------------------------------------------
     # Stripe's auto-pagination, page by page: `starting_after` the last id while `has_more`,
     # each page one request through the retry policy (a 429 or 5xx on page 7 retries page 7,
@@ -519,5 +524,4 @@ def health_check(settings: Settings, policy: RetryPolicy | None = None) -> None:
     read the balance passes). A ProviderError otherwise (401: the key). For `health sweep`,
     which passes a one-attempt policy with a short timeout."""
     with StripeAPI(settings, policy) as api:
-        balance = api._client.v1.balance.retrieve
-        api._send("balance check", balance, (), {}, None, idempotent=False)
+        api.check_balance()
