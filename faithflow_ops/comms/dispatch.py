@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from faithflow_ops.actions import Action
+from faithflow_ops.actions import Action, encode
 from faithflow_ops.comms import suppression
 from faithflow_ops.comms.suppression import MESSAGES, SUPPRESSIONS, in_force
 from faithflow_ops.models.comms import PENDING_STATUSES
@@ -30,6 +31,33 @@ KINDS = (MARK_UNKNOWN, SUPPRESS, SEND)
 
 # Where it lived before comms.suppression; tests/test_sla_sweep.py still imports it from here.
 add_suppression = suppression.add_suppression
+
+
+@dataclass(frozen=True)
+class MarkUnknown:
+    message: int
+    channel: str
+    to: str  # masked
+    template: str
+    attempts: int
+    lease_expired_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Send:
+    message: int
+    tenant_id: int | None
+    channel: str
+    to: str  # masked
+    template: str
+    priority: int
+    attempts: int
+    scheduled_at: dt.datetime  # due since (next_attempt_at)
+
+
+@dataclass(frozen=True)
+class Suppress(Send):
+    suppression: str  # the reason the recipient is on the list
 
 
 def mask(channel: str, recipient: str) -> str:
@@ -67,14 +95,16 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
             f"claimed by {row.claimed_by} and not recorded before its lease ended "
             f"({row.lease_expires_at.isoformat()}): it may have been sent; never re-sent "
             "automatically (comms retry ID)",
-            {
-                "message": row.id,
-                "channel": row.channel,
-                "to": mask(row.channel, row.recipient),
-                "template": row.template,
-                "attempts": row.attempts,
-                "lease_expired_at": row.lease_expires_at.isoformat(),
-            },
+            encode(
+                MarkUnknown(
+                    row.id,
+                    row.channel,
+                    mask(row.channel, row.recipient),
+                    row.template,
+                    row.attempts,
+                    row.lease_expires_at,
+                )
+            ),
         )
     query = (
         select(
@@ -96,22 +126,22 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
     if limit is not None:  # clamped: a huge --limit is "no limit", not a driver overflow
         query = query.limit(min(max(limit - len(expired), 0), 2**31 - 1))
     for row in session.execute(query):
-        data = {
-            "message": row.id,
-            "tenant_id": row.tenant_id,
-            "channel": row.channel,
-            "to": mask(row.channel, row.recipient),
-            "template": row.template,
-            "priority": row.priority,
-            "attempts": row.attempts,
-            "scheduled_at": row.next_attempt_at.isoformat(),
-        }
+        send = Send(
+            row.id,
+            row.tenant_id,
+            row.channel,
+            mask(row.channel, row.recipient),
+            row.template,
+            row.priority,
+            row.attempts,
+            row.next_attempt_at,
+        )
         if row.suppressed:
             yield Action(
                 SUPPRESS,
                 f"message:{row.id}",
                 f"the recipient is on the {row.channel} suppression list ({row.suppressed})",
-                {**data, "suppression": row.suppressed},
+                encode(Suppress(**vars(send), suppression=row.suppressed)),
             )
         else:
             attempt = f"attempt {row.attempts + 1}" if row.attempts else "first attempt"
@@ -119,5 +149,5 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
                 SEND,
                 f"message:{row.id}",
                 f"{row.status} and due since {row.next_attempt_at.isoformat()} ({attempt})",
-                data,
+                encode(send),
             )

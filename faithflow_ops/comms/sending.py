@@ -34,7 +34,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
-from faithflow_ops.actions import Action, ActionResult, StaleAction
+from faithflow_ops.actions import Action, ActionResult, StaleAction, decode
+from faithflow_ops.clock import iso
+from faithflow_ops.comms.dispatch import MarkUnknown, Send, Suppress
 from faithflow_ops.comms.outcomes import Claimed, Outcome, from_error
 from faithflow_ops.comms.status import callback_url
 from faithflow_ops.comms.suppression import MESSAGES, add_suppression, in_force
@@ -52,7 +54,9 @@ if TYPE_CHECKING:
 
 
 def apply_mark_unknown(session: Session, now: dt.datetime, action: Action) -> None:
-    message_id = int(action.data["message"])
+    """`mark_unknown`: the message whose claim ran out becomes `unknown`."""
+    p = decode(MarkUnknown, action.data)
+    message_id = p.message
     result = session.execute(
         update(MESSAGES)
         .where(
@@ -65,7 +69,7 @@ def apply_mark_unknown(session: Session, now: dt.datetime, action: Action) -> No
             last_error=(
                 "outcome unknown: the dispatcher that claimed it stopped before recording "
                 "whether the provider accepted it (lease ended "
-                f"{action.data.get('lease_expired_at')}); check with the provider, then "
+                f"{iso(p.lease_expired_at)}); check with the provider, then "
                 f"`faithflow comms retry {message_id}` to send it again"
             ),
             updated_at=now,
@@ -76,8 +80,9 @@ def apply_mark_unknown(session: Session, now: dt.datetime, action: Action) -> No
 
 
 def apply_suppress(session: Session, now: dt.datetime, action: Action) -> None:
-    message_id = int(action.data["message"])
-    reason = action.data.get("suppression")
+    """`suppress`: the due message to a suppressed recipient becomes `suppressed`."""
+    p = decode(Suppress, action.data)
+    message_id, reason = p.message, p.suppression
     result = session.execute(
         update(MESSAGES)
         .where(
@@ -304,7 +309,7 @@ def send_batch(
     ready: list[Action] = []
     checked: dict[str, str | None] = {}
     for action in actions:
-        channel = str(action.data["channel"])
+        channel = decode(Send, action.data).channel
         if channel not in checked:
             try:
                 check_channel(settings, channel)
@@ -342,7 +347,7 @@ def _claim_send_mark(
 ) -> dict[int, ActionResult]:
     results: dict[int, ActionResult] = {}
     holder = new_holder()
-    by_id = {int(a.data["message"]): a for a in actions}
+    by_id = {decode(Send, a.data).message: a for a in actions}
     claimed = claim(db, settings, now, list(by_id), holder)
     taken = {msg.id for msg in claimed}
     for message_id, action in by_id.items():

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import Table, exists, func, select
 
-from faithflow_ops.actions import Action
+from faithflow_ops.actions import Action, encode
 from faithflow_ops.clock import iso
 from faithflow_ops.dunning import cases as dc
 from faithflow_ops.dunning.policy import Step, current_policy
@@ -65,6 +65,100 @@ KINDS = (
 REPORT_ONLY = frozenset({"paused", "no_contact"})
 # Messages that count for the suppression window: everything but what was never sent.
 NOT_SENT = ("canceled", "suppressed")
+
+
+# --- the payload of each action kind (Action.data is `encode(payload)`) ----------------------
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    subscription_id: int
+    tenant_id: int
+    tenant: str
+    past_due_since: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class CloseCase:
+    case_id: int
+    tenant_id: int
+    tenant: str
+    subscription_id: int
+    status: str  # recovered | suspended | canceled
+
+
+@dataclass(frozen=True)
+class CaseStep:
+    """What every ladder action says about its case (the fields the kinds below start with)."""
+
+    case_id: int
+    tenant_id: int
+    tenant: str
+    subscription_id: int
+    provider: str
+    amount_minor: int
+    currency: str
+    past_due_since: dt.datetime
+    days_past_due: int  # as of the plan's `now`
+    suspend_at: dt.datetime  # past_due_since + the grace days
+
+
+@dataclass(frozen=True)
+class SendStep(CaseStep):
+    step: str
+    step_index: int
+    template: str | None  # set on every step with channels (the policy checks it)
+    channels: tuple[str, ...]  # the channels it goes out on
+    recipients: dict[str, str]  # channel -> recipient
+    blocked: dict[str, str]  # channel -> why not
+    due_at: dt.datetime
+    scheduled_at: dt.datetime  # after the suppression window and the quiet hours
+    held_back: tuple[str, ...]  # why scheduled_at is later than due_at (or now)
+    invoice_number: str
+    pay_url: str
+
+
+@dataclass(frozen=True)
+class SkippedStep:
+    step: str
+    step_index: int
+    channels: tuple[str, ...]  # the attempt channels recorded as skipped
+    why: str
+
+
+@dataclass(frozen=True)
+class SkipSteps(CaseStep):
+    steps: tuple[SkippedStep, ...]
+
+
+@dataclass(frozen=True)
+class RetryPayment(CaseStep):
+    step: str
+    step_index: int
+    invoice: str | None  # the case's provider invoice id, as planned
+
+
+@dataclass(frozen=True)
+class Handover(CaseStep):
+    step: str
+    step_index: int
+
+
+@dataclass(frozen=True)
+class Paused(CaseStep):  # report-only
+    step: str
+    paused_until: dt.datetime | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class NoContact(CaseStep):  # report-only
+    step: str
+    channels: tuple[str, ...]  # always empty: nothing can go out
+    blocked: dict[str, str]
+
+
+# --- plan ------------------------------------------------------------------------------------
 
 
 class _Case(NamedTuple):
@@ -181,14 +275,9 @@ def _missing_cases(session: Session) -> list[Action]:
     ).tuples()
     out = []
     for sub_id, tenant_id, slug, since in rows:
-        data = {
-            "subscription_id": sub_id,
-            "tenant_id": tenant_id,
-            "tenant": slug,
-            "past_due_since": iso(since) if since else None,
-        }
+        payload = OpenCase(sub_id, tenant_id, slug, since or None)
         reason = "subscription is past due with no open dunning case (a missed hook): open one"
-        out.append(Action("open_case", f"subscription:{sub_id}", reason, data))
+        out.append(Action("open_case", f"subscription:{sub_id}", reason, encode(payload)))
     return out
 
 
@@ -288,14 +377,9 @@ def _closing(case: _Case) -> Action | None:
         why = f"subscription {case.subscription_id} is {case.sub_status}"
     if status is None:
         return None
-    data = {
-        "case_id": case.id,
-        "tenant_id": case.tenant_id,
-        "tenant": case.tenant,
-        "subscription_id": case.subscription_id,
-        "status": status,
-    }
-    return Action("close_case", f"dunning_case:{case.id}", f"{why}: close as {status}", data)
+    payload = CloseCase(case.id, case.tenant_id, case.tenant, case.subscription_id, status)
+    reason = f"{why}: close as {status}"
+    return Action("close_case", f"dunning_case:{case.id}", reason, encode(payload))
 
 
 def _step_channels(step: Step) -> list[str]:
@@ -333,6 +417,7 @@ class _Ladder:
         self.retries: list[Action] = []
 
     def _base(self) -> dict[str, Any]:
+        """The CaseStep fields, to start each payload with."""
         c = self.case
         grace = c.grace_days
         if grace is None:
@@ -347,9 +432,9 @@ class _Ladder:
             "provider": c.provider,
             "amount_minor": c.amount_minor,
             "currency": c.currency,
-            "past_due_since": iso(c.past_due_since),
+            "past_due_since": c.past_due_since,
             "days_past_due": days_past_due(self.now - c.past_due_since),
-            "suspend_at": iso(c.past_due_since + dt.timedelta(days=grace)),
+            "suspend_at": c.past_due_since + dt.timedelta(days=grace),
         }
 
     def plan(
@@ -363,15 +448,13 @@ class _Ladder:
         target = f"dunning_case:{c.id}"
         base = self._base()
         if prefs is not None and prefs.paused(now):
-            data = base | {
-                "step": step.key,
-                "paused_until": iso(prefs.paused_until),
-                "note": prefs.pause_note,
-            }
+            paused = Paused(
+                **base, step=step.key, paused_until=prefs.paused_until, note=prefs.pause_note
+            )
             reason = f"dunning paused until {iso(prefs.paused_until)}" + (
                 f" ({prefs.pause_note})" if prefs.pause_note else ""
             )
-            self.actions.append(Action("paused", target, reason, data))
+            self.actions.append(Action("paused", target, reason, encode(paused)))
             return
         skipped = [(i, s, f"superseded by {step.key}") for i, s in due[:-1]]
         usable: dict[str, str] = {}
@@ -395,27 +478,28 @@ class _Ladder:
             assert prefs is not None  # a usable channel has a contact from the preferences
             self._send(base, index, step, usable, blocked, last_sent, prefs)
         elif step.channels and missing:
-            data = base | {"step": step.key, "channels": [], "blocked": blocked}
+            report = NoContact(**base, step=step.key, channels=(), blocked=blocked)
             reason = f"step {step.key}: no contact on any channel ({_join(blocked)}); add one " + (
                 f"with `faithflow dunning prefs set --tenant {c.tenant}` or `faithflow tenants`"
             )
-            self.actions.append(Action("no_contact", target, reason, data))
+            self.actions.append(Action("no_contact", target, reason, encode(report)))
         if step.retry_payment:
             self.retries.append(self._retry(base, index, step))
         if step.handover:
-            data = base | {"step": step.key, "step_index": index}
+            handover = Handover(**base, step=step.key, step_index=index)
             reason = f"step {step.key} ({step.when()}): hand over to suspension"
-            self.actions.append(Action("handover", target, reason, data))
+            self.actions.append(Action("handover", target, reason, encode(handover)))
 
     def _skip(self, base: dict[str, Any], skipped: list[tuple[int, Step, str]]) -> None:
-        data = base | {
-            "steps": [
-                {"step": s.key, "step_index": i, "channels": _step_channels(s), "why": why}
-                for i, s, why in skipped
-            ]
-        }
+        payload = SkipSteps(
+            **base,
+            steps=tuple(
+                SkippedStep(s.key, i, tuple(_step_channels(s)), why) for i, s, why in skipped
+            ),
+        )
         reason = "; ".join(f"{s.key}: {why}" for _, s, why in skipped)
-        self.actions.append(Action("skip_steps", f"dunning_case:{self.case.id}", reason, data))
+        target = f"dunning_case:{self.case.id}"
+        self.actions.append(Action("skip_steps", target, reason, encode(payload)))
 
     def _send(
         self,
@@ -447,27 +531,28 @@ class _Ladder:
             held.append(f"quiet hours ({prefs.timezone}) until {iso(scheduled)}")
         last_sent[c.tenant_id] = max(scheduled, last_sent.get(c.tenant_id, scheduled))
         pay_url = (c.hosted_url if c.invoice_open else None) or self.run.return_url
-        data = base | {
-            "step": step.key,
-            "step_index": index,
-            "template": step.template,
-            "channels": list(usable),
-            "recipients": usable,
-            "blocked": blocked,
-            "due_at": iso(due_at),
-            "scheduled_at": iso(scheduled),
-            "held_back": held,
-            "invoice_number": c.invoice_number or c.invoice_ref or "",
-            "pay_url": pay_url,
-        }
+        send = SendStep(
+            **base,
+            step=step.key,
+            step_index=index,
+            template=step.template,
+            channels=tuple(usable),
+            recipients=usable,
+            blocked=blocked,
+            due_at=due_at,
+            scheduled_at=scheduled,
+            held_back=tuple(held),
+            invoice_number=c.invoice_number or c.invoice_ref or "",
+            pay_url=pay_url,
+        )
         when = "now" if scheduled <= now + dt.timedelta(minutes=1) else iso(scheduled)
         reason = f"step {step.key} ({step.when()}) by {', '.join(usable)}, {when}"
-        self.actions.append(Action("send_step", f"dunning_case:{c.id}", reason, data))
+        self.actions.append(Action("send_step", f"dunning_case:{c.id}", reason, encode(send)))
 
     def _retry(self, base: dict[str, Any], index: int, step: Step) -> Action:
-        data = base | {"step": step.key, "step_index": index, "invoice": self.case.invoice_ref}
+        retry = RetryPayment(**base, step=step.key, step_index=index, invoice=self.case.invoice_ref)
         reason = f"step {step.key} ({step.when()}): retry the payment at {self.case.provider}"
-        return Action("retry_payment", f"dunning_case:{self.case.id}", reason, data)
+        return Action("retry_payment", f"dunning_case:{self.case.id}", reason, encode(retry))
 
 
 def _allowed(prefs: Preferences | None, channel: str) -> bool:

@@ -11,20 +11,28 @@ no longer holds is a StaleAction. All but the payment retry run in the caller's 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.actions import Action, StaleAction
+from faithflow_ops.actions import Action, StaleAction, decode
 from faithflow_ops.clock import iso
 from faithflow_ops.comms import outbox
 from faithflow_ops.db import rowcount, upsert_insert
 from faithflow_ops.dunning import cases as dc
 from faithflow_ops.dunning import retry
-from faithflow_ops.dunning.planner import days_past_due
+from faithflow_ops.dunning.planner import (
+    CaseStep,
+    CloseCase,
+    Handover,
+    OpenCase,
+    RetryPayment,
+    SendStep,
+    SkipSteps,
+    days_past_due,
+)
 from faithflow_ops.models import Invoice, Subscription, SubscriptionPlan, Tenant
 from faithflow_ops.models.billing import AUTHORIZATION_KEY
 from faithflow_ops.models.dunning import DunningAttempt, DunningCase
@@ -49,14 +57,21 @@ def apply(
     session: Session, action: Action, *, now: dt.datetime, actor: str, settings: Settings
 ) -> None:
     """Apply one planned action (not a report-only one) or raise StaleAction."""
-    handler = _APPLY.get(action.kind)
-    if handler is None:
-        raise ValueError(f"dunning has no action kind {action.kind!r}")
-    handler(session, action.data, now, actor, settings)
-
-
-def _time(data: Mapping[str, Any], key: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(data[key])
+    kind, data = action.kind, action.data
+    if kind == "send_step":
+        take_step(session, decode(SendStep, data), now, actor)
+    elif kind == "skip_steps":
+        record_skipped(session, decode(SkipSteps, data), now, actor)
+    elif kind == "handover":
+        hand_over(session, decode(Handover, data), now, actor)
+    elif kind == "retry_payment":
+        retry_payment(session, decode(RetryPayment, data), now, actor, settings)
+    elif kind == "open_case":
+        open_case(session, decode(OpenCase, data), now, actor)
+    elif kind == "close_case":
+        close_case(session, decode(CloseCase, data), now, actor)
+    else:
+        raise ValueError(f"dunning has no action kind {kind!r}")
 
 
 def claim_open(session: Session, case_id: int, now: dt.datetime) -> None:
@@ -86,11 +101,11 @@ def _insert_attempt(session: Session, values: dict[str, Any]) -> int | None:
 
 
 def _attempt_values(
-    data: Mapping[str, Any], step: str, index: int, channel: str, at: dt.datetime, now: dt.datetime
+    case: CaseStep, step: str, index: int, channel: str, at: dt.datetime, now: dt.datetime
 ) -> dict[str, Any]:
     return {
-        "case_id": data["case_id"],
-        "tenant_id": data["tenant_id"],
+        "case_id": case.case_id,
+        "tenant_id": case.tenant_id,
         "step": step,
         "step_index": index,
         "channel": channel,
@@ -99,36 +114,34 @@ def _attempt_values(
     }
 
 
-def _apply_send(
-    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
-) -> None:
-    case_id, step, index = data["case_id"], data["step"], data["step_index"]
-    scheduled = _time(data, "scheduled_at")
+def take_step(session: Session, p: SendStep, now: dt.datetime, actor: str) -> None:
+    """`send_step`: one outbox message per channel, each with its attempt row."""
+    case_id, step, index, scheduled = p.case_id, p.step, p.step_index, p.scheduled_at
     claim_open(session, case_id, now)
-    tenant = session.get(Tenant, data["tenant_id"])
+    tenant = session.get(Tenant, p.tenant_id)
     if tenant is None:
-        raise StaleAction(f"tenant {data['tenant']} no longer exists")
-    since = _time(data, "past_due_since")
+        raise StaleAction(f"tenant {p.tenant} no longer exists")
+    assert p.template is not None  # a step with channels has a template (policy.parse_policy)
     variables = {
-        "amount_minor": data["amount_minor"],
-        "currency": data["currency"],
-        "invoice_number": data["invoice_number"],
-        "days_past_due": days_past_due(scheduled - since),  # as of the day it goes out
-        "pay_url": data["pay_url"],
-        "suspend_at": data["suspend_at"],
+        "amount_minor": p.amount_minor,
+        "currency": p.currency,
+        "invoice_number": p.invoice_number,
+        "days_past_due": days_past_due(scheduled - p.past_due_since),  # as of the day it goes out
+        "pay_url": p.pay_url,
+        "suspend_at": iso(p.suspend_at),
     }
     sent: dict[str, int] = {}
-    for channel in data["channels"]:
+    for channel in p.channels:
         attempt_id = _insert_attempt(
-            session, _attempt_values(data, step, index, channel, scheduled, now)
+            session, _attempt_values(p, step, index, channel, scheduled, now)
         )
         if attempt_id is None:
             continue  # this channel of the step was already taken
         queued = outbox.enqueue(
             session,
             channel=channel,
-            recipient=data["recipients"][channel],
-            template=data["template"],
+            recipient=p.recipients[channel],
+            template=p.template,
             variables=variables,
             idempotency_key=f"dunning:{case_id}:{step}:{channel}",
             now=now,
@@ -151,25 +164,24 @@ def _apply_send(
         action=AUDIT_STEP,
         entity_type="dunning_case",
         entity_id=case_id,
-        tenant_id=data["tenant_id"],
-        after={"step": step, "messages": sent, "scheduled_at": data["scheduled_at"]},
+        tenant_id=p.tenant_id,
+        after={"step": step, "messages": sent, "scheduled_at": iso(scheduled)},
     )
 
 
-def _apply_skip(
-    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
-) -> None:
-    case_id = data["case_id"]
+def record_skipped(session: Session, p: SkipSteps, now: dt.datetime, actor: str) -> None:
+    """`skip_steps`: an attempt row per channel of each step passed over, marked skipped."""
+    case_id = p.case_id
     claim_open(session, case_id, now)
     recorded = []
-    for item in data["steps"]:
-        for channel in item["channels"]:
-            values = _attempt_values(data, item["step"], item["step_index"], channel, now, now)
-            values["detail"] = f"{dc.SKIPPED_PREFIX} {item['why']}"
+    for item in p.steps:
+        for channel in item.channels:
+            values = _attempt_values(p, item.step, item.step_index, channel, now, now)
+            values["detail"] = f"{dc.SKIPPED_PREFIX} {item.why}"
             if channel == "payment_retry":
                 values["retry_outcome"] = retry.SKIPPED
             if _insert_attempt(session, values) is not None:
-                recorded.append(f"{item['step']}:{channel}")
+                recorded.append(f"{item.step}:{channel}")
     if not recorded:
         raise StaleAction(f"dunning case {case_id}: the steps were already recorded")
     audit.record(
@@ -178,18 +190,17 @@ def _apply_skip(
         action=AUDIT_SKIP,
         entity_type="dunning_case",
         entity_id=case_id,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         after={"skipped": recorded},
     )
 
 
-def _apply_handover(
-    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
-) -> None:
-    case_id, step = data["case_id"], data["step"]
+def hand_over(session: Session, p: Handover, now: dt.datetime, actor: str) -> None:
+    """`handover`: the case is handed over to suspension (`subs automate` suspends)."""
+    case_id, step, suspend_at = p.case_id, p.step, iso(p.suspend_at)
     claim_open(session, case_id, now)
-    values = _attempt_values(data, step, data["step_index"], "handover", now, now)
-    values["detail"] = f"handed over to suspension (suspend at {data['suspend_at']})"
+    values = _attempt_values(p, step, p.step_index, "handover", now, now)
+    values["detail"] = f"handed over to suspension (suspend at {suspend_at})"
     if _insert_attempt(session, values) is None:
         raise StaleAction(f"dunning case {case_id} was already handed over")
     session.execute(
@@ -204,17 +215,17 @@ def _apply_handover(
         action=AUDIT_HANDOVER,
         entity_type="dunning_case",
         entity_id=case_id,
-        tenant_id=data["tenant_id"],
-        after={"step": step, "handed_over_at": iso(now), "suspend_at": data["suspend_at"]},
+        tenant_id=p.tenant_id,
+        after={"step": step, "handed_over_at": iso(now), "suspend_at": suspend_at},
     )
 
 
-def _retry_target(session: Session, data: Mapping[str, Any]) -> retry.Target:
+def _retry_target(session: Session, p: RetryPayment) -> retry.Target:
     """What to charge, read now: the case's invoice if still open, else the oldest open one."""
-    sub = session.get(Subscription, data["subscription_id"])
+    sub = session.get(Subscription, p.subscription_id)
     if sub is None:
-        raise StaleAction(f"subscription {data['subscription_id']} no longer exists")
-    case = session.get(DunningCase, data["case_id"])
+        raise StaleAction(f"subscription {p.subscription_id} no longer exists")
+    case = session.get(DunningCase, p.case_id)
     assert case is not None
     invoice = session.get(Invoice, case.invoice_id) if case.invoice_id is not None else None
     if invoice is None or invoice.status not in dc.OPEN_INVOICE:
@@ -229,8 +240,8 @@ def _retry_target(session: Session, data: Mapping[str, Any]) -> retry.Target:
     return retry.Target(
         provider=sub.provider,
         case_id=case.id,
-        step=data["step"],
-        tenant=data["tenant"],
+        step=p.step,
+        tenant=p.tenant,
         invoice_ref=invoice.provider_invoice_id if invoice is not None else None,
         amount_minor=amount,
         currency=currency,
@@ -240,19 +251,20 @@ def _retry_target(session: Session, data: Mapping[str, Any]) -> retry.Target:
     )
 
 
-def _apply_retry(
-    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, settings: Settings
+def retry_payment(
+    session: Session, p: RetryPayment, now: dt.datetime, actor: str, settings: Settings
 ) -> None:
-    case_id, step = data["case_id"], data["step"]
+    """`retry_payment`: claim (committed), charge at the provider, record the outcome."""
+    case_id, step = p.case_id, p.step
     # 1. Claim: the attempt row, committed at once in its own short transaction.
     with Session(session.get_bind()) as claim, claim.begin():
         claim_open(claim, case_id, now)
-        values = _attempt_values(data, step, data["step_index"], "payment_retry", now, now)
+        values = _attempt_values(p, step, p.step_index, "payment_retry", now, now)
         values["detail"] = "in progress: the provider was called; no outcome recorded yet"
         attempt_id = _insert_attempt(claim, values)
         if attempt_id is None:
             raise StaleAction(f"dunning case {case_id}: step {step}'s payment retry was taken")
-        target = _retry_target(claim, data)
+        target = _retry_target(claim, p)
     # 2. The provider call, with no transaction open.
     result = retry.attempt(settings, target)
     # 3. The outcome, in the caller's transaction.
@@ -267,7 +279,7 @@ def _apply_retry(
         action=AUDIT_RETRY,
         entity_type="dunning_case",
         entity_id=case_id,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         after={
             "step": step,
             "provider": target.provider,
@@ -278,50 +290,37 @@ def _apply_retry(
     )
 
 
-def _apply_open(
-    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
-) -> None:
+def open_case(session: Session, p: OpenCase, now: dt.datetime, actor: str) -> None:
+    """`open_case`: the case a missed hook did not open."""
     sub = session.scalars(
-        select(Subscription).where(Subscription.id == data["subscription_id"]).with_for_update()
+        select(Subscription).where(Subscription.id == p.subscription_id).with_for_update()
     ).first()
     if sub is None or sub.status not in dc.PAST_DUE:
         raise StaleAction(
-            f"subscription {data['subscription_id']} is no longer past due "
+            f"subscription {p.subscription_id} is no longer past due "
             f"({sub.status if sub else 'gone'})"
         )
     if dc.open_case(session, sub, now, actor) is None:
         raise StaleAction(f"subscription {sub.id} already has an open dunning case")
 
 
-def _apply_close(
-    session: Session, data: Mapping[str, Any], now: dt.datetime, actor: str, _: Settings
-) -> None:
-    case_id, status = data["case_id"], data["status"]
+def close_case(session: Session, p: CloseCase, now: dt.datetime, actor: str) -> None:
+    """`close_case`: the case whose subscription or tenant no longer needs dunning."""
+    case_id, status = p.case_id, p.status
     row = session.execute(
         select(SUBS.c.status, TENANTS.c.status, TENANTS.c.deleted_at)
         .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
-        .where(SUBS.c.id == data["subscription_id"])
+        .where(SUBS.c.id == p.subscription_id)
     ).first()
     still_due = row is not None and row[0] in dc.PAST_DUE and row[1] == "active" and row[2] is None
     if still_due:
-        raise StaleAction(f"subscription {data['subscription_id']} is past due again; case stays")
+        raise StaleAction(f"subscription {p.subscription_id} is past due again; case stays")
     closed = dc.close_cases(
         session,
-        subscription_id=data["subscription_id"],
+        subscription_id=p.subscription_id,
         status=status,
         at=now,
         actor=actor,
     )
     if case_id not in closed:
         raise StaleAction(f"dunning case {case_id} was already closed")
-
-
-_Handler = Callable[[Session, Mapping[str, Any], dt.datetime, str, "Settings"], None]
-_APPLY: dict[str, _Handler] = {
-    "send_step": _apply_send,
-    "skip_steps": _apply_skip,
-    "handover": _apply_handover,
-    "retry_payment": _apply_retry,
-    "open_case": _apply_open,
-    "close_case": _apply_close,
-}
