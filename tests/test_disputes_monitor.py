@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from test_smtp import SmtpServer, smtp_server
 from webhook_support import payload, seed
 
+from faithflow_ops.billing.dispute_alerts import threshold_for
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
-from faithflow_ops.jobs.disputes_monitor import threshold_for
 from faithflow_ops.models import AuditLog, Dispute, DisputeAlert, JobRun
 from faithflow_ops.webhooks import inbox
 from faithflow_ops.webhooks.events import parse
@@ -571,7 +571,7 @@ def test_show_an_unknown_dispute_exits_2(db: Database, cli: Any) -> None:
 
 def test_the_pulled_payload_is_the_webhook_shape() -> None:
     """The pull hands the webhook parser the same objects a delivery carries."""
-    from faithflow_ops.jobs.disputes_monitor import paystack_payload, stripe_payload
+    from faithflow_ops.billing.dispute_pulls import paystack_payload, stripe_payload
 
     obj = stripe_dispute(NOW, status="won")
     event = parse("stripe", "tenant", stripe_payload(copy.deepcopy(obj), ACCT, 1795600000))

@@ -14,8 +14,7 @@ is how a platform dispute finds its invoice (`dispute_state`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -23,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.billing import lifecycle as fx
+from faithflow_ops.billing.dispute_owner import PaymentLinks, disputed_payment
+from faithflow_ops.billing.dispute_owner import expanded_id as _id
 from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.models import (
     Dispute,
@@ -58,13 +59,6 @@ def _at(event: InboundEvent) -> dt.datetime:
 def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     meta = obj.get("metadata")
     return meta if isinstance(meta, dict) else {}
-
-
-def _id(value: object) -> str | None:
-    """An id field that may be expanded into its object."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,37 +469,11 @@ def _no_connect_tenant(event: InboundEvent) -> Outcome:
     )
 
 
-@dataclass(frozen=True)
-class PaymentLinks:
-    """What `disputes monitor` learned at Stripe about a platform dispute's payment, for
-    `dispute_state` to map through (a webhook handler never calls Stripe, so it passes none).
-
-    `invoice`: the invoice the disputed payment intent paid (`GET /v1/invoice_payments`);
-    `customer`: the disputed charge's customer (`GET /v1/charges/{id}`)."""
-
-    invoice: str | None = None
-    customer: str | None = None
-
-    def to_dict(self) -> dict[str, str | None]:
-        return {"invoice": self.invoice, "customer": self.customer}
-
-    @classmethod
-    def from_dict(cls, doc: Mapping[str, Any] | None) -> PaymentLinks | None:
-        if not doc:
-            return None
-        return cls(invoice=_id(doc.get("invoice")), customer=_id(doc.get("customer")))
-
-
 def dispute_event(
     session: Session, event: InboundEvent, links: PaymentLinks | None = None
 ) -> Outcome:
     state = dispute_state(session, event, links)
     return fx.record_dispute(session, event, state, RANKS[event.type])
-
-
-def disputed_payment(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """A dispute object's (charge, payment intent) ids."""
-    return _id(obj.get("charge")), _id(obj.get("payment_intent"))
 
 
 def _invoice_with(session: Session, key: str, value: str | None) -> tuple[int, int] | None:

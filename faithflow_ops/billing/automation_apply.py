@@ -1,0 +1,313 @@
+"""Applying `faithflow subs automate`'s actions (the rules: billing/automation_plan.py).
+
+Each action claims its row with `UPDATE … WHERE id = :id AND <its condition still holds>` and
+checks the rowcount (`StaleAction` when it no longer holds), then makes the change with the
+rules the webhooks use (`billing.lifecycle`, `dunning.suspension`) and audits it in the same
+transaction. Domain times (suspended_at, applied_at) are the run's `now`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Table, or_, select, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops import audit
+from faithflow_ops.actions import Action, StaleAction
+from faithflow_ops.billing.automation_plan import (
+    AUDIT_NOTICE,
+    AUDIT_SUBSCRIPTION,
+    CHANGES,
+    PAST_DUE,
+    PLANS,
+    SUBS,
+    TENANTS,
+    TRIAL_NOTICE_WINDOW,
+    changed_at_period_end,
+    live_subscription,
+    misfit,
+    no_live_sibling,
+    not_cancel_due,
+    provider_applied,
+    unpaid_after,
+)
+from faithflow_ops.billing.grace import PlanGrace, plan_grace, resolve_grace
+from faithflow_ops.billing.lifecycle import (
+    NON_PAYMENT,
+    reactivate_if_suspended_for_non_payment,
+    set_subscription_status,
+)
+from faithflow_ops.billing.plan_change_record import move_to_new_paystack_code
+from faithflow_ops.clock import from_iso, iso
+from faithflow_ops.db import rowcount, utcnow
+from faithflow_ops.dunning.suspension import suspend_tenant
+from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
+
+
+def apply(session: Session, action: Action, *, now: dt.datetime, actor: str) -> None:
+    """Apply one planned action at `now` as `actor`, or raise StaleAction."""
+    handler = _APPLY.get(action.kind)
+    if handler is None:
+        raise ValueError(f"subs automate has no action kind {action.kind!r}")
+    session.flush()  # earlier actions of a batch are visible to this claim
+    handler(session, now, actor, action.data)
+
+
+def _claim(session: Session, table: Table, row_id: int, *conditions: Any, **values: Any) -> bool:
+    """`UPDATE table SET … WHERE id = :id AND <conditions>`; True when the row was claimed."""
+    values.setdefault("updated_at", utcnow())
+    stmt = update(table).where(table.c.id == row_id, *conditions).values(**values)
+    return rowcount(session.execute(stmt)) == 1
+
+
+def _subscription(session: Session, sub_id: int) -> Subscription:
+    sub = session.get(Subscription, sub_id)
+    if sub is None:
+        raise StaleAction(f"subscription {sub_id} no longer exists")
+    return sub
+
+
+def _stale(session: Session, sub_id: int, expected: str) -> StaleAction:
+    """Why a subscription could not be claimed: what it is now against what the plan saw."""
+    row = session.execute(
+        select(
+            SUBS.c.status,
+            SUBS.c.current_period_end,
+            SUBS.c.past_due_since,
+            SUBS.c.trial_end,
+            SUBS.c.trial_notice_for,
+        ).where(SUBS.c.id == sub_id)
+    ).first()
+    if row is None:
+        return StaleAction(f"subscription {sub_id} no longer exists")
+    status, period_end, since, trial_end, noticed = row
+    parts = [f"status {status}"]
+    for name, value in (
+        ("period end", period_end),
+        ("past due since", since),
+        ("trial end", trial_end),
+        ("notice sent for", noticed),
+    ):
+        if value is not None:
+            parts.append(f"{name} {iso(value)}")
+    return StaleAction(
+        f"subscription {sub_id} changed since the plan ({', '.join(parts)}); {expected} no "
+        "longer holds — run again to re-plan it"
+    )
+
+
+def _apply_trial_notice(
+    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
+) -> None:
+    sub_id, trial_end = data["subscription_id"], from_iso(data["trial_end"])
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.status == "trialing",
+        SUBS.c.trial_end == trial_end,
+        SUBS.c.trial_end > now,
+        SUBS.c.trial_end <= now + TRIAL_NOTICE_WINDOW,
+        or_(SUBS.c.trial_notice_for.is_(None), SUBS.c.trial_notice_for != SUBS.c.trial_end),
+        trial_notice_for=trial_end,
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "a trial ending within 3 days with no notice sent")
+    audit.record(
+        session,
+        actor=actor,
+        action=AUDIT_NOTICE,
+        entity_type="subscription",
+        entity_id=sub_id,
+        tenant_id=data["tenant_id"],
+        before={"trial_notice_for": None},
+        after={"trial_end": iso(trial_end), "notice": "trial_ending"},
+    )
+
+
+def _apply_mark_past_due(
+    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
+) -> None:
+    sub_id, period_end = data["subscription_id"], from_iso(data["current_period_end"])
+    if changed_at_period_end(session, {sub_id: period_end}):
+        raise StaleAction(f"subscription {sub_id}: a plan change takes over at its period end")
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.provider == "paystack",
+        SUBS.c.status == "active",
+        ~SUBS.c.cancel_at_period_end,
+        SUBS.c.current_period_end == period_end,
+        SUBS.c.current_period_end <= now,
+        unpaid_after(SUBS.c.current_period_end),
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "an active period ended without a paid invoice")
+    sub = _subscription(session, sub_id)
+    set_subscription_status(
+        session, sub, "past_due", period_end, actor, audit_action=AUDIT_SUBSCRIPTION
+    )
+
+
+def _apply_suspend(session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]) -> None:
+    sub_id, since = data["subscription_id"], from_iso(data["past_due_since"])
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.status.in_(PAST_DUE),
+        SUBS.c.past_due_since == since,
+        not_cancel_due(now),
+        no_live_sibling(),
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "past due since the planned time, nothing else active")
+    sub = _subscription(session, sub_id)
+    tenant = session.get(Tenant, sub.tenant_id)
+    assert tenant is not None
+    if tenant.deleted_at is not None or tenant.status == "archived":
+        raise StaleAction(f"tenant {tenant.slug} is {tenant.status or 'deleted'}; left alone")
+    plan = session.get(SubscriptionPlan, sub.plan_id)
+    grace = resolve_grace(
+        tenant.billing_grace_days,
+        PlanGrace(plan.code, plan_grace(plan.metadata_)) if plan is not None else None,
+    )
+    if since + dt.timedelta(days=grace.days) > now:
+        raise StaleAction(
+            f"subscription {sub_id}'s grace is now {grace.describe()}: past due since "
+            f"{iso(since)}, it runs until {iso(since + dt.timedelta(days=grace.days))}"
+        )
+    set_subscription_status(session, sub, "suspended", now, actor, audit_action=AUDIT_SUBSCRIPTION)
+    suspend_tenant(session, tenant.slug, reason=NON_PAYMENT, actor=actor, now=now)
+
+
+def _apply_cancel(session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]) -> None:
+    sub_id, period_end = data["subscription_id"], from_iso(data["current_period_end"])
+    claimed = _claim(
+        session,
+        SUBS,
+        sub_id,
+        SUBS.c.cancel_at_period_end,
+        SUBS.c.status != "canceled",
+        SUBS.c.current_period_end == period_end,
+        SUBS.c.current_period_end <= now,
+    )
+    if not claimed:
+        raise _stale(session, sub_id, "a cancellation at a period end that has passed")
+    sub = _subscription(session, sub_id)
+    set_subscription_status(
+        session, sub, "canceled", period_end, actor, audit_action=AUDIT_SUBSCRIPTION
+    )
+
+
+def _claim_change(session: Session, now: dt.datetime, change_id: int, **values: Any) -> None:
+    claimed = _claim(
+        session,
+        CHANGES,
+        change_id,
+        CHANGES.c.status == "scheduled",
+        CHANGES.c.effective_at <= now,
+        **values,
+    )
+    if not claimed:
+        status = session.scalar(select(CHANGES.c.status).where(CHANGES.c.id == change_id))
+        raise StaleAction(
+            f"plan change {change_id} is no longer scheduled (now {status or 'gone'}); "
+            "run again to re-plan it"
+        )
+
+
+def _apply_plan_change(
+    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
+) -> None:
+    change_id, sub_id = data["plan_change_id"], data["subscription_id"]
+    from_id, to_id = data["from_plan_id"], data["to_plan_id"]
+    _claim_change(session, now, change_id, status="applied", applied_at=now)
+    fits = [SUBS.c.status != "canceled"]
+    if from_id is not None:
+        # on the target plan already: the provider's webhook applied the change first
+        fits.append(SUBS.c.plan_id.in_(sorted({from_id, to_id})))
+    before = session.scalar(select(SUBS.c.plan_id).where(SUBS.c.id == sub_id))
+    if not _claim(session, SUBS, sub_id, *fits, plan_id=to_id):
+        raise _stale(session, sub_id, f"a live subscription on plan #{from_id} or #{to_id}")
+    # Paystack: the claimed row moves to the subscription the change created at the provider
+    refs = session.scalar(select(CHANGES.c.provider_refs).where(CHANGES.c.id == change_id))
+    sub = session.get(Subscription, sub_id, populate_existing=True)  # after the claim
+    assert sub is not None
+    moved_from, moved_to, notes = move_to_new_paystack_code(session, sub, refs or {})
+    if before == to_id and before != from_id:
+        plan = session.scalar(select(PLANS.c.code).where(PLANS.c.id == to_id))
+        notes = [provider_applied(sub_id, plan or f"#{to_id}"), *notes]
+    session.flush()
+    after: dict[str, Any] = {"plan_id": to_id, "status": "applied", **moved_to}
+    if notes:
+        after["notes"] = notes
+    audit.record(
+        session,
+        actor=actor,
+        action="plan_change.apply",
+        entity_type="plan_change",
+        entity_id=change_id,
+        tenant_id=data["tenant_id"],
+        before={"plan_id": before, "status": "scheduled", **moved_from},
+        after=after,
+    )
+
+
+def _apply_reject_change(
+    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
+) -> None:
+    change_id, sub_id = data["plan_change_id"], data["subscription_id"]
+    _claim_change(session, now, change_id, status="rejected", error=data["error"])
+    row = session.execute(select(SUBS.c.status, SUBS.c.plan_id).where(SUBS.c.id == sub_id)).first()
+    if row is not None:
+        status, plan_id = row
+        if misfit(status, plan_id, data["from_plan_id"], data["to_plan_id"], {}, sub_id) is None:
+            raise StaleAction(f"subscription {sub_id} fits plan change {change_id} again")
+    audit.record(
+        session,
+        actor=actor,
+        action="plan_change.reject",
+        entity_type="plan_change",
+        entity_id=change_id,
+        tenant_id=data["tenant_id"],
+        before={"status": "scheduled"},
+        after={"status": "rejected", "error": data["error"]},
+    )
+
+
+def _apply_reactivate(
+    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
+) -> None:
+    tenant_id = data["tenant_id"]
+    claimed = _claim(
+        session,
+        TENANTS,
+        tenant_id,
+        TENANTS.c.status == "suspended",
+        TENANTS.c.suspension_reason == NON_PAYMENT,
+        TENANTS.c.deleted_at.is_(None),
+        live_subscription(TENANTS.c.id),
+    )
+    if not claimed:
+        raise StaleAction(
+            f"tenant {data['tenant']} is no longer suspended for non-payment with an active "
+            "subscription; run again to re-plan it"
+        )
+    session.expire_all()  # the claim moved updated_at under any loaded tenant
+    reactivate_if_suspended_for_non_payment(session, tenant_id, actor)
+
+
+_APPLY: dict[str, Callable[[Session, dt.datetime, str, Mapping[str, Any]], None]] = {
+    "trial_ending_notice": _apply_trial_notice,
+    "mark_past_due": _apply_mark_past_due,
+    "suspend_tenant": _apply_suspend,
+    "cancel_subscription": _apply_cancel,
+    "apply_plan_change": _apply_plan_change,
+    "reject_plan_change": _apply_reject_change,
+    "reactivate_tenant": _apply_reactivate,
+}
