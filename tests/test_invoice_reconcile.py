@@ -14,6 +14,7 @@ from helpers import running, said
 from provider_fakes import FakeAPI, Recorded, Reply, stripe_error, stripe_fake
 from sqlalchemy import func, select
 
+from faithflow_ops.billing import reconcile_remote
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.jobs import invoices_reconcile as rec
@@ -113,7 +114,7 @@ def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAITHFLOW_PROVIDER_TIMEOUT", "2")
     monkeypatch.setenv("FAITHFLOW_PROVIDER_BACKOFF", "0.01")
     monkeypatch.setenv("FAITHFLOW_PROVIDER_MAX_ATTEMPTS", "3")
-    monkeypatch.setattr(rec, "PAGE_SIZE", 2)  # several pages from a handful of objects
+    monkeypatch.setattr(reconcile_remote, "PAGE_SIZE", 2)  # several pages from a handful of objects
 
 
 def _serve_stripe(monkeypatch: pytest.MonkeyPatch, fake: FakeAPI) -> Iterator[FakeAPI]:

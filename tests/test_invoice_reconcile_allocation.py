@@ -26,6 +26,7 @@ import pytest
 from provider_fakes import FakeAPI, paystack_fake, stripe_fake
 from sqlalchemy import func, select
 
+from faithflow_ops.billing import reconcile_allocation as alloc
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.jobs import invoices_reconcile as rec
@@ -206,7 +207,7 @@ def test_november_paid_by_the_december_charge_is_reopened_once(
         sub = session.get(Subscription, ids["sub"])
         assert nov is not None and dec is not None and sub is not None
         assert (nov.status, nov.amount_paid_minor, nov.paid_at) == ("open", 0, None)
-        note = nov.metadata_[rec.alloc.NOTE_KEY][0]
+        note = nov.metadata_[alloc.NOTE_KEY][0]
         assert note["paidAt"] == T_DEC_PAID.isoformat()
         if variant == "shared_reference":
             assert "paystackReference" not in nov.metadata_  # the foreign reference dropped
