@@ -18,11 +18,21 @@ from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.actions import Action, StaleAction
+from faithflow_ops.actions import Action, StaleAction, decode
 from faithflow_ops.billing import lifecycle as fx
 from faithflow_ops.billing import reconcile_allocation as alloc
-from faithflow_ops.billing.reconcile_plan import ACCOUNTS, INVOICES, SUBS
+from faithflow_ops.billing.reconcile_plan import (
+    ACCOUNTS,
+    INVOICES,
+    SUBS,
+    AdvancePeriod,
+    MissingLocally,
+    RelinkCustomer,
+    ReopenInvoice,
+    StatusMismatch,
+)
 from faithflow_ops.billing.reconcile_remote import WebhookRules
+from faithflow_ops.clock import iso
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.models import Invoice, Subscription
 
@@ -82,14 +92,15 @@ def _stamp_paid(run: Run, invoice: Invoice, provider: str, at: dt.datetime) -> N
 
 
 def _apply_link(session: Session, run: Run, data: Mapping[str, Any]) -> None:
+    p = decode(RelinkCustomer, data)
     dialect = session.get_bind().dialect.name
     inserted = session.execute(
         upsert_insert(dialect, ACCOUNTS)
         .values(
-            tenant_id=data["tenant_id"],
-            provider=data["provider"],
+            tenant_id=p.tenant_id,
+            provider=p.provider,
             kind="customer",
-            external_id=data["customer"],
+            external_id=p.customer,
             source=SOURCE,
             created_at=utcnow(),
             updated_at=utcnow(),
@@ -100,26 +111,27 @@ def _apply_link(session: Session, run: Run, data: Mapping[str, Any]) -> None:
     if inserted is None:
         owner = session.scalar(
             select(ACCOUNTS.c.tenant_id).where(
-                ACCOUNTS.c.provider == data["provider"],
+                ACCOUNTS.c.provider == p.provider,
                 ACCOUNTS.c.kind == "customer",
-                ACCOUNTS.c.external_id == data["customer"],
+                ACCOUNTS.c.external_id == p.customer,
             )
         )
-        raise StaleAction(f"{data['customer']} is already linked (to tenant {owner})")
+        raise StaleAction(f"{p.customer} is already linked (to tenant {owner})")
     audit.record(
         session,
         actor=run.actor,
         action=AUDIT_LINK,
         entity_type="provider_account",
         entity_id=inserted,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         before=None,
-        after={"provider": data["provider"], "kind": "customer", "external_id": data["customer"]},
+        after={"provider": p.provider, "kind": "customer", "external_id": p.customer},
     )
 
 
 def _apply_import(session: Session, run: Run, data: Mapping[str, Any]) -> None:
-    provider, ref = data["provider"], data["provider_ref"]
+    p = decode(MissingLocally, data)
+    provider, ref = p.provider, p.provider_ref
     if provider == "paystack":
         holder = session.scalar(
             select(INVOICES.c.id).where(
@@ -131,21 +143,20 @@ def _apply_import(session: Session, run: Run, data: Mapping[str, Any]) -> None:
             raise StaleAction(f"invoice {holder} already records {ref}")
     now = utcnow()
     values = {
-        "tenant_id": data["tenant_id"],
-        "subscription_id": data["subscription_id"],
+        "tenant_id": p.tenant_id,
+        "subscription_id": p.subscription_id,
         "provider": provider,
         "provider_invoice_id": ref,
-        "status": data["status"],
-        "amount_due_minor": data["amount_due"],
-        "amount_paid_minor": data["amount_paid"],
-        "currency": data["currency"],
-        "period_start": _time(data["period_start"]),
-        "period_end": _time(data["period_end"]),
-        "due_at": _time(data["due_at"]),
-        "paid_at": _time(data["paid_at"]),
-        "hosted_invoice_url": (data["hosted_invoice_url"] or None)
-        and data["hosted_invoice_url"][:1000],
-        "metadata": data["metadata"],
+        "status": p.status,
+        "amount_due_minor": p.amount_due,
+        "amount_paid_minor": p.amount_paid,
+        "currency": p.currency,
+        "period_start": p.period_start,
+        "period_end": p.period_end,
+        "due_at": p.due_at,
+        "paid_at": p.paid_at,
+        "hosted_invoice_url": p.hosted_invoice_url[:1000] if p.hosted_invoice_url else None,
+        "metadata": p.metadata,
         "created_at": now,
         "updated_at": now,
     }
@@ -167,23 +178,24 @@ def _apply_import(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         action=AUDIT_IMPORT,
         entity_type="invoice",
         entity_id=invoice_id,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         before=None,
         after=_jsonable(after),
     )
-    if data["status"] == "paid":
-        _settle(session, run, data["subscription_id"], _time(data["paid_at"]) or run.now)
+    if p.status == "paid":
+        _settle(session, run, p.subscription_id, p.paid_at or run.now)
 
 
 def _apply_paid(session: Session, run: Run, data: Mapping[str, Any]) -> None:
-    invoice_id, seen = data["invoice_id"], data["seen_status"]
-    paid_at = _time(data["paid_at"]) or run.now
+    p = decode(StatusMismatch, data)
+    invoice_id, seen = p.invoice_id, p.seen_status
+    paid_at = p.paid_at or run.now
     claimed = session.execute(
         update(INVOICES)
         .where(INVOICES.c.id == invoice_id, INVOICES.c.status == seen)
         .values(
             status="paid",
-            amount_paid_minor=data["amount_paid"],
+            amount_paid_minor=p.amount_paid,
             paid_at=func.coalesce(INVOICES.c.paid_at, paid_at),
             updated_at=utcnow(),
         )
@@ -195,9 +207,9 @@ def _apply_paid(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         raise StaleAction(f"invoice {invoice_id} is {current} now, not {seen}: nothing to do")
     invoice = session.get(Invoice, invoice_id, populate_existing=True)
     assert invoice is not None
-    if data.get("reference"):
-        invoice.metadata_ = {**(invoice.metadata_ or {}), "paystackReference": data["reference"]}
-    _stamp_paid(run, invoice, data["provider"], paid_at)
+    if p.reference:
+        invoice.metadata_ = {**(invoice.metadata_ or {}), "paystackReference": p.reference}
+    _stamp_paid(run, invoice, p.provider, paid_at)
     session.flush()
     audit.record(
         session,
@@ -209,8 +221,8 @@ def _apply_paid(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         before={"status": seen},
         after={
             "status": "paid",
-            "amount_paid_minor": data["amount_paid"],
-            "provider_ref": data["provider_ref"],
+            "amount_paid_minor": p.amount_paid,
+            "provider_ref": p.provider_ref,
         },
     )
     _settle(session, run, invoice.subscription_id, paid_at)
@@ -224,13 +236,14 @@ def _meta_is(key: str, value: str | None) -> Any:
 def _apply_reopen(session: Session, run: Run, data: Mapping[str, Any]) -> None:
     """Reopen an invoice paid by a charge that is not its own: only while it is still paid
     with the references the plan saw, and (shared charge) while its owner still holds it."""
-    invoice_id = data["invoice_id"]
-    match: dict[str, str | None] = dict(data.get("match") or {})
-    if data["cause"] == "no_reference":
-        match = dict.fromkeys(alloc.PAYING_KEYS[data["provider"]])
-    for owner in data.get("owner_invoice_ids") or []:
+    p = decode(ReopenInvoice, data)
+    invoice_id = p.invoice_id
+    match: dict[str, str | None] = dict(p.match or {})
+    if p.cause == "no_reference":
+        match = dict.fromkeys(alloc.PAYING_KEYS[p.provider])
+    for owner in p.owner_invoice_ids or ():
         holds = [INVOICES.c.id == owner, INVOICES.c.status == "paid"]
-        if data["cause"] == "shared_charge":
+        if p.cause == "shared_charge":
             holds += [_meta_is(key, value) for key, value in match.items()]
         if session.scalar(select(INVOICES.c.id).where(*holds)) is None:
             raise StaleAction(
@@ -256,17 +269,17 @@ def _apply_reopen(session: Session, run: Run, data: Mapping[str, Any]) -> None:
     invoice = session.get(Invoice, invoice_id, populate_existing=True)
     assert invoice is not None
     meta = dict(invoice.metadata_ or {})
-    dropped = {k: v for k, v in (data.get("drop") or {}).items() if meta.get(k) == v}
+    dropped = {k: v for k, v in (p.drop or {}).items() if meta.get(k) == v}
     for key in dropped:
         meta.pop(key)
     note = {
         "at": run.now.isoformat(),
-        "cause": data["cause"],
-        "reference": data.get("reference"),
+        "cause": p.cause,
+        "reference": p.reference,
         "dropped": dropped,
-        "ownerInvoiceIds": data.get("owner_invoice_ids") or [],
-        "amountPaid": data.get("amount_paid"),
-        "paidAt": data.get("paid_at"),
+        "ownerInvoiceIds": list(p.owner_invoice_ids or ()),
+        "amountPaid": p.amount_paid,
+        "paidAt": iso(p.paid_at),
     }
     meta[alloc.NOTE_KEY] = [*(meta.get(alloc.NOTE_KEY) or []), note]
     invoice.metadata_ = meta
@@ -280,14 +293,14 @@ def _apply_reopen(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         tenant_id=invoice.tenant_id,
         before={
             "status": "paid",
-            "amount_paid_minor": data.get("amount_paid"),
-            "paid_at": data.get("paid_at"),
+            "amount_paid_minor": p.amount_paid,
+            "paid_at": iso(p.paid_at),
             **dropped,
         },
         after={"status": "open", "amount_paid_minor": 0, "paid_at": None, "note": note},
     )
-    if data.get("mark_past_due") and invoice.subscription_id is not None:
-        _past_due(session, run, invoice.subscription_id, _time(data.get("due")))
+    if p.mark_past_due and invoice.subscription_id is not None:
+        _past_due(session, run, invoice.subscription_id, p.due)
 
 
 def _past_due(session: Session, run: Run, sub_id: int, due: dt.datetime | None) -> None:
@@ -303,9 +316,9 @@ def _past_due(session: Session, run: Run, sub_id: int, due: dt.datetime | None) 
 
 def _apply_period(session: Session, run: Run, data: Mapping[str, Any]) -> None:
     """Move a subscription's period forward to its newest paid invoice's (never back)."""
-    sub_id, invoice_id = data["subscription_id"], data["invoice_id"]
-    start, end = _time(data["period_start"]), _time(data["period_end"])
-    assert end is not None
+    p = decode(AdvancePeriod, data)
+    sub_id, invoice_id = p.subscription_id, p.invoice_id
+    start, end = p.period_start, p.period_end
     still_paid = (
         select(INVOICES.c.id)
         .where(
@@ -339,14 +352,14 @@ def _apply_period(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         action=AUDIT_PERIOD,
         entity_type="subscription",
         entity_id=sub_id,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         before={
-            "current_period_start": data.get("current_period_start"),
-            "current_period_end": data.get("current_period_end"),
+            "current_period_start": iso(p.current_period_start),
+            "current_period_end": iso(p.current_period_end),
         },
         after={
-            "current_period_start": data["period_start"] or data.get("current_period_start"),
-            "current_period_end": data["period_end"],
+            "current_period_start": iso(start or p.current_period_start),
+            "current_period_end": iso(end),
             "invoice_id": invoice_id,
         },
     )

@@ -54,7 +54,7 @@ from typing import Any, cast
 from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import Session
 
-from faithflow_ops.actions import Action
+from faithflow_ops.actions import Action, decode, encode
 from faithflow_ops.billing import lifecycle as fx
 from faithflow_ops.billing import reconcile_allocation as alloc
 from faithflow_ops.billing.reconcile_remote import Fetched, Remote
@@ -89,13 +89,189 @@ REPORT_KINDS = (
 KINDS = SAFE_KINDS + REPORT_KINDS
 
 
+# --- action payloads (faithflow_ops.actions.encode/decode; fields in the JSON's key order) ----
+
+
+@dataclass(frozen=True)
+class RelinkCustomer:
+    """`relink_customer`: add the provider_accounts row linking `customer` to the tenant."""
+
+    provider: str
+    customer: str  # canonical form
+    raw_customer: str | None  # as the provider wrote it
+    tenant_id: int
+
+
+@dataclass(frozen=True)
+class MissingLocally:
+    """`missing_locally`: the provider invoice to import, in our columns."""
+
+    provider: str
+    provider_ref: str
+    tenant_id: int
+    subscription_id: int | None
+    customer: str | None
+    status: str
+    amount_due: int
+    amount_paid: int
+    currency: str
+    created: dt.datetime  # at the provider
+    period_start: dt.datetime | None
+    period_end: dt.datetime | None
+    due_at: dt.datetime | None
+    paid_at: dt.datetime | None
+    hosted_invoice_url: str | None
+    metadata: dict[str, Any]  # the paying references and `providerCreatedAt`
+
+
+@dataclass(frozen=True)
+class InvoiceFinding:
+    """The fields every finding about one of our invoices starts with."""
+
+    invoice_id: int
+    tenant_id: int
+    subscription_id: int | None
+    provider: str
+    provider_ref: str
+
+
+@dataclass(frozen=True)
+class AmountMismatch(InvoiceFinding):
+    """`amount_mismatch` (report-only)."""
+
+    provider_amount: int
+    provider_currency: str
+    local_amount: int
+    local_currency: str
+
+
+@dataclass(frozen=True)
+class StatusConflict(InvoiceFinding):
+    """`status_conflict` (report-only): statuses differ and no safe rule picks one."""
+
+    provider_status: str
+    local_status: str
+
+
+@dataclass(frozen=True)
+class StatusMismatch(StatusConflict):
+    """`status_mismatch`: paid at the provider, `seen_status` (open or draft) here."""
+
+    seen_status: str
+    amount_paid: int
+    paid_at: dt.datetime | None
+    reference: str | None  # the Paystack reference to record, when ours has none
+
+
+@dataclass(frozen=True)
+class MissingAtProvider:
+    """`missing_at_provider` (report-only)."""
+
+    invoice_id: int
+    tenant_id: int
+    provider: str
+    provider_ref: str
+    status: str
+
+
+@dataclass(frozen=True)
+class UnmappedCustomer:
+    """`unmapped_customer` (report-only): `tenants` are the several owners, if any."""
+
+    provider: str
+    customer: str
+    tenants: tuple[int, ...]
+    provider_refs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SubscriptionStateDrift:
+    """`subscription_state_drift` (report-only)."""
+
+    subscription_id: int
+    tenant_id: int
+    provider: str
+    provider_ref: str
+    provider_status: str
+    expected_status: str  # the provider's, in ours
+    local_status: str
+    open_invoice_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ProviderSkipped:
+    """`provider_skipped` (report-only): `variable` is the unset secret key."""
+
+    provider: str
+    variable: str
+
+
+# The allocation rules (billing/reconcile_allocation.py) write these kinds as plain
+# `Finding.data`; the planner types them here, keys and order unchanged.
+
+
+@dataclass(frozen=True)
+class ReopenInvoice:
+    """`reopen_invoice`: reopen `invoice_id` while it is still paid with `match` (the
+    metadata values the plan saw) and its owners still hold the charge; `drop` is the
+    foreign reference taken off it."""
+
+    invoice_id: int
+    tenant_id: int
+    subscription_id: int | None
+    provider: str
+    cause: str  # shared_charge, no_reference, …
+    reference: str | None
+    match: dict[str, Any]
+    drop: dict[str, Any]
+    owner_invoice_ids: tuple[int, ...]
+    amount_paid: int | None
+    paid_at: dt.datetime | None
+    due: dt.datetime | None
+    subscription_status: str | None
+    settled_by_this_payment: bool
+    mark_past_due: bool
+
+
+@dataclass(frozen=True)
+class AdvancePeriod:
+    """`advance_period`: move the subscription's period to the paid invoice's (never back)."""
+
+    subscription_id: int
+    tenant_id: int
+    provider: str
+    invoice_id: int
+    period_start: dt.datetime | None
+    period_end: dt.datetime
+    current_period_start: dt.datetime | None
+    current_period_end: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class ChargeOwnerUnclear:
+    """`charge_owner_unclear` (report-only): paid invoices naming one charge, no owner."""
+
+    provider: str
+    key: str  # the metadata key that names the charge
+    reference: str
+    invoice_ids: tuple[int, ...]
+    tenant_id: int
+
+
+_FINDINGS: dict[str, type[Any]] = {
+    "reopen_invoice": ReopenInvoice,
+    "advance_period": AdvancePeriod,
+    "charge_owner_unclear": ChargeOwnerUnclear,
+}
+
+
 def provider_skipped(provider: str, variable: str) -> Action:
     """A provider whose secret key (`variable`) is not set, reported as not reconciled."""
     return Action(
         "provider_skipped",
         f"provider:{provider}",
         f"{variable} is not set: {provider} was not reconciled",
-        {"provider": provider, "variable": variable},
+        encode(ProviderSkipped(provider, variable)),
     )
 
 
@@ -104,10 +280,6 @@ def plan_provider(
 ) -> list[Action]:
     """One provider's findings: links first, then fixes, then reports."""
     return _Planner(session, provider, fetched, since, now).actions()
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -287,7 +459,7 @@ class _Planner:
             if via == "subscription_customer" and remote.customer not in linked:
                 assert remote.customer is not None and tenant is not None
                 linked.add(remote.customer)
-                links.append(self._relink(remote, tenant))
+                links.append(self._relink(remote, remote.customer, tenant))
             local = self.local_by_ref.get(remote.ref)
             if local is None and remote.status == "paid" and sub is not None:
                 local = self._take_unreferenced(unreferenced, sub.id, remote)
@@ -310,7 +482,8 @@ class _Planner:
             if remote.status == "paid" and sub is not None:
                 imports_paid[sub.id] += 1
         for finding in found:
-            action = Action(finding.kind, finding.target, finding.reason, finding.data)
+            payload = decode(_FINDINGS[finding.kind], finding.data)
+            action = Action(finding.kind, finding.target, finding.reason, encode(payload))
             (fixes if action.kind in SAFE_KINDS else reports).append(action)
         reports += self._missing_at_provider(matched)
         reports += self._unmapped(unmapped)
@@ -348,18 +521,13 @@ class _Planner:
             self.local_by_ref[ref] = by_id[owner]
         return allocation, found
 
-    def _relink(self, remote: Remote, tenant: int) -> Action:
+    def _relink(self, remote: Remote, customer: str, tenant: int) -> Action:
         return Action(
             "relink_customer",
-            f"customer:{self.provider}:{remote.customer}",
-            f"{remote.customer} is the customer of a subscription of tenant {tenant} but has "
+            f"customer:{self.provider}:{customer}",
+            f"{customer} is the customer of a subscription of tenant {tenant} but has "
             "no provider_accounts row; link it",
-            {
-                "provider": self.provider,
-                "customer": remote.customer,
-                "raw_customer": remote.raw_customer,
-                "tenant_id": tenant,
-            },
+            encode(RelinkCustomer(self.provider, customer, remote.raw_customer, tenant)),
         )
 
     def _unreferenced_open(self) -> dict[int, list[_Local]]:
@@ -386,13 +554,7 @@ class _Planner:
 
     def _compare(self, remote: Remote, local: _Local) -> list[Action]:
         target = f"invoice:{local.id}"
-        base = {
-            "invoice_id": local.id,
-            "tenant_id": local.tenant_id,
-            "subscription_id": local.subscription_id,
-            "provider": self.provider,
-            "provider_ref": remote.ref,
-        }
+        base = (local.id, local.tenant_id, local.subscription_id, self.provider, remote.ref)
         out: list[Action] = []
         if remote.amount_due != local.amount_due or remote.currency != local.currency:
             out.append(
@@ -401,23 +563,27 @@ class _Planner:
                     target,
                     f"{self.provider} {remote.ref} is {remote.amount_due} {remote.currency}; "
                     f"ours is {local.amount_due} {local.currency}",
-                    {
-                        **base,
-                        "provider_amount": remote.amount_due,
-                        "provider_currency": remote.currency,
-                        "local_amount": local.amount_due,
-                        "local_currency": local.currency,
-                    },
+                    encode(
+                        AmountMismatch(
+                            *base,
+                            provider_amount=remote.amount_due,
+                            provider_currency=remote.currency,
+                            local_amount=local.amount_due,
+                            local_currency=local.currency,
+                        )
+                    ),
                 )
             )
         if remote.status == local.status:
             return out
-        data = {**base, "provider_status": remote.status, "local_status": local.status}
+        statuses = (remote.status, local.status)
         if remote.status == "paid" and local.status in OPEN:
-            data.update(
+            paid = StatusMismatch(
+                *base,
+                *statuses,
                 seen_status=local.status,
                 amount_paid=remote.amount_paid or remote.amount_due,
-                paid_at=_iso(remote.paid_at),
+                paid_at=remote.paid_at,
                 reference=remote.ref if local.reference is None else None,
             )
             out.append(
@@ -425,7 +591,7 @@ class _Planner:
                     "status_mismatch",
                     target,
                     f"paid at {self.provider} ({remote.ref}), {local.status} here: take paid",
-                    data,
+                    encode(paid),
                 )
             )
         else:
@@ -435,7 +601,7 @@ class _Planner:
                     target,
                     f"{remote.status} at {self.provider} ({remote.ref}), {local.status} here; "
                     "no safe rule picks one: check both sides",
-                    data,
+                    encode(StatusConflict(*base, *statuses)),
                 )
             )
         return out
@@ -447,24 +613,26 @@ class _Planner:
             f"{self.provider}:{remote.ref}",
             f"{self.provider} invoice {remote.ref} ({remote.status}, {remote.amount_due} "
             f"{remote.currency}) is not recorded here: import it for tenant {tenant}",
-            {
-                "provider": self.provider,
-                "provider_ref": remote.ref,
-                "tenant_id": tenant,
-                "subscription_id": sub.id if sub else None,
-                "customer": remote.customer,
-                "status": remote.status,
-                "amount_due": remote.amount_due,
-                "amount_paid": remote.amount_paid,
-                "currency": remote.currency,
-                "created": remote.created.isoformat(),
-                "period_start": _iso(remote.period_start),
-                "period_end": _iso(remote.period_end),
-                "due_at": _iso(remote.due_at),
-                "paid_at": _iso(remote.paid_at),
-                "hosted_invoice_url": remote.hosted_url,
-                "metadata": meta,
-            },
+            encode(
+                MissingLocally(
+                    provider=self.provider,
+                    provider_ref=remote.ref,
+                    tenant_id=tenant,
+                    subscription_id=sub.id if sub else None,
+                    customer=remote.customer,
+                    status=remote.status,
+                    amount_due=remote.amount_due,
+                    amount_paid=remote.amount_paid,
+                    currency=remote.currency,
+                    created=remote.created,
+                    period_start=remote.period_start,
+                    period_end=remote.period_end,
+                    due_at=remote.due_at,
+                    paid_at=remote.paid_at,
+                    hosted_invoice_url=remote.hosted_url,
+                    metadata=meta,
+                )
+            ),
         )
 
     def _missing_at_provider(self, matched: set[int]) -> list[Action]:
@@ -489,13 +657,9 @@ class _Planner:
                     f"invoice:{inv.id}",
                     f"{ref} ({inv.status}, {inv.amount_due} {inv.currency}) is recorded here "
                     f"but {self.provider} does not list it",
-                    {
-                        "invoice_id": inv.id,
-                        "tenant_id": inv.tenant_id,
-                        "provider": self.provider,
-                        "provider_ref": ref,
-                        "status": inv.status,
-                    },
+                    encode(
+                        MissingAtProvider(inv.id, inv.tenant_id, self.provider, ref, inv.status)
+                    ),
                 )
             )
         return out
@@ -517,12 +681,7 @@ class _Planner:
                     f"{self.provider} customer {customer} {why}; {len(refs)} invoice(s) not "
                     f"imported ({', '.join(refs[:5])}{'…' if len(refs) > 5 else ''}); "
                     f"`faithflow tenants link SLUG {customer}` links it",
-                    {
-                        "provider": self.provider,
-                        "customer": customer,
-                        "tenants": owners,
-                        "provider_refs": refs,
-                    },
+                    encode(UnmappedCustomer(self.provider, customer, tuple(owners), tuple(refs))),
                 )
             )
         return out
@@ -563,16 +722,18 @@ class _Planner:
                     f"subscription:{sub.id}",
                     f"{self.provider} says {sub.ref} is {remote.raw_status} ({theirs}); "
                     f"ours is {sub.status}{detail}",
-                    {
-                        "subscription_id": sub.id,
-                        "tenant_id": sub.tenant_id,
-                        "provider": self.provider,
-                        "provider_ref": sub.ref,
-                        "provider_status": remote.raw_status,
-                        "expected_status": theirs,
-                        "local_status": sub.status,
-                        "open_invoice_ids": open_left,
-                    },
+                    encode(
+                        SubscriptionStateDrift(
+                            subscription_id=sub.id,
+                            tenant_id=sub.tenant_id,
+                            provider=self.provider,
+                            provider_ref=remote.ref,
+                            provider_status=remote.raw_status,
+                            expected_status=theirs,
+                            local_status=sub.status,
+                            open_invoice_ids=tuple(open_left),
+                        )
+                    ),
                 )
             )
         return out
