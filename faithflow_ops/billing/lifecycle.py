@@ -26,11 +26,11 @@ from faithflow_ops.models import (
     Dispute,
     Invoice,
     Payment,
-    ProviderAccount,
     Subscription,
     SubscriptionPlan,
     Tenant,
 )
+from faithflow_ops.tenancy.accounts import owner_id
 from faithflow_ops.tenancy.records import jsonable
 from faithflow_ops.tenancy.tenants import reactivate_tenant
 
@@ -135,13 +135,7 @@ def tenant_for_external(session: Session, provider: str, kind: str, ref: str | N
     """The tenant a provider-side id belongs to (provider_accounts, then subscriptions)."""
     if not ref:
         return None
-    tenant_id = session.scalar(
-        select(ProviderAccount.tenant_id).where(
-            ProviderAccount.provider == provider,
-            ProviderAccount.kind == kind,
-            ProviderAccount.external_id == ref,
-        )
-    )
+    tenant_id = owner_id(session, provider, kind, ref)
     if tenant_id is None and kind == "customer":
         tenant_id = session.scalar(
             select(Subscription.tenant_id)

@@ -109,7 +109,8 @@ def list_(
 @app.command("show")
 def show(slug: SlugArg, as_json: JsonOpt = False) -> None:
     """One tenant: its fields, security policy, subscriptions and user count."""
-    from faithflow_ops.tenancy.tenants import get_tenant, tenant_details
+    from faithflow_ops.tenancy.details import tenant_details
+    from faithflow_ops.tenancy.tenants import get_tenant
 
     with database().read_session() as session:
         doc = tenant_details(session, get_tenant(session, slug))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -25,9 +25,6 @@ from faithflow_ops.models import ProviderAccount, Subscription, Tenant
 from faithflow_ops.providers.ids import MAX_LENGTH, check
 from faithflow_ops.tenancy.records import column_values
 from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)
@@ -98,16 +95,22 @@ def _account_problem(prefix: str, text: str) -> str | None:
     return None
 
 
-def _owner(session: Session, ext: ExternalId) -> Tenant | None:
+def owner_id(session: Session, provider: str, kind: str, external_id: str | None) -> int | None:
+    """The tenant a provider-side id is linked to (`provider_accounts`), or None."""
+    if external_id is None:
+        return None
     return session.scalar(
-        select(Tenant)
-        .join(ProviderAccount, ProviderAccount.tenant_id == Tenant.id)
-        .where(
-            ProviderAccount.provider == ext.provider,
-            ProviderAccount.kind == ext.kind,
-            ProviderAccount.external_id == ext.value,
+        select(ProviderAccount.tenant_id).where(
+            ProviderAccount.provider == provider,
+            ProviderAccount.kind == kind,
+            ProviderAccount.external_id == external_id,
         )
     )
+
+
+def _owner(session: Session, ext: ExternalId) -> Tenant | None:
+    tenant_id = owner_id(session, ext.provider, ext.kind, ext.value)
+    return session.get(Tenant, tenant_id) if tenant_id is not None else None
 
 
 def _subscription_holder(session: Session, ext: ExternalId, tenant: Tenant) -> Tenant | None:
@@ -169,13 +172,7 @@ def link_account(
         .on_conflict_do_nothing(index_elements=["provider", "kind", "external_id"])
     )
     session.execute(stmt)
-    owner = session.scalar(
-        select(ProviderAccount.tenant_id).where(
-            ProviderAccount.provider == provider,
-            ProviderAccount.kind == kind,
-            ProviderAccount.external_id == external_id,
-        )
-    )
+    owner = owner_id(session, provider, kind, external_id)
     assert owner is not None
     return owner
 

@@ -6,19 +6,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.db import utcnow
 from faithflow_ops.errors import NotFound, UserError, one_of
-from faithflow_ops.models import (
-    Subscription,
-    SubscriptionPlan,
-    Tenant,
-    TenantSecurityPolicy,
-    User,
-)
+from faithflow_ops.models import Tenant, TenantSecurityPolicy
 from faithflow_ops.models.tenancy import TENANT_STATUSES
 from faithflow_ops.tenancy import validation
 from faithflow_ops.tenancy.records import column_values, jsonable
@@ -135,39 +129,6 @@ def list_tenants(
     if not include_deleted:
         query = query.where(Tenant.deleted_at.is_(None))
     return list(session.scalars(query))
-
-
-def tenant_details(session: Session, tenant: Tenant) -> dict[str, Any]:
-    """`tenants show`: the tenant's columns, its security policy, its subscriptions and its
-    linked provider ids."""
-    from faithflow_ops.tenancy.accounts import accounts_of
-    from faithflow_ops.tenancy.policies import policy_doc
-
-    doc = tenant_doc(tenant)
-    doc["security_policy"] = policy_doc(tenant, tenant.security_policy)
-    rows = session.execute(
-        select(Subscription, SubscriptionPlan.code)
-        .join(SubscriptionPlan, SubscriptionPlan.id == Subscription.plan_id)
-        .where(Subscription.tenant_id == tenant.id)
-        .order_by(Subscription.id)
-    )
-    doc["subscriptions"] = [
-        {
-            "id": sub.id,
-            "plan": code,
-            "provider": sub.provider,
-            "status": sub.status,
-            "current_period_end": sub.current_period_end,
-        }
-        for sub, code in rows
-    ]
-    doc["provider_accounts"] = accounts_of(session, tenant.id)
-    doc["users"] = session.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(User.tenant_id == tenant.id, User.deleted_at.is_(None))
-    )
-    return doc
 
 
 def ensure_writable(tenant: Tenant, verb: str) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.billing import lifecycle as fx
+from faithflow_ops.billing.dispute_owner import platform_dispute_owner
 from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.billing.plan_change_prepare import scheduled_change
 from faithflow_ops.db import utcnow
@@ -28,12 +29,11 @@ from faithflow_ops.models import (
     Invoice,
     Payment,
     PlanChange,
-    ProviderAccount,
     Subscription,
     SubscriptionPlan,
 )
 from faithflow_ops.models.billing import AUTHORIZATION_KEY
-from faithflow_ops.tenancy.accounts import link_account
+from faithflow_ops.tenancy.accounts import link_account, owner_id
 from faithflow_ops.webhooks.events import InboundEvent, json_object, parse_time
 
 Handler = Callable[[Session, InboundEvent], Outcome]
@@ -85,13 +85,7 @@ def platform_tenant(
     already linked to another church is never moved (unmatched: a human decides).
     `link=False` is read-only (`disputes monitor` reads pulled disputes through it)."""
     code = event.customer_ref
-    linked = session.scalar(
-        select(ProviderAccount.tenant_id).where(
-            ProviderAccount.provider == "paystack",
-            ProviderAccount.kind == "customer",
-            ProviderAccount.external_id == code,
-        )
-    )
+    linked = owner_id(session, "paystack", "customer", code)
     if linked is not None:
         return _Found(linked)
     # Not linked, but a recorded subscription may carry the code (found by e-mail, say).
@@ -659,14 +653,9 @@ def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Ou
             )
         )
     else:
-        row = session.execute(
-            select(Invoice.id, Invoice.tenant_id).where(
-                Invoice.provider == "paystack",
-                Invoice.metadata_[REFERENCE_KEY].as_string() == reference,
-            )
-        ).first()
-        if row is not None:
-            invoice_id, tenant_id = row
+        owner = platform_dispute_owner(session, "paystack", [(REFERENCE_KEY, reference)])
+        if owner is not None:
+            invoice_id, tenant_id = owner
         else:
             found = platform_tenant(session, event, link=False)
             if isinstance(found, Outcome):

@@ -22,7 +22,11 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.billing import lifecycle as fx
-from faithflow_ops.billing.dispute_owner import PaymentLinks, disputed_payment
+from faithflow_ops.billing.dispute_owner import (
+    PaymentLinks,
+    disputed_payment,
+    platform_dispute_owner,
+)
 from faithflow_ops.billing.dispute_owner import expanded_id as _id
 from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.models import (
@@ -476,40 +480,19 @@ def dispute_event(
     return fx.record_dispute(session, event, state, RANKS[event.type])
 
 
-def _invoice_with(session: Session, key: str, value: str | None) -> tuple[int, int] | None:
-    """(id, tenant_id) of the Stripe invoice whose metadata `key` is `value` (the oldest, if a
-    payment intent paid several)."""
-    if not value:
-        return None
-    row = session.execute(
-        select(Invoice.id, Invoice.tenant_id)
-        .where(Invoice.provider == "stripe", Invoice.metadata_[key].as_string() == value)
-        .order_by(Invoice.id)
-        .limit(1)
-    ).first()
-    return (row[0], row[1]) if row is not None else None
-
-
-def _platform_dispute_owner(
+def _platform_owner(
     session: Session, event: InboundEvent, links: PaymentLinks | None
 ) -> tuple[int | None, int] | str:
-    """(invoice id, tenant id) of a platform dispute, or what is missing. In this order: the
-    invoice paid by the disputed charge, then by its payment intent (both from the invoice's
-    metadata: `invoice.*` on old API versions, `invoice_payment.paid` on basil and later);
-    the invoice Stripe says the payment intent paid (`links`, monitor only); the dispute as
-    already recorded; `metadata.tenant`; the charge's customer (`links`, monitor only)."""
+    """(invoice id, tenant id) of a platform dispute, or what is missing. In this order, first
+    our invoices (`billing.dispute_owner.platform_dispute_owner`): the invoice paid by the
+    disputed charge, then by its payment intent (both from the invoice's metadata:
+    `invoice.*` on old API versions, `invoice_payment.paid` on basil and later), the invoice
+    Stripe says the payment intent paid (`links`, monitor only); then the dispute as already
+    recorded; `metadata.tenant`; the charge's customer (`links`, monitor only)."""
     obj = event.object
     charge, intent = disputed_payment(obj)
-    found = _invoice_with(session, "stripeChargeId", charge) or _invoice_with(
-        session, "stripePaymentIntentId", intent
-    )
-    if found is None and links is not None and links.invoice:
-        row = session.execute(
-            select(Invoice.id, Invoice.tenant_id).where(
-                Invoice.provider == "stripe", Invoice.provider_invoice_id == links.invoice
-            )
-        ).first()
-        found = (row[0], row[1]) if row is not None else None
+    payments = [("stripeChargeId", charge), ("stripePaymentIntentId", intent)]
+    found = platform_dispute_owner(session, "stripe", payments, links.invoice if links else None)
     if found is not None:
         return found
     recorded = session.execute(
@@ -564,7 +547,7 @@ def dispute_state(
             )
         )
     else:
-        owner = _platform_dispute_owner(session, event, links)
+        owner = _platform_owner(session, event, links)
         if isinstance(owner, str):
             return fx.unmatched(owner)
         invoice_id, tenant_id = owner
