@@ -83,3 +83,17 @@ def test_breaches_filter_by_since_and_priority(world: Database, cli) -> None:
     assert listed("--since", "2026-03-02T09:45:00Z") == [(high, "2026-03-02T10:00:00+00:00")]
     assert sorted(listed("--since", "2026-03-02")) == sorted(both)
     assert listed("--since", "2026-03-03") == []
+
+
+def test_breaches_since_a_duration_count_back_from_now(world: Database, cli) -> None:
+    urgent = open_ticket(cli, "urgent")["id"]  # first response breached at 09:30
+    high = open_ticket(cli, "high")["id"]  # breached at 10:00
+    sweep(cli, "2026-03-02T10:40:00Z")
+
+    def listed(*args: str) -> list[int]:
+        found = call(cli, "sla", "breaches", *args)
+        return sorted(b["ticket_id"] for b in found if b["metric"] == "first_response")
+
+    assert listed("--since", "24h", "--now", "2026-03-02T11:00:00Z") == sorted([urgent, high])
+    assert listed("--since", "1h", "--now", "2026-03-02T11:00:00Z") == [high]  # from 10:00
+    assert listed("--since", "24h", "--now", "2026-03-04T09:00:00Z") == []

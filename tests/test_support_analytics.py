@@ -231,6 +231,20 @@ def test_the_terminal_report_has_tables_and_bar_charts(
     assert "reset-password" in out and "an article sent on 1 ticket(s), 1 confirmed solved" in out
 
 
+def test_since_a_duration_counts_back_from_the_end_of_the_period(db: Database, cli) -> None:
+    now = ("--now", "2026-03-07T00:00:00Z")
+    default = json.loads(cli("support", "analytics", *now, "--json").stdout)
+    result = cli("support", "analytics", "--since", "30d", *now, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["since"] == "2026-02-05T00:00:00+00:00" == default["since"]
+    assert doc == default
+    until = ("--until", "2026-03-07T00:00:00Z")
+    week = json.loads(cli("sla", "analytics", "--since", "1w", *until, "--json").stdout)
+    assert week["since"] == "2026-02-28T00:00:00+00:00"
+    assert week["until"] == "2026-03-07T00:00:00+00:00"
+
+
 def test_an_empty_period_reports_zeros_and_no_rates(db: Database, cli) -> None:
     doc = json.loads(cli("support", "analytics", "--now", "2026-03-07T00:00:00Z", "--json").stdout)
     totals = doc["totals"]
@@ -245,9 +259,10 @@ def test_an_empty_period_reports_zeros_and_no_rates(db: Database, cli) -> None:
     [
         (("--by", "team"), "--by 'team' is not one of: priority, agent, tenant"),
         (("--since", "2026-03-07", "--until", "2026-03-01"), "is not before --until"),
-        (("--since", "last week"), "--since 'last week' is not an ISO-8601 time"),
+        (("--since", "last week"), "--since 'last week' is neither a duration nor an ISO-8601"),
         (("--until", "soon"), "--until 'soon' is not an ISO-8601 time"),
-        (("--since", "0001-01-01"), "--since '0001-01-01' is out of range"),
+        # (clock.parse_since reports a time out of range as neither form)
+        (("--since", "0001-01-01"), "--since '0001-01-01' is neither a duration nor an ISO"),
         (("--until", "9999-12-31"), "--until '9999-12-31' is out of range"),
         (("--now", "9999-12-31T23:00:00Z"), "--now '9999-12-31T23:00:00Z' is out of range"),
     ],

@@ -28,8 +28,9 @@ def _short(value: Any) -> Any:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, dt.datetime) else value
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}%"
+def _uptime(value: float | None) -> str:
+    """An uptime (a percentage already, 0–100) as "99.50%"."""
+    return output.percent(None if value is None else value / 100, 2)
 
 
 def _ms(value: float | None) -> str:
@@ -57,8 +58,8 @@ def status(now: NowOpt = None, as_json: JsonOpt = False) -> None:
                 d["status"] or "—",
                 _short(d["checked_at"]),
                 _ms(d["latency_ms"]),
-                _pct(d["uptime_24h"]),
-                _pct(d["uptime_30d"]),
+                _uptime(d["uptime_24h"]),
+                _uptime(d["uptime_30d"]),
                 d["incident_id"],
                 d["detail"],
             ]
@@ -85,8 +86,8 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """Stored check results, newest first."""
+    from faithflow_ops.clock import parse_since
     from faithflow_ops.health.history import history as read_history
-    from faithflow_ops.health.history import parse_since
     from faithflow_ops.jobs.health_sweep import check_names
 
     when = parse_now(now)
@@ -113,7 +114,4 @@ def history(
                 for d in docs
             ],
         )
-    if total > len(docs):
-        output.info(f"showing {len(docs)} of {total}; raise --limit to see more")
-    elif not as_json:
-        output.info(f"{total} result{'s' if total != 1 else ''}")
+    output.list_footer(len(docs), total, "result", as_json=as_json)

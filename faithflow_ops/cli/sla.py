@@ -38,18 +38,28 @@ def breaches(
         typer.Option("--open", help="Only breaches of open tickets whose clock is still running."),
     ] = False,
     since: Annotated[
-        str | None, typer.Option("--since", help="Breached at or after (ISO-8601 time or date).")
+        str | None,
+        typer.Option(
+            "--since",
+            help="Breached at or after this ISO-8601 time or date, or this long before --now "
+            "(24h, 7d).",
+        ),
     ] = None,
     priority: Annotated[str | None, typer.Option("--priority", help="Only this priority.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 500,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="What --since durations count back from (default: now)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """SLA breaches, newest first: ticket, metric, episode, due and breached times."""
+    from faithflow_ops.clock import parse_since
     from faithflow_ops.support.views import breaches as build
 
-    when = parse_now(since, "--since") if since is not None else None
+    start = parse_since(since, parse_now(now)) if since is not None else None
     with database().read_session() as session:
-        rows = build(session, open_only=open_only, since=when, priority=priority, limit=limit)
+        rows = build(session, open_only=open_only, since=start, priority=priority, limit=limit)
     if as_json:
         output.print_json(rows)
         return

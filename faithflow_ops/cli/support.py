@@ -482,7 +482,7 @@ def agents_list(as_json: JsonOpt = False) -> None:
             for d in docs
         ],
     )
-    output.info(f"{len(docs)} agent{'s' if len(docs) != 1 else ''}")
+    output.list_footer(len(docs), len(docs), "agent")
 
 
 def _held(email: str, held: list[int]) -> str:

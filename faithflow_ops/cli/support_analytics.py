@@ -13,6 +13,7 @@ from faithflow_ops.cli.common import JsonOpt, database, parse_now
 
 if TYPE_CHECKING:
     import datetime as dt
+    from collections.abc import Callable
 
     from rich.console import Console
 
@@ -22,7 +23,11 @@ NowOpt = Annotated[
 ]
 SinceOpt = Annotated[
     str | None,
-    typer.Option("--since", help="Start of the period (ISO-8601; default 30 days before --until)."),
+    typer.Option(
+        "--since",
+        help="Start of the period: ISO-8601, or a duration before --until (30d, 2w); default "
+        "30 days before --until.",
+    ),
 ]
 UntilOpt = Annotated[
     str | None, typer.Option("--until", help="End of the period, exclusive (default: --now).")
@@ -35,10 +40,11 @@ ByOpt = Annotated[
 def _period(
     since: str | None, until: str | None, now: str | None
 ) -> tuple[dt.datetime, dt.datetime]:
+    from faithflow_ops.clock import parse_since
     from faithflow_ops.support.analytics import period
 
     end = parse_now(until, "--until") if until is not None else parse_now(now)
-    start = parse_now(since, "--since") if since is not None else None
+    start = parse_since(since, end) if since is not None else None
     return period(start, end)
 
 
@@ -54,13 +60,7 @@ def analytics(
     backlog per day, deflection rate and top deflecting articles."""
     from faithflow_ops.support.analytics import support_report
 
-    start, end = _period(since, until, now)
-    with database().read_session() as session:
-        doc = support_report(session, since=start, until=end, by=by)
-    if as_json:
-        output.print_json(doc)
-    else:
-        render(doc, output.stdout_console())
+    _report(support_report, _period(since, until, now), by, as_json)
 
 
 def sla_analytics(
@@ -74,9 +74,18 @@ def sla_analytics(
     rate, with first response and resolution times against the period (median, p90)."""
     from faithflow_ops.support.analytics import sla_report
 
-    start, end = _period(since, until, now)
+    _report(sla_report, _period(since, until, now), by, as_json)
+
+
+def _report(
+    build: Callable[..., dict[str, Any]],
+    period: tuple[dt.datetime, dt.datetime],
+    by: str | None,
+    as_json: bool,
+) -> None:
+    """Build the report for `period` in a read-only session and print it."""
     with database().read_session() as session:
-        doc = sla_report(session, since=start, until=end, by=by)
+        doc = build(session, since=period[0], until=period[1], by=by)
     if as_json:
         output.print_json(doc)
     else:

@@ -200,7 +200,7 @@ def list_(
         list(columns.values()),
         [[", ".join(d[k]) if k == "tags" else d[k] for k in columns] for d in docs],
     )
-    output.info(f"{len(docs)} article{'s' if len(docs) != 1 else ''}")
+    output.list_footer(len(docs), len(docs), "article")
 
 
 @kb_app.command("show")

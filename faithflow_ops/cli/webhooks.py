@@ -65,7 +65,7 @@ def list_(
     """Stored webhook events, newest first."""
     from faithflow_ops.webhooks.queries import list_events
 
-    start = _time(since, "--since") if since is not None else None
+    start = parse_now(since, "--since") if since is not None else None
     with database().read_session() as session:
         docs, total = list_events(
             session,
@@ -106,10 +106,7 @@ def list_(
                 for d in docs
             ],
         )
-    if total > len(docs):
-        output.info(f"showing {len(docs)} of {total}; raise --limit to see more")
-    elif not as_json:
-        output.info(f"{total} webhook event{'s' if total != 1 else ''}")
+    output.list_footer(len(docs), total, "webhook event", as_json=as_json)
 
 
 EventIdArg = Annotated[
@@ -378,13 +375,4 @@ def _read_body(file: str) -> bytes:
     except OSError as exc:
         raise UserError(
             f"cannot read {file}: {exc.strerror or exc}; pass the body's path, or - for stdin"
-        ) from None
-
-
-def _time(value: str, option: str) -> Any:
-    try:
-        return parse_now(value)
-    except UserError:
-        raise UserError(
-            f"{option} {value!r} is not an ISO-8601 time; use e.g. {option} 2026-03-01T09:00:00Z"
         ) from None

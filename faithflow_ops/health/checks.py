@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import case, func, select, text
 
+from faithflow_ops.clock import iso
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import JobRun, OutboundMessage, WebhookEvent
 from faithflow_ops.providers._http import ProviderError, RetryPolicy
@@ -181,10 +182,6 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.astimezone(dt.UTC).isoformat() if value is not None else None
-
-
 def _ago(delta: dt.timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < 0:
@@ -239,14 +236,14 @@ def outbox_check(session: Session, settings: Settings, now: dt.datetime) -> Chec
     data: dict[str, Any] = {
         "overdue": overdue,
         "over_threshold": very_overdue,
-        "oldest_due_at": _iso(oldest),
+        "oldest_due_at": iso(oldest),
         "threshold_minutes": settings.health_outbox_backlog_minutes,
     }
     minutes = settings.health_outbox_backlog_minutes
     if not overdue:
         detail = f"no message has been due for more than {minutes / 2:g} min"
         return CheckResult("outbox_backlog", "ok", detail, latency, data)
-    oldest_text = f"oldest due {_iso(oldest)}, {_ago(now - oldest)}"
+    oldest_text = f"oldest due {iso(oldest)}, {_ago(now - oldest)}"
     if very_overdue:
         detail = (
             f"{very_overdue} message{'s' if very_overdue != 1 else ''} due for more than "
@@ -370,12 +367,12 @@ def _job_check(
         "job": spec.name,
         "schedule": expr,
         "last_success_run": last_ok.id if last_ok else None,
-        "last_success_at": _iso(last_ok.started_at) if last_ok else None,
+        "last_success_at": iso(last_ok.started_at) if last_ok else None,
         "latest_run": latest.id if latest else None,
         "latest_status": latest.status if latest else None,
     }
     success_text = (
-        f"last successful run {last_ok.id} started {_iso(last_ok.started_at)} "
+        f"last successful run {last_ok.id} started {iso(last_ok.started_at)} "
         f"({_ago(now - last_ok.started_at)})"
         if last_ok
         else "no successful run yet"
@@ -383,7 +380,7 @@ def _job_check(
     if latest is not None and latest.status == "failed":
         error = (latest.error or "no error recorded").strip().splitlines()[0][:300]
         detail = (
-            f"run {latest.id} (started {_iso(latest.started_at)}) failed: {error}; "
+            f"run {latest.id} (started {iso(latest.started_at)}) failed: {error}; "
             f"{success_text}; see `faithflow jobs runs --job {spec.name}`"
         )
         return CheckResult(name, "fail", detail, latency, data)
@@ -395,17 +392,17 @@ def _job_check(
     expected = [next(times) for _ in range(DOWN_AFTER_RUNS)]
     late_at = expected[LATE_AFTER_RUNS - 1] + grace
     down_at = expected[DOWN_AFTER_RUNS - 1] + grace
-    data.update(late_after=_iso(late_at), down_after=_iso(down_at))
+    data.update(late_after=iso(late_at), down_after=iso(down_at))
     if now > down_at:
         detail = (
-            f"down: {success_text}; schedule {expr} expected runs since {_iso(expected[0])}; "
+            f"down: {success_text}; schedule {expr} expected runs since {iso(expected[0])}; "
             "check cron / the scheduler and the job's log"
         )
         return CheckResult(name, "fail", detail, latency, data)
     if now > late_at:
-        detail = f"late: {success_text}; schedule {expr}; down after {_iso(down_at)}"
+        detail = f"late: {success_text}; schedule {expr}; down after {iso(down_at)}"
         return CheckResult(name, "warn", detail, latency, data)
-    detail = f"{success_text}; late after {_iso(late_at)}"
+    detail = f"{success_text}; late after {iso(late_at)}"
     return CheckResult(name, "ok", detail, latency, data)
 
 

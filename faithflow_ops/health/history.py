@@ -13,7 +13,6 @@ knows the registered jobs; health never imports jobs).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,25 +25,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 WINDOWS = {"24h": dt.timedelta(hours=24), "30d": dt.timedelta(days=30)}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(value: str, now: dt.datetime) -> dt.datetime:
-    """`--since`: a duration back from `now` (`30m`, `24h`, `7d`, `2w`) or an ISO-8601 time."""
-    from faithflow_ops.actions import parse_time
-
-    match = _DURATION.match(value)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2).lower()
-        return now - dt.timedelta(**{_UNITS[unit]: amount})
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise UserError(
-            f"--since {value!r} is neither a duration nor an ISO-8601 time; use e.g. "
-            "--since 24h, --since 7d or --since 2026-03-01T09:00:00Z"
-        ) from None
 
 
 def known_check(session: Session, name: str, checks: Sequence[str]) -> str:

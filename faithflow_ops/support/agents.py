@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.clock import iso
 from faithflow_ops.comms import contacts
 from faithflow_ops.db import rowcount
 from faithflow_ops.errors import UserError
@@ -95,8 +96,8 @@ def _set_disabled(session: Session, who: str, *, at: dt.datetime | None, actor: 
         action="agent.disable" if at is not None else "agent.enable",
         entity_type="user",
         entity_id=user.id,
-        before={"disabled_at": before.isoformat() if before else None},
-        after={"disabled_at": at.isoformat() if at else None},
+        before={"disabled_at": iso(before)},
+        after={"disabled_at": iso(at)},
     )
     return user
 
