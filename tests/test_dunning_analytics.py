@@ -261,6 +261,22 @@ def test_analytics_defaults_to_the_last_30_days(run, db: Database) -> None:
     assert doc["cases"]["opened"] == 7
 
 
+@pytest.mark.parametrize(
+    ("since", "start"),
+    [("30d", "2026-10-01T00:00:00+00:00"), ("24h", "2026-10-30T00:00:00+00:00")],
+)
+def test_analytics_since_takes_a_duration_back_from_now(
+    run, db: Database, since: str, start: str
+) -> None:
+    seed(db)
+    result = run("analytics", "--now", "2026-10-31T00:00:00Z", "--since", since, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["since"], doc["until"]) == (start, "2026-10-31T00:00:00+00:00")
+    if since == "30d":  # the same window as the default, so the same cohort
+        assert doc["cases"]["opened"] == 7
+
+
 def test_analytics_table_and_bar_chart(run, db: Database) -> None:
     seed(db)
     result = run("analytics", "--since", "2026-10-01", "--until", "2026-11-01")
@@ -281,7 +297,7 @@ def test_analytics_table_and_bar_chart(run, db: Database) -> None:
     ("args", "message"),
     [
         (("--since", "2026-11-01", "--until", "2026-10-01"), "is not before --until"),
-        (("--since", "last week"), "--since 'last week' is not an ISO-8601 date"),
+        (("--since", "last week"), "--since 'last week' is neither a duration nor an ISO-8601"),
         (("--until", "soon"), "--until 'soon' is not an ISO-8601 date"),
     ],
 )

@@ -71,10 +71,7 @@ def list_(
             [f.replace("_", " ") for f in LIST_FIELDS],
             [[_clip(output.minute(r[f])) for f in LIST_FIELDS] for r in rows],
         )
-    if total > len(rows):
-        output.info(f"showing {len(rows)} of {total}; raise --limit to see more")
-    elif not as_json:
-        output.info(f"{total} message{'s' if total != 1 else ''}")
+    output.list_footer(len(rows), total, "message", as_json=as_json)
 
 
 @app.command("show")
@@ -175,15 +172,7 @@ def send(
             raise UserError(f"--var {item!r} is not key=value; use e.g. --var amount_minor=150000")
         variables[name.strip()] = value
     now = parse_now(None)
-    when = None
-    if not_before:
-        try:
-            when = parse_now(not_before)
-        except UserError:
-            raise UserError(
-                f"--not-before {not_before!r} is not an ISO-8601 time; use e.g. "
-                "--not-before 2026-03-01T09:00:00Z"
-            ) from None
+    when = parse_now(not_before, "--not-before") if not_before else None
     with database().session() as session:
         row = None
         if tenant:
@@ -228,11 +217,10 @@ def _until(value: str | None) -> dt.datetime | None:
     if value is None:
         return None
     from faithflow_ops.errors import UserError
-    from faithflow_ops.jobs.base import parse_time
 
     try:
-        return parse_time(value)
-    except ValueError:
+        return parse_now(value, "--until", "2026-12-31")
+    except UserError:
         raise UserError(f"--until {value!r} is not a date; use e.g. --until 2026-12-31") from None
 
 

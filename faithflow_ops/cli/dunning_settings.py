@@ -11,6 +11,7 @@ import typer
 
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
+from faithflow_ops.clock import parse_since
 from faithflow_ops.errors import UserError
 
 if TYPE_CHECKING:
@@ -342,9 +343,7 @@ def analytics(
 
     at = parse_now(now)
     end = at if until is None else parse_now(until, "--until", "2026-03-01")
-    start = (
-        end - dt.timedelta(days=30) if since is None else parse_now(since, "--since", "2026-03-01")
-    )
+    start = end - dt.timedelta(days=30) if since is None else parse_since(since, at)
     with database().read_session() as session:
         order = tuple(s.key for s in current_policy(session).steps)
         doc = compute(session, since=start, until=end, step_order=order)
@@ -365,10 +364,6 @@ def _money(amounts: dict[str, int]) -> str:
     return ", ".join(money(v, c, en, code=True) for c, v in sorted(amounts.items()))
 
 
-def _pct(rate: float | None) -> str:
-    return "—" if rate is None else f"{rate * 100:.1f}%"
-
-
 def _render_analytics(doc: dict[str, Any]) -> None:
     from faithflow_ops.dunning.analytics import duration
 
@@ -377,8 +372,8 @@ def _render_analytics(doc: dict[str, Any]) -> None:
         {
             "cases opened": f"{cases['opened']} ({_money(doc['opened_amount_minor'])})",
             "recovered": f"{rec['count']} ({_money(rec['amount_minor'])})",
-            "recovery rate": f"{_pct(rec['rate'])} of opened, "
-            f"{_pct(rec['rate_of_closed'])} of closed",
+            "recovery rate": f"{output.percent(rec['rate'])} of opened, "
+            f"{output.percent(rec['rate_of_closed'])} of closed",
             "median time to recover": duration(rec["median_seconds_to_recover"]),
             "suspended": f"{doc['suspended']['count']} "
             f"({_money(doc['suspended']['amount_minor'])})",
@@ -445,6 +440,6 @@ def _bars(by_step: list[dict[str, Any]]) -> None:
         chart.add_row(
             Text(row["step"]),
             Text("█" * max(filled, 1 if row["count"] else 0), style="green"),
-            Text(f"{row['count']} ({_pct(row['share'])})"),
+            Text(f"{row['count']} ({output.percent(row['share'])})"),
         )
     console.print(chart)

@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.clock import iso
 from faithflow_ops.comms import contacts
 from faithflow_ops.comms.suppression import add_suppression
 from faithflow_ops.db import rowcount
@@ -270,7 +271,7 @@ def suppress(
             action=AUDIT_SUPPRESS,
             entity_type="comms_suppression",
             entity_id=f"{channel}:{to}",
-            after={"reason": reason, "until": until.isoformat() if until else None, "note": note},
+            after={"reason": reason, "until": iso(until), "note": note},
         )
     return to, added
 
@@ -293,7 +294,7 @@ def unsuppress(
         action=AUDIT_UNSUPPRESS,
         entity_type="comms_suppression",
         entity_id=f"{channel}:{to}",
-        before={"reason": sup.reason, "until": sup.until.isoformat() if sup.until else None},
+        before={"reason": sup.reason, "until": iso(sup.until)},
     )
     return to
 

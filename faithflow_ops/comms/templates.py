@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from faithflow_ops.clock import parse_time
 from faithflow_ops.errors import UserError
 
 CHANNELS = ("email", "sms", "whatsapp")
@@ -222,8 +223,7 @@ def money(minor: int, currency: str, locale: Any, *, code: bool = False) -> str:
 
 
 def _instant(value: Any) -> dt.datetime:
+    """A `*_at` variable: a datetime or ISO-8601 text (naive means UTC)."""
     if isinstance(value, dt.datetime):
-        parsed = value
-    else:
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return parse_time(str(value))

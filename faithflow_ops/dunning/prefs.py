@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.clock import jsonable
 from faithflow_ops.comms import contacts
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.dunning import quiet
@@ -212,10 +213,7 @@ def _validated(changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
 
 
 def _stored(row: DunningPreference) -> dict[str, Any]:
-    return {
-        key: (value.isoformat() if isinstance(value := getattr(row, key), dt.datetime) else value)
-        for key in _FIELDS
-    }
+    return jsonable({key: getattr(row, key) for key in _FIELDS})
 
 
 def save_preferences(
