@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
@@ -32,8 +32,8 @@ from faithflow_ops.billing.reconcile_plan import (
     StatusMismatch,
 )
 from faithflow_ops.billing.reconcile_remote import WebhookRules
-from faithflow_ops.clock import iso
-from faithflow_ops.db import upsert_insert, utcnow
+from faithflow_ops.clock import iso, jsonable
+from faithflow_ops.db import rowcount, upsert_insert, utcnow
 from faithflow_ops.models import Invoice, Subscription
 
 SOURCE = "job:invoices_reconcile"
@@ -63,14 +63,6 @@ def apply(
     if handler is None:
         raise ValueError(f"invoices reconcile cannot apply {action.kind!r}")
     handler(session, Run(now, actor, rules), action.data)
-
-
-def _rowcount(result: Any) -> int:
-    return cast(CursorResult[Any], result).rowcount
-
-
-def _time(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
 
 
 def _settle(session: Session, run: Run, sub_id: int | None, at: dt.datetime) -> list[str]:
@@ -180,7 +172,7 @@ def _apply_import(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         entity_id=invoice_id,
         tenant_id=p.tenant_id,
         before=None,
-        after=_jsonable(after),
+        after=jsonable(after),
     )
     if p.status == "paid":
         _settle(session, run, p.subscription_id, p.paid_at or run.now)
@@ -200,7 +192,7 @@ def _apply_paid(session: Session, run: Run, data: Mapping[str, Any]) -> None:
             updated_at=utcnow(),
         )
     )
-    if _rowcount(claimed) != 1:
+    if rowcount(claimed) != 1:
         current = session.scalar(select(INVOICES.c.status).where(INVOICES.c.id == invoice_id))
         if current is None:
             raise StaleAction(f"invoice {invoice_id} no longer exists")
@@ -259,7 +251,7 @@ def _apply_reopen(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         )
         .values(status="open", amount_paid_minor=0, paid_at=None, updated_at=utcnow())
     )
-    if _rowcount(claimed) != 1:
+    if rowcount(claimed) != 1:
         current = session.scalar(select(INVOICES.c.status).where(INVOICES.c.id == invoice_id))
         if current is None:
             raise StaleAction(f"invoice {invoice_id} no longer exists")
@@ -273,7 +265,7 @@ def _apply_reopen(session: Session, run: Run, data: Mapping[str, Any]) -> None:
     for key in dropped:
         meta.pop(key)
     note = {
-        "at": run.now.isoformat(),
+        "at": iso(run.now),
         "cause": p.cause,
         "reference": p.reference,
         "dropped": dropped,
@@ -341,7 +333,7 @@ def _apply_period(session: Session, run: Run, data: Mapping[str, Any]) -> None:
             updated_at=utcnow(),
         )
     )
-    if _rowcount(claimed) != 1:
+    if rowcount(claimed) != 1:
         raise StaleAction(
             f"subscription {sub_id}'s period already reaches {end.isoformat()}, or invoice "
             f"{invoice_id} is no longer paid for it: nothing to do"
@@ -363,10 +355,6 @@ def _apply_period(session: Session, run: Run, data: Mapping[str, Any]) -> None:
             "invoice_id": invoice_id,
         },
     )
-
-
-def _jsonable(doc: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in doc.items()}
 
 
 _APPLY: dict[str, Callable[[Session, Run, Mapping[str, Any]], None]] = {

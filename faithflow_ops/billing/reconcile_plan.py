@@ -59,6 +59,7 @@ from faithflow_ops.billing import lifecycle as fx
 from faithflow_ops.billing import reconcile_allocation as alloc
 from faithflow_ops.billing.reconcile_remote import Fetched, Remote
 from faithflow_ops.billing.reconcile_remote import text as _text
+from faithflow_ops.clock import from_iso, iso
 from faithflow_ops.models import Invoice, ProviderAccount, Subscription, SubscriptionPlan
 
 INVOICES = cast(Table, Invoice.__table__)
@@ -280,10 +281,6 @@ def plan_provider(
 ) -> list[Action]:
     """One provider's findings: links first, then fixes, then reports."""
     return _Planner(session, provider, fetched, since, now).actions()
-
-
-def _time(value: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(value) if value else None
 
 
 @dataclass
@@ -607,7 +604,7 @@ class _Planner:
         return out
 
     def _import(self, remote: Remote, tenant: int, sub: _Sub | None) -> Action:
-        meta = {**remote.metadata, "providerCreatedAt": remote.created.isoformat()}
+        meta = {**remote.metadata, "providerCreatedAt": iso(remote.created)}
         return Action(
             "missing_locally",
             f"{self.provider}:{remote.ref}",
@@ -648,7 +645,7 @@ class _Planner:
                 continue
             else:
                 ref = inv.ref
-            seen = _time(_text(inv.metadata.get("providerCreatedAt")))
+            seen = from_iso(_text(inv.metadata.get("providerCreatedAt")))
             if seen is not None and seen < self.start:
                 continue  # created at the provider before the window: not listed, not missing
             out.append(
