@@ -70,7 +70,9 @@ def parse_since(value: object, now: dt.datetime, field: str = "--since") -> dt.d
         return start
     try:
         return parse_instant(value, field, "2026-03-01")
-    except UserError:
+    except UserError as exc:
+        if "out of range" in str(exc):
+            raise
         shown = repr(_cut(value)) if isinstance(value, str) else _shown(value)
         raise UserError(
             f"{field} {shown} is neither a duration nor an ISO-8601 time; use e.g. "

@@ -93,3 +93,8 @@ def test_iso_round_trip_and_jsonable() -> None:
     assert from_iso(None) is None
     assert from_iso("") is None
     assert jsonable({"at": NOW, "n": 1}) == {"at": "2026-03-01T09:00:00+00:00", "n": 1}
+
+
+def test_parse_since_says_out_of_range_for_a_time_outside_1970_to_8999() -> None:
+    with pytest.raises(UserError, match=r"^--since '0001-01-01' is out of range"):
+        parse_since("0001-01-01", NOW)
