@@ -27,6 +27,7 @@ from sqlalchemy import Table, exists, func, select
 from faithflow_ops.actions import Action, encode
 from faithflow_ops.clock import iso
 from faithflow_ops.dunning import cases as dc
+from faithflow_ops.dunning.cases import ATTEMPTS, CASES
 from faithflow_ops.dunning.policy import Step, current_policy
 from faithflow_ops.dunning.prefs import Preferences, preferences_for
 from faithflow_ops.dunning.quiet import first_allowed
@@ -37,15 +38,12 @@ from faithflow_ops.models import (
     SubscriptionPlan,
     Tenant,
 )
-from faithflow_ops.models.dunning import DunningAttempt, DunningCase
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from faithflow_ops.config import Settings
 
-CASES = cast(Table, DunningCase.__table__)
-ATTEMPTS = cast(Table, DunningAttempt.__table__)
 SUBS = cast(Table, Subscription.__table__)
 TENANTS = cast(Table, Tenant.__table__)
 INVOICES = cast(Table, Invoice.__table__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
@@ -23,7 +23,10 @@ from faithflow_ops.comms import outbox
 from faithflow_ops.db import rowcount, upsert_insert
 from faithflow_ops.dunning import cases as dc
 from faithflow_ops.dunning import retry
+from faithflow_ops.dunning.cases import ATTEMPTS, CASES
 from faithflow_ops.dunning.planner import (
+    SUBS,
+    TENANTS,
     CaseStep,
     CloseCase,
     Handover,
@@ -39,11 +42,6 @@ from faithflow_ops.models.dunning import DunningAttempt, DunningCase
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
-
-CASES = cast(Table, DunningCase.__table__)
-ATTEMPTS = cast(Table, DunningAttempt.__table__)
-SUBS = cast(Table, Subscription.__table__)
-TENANTS = cast(Table, Tenant.__table__)
 
 AUDIT_STEP = "dunning.step"
 AUDIT_SKIP = "dunning.skip"
@@ -72,6 +70,21 @@ def apply(
         close_case(session, decode(CloseCase, data), now, actor)
     else:
         raise ValueError(f"dunning has no action kind {kind!r}")
+
+
+def _audit(
+    session: Session, actor: str, action: str, case: CaseStep, after: dict[str, Any]
+) -> None:
+    """The audit row of what an action did to its case."""
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        entity_type="dunning_case",
+        entity_id=case.case_id,
+        tenant_id=case.tenant_id,
+        after=after,
+    )
 
 
 def claim_open(session: Session, case_id: int, now: dt.datetime) -> None:
@@ -158,15 +171,8 @@ def take_step(session: Session, p: SendStep, now: dt.datetime, actor: str) -> No
         sent[channel] = queued.id
     if not sent:
         raise StaleAction(f"dunning case {case_id}: step {step} was already taken")
-    audit.record(
-        session,
-        actor=actor,
-        action=AUDIT_STEP,
-        entity_type="dunning_case",
-        entity_id=case_id,
-        tenant_id=p.tenant_id,
-        after={"step": step, "messages": sent, "scheduled_at": iso(scheduled)},
-    )
+    after = {"step": step, "messages": sent, "scheduled_at": iso(scheduled)}
+    _audit(session, actor, AUDIT_STEP, p, after)
 
 
 def record_skipped(session: Session, p: SkipSteps, now: dt.datetime, actor: str) -> None:
@@ -184,15 +190,7 @@ def record_skipped(session: Session, p: SkipSteps, now: dt.datetime, actor: str)
                 recorded.append(f"{item.step}:{channel}")
     if not recorded:
         raise StaleAction(f"dunning case {case_id}: the steps were already recorded")
-    audit.record(
-        session,
-        actor=actor,
-        action=AUDIT_SKIP,
-        entity_type="dunning_case",
-        entity_id=case_id,
-        tenant_id=p.tenant_id,
-        after={"skipped": recorded},
-    )
+    _audit(session, actor, AUDIT_SKIP, p, {"skipped": recorded})
 
 
 def hand_over(session: Session, p: Handover, now: dt.datetime, actor: str) -> None:
@@ -209,15 +207,8 @@ def hand_over(session: Session, p: Handover, now: dt.datetime, actor: str) -> No
         .values(handed_over_at=now)
         .execution_options(synchronize_session=False)
     )
-    audit.record(
-        session,
-        actor=actor,
-        action=AUDIT_HANDOVER,
-        entity_type="dunning_case",
-        entity_id=case_id,
-        tenant_id=p.tenant_id,
-        after={"step": step, "handed_over_at": iso(now), "suspend_at": suspend_at},
-    )
+    after = {"step": step, "handed_over_at": iso(now), "suspend_at": suspend_at}
+    _audit(session, actor, AUDIT_HANDOVER, p, after)
 
 
 def _retry_target(session: Session, p: RetryPayment) -> retry.Target:
@@ -273,21 +264,14 @@ def retry_payment(
         .where(ATTEMPTS.c.id == attempt_id)
         .values(retry_outcome=result.outcome, detail=result.detail[:2000])
     )
-    audit.record(
-        session,
-        actor=actor,
-        action=AUDIT_RETRY,
-        entity_type="dunning_case",
-        entity_id=case_id,
-        tenant_id=p.tenant_id,
-        after={
-            "step": step,
-            "provider": target.provider,
-            "invoice": target.invoice_ref,
-            "outcome": result.outcome,
-            "detail": result.detail,
-        },
-    )
+    after = {
+        "step": step,
+        "provider": target.provider,
+        "invoice": target.invoice_ref,
+        "outcome": result.outcome,
+        "detail": result.detail,
+    }
+    _audit(session, actor, AUDIT_RETRY, p, after)
 
 
 def open_case(session: Session, p: OpenCase, now: dt.datetime, actor: str) -> None:
