@@ -9,14 +9,14 @@ transaction. Domain times (suspended_at, applied_at) are the run's `now`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.actions import Action, StaleAction
+from faithflow_ops.actions import Action, StaleAction, decode
 from faithflow_ops.billing.automation_plan import (
     AUDIT_NOTICE,
     AUDIT_SUBSCRIPTION,
@@ -26,6 +26,13 @@ from faithflow_ops.billing.automation_plan import (
     SUBS,
     TENANTS,
     TRIAL_NOTICE_WINDOW,
+    ApplyPlanChange,
+    CancelSubscription,
+    MarkPastDue,
+    ReactivateTenant,
+    RejectPlanChange,
+    SuspendTenant,
+    TrialEndingNotice,
     changed_at_period_end,
     live_subscription,
     misfit,
@@ -41,7 +48,7 @@ from faithflow_ops.billing.lifecycle import (
     set_subscription_status,
 )
 from faithflow_ops.billing.plan_change_record import move_to_new_paystack_code
-from faithflow_ops.clock import from_iso, iso
+from faithflow_ops.clock import iso
 from faithflow_ops.db import rowcount, utcnow
 from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
@@ -53,7 +60,7 @@ def apply(session: Session, action: Action, *, now: dt.datetime, actor: str) -> 
     if handler is None:
         raise ValueError(f"subs automate has no action kind {action.kind!r}")
     session.flush()  # earlier actions of a batch are visible to this claim
-    handler(session, now, actor, action.data)
+    handler(session, now, actor, action)
 
 
 def _claim(session: Session, table: Table, row_id: int, *conditions: Any, **values: Any) -> bool:
@@ -99,10 +106,9 @@ def _stale(session: Session, sub_id: int, expected: str) -> StaleAction:
     )
 
 
-def _apply_trial_notice(
-    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
-) -> None:
-    sub_id, trial_end = data["subscription_id"], from_iso(data["trial_end"])
+def _apply_trial_notice(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
+    p = decode(TrialEndingNotice, action.data)
+    sub_id, trial_end = p.subscription_id, p.trial_end
     claimed = _claim(
         session,
         SUBS,
@@ -122,16 +128,15 @@ def _apply_trial_notice(
         action=AUDIT_NOTICE,
         entity_type="subscription",
         entity_id=sub_id,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         before={"trial_notice_for": None},
         after={"trial_end": iso(trial_end), "notice": "trial_ending"},
     )
 
 
-def _apply_mark_past_due(
-    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
-) -> None:
-    sub_id, period_end = data["subscription_id"], from_iso(data["current_period_end"])
+def _apply_mark_past_due(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
+    p = decode(MarkPastDue, action.data)
+    sub_id, period_end = p.subscription_id, p.current_period_end
     if changed_at_period_end(session, {sub_id: period_end}):
         raise StaleAction(f"subscription {sub_id}: a plan change takes over at its period end")
     claimed = _claim(
@@ -153,8 +158,9 @@ def _apply_mark_past_due(
     )
 
 
-def _apply_suspend(session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]) -> None:
-    sub_id, since = data["subscription_id"], from_iso(data["past_due_since"])
+def _apply_suspend(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
+    p = decode(SuspendTenant, action.data)
+    sub_id, since = p.subscription_id, p.past_due_since
     claimed = _claim(
         session,
         SUBS,
@@ -185,8 +191,9 @@ def _apply_suspend(session: Session, now: dt.datetime, actor: str, data: Mapping
     suspend_tenant(session, tenant.slug, reason=NON_PAYMENT, actor=actor, now=now)
 
 
-def _apply_cancel(session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]) -> None:
-    sub_id, period_end = data["subscription_id"], from_iso(data["current_period_end"])
+def _apply_cancel(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
+    p = decode(CancelSubscription, action.data)
+    sub_id, period_end = p.subscription_id, p.current_period_end
     claimed = _claim(
         session,
         SUBS,
@@ -221,11 +228,10 @@ def _claim_change(session: Session, now: dt.datetime, change_id: int, **values: 
         )
 
 
-def _apply_plan_change(
-    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
-) -> None:
-    change_id, sub_id = data["plan_change_id"], data["subscription_id"]
-    from_id, to_id = data["from_plan_id"], data["to_plan_id"]
+def _apply_plan_change(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
+    p = decode(ApplyPlanChange, action.data)
+    change_id, sub_id = p.plan_change_id, p.subscription_id
+    from_id, to_id = p.from_plan_id, p.to_plan_id
     _claim_change(session, now, change_id, status="applied", applied_at=now)
     fits = [SUBS.c.status != "canceled"]
     if from_id is not None:
@@ -252,21 +258,20 @@ def _apply_plan_change(
         action="plan_change.apply",
         entity_type="plan_change",
         entity_id=change_id,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         before={"plan_id": before, "status": "scheduled", **moved_from},
         after=after,
     )
 
 
-def _apply_reject_change(
-    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
-) -> None:
-    change_id, sub_id = data["plan_change_id"], data["subscription_id"]
-    _claim_change(session, now, change_id, status="rejected", error=data["error"])
+def _apply_reject_change(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
+    p = decode(RejectPlanChange, action.data)
+    change_id, sub_id = p.plan_change_id, p.subscription_id
+    _claim_change(session, now, change_id, status="rejected", error=p.error)
     row = session.execute(select(SUBS.c.status, SUBS.c.plan_id).where(SUBS.c.id == sub_id)).first()
     if row is not None:
         status, plan_id = row
-        if misfit(status, plan_id, data["from_plan_id"], data["to_plan_id"], {}, sub_id) is None:
+        if misfit(status, plan_id, p.from_plan_id, p.to_plan_id, {}, sub_id) is None:
             raise StaleAction(f"subscription {sub_id} fits plan change {change_id} again")
     audit.record(
         session,
@@ -274,16 +279,15 @@ def _apply_reject_change(
         action="plan_change.reject",
         entity_type="plan_change",
         entity_id=change_id,
-        tenant_id=data["tenant_id"],
+        tenant_id=p.tenant_id,
         before={"status": "scheduled"},
-        after={"status": "rejected", "error": data["error"]},
+        after={"status": "rejected", "error": p.error},
     )
 
 
-def _apply_reactivate(
-    session: Session, now: dt.datetime, actor: str, data: Mapping[str, Any]
-) -> None:
-    tenant_id = data["tenant_id"]
+def _apply_reactivate(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
+    p = decode(ReactivateTenant, action.data)
+    tenant_id = p.tenant_id
     claimed = _claim(
         session,
         TENANTS,
@@ -295,14 +299,14 @@ def _apply_reactivate(
     )
     if not claimed:
         raise StaleAction(
-            f"tenant {data['tenant']} is no longer suspended for non-payment with an active "
+            f"tenant {p.tenant} is no longer suspended for non-payment with an active "
             "subscription; run again to re-plan it"
         )
     session.expire_all()  # the claim moved updated_at under any loaded tenant
     reactivate_if_suspended_for_non_payment(session, tenant_id, actor)
 
 
-_APPLY: dict[str, Callable[[Session, dt.datetime, str, Mapping[str, Any]], None]] = {
+_APPLY: dict[str, Callable[[Session, dt.datetime, str, Action], None]] = {
     "trial_ending_notice": _apply_trial_notice,
     "mark_past_due": _apply_mark_past_due,
     "suspend_tenant": _apply_suspend,

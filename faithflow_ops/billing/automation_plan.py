@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from faithflow_ops.actions import Action
+from faithflow_ops.actions import Action, encode
 from faithflow_ops.billing.grace import (
     DEFAULT_GRACE_DAYS,
     Grace,
@@ -158,8 +159,80 @@ def unpaid_after(period_end: Any) -> ColumnElement[bool]:
     )
 
 
-def _base(sub_id: int, tenant_id: int, slug: str, rule: str) -> dict[str, Any]:
-    return {"subscription_id": sub_id, "tenant_id": tenant_id, "tenant": slug, "rule": rule}
+# ---------------------------------------------------------------------------------------------
+# payloads: one per action kind (`Action.data` is `encode(payload)`; apply reads `decode`)
+
+
+@dataclass(frozen=True)
+class TrialEndingNotice:
+    subscription_id: int
+    tenant_id: int
+    tenant: str
+    rule: str
+    trial_end: dt.datetime
+
+
+@dataclass(frozen=True)
+class MarkPastDue:
+    subscription_id: int
+    tenant_id: int
+    tenant: str
+    rule: str
+    current_period_end: dt.datetime
+    past_due_since: dt.datetime
+
+
+@dataclass(frozen=True)
+class SuspendTenant:
+    subscription_id: int
+    tenant_id: int
+    tenant: str
+    rule: str
+    past_due_since: dt.datetime
+    grace_days: int
+    grace_source: str  # tenant | plan | default
+
+
+@dataclass(frozen=True)
+class CancelSubscription:
+    subscription_id: int
+    tenant_id: int
+    tenant: str
+    rule: str
+    current_period_end: dt.datetime
+
+
+@dataclass(frozen=True)
+class ApplyPlanChange:
+    subscription_id: int
+    tenant_id: int
+    tenant: str
+    rule: str
+    plan_change_id: int
+    from_plan_id: int | None
+    to_plan_id: int
+    effective_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RejectPlanChange:
+    subscription_id: int
+    tenant_id: int
+    tenant: str
+    rule: str
+    plan_change_id: int
+    from_plan_id: int | None
+    to_plan_id: int
+    effective_at: dt.datetime
+    error: str  # why the change no longer fits its subscription
+
+
+@dataclass(frozen=True)
+class ReactivateTenant:
+    tenant_id: int
+    tenant: str
+    subscription_id: int | None  # always None: the tenant is the target
+    rule: str
 
 
 def _trial_notices(session: Session, now: dt.datetime) -> list[Action]:
@@ -178,13 +251,12 @@ def _trial_notices(session: Session, now: dt.datetime) -> list[Action]:
     ).tuples()
     out = []
     for sub_id, tenant_id, slug, trial_end in rows:
-        data = _base(sub_id, tenant_id, slug, "trial_ending_notice")
-        data["trial_end"] = iso(trial_end)
+        notice = TrialEndingNotice(sub_id, tenant_id, slug, "trial_ending_notice", trial_end)
         hours = (trial_end - now).total_seconds() / 3600
         reason = (
             f"trial ends {iso(trial_end)} (in {hours:.0f} h); no notice sent for this trial end"
         )
-        out.append(Action("trial_ending_notice", f"subscription:{sub_id}", reason, data))
+        out.append(Action("trial_ending_notice", f"subscription:{sub_id}", reason, encode(notice)))
     return out
 
 
@@ -271,10 +343,9 @@ def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, PlanGrace]
         if tenant is None or not tenant.writable:
             continue
         since = since or period_end
-        data = _base(sub_id, tenant_id, tenant.slug, "mark_past_due")
-        data.update(current_period_end=iso(period_end), past_due_since=iso(since))
+        mark = MarkPastDue(sub_id, tenant_id, tenant.slug, "mark_past_due", period_end, since)
         reason = f"period ended {iso(period_end)} with no paid invoice after it"
-        out.append(Action("mark_past_due", f"subscription:{sub_id}", reason, data))
+        out.append(Action("mark_past_due", f"subscription:{sub_id}", reason, encode(mark)))
         grace = resolve_grace(tenant.grace_days, plans.get(plan_id))
         alone = not (live.get(tenant_id, set()) - {sub_id})
         if alone and since + dt.timedelta(days=grace.days) <= now:
@@ -285,14 +356,15 @@ def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, PlanGrace]
 def _suspend(
     sub_id: int, tenant_id: int, slug: str, since: dt.datetime, grace: Grace, now: dt.datetime
 ) -> Action:
-    data = _base(sub_id, tenant_id, slug, "suspend_tenant")
-    data.update(past_due_since=iso(since), grace_days=grace.days, grace_source=grace.source)
+    suspend = SuspendTenant(
+        sub_id, tenant_id, slug, "suspend_tenant", since, grace.days, grace.source
+    )
     days = (now - since).total_seconds() / 86400
     reason = (
         f"past due since {iso(since)} ({days:.1f} days), beyond the grace of "
         f"{grace.describe()}: suspend the tenant for non-payment"
     )
-    return Action("suspend_tenant", f"subscription:{sub_id}", reason, data)
+    return Action("suspend_tenant", f"subscription:{sub_id}", reason, encode(suspend))
 
 
 def _min_grace(session: Session, plans: Mapping[int, PlanGrace]) -> int:
@@ -357,10 +429,9 @@ def _cancellations(session: Session, now: dt.datetime) -> list[Action]:
     ).tuples()
     out = []
     for sub_id, tenant_id, slug, period_end in rows:
-        data = _base(sub_id, tenant_id, slug, "cancel_subscription")
-        data["current_period_end"] = iso(period_end)
+        cancel = CancelSubscription(sub_id, tenant_id, slug, "cancel_subscription", period_end)
         reason = f"set to cancel at period end; the period ended {iso(period_end)}"
-        out.append(Action("cancel_subscription", f"subscription:{sub_id}", reason, data))
+        out.append(Action("cancel_subscription", f"subscription:{sub_id}", reason, encode(cancel)))
     return out
 
 
@@ -433,20 +504,18 @@ def _plan_changes(
     for change_id, sub_id, tenant_id, from_id, to_id, kind, at in rows:
         plan_id, status = subs[sub_id]
         slug = tenants[tenant_id].slug if tenant_id in tenants else f"#{tenant_id}"
-        data = _base(sub_id, tenant_id, slug, "apply_plan_change")
-        data.update(
-            plan_change_id=change_id,
-            from_plan_id=from_id,
-            to_plan_id=to_id,
-            effective_at=iso(at),
-        )
         target = f"plan_change:{change_id}"
         why = misfit(status, plan_id, from_id, to_id, plans, sub_id)
         if why is not None:
-            data["rule"] = "reject_plan_change"
-            data["error"] = why
-            out.append(Action("reject_plan_change", target, f"{why}: reject the change", data))
+            reject = RejectPlanChange(
+                sub_id, tenant_id, slug, "reject_plan_change", change_id, from_id, to_id, at, why
+            )
+            reason = f"{why}: reject the change"
+            out.append(Action("reject_plan_change", target, reason, encode(reject)))
             continue
+        change = ApplyPlanChange(
+            sub_id, tenant_id, slug, "apply_plan_change", change_id, from_id, to_id, at
+        )
         source = from_id if from_id is not None else plan_id
         reason = (
             f"{kind} {_code(plans, source)} -> {_code(plans, to_id)} "
@@ -454,7 +523,7 @@ def _plan_changes(
         )
         if plan_id == to_id and plan_id != from_id:
             reason += f"; {provider_applied(sub_id, _code(plans, to_id))}: mark it applied"
-        out.append(Action("apply_plan_change", target, reason, data))
+        out.append(Action("apply_plan_change", target, reason, encode(change)))
     return out
 
 
@@ -476,12 +545,11 @@ def _reactivations(session: Session) -> list[Action]:
     ).tuples()
     out = []
     for tenant_id, slug, since in rows:
-        data = {"tenant_id": tenant_id, "tenant": slug, "subscription_id": None}
-        data["rule"] = "reactivate_tenant"
+        reactivate = ReactivateTenant(tenant_id, slug, None, "reactivate_tenant")
         when = f" since {iso(since)}" if since else ""
         reason = (
             f"suspended for non-payment{when} but has an active subscription "
             "(a missed webhook?): reactivate"
         )
-        out.append(Action("reactivate_tenant", f"tenant:{tenant_id}", reason, data))
+        out.append(Action("reactivate_tenant", f"tenant:{tenant_id}", reason, encode(reactivate)))
     return out

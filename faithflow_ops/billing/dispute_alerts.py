@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.actions import Action, StaleAction
+from faithflow_ops.actions import Action, StaleAction, decode, encode
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.models import Dispute, DisputeAlert, Tenant
@@ -34,6 +34,21 @@ if TYPE_CHECKING:
 # Evidence already submitted: the decision is the bank's, an alert would be noise.
 AWAITING_OTHERS = frozenset({"under_review", "warning_under_review", "awaiting-bank-feedback"})
 AUDIT_ALERT = "dispute.evidence_due_alert"
+
+
+@dataclass(frozen=True)
+class EvidenceDueAlert:
+    """The payload of an `evidence_due_alert` action."""
+
+    provider: str
+    provider_dispute_id: str
+    dispute_id: int | None  # None: its dispute_pulled of the same run records it
+    tenant_id: int
+    tenant: str | None  # slug
+    scope: str
+    status: str
+    evidence_due_by: dt.datetime
+    threshold_days: int
 
 
 @dataclass(frozen=True)
@@ -142,23 +157,23 @@ def plan_alerts(
             continue
         assert view.evidence_due_by is not None
         hours = (view.evidence_due_by - now).total_seconds() / 3600
-        data = {
-            "provider": view.provider,
-            "provider_dispute_id": view.provider_dispute_id,
-            "dispute_id": view.dispute_id,
-            "tenant_id": view.tenant_id,
-            "tenant": slugs.get(view.tenant_id),
-            "scope": view.scope,
-            "status": view.status,
-            "evidence_due_by": view.evidence_due_by.isoformat(),
-            "threshold_days": threshold,
-        }
+        alert = EvidenceDueAlert(
+            view.provider,
+            view.provider_dispute_id,
+            view.dispute_id,
+            view.tenant_id,
+            slugs.get(view.tenant_id),
+            view.scope,
+            view.status,
+            view.evidence_due_by,
+            threshold,
+        )
         reason = (
             f"evidence due {view.evidence_due_by.isoformat()} (in {hours:.0f} h, within "
             f"{threshold} day{'s' if threshold != 1 else ''}); status {view.status}"
         )
         target = dispute_target(view.provider, view.provider_dispute_id, view.dispute_id)
-        out.append(Action("evidence_due_alert", target, reason, data))
+        out.append(Action("evidence_due_alert", target, reason, encode(alert)))
     return out
 
 
@@ -198,14 +213,15 @@ def alert_document(
 
 
 def apply_alert(
-    session: Session, settings: Settings, now: dt.datetime, actor: str, data: Mapping[str, Any]
+    session: Session, settings: Settings, now: dt.datetime, actor: str, action: Action
 ) -> None:
     """Claim, record and send one alert (see the module docstring)."""
-    threshold = int(data["threshold_days"])
+    alert = decode(EvidenceDueAlert, action.data)
+    threshold = int(alert.threshold_days)
     dispute = session.scalar(
         select(Dispute).where(
-            Dispute.provider == data["provider"],
-            Dispute.provider_dispute_id == data["provider_dispute_id"],
+            Dispute.provider == alert.provider,
+            Dispute.provider_dispute_id == alert.provider_dispute_id,
         )
     )
     if dispute is None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,7 +48,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
-from faithflow_ops.actions import Action, StaleAction
+from faithflow_ops.actions import Action, StaleAction, decode, encode
 from faithflow_ops.billing import lifecycle as fx
 from faithflow_ops.billing.dispute_alerts import View, dispute_target, plan_alerts, view_of
 from faithflow_ops.billing.dispute_owner import PaymentLinks, disputed_payment
@@ -66,6 +66,57 @@ STRIPE_CLOSED = STRIPE_DISPUTE_CLOSED
 PAYSTACK_CLOSED = PAYSTACK_DISPUTE_CLOSED
 
 AUDIT_PULLED = "dispute.pulled"
+
+
+# ---------------------------------------------------------------------------------------------
+# payloads: one per action kind (`Action.data` is `encode(payload)`; apply reads `decode`);
+# `evidence_due_alert`'s is in billing/dispute_alerts.py
+
+
+@dataclass(frozen=True)
+class DisputePulled:
+    provider: str
+    scope: str
+    provider_dispute_id: str
+    dispute_id: int | None  # None: new, this action records it
+    tenant_id: int
+    tenant: str | None  # slug
+    status_before: str | None
+    status: str
+    changes: list[str]  # the columns that differ (`new` for a new dispute)
+    payload: dict[str, Any]  # the webhook-shaped body its handler reads
+    # What the Stripe look-ups found (`PaymentLinks`); absent from `data` without one.
+    links: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class UnmappedDispute:
+    """Report-only: a pulled dispute whose tenant cannot be resolved."""
+
+    provider: str
+    scope: str
+    provider_dispute_id: str
+    account: str | None
+    customer: str | None
+    status: str
+
+
+@dataclass(frozen=True)
+class PullSkipped:
+    """Report-only: a provider not pulled, as its secret key is not set."""
+
+    provider: str
+    missing: str  # the environment variable
+
+
+@dataclass(frozen=True)
+class PullFailed:
+    """A provider list (or a Stripe look-up) that failed after the retries."""
+
+    provider: str
+    account: str | None  # the Connect account whose list failed
+    error: str
+    status: int | None  # the HTTP status, when there was an answer
 
 
 class DisputeEvent(Protocol):
@@ -224,14 +275,15 @@ def _pulls(
 
 def _skipped(provider: str, variable: str) -> Action:
     reason = f"{variable} is not set: {provider} disputes were not pulled (webhooks only)"
-    data = {"provider": provider, "missing": variable}
-    return Action("pull_skipped", f"provider:{provider}", reason, data)
+    skipped = PullSkipped(provider, variable)
+    return Action("pull_skipped", f"provider:{provider}", reason, encode(skipped))
 
 
 def _failed(provider: str, account: str | None, exc: ProviderError) -> Action:
     where = f" for {account}" if account else ""
-    data = {"provider": provider, "account": account, "error": str(exc), "status": exc.status}
-    return Action("pull_failed", f"provider:{provider}", f"pulling disputes{where}: {exc}", data)
+    failed = PullFailed(provider, account, str(exc), exc.status)
+    reason = f"pulling disputes{where}: {exc}"
+    return Action("pull_failed", f"provider:{provider}", reason, encode(failed))
 
 
 class StripeLookup:
@@ -306,30 +358,23 @@ def _compare(
         try:
             state, links = _stripe_links(session, event, lookup, reader)
         except ProviderError as exc:
-            failed = {
-                "provider": "stripe",
-                "account": None,
-                "error": str(exc),
-                "status": exc.status,
-            }
+            failed = PullFailed("stripe", None, str(exc), exc.status)
             reason = f"looking up dispute {pid}'s invoice and customer at stripe: {exc}"
-            return Action(
-                "pull_failed", dispute_target(event.provider, pid, None), reason, failed
-            ), None
+            target = dispute_target(event.provider, pid, None)
+            return Action("pull_failed", target, reason, encode(failed)), None
     if isinstance(state, fx.Outcome):
         if stored is not None:  # recorded by a webhook that knew the tenant: nothing to fix
             return None, None
-        report = {
-            "provider": event.provider,
-            "scope": event.scope,
-            "provider_dispute_id": pid,
-            "account": event.account_ref,
-            "customer": event.customer_ref,
-            "status": str(event.object.get("status") or ""),
-        }
-        return Action(
-            "unmapped_dispute", dispute_target(event.provider, pid, None), state.detail, report
-        ), None
+        report = UnmappedDispute(
+            event.provider,
+            event.scope,
+            pid,
+            event.account_ref,
+            event.customer_ref,
+            str(event.object.get("status") or ""),
+        )
+        target = dispute_target(event.provider, pid, None)
+        return Action("unmapped_dispute", target, state.detail, encode(report)), None
     at, rank = event.occurred_at, reader.rank(event)
     if stored is not None and not fx.is_current(stored, at, rank):
         return None, view_of(stored)
@@ -358,20 +403,23 @@ def _compare(
             else f"{event.provider} state differs in {', '.join(changes)}"
         )
     dispute_id = stored.id if stored else None
-    data: dict[str, Any] = {
-        "provider": event.provider,
-        "scope": event.scope,
-        "provider_dispute_id": pid,
-        "dispute_id": dispute_id,
-        "tenant_id": state.tenant_id,
-        "tenant": slug,
-        "status_before": before,
-        "status": values["status"],
-        "changes": changes,
-        "payload": pull.payload,
-    }
-    if links is not None:  # applying maps through what the look-up found, not again at Stripe
-        data["links"] = links.to_dict()
+    pulled = DisputePulled(
+        event.provider,
+        event.scope,
+        pid,
+        dispute_id,
+        state.tenant_id,
+        slug,
+        before,
+        values["status"],
+        changes,
+        pull.payload,
+        # applying maps through what the look-up found, not again at Stripe
+        links.to_dict() if links is not None else None,
+    )
+    data = encode(pulled)
+    if pulled.links is None:
+        del data["links"]  # absent, not null, without a look-up (as the document always read)
     return Action(
         "dispute_pulled", dispute_target(event.provider, pid, dispute_id), reason, data
     ), view
@@ -381,13 +429,12 @@ def _compare(
 # apply
 
 
-def apply_pulled(
-    session: Session, actor: str, data: Mapping[str, Any], reader: DisputeReader
-) -> None:
+def apply_pulled(session: Session, actor: str, action: Action, reader: DisputeReader) -> None:
     """Write a pulled dispute through its webhook handler, and audit it."""
-    pull = _Pulled(data["provider"], data["scope"], data["payload"])
+    pulled = decode(DisputePulled, action.data)
+    pull = _Pulled(pulled.provider, pulled.scope, pulled.payload)
     event = pull.event(reader)
-    links = PaymentLinks.from_dict(data.get("links"))
+    links = PaymentLinks.from_dict(pulled.links)
     outcome = reader.record(session, event, links)
     if outcome.status != "applied":
         raise StaleAction(outcome.detail)
@@ -404,6 +451,6 @@ def apply_pulled(
         entity_type="dispute",
         entity_id=dispute.id,
         tenant_id=dispute.tenant_id,
-        before={"status": data.get("status_before")} if data.get("status_before") else None,
-        after={"status": dispute.status, "changes": data.get("changes"), "detail": outcome.detail},
+        before={"status": pulled.status_before} if pulled.status_before else None,
+        after={"status": dispute.status, "changes": pulled.changes, "detail": outcome.detail},
     )

@@ -285,9 +285,6 @@ class Change(NamedTuple):
     def describe(self) -> str:
         return f"{self.field}: {show(self.old)} → {self.new} ({self.source})"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"field": self.field, "old": self.old, "new": self.new, "source": self.source}
-
 
 class Conflict(NamedTuple):
     field: str
@@ -299,16 +296,6 @@ class Conflict(NamedTuple):
         found = " ≠ ".join(f"{value} ({', '.join(where)})" for value, where in self.values)
         return f"{self.field}: {found}; {self.note}"
 
-    def to_dict(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "field": self.field,
-            "values": [{"value": v, "sources": list(s)} for v, s in self.values],
-            "note": self.note,
-        }
-        if self.held_by is not None:
-            doc["held_by_subscription_id"] = self.held_by
-        return doc
-
 
 class Invalid(NamedTuple):
     field: str
@@ -318,14 +305,6 @@ class Invalid(NamedTuple):
 
     def describe(self) -> str:
         return f"{self.field}: {show(self.value)} at {', '.join(self.sources)}: {self.problem}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "field": self.field,
-            "value": self.value,
-            "sources": list(self.sources),
-            "problem": self.problem,
-        }
 
 
 @dataclass(slots=True)

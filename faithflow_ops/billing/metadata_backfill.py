@@ -15,22 +15,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, Text, distinct, func, select
 from sqlalchemy.orm import Session
 
-from faithflow_ops.actions import Action
+from faithflow_ops.actions import Action, encode
 from faithflow_ops.billing.identifiers import (
     Change,
-    Conflict,
     Finding,
-    Invalid,
     Normalization,
     find_identifiers,
     normalize,
     target_field,
 )
+from faithflow_ops.billing.identifiers import Conflict as IdConflict
+from faithflow_ops.billing.identifiers import Invalid as IdInvalid
 from faithflow_ops.models import Subscription, SubscriptionPlan
 from faithflow_ops.models.billing import PROVIDERS
 
@@ -39,6 +40,70 @@ PLANS = cast(Table, SubscriptionPlan.__table__)
 AUDIT_ACTION = "subscription.metadata_backfill"
 
 PlanSources = Mapping[tuple[int, str], tuple[Finding, ...]]
+
+
+# ---------------------------------------------------------------------------------------------
+# payloads: one per action kind (`Action.data` is `encode(payload)`; apply reads `decode`)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One changed field of a `normalize` action (`identifiers.Change`)."""
+
+    field: str  # `provider_customer_id` or `metadata.stripeCustomerId`
+    old: Any
+    new: str
+    source: str  # where the new value was found
+
+
+@dataclass(frozen=True)
+class Normalize:
+    subscription_id: int
+    tenant_id: int
+    provider: str
+    seen_updated_at: dt.datetime  # the row's updated_at the plan saw (the claim's condition)
+    changes: list[FieldChange]
+    columns: dict[str, str]  # new column values
+    metadata_set: dict[str, str]  # canonical keys merged into metadata
+
+
+@dataclass(frozen=True)
+class ConflictValue:
+    value: str
+    sources: list[str]  # where it was found
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Report-only: one field, several values (or a plan-level id several tenants share).
+    Names its subscription or its plan; the other's keys are absent from `data`."""
+
+    subscription_id: int | None
+    tenant_id: int | None
+    plan_id: int | None
+    plan_code: str | None
+    provider: str
+    field: str
+    values: list[ConflictValue]
+    note: str
+    held_by_subscription_id: int | None = None  # absent from `data` when None
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Report-only: a value where an id belongs that is not one (as `Conflict`, it names its
+    subscription or its plan)."""
+
+    subscription_id: int | None
+    tenant_id: int | None
+    plan_id: int | None
+    plan_code: str | None
+    provider: str
+    field: str
+    value: Any
+    sources: list[str]
+    problem: str
+
 
 # What plan reads of each subscription.
 _PAGE_COLUMNS = (
@@ -120,14 +185,10 @@ def _plan_level(session: Session) -> tuple[PlanSources, list[Action]]:
         if (plan_id, provider) not in used:
             continue  # no subscription of this provider uses the plan: nothing to feed
         target = f"plan:{plan_id}"
-        base = {"plan_id": plan_id, "plan_code": codes[plan_id], "provider": provider}
+        owner = _Owner(plan_id=plan_id, plan_code=codes[plan_id], provider=provider)
         own = normalize(provider, {}, plan_findings=findings)
-        for bad in own.invalid:
-            actions.append(Action("invalid", target, bad.describe(), {**base, **bad.to_dict()}))
-        for clash in own.conflicts:
-            actions.append(
-                Action("conflict", target, clash.describe(), {**base, **clash.to_dict()})
-            )
+        actions += [_finding(target, owner, bad) for bad in own.invalid]
+        actions += [_finding(target, owner, clash) for clash in own.conflicts]
         clashing = {clash.field for clash in own.conflicts}
         usable = tuple(
             f for f in findings if f.valid and target_field(provider, f.kind) not in clashing
@@ -142,15 +203,13 @@ def _plan_level(session: Session) -> tuple[PlanSources, list[Action]]:
             assert f.value is not None
             by_field.setdefault(target_field(provider, f.kind), (f.value, []))[1].append(f.source)
         for name, (value, where) in by_field.items():
-            shared = Conflict(
+            shared = IdConflict(
                 name,
                 ((value, tuple(where)),),
                 f"plan {codes[plan_id]} is used by {tenants[plan_id]} tenants; a plan-level id "
                 "cannot belong to all of them, so it is not applied",
             )
-            actions.append(
-                Action("conflict", target, shared.describe(), {**base, **shared.to_dict()})
-            )
+            actions.append(_finding(target, owner, shared))
     return sources, actions
 
 
@@ -218,15 +277,63 @@ def _actions(raw: tuple[Any, ...], result: Normalization) -> Sequence[Action]:
     sub_id, tenant_id, provider = raw[0], raw[1], raw[3]
     target = f"subscription:{sub_id}"
     actions: list[Action] = [NormalizeAction(raw, result)] if result.changes else []
-    findings: list[tuple[str, Conflict | Invalid]] = [
-        *(("conflict", clash) for clash in conflicts),
-        *(("invalid", bad) for bad in invalid),
-    ]
-    for kind, finding in findings:
-        data = {"subscription_id": sub_id, "tenant_id": tenant_id, "provider": provider}
-        data.update(finding.to_dict())
-        actions.append(Action(kind, target, finding.describe(), data))
+    owner = _Owner(subscription_id=sub_id, tenant_id=tenant_id, provider=provider)
+    actions += [_finding(target, owner, clash) for clash in conflicts]
+    actions += [_finding(target, owner, bad) for bad in invalid]
     return actions
+
+
+class _Owner(NamedTuple):
+    """Whose metadata a finding was in: a subscription's, or a plan's."""
+
+    provider: str
+    subscription_id: int | None = None
+    tenant_id: int | None = None
+    plan_id: int | None = None
+    plan_code: str | None = None
+
+
+# A finding names its subscription or its plan: the other's keys are absent, not null.
+_ABSENT_WHEN_NONE = ("subscription_id", "tenant_id", "plan_id", "plan_code")
+
+
+def _finding(target: str, owner: _Owner, finding: IdConflict | IdInvalid) -> Action:
+    """The report-only action of a finding (`conflict` or `invalid`)."""
+    payload: Conflict | Invalid
+    absent: tuple[str, ...]
+    if isinstance(finding, IdConflict):
+        kind = "conflict"
+        payload = Conflict(
+            owner.subscription_id,
+            owner.tenant_id,
+            owner.plan_id,
+            owner.plan_code,
+            owner.provider,
+            finding.field,
+            [ConflictValue(value, list(where)) for value, where in finding.values],
+            finding.note,
+            finding.held_by,
+        )
+        absent = (*_ABSENT_WHEN_NONE, "held_by_subscription_id")
+    else:
+        kind = "invalid"
+        payload = Invalid(
+            owner.subscription_id,
+            owner.tenant_id,
+            owner.plan_id,
+            owner.plan_code,
+            owner.provider,
+            finding.field,
+            finding.value,
+            list(finding.sources),
+            finding.problem,
+        )
+        absent = _ABSENT_WHEN_NONE
+    data = encode(payload)
+    for key in absent:
+        if data[key] is None:
+            del data[key]
+    return Action(kind, target, finding.describe(), data)
 
 
 class NormalizeAction(Action):
@@ -277,15 +384,17 @@ class NormalizeAction(Action):
         if name == "reason":
             value: Any = "; ".join([change.describe() for change in changes])
         else:
-            value = {
-                "subscription_id": sub_id,
-                "tenant_id": tenant_id,
-                "provider": provider,
-                "seen_updated_at": seen.isoformat(),
-                "changes": [change.to_dict() for change in changes],
-                "columns": columns,  # new column values
-                "metadata_set": metadata_set,  # canonical keys merged into metadata
-            }
+            value = encode(
+                Normalize(
+                    sub_id,
+                    tenant_id,
+                    provider,
+                    seen,
+                    [FieldChange(*change) for change in changes],
+                    columns,
+                    metadata_set,
+                )
+            )
         object.__setattr__(self, name, value)
         return value
 

@@ -12,16 +12,22 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Text, bindparam, exists, func, literal_column, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Update
 
-from faithflow_ops.actions import Action
+from faithflow_ops.actions import Action, decode
 from faithflow_ops.audit import audit_row, record_many
-from faithflow_ops.billing.metadata_backfill import AUDIT_ACTION, SUBS, Claim, NormalizeAction
+from faithflow_ops.billing.metadata_backfill import (
+    AUDIT_ACTION,
+    SUBS,
+    Claim,
+    Normalize,
+    NormalizeAction,
+)
 from faithflow_ops.db import rowcount, utcnow
 
 
@@ -30,16 +36,15 @@ def _claim(action: Action) -> Claim:
         raise ValueError(f"{action.kind} actions are report-only; nothing to apply")
     if isinstance(action, NormalizeAction):
         return action.claim()
-    data = action.data  # an Action made elsewhere from the same data
-    before, after = _before_after(data)
+    p = decode(Normalize, action.data)  # an Action made elsewhere from the same data
     return Claim(
-        data["subscription_id"],
-        data["tenant_id"],
-        dt.datetime.fromisoformat(data["seen_updated_at"]),
-        data["columns"],
-        data["metadata_set"],
-        before,
-        after,
+        p.subscription_id,
+        p.tenant_id,
+        p.seen_updated_at,
+        p.columns,
+        p.metadata_set,
+        {change.field: change.old for change in p.changes},
+        {change.field: change.new for change in p.changes},
     )
 
 
@@ -163,10 +168,10 @@ def _params(claim: Claim, now: dt.datetime) -> dict[str, Any]:
     return params
 
 
-def why_stale(session: Session, data: Mapping[str, Any]) -> str:
-    """Re-read the row to say why the claim failed."""
-    sub_id = data["subscription_id"]
-    seen = dt.datetime.fromisoformat(data["seen_updated_at"])
+def why_stale(session: Session, action: Action) -> str:
+    """Re-read the row to say why the claim of a `normalize` action failed."""
+    p = decode(Normalize, action.data)
+    sub_id, seen = p.subscription_id, p.seen_updated_at
     current = session.execute(
         select(SUBS.c.updated_at).where(SUBS.c.id == sub_id)
     ).scalar_one_or_none()
@@ -177,26 +182,17 @@ def why_stale(session: Session, data: Mapping[str, Any]) -> str:
             f"subscription {sub_id} changed since the plan (updated_at {current.isoformat()}, "
             f"the plan saw {seen.isoformat()}); run again to re-plan it"
         )
-    wanted = data["columns"].get("provider_subscription_id")
+    wanted = p.columns.get("provider_subscription_id")
     if wanted is None:
         return f"subscription {sub_id} could not be claimed; run again to re-plan it"
     holder = session.execute(
         select(SUBS.c.id).where(
-            SUBS.c.provider == data["provider"],
+            SUBS.c.provider == p.provider,
             SUBS.c.provider_subscription_id == wanted,
             SUBS.c.id != sub_id,
         )
     ).scalar()
     return f"{wanted} is now the subscription id of subscription:{holder}; run again to report it"
-
-
-def _before_after(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The audit entry's before/after: each changed field's old and new value."""
-    changes = data["changes"]
-    return (
-        {change["field"]: change["old"] for change in changes},
-        {change["field"]: change["new"] for change in changes},
-    )
 
 
 def _audit(actor: str, claim: Claim) -> dict[str, Any]:

@@ -74,9 +74,9 @@ class DisputesMonitor(Job):
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
         if action.kind == "dispute_pulled":
-            dispute_pulls.apply_pulled(session, ctx.actor, action.data, _READER)
+            dispute_pulls.apply_pulled(session, ctx.actor, action, _READER)
         elif action.kind == "evidence_due_alert":
-            dispute_alerts.apply_alert(session, ctx.settings, ctx.now, ctx.actor, action.data)
+            dispute_alerts.apply_alert(session, ctx.settings, ctx.now, ctx.actor, action)
         elif action.kind == "pull_failed":
             raise RuntimeError(action.reason)
         else:

@@ -13,8 +13,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from faithflow_ops.actions import decode
 from faithflow_ops.billing import metadata_backfill, metadata_backfill_apply
 from faithflow_ops.billing.identifiers import show
+from faithflow_ops.billing.metadata_backfill import Normalize
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
 
 
@@ -32,9 +34,9 @@ class SubscriptionMetadataBackfill(Job):
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
         """A preview row per change (field, old → new, where it was found); findings as one."""
         if action.kind == "normalize":
+            changes = decode(Normalize, action.data).changes
             return [
-                (action.kind, action.target, c["field"], show(c["old"]), c["new"], c["source"])
-                for c in action.data["changes"]
+                (action.kind, action.target, c.field, show(c.old), c.new, c.source) for c in changes
             ]
         return [(action.kind, action.target, action.data.get("field"), "", "", action.reason)]
 
@@ -48,7 +50,7 @@ class SubscriptionMetadataBackfill(Job):
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
         if metadata_backfill_apply.claim_all(session, [action], ctx.actor) != 1:
-            raise StaleAction(metadata_backfill_apply.why_stale(session, action.data))
+            raise StaleAction(metadata_backfill_apply.why_stale(session, action))
 
     def apply_batch(
         self, session: Session, ctx: JobContext, actions: Sequence[Action]
