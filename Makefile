@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DB ?= $(CURDIR)/.demo/faithflow-demo.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: demo test serve bench lint docs install clean
 
