@@ -164,50 +164,40 @@ def unpaid_after(period_end: Any) -> ColumnElement[bool]:
 
 
 @dataclass(frozen=True)
-class TrialEndingNotice:
+class _SubscriptionRule:
+    """What every kind about one subscription names first (the fields of `data`, in order)."""
+
     subscription_id: int
     tenant_id: int
-    tenant: str
-    rule: str
+    tenant: str  # slug
+    rule: str  # the action kind
+
+
+@dataclass(frozen=True)
+class TrialEndingNotice(_SubscriptionRule):
     trial_end: dt.datetime
 
 
 @dataclass(frozen=True)
-class MarkPastDue:
-    subscription_id: int
-    tenant_id: int
-    tenant: str
-    rule: str
+class MarkPastDue(_SubscriptionRule):
     current_period_end: dt.datetime
     past_due_since: dt.datetime
 
 
 @dataclass(frozen=True)
-class SuspendTenant:
-    subscription_id: int
-    tenant_id: int
-    tenant: str
-    rule: str
+class SuspendTenant(_SubscriptionRule):
     past_due_since: dt.datetime
     grace_days: int
     grace_source: str  # tenant | plan | default
 
 
 @dataclass(frozen=True)
-class CancelSubscription:
-    subscription_id: int
-    tenant_id: int
-    tenant: str
-    rule: str
+class CancelSubscription(_SubscriptionRule):
     current_period_end: dt.datetime
 
 
 @dataclass(frozen=True)
-class ApplyPlanChange:
-    subscription_id: int
-    tenant_id: int
-    tenant: str
-    rule: str
+class _DueChange(_SubscriptionRule):
     plan_change_id: int
     from_plan_id: int | None
     to_plan_id: int
@@ -215,15 +205,12 @@ class ApplyPlanChange:
 
 
 @dataclass(frozen=True)
-class RejectPlanChange:
-    subscription_id: int
-    tenant_id: int
-    tenant: str
-    rule: str
-    plan_change_id: int
-    from_plan_id: int | None
-    to_plan_id: int
-    effective_at: dt.datetime
+class ApplyPlanChange(_DueChange):
+    pass
+
+
+@dataclass(frozen=True)
+class RejectPlanChange(_DueChange):
     error: str  # why the change no longer fits its subscription
 
 

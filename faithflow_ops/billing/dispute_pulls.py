@@ -119,27 +119,18 @@ class PullFailed:
     status: int | None  # the HTTP status, when there was an answer
 
 
-class DisputeEvent(Protocol):
-    """What the pull reads of a provider event (webhooks.events.InboundEvent)."""
+class DisputeEvent(fx.InboundEvent, Protocol):
+    """What the pull reads of a provider event (webhooks.events.InboundEvent), beyond what the
+    state machine reads."""
 
-    @property
-    def provider(self) -> str: ...
-    @property
-    def scope(self) -> str: ...
-    @property
-    def key(self) -> str: ...
     @property
     def type(self) -> str: ...
     @property
     def object(self) -> Any: ...
     @property
-    def object_id(self) -> str | None: ...
-    @property
     def customer_ref(self) -> str | None: ...
     @property
     def account_ref(self) -> str | None: ...
-    @property
-    def occurred_at(self) -> dt.datetime | None: ...
 
 
 class DisputeReader(Protocol):

@@ -74,9 +74,9 @@ class ConflictValue:
 
 
 @dataclass(frozen=True)
-class Conflict:
-    """Report-only: one field, several values (or a plan-level id several tenants share).
-    Names its subscription or its plan; the other's keys are absent from `data`."""
+class _Reported:
+    """Report-only findings name their subscription or their plan: the other's keys are
+    absent from `data` (see `_finding`)."""
 
     subscription_id: int | None
     tenant_id: int | None
@@ -84,22 +84,21 @@ class Conflict:
     plan_code: str | None
     provider: str
     field: str
+
+
+@dataclass(frozen=True)
+class Conflict(_Reported):
+    """Report-only: one field, several values (or a plan-level id several tenants share)."""
+
     values: list[ConflictValue]
     note: str
     held_by_subscription_id: int | None = None  # absent from `data` when None
 
 
 @dataclass(frozen=True)
-class Invalid:
-    """Report-only: a value where an id belongs that is not one (as `Conflict`, it names its
-    subscription or its plan)."""
+class Invalid(_Reported):
+    """Report-only: a value where an id belongs that is not one."""
 
-    subscription_id: int | None
-    tenant_id: int | None
-    plan_id: int | None
-    plan_code: str | None
-    provider: str
-    field: str
     value: Any
     sources: list[str]
     problem: str
