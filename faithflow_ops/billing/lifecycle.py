@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.clock import jsonable
 from faithflow_ops.db import utcnow
 from faithflow_ops.dunning import cases as dunning_cases
 from faithflow_ops.models import (
@@ -31,7 +32,6 @@ from faithflow_ops.models import (
     Tenant,
 )
 from faithflow_ops.tenancy.accounts import owner_id
-from faithflow_ops.tenancy.records import jsonable
 from faithflow_ops.tenancy.tenants import reactivate_tenant
 
 NON_PAYMENT = "non_payment"  # the suspension reason `subs automate` writes

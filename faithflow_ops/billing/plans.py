@@ -12,11 +12,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.clock import jsonable
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Subscription, SubscriptionPlan
 from faithflow_ops.models.billing import PLAN_INTERVALS
 from faithflow_ops.tenancy import validation
-from faithflow_ops.tenancy.records import column_values, jsonable
+from faithflow_ops.tenancy.records import column_values
 
 _CODE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _AMOUNT = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")

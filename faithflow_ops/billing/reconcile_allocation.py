@@ -53,6 +53,7 @@ from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.billing.identifiers import check
+from faithflow_ops.clock import iso
 from faithflow_ops.models import Invoice, Subscription, SubscriptionPlan
 
 INVOICES = cast(Table, Invoice.__table__)
@@ -161,10 +162,6 @@ def _paid(row: Sequence[Any]) -> Paid:
     meta = row[12] if isinstance(row[12], dict) else {}
     r = row
     return Paid(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], meta)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 @dataclass
@@ -300,11 +297,11 @@ class Allocation:
                 )
             ]
             at = charge.paid_at
-            source = f"Paystack's transaction {ref} (paid {_iso(at)})"
+            source = f"Paystack's transaction {ref} (paid {iso(at)})"
         else:
             times = [m.paid_at for m in members if m.paid_at is not None]
             at = max(times) if times else None
-            source = f"the recorded payment time {_iso(at)}"
+            source = f"the recorded payment time {iso(at)}"
         if at is not None:
             holding = [m for m in candidates if m.holds(at)]
             if len(holding) == 1:
@@ -534,8 +531,8 @@ class Allocation:
                 "drop": {k: v for k, v in drop.items() if v},
                 "owner_invoice_ids": owners,
                 "amount_paid": inv.amount_paid,
-                "paid_at": _iso(inv.paid_at),
-                "due": _iso(inv.due),
+                "paid_at": iso(inv.paid_at),
+                "due": iso(inv.due),
                 "subscription_status": sub.status if sub else None,
                 "settled_by_this_payment": bool(sub and sub.status in SETTLED),
                 "mark_past_due": past_due,
@@ -590,10 +587,10 @@ class Allocation:
                         "tenant_id": tenant,
                         "provider": self.provider,
                         "invoice_id": inv_id,
-                        "period_start": _iso(start),
-                        "period_end": _iso(end),
-                        "current_period_start": _iso(cur_start),
-                        "current_period_end": _iso(cur_end),
+                        "period_start": iso(start),
+                        "period_end": iso(end),
+                        "current_period_start": iso(cur_start),
+                        "current_period_end": iso(cur_end),
                     },
                 )
             )

@@ -14,11 +14,12 @@ from faithflow_ops import audit
 from faithflow_ops.billing import identifiers
 from faithflow_ops.billing.identifiers import Kind
 from faithflow_ops.billing.plans import format_amount, get_plan
+from faithflow_ops.clock import jsonable
 from faithflow_ops.db import utcnow
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Invoice, Subscription
 from faithflow_ops.models.billing import PROVIDERS, SUBSCRIPTION_STATUSES
-from faithflow_ops.tenancy.records import column_values, jsonable
+from faithflow_ops.tenancy.records import column_values
 from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
 
 # Statuses that mean "payment is overdue": recording one starts the dunning clock now, unless

@@ -61,10 +61,7 @@ def list_(
             list(_LIST_COLUMNS.values()),
             [[output.minute(d[key]) for key in _LIST_COLUMNS] for d in page.disputes],
         )
-    if page.total > len(page.disputes):
-        output.info(f"showing {len(page.disputes)} of {page.total}; raise --limit to see more")
-    elif not as_json:
-        output.info(f"{page.total} dispute{'s' if page.total != 1 else ''}")
+    output.list_footer(len(page.disputes), page.total, "dispute", as_json=as_json)
 
 
 @app.command("show")

@@ -130,7 +130,7 @@ def list_(as_json: JsonOpt = False) -> None:
             for d in docs
         ],
     )
-    output.info(f"{len(docs)} plan{'s' if len(docs) != 1 else ''}")
+    output.list_footer(len(docs), len(docs), "plan")
 
 
 @app.command("show")

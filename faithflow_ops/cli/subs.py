@@ -3,7 +3,6 @@ registry)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +10,6 @@ import typer
 from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
 from faithflow_ops.cli.plans import MetaOpt, parse_meta
-from faithflow_ops.errors import UserError
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -20,17 +18,6 @@ app = typer.Typer(
 )
 
 _TIME_HELP = "ISO-8601 time, e.g. 2026-03-01T09:00:00Z"
-
-
-def _time(value: str | None, option: str) -> dt.datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_now(value)
-    except UserError:
-        raise UserError(
-            f"{option} {value!r} is not an ISO-8601 time; use e.g. {option} 2026-03-01T09:00:00Z"
-        ) from None
 
 
 # column → table header for `subs list`
@@ -81,10 +68,7 @@ def list_(
             list(_LIST_COLUMNS.values()),
             [[output.day(d[key]) for key in _LIST_COLUMNS] for d in docs],
         )
-    if page.total > len(docs):
-        output.info(f"showing {len(docs)} of {page.total}; raise --limit to see more")
-    elif not as_json:
-        output.info(f"{page.total} subscription{'s' if page.total != 1 else ''}")
+    output.list_footer(len(docs), page.total, "subscription", as_json=as_json)
 
 
 @app.command("show")
@@ -179,9 +163,15 @@ def add(
             status=status,
             provider_subscription_id=provider_subscription_id,
             provider_customer_id=customer_id,
-            trial_end=_time(trial_end, "--trial-end"),
-            current_period_end=_time(period_end, "--current-period-end"),
-            past_due_since=_time(past_due_since, "--past-due-since"),
+            trial_end=parse_now(trial_end, "--trial-end") if trial_end is not None else None,
+            current_period_end=(
+                parse_now(period_end, "--current-period-end") if period_end is not None else None
+            ),
+            past_due_since=(
+                parse_now(past_due_since, "--past-due-since")
+                if past_due_since is not None
+                else None
+            ),
             metadata=metadata,
             actor=actor(),
         )
@@ -369,10 +359,7 @@ def changes(
         output.table(
             list(_CHANGE_COLUMNS.values()), [[d[key] for key in _CHANGE_COLUMNS] for d in docs]
         )
-    if total > len(docs):
-        output.info(f"showing {len(docs)} of {total}; raise --limit to see more")
-    elif not as_json:
-        output.info(f"{total} plan change{'s' if total != 1 else ''}")
+    output.list_footer(len(docs), total, "plan change", as_json=as_json)
 
 
 @app.command("cancel-change")

@@ -103,7 +103,7 @@ def list_(
             for d in docs
         ],
     )
-    output.info(f"{len(docs)} tenant{'s' if len(docs) != 1 else ''}")
+    output.list_footer(len(docs), len(docs), "tenant")
 
 
 @app.command("show")

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.clock import jsonable
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import Tenant, TenantSecurityPolicy
-from faithflow_ops.tenancy.records import jsonable
 from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
 
 SESSION_TIMEOUT_MINUTES = (5, 43_200)  # five minutes to thirty days

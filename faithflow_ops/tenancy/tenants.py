@@ -10,12 +10,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.clock import jsonable
 from faithflow_ops.db import utcnow
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Tenant, TenantSecurityPolicy
 from faithflow_ops.models.tenancy import TENANT_STATUSES
 from faithflow_ops.tenancy import validation
-from faithflow_ops.tenancy.records import column_values, jsonable
+from faithflow_ops.tenancy.records import column_values
 
 _STATE_FIELDS = ("status", "suspension_reason", "suspended_at")
 
