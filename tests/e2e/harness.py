@@ -3,8 +3,9 @@ loopback stand-ins for the Stripe and Paystack APIs, on SQLite and on Postgres (
 
 A flow talks to one `Platform`:
 
-- `cli(*args, now=…)` runs `faithflow …` as a subprocess (adding `--json` and `--now`) and
-  returns the parsed JSON document it printed;
+- `cli(*args, now=…)` runs `faithflow …` (adding `--json` and `--now`) through the console
+  script's entry point in this process — or as a subprocess of the installed executable with
+  E2E_SUBPROCESS=1 — and returns the parsed JSON document it printed;
 - `post_stripe(event, scope)` / `post_paystack(payload, scope)` sign the exact bytes the way
   the provider does and POST them to the receiver (`faithflow serve`, started on first use);
 - `wait_applied()` polls `faithflow webhooks list --json` until every event posted since the
@@ -108,22 +109,65 @@ class CLIError(AssertionError):
 def run_cli(
     env: dict[str, str], args: Iterable[str], *, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
+    """`faithflow ARGS` with `env`: in this process through the console script's own entry
+    point (`faithflow_ops.cli:main`), or as a real subprocess of the installed executable when
+    E2E_SUBPROCESS=1 (and always for the world template and the receiver).
+
+    In process, a call costs milliseconds instead of the ~1 s of CPU a fresh interpreter
+    spends importing SQLAlchemy, the models and structlog — the bulk of the e2e run's time.
+    Each call gets `env` as its whole FaithFlow environment and a fresh database cache, as a
+    new process would."""
     argv = list(args)
     started, cpu = time.monotonic(), _children_cpu()
-    result = subprocess.run(
-        [faithflow_executable(), *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    if os.environ.get("E2E_SUBPROCESS") == "1":
+        result = subprocess.run(
+            [faithflow_executable(), *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    else:
+        result = _run_in_process(env, argv)
     timing = os.environ.get("E2E_TIMING_LOG")  # a file: one JSON line per CLI call
     if timing:
         with open(timing, "a") as out:
             wall, used = time.monotonic() - started, _children_cpu() - cpu
             out.write(json.dumps({"args": argv[:3], "wall": wall, "cpu": used}) + "\n")
     return result
+
+
+def _run_in_process(env: dict[str, str], argv: list[str]) -> subprocess.CompletedProcess[str]:
+    import logging
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from faithflow_ops.cli import app
+    from faithflow_ops.cli.common import reset_database_cache
+
+    # The variables a subprocess would not have inherited are unset for the call.
+    unset = {k: None for k in clean_environ_keys() if k not in env}
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        outcome = CliRunner().invoke(app, argv, env={**unset, **env}, catch_exceptions=True)
+    finally:
+        reset_database_cache()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    stderr = outcome.stderr
+    if outcome.exception is not None and not isinstance(outcome.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(outcome.exception))
+    return subprocess.CompletedProcess(
+        ["faithflow", *argv], outcome.exit_code, outcome.stdout, stderr
+    )
+
+
+def clean_environ_keys() -> set[str]:
+    """The variables of this process that `clean_environ` leaves out."""
+    return set(os.environ) - set(clean_environ())
 
 
 def _children_cpu() -> float:
