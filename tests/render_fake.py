@@ -46,7 +46,7 @@ class RenderFake(FakeAPI):
     def base(self) -> str:
         return f"/v1/services/{self.service}/custom-domains"
 
-    def _new(self, name: str, redirect_for: str = "") -> dict[str, Any]:
+    def new_domain(self, name: str, redirect_for: str = "") -> dict[str, Any]:
         labels = name.split(".")
         doc = {
             "id": f"cdm-{next(self._ids):04d}",
@@ -85,9 +85,9 @@ class RenderFake(FakeAPI):
                 return render_error(400, f"custom domain {name} is already in use", "bad_request")
             if name in self.domains:
                 return render_error(409, f"custom domain {name} already exists", "conflict")
-            created = [self._new(name)]
+            created = [self.new_domain(name)]
             if created[0]["domainType"] == "apex" and f"www.{name}" not in self.domains:
-                created.append(self._new(f"www.{name}", redirect_for=name))
+                created.append(self.new_domain(f"www.{name}", redirect_for=name))
             return Reply(201, JsonList(created))
         doc = self._find(rest[0]) if rest else None
         if doc is None:

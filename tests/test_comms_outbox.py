@@ -247,7 +247,7 @@ def test_tenant_messages_are_rendered_in_the_tenants_locale_in_a_batch(db: Datab
 def test_sms_money_has_plain_spaces_so_a_french_sms_stays_gsm7(
     locale: str, minor: int, currency: str, expected: str
 ) -> None:
-    assert templates.money(minor, currency, templates._locale(locale), code=True) == expected
+    assert templates.money(minor, currency, templates.babel_locale(locale), code=True) == expected
     body = templates.render(
         "payment_received",
         "sms",
@@ -262,7 +262,7 @@ def test_sms_money_has_plain_spaces_so_a_french_sms_stays_gsm7(
     ).body
     assert expected in body and templates.sms_segments(body) == 1, body
     # e-mail keeps the locale's own typography (symbol, narrow no-break spaces)
-    assert templates.money(123450, "EUR", templates._locale("fr_FR")) == "1\u202f234,50\xa0€"
+    assert templates.money(123450, "EUR", templates.babel_locale("fr_FR")) == "1\u202f234,50\xa0€"
 
 
 @pytest.mark.parametrize(
@@ -279,12 +279,12 @@ def test_filling_a_template_gives_what_string_template_gives(source: str) -> Non
     except ValueError:
         want = ValueError
     try:
-        got: object = templates._fill(template, values)
+        got: object = templates.fill_template(template, values)
     except ValueError:
         got = ValueError
     assert got == want
     with pytest.raises(KeyError) as missing:
-        templates._fill(string.Template("x $b y"), {"a": "1"})
+        templates.fill_template(string.Template("x $b y"), {"a": "1"})
     assert missing.value.args[0] == "b"
 
 

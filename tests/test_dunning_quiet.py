@@ -175,7 +175,7 @@ def test_windows_covering_the_whole_week_are_refused_not_looped() -> None:
 
 def test_naive_times_and_unknown_zones_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
-        first_allowed(dt.datetime(2026, 6, 1), "UTC", DEFAULT_QUIET_HOURS)
+        first_allowed(dt.datetime(2026, 6, 1), "UTC", DEFAULT_QUIET_HOURS)  # noqa: DTZ001
     with pytest.raises(UserError, match="not an IANA time zone"):
         first_allowed(utc(2026, 6, 1), "Mars/Olympus", DEFAULT_QUIET_HOURS)
 

@@ -66,7 +66,7 @@ def test_adding_twice_returns_the_existing_domain(render: RenderFake) -> None:
 def test_a_retry_after_a_lost_answer_adopts_the_domain(render: RenderFake) -> None:
     # The first POST lands but its answer is a 502: the retry gets 409 and reads it back.
     render.domains.clear()
-    created = render._new("www.grace.test")
+    created = render.new_domain("www.grace.test")
     render.queue("POST", render.base, render_error(502, "Bad Gateway"))
     with api(render) as client:
         domain = client.add_domain("www.grace.test")
@@ -112,7 +112,7 @@ def test_verify_of_an_unknown_domain_is_refused(render: RenderFake) -> None:
 
 def test_list_follows_the_cursor(render: RenderFake) -> None:
     for i in range(7):
-        render._new(f"www.church-{i}.test")
+        render.new_domain(f"www.church-{i}.test")
     with api(render) as client:
         domains = client.list_domains(page_size=3)
     assert [d.name for d in domains] == [f"www.church-{i}.test" for i in range(7)]

@@ -306,6 +306,6 @@ def test_percentile_interpolates_like_percentile_cont() -> None:
 
 def test_agent_labels_fall_back_to_unassigned(db: Database) -> None:
     with db.read_session() as s:
-        labels = analytics._labels(s, "agent", [None])
+        labels = analytics.labels_for(s, "agent", [None])
         assert labels[None] == "unassigned"
         assert s.scalars(select(User)).all() == []

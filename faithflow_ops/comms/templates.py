@@ -59,11 +59,11 @@ class Template:
     def fill(self, values: dict[str, str]) -> tuple[str | None, str]:
         """(subject, body) with the placeholders replaced; KeyError names a missing one,
         ValueError a malformed `$`."""
-        subject = _fill(self.subject, values) if self.subject is not None else None
-        return subject, _fill(self.body, values)
+        subject = fill_template(self.subject, values) if self.subject is not None else None
+        return subject, fill_template(self.body, values)
 
 
-def _fill(template: string.Template, values: dict[str, str]) -> str:
+def fill_template(template: string.Template, values: dict[str, str]) -> str:
     form = _format_string(template.template)
     return template.substitute(values) if form is None else form.format_map(values)
 
@@ -167,7 +167,7 @@ def context(
     """The placeholder values: the variables as given plus their formatted forms."""
     from babel.dates import format_date, format_time
 
-    loc = _locale(locale)
+    loc = babel_locale(locale)
     zone = _zone(timezone)
     values = {key: "" if value is None else str(value) for key, value in variables.items()}
     for key, value in variables.items():
@@ -183,7 +183,7 @@ def context(
 
 
 @cache
-def _locale(tag: str) -> Any:
+def babel_locale(tag: str) -> Any:
     """The Babel Locale for a tenant's locale tag (`en_NG`, `fr-CI`), English when unknown;
     parsed once per tag (parsing reads the CLDR data files)."""
     from babel import Locale, UnknownLocaleError

@@ -191,7 +191,7 @@ def _sla(session: Session, by: str | None, since: dt.datetime, until: dt.datetim
     return out
 
 
-def _labels(session: Session, by: str | None, keys: Iterable[Any]) -> dict[Any, str]:
+def labels_for(session: Session, by: str | None, keys: Iterable[Any]) -> dict[Any, str]:
     keys = [k for k in keys if k is not None and k != ALL]
     labels: dict[Any, str] = {None: "unassigned" if by == "agent" else "none", ALL: ALL}
     # (a Result has .keys(): dict.update() would read it as a mapping, so loop over rows)
@@ -462,7 +462,7 @@ def _report(
         report["groups"] = []
         return report
     keys = set(first) | set(resolution) | set(sla) | set(created) | set(solved)
-    labels = _labels(session, by, keys)
+    labels = labels_for(session, by, keys)
     report["groups"] = [
         {"key": labels.get(k, str(k)), **metrics(k)} for k in _order(by, keys, labels)
     ]
