@@ -300,33 +300,16 @@ def _finding(target: str, owner: _Owner, finding: IdConflict | IdInvalid) -> Act
     """The report-only action of a finding (`conflict` or `invalid`)."""
     payload: Conflict | Invalid
     absent: tuple[str, ...]
+    o = owner
+    head = (o.subscription_id, o.tenant_id, o.plan_id, o.plan_code, o.provider, finding.field)
     if isinstance(finding, IdConflict):
         kind = "conflict"
-        payload = Conflict(
-            owner.subscription_id,
-            owner.tenant_id,
-            owner.plan_id,
-            owner.plan_code,
-            owner.provider,
-            finding.field,
-            [ConflictValue(value, list(where)) for value, where in finding.values],
-            finding.note,
-            finding.held_by,
-        )
+        values = [ConflictValue(value, list(where)) for value, where in finding.values]
+        payload = Conflict(*head, values, finding.note, finding.held_by)
         absent = (*_ABSENT_WHEN_NONE, "held_by_subscription_id")
     else:
         kind = "invalid"
-        payload = Invalid(
-            owner.subscription_id,
-            owner.tenant_id,
-            owner.plan_id,
-            owner.plan_code,
-            owner.provider,
-            finding.field,
-            finding.value,
-            list(finding.sources),
-            finding.problem,
-        )
+        payload = Invalid(*head, finding.value, list(finding.sources), finding.problem)
         absent = _ABSENT_WHEN_NONE
     data = encode(payload)
     for key in absent:
