@@ -147,6 +147,8 @@ def show(host: HostArg, as_json: JsonOpt = False) -> None:
 def verify(host: HostArg, now: NowOpt = None, as_json: JsonOpt = False) -> None:
     """Check one domain now and apply the outcome (what `domains automate` would do for it,
     whenever its next check is due). A `failed` domain gets a fresh verification window."""
+    from faithflow_ops.actions import decode
+    from faithflow_ops.domains.lifecycle import NotChecked
     from faithflow_ops.jobs.tenant_ops_automate import check_now
 
     cfg = settings()
@@ -154,13 +156,14 @@ def verify(host: HostArg, now: NowOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         output.print_json(result.to_dict())
         return
+    checked = decode(NotChecked, result.action.data)  # the fields every kind carries
     output.record(
         {
             "hostname": host,
             "outcome": result.action.kind,
-            "status": result.action.data["status"],
-            "certificate": result.action.data["certificate_status"],
-            "failover_active": result.action.data["failover_active"],
+            "status": checked.status,
+            "certificate": checked.certificate_status,
+            "failover_active": checked.failover_active,
             "reason": result.action.reason,
         },
         title="checked",

@@ -1,4 +1,5 @@
-"""`faithflow incidents …`: what is broken, who has it, and the escalation job."""
+"""`faithflow incidents …`: what is broken and who has it; `escalate` (and `preview`) are the
+`incidents_escalate` job's commands, generated from the registry by `cli.load_group`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from faithflow_ops.cli import jobs, output
+from faithflow_ops.cli import output
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
-from faithflow_ops.jobs import registry
+from faithflow_ops.cli.jobs import NowOpt
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -71,7 +72,7 @@ def show(incident_id: IdArg, as_json: JsonOpt = False) -> None:
 
 
 @app.command("ack")
-def ack(incident_id: IdArg, now: jobs.NowOpt = None) -> None:
+def ack(incident_id: IdArg, now: NowOpt = None) -> None:
     """Acknowledge an open incident: you have it, so it is not paged (PagerDuty) any more."""
     from faithflow_ops.incidents.records import acknowledge
 
@@ -81,7 +82,7 @@ def ack(incident_id: IdArg, now: jobs.NowOpt = None) -> None:
 
 
 @app.command("resolve")
-def resolve(incident_id: IdArg, now: jobs.NowOpt = None) -> None:
+def resolve(incident_id: IdArg, now: NowOpt = None) -> None:
     """Resolve an incident by hand (a page sent for it is resolved by the next escalate run;
     if the cause is still broken, the next check opens a new incident)."""
     from faithflow_ops.incidents.records import resolve as resolve_incident
@@ -89,6 +90,3 @@ def resolve(incident_id: IdArg, now: jobs.NowOpt = None) -> None:
     with database().session() as session:
         resolve_incident(session, incident_id, by=actor(), now=parse_now(now))
     output.info(f"incident {incident_id} resolved")
-
-
-jobs.add_job_command(app, registry.get("incidents_escalate"))  # `incidents escalate`
