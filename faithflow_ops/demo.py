@@ -27,7 +27,8 @@ from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.dunning import quiet
 from faithflow_ops.dunning.cases import open_case
-from faithflow_ops.dunning.prefs import DEFAULT_QUIET_HOURS, QuietWindow, save_preferences
+from faithflow_ops.dunning.prefs import save_preferences
+from faithflow_ops.dunning.windows import DEFAULT_QUIET_HOURS, QuietWindow
 from faithflow_ops.errors import UserError
 from faithflow_ops.health.checks import outbox_check
 from faithflow_ops.incidents.records import raise_incident
@@ -53,7 +54,7 @@ from faithflow_ops.models import (
 from faithflow_ops.support.deflection import deflect
 from faithflow_ops.support.kb import add_article
 from faithflow_ops.support.policies import add_holiday, set_calendar
-from faithflow_ops.support.sla import Rules, Warning
+from faithflow_ops.support.sla import Rules
 from faithflow_ops.support.tickets import assign, note, open_ticket, reply
 from faithflow_ops.support.tickets import set_status as set_ticket_status
 
@@ -634,7 +635,7 @@ def _seed_support(session: Session, now: dt.datetime, settings: Settings) -> Non
             now=now - 30 * DAY,
             actor=DEMO_ACTOR,
         )
-    rules = Rules.load(session, Warning(settings.sla_warning_minutes, settings.sla_warning_percent))
+    rules = Rules.from_settings(session, settings)
     opened = {}
     for slug, email, name, priority, subject, body, ago in _TICKETS:
         opened[slug] = open_ticket(

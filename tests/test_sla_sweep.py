@@ -466,7 +466,7 @@ def test_a_digest_is_keyed_by_the_marks_it_reports() -> None:
 def test_a_suppressed_agent_gets_a_suppressed_message_and_the_breach_is_recorded(
     world: Database, cli
 ) -> None:
-    from faithflow_ops.comms.dispatch import add_suppression
+    from faithflow_ops.comms.suppression import add_suppression
 
     t = open_ticket(cli, "urgent", assign="ada@faithflow.example")["id"]
     with world.session() as s:

@@ -22,15 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.actions import Action, encode
-from faithflow_ops.comms import suppression
 from faithflow_ops.comms.suppression import MESSAGES, SUPPRESSIONS, in_force
 from faithflow_ops.models.comms import PENDING_STATUSES
 
 SEND, SUPPRESS, MARK_UNKNOWN = "send", "suppress", "mark_unknown"
 KINDS = (MARK_UNKNOWN, SUPPRESS, SEND)
-
-# Where it lived before comms.suppression; tests/test_sla_sweep.py still imports it from here.
-add_suppression = suppression.add_suppression
 
 
 @dataclass(frozen=True)

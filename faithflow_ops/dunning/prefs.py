@@ -21,10 +21,7 @@ from faithflow_ops.clock import jsonable
 from faithflow_ops.comms import contacts
 from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.dunning import quiet
-from faithflow_ops.dunning.windows import (  # re-exported: demo.py imports them from here
-    DEFAULT_QUIET_HOURS as DEFAULT_QUIET_HOURS,
-)
-from faithflow_ops.dunning.windows import QuietWindow as QuietWindow
+from faithflow_ops.dunning.windows import DEFAULT_QUIET_HOURS, QuietWindow
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import DunningPreference, Tenant
 
