@@ -416,9 +416,12 @@ OptionsOpt = Annotated[
 ]
 
 
+JobNameArg = Annotated[str, typer.Argument(help="Job name, as in `faithflow jobs list`.")]
+
+
 @app.command("run")
 def run(
-    name: Annotated[str, typer.Argument(help="Job name, as in `faithflow jobs list`.")],
+    name: JobNameArg,
     dry_run: DryRunOpt = False,
     now: NowOpt = None,
     as_json: JsonOpt = False,
@@ -427,34 +430,20 @@ def run(
 ) -> None:
     """Run any job by name, with the same options as its own command."""
     spec = registry.get(name)
-    execute(
-        spec,
-        dry_run=dry_run,
-        now=now,
-        as_json=as_json,
-        limit=limit,
-        options=_parse_assignments(spec, option or []),
-    )
+    options = _parse_assignments(spec, option or [])
+    execute(spec, dry_run=dry_run, now=now, as_json=as_json, limit=limit, options=options)
 
 
 @app.command("preview")
 def preview(
-    name: Annotated[str, typer.Argument(help="Job name, as in `faithflow jobs list`.")],
+    name: JobNameArg,
     now: NowOpt = None,
     as_json: JsonOpt = False,
     limit: LimitOpt = None,
     option: OptionsOpt = None,
 ) -> None:
     """What any job would do now, changing nothing (= `jobs run NAME --dry-run`)."""
-    spec = registry.get(name)
-    execute(
-        spec,
-        dry_run=True,
-        now=now,
-        as_json=as_json,
-        limit=limit,
-        options=_parse_assignments(spec, option or []),
-    )
+    run(name, dry_run=True, now=now, as_json=as_json, limit=limit, option=option)
 
 
 @app.command("crontab")
