@@ -298,24 +298,42 @@ _ABSENT_WHEN_NONE = ("subscription_id", "tenant_id", "plan_id", "plan_code")
 
 def _finding(target: str, owner: _Owner, finding: IdConflict | IdInvalid) -> Action:
     """The report-only action of a finding (`conflict` or `invalid`)."""
-    payload: Conflict | Invalid
-    absent: tuple[str, ...]
     o = owner
     head = (o.subscription_id, o.tenant_id, o.plan_id, o.plan_code, o.provider, finding.field)
     if isinstance(finding, IdConflict):
-        kind = "conflict"
         values = [ConflictValue(value, list(where)) for value, where in finding.values]
-        payload = Conflict(*head, values, finding.note, finding.held_by)
-        absent = (*_ABSENT_WHEN_NONE, "held_by_subscription_id")
-    else:
-        kind = "invalid"
-        payload = Invalid(*head, finding.value, list(finding.sources), finding.problem)
-        absent = _ABSENT_WHEN_NONE
-    data = encode(payload)
-    for key in absent:
-        if data[key] is None:
-            del data[key]
-    return Action(kind, target, finding.describe(), data)
+        conflict = Conflict(*head, values, finding.note, finding.held_by)
+        return FindingAction("conflict", target, finding.describe(), conflict)
+    invalid = Invalid(*head, finding.value, list(finding.sources), finding.problem)
+    return FindingAction("invalid", target, finding.describe(), invalid)
+
+
+class FindingAction(Action):
+    """A `conflict` or `invalid` action whose `data` is encoded from its payload when first
+    read. As with `NormalizeAction`, a run that only reports them never reads it, and encoding
+    costs several times what planning a finding does."""
+
+    _payload: Conflict | Invalid
+
+    def __init__(self, kind: str, target: str, reason: str, payload: Conflict | Invalid) -> None:
+        # Not Action.__init__: data is left unset, for __getattr__ to fill.
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "target", target)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "_payload", payload)
+
+    def __getattr__(self, name: str) -> Any:  # only for attributes not set yet
+        if name != "data":
+            raise AttributeError(name)
+        data = encode(self._payload)
+        absent: tuple[str, ...] = _ABSENT_WHEN_NONE
+        if isinstance(self._payload, Conflict):
+            absent = (*absent, "held_by_subscription_id")
+        for key in absent:
+            if data[key] is None:
+                del data[key]
+        object.__setattr__(self, "data", data)
+        return data
 
 
 class NormalizeAction(Action):
