@@ -75,10 +75,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextlib.contextmanager
 def dns_server(names: int) -> Iterator[int]:
-    """tests/dns_server.py in its own process serving `www.church-N.test` (N < names), CNAMEd
+    """tests/fakes/dns_server.py in its own process serving `www.church-N.test` (N < names), CNAMEd
     to the edge; yields its port, stops it afterwards."""
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "dns_server.py"), "--names", str(names)],
+        [sys.executable, str(ROOT / "tests" / "fakes" / "dns_server.py"), "--names", str(names)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

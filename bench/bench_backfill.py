@@ -187,7 +187,7 @@ def child(url: str, mode: str) -> None:
     from faithflow_ops.jobs import registry
     from faithflow_ops.jobs.base import JobContext
     from faithflow_ops.jobs.runner import run_job
-    from faithflow_ops.jobs.subscription_metadata_backfill import SubscriptionMetadataBackfill
+    from faithflow_ops.jobs.subs_backfill import SubscriptionMetadataBackfill
 
     spent = {"plan": 0.0, "apply": 0.0, "gc": 0.0}
 

@@ -6,7 +6,7 @@ Goal (issue 5): ≥ 500 SMS/s with bounded concurrency (FAITHFLOW_COMMS_CONCURRE
 Per channel, a throwaway database gets N queued messages (COPY-fast bulk insert of rendered
 rows), then one `comms dispatch` run (the real job through the runner: plan, claim batches of
 500, send concurrently, mark) is timed in this process. The stand-ins run in processes of
-their own so they do not take this process's CPU or GIL: `tests/twilio_fake.py` (a threading
+their own so they do not take this process's CPU or GIL: `tests/fakes/twilio.py` (a threading
 HTTP server) and an aiosmtpd server started by this script (`--smtp-child`). Afterwards the
 stand-ins are asked how many requests/messages they received (must equal N, one per
 recipient) and every row must be `sent`. Every database it creates is dropped.
@@ -178,8 +178,9 @@ def main() -> None:
 
     import httpx
 
+    twilio_fake = ROOT / "tests" / "fakes" / "twilio.py"
     twilio = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "twilio_fake.py"), "--sid", SID, "--token", TOKEN],
+        [sys.executable, str(twilio_fake), "--sid", SID, "--token", TOKEN],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -205,7 +206,7 @@ def main() -> None:
         )
         print(
             f"comms dispatch on Postgres; concurrency {args.concurrency}; stand-ins in their own "
-            "processes (Twilio: tests/twilio_fake.py, SMTP: aiosmtpd)"
+            "processes (Twilio: tests/fakes/twilio.py, SMTP: aiosmtpd)"
         )
         ok = True
         if args.sms:

@@ -1,6 +1,6 @@
 """DNS probe layer: `probe_many` (providers/dns.py) against a plain dnspython async loop
 resolving the same names, in the same run, both against one loopback DNS server that runs in
-a separate process (tests/dns_server.py).
+a separate process (tests/fakes/dns_server.py).
 
 Every name is `www.church-N.test` CNAMEd to the edge target, so each probe is one A query
 (the CNAME chain comes in the answer) — the same work the plain loop does. Both sides use the

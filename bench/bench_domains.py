@@ -1,7 +1,7 @@
 """`domains preview` over 2,000 domains against a loopback DNS server, and a plain dnspython
 async loop resolving the same names, in the same run (issue 6). Goal: ≥ 50% of the plain loop.
 
-The DNS server (tests/dns_server.py, the tests' fixture) runs in its own process and serves
+The DNS server (tests/fakes/dns_server.py, the tests' fixture) runs in its own process and serves
 `www.church-N.test` CNAMEd to the edge. The domains are `pending_dns` on a throwaway Postgres
 database, so the preview asks two things per domain — the ownership TXT at
 `_faithflow-verify.www.church-N.test` (NXDOMAIN: not created yet) and the CNAME/A target — and

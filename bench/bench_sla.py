@@ -199,7 +199,7 @@ def expected(name: str, breaching: int) -> tuple[int, int, int, int, int]:
     (g // 10) % AGENTS; it is due at NOW - g minutes, so the plan (earliest due first) takes
     the tickets from g = breaching down, in apply batches of the job's batch size, and each
     batch sends one digest per recipient, listing at most DIGEST_ITEMS of its marks."""
-    from faithflow_ops.jobs.support_sla_sweep import DIGEST_ITEMS, JOB
+    from faithflow_ops.jobs.sla_sweep import DIGEST_ITEMS, JOB
 
     order = range(breaching, 0, -1)
     digests = listed = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -65,3 +66,15 @@ def wait_applied(db: Any, *event_keys: str, timeout: float = 30.0) -> dict[str, 
             return found
         assert time.monotonic() < deadline, f"not applied within {timeout} s: {waiting}"
         time.sleep(0.02)
+
+
+# The job contract's exit code for each run status (DESIGN §2).
+EXIT_CODES = {"succeeded": 0, "partial": 1, "failed": 1, "skipped": 75}
+
+
+def job_document(result: Any) -> dict[str, Any]:
+    """The one JSON document a `--json` job command printed, after checking that its exit
+    code is exactly the one the contract gives its status."""
+    doc: dict[str, Any] = json.loads(result.stdout)
+    assert result.exit_code == EXIT_CODES[doc["status"]], (result.exit_code, doc, result.stderr)
+    return doc

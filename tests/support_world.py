@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from helpers import job_document
+
 from faithflow_ops.db import Database
 from faithflow_ops.models import Tenant, User
 
@@ -37,5 +39,4 @@ def open_ticket(cli: Any, priority: str = "normal", now: str = MONDAY_9, **opts:
 
 def sweep(cli: Any, now: str, *extra: str) -> Any:
     result = cli("sla", "sweep", "--now", now, *extra, "--json")
-    assert result.exit_code in (0, 1), result.stderr
-    return json.loads(result.stdout)
+    return job_document(result)

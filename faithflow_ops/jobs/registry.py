@@ -57,7 +57,7 @@ JOBS: tuple[JobSpec, ...] = (
         cli_verb="backfill",
         task_path="/tasks/subscriptions/metadata-backfill",
         schedule="10 2 * * *",
-        module="faithflow_ops.jobs.subscription_metadata_backfill",
+        module="faithflow_ops.jobs.subs_backfill",
         preview_verb="preview-backfill",
     ),
     JobSpec(
@@ -67,7 +67,7 @@ JOBS: tuple[JobSpec, ...] = (
         cli_verb="automate",
         task_path="/tasks/subscriptions/automate",
         schedule="*/30 * * * *",
-        module="faithflow_ops.jobs.subscriptions_automate",
+        module="faithflow_ops.jobs.subs_automate",
         preview_verb="preview-automate",
     ),
     JobSpec(
@@ -96,7 +96,7 @@ JOBS: tuple[JobSpec, ...] = (
         cli_verb="run",
         task_path="/tasks/subscriptions/dunning",
         schedule="*/15 * * * *",
-        module="faithflow_ops.jobs.dunning",
+        module="faithflow_ops.jobs.dunning_run",
         preview_detail="Per open case: tenant, amount, days past due, the step now due, its "
         "channels (blocked ones with the reason), the send time after quiet hours and the "
         "20-hour window, and why anything is held back; also payment retries, hand-overs, and "
@@ -109,7 +109,7 @@ JOBS: tuple[JobSpec, ...] = (
         cli_verb="dispatch",
         task_path="/tasks/communications/dispatch",
         schedule="* * * * *",
-        module="faithflow_ops.jobs.communications_dispatch",
+        module="faithflow_ops.jobs.comms_dispatch",
         lease_seconds=300,
     ),
     JobSpec(
@@ -119,7 +119,7 @@ JOBS: tuple[JobSpec, ...] = (
         cli_verb="automate",
         task_path="/tasks/tenant-ops/automate",
         schedule="*/15 * * * *",
-        module="faithflow_ops.jobs.tenant_ops_automate",
+        module="faithflow_ops.jobs.domains_automate",
         preview_detail="Every due domain with its DNS and TLS results and the transition it "
         "would make.",
     ),
@@ -150,7 +150,7 @@ JOBS: tuple[JobSpec, ...] = (
         cli_verb="sweep",
         task_path="/tasks/support/sla",
         schedule="*/5 * * * *",
-        module="faithflow_ops.jobs.support_sla_sweep",
+        module="faithflow_ops.jobs.sla_sweep",
         lease_seconds=300,
     ),
     JobSpec(

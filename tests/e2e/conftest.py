@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.providers import FakeAPI, Reply, paystack_fake, stripe_fake
 from harness import PaystackWorld, Platform, StripeWorld, clean_environ, faithflow_executable
-from provider_fakes import FakeAPI, Reply, paystack_fake, stripe_fake
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 

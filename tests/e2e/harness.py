@@ -10,7 +10,7 @@ A flow talks to one `Platform`:
   the provider does and POST them to the receiver (`faithflow serve`, started on first use);
 - `wait_applied()` polls `faithflow webhooks list --json` until every event posted since the
   last wait has left `received` (the receiver may apply them in a background worker);
-- `stripe` / `paystack` are the fake APIs (`tests/provider_fakes.py`), `alerts` a hook that
+- `stripe` / `paystack` are the fake APIs (`tests/fakes/providers.py`), `alerts` a hook that
   records what `ALERT_WEBHOOK_URL` receives.
 
 Nothing here reads the platform's tables: every assertion goes through the CLI's `--json`.
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from provider_fakes import FakeAPI, Recorded, Reply, stripe_error
+from fakes.providers import FakeAPI, Recorded, Reply, stripe_error
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -189,7 +189,7 @@ def clean_environ() -> dict[str, str]:
 class StripeWorld:
     """What the Stripe account holds, as far as the flows need it: subscriptions (for plan
     changes: retrieve, update, schedules) and disputes (the monitor's pull). Answers the routes
-    `tests/provider_fakes.py` does not; everything else falls through to its default."""
+    `tests/fakes/providers.py` does not; everything else falls through to its default."""
 
     def __init__(self) -> None:
         self.subscriptions: dict[str, dict[str, Any]] = {}
@@ -267,7 +267,7 @@ def _phases(form: dict[str, str]) -> list[dict[str, Any]]:
 
 
 class PaystackWorld:
-    """What the Paystack account holds for the routes `tests/provider_fakes.py` does not
+    """What the Paystack account holds for the routes `tests/fakes/providers.py` does not
     answer: disputes (`GET /dispute`, the monitor's pull; Paystack's documented list shape) and
     the subscription calls of a plan change (`POST /subscription` creates one, answered with
     new codes; `POST /subscription/disable|enable` — https://paystack.com/docs/api/subscription/)."""
