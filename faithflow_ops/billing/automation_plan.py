@@ -1,5 +1,5 @@
 """What `faithflow subs automate` does: the subscription lifecycle the providers do not drive
-for us. The rules and their plan; the job (jobs/subscriptions_automate.py) is the glue and
+for us. The rules and their plan; the job (jobs/subs_automate.py) is the glue and
 billing/automation_apply.py applies each action.
 
 Rules, one action kind each (the runbook, docs/subs-automate.md, says why):

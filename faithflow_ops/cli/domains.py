@@ -149,7 +149,7 @@ def verify(host: HostArg, now: NowOpt = None, as_json: JsonOpt = False) -> None:
     whenever its next check is due). A `failed` domain gets a fresh verification window."""
     from faithflow_ops.actions import decode
     from faithflow_ops.domains.lifecycle import NotChecked
-    from faithflow_ops.jobs.tenant_ops_automate import check_now
+    from faithflow_ops.jobs.domains_automate import check_now
 
     cfg = settings()
     result = check_now(database(cfg), cfg, host, now=parse_now(now), actor=actor())

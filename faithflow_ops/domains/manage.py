@@ -1,5 +1,5 @@
 """Operator side of tenant domains: add (with the records to create), list, show, remove, and
-runbook notes. The checks themselves are `domains automate` (jobs/tenant_ops_automate.py)."""
+runbook notes. The checks themselves are `domains automate` (jobs/domains_automate.py)."""
 
 from __future__ import annotations
 

@@ -14,5 +14,5 @@
   retries through `retry`).
 - `analytics`: what the ladder achieved (`faithflow dunning analytics`).
 
-The `dunning` job (faithflow_ops/jobs/dunning.py) is the glue that runs planner and steps.
+The `dunning` job (faithflow_ops/jobs/dunning_run.py) is the glue that runs planner and steps.
 """

@@ -1,6 +1,6 @@
 """The dunning plan: which ladder step each open case takes now, on which channels, and when it
 may go out (the rules of `faithflow dunning run`; the action kinds are listed in the job's
-docstring, faithflow_ops/jobs/dunning.py, and docs/dunning.md).
+docstring, faithflow_ops/jobs/dunning_run.py, and docs/dunning.md).
 
 Read-only. `plan_actions` reads everything in a few set-based queries — the policy, the plans'
 grace, the open cases with their subscription, tenant and invoice, the steps already taken, the

@@ -4,7 +4,7 @@ number of working seconds after another, for a weekly schedule in a time zone wi
 Working time is every real (UTC) second whose local wall-clock time falls inside one of the
 day's intervals on a day that is not a holiday. So a spring-forward night loses the skipped hour
 and a fall-back night counts the repeated hour twice, exactly as a clock on the wall would show
-them being worked; tests/test_sla_clock.py checks this against a minute-by-minute counter.
+them being worked; tests/support/test_sla_clock.py checks this against a minute-by-minute counter.
 
 Calendar time (a policy in `calendar` minutes) is plain elapsed time: `Calendar.ALWAYS`.
 """
