@@ -91,7 +91,7 @@ def execute(
     `options` are the job's own (`JobSpec.options`) as the command line gave them."""
     from faithflow_ops.jobs.base import JobContext
     from faithflow_ops.jobs.options import fill
-    from faithflow_ops.jobs.runner import run_job
+    from faithflow_ops.jobs.runner import Terminated, run_job, stop_on_signals
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit} must be 1 or more")
@@ -110,21 +110,29 @@ def execute(
         progress=bar,
         options=fill(spec.options, options or {}, when, "cli"),
     )
-    if as_json:
-        result = _run_streaming_json(db, spec, ctx, job)
-    else:
-        shown: list[ActionResult] = []
+    # SIGTERM (cron, Render on shutdown) and Ctrl-C stop the run cleanly: recorded as failed,
+    # lease released, exit 143 / 130 (runner.stop_on_signals).
+    try:
+        with stop_on_signals():
+            if as_json:
+                result = _run_streaming_json(db, spec, ctx, job)
+            else:
+                shown: list[ActionResult] = []
 
-        def keep(item: ActionResult) -> None:
-            if len(shown) < TABLE_ROWS:
-                shown.append(item)
+                def keep(item: ActionResult) -> None:
+                    if len(shown) < TABLE_ROWS:
+                        shown.append(item)
 
-        if bar is not None:
-            with bar:
-                result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
-        else:
-            result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
-        render_run(result, shown, type(job))
+                if bar is not None:
+                    with bar:
+                        result = run_job(
+                            db, spec, ctx, on_action=keep, collect_actions=False, job=job
+                        )
+                else:
+                    result = run_job(db, spec, ctx, on_action=keep, collect_actions=False, job=job)
+                render_run(result, shown, type(job))
+    except Terminated as exc:  # before the run was recorded, or after it was
+        output.abort(f"{spec.name}: {exc}", exc.exit_code)
     for warning in result.warnings:
         output.warn(warning)
     if result.status == "skipped":

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import signal
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -36,6 +38,64 @@ SUCCEEDED, PARTIAL, FAILED, SKIPPED = "succeeded", "partial", "failed", "skipped
 Failure = Literal["config", "provider", "internal"]
 
 ActionSink = Callable[[ActionResult], None]
+
+
+class Terminated(BaseException):
+    """The process was told to stop mid-run (SIGTERM from cron or Render on shutdown, SIGINT
+    from Ctrl-C) while `stop_on_signals` was in force. The runner records the run as failed
+    ("terminated by SIGTERM"), releases its lease and returns; the CLI exits 128 + the signal
+    (143 for SIGTERM, 130 for SIGINT)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"terminated by {self.signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While a CLI run lasts, SIGTERM and SIGINT raise `Terminated` in the main thread: the
+    action batch in flight lands, the run is recorded and the lease released before the
+    process exits. Later signals are ignored while that bookkeeping happens (SIGKILL still
+    works). Off the main thread (where Python cannot install handlers) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = False
+
+    def handler(signum: int, _frame: object) -> None:
+        nonlocal fired
+        if not fired:
+            fired = True
+            raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT back while the run's closing write happens: a signal then
+    arrives once the run is recorded and the lease released, never halfway through."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 @dataclass
@@ -68,7 +128,9 @@ class RunResult:
         from faithflow_ops.providers._http import ProviderError
 
         self.status = FAILED
-        if isinstance(exc, UserError):
+        if isinstance(exc, Terminated):
+            self.failure, self.failure_exit, self.error = "internal", exc.exit_code, str(exc)
+        elif isinstance(exc, UserError):
             self.failure, self.failure_exit, self.error = "config", exc.exit_code, str(exc)
         elif isinstance(exc, ProviderError):
             self.failure, self.failure_exit, self.error = "provider", exc.exit_code, str(exc)
@@ -181,10 +243,12 @@ def run_job(
         _execute(db, spec, job, ctx, result, _Lease(db, spec, holder), on_action, collect_actions)
     except BaseException as exc:  # record, release, and re-raise only interrupts
         result.fail(exc)
-        if not isinstance(exc, Exception):
+        if not isinstance(exc, Exception | Terminated):
             _finish(db, result, spec.name, holder)
             raise
-        if result.failure == "internal":
+        if isinstance(exc, Terminated):
+            log.warning("job terminated", job=spec.name, run_id=result.run_id, error=str(exc))
+        elif result.failure == "internal":
             log.exception("job failed", job=spec.name, run_id=result.run_id)
         else:  # not our bug: the message says it all, a traceback would only alarm
             log.error(
@@ -324,7 +388,7 @@ def apply_one(db: Database, job: Job, ctx: JobContext, action: Action) -> Action
 def _finish(db: Database, result: RunResult, job: str, holder: str) -> None:
     """Record the run's outcome and release its lease, in one transaction."""
     result.finished_at = utcnow()
-    with db.session() as session:
+    with _shielded(), db.session() as session:
         if result.run_id is not None:
             session.execute(
                 update(JobRun)
