@@ -146,6 +146,27 @@ def is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def confirm(question: str, *, yes: bool) -> None:
+    """Ask before a change an operator cannot take back; `--yes` answers for scripts.
+
+    Not on a terminal and no --yes: refused (exit 2, nothing changed), never a silent yes.
+    Answered no: exit 1, nothing changed."""
+    if yes:
+        return
+    if not stdin_is_terminal():
+        abort(
+            f"{question.rstrip('?')}: not confirmed (no terminal to ask on); pass --yes to "
+            "confirm from a script, or --dry-run to see what it would do",
+            2,
+        )
+    if not typer.confirm(question, default=False, err=True):
+        abort("not confirmed; nothing changed", 1)
+
+
 def day(value: Any) -> Any:
     """A time shown as its date: enough in a list table (`--json` and `show` keep the time)."""
     return value.date() if isinstance(value, dt.datetime) else value

@@ -385,3 +385,78 @@ def cancel_change(
     for line in done:
         output.info(line)
     output.info(f"plan change {change_id} canceled")
+
+
+@app.command("cancel")
+def cancel(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant's slug.")],
+    at_period_end: Annotated[
+        bool,
+        typer.Option(
+            "--at-period-end",
+            help="Let it run to the end of the paid period, then end (default: end it now).",
+        ),
+    ] = False,
+    subscription: Annotated[
+        int | None,
+        typer.Option(
+            "--subscription", help="The subscription id, when the tenant has more than one live."
+        ),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (for the audit log).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and print what would be done; change nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")
+    ] = False,
+    now: Annotated[
+        str | None, typer.Option("--now", help=f"When it is canceled; default: now; {_TIME_HELP}.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel the tenant's live subscription: at the provider (Stripe: DELETE the subscription,
+    or cancel_at_period_end; Paystack: disable), then recorded here and audited. Asks first;
+    not on a terminal it needs --yes."""
+    from faithflow_ops.billing.cancellation import cancel as run
+    from faithflow_ops.providers._http import ProviderError
+
+    cfg = settings()
+    when = parse_now(now)
+    mode = "at the period end" if at_period_end else "now"
+    options: dict[str, Any] = {
+        "tenant": tenant,
+        "actor": actor(),
+        "now": when,
+        "at_period_end": at_period_end,
+        "subscription_id": subscription,
+        "reason": reason,
+    }
+    try:
+        result = run(database(cfg), cfg, dry_run=True, **options)  # every check, first
+        if not dry_run:
+            calls = "; ".join(result.calls) or "no provider call"
+            output.confirm(
+                f"cancel subscription {result.doc['id']} of {result.doc['tenant']} {mode} "
+                f"({calls})?",
+                yes=yes,
+            )
+            result = run(database(cfg), cfg, **options)
+    except ProviderError as exc:  # nothing recorded: our record is as it was
+        output.abort(f"not canceled, nothing recorded: {exc}", exc.exit_code)
+    if as_json:
+        output.print_json({**result.doc, "provider_calls": result.calls, "dry_run": dry_run})
+    else:
+        _render_record(result.doc)
+    for line in result.calls:
+        output.info(("would call: " if dry_run else "called: ") + line)
+    for note in result.notes:
+        output.info(note)
+    doc = result.doc
+    if dry_run:
+        output.info(
+            f"dry run: subscription {doc['id']} of {doc['tenant']} would be canceled {mode}; "
+            "nothing was sent or written"
+        )
+    else:
+        output.info(f"subscription {doc['id']} of {doc['tenant']} canceled {mode}")

@@ -468,6 +468,33 @@ class StripeAPI:
             effective_at=dt.datetime.fromtimestamp(int(current["end_date"]), dt.UTC),
         )
 
+    # --- cancellation (billing/cancellation.py) ---------------------------------------------
+
+    def cancel_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """`DELETE /v1/subscriptions/{id}`: the subscription ends now (no further invoices).
+        A DELETE is idempotent by nature: no Idempotency-Key."""
+        return self._send(
+            "subscription cancel",
+            self._client.v1.subscriptions.cancel,
+            (subscription_id,),
+            {},
+            None,
+            idempotent=False,
+        )
+
+    def cancel_at_period_end(
+        self, subscription_id: str, *, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """`POST /v1/subscriptions/{id}` with `cancel_at_period_end=true`: the subscription
+        runs to the end of the paid period and then ends."""
+        return self._send(
+            "subscription update",
+            self._client.v1.subscriptions.update,
+            (subscription_id,),
+            {"cancel_at_period_end": True},
+            now,
+        )
+
     # --- dunning (faithflow_ops/dunning/retry.py) -------------------------------------------
 
     def pay_invoice(self, invoice_id: str, idempotency_key: str) -> dict[str, Any]:
