@@ -350,12 +350,19 @@ def list_jobs(as_json: JsonOpt = False) -> None:
     )
 
 
+RUN_STATUSES = ("running", "succeeded", "partial", "failed", "skipped", "abandoned")
+
+
 @app.command("runs")
 def runs(
     job: Annotated[str | None, typer.Option("--job", help="Only this job.")] = None,
     status: Annotated[
         str | None,
-        typer.Option("--status", help="running, succeeded, partial, failed or skipped."),
+        typer.Option(
+            "--status",
+            help="running, succeeded, partial, failed, skipped or abandoned (its process died "
+            "holding the lease; the next run closed it).",
+        ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
     as_json: JsonOpt = False,
@@ -366,7 +373,7 @@ def runs(
     from faithflow_ops.models import JobRun
 
     if status is not None:
-        one_of("--status", status, ("running", "succeeded", "partial", "failed", "skipped"))
+        one_of("--status", status, RUN_STATUSES)
     name = registry.get(job).name if job else None
     with database().read_session() as session:
         query = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)

@@ -2,7 +2,8 @@
 
 `INSERT … ON CONFLICT (job) DO UPDATE … WHERE job_locks.expires_at < now` works on SQLite, on
 Postgres and behind a transaction-pooling PgBouncer (session advisory locks do not). Lease times
-are wall-clock time, never the job's `--now`: a crashed holder is replaced when its lease ends.
+are wall-clock time, never the job's `--now`: a crashed holder is replaced when its lease ends,
+and the run it left `running` is closed as `abandoned` by the run that takes the lease over.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.db import Database, upsert_insert, utcnow
-from faithflow_ops.models import JobLock
+from faithflow_ops.models import JobLock, JobRun
+
+# The status of a run whose process died holding the lease (job_runs.status).
+ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True)
@@ -39,16 +43,38 @@ def take(session: Session, job: str, holder: str, lease_seconds: int) -> LockInf
     stmt = upsert_insert(session.get_bind().dialect.name, table).values(
         job=job, holder=holder, acquired_at=now, expires_at=expires, created_at=now
     )
+    # run_id is left as it was, so RETURNING names the run of the holder whose lease expired
+    # (a fresh insert returns NULL); the caller attaches its own run in the same transaction.
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.job],
-        set_={"holder": holder, "acquired_at": now, "expires_at": expires, "run_id": None},
+        set_={"holder": holder, "acquired_at": now, "expires_at": expires},
         where=table.c.expires_at < now,
-    ).returning(table.c.holder)
+    ).returning(table.c.holder, table.c.run_id)
     taken = session.execute(stmt).first()
     if taken is not None and taken.holder == holder:
+        if taken.run_id is not None:
+            _abandon(session, taken.run_id, holder, now)
         return None
     row = session.execute(select(JobLock).where(JobLock.job == job)).scalar_one()
     return LockInfo(row.job, row.holder, row.acquired_at, row.expires_at)
+
+
+def _abandon(session: Session, run_id: int, taker: str, now: dt.datetime) -> None:
+    """Close the run of a holder whose lease expired, if it is still `running`: its process
+    died (SIGKILL, a lost machine) or stopped renewing, and the lease is ours now."""
+    dead = session.scalar(select(JobRun.holder).where(JobRun.id == run_id))
+    session.execute(
+        update(JobRun)
+        .where(JobRun.id == run_id, JobRun.status == "running")
+        .values(
+            status=ABANDONED,
+            finished_at=now,
+            error=(
+                f"abandoned: its holder {dead or 'unknown'} stopped renewing the lease (the "
+                f"process died or was killed); {taker} took the lease over"
+            ),
+        )
+    )
 
 
 def attach_run(session: Session, job: str, holder: str, run_id: int) -> None:

@@ -28,7 +28,8 @@ from faithflow_ops.models import JobRun
 
 log = structlog.get_logger("faithflow.jobs")
 
-# Statuses of a run, as stored in job_runs.status and printed in the job JSON.
+# Statuses of a run, as stored in job_runs.status and printed in the job JSON; a run left
+# `running` by a dead process becomes `locks.ABANDONED` when the next run takes its lease.
 SUCCEEDED, PARTIAL, FAILED, SKIPPED = "succeeded", "partial", "failed", "skipped"
 
 # Why a run failed as a whole (`failure` in the job JSON), which decides the CLI's exit code
