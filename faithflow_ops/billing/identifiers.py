@@ -22,6 +22,7 @@ Decisions an operator should know:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -454,3 +455,44 @@ def _change(
     if check(provider, kind, old).value == new:
         return Change(target, old, new, f"{target} (whitespace trimmed)")
     return None  # an invalid existing value: reported as invalid, left as it is
+
+
+# ---------------------------------------------------------------------------------------------
+# Plan metadata: the provider's price / plan a plan is sold as
+
+
+# metadata key → the id it must hold (what checkout and plan changes send to the provider)
+PLAN_ID_FORMATS: dict[str, IdFormat] = {
+    "stripePriceId": IdFormat("Stripe price id", "price_", re.compile(r"price_[A-Za-z0-9]+")),
+    "paystackPlanCode": IdFormat("Paystack plan code", "PLN_", re.compile(r"PLN_[A-Za-z0-9]+")),
+}
+_PLAN_ID_EXAMPLES = {"stripePriceId": "price_1PGrowth", "paystackPlanCode": "PLN_gx2wn530m0i3w3m"}
+
+
+def plan_id_problems(metadata: Mapping[str, Any]) -> list[str]:
+    """Why the provider ids in a plan's metadata are not valid (empty when they are), one
+    sentence each naming the key, the value and the fix."""
+    problems = []
+    for key, fmt in PLAN_ID_FORMATS.items():
+        if key not in metadata:
+            continue
+        raw = metadata[key]
+        if (
+            isinstance(raw, str)
+            and len(raw) <= MAX_LENGTH
+            and fmt.pattern.fullmatch(raw) is not None
+        ):
+            continue
+        if not isinstance(raw, str):
+            why = f"a JSON {json_type(raw)}"
+        elif not raw.startswith(fmt.prefix):
+            why = f"does not start with {fmt.prefix}"
+        elif len(raw) > MAX_LENGTH:
+            why = f"longer than {MAX_LENGTH} characters"
+        else:
+            why = f"has characters other than letters and digits after {fmt.prefix}"
+        problems.append(
+            f"{key} {raw!r} is not a {fmt.label} ({why}); write it as e.g. "
+            f"{key}={_PLAN_ID_EXAMPLES[key]}"
+        )
+    return problems

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing import identifiers
 from faithflow_ops.clock import jsonable
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Subscription, SubscriptionPlan
@@ -76,6 +77,25 @@ def plan_code(value: str) -> str:
     return raw
 
 
+def _billable(minor: int, text: str) -> int:
+    """A plan's price is charged through a provider: zero is refused (a free tenant needs no
+    plan and no subscription)."""
+    if minor == 0:
+        raise UserError(
+            f"amount {text!r} is zero: free plans are not billed through a provider, so they "
+            "are not plans here; give the price the plan is sold at, e.g. --amount 49.99"
+        )
+    return minor
+
+
+def check_plan_ids(metadata: Mapping[str, Any]) -> None:
+    """Refuse provider ids in plan metadata that are not ids (`stripePriceId=bogus`): checkout
+    and plan changes would send them to the provider."""
+    problems = identifiers.plan_id_problems(metadata)
+    if problems:
+        raise UserError("; ".join(problems))
+
+
 def plan_doc(plan: SubscriptionPlan) -> dict[str, Any]:
     doc = column_values(plan)
     doc["amount"] = format_amount(plan.amount_minor, plan.currency)
@@ -125,10 +145,12 @@ def add_plan(
     if tier_rank < 0:
         raise UserError(f"tier {tier_rank} must be 0 or more")
     code = plan_code(code)
+    amount_minor = _billable(parse_amount(amount, currency), amount)
+    check_plan_ids(metadata or {})
     plan = SubscriptionPlan(
         code=code,
         name=validation.name(name),
-        amount_minor=parse_amount(amount, currency),
+        amount_minor=amount_minor,
         currency=validation.currency(currency),
         interval=one_of("interval", interval, PLAN_INTERVALS),
         tier_rank=tier_rank,
@@ -170,6 +192,7 @@ def set_plan_metadata(
     set_keys = [key for key, value in values.items() if before.get(key, object()) != value]
     for key in set_keys:
         after[key] = values[key]
+    check_plan_ids({key: values[key] for key in set_keys})
     unset_keys = [key for key in unset if key in before]
     missing = [key for key in unset if key not in before]
     for key in unset_keys:
@@ -189,3 +212,118 @@ def set_plan_metadata(
             after={key: after[key] for key in touched if key in after},
         )
     return change
+
+
+# ---------------------------------------------------------------------------------------------
+# Retiring a plan and changing a price: a plan's price never changes under its subscribers
+
+
+def deactivate_plan(session: Session, code: str, *, actor: str) -> tuple[SubscriptionPlan, bool]:
+    """Stop selling a plan: checkout and plan changes refuse it from now on; its subscriptions
+    are untouched (they renew as before). Returns (plan, whether it changed)."""
+    plan = get_plan(session, code)
+    if not plan.active:
+        return plan, False
+    plan.active = False
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="plan.deactivate",
+        entity_type="subscription_plan",
+        entity_id=plan.id,
+        before={"active": True},
+        after={"active": False},
+    )
+    return plan, True
+
+
+_VERSION = re.compile(r"^(?P<base>.+)-v(?P<n>[0-9]+)$")
+
+
+def next_version_code(session: Session, code: str) -> str:
+    """`growth` → `growth-v2`, `growth-v2` → `growth-v3`: the first free version number."""
+    match = _VERSION.match(code)
+    base, n = (match["base"], int(match["n"])) if match else (code, 1)
+    taken = set(session.scalars(select(SubscriptionPlan.code)))
+    n += 1
+    while f"{base}-v{n}" in taken:
+        n += 1
+    return plan_code(f"{base}-v{n}")
+
+
+@dataclass(frozen=True)
+class Reprice:
+    old: SubscriptionPlan
+    new: SubscriptionPlan
+    subscribers: int  # subscriptions left on the old plan (and its old price)
+    missing_ids: list[str]  # provider-id keys the new version lacks (old ones name the old price)
+
+
+def reprice_plan(
+    session: Session,
+    code: str,
+    *,
+    amount: str,
+    actor: str,
+    new_code: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Reprice:
+    """A price change as a new plan version: a copy of the plan (name, currency, interval,
+    tier, metadata other than the provider ids) at the new price, under `new_code` (default:
+    the next `-vN`), active; the old plan is deactivated. Subscribers stay on the old plan at
+    the old price until they change plan. The provider ids of the old price are not copied:
+    a new price is a new Stripe price / Paystack plan, given in `metadata` or set later."""
+    old = get_plan(session, code)
+    if not old.active:
+        raise UserError(
+            f"plan {old.code} is not active; reprice the plan that is sold now "
+            "(`faithflow plans list`)"
+        )
+    minor = _billable(parse_amount(amount, old.currency), amount)
+    if minor == old.amount_minor:
+        raise UserError(
+            f"plan {old.code} already costs {format_amount(minor, old.currency)} "
+            f"{old.currency}; nothing to change"
+        )
+    code_new = plan_code(new_code) if new_code else next_version_code(session, old.code)
+    given = dict(metadata or {})
+    check_plan_ids(given)
+    carried = {
+        k: v for k, v in (old.metadata_ or {}).items() if k not in identifiers.PLAN_ID_FORMATS
+    }
+    new = add_plan(
+        session,
+        code=code_new,
+        name=old.name,
+        amount=format_amount(minor, old.currency),
+        currency=old.currency,
+        interval=old.interval,
+        tier_rank=old.tier_rank,
+        metadata={**carried, **given, "previousVersion": old.code},
+        actor=actor,
+    )
+    deactivate_plan(session, old.code, actor=actor)
+    audit.record(
+        session,
+        actor=actor,
+        action="plan.reprice",
+        entity_type="subscription_plan",
+        entity_id=old.id,
+        before={"code": old.code, "amount_minor": old.amount_minor},
+        after={"code": new.code, "amount_minor": new.amount_minor},
+    )
+    subscribers = (
+        session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.plan_id == old.id, Subscription.status != "canceled")
+        )
+        or 0
+    )
+    missing = [
+        key
+        for key in identifiers.PLAN_ID_FORMATS
+        if key in (old.metadata_ or {}) and key not in given
+    ]
+    return Reprice(old, new, subscribers, missing)

@@ -192,3 +192,60 @@ def _render_one(doc: dict[str, Any], as_json: bool) -> None:
     for key, value in sorted(doc["metadata"].items()):
         fields[f"metadata.{key}"] = value
     output.record(fields, title=f"plan {doc['code']}")
+
+
+@app.command("deactivate")
+def deactivate(code: CodeArg, as_json: JsonOpt = False) -> None:
+    """Stop selling a plan: no new checkout or plan change to it; its subscriptions are
+    untouched and renew as before."""
+    from faithflow_ops.billing.plans import deactivate_plan, plan_details
+
+    with database().session() as session:
+        plan, changed = deactivate_plan(session, code, actor=actor())
+        doc = plan_details(session, plan)
+    counts = doc.pop("subscriptions")
+    _render_one(doc, as_json)
+    live = sum(n for status, n in counts.items() if status != "canceled")
+    if changed:
+        output.info(
+            f"plan {doc['code']} deactivated: no new subscriptions on it; "
+            f"{live} live subscription(s) keep it"
+        )
+    else:
+        output.info(f"plan {doc['code']} was already inactive; nothing changed")
+
+
+@app.command("reprice")
+def reprice(
+    code: CodeArg,
+    amount: Annotated[
+        str, typer.Option("--amount", help="The new price in major units, e.g. 59.99.")
+    ],
+    new_code: Annotated[
+        str | None,
+        typer.Option("--code", help="The new version's code (default: CODE-v2, -v3, …)."),
+    ] = None,
+    meta: MetaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a price as a new plan version: a copy at the new price (CODE-v2 by default), and
+    the old plan deactivated. Subscribers stay on the old plan and its price. The old provider
+    ids are not copied: give the new Stripe price / Paystack plan with --meta (or set-meta)."""
+    from faithflow_ops.billing.plans import plan_doc, reprice_plan
+
+    metadata = parse_meta(meta)
+    with database().session() as session:
+        result = reprice_plan(
+            session, code, amount=amount, new_code=new_code, metadata=metadata, actor=actor()
+        )
+        doc, old_code = plan_doc(result.new), result.old.code
+    _render_one(doc, as_json)
+    output.info(
+        f"plan {old_code} deactivated, {doc['code']} added at the new price; "
+        f"{result.subscribers} live subscription(s) stay on {old_code}"
+    )
+    for key in result.missing_ids:
+        output.warn(
+            f"{doc['code']} has no {key} (the old one names the old price); set it with "
+            f"`faithflow plans set-meta {doc['code']} {key}=…` before selling it"
+        )
