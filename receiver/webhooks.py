@@ -32,7 +32,7 @@ from faithflow_ops.providers import paystack as paystack_provider
 from faithflow_ops.providers import stripe as stripe_provider
 from faithflow_ops.webhooks import inbox, ingest
 from faithflow_ops.webhooks.endpoints import ENDPOINTS
-from faithflow_ops.webhooks.events import MalformedEvent, parse, paystack_scope
+from faithflow_ops.webhooks.events import MalformedEvent, paystack_scope
 from faithflow_ops.webhooks.ingest import DatabaseUnavailable, Delivery, NotAnEvent, Stored
 from receiver.tasks import RawBody
 
@@ -190,7 +190,7 @@ async def receive_webhook(
         # One Paystack URL receives every event of the integration: route by content.
         scope = paystack_scope(parsed.payload, scope)
     try:
-        event = parse(provider, scope, parsed.payload)
+        event = inbox.parse_event(provider, scope, parsed.payload)
     except MalformedEvent as exc:
         return _refuse(metrics, provider, scope, 400, "malformed", str(exc))
     try:

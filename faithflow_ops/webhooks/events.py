@@ -100,6 +100,19 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """A wrong id's type for a message (never the value: it may be long or hostile)."""
+    if value is None:
+        return "null"
+    if value == "":
+        return "empty"
+    return f"a {'boolean' if isinstance(value, bool) else type(value).__name__}"
+
+
 def canonical_customer(provider: str, raw: object) -> str | None:
     """A customer id as `subs backfill` writes it (trimmed, validated), or None."""
     if isinstance(raw, dict):  # Paystack nests the customer object
@@ -133,6 +146,10 @@ def _stripe(scope: str, payload: dict[str, Any]) -> InboundEvent:
     event_id = storable(event_id) or event_id
     if len(event_id) > KEY_MAX:
         raise MalformedEvent(f"Stripe event id is longer than {KEY_MAX} characters")
+    if "id" in obj and not _text(obj["id"]):
+        raise MalformedEvent(
+            f"Stripe event {event_id}: data.object.id is {_shown(obj['id'])}, not a string id"
+        )
     object_id = _text(obj.get("id"))
     if obj.get("object") == "customer":
         customer = canonical_customer("stripe", object_id)
@@ -167,9 +184,14 @@ def _paystack(scope: str, payload: dict[str, Any]) -> InboundEvent:
     object_id = None
     for name in ("subscription_code", "invoice_code", "reference", "id"):
         value = first.get(name)
-        if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
-            object_id = str(value)
-            break
+        if value is None:  # absent or null: the handlers treat both as "not given"
+            continue
+        if not (_text(value) or (name == "id" and _integer(value))):
+            kind = "an integer or a string" if name == "id" else "a string"
+            raise MalformedEvent(
+                f"Paystack {event_type} event: data.{name} is {_shown(value)}, not {kind}"
+            )
+        object_id = object_id or str(value)
     subaccount = first.get("subaccount")
     if not isinstance(subaccount, dict):  # disputes nest it in the transaction
         transaction = first.get("transaction")

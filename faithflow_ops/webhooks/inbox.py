@@ -58,6 +58,19 @@ def handler_for(event: InboundEvent) -> Handler | None:
     return _routes(event.provider)[event.scope].get(event.type)
 
 
+def parse_event(provider: str, scope: str, payload: object) -> InboundEvent:
+    """`events.parse`, and a Stripe event we act on must name its object: every handler keys
+    its row on `data.object.id`, so one without it is malformed (never applied to `None`).
+    An id-less object we do not act on (a `balance`) is still an event, stored as ignored."""
+    event = events.parse(provider, scope, payload)
+    if event.provider == "stripe" and event.object_id is None and handler_for(event):
+        raise events.MalformedEvent(
+            f"Stripe {event.type} event {event.key}: data.object has no id, so there is "
+            "nothing to apply it to"
+        )
+    return event
+
+
 def handled_types(provider: str, scope: str) -> list[str]:
     """Event types the `provider` endpoint of `scope` acts on (others are stored as ignored)."""
     return sorted(_routes(provider)[scope])
@@ -370,7 +383,7 @@ def stored_event(row: WebhookEvent) -> InboundEvent:
             payload = json.loads(row.raw_body)
         except (ValueError, RecursionError) as exc:
             raise events.MalformedEvent(f"stored body is not JSON: {type(exc).__name__}") from None
-    return events.parse(row.provider, row.scope, payload)
+    return parse_event(row.provider, row.scope, payload)
 
 
 # ---------------------------------------------------------------------------------------------
