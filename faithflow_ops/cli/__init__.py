@@ -80,6 +80,10 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.db",
         "The database: upgrade its schema, show its revision and where it is.",
     ),
+    "audit": (
+        "faithflow_ops.cli.audit",
+        "The audit log: who changed what and when, with before and after.",
+    ),
     "jobs": (
         "faithflow_ops.cli.jobs",
         "List jobs, their schedules and their past runs; run any job by name.",
