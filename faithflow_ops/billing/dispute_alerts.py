@@ -27,6 +27,7 @@ from faithflow_ops.db import upsert_insert, utcnow
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.models import Dispute, DisputeAlert, Tenant
 from faithflow_ops.models.payments import DISPUTE_CLOSED as CLOSED
+from faithflow_ops.money import format_money
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
@@ -187,7 +188,7 @@ def alert_document(
     """The JSON the alert hook receives; `id` is stable per dispute and threshold."""
     assert dispute.evidence_due_by is not None
     hours = (dispute.evidence_due_by - now).total_seconds() / 3600
-    amount = f"{dispute.amount_minor / 100:.2f} {dispute.currency}"
+    amount = format_money(dispute.amount_minor, dispute.currency, provider=dispute.provider)
     who = slug or f"tenant {dispute.tenant_id}"
     return {
         "id": f"dispute-evidence-due:{dispute.provider}:{dispute.provider_dispute_id}:{threshold}d",
@@ -311,7 +312,7 @@ def alert_subject(doc: Mapping[str, Any]) -> str:
 
 
 def alert_body(doc: Mapping[str, Any]) -> str:
-    amount = f"{doc['amount_minor'] / 100:.2f} {doc['currency']}"
+    amount = format_money(doc["amount_minor"], doc["currency"], provider=doc["provider"])
     lines = [
         doc["text"],
         "",

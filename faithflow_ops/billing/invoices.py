@@ -26,8 +26,10 @@ def invoice_doc(invoice: Invoice, tenant_slug: str | None) -> dict[str, Any]:
     """Columns by name, plus `tenant` (slug) and the amounts formatted."""
     doc = column_values(invoice)
     doc["tenant"] = tenant_slug
-    doc["amount_due"] = format_amount(invoice.amount_due_minor, invoice.currency)
-    doc["amount_paid"] = format_amount(invoice.amount_paid_minor, invoice.currency)
+    doc["amount_due"] = format_amount(invoice.amount_due_minor, invoice.currency, invoice.provider)
+    doc["amount_paid"] = format_amount(
+        invoice.amount_paid_minor, invoice.currency, invoice.provider
+    )
     return doc
 
 

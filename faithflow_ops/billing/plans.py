@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from faithflow_ops import audit
+from faithflow_ops import audit, money
 from faithflow_ops.billing import identifiers
 from faithflow_ops.clock import jsonable
 from faithflow_ops.errors import NotFound, UserError, one_of
@@ -61,10 +61,13 @@ def parse_amount(text: str, currency: str) -> int:
     return minor
 
 
-def format_amount(minor: int, currency: str) -> str:
-    """Minor units back to a major-unit string: 4999 USD → "49.99"."""
-    exponent = validation.CURRENCY_EXPONENTS.get(currency, 2)
-    return str(Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
+def format_amount(minor: int, currency: str, provider: str | None = None) -> str:
+    """Minor units back to a major-unit string, the `amount` of `--json` documents:
+    4999 USD → "49.99", 7900 JPY → "7900" (`provider`: an amount as that provider counts it,
+    see `faithflow_ops.money`). Shown to people: `faithflow_ops.money.format_money`."""
+    if currency.strip().upper() not in money.ISO_EXPONENTS:
+        return str(Decimal(minor).scaleb(-2).quantize(Decimal("0.01")))
+    return str(money.major(minor, currency, provider))
 
 
 def plan_code(value: str) -> str:

@@ -3,7 +3,7 @@ registry)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -24,12 +24,20 @@ _LIST_COLUMNS = {
     "provider": "provider",
     "provider_dispute_id": "provider id",
     "status": "status",
-    "amount_minor": "amount (minor)",
+    "amount_minor": "amount",  # as faithflow_ops.money shows it; --json keeps minor units
     "currency": "currency",
     "reason": "reason",
     "evidence_due_by": "evidence due",
     "closed_at": "closed",
 }
+
+
+def _cell(doc: dict[str, Any], key: str) -> Any:
+    from faithflow_ops.money import format_money
+
+    if key == "amount_minor":
+        return format_money(doc[key], doc["currency"], provider=doc["provider"])
+    return output.minute(doc[key])
 
 
 @app.command("list")
@@ -59,7 +67,7 @@ def list_(
     else:
         output.table(
             list(_LIST_COLUMNS.values()),
-            [[output.minute(d[key]) for key in _LIST_COLUMNS] for d in page.disputes],
+            [[_cell(d, key) for key in _LIST_COLUMNS] for d in page.disputes],
         )
     output.list_footer(len(page.disputes), page.total, "dispute", as_json=as_json)
 
@@ -71,6 +79,7 @@ def show(
 ) -> None:
     """One dispute: every field, its metadata and the evidence-due alerts sent for it."""
     from faithflow_ops.billing.disputes import dispute_details
+    from faithflow_ops.money import format_money
 
     with database().read_session() as session:
         doc = dispute_details(session, dispute_id)
@@ -81,6 +90,9 @@ def show(
     first = ("id", "tenant", "scope", "provider", "provider_dispute_id", "status", "open")
     fields = {key: doc[key] for key in first}
     fields.update({k: v for k, v in doc.items() if k not in first and k != "tenant_id"})
+    shown = format_money(doc["amount_minor"], doc["currency"], provider=doc["provider"])
+    fields["amount_minor"] = f"{shown} ({doc['amount_minor']} minor units)"
+    fields = {("amount" if k == "amount_minor" else k): v for k, v in fields.items()}
     output.record(fields, title=f"dispute {doc['id']}")
     if alerts:
         output.table(

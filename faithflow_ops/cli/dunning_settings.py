@@ -354,14 +354,10 @@ def analytics(
 
 
 def _money(amounts: dict[str, int]) -> str:
-    from babel import Locale
+    """Sums by currency as faithflow_ops.money shows them: `GHS 450.00, NGN 15,000.00`."""
+    from faithflow_ops.money import format_totals
 
-    from faithflow_ops.comms.templates import money
-
-    if not amounts:
-        return "—"
-    en = Locale.parse("en")
-    return ", ".join(money(v, c, en, code=True) for c, v in sorted(amounts.items()))
+    return format_totals(amounts)
 
 
 def _render_analytics(doc: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,18 +17,28 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-# column → table header for `invoices list`
+# column → table header for `invoices list`; amounts as faithflow_ops.money shows them
+# (`GHS 450.00`, `JPY 7,900`), `--json` keeps the integer minor units
 _LIST_COLUMNS = {
     "id": "id",
     "tenant": "tenant",
     "provider": "provider",
     "provider_invoice_id": "provider invoice",
     "status": "status",
-    "amount_due": "due",
-    "amount_paid": "paid",
+    "currency": "currency",
+    "amount_due_minor": "due",
+    "amount_paid_minor": "paid",
     "period_end": "period ends",
     "paid_at": "paid at",
 }
+
+
+def _cell(doc: dict[str, Any], key: str) -> Any:
+    from faithflow_ops.money import format_money
+
+    if key.endswith("_minor"):
+        return format_money(doc[key], doc["currency"], provider=doc["provider"])
+    return output.day(doc[key])
 
 
 @app.command("list")
@@ -56,7 +66,7 @@ def list_(
     else:
         output.table(
             list(_LIST_COLUMNS.values()),
-            [[output.day(d[key]) for key in _LIST_COLUMNS] for d in page.invoices],
+            [[_cell(d, key) for key in _LIST_COLUMNS] for d in page.invoices],
         )
     if page.total > len(page.invoices):
         output.info(f"showing {len(page.invoices)} of {page.total}; raise --limit to see more")
@@ -78,10 +88,23 @@ def show(
         output.print_json(doc)
         return
     trail = doc.pop("audit")
-    output.record(doc, title=f"invoice {invoice_id}")
+    output.record(_shown(doc), title=f"invoice {invoice_id}")
     if trail:
         output.table(
             ["at", "actor", "action", "before", "after"],
             [[a["at"], a["actor"], a["action"], a["before"], a["after"]] for a in trail],
             title="audit",
         )
+
+
+def _shown(doc: dict[str, Any]) -> dict[str, Any]:
+    """`invoices show`'s record: the amounts as people read them, minor units beside them."""
+    from faithflow_ops.money import format_money
+
+    fields = dict(doc)
+    for key in ("amount_due", "amount_paid"):
+        minor = doc[f"{key}_minor"]
+        shown = format_money(minor, doc["currency"], provider=doc["provider"])
+        fields[key] = f"{shown} ({minor} minor units)"
+        fields.pop(f"{key}_minor", None)
+    return fields

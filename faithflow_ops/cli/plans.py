@@ -89,10 +89,7 @@ def add(
         )
         doc = plan_doc(plan)
     _render_one(doc, as_json)
-    output.info(
-        f"added plan {doc['code']} (id {doc['id']}): {doc['amount']} {doc['currency']} "
-        f"per {doc['interval']}"
-    )
+    output.info(f"added plan {doc['code']} (id {doc['id']}): {_price(doc)} per {doc['interval']}")
 
 
 @app.command("list")
@@ -120,7 +117,7 @@ def list_(as_json: JsonOpt = False) -> None:
             [
                 d["code"],
                 d["name"],
-                f"{d['amount']} {d['currency']}",
+                _price(d),
                 d["interval"],
                 d["tier_rank"],
                 d["active"],
@@ -183,12 +180,19 @@ def set_meta(
         output.info(f"plan {doc['code']}: nothing changed")
 
 
+def _price(doc: dict[str, Any]) -> str:
+    """A plan's price as faithflow_ops.money shows it: `NGN 15,000.00`, `JPY 7,900`."""
+    from faithflow_ops.money import format_money
+
+    return format_money(doc["amount_minor"], doc["currency"])
+
+
 def _render_one(doc: dict[str, Any], as_json: bool) -> None:
     if as_json:
         output.print_json(doc)
         return
     fields = {k: v for k, v in doc.items() if k != "metadata"}
-    fields["amount"] = f"{doc['amount']} {doc['currency']} ({doc['amount_minor']} minor units)"
+    fields["amount"] = f"{_price(doc)} ({doc['amount_minor']} minor units)"
     for key, value in sorted(doc["metadata"].items()):
         fields[f"metadata.{key}"] = value
     output.record(fields, title=f"plan {doc['code']}")

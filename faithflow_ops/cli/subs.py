@@ -94,8 +94,8 @@ def show(
                     i["id"],
                     i["provider_invoice_id"],
                     i["status"],
-                    i["amount_due"],
-                    i["amount_paid"],
+                    _invoice_money(i["amount_due"], i["currency"], doc.get("provider")),
+                    _invoice_money(i["amount_paid"], i["currency"], doc.get("provider")),
                     i["currency"],
                     i["due_at"],
                     i["paid_at"],
@@ -212,6 +212,34 @@ _CHANGE_COLUMNS = {
 }
 
 
+def _invoice_money(amount: str | None, currency: str, provider: str | None) -> str | None:
+    """An invoice amount of `subscription_details` (ISO major units, "450.00") as
+    faithflow_ops.money shows it: `GHS 450.00`."""
+    from faithflow_ops.money import ISO_EXPONENTS, format_money, to_minor
+
+    if amount is None or currency not in ISO_EXPONENTS:
+        return amount
+    return format_money(to_minor(amount, currency), currency, provider=provider)
+
+
+def _paystack_money(minor: int | None, currency: str) -> str:
+    from faithflow_ops.money import format_money
+
+    return format_money(minor or 0, currency, provider="paystack")
+
+
+def _refund_text(refund: dict[str, Any]) -> str:
+    """A plan change's refund in one line: how much of what was paid, of which charge."""
+    amount = _paystack_money(refund.get("amount_minor"), refund["currency"])
+    paid = _paystack_money(refund.get("paid_minor"), refund["currency"])
+    text = f"{amount} of {paid} paid"
+    if refund.get("transaction"):
+        text += f" (transaction {refund['transaction']})"
+    if refund.get("note"):
+        text += f"; {refund['note']}"
+    return text
+
+
 def _provider_failure(exc: Exception) -> int:
     from faithflow_ops.providers._http import ProviderError
 
@@ -310,7 +338,11 @@ def change_plan(
         output.print_json(doc)
     else:
         calls = doc.pop("provider_calls")
-        output.record(doc, title="plan change (dry run)" if dry_run else f"plan change {doc['id']}")
+        fields = dict(doc)
+        if doc.get("refund"):
+            fields["refund"] = _refund_text(doc["refund"])
+        title = "plan change (dry run)" if dry_run else f"plan change {doc['id']}"
+        output.record(fields, title=title)
         for line in calls:
             output.info(("would call: " if dry_run else "called: ") + line)
     for note in result.notes:
@@ -324,7 +356,7 @@ def change_plan(
     refund = doc.get("refund") or {}
     if refund.get("id"):
         output.info(
-            f"refunded {refund['amount_minor']} {refund['currency']} (minor units) of "
+            f"refunded {_paystack_money(refund['amount_minor'], refund['currency'])} of "
             f"{refund['transaction']}: Paystack refund {refund['id']} ({refund['status']})"
         )
     what = f"{doc['kind']} {doc['from_plan']} -> {doc['to_plan']} for {doc['tenant']}"

@@ -11,7 +11,8 @@ placeholder missing from the variables is an error at enqueue time, never a half
 
 Variables are stored as plain JSON and formatted here, per the tenant's locale (CLDR via Babel):
 
-- `X_minor` with `currency` (or `X_currency`) → `$X`: money, e.g. `₦15,000.00`, `1.234,50 €`.
+- `X_minor` with `currency` (or `X_currency`) → `$X`: money, e.g. `₦15,000.00`, `1.234,50 €`
+  (`faithflow_ops.money.format_money`: the ISO 4217 decimals of the currency, always).
   SMS shows the ISO code instead of the symbol (`NGN 15,000.00`): most currency symbols are not
   GSM-7 and would force the whole text into 70-character UCS-2 segments; for the same reason
   the no-break spaces some locales group digits with become plain spaces (`XOF 250 000`).
@@ -24,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import string
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from faithflow_ops.clock import parse_time
 from faithflow_ops.errors import UserError
+from faithflow_ops.money import format_money, locale_of
 
 CHANNELS = ("email", "sms", "whatsapp")
 
@@ -182,16 +183,10 @@ def context(
     return values
 
 
-@cache
 def babel_locale(tag: str) -> Any:
     """The Babel Locale for a tenant's locale tag (`en_NG`, `fr-CI`), English when unknown;
     parsed once per tag (parsing reads the CLDR data files)."""
-    from babel import Locale, UnknownLocaleError
-
-    try:
-        return Locale.parse(tag.replace("-", "_"))
-    except (UnknownLocaleError, ValueError, TypeError, AttributeError):
-        return Locale.parse("en")
+    return locale_of(tag)
 
 
 @cache
@@ -202,24 +197,11 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-# The narrow and the ordinary no-break space (French digit groups, "250 000 F CFA") are not
-# GSM-7: one of them in an SMS makes the whole text UCS-2 (70 characters a segment, not 160).
-_NBSP = str.maketrans({"\u202f": " ", "\u00a0": " "})
-
-
 def money(minor: int, currency: str, locale: Any, *, code: bool = False) -> str:
-    """`minor` units of `currency` as the locale writes them (integer arithmetic, no floats).
-    `code=True` (SMS): the ISO code instead of the symbol, and plain spaces, so it stays GSM-7."""
-    from babel.numbers import format_currency, get_currency_precision
-
-    digits = get_currency_precision(currency)
-    amount = Decimal(minor).scaleb(-digits)
-    if code:
-        text = format_currency(
-            amount, currency, format="¤¤ #,##0.00", locale=locale, currency_digits=True
-        )
-        return text.translate(_NBSP)
-    return format_currency(amount, currency, locale=locale)
+    """`minor` units of `currency` as the locale writes them (`faithflow_ops.money`: ISO 4217
+    decimals, integer arithmetic). `code=True` (SMS): the ISO code instead of the symbol, and
+    plain spaces, so it stays GSM-7."""
+    return format_money(minor, currency, locale=locale, code=code)
 
 
 def _instant(value: Any) -> dt.datetime:

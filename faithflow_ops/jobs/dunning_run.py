@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 from faithflow_ops.billing.grace import DEFAULT_GRACE_DAYS, plan_grace
 from faithflow_ops.dunning import planner, steps
 from faithflow_ops.jobs.base import Action, Job, JobContext, Outcome, StaleAction
+from faithflow_ops.money import format_money
 
 KINDS = planner.KINDS
 GRACE = planner.GraceRule(plan_grace, DEFAULT_GRACE_DAYS)
@@ -73,7 +74,11 @@ class Dunning(Job):
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
         d = action.data
-        amount = f"{d['amount_minor']} {d['currency']}" if "amount_minor" in d else ""
+        amount = (
+            format_money(d["amount_minor"], d["currency"], provider=d.get("provider"))
+            if "amount_minor" in d
+            else ""
+        )
         channels = ", ".join(d.get("channels") or ())
         blocked = d.get("blocked") or {}
         if blocked:

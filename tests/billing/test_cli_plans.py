@@ -21,7 +21,6 @@ GROWTH = (
 )  # fmt: skip
 
 
-
 def show(cli: Any, code: str) -> dict[str, Any]:
     result = cli("plans", "show", code, "--json")
     assert result.exit_code == 0, result.stderr
@@ -40,7 +39,7 @@ def test_add_stores_the_price_in_minor_units_and_json_uses_column_names(cli, db:
     result = cli(*GROWTH)
     assert result.exit_code == 0, result.stderr
     assert "added plan growth-monthly-usd" in said(result)
-    assert "49.99 USD per month" in said(result)
+    assert "USD 49.99 per month" in said(result)
     doc = show(cli, "growth-monthly-usd")
     assert doc["code"] == "growth-monthly-usd"
     assert doc["name"] == "Growth (monthly)"

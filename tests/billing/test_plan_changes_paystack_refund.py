@@ -301,7 +301,7 @@ def test_upgrade_now_refunds_the_unused_part_once_the_new_plan_is_in_place(
     doc = json.loads(result.stdout)
     assert (doc["status"], doc["error"]) == ("applied", None)
     assert (doc["refund"]["id"], doc["refund"]["status"]) == ("3018284", "pending")
-    assert "refunded 1424998 NGN (minor units) of T_mar: Paystack refund 3018284" in said(result)
+    assert "refunded NGN 14,249.98 of T_mar: Paystack refund 3018284" in said(result)
     [change] = _changes(paid)
     refs = change.provider_refs
     assert (refs["refund_id"], refs["refund_status"]) == ("3018284", "pending")
