@@ -286,8 +286,8 @@ def reprice_plan(
     minor = _billable(parse_amount(amount, old.currency), amount)
     if minor == old.amount_minor:
         raise UserError(
-            f"plan {old.code} already costs {format_amount(minor, old.currency)} "
-            f"{old.currency}; nothing to change"
+            f"plan {old.code} already costs {money.format_money(minor, old.currency)}; "
+            "nothing to change"
         )
     code_new = plan_code(new_code) if new_code else next_version_code(session, old.code)
     given = dict(metadata or {})

@@ -57,7 +57,8 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """Disputes, soonest evidence deadline first, with tenant, status and amounts."""
+    """Disputes, soonest evidence deadline first, with tenant, status and amount (shown as
+    UGX 50,000; --json keeps integer minor units)."""
     from faithflow_ops.billing.disputes import list_disputes
 
     with database().read_session() as session:

@@ -56,7 +56,8 @@ def list_(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
-    """Invoices, newest first, with tenant, provider id, status and amounts."""
+    """Invoices, newest first: tenant, provider id, status, currency and the amounts due and
+    paid (shown as GHS 450.00; --json keeps integer minor units)."""
     from faithflow_ops.billing.invoices import list_invoices
 
     with database().read_session() as session:

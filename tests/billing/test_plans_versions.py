@@ -89,7 +89,7 @@ def test_reprice_adds_a_version_and_retires_the_old(cli: Any, platform: Database
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("growth", "--amount", "79"), "plan growth already costs 79.00 USD; nothing to change"),
+        (("growth", "--amount", "79"), "plan growth already costs USD 79.00; nothing to change"),
         (("growth", "--amount", "0"), "is zero: free plans are not billed through a provider"),
         (("growth", "--amount", "1.001"), "too many decimals"),
         (("nope", "--amount", "5"), "no plan with code 'nope'"),
