@@ -179,14 +179,27 @@ def remove(
     keep_edge: Annotated[
         bool, typer.Option("--keep-edge", help="Do not ask the edge (Render) to drop the host.")
     ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and print what would be done; change nothing.")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")
+    ] = False,
 ) -> None:
-    """Stop checking and serving the hostname (status `removed`; history is kept)."""
+    """Stop checking and serving the hostname (status `removed`; history is kept). Asks first;
+    not on a terminal it needs --yes."""
     from faithflow_ops.domains.manage import remove_with_edge
 
     cfg = settings()
-    note = remove_with_edge(
-        database(cfg), cfg, host, now=parse_now(now), actor=actor(), keep_edge=keep_edge
+    when = parse_now(now)
+    plan = remove_with_edge(
+        database(cfg), cfg, host, now=when, actor=actor(), keep_edge=keep_edge, dry_run=True
     )
+    if dry_run:
+        output.info(f"dry run: {plan}; nothing was sent or written")
+        return
+    output.confirm(f"{plan}?", yes=yes)
+    note = remove_with_edge(database(cfg), cfg, host, now=when, actor=actor(), keep_edge=keep_edge)
     output.info(note)
 
 

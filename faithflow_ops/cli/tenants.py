@@ -24,6 +24,12 @@ policy_app = typer.Typer(
 app.add_typer(policy_app, name="policy")
 
 SlugArg = Annotated[str, typer.Argument(help="The tenant's slug, e.g. grace-lagos.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Check and print what would be done; change nothing.")
+]
+YesOpt = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (for scripts).")
+]
 
 
 @app.command("add")
@@ -232,11 +238,28 @@ def suspend(
     reason: Annotated[
         str, typer.Option("--reason", help="Why, for the audit log and the tenant's staff.")
     ],
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
 ) -> None:
-    """Suspend an active tenant (a suspended one is left as it is)."""
+    """Suspend an active tenant (a suspended one is left as it is); its open dunning cases
+    close. Asks first; not on a terminal it needs --yes."""
 
     from faithflow_ops.dunning.suspension import suspend_tenant
+    from faithflow_ops.tenancy.tenants import suspend_check
 
+    with database().read_session() as session:
+        check = suspend_check(session, slug, reason=reason)
+        state = (check.tenant.slug, check.tenant.status)
+    if not check.changed:
+        pass  # already suspended: say so below, nothing to confirm
+    elif dry_run:
+        output.info(
+            f"dry run: tenant {state[0]} ({state[1]}) would be suspended ({reason.strip()}) and "
+            "its open dunning cases closed; nothing was written"
+        )
+        return
+    else:
+        output.confirm(f"suspend tenant {state[0]} (now {state[1]})?", yes=yes)
     with database().session() as session:
         result = suspend_tenant(session, slug, reason=reason, actor=actor())
         tenant = result.tenant

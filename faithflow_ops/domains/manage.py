@@ -340,13 +340,21 @@ def remove_with_edge(
     now: dt.datetime,
     actor: str,
     keep_edge: bool = False,
+    dry_run: bool = False,
 ) -> str:
     """`domains remove`: ask the edge to drop the host (when configured), then mark it removed.
-    An edge error stops before anything changes here, so the two never disagree."""
+    An edge error stops before anything changes here, so the two never disagree. `dry_run`:
+    every check, no call, no write; the answer says what would be done."""
     with db.read_session() as session:
-        host = live_domain(session, hostname).hostname
+        domain = live_domain(session, hostname)
+        host = domain.hostname
+        tenant = session.scalar(select(Tenant.slug).where(Tenant.id == domain.tenant_id))
     edge = "the edge was not asked (--keep-edge)" if keep_edge else "no edge configured"
-    if not keep_edge and settings.render_api_key and settings.render_service_id:
+    use_edge = not keep_edge and settings.render_api_key and settings.render_service_id
+    if dry_run:
+        ask = "ask Render to drop it" if use_edge else edge
+        return f"remove {host} of tenant {tenant} (stop serving and checking it; {ask})"
+    if use_edge:
         from faithflow_ops.providers.render import RenderAPI
 
         with RenderAPI(settings) as api:

@@ -143,6 +143,16 @@ def ensure_writable(tenant: Tenant, verb: str) -> None:
         raise UserError(f"tenant {tenant.slug!r} is archived; an archived tenant cannot be {verb}")
 
 
+def suspend_check(session: Session, slug: str, *, reason: str) -> Transition:
+    """What suspending would do, writing nothing (`tenants suspend --dry-run`, and the check
+    before the confirmation prompt): every refusal a suspension would raise, then whether it
+    would change anything."""
+    tenant = get_tenant(session, slug)
+    ensure_writable(tenant, "suspended")
+    validation.name(reason, "the suspension reason")
+    return Transition(tenant, changed=tenant.status != "suspended")
+
+
 def mark_suspended(
     session: Session, slug: str, *, reason: str, actor: str, now: dt.datetime | None = None
 ) -> Transition:

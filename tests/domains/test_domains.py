@@ -157,7 +157,7 @@ def test_a_hostname_another_tenant_holds_is_refused(world: dict[str, Any]) -> No
     assert other.exit_code == 2 and "held by another tenant (grace)" in said(other)
     again = cli("domains", "add", HOST, "--tenant", "grace")
     assert again.exit_code == 2 and "already added for grace" in said(again)
-    assert cli("domains", "remove", HOST).exit_code == 0
+    assert cli("domains", "remove", HOST, "--yes").exit_code == 0
     assert cli("domains", "add", HOST, "--tenant", "hope").exit_code == 0  # free again
 
 
@@ -364,7 +364,7 @@ def test_an_unreachable_tls_probe_leaves_the_certificate_status(
 def test_remove_drops_the_host_at_the_edge(world: dict[str, Any]) -> None:
     stand, render = world["stand"], world["render"]
     active(world)
-    result = world["cli"]("domains", "remove", HOST)
+    result = world["cli"]("domains", "remove", HOST, "--yes")
     assert result.exit_code == 0 and "Render dropped it" in said(result)
     assert HOST not in render.domains and row(world).status == "removed"
     assert automate(world, at(stand, days=1))["actions"] == []
@@ -507,7 +507,7 @@ def test_removing_a_broken_domain_resolves_its_incidents(world: dict[str, Any]) 
             now=stand.now,
             severity="critical",
         )
-    result = world["cli"]("domains", "remove", HOST, "--now", at(stand, minutes=70))
+    result = world["cli"]("domains", "remove", HOST, "--yes", "--now", at(stand, minutes=70))
     assert result.exit_code == 0, said(result)
     with world["db"].read_session() as s:
         incidents = s.execute(select(Incident.cause, Incident.status, Incident.resolved_by)).all()
@@ -584,3 +584,42 @@ def test_a_domain_missing_its_edge_setting_is_reported_and_the_others_are_checke
     assert apex["kind"] == "not_checked" and apex["outcome"] == "reported"
     assert "FAITHFLOW_DOMAIN_A_RECORDS" in apex["reason"]
     assert row(world, "grace-apex.test").last_checked_at is None  # untouched, planned again
+
+
+# --- remove asks first (issue 16) --------------------------------------------------------------
+
+
+def test_remove_dry_run_calls_and_writes_nothing(world: dict[str, Any]) -> None:
+    active(world)
+    render = world["render"]
+    result = world["cli"]("domains", "remove", HOST, "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert f"dry run: remove {HOST} of tenant grace" in said(result)
+    assert "ask Render to drop it" in said(result) and "nothing was sent or written" in said(result)
+    assert HOST in render.domains and row(world).status == "active"
+
+
+def test_remove_without_a_terminal_needs_yes(world: dict[str, Any]) -> None:
+    active(world)
+    result = world["cli"]("domains", "remove", HOST)
+    assert result.exit_code == 2
+    assert "not confirmed (no terminal to ask on); pass --yes" in said(result)
+    assert HOST in world["render"].domains and row(world).status == "active"
+
+
+def test_remove_on_a_terminal_asks(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from faithflow_ops.cli import output
+
+    active(world)
+    monkeypatch.setattr(output, "stdin_is_terminal", lambda: True)
+    declined = world["cli"]("domains", "remove", HOST, input="n\n")
+    assert declined.exit_code == 1 and "nothing changed" in said(declined)
+    assert row(world).status == "active"
+    accepted = world["cli"]("domains", "remove", HOST, input="y\n")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert row(world).status == "removed"
+
+
+def test_remove_an_unknown_host_is_refused_before_asking(world: dict[str, Any]) -> None:
+    result = world["cli"]("domains", "remove", "nope.example.org")
+    assert result.exit_code == 2 and "not confirmed" not in said(result)

@@ -136,7 +136,7 @@ def test_add_writes_an_audit_entry_with_the_cli_actor(cli, db: Database) -> None
 def test_list_filters_by_status_and_hides_soft_deleted_tenants(cli, db: Database) -> None:
     for slug in ("alpha-church", "beta-church", "gamma-church"):
         assert cli("tenants", "add", slug, "--name", slug).exit_code == 0
-    assert cli("tenants", "suspend", "beta-church", "--reason", "non-payment").exit_code == 0
+    assert cli("tenants", "suspend", "beta-church", "--reason", "non-payment", "--yes").exit_code == 0
     with db.session() as s:
         s.execute(
             update(Tenant)
@@ -162,7 +162,7 @@ def test_list_refuses_an_unknown_status(cli, db: Database) -> None:
 
 def test_suspend_records_reason_time_and_audit_and_is_idempotent(cli, db: Database) -> None:
     assert cli(*LAGOS).exit_code == 0
-    first = cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment [overdue 45 days]")
+    first = cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment [overdue 45 days]", "--yes")
     assert first.exit_code == 0, first.stderr
     assert "suspended tenant grace-lagos: non-payment [overdue 45 days]" in said(first)
     doc = show(cli, "grace-lagos")
@@ -170,7 +170,7 @@ def test_suspend_records_reason_time_and_audit_and_is_idempotent(cli, db: Databa
     assert doc["suspension_reason"] == "non-payment [overdue 45 days]"
     assert doc["suspended_at"] is not None
 
-    again = cli("tenants", "suspend", "grace-lagos", "--reason", "something else")
+    again = cli("tenants", "suspend", "grace-lagos", "--reason", "something else", "--yes")
     assert again.exit_code == 0
     assert "already suspended" in said(again) and "nothing changed" in said(again)
     assert show(cli, "grace-lagos")["suspension_reason"] == "non-payment [overdue 45 days]"
@@ -184,14 +184,14 @@ def test_suspend_needs_a_reason(cli, db: Database) -> None:
     result = cli("tenants", "suspend", "grace-lagos")
     assert result.exit_code == 2
     assert "--reason" in result.stderr
-    blank = cli("tenants", "suspend", "grace-lagos", "--reason", " ")
+    blank = cli("tenants", "suspend", "grace-lagos", "--reason", " ", "--yes")
     assert blank.exit_code == 2
     assert "the suspension reason must not be empty" in said(blank)
 
 
 def test_reactivate_clears_the_suspension_and_is_idempotent(cli, db: Database) -> None:
     assert cli(*LAGOS).exit_code == 0
-    assert cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment").exit_code == 0
+    assert cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment", "--yes").exit_code == 0
     result = cli("tenants", "reactivate", "grace-lagos")
     assert result.exit_code == 0, result.stderr
     assert "reactivated tenant grace-lagos" in said(result)
@@ -221,7 +221,7 @@ def test_a_soft_deleted_tenant_cannot_be_suspended(cli, db: Database) -> None:
     assert cli(*LAGOS).exit_code == 0
     with db.session() as s:
         s.execute(update(Tenant).values(deleted_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC)))
-    result = cli("tenants", "suspend", "grace-lagos", "--reason", "x")
+    result = cli("tenants", "suspend", "grace-lagos", "--reason", "x", "--yes")
     assert result.exit_code == 2
     assert "was deleted at 2026-01-01" in said(result)
 
