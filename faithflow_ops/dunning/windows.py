@@ -136,4 +136,21 @@ def windows_from_specs(specs: Sequence[str]) -> tuple[QuietWindow, ...]:
     """`--quiet` values → windows; the single value `none` means no quiet hours at all."""
     if [s.strip().lower() for s in specs] == ["none"]:
         return ()
-    return tuple(parse_window(spec) for spec in specs)
+    windows = tuple(parse_window(spec) for spec in specs)
+    _refuse_same_start_and_end(specs, windows)
+    return windows
+
+
+def _refuse_same_start_and_end(specs: Sequence[str], windows: Sequence[QuietWindow]) -> None:
+    """`sun 06:00-06:00` reads as an empty window or as a whole day: refused, naming it. (When
+    such windows fill every day, the week check says the week is covered, which is true either
+    way.)"""
+    same = [(spec, w) for spec, w in zip(specs, windows, strict=True) if w.start == w.end]
+    if not same or set().union(*(w.days for _, w in same)) == set(range(7)):
+        return
+    spec, window = same[0]
+    raise UserError(
+        f"quiet hours {spec.strip()!r} start and end at the same minute ({window.start:%H:%M}), "
+        "an empty window; give different times, e.g. 'sun 06:00-14:00' (a window past midnight "
+        "ends the next day: 'daily 21:00-08:00')"
+    )
