@@ -249,6 +249,20 @@ def json_member(document: dict[str, Any], key: Any, dialect_name: str) -> Column
     return cast(ColumnElement[Any], func.coalesce(found, empty))
 
 
+def outage(exc: BaseException) -> str | None:
+    """`database unavailable: <the driver's first line>` when `exc` is the database failing
+    (unreachable, connection dropped, timed out, locked), else None. A job run that meets one
+    fails (exit 1), it is no usage error."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if not isinstance(exc, DBAPIError):
+        return None
+    if not isinstance(exc, OperationalError | InterfaceError) and not exc.connection_invalidated:
+        return None
+    text = str(exc.orig if exc.orig is not None else exc).strip()
+    return f"database unavailable: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
 def rowcount(result: Any) -> int:
     """Rows an UPDATE/DELETE/INSERT matched (`session.execute` is typed as a plain Result)."""
     return cast(CursorResult[Any], result).rowcount

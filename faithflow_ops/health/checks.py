@@ -333,9 +333,10 @@ def _fire_times(expr: str, after: dt.datetime) -> Iterator[dt.datetime]:
 def job_checks(
     session: Session, settings: Settings, now: dt.datetime, jobs: Sequence[JobSchedule]
 ) -> list[CheckResult]:
-    """One check per job of `jobs` (`job:<name>`): its last successful run (succeeded or
-    partial, not a preview, started at or before `now`) against its schedule, and whether its
-    latest finished run failed. See LATE_AFTER_RUNS/DOWN_AFTER_RUNS."""
+    """One check per job of `jobs` (`job:<name>`): its last successful run (`succeeded` — a
+    `partial` run had failed actions and is no success — not a preview, started at or before
+    `now`) against its schedule, and its latest finished run: `failed` or `abandoned` fails the
+    check, `partial` warns. See LATE_AFTER_RUNS/DOWN_AFTER_RUNS."""
     return [_job_check(session, settings, spec, now) for spec in jobs]
 
 
@@ -352,13 +353,13 @@ def _job_check(
     # ix_job_runs_job_started serves both: newest first per job
     last_ok = session.execute(
         select(JobRun.id, JobRun.started_at)
-        .where(*real, JobRun.status.in_(("succeeded", "partial")))
+        .where(*real, JobRun.status == "succeeded")
         .order_by(JobRun.started_at.desc(), JobRun.id.desc())
         .limit(1)
     ).first()
     latest = session.execute(
         select(JobRun.id, JobRun.started_at, JobRun.status, JobRun.error)
-        .where(*real, JobRun.status.in_(("succeeded", "partial", "failed")))
+        .where(*real, JobRun.status.in_(("succeeded", "partial", "failed", "abandoned")))
         .order_by(JobRun.started_at.desc(), JobRun.id.desc())
         .limit(1)
     ).first()
@@ -377,15 +378,23 @@ def _job_check(
         if last_ok
         else "no successful run yet"
     )
-    if latest is not None and latest.status == "failed":
+    if latest is not None and latest.status in ("failed", "abandoned"):
         error = (latest.error or "no error recorded").strip().splitlines()[0][:300]
         detail = (
-            f"run {latest.id} (started {iso(latest.started_at)}) failed: {error}; "
+            f"run {latest.id} (started {iso(latest.started_at)}) {latest.status}: {error}; "
             f"{success_text}; see `faithflow jobs runs --job {spec.name}`"
         )
         return CheckResult(name, "fail", detail, latency, data)
+    partial = (
+        f"run {latest.id} (started {iso(latest.started_at)}) was partial (some actions "
+        f"failed; `faithflow jobs runs --job {spec.name}`)"
+        if latest is not None and latest.status == "partial"
+        else None
+    )
     if last_ok is None:
         detail = f"never run (schedule {expr}); run `{spec.cli_command}` or check cron"
+        if partial:
+            detail = f"{partial}; no successful run yet (schedule {expr})"
         return CheckResult(name, "warn", detail, latency, data)
     grace = dt.timedelta(seconds=settings.health_job_grace_seconds)
     times = _fire_times(expr, last_ok.started_at)
@@ -401,6 +410,9 @@ def _job_check(
         return CheckResult(name, "fail", detail, latency, data)
     if now > late_at:
         detail = f"late: {success_text}; schedule {expr}; down after {iso(down_at)}"
+        return CheckResult(name, "warn", detail, latency, data)
+    if partial:
+        detail = f"{partial}; {success_text}; late after {iso(late_at)}"
         return CheckResult(name, "warn", detail, latency, data)
     detail = f"{success_text}; late after {iso(late_at)}"
     return CheckResult(name, "ok", detail, latency, data)

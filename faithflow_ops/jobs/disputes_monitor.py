@@ -11,7 +11,7 @@ the runbook is docs/disputes.md. This module hands the pull the webhooks' disput
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
@@ -60,6 +60,9 @@ _READER = _WebhookReader()
 class DisputesMonitor(Job):
     name = "disputes_monitor"
     report_only = frozenset({"unmapped_dispute", "pull_skipped"})
+    # A pull that failed leaves the plan blind to that provider: a run applying it fails that
+    # action (partial), and a preview holding one is partial too (exit 1), never "done".
+    failure_kinds: ClassVar[frozenset[str]] = frozenset({"pull_failed"})
     table_columns = ("kind", "tenant", "target", "reason")
 
     @classmethod

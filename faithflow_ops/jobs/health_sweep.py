@@ -140,8 +140,9 @@ def check_names() -> list[str]:
 def _title(result: CheckResult) -> str:
     if result.name.startswith("job:"):
         job = result.name.removeprefix("job:")
-        if result.data.get("latest_status") == "failed":
-            return f"job {job} failed (run {result.data.get('latest_run')})"
+        if result.data.get("latest_status") in ("failed", "abandoned"):
+            status = result.data["latest_status"]
+            return f"job {job} {status} (run {result.data.get('latest_run')})"
         if result.data.get("last_success_at"):
             return f"job {job} is down: no successful run since {result.data['last_success_at']}"
         return f"job {job} is failing its health check"

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import structlog
 from sqlalchemy import update
 
-from faithflow_ops.db import Database, lock_holder_id, utcnow
+from faithflow_ops.db import Database, lock_holder_id, outage, utcnow
 from faithflow_ops.jobs import locks
 from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, Outcome, StaleAction
 from faithflow_ops.jobs.registry import JobSpec
@@ -129,8 +129,11 @@ class RunResult:
         from faithflow_ops.providers._http import ProviderError
 
         self.status = FAILED
+        down = outage(exc)
         if isinstance(exc, Terminated):
             self.failure, self.failure_exit, self.error = "internal", exc.exit_code, str(exc)
+        elif down is not None:  # the database went away mid-run: the run failed (exit 1)
+            self.failure, self.failure_exit, self.error = "internal", 1, down
         elif isinstance(exc, UserError):
             self.failure, self.failure_exit, self.error = "config", exc.exit_code, str(exc)
         elif isinstance(exc, ProviderError):
@@ -249,7 +252,7 @@ def run_job(
             raise
         if isinstance(exc, Terminated):
             log.warning("job terminated", job=spec.name, run_id=result.run_id, error=str(exc))
-        elif result.failure == "internal":
+        elif result.failure == "internal" and outage(exc) is None:
             log.exception("job failed", job=spec.name, run_id=result.run_id)
         else:  # not our bug: the message says it all, a traceback would only alarm
             log.error(
@@ -294,6 +297,9 @@ def _execute(
         if on_action is not None:
             on_action(item)
 
+    # Kinds that say the plan itself could not see everything (a provider pull that failed):
+    # a preview holding one is `partial` (exit 1), as the run would be when it applies them.
+    incomplete = _failure_kinds(job)
     pending: list[Action] = []
     # Batches apply on one worker thread while the plan goes on reading: the database works
     # on batch N while Python plans batch N+1. At most one batch is in flight, results are
@@ -320,6 +326,8 @@ def _execute(
                 for n, action in enumerate(job.plan(session, ctx), start=1):
                     result.counts[action.kind] += 1
                     if ctx.dry_run:
+                        if action.kind in incomplete:
+                            result.status = PARTIAL
                         emit(ActionResult(action))
                         if n % 1000 == 0:
                             lease.tick()
@@ -339,6 +347,13 @@ def _execute(
             raise
     if result.outcomes.get("failed"):
         result.status = PARTIAL
+
+
+def _failure_kinds(job: Job) -> frozenset[str]:
+    """`failure_kinds` of a job: the action kinds that report a failure of the plan itself.
+    (Read here until `Job` declares the attribute; a job without it has none.)"""
+    kinds: frozenset[str] = getattr(job, "failure_kinds", frozenset())
+    return kinds
 
 
 def _apply(
@@ -386,9 +401,36 @@ def apply_one(db: Database, job: Job, ctx: JobContext, action: Action) -> Action
     return ActionResult(action, "applied")
 
 
+# Waits before each further attempt of a run's closing write when the database is down.
+FINISH_RETRY_WAITS: tuple[float, ...] = (0.5, 2.0)
+
+
 def _finish(db: Database, result: RunResult, job: str, holder: str) -> None:
-    """Record the run's outcome and release its lease, in one transaction."""
+    """Record the run's outcome and release its lease, in one transaction, retried while the
+    database is unavailable. When it stays down the run is failed (exit 1, never a usage
+    error): the lease then expires on its own and the next run closes this one as
+    `abandoned`."""
     result.finished_at = utcnow()
+    for wait in (*FINISH_RETRY_WAITS, None):
+        try:
+            _write_finish(db, result, job, holder)
+            return
+        except Exception as exc:
+            down = outage(exc)
+            if down is None:
+                raise
+            if wait is not None:
+                log.warning("cannot record the run yet; retrying", job=job, error=down, wait=wait)
+                time.sleep(wait)
+                continue
+            log.error("cannot record the run", job=job, run_id=result.run_id, error=down)
+            lost = f"the run could not be recorded ({down}); its lease expires on its own"
+            result.error = f"{result.error}; {lost}" if result.error else lost
+            if result.status != FAILED:
+                result.status, result.failure, result.failure_exit = FAILED, "internal", 1
+
+
+def _write_finish(db: Database, result: RunResult, job: str, holder: str) -> None:
     with _shielded(), db.session() as session:
         if result.run_id is not None:
             session.execute(

@@ -273,6 +273,19 @@ def test_a_provider_that_keeps_failing_fails_the_run_but_not_the_rest(
     assert len(world.alerts.alerts) == 1
 
 
+def test_a_preview_that_could_not_pull_is_partial_not_done(world: World, cli: Any) -> None:
+    """The preview cannot show what a provider it could not reach holds: exit 1, `partial`."""
+    boom = Answer(503, {"status": False, "message": "down"})
+    world.paystack.queue("/dispute", boom, boom, boom)
+    code, out = monitor(cli, NOW, "--dry-run")
+    assert code == 1
+    assert out["status"] == "partial"
+    assert out["counts"] == {"pull_failed": 1}
+    with world.db.read_session() as s:
+        run = s.scalars(select(JobRun)).one()
+        assert (run.dry_run, run.status) == (True, "partial")
+
+
 # --- alerts ----------------------------------------------------------------------------------
 
 

@@ -335,9 +335,35 @@ def test_job_freshness_ok_late_down_in_its_own_schedule(db: Database, dns: DnsSe
     assert down.status == "fail" and down.detail.startswith("down:")
     assert down.data["last_success_run"] == run_id
     # freshness is computed at `now`: a run after `now` does not count
-    add_run(db, "dunning", NOW + dt.timedelta(minutes=62), "partial")
+    add_run(db, "dunning", NOW + dt.timedelta(minutes=62))
     assert job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=61)).status == "warn"
     assert job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=63)).status == "ok"
+
+
+def test_a_partial_run_is_not_a_success(db: Database, dns: DnsServer) -> None:
+    # some actions failed: the job is not fresh on its account, and the latest one warns
+    ok = add_run(db, "dunning", NOW)
+    partial = add_run(db, "dunning", NOW + dt.timedelta(minutes=15), "partial")
+    state = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=20))
+    assert state.status == "warn", state.detail
+    assert f"run {partial}" in state.detail and "partial" in state.detail
+    assert state.data["last_success_run"] == ok
+    # only partial runs since 10:00: down at 11:03 like no run at all
+    for minutes in (30, 45, 60):
+        add_run(db, "dunning", NOW + dt.timedelta(minutes=minutes), "partial")
+    down = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=63))
+    assert down.status == "fail" and down.detail.startswith("down:")
+    assert down.data["last_success_run"] == ok
+
+
+def test_an_abandoned_latest_run_fails_the_job_check(db: Database, dns: DnsServer) -> None:
+    add_run(db, "dunning", NOW)
+    dead = add_run(
+        db, "dunning", NOW + dt.timedelta(minutes=15), "abandoned", error="abandoned: died"
+    )
+    state = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=20))
+    assert state.status == "fail"
+    assert f"run {dead}" in state.detail and "abandoned" in state.detail
 
 
 def test_a_daily_job_is_judged_in_days_and_never_run_only_warns(
