@@ -4,8 +4,9 @@
 Goal (issue 5): ≥ 500 SMS/s with bounded concurrency (FAITHFLOW_COMMS_CONCURRENCY).
 
 Per channel, a throwaway database gets N queued messages (COPY-fast bulk insert of rendered
-rows), then one `comms dispatch` run (the real job through the runner: plan, claim batches of
-500, send concurrently, mark) is timed in this process. The stand-ins run in processes of
+rows), then one `comms dispatch` run (the real job through the runner: plan, claim a message
+per free sending slot, send concurrently, mark the outcomes as they come with the next claims)
+is timed in this process. The stand-ins run in processes of
 their own so they do not take this process's CPU or GIL: `tests/fakes/twilio.py` (a threading
 HTTP server) and an aiosmtpd server started by this script (`--smtp-child`). Afterwards the
 stand-ins are asked how many requests/messages they received (must equal N, one per

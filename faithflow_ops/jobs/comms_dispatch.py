@@ -3,10 +3,11 @@
 The decisions live in `faithflow_ops.comms`. `dispatch` plans: `mark_unknown` (a claim whose
 lease ran out: outcome unknown, never re-sent automatically), `suppress` (a due message whose
 recipient is now suppressed) and `send` (due messages, by priority then due time). `sending`
-applies: it claims each batch of sends with one conditional UPDATE committed before any
-provider call, sends them concurrently (FAITHFLOW_COMMS_CONCURRENCY) and records each outcome
-(`outcomes`: what a provider's answer means) while the claim holds. The runner hands the
-batches to `apply_unmanaged`, since a send needs three transactions of its own.
+applies: it claims each message just before its provider call (at most
+FAITHFLOW_COMMS_CONCURRENCY at a time, a conditional UPDATE committed first), sends them
+concurrently and records each outcome as it comes (`outcomes`: what a provider's answer means)
+while the claim holds; SIGTERM finishes the sends in flight and leaves the rest queued. The
+runner hands the batches to `apply_unmanaged`, since a send needs transactions of its own.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class CommunicationsDispatch(Job):
         ]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
+        if not ctx.dry_run:  # SIGTERM: finish the sends in flight, leave the rest queued
+            sending.stop_on_signals()
         actions = list(dispatch.plan(session, ctx.now, ctx.limit))
         if ctx.progress is not None:
             ctx.progress.start(len(actions))

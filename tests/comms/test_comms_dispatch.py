@@ -482,7 +482,7 @@ def test_a_crash_between_send_and_mark_ends_unknown_and_is_never_resent(
     def die(*args: Any, **kwargs: Any) -> Any:
         raise SystemExit("killed after the provider accepted")
 
-    monkeypatch.setattr(sending, "mark", die)
+    monkeypatch.setattr(sending, "_mark", die)
     with pytest.raises(SystemExit):
         run(db, cfg)
     monkeypatch.undo()

@@ -1,11 +1,14 @@
 """A real SMTP server on a loopback port (aiosmtpd) that records what it accepts, refuses
-chosen recipients, and fails DATA on demand; `authenticator` accepts ops / s3cr3t."""
+chosen recipients, fails DATA on demand, and can hold DATA until the test releases it
+(`hold()`, `wait_held(n)`, `release()`); `authenticator` accepts ops / s3cr3t."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +40,30 @@ class Recorder:
     reject: dict[str, str] = field(default_factory=dict)
     data_failures: list[str] = field(default_factory=list)
     messages: list[Received] = field(default_factory=list)
+    holding: bool = False  # DATA waits for `release()` before it answers
+    held: int = 0  # DATA commands waiting now
+    _released: threading.Event = field(default_factory=threading.Event)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def hold(self) -> None:
+        """From now on every DATA waits until `release()`."""
+        self._released.clear()
+        self.holding = True
+
+    def release(self) -> None:
+        """Let every held DATA (and every later one) answer."""
+        self.holding = False
+        self._released.set()
+
+    def wait_held(self, n: int, timeout: float = 30) -> bool:
+        """Wait until `n` DATA commands are held at once (the client has sent n messages)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.held >= n, timeout)
+
+    def _count_held(self, delta: int) -> None:
+        with self._changed:
+            self.held += delta
+            self._changed.notify_all()
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
@@ -47,6 +74,12 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.holding:
+            self._count_held(1)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._released.wait)
+            finally:
+                self._count_held(-1)
         if self.data_failures:
             return self.data_failures.pop(0)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
