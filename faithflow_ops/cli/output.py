@@ -63,6 +63,7 @@ def _say(message: str, prefix: str = "", style: str = "") -> None:
     """A message on stderr, one line, printed as plain text (data never becomes markup)."""
     from rich.text import Text
 
+    message = safe(message)
     text = Text.assemble((prefix, style), message) if prefix else Text(message)
     stderr_console().print(text, highlight=False, soft_wrap=True)
 
@@ -85,6 +86,18 @@ def abort(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+_UNSAFE = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (9, 10)
+} | {code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def safe(text: str) -> str:
+    """`text` with control and bidi-override characters shown escaped (`\\x1b`, `\\u202e`),
+    so a stored value can never drive the operator's terminal or reorder what it shows.
+    Tabs and newlines stay (they move the cursor, nothing more)."""
+    return text.translate(_UNSAFE)
+
+
 def fmt(value: Any) -> str:
     if value is None:
         return "—"
@@ -105,7 +118,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
     for col in columns:
         t.add_column(col, overflow="fold")
     for row in rows:
-        t.add_row(*(Text(fmt(v)) for v in row))
+        t.add_row(*(Text(safe(fmt(v))) for v in row))
     _print_table(t)
 
 
@@ -118,7 +131,7 @@ def record(fields: dict[str, Any], title: str | None = None) -> None:
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in fields.items():
-        t.add_row(Text(key), Text(fmt(value)))
+        t.add_row(Text(safe(key)), Text(safe(fmt(value))))
     _print_table(t)
 
 

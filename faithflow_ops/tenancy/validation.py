@@ -60,8 +60,29 @@ def slug(value: str) -> str:
     )
 
 
+# Characters a name must not hold: C0 and C1 controls (ESC starts terminal escape sequences)
+# and the bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069) that make text
+# read differently from what it is ("Trojan Source").
+_BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+
+
+def unsafe_char(text: str) -> str | None:
+    """The first control or bidi-override character in `text` (None when there is none)."""
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code <= 0x9F or code in _BIDI:
+            return ch
+    return None
+
+
 def name(value: str, what: str = "name") -> str:
     cleaned = " ".join(value.split())
+    bad = unsafe_char(cleaned)
+    if bad is not None:
+        raise UserError(
+            f"{what} contains the control or bidi-override character U+{ord(bad):04X}; "
+            "type the name as plain text (no escape sequences, no direction overrides)"
+        )
     if not cleaned:
         raise UserError(f"{what} must not be empty")
     if len(cleaned) > 200:
