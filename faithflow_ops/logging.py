@@ -6,6 +6,7 @@ Logs always go to stderr so stdout stays parseable under cron (DESIGN §6).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -61,6 +62,12 @@ def redact_secrets(
 _configured: str | None = None
 
 
+def use_colour(stream: Any) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set to anything non-empty
+    (https://no-color.org), as Rich does for the tables."""
+    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+
+
 def configure(log_format: str | None = None, level: int = logging.INFO, stream: Any = None) -> None:
     """Configure structlog and route stdlib logging through the same renderer."""
     global _configured
@@ -69,7 +76,7 @@ def configure(log_format: str | None = None, level: int = logging.INFO, stream: 
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        else structlog.dev.ConsoleRenderer(colors=use_colour(stream))
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
