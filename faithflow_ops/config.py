@@ -28,6 +28,32 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+# The database URLs faithflow works with (after `normalize_database_url`).
+SUPPORTED_DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
+SUPPORTED_DATABASE_URLS = (
+    "sqlite:///path/to/faithflow.db, postgresql://user@host/db or postgres://user@host/db"
+)
+
+
+def _url_variable(env: Mapping[str, str]) -> str:
+    return "FAITHFLOW_DATABASE_URL" if env.get("FAITHFLOW_DATABASE_URL") else "DATABASE_URL"
+
+
+def check_database_url(raw: str, variable: str = "FAITHFLOW_DATABASE_URL") -> str:
+    """The normalised URL, or a ConfigError naming `variable`, what is wrong and the URLs
+    faithflow supports (SQLite and Postgres through psycopg 3; nothing else is installed)."""
+    url = normalize_database_url(raw)
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ConfigError(f"{variable} is not a database URL; use e.g. {SUPPORTED_DATABASE_URLS}")
+    if scheme.lower() not in SUPPORTED_DATABASE_SCHEMES:
+        raise ConfigError(
+            f"{variable}: the database {scheme!r} is not supported (SQLite and Postgres are); "
+            f"use {SUPPORTED_DATABASE_URLS}"
+        )
+    return url
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool = False) -> bool:
     raw = env.get(name)
     if raw is None:
@@ -398,12 +424,7 @@ class Settings:
         raw_url = env.get("FAITHFLOW_DATABASE_URL") or env.get("DATABASE_URL")
         is_default = not raw_url
         if raw_url:
-            url = normalize_database_url(raw_url)
-            if "://" not in url:
-                raise ConfigError(
-                    "FAITHFLOW_DATABASE_URL is not a database URL; use e.g. "
-                    "sqlite:////path/to/faithflow.db or postgresql://user@host/db"
-                )
+            url = check_database_url(raw_url, _url_variable(env))
         else:
             url = f"sqlite:///{default_sqlite_path(env)}"
         log_format = (env.get("FAITHFLOW_LOG_FORMAT") or "").strip().lower() or None

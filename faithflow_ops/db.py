@@ -152,10 +152,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # fail fast when the host is unreachable (readyz, CLI) instead of hanging on TCP
             kwargs.setdefault("connect_args", {"connect_timeout": 5})
         return create_engine(url, **kwargs)
-    except (ArgumentError, NoSuchModuleError) as exc:
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # a driver not installed
         raise ConfigError(
-            f"cannot use database URL {url.split('@')[-1]!r} ({exc}); "
-            "set FAITHFLOW_DATABASE_URL to sqlite:///path or postgresql://user@host/db"
+            f"cannot use database URL {url.split('@')[-1]!r} ({exc}); set "
+            "FAITHFLOW_DATABASE_URL to sqlite:///path, postgresql://user@host/db or "
+            "postgres://user@host/db"
         ) from None
 
 

@@ -111,6 +111,22 @@ def load_group(name: str) -> typer.Typer:
     return group
 
 
+_built: dict[str, Any] = {}
+
+
+def _click_group(name: str) -> Any:
+    """Group `name` as a click command, built once per process: Typer's conversion reads every
+    command's signature and evaluates its annotations (~0.1 s for a large group), and the
+    commands hold no state, so a process that runs several commands (the tests, the e2e
+    flows, `faithflow serve`) converts each group once."""
+    if name not in _built:
+        command = typer.main.get_group(load_group(name))
+        command.name = name
+        command.help = GROUPS[name][1]
+        _built[name] = command
+    return _built[name]
+
+
 class _Group(TyperGroup):
     """The root command: loads command groups on first use, and turns operator mistakes into
     one-line messages and exit 2, never a traceback."""
@@ -121,9 +137,7 @@ class _Group(TyperGroup):
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is None and cmd_name in GROUPS:
-            command = typer.main.get_group(load_group(cmd_name))
-            command.name = cmd_name
-            command.help = GROUPS[cmd_name][1]
+            command = _click_group(cmd_name)
             self.add_command(command, cmd_name)
         return command
 
@@ -169,6 +183,12 @@ def _database_problem(exc: Exception) -> str | None:
         return None
     text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
     lowered = text.lower()
+    if "file is not a database" in lowered or "file is encrypted" in lowered:
+        return (
+            f"the database file {_database_path()} is not a SQLite database ({text}); point "
+            "FAITHFLOW_DATABASE_URL at faithflow's database file, or at a new path and run "
+            "`faithflow db upgrade`"
+        )
     if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
         return f"the database is not migrated ({text}); run `faithflow db upgrade`"
     if "no such column" in lowered or ("column" in lowered and "does not exist" in lowered):
@@ -181,6 +201,17 @@ def _database_problem(exc: Exception) -> str | None:
             "and that the server is running"
         )
     return None
+
+
+def _database_path() -> str:
+    """Where the configured database is, for a message (the URL, password masked)."""
+    try:
+        from faithflow_ops.config import Settings
+
+        url = Settings.from_env().masked_database_url
+    except UserError:
+        return "(unknown)"
+    return url.split(":///", 1)[1] if url.startswith("sqlite") and ":///" in url else url
 
 
 app = typer.Typer(

@@ -243,12 +243,15 @@ def parse_policy(text: str, *, filename: str = "policy.toml") -> Policy:
                     lines.key(index, field),
                     f"{name}: {field} = {value} is negative; steps run at or after past_due_since",
                 )
-        offset = dt.timedelta(days=day or 0, hours=hours or 0)
-        if offset > _MAX_OFFSET:
+        # compare in hours before building a timedelta: a huge day/hours would overflow it
+        total_hours = (day or 0) * 24 + (hours or 0)
+        if total_hours > _MAX_OFFSET / _HOUR:
             raise fail(
                 lines.key(index, "day" if day is not None else "hours"),
-                f"{name} runs {offset.days} days after past_due_since; keep steps within 365 days",
+                f"{name} runs {total_hours // 24} days after past_due_since; keep steps within "
+                "365 days",
             )
+        offset = dt.timedelta(hours=total_hours)
         if offset in offsets:
             raise fail(
                 header,
