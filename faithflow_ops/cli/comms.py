@@ -92,15 +92,70 @@ def show(message_id: IdArg, as_json: JsonOpt = False) -> None:
 
 
 @app.command("retry")
-def retry(message_id: IdArg) -> None:
+def retry(
+    message_id: Annotated[
+        int | None,
+        typer.Argument(metavar="ID", help="Message id (comms list); or use --status."),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            "--status",
+            help="Requeue every message with this status (failed, unknown or canceled) instead "
+            "of one ID; shows each first, with whether it might have been delivered.",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="With --status: only those whose last attempt was since then (24h, 7d, "
+            "2026-03-01, a timestamp).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="With --status: show what would be requeued; change nothing."
+        ),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="With --status: requeue without asking (scripts).")
+    ] = False,
+    now_: Annotated[
+        str | None,
+        typer.Option("--now", help="The time --since counts back from (default: now)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Send a failed, unknown or canceled message again at the next dispatch (attempts start
-    over). For `unknown`, check with the provider first that it was not delivered."""
+    over), or, with --status, all of them at once (after a crash: `--status unknown --since
+    24h --dry-run`, then without --dry-run). For `unknown`, check with the provider first that
+    it was not delivered: the list says which ones the provider accepted."""
+    from faithflow_ops.errors import UserError
+
+    if message_id is not None and status is not None:
+        raise UserError("give either a message ID or --status, not both")
+    if status is None:
+        if message_id is None:
+            raise UserError(
+                "give a message ID or --status unknown|failed|canceled (see `comms retry -h`)"
+            )
+        if since is not None or dry_run or yes:
+            raise UserError(
+                "--since, --dry-run and --yes go with --status; for one message: comms retry ID"
+            )
+        _retry_one(message_id, parse_now(now_))
+        return
+    _retry_many(status, since, parse_now(now_), dry_run=dry_run, yes=yes, as_json=as_json)
+
+
+def _retry_one(message_id: int, now: dt.datetime) -> None:
     from sqlalchemy import select
 
     from faithflow_ops.comms.admin import retry as do_retry
     from faithflow_ops.models import OutboundMessage
 
-    now = parse_now(None)
     with database().session() as session:
         before = do_retry(session, message_id, now=now, actor=actor())
         status, due = session.execute(
@@ -115,6 +170,86 @@ def retry(message_id: IdArg) -> None:
         )
     else:
         output.info(f"message {message_id}: {before} → queued; the next `comms dispatch` sends it")
+
+
+def _retry_many(
+    status: str, since: str | None, now: dt.datetime, *, dry_run: bool, yes: bool, as_json: bool
+) -> None:
+    from faithflow_ops.clock import from_iso, parse_since
+    from faithflow_ops.comms.admin import (
+        RETRYABLE,
+        candidate_doc,
+        retry_candidates,
+        retry_many,
+    )
+    from faithflow_ops.errors import one_of
+
+    one_of("--status", status, RETRYABLE)
+    start = parse_since(since, now) if since is not None else None
+    window = f" since {start.isoformat()}" if start is not None else ""
+    with database().session() as session:
+        found = retry_candidates(session, status=status, since=start)
+        docs = [candidate_doc(session, msg) for msg in found]
+        for doc in docs:
+            doc["requeued"], doc["skipped"] = False, None
+        if not docs:
+            if as_json:
+                output.print_json({"dry_run": dry_run, "messages": []})
+            output.info(f"no {status} messages{window}; nothing to requeue")
+            return
+        if not as_json:
+            output.table(
+                [
+                    "id",
+                    "channel",
+                    "recipient",
+                    "template",
+                    "attempts",
+                    "last attempt",
+                    "provider id",
+                    "delivered?",
+                    "last answer",
+                ],
+                [
+                    [
+                        d["id"],
+                        d["channel"],
+                        d["recipient"],
+                        d["template"],
+                        d["attempts"],
+                        output.minute(from_iso(d["last_attempt"])),
+                        d["provider_message_id"],
+                        d["maybe_delivered"],
+                        _clip(d["last_error"]),
+                    ]
+                    for d in docs
+                ],
+            )
+        if dry_run:
+            if as_json:
+                output.print_json({"dry_run": True, "messages": docs})
+            output.info(
+                f"dry run: would requeue {len(docs)} {status} message(s){window}; nothing changed"
+            )
+            return
+        likely = sum(1 for d in docs if d["maybe_delivered"].startswith("likely"))
+        warning = f" ({likely} likely delivered already)" if likely else ""
+        output.confirm(
+            f"Requeue {len(docs)} {status} message(s){warning} for the next dispatch?", yes=yes
+        )
+        outcome = retry_many(session, [d["id"] for d in docs], now=now, actor=actor())
+    for doc in docs:
+        doc["skipped"] = outcome.get(doc["id"])
+        doc["requeued"] = doc["id"] in outcome and doc["skipped"] is None
+    if as_json:
+        output.print_json({"dry_run": False, "messages": docs})
+    skipped = [d for d in docs if not d["requeued"]]
+    for doc in skipped:
+        output.warn(f"message {doc['id']} not requeued: {doc['skipped']}")
+    output.info(
+        f"requeued {len(docs) - len(skipped)} {status} message(s); the next `comms dispatch` "
+        f"sends them" + (f"; {len(skipped)} not requeued" if skipped else "")
+    )
 
 
 @app.command("cancel")

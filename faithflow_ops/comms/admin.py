@@ -181,6 +181,75 @@ def retry(session: Session, message_id: int, *, now: dt.datetime, actor: str) ->
     return before
 
 
+def maybe_delivered(msg: OutboundMessage) -> str:
+    """Whether a message to be requeued might already have reached its recipient, and why —
+    what an operator checks before sending it again."""
+    if msg.provider_message_id:
+        return (
+            f"likely: the provider accepted it (id {msg.provider_message_id}); check its "
+            "delivery before resending"
+        )
+    if msg.status == "unknown":
+        return (
+            "maybe: no provider answer was recorded (check the Twilio console or the mail log "
+            "by Message-ID)"
+        )
+    if msg.status == "canceled" or msg.attempts == 0:
+        return "no: never sent"
+    return "no: the provider refused it"
+
+
+def retry_candidates(
+    session: Session, *, status: str, since: dt.datetime | None
+) -> list[OutboundMessage]:
+    """The messages `comms retry --status` would requeue: `status` (failed, unknown or
+    canceled) and last changed (their last attempt) at `since` or later, oldest first."""
+    one_of("--status", status, RETRYABLE)
+    query = select(OutboundMessage).where(OutboundMessage.status == status)
+    if since is not None:
+        query = query.where(OutboundMessage.updated_at >= since)
+    return list(session.scalars(query.order_by(OutboundMessage.updated_at, OutboundMessage.id)))
+
+
+def candidate_doc(session: Session, msg: OutboundMessage) -> dict[str, Any]:
+    """One message of a bulk retry as the CLI shows it."""
+    slug = (
+        session.scalar(select(Tenant.slug).where(Tenant.id == msg.tenant_id))
+        if msg.tenant_id is not None
+        else None
+    )
+    return {
+        "id": msg.id,
+        "tenant": slug,
+        "channel": msg.channel,
+        "recipient": msg.recipient,
+        "template": msg.template,
+        "status": msg.status,
+        "attempts": msg.attempts,
+        "last_attempt": iso(msg.updated_at),
+        "provider_message_id": msg.provider_message_id,
+        "last_error": msg.last_error,
+        "maybe_delivered": maybe_delivered(msg),
+    }
+
+
+def retry_many(
+    session: Session, ids: list[int], *, now: dt.datetime, actor: str
+) -> dict[int, str | None]:
+    """`retry` each message; id → None when requeued, or why it was not (it changed since it
+    was listed, or it is a dunning reminder of a closed case). One refusal never stops the
+    others."""
+    outcome: dict[int, str | None] = {}
+    for message_id in ids:
+        try:
+            with session.begin_nested():
+                retry(session, message_id, now=now, actor=actor)
+            outcome[message_id] = None
+        except UserError as exc:
+            outcome[message_id] = str(exc)
+    return outcome
+
+
 def _check_still_true(session: Session, msg: OutboundMessage) -> None:
     """UserError when `msg` is a dunning reminder of a case that is no longer open."""
     from faithflow_ops.models.dunning import DunningAttempt, DunningCase
