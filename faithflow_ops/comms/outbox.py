@@ -157,6 +157,12 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
                 f"the idempotency key is {len(message.idempotency_key)} characters; at most "
                 f"{_KEY_LENGTH}"
             )
+        problem = control_character(message.recipient)
+        if problem:
+            raise UserError(
+                f"the recipient {message.recipient!r} contains a control character ({problem}); "
+                "an address or a number is one line: remove it"
+            )
         to = contacts.normalize(message.channel, message.recipient)
         tenant = message.tenant
         locale = tenant.locale if tenant is not None else "en"
@@ -167,6 +173,8 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
         rendered = templates.render(
             message.template, message.channel, variables, locale=locale, timezone=timezone
         )
+        if rendered.subject is not None:
+            _check_subject(message.template, rendered.subject, variables)
         if rendered.subject is not None and len(rendered.subject) > _SUBJECT_LENGTH:
             raise UserError(
                 f"the subject is {len(rendered.subject)} characters; at most {_SUBJECT_LENGTH} "
@@ -203,6 +211,40 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
         "created_at": now,
         "updated_at": now,
     }
+
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none may be in a
+# header value (a CR/LF would start a header of the sender's choosing: `Bcc: …`).
+_CONTROL_NAMES = {0: "NUL", 9: "TAB", 10: "LF", 13: "CR", 0x7F: "DEL"}
+
+
+def control_character(value: str) -> str | None:
+    """The first character of `value` that may not be in an e-mail header (`CR`, `LF`, `NUL`,
+    `U+2028`…), or None."""
+    for char in value:
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code < 0xA0 or code in (0x2028, 0x2029):
+            return _CONTROL_NAMES.get(code) or f"U+{code:04X}"
+    return None
+
+
+def _check_subject(template: str, subject: str, variables: dict[str, Any]) -> None:
+    """UserError naming the variable that put a control character into the subject."""
+    problem = control_character(subject)
+    if problem is None:
+        return
+    used = templates.subject_variables(template)
+    for name, value in variables.items():
+        found = control_character("" if value is None else str(value))
+        if found and (name in used or not used):
+            raise UserError(
+                f"the variable {name!r} contains a control character ({found}) and goes into "
+                f"the e-mail subject (template {template}); a header is one line: remove it"
+            )
+    raise UserError(
+        f"the subject of template {template} contains a control character ({problem}); a "
+        "header is one line: fix the template or the values it uses"
+    )
 
 
 def _suppressions(

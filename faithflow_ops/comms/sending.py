@@ -54,6 +54,7 @@ from sqlalchemy.orm import Session
 from faithflow_ops.actions import Action, ActionResult, StaleAction, decode
 from faithflow_ops.clock import iso
 from faithflow_ops.comms.dispatch import MarkUnknown, Send, Suppress
+from faithflow_ops.comms.outbox import control_character
 from faithflow_ops.comms.outcomes import Claimed, Outcome, from_error
 from faithflow_ops.comms.status import callback_url
 from faithflow_ops.comms.suppression import MESSAGES, add_suppression, in_force
@@ -218,7 +219,12 @@ def check_channel(settings: Settings, channel: str) -> None:
         from faithflow_ops.config import parse_smtp_url
 
         parse_smtp_url(settings.require("smtp_url", "SMTP_URL"))
-        settings.require("email_from", "EMAIL_FROM")
+        problem = control_character(settings.require("email_from", "EMAIL_FROM"))
+        if problem:
+            raise ConfigError(
+                f"EMAIL_FROM contains a control character ({problem}); it goes into the From "
+                "header, which is one line: set it to e.g. FaithFlow <billing@example.org>"
+            )
     else:
         from faithflow_ops.providers import twilio
 

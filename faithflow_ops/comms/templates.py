@@ -138,6 +138,15 @@ def load(name: str, channel: str) -> Template:
     return Template(name, channel, subject, string.Template(text.rstrip("\n") + "\n"))
 
 
+def subject_variables(name: str) -> set[str]:
+    """The placeholders the e-mail subject of template `name` uses (none without one)."""
+    try:
+        template = load(name, "email")
+    except UserError:
+        return set()
+    return set(template.subject.get_identifiers()) if template.subject is not None else set()
+
+
 def render(
     name: str,
     channel: str,

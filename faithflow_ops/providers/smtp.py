@@ -140,16 +140,21 @@ class Mailer:
     ) -> None:
         """Send one plain-text message to `to`; raise `SmtpError` unless the server accepted
         it. `message_id` (`<…@…>`) is the caller's stable id for this message."""
-        msg = EmailMessage()
-        msg["From"] = self.sender
-        msg["To"] = to
-        msg["Subject"] = subject
-        msg["Date"] = email.utils.formatdate(usegmt=True)
-        msg["Message-ID"] = message_id
-        for name, value in (headers or {}).items():
-            msg[name] = value
-        msg.set_content(body)
         operation = f"sending {message_id} to {to}"
+        try:
+            msg = EmailMessage()
+            msg["From"] = self.sender
+            msg["To"] = to
+            msg["Subject"] = subject
+            msg["Date"] = email.utils.formatdate(usegmt=True)
+            msg["Message-ID"] = message_id
+            for name, value in (headers or {}).items():
+                msg[name] = value
+            msg.set_content(body)
+        except (ValueError, TypeError) as exc:  # a CR/LF in a header: no retry can fix it
+            raise SmtpError(
+                operation, f"the message cannot be sent as it is: {exc}", permanent=True
+            ) from None
         try:
             reused = self._client is not None
             if self._client is None:
