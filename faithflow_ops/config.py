@@ -421,6 +421,12 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        for variable in ("FAITHFLOW_DATABASE_URL", "DATABASE_URL"):
+            if variable in env and not env[variable].strip():
+                raise ConfigError(
+                    f"{variable} is set but empty; unset it to use the default SQLite "
+                    f"database, or set it to {SUPPORTED_DATABASE_URLS}"
+                )
         raw_url = env.get("FAITHFLOW_DATABASE_URL") or env.get("DATABASE_URL")
         is_default = not raw_url
         if raw_url:

@@ -128,12 +128,20 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; for SQLite create the folder and switch on WAL + busy timeout."""
+def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+    """Create an engine; for SQLite create the folder and switch on WAL + busy timeout.
+
+    `create=False`: a SQLite file that does not exist is a ConfigError (no file, no folder is
+    made): a command that only reads or that needs the schema must not make an empty one."""
     try:
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[1] if ":///" in url else ""
             if path and path != ":memory:" and not path.startswith("file:"):
+                if not create and not Path(path).expanduser().exists():
+                    raise ConfigError(
+                        f"no database at {Path(path).expanduser()}; run `faithflow db upgrade` "
+                        "to create it (or point FAITHFLOW_DATABASE_URL at an existing one)"
+                    )
                 folder = Path(path).expanduser().parent
                 try:
                     folder.mkdir(parents=True, exist_ok=True)
@@ -167,8 +175,8 @@ class Database:
     engine: Engine
 
     @classmethod
-    def from_url(cls, url: str) -> Database:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, create: bool = True) -> Database:
+        return cls(make_engine(url, create=create))
 
     def __post_init__(self) -> None:
         self._factory = sessionmaker(self.engine, expire_on_commit=False)

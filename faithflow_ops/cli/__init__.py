@@ -95,6 +95,11 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 
 
+# Top-level commands that may create a missing SQLite database (they migrate it at once);
+# `db upgrade` asks for it itself. See cli.common.database.
+CREATING_COMMANDS = frozenset({"demo"})
+
+
 def load_group(name: str) -> typer.Typer:
     """The Typer app of group `name`, with the registry's job commands it does not define."""
     import importlib
@@ -135,6 +140,9 @@ class _Group(TyperGroup):
         return [*super().list_commands(ctx), *(n for n in GROUPS if n not in self.commands)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        from faithflow_ops.cli import common
+
+        common.allow_creating(cmd_name in CREATING_COMMANDS)
         command = super().get_command(ctx, cmd_name)
         if command is None and cmd_name in GROUPS:
             command = _click_group(cmd_name)

@@ -24,14 +24,26 @@ def settings() -> Settings:
 
 _db_cache: dict[str, Database] = {}
 
+# Whether `database()` may create a missing SQLite database. The root command sets it for each
+# command it runs (`cli._Group.get_command`): only `demo` (which migrates at once) and
+# `db upgrade` (which asks explicitly) create one; any other command on a missing file stops
+# with "no database at …" (exit 2) and creates nothing. Library callers create as before.
+_creating = True
 
-def database(cfg: Settings | None = None) -> Database:
+
+def allow_creating(flag: bool) -> None:
+    global _creating
+    _creating = flag
+
+
+def database(cfg: Settings | None = None, *, create: bool | None = None) -> Database:
     """The configured database (one engine per URL per process)."""
     from faithflow_ops.db import Database
 
     cfg = cfg or settings()
     if cfg.database_url not in _db_cache:
-        _db_cache[cfg.database_url] = Database.from_url(cfg.database_url)
+        may_create = _creating if create is None else create
+        _db_cache[cfg.database_url] = Database.from_url(cfg.database_url, create=may_create)
     return _db_cache[cfg.database_url]
 
 

@@ -37,7 +37,7 @@ def upgrade(
     from faithflow_ops.migrate import upgrade as run_upgrade
 
     cfg = settings()
-    db = database(cfg)
+    db = database(cfg, create=True)  # the one command that makes a new SQLite database
     output.info(f"database: {cfg.masked_database_url}")
     try:
         before, after = run_upgrade(db.engine, revision)
