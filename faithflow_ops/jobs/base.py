@@ -70,6 +70,9 @@ class Job(ABC):
 
     name: ClassVar[str]
     report_only: ClassVar[frozenset[str]] = frozenset()
+    # Kinds that say the plan itself could not see everything (a provider pull that failed):
+    # a run or a preview holding one is `partial`, never `succeeded`.
+    failure_kinds: ClassVar[frozenset[str]] = frozenset()
     batch_size: ClassVar[int] = 1  # actions handed to apply_batch at once
     # How a preview shows on a terminal: these columns, `table_rows` rows per action.
     table_columns: ClassVar[tuple[str, ...]] = ("kind", "target", "reason")

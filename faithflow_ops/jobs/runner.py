@@ -299,7 +299,7 @@ def _execute(
 
     # Kinds that say the plan itself could not see everything (a provider pull that failed):
     # a preview holding one is `partial` (exit 1), as the run would be when it applies them.
-    incomplete = _failure_kinds(job)
+    incomplete = job.failure_kinds
     pending: list[Action] = []
     # Batches apply on one worker thread while the plan goes on reading: the database works
     # on batch N while Python plans batch N+1. At most one batch is in flight, results are
@@ -347,13 +347,6 @@ def _execute(
             raise
     if result.outcomes.get("failed"):
         result.status = PARTIAL
-
-
-def _failure_kinds(job: Job) -> frozenset[str]:
-    """`failure_kinds` of a job: the action kinds that report a failure of the plan itself.
-    (Read here until `Job` declares the attribute; a job without it has none.)"""
-    kinds: frozenset[str] = getattr(job, "failure_kinds", frozenset())
-    return kinds
 
 
 def _apply(

@@ -48,7 +48,8 @@ class JobRun(Timestamps, Base):
     job: Mapped[str] = mapped_column(String(64))
     trigger: Mapped[str] = mapped_column(String(16))  # cli | http | scheduler
     dry_run: Mapped[bool] = mapped_column(Boolean)
-    status: Mapped[str] = mapped_column(String(16))  # running|succeeded|partial|failed|skipped
+    # running | succeeded | partial | failed | skipped | abandoned
+    status: Mapped[str] = mapped_column(String(16))
     now: Mapped[dt.datetime] = mapped_column(UTCDateTime())  # the job's clock (--now)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
