@@ -1,6 +1,7 @@
 """Message templates: package files per channel, rendered in the tenant's locale and time zone.
 
-A template `NAME` has one file per channel it can go out on, in `comms/templates/`:
+A template `NAME` (an identifier, `^[a-z][a-z0-9_]*$`: never a path) has one file per channel
+it can go out on, in `comms/templates/`:
 
 - `NAME.email.txt`: the first line is `Subject: …`, then a blank line, then the text body;
 - `NAME.sms.txt`: one short text; written to fit one SMS segment (160 GSM-7 characters);
@@ -23,6 +24,7 @@ Variables are stored as plain JSON and formatted here, per the tenant's locale (
 from __future__ import annotations
 
 import datetime as dt
+import re
 import string
 from dataclasses import dataclass
 from functools import cache
@@ -96,8 +98,23 @@ def sms_segments(text: str) -> int:
     return 1 if units <= 70 else -(-units // 67)
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def check_name(name: str) -> str:
+    """`name` when it is a template name (`^[a-z][a-z0-9_]*$`: never a path, so no file
+    outside the package is read), else UserError listing the templates there are."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise UserError(
+            f"{name!r} is not a template name (lower-case letters, digits and _); templates: "
+            f"{', '.join(names())}"
+        )
+    return name
+
+
 def available(name: str) -> tuple[str, ...]:
-    """The channels template `name` has a file for."""
+    """The channels template `name` has a file for; UserError when it is not a name."""
+    check_name(name)
     return tuple(c for c in CHANNELS if _source(name, c) is not None)
 
 
@@ -112,6 +129,7 @@ def names() -> list[str]:
 
 
 def _source(name: str, channel: str) -> str | None:
+    check_name(name)
     path = resources.files("faithflow_ops.comms").joinpath("templates", f"{name}.{channel}.txt")
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
@@ -121,6 +139,7 @@ def load(name: str, channel: str) -> Template:
     """The template `name` for `channel`, or UserError when there is no such file."""
     if channel not in CHANNELS:
         raise UserError(f"channel {channel!r} is not one of: {', '.join(CHANNELS)}")
+    check_name(name)
     text = _source(name, channel)
     if text is None:
         have = ", ".join(available(name)) or "none"
