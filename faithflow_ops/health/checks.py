@@ -7,8 +7,10 @@ checks only SELECT. A provider that is not configured is `skipped`, naming the v
 failure. docs/health.md is the runbook: what each check means and what to do when it fails.
 
 Check names: `database`, `dns`, `smtp`, `stripe`, `paystack`, `twilio`, `render`,
-`outbox_backlog`, `webhook_failures`, and `job:<name>` for every registered job. The jobs come
-in as `JobSchedule`s built from the registry by jobs/health_sweep: health never imports jobs.
+`outbox_backlog`, `webhook_failures`, `webhooks_backlog`, `alert_route` (a setting only: warns
+when neither ALERT_WEBHOOK_URL nor PAGERDUTY_ROUTING_KEY is set), and `job:<name>` for every
+registered job. The jobs come in as `JobSchedule`s built from the registry by
+jobs/health_sweep: health never imports jobs.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def check_names(jobs: Iterable[str]) -> list[str]:
         *DATABASE_CHECKS[:1],
         *PROBE_CHECKS,
         *DATABASE_CHECKS[1:],
+        "alert_route",
         *(f"job:{name}" for name in jobs),
     ]
 
@@ -159,6 +162,7 @@ def run_checks(
         results["webhooks_backlog"] = _guarded(
             "webhooks_backlog", lambda: webhook_backlog_check(session, now)
         )
+        results["alert_route"] = _guarded("alert_route", lambda: alert_route_check(settings))
         for result in job_checks(session, settings, now, jobs):
             results[result.name] = result
         for name, future in futures.items():
@@ -318,6 +322,31 @@ def webhook_backlog_check(session: Session, now: dt.datetime) -> CheckResult:
     if age > WEBHOOK_BACKLOG_WARN.total_seconds():
         return CheckResult("webhooks_backlog", "warn", oldest + hint, latency, data)
     return CheckResult("webhooks_backlog", "ok", f"{waiting} (oldest {age:.0f} s)", latency, data)
+
+
+# --- escalation -------------------------------------------------------------------------------
+
+
+def alert_route_check(settings: Settings) -> CheckResult:
+    """Can an incident reach a human? Neither ALERT_WEBHOOK_URL nor PAGERDUTY_ROUTING_KEY set:
+    warn (incidents are only recorded; `incidents escalate` reports them `not_escalated`). Only
+    which routes are set is told, never their URL or key."""
+    routes = [
+        name
+        for name, value in (
+            ("ALERT_WEBHOOK_URL", settings.alert_webhook_url),
+            ("PAGERDUTY_ROUTING_KEY", settings.pagerduty_routing_key),
+        )
+        if value
+    ]
+    if not routes:
+        detail = (
+            "no alert route configured: neither ALERT_WEBHOOK_URL nor PAGERDUTY_ROUTING_KEY is "
+            "set, so incidents are recorded but reach no one; set one (docs/incidents.md)"
+        )
+        return CheckResult("alert_route", "warn", detail, None, {"routes": []})
+    detail = f"incidents escalate through {' and '.join(routes)}"
+    return CheckResult("alert_route", "ok", detail, None, {"routes": routes})
 
 
 # --- job freshness ----------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from faithflow_ops.models import Incident
 
 @dataclass(frozen=True)
 class Escalation:
-    """The payload of `alert`, `page` and `page_resolve` (one shape for the three hooks): the
-    incident as the plan saw it."""
+    """The payload of `alert`, `page` and `page_resolve` (one shape for the three hooks), and of
+    `not_escalated` (report-only: neither hook is configured, NO_ROUTE): the incident as the
+    plan saw it."""
 
     id: int
     cause: str
@@ -27,6 +28,12 @@ class Escalation:
     occurrences: int
     opened_at: dt.datetime
     hook_attempts: int
+
+
+NO_ROUTE = (
+    "not escalated: no alert route configured — set ALERT_WEBHOOK_URL (chat webhook) and/or "
+    "PAGERDUTY_ROUTING_KEY (PagerDuty) so incidents reach a human"
+)
 
 
 def escalation(incident: Incident, slug: str | None) -> Escalation:

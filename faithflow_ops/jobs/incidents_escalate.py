@@ -9,7 +9,10 @@
   `faithflow-incident-<id>`, so a retry never opens a second PagerDuty incident.
 - `page_resolve`: a paged incident that has been resolved → `resolve` with the same key.
 
-Hooks that are not configured plan nothing. The hook calls run outside any database
+A hook that is not configured plans nothing for it. With neither configured, every unresolved
+incident is reported as `not_escalated` (report-only; the reason names ALERT_WEBHOOK_URL and
+PAGERDUTY_ROUTING_KEY) so a run never says "nothing to do" while incidents wait unseen; the
+health sweep's `alert_route` check warns about the same. The hook calls run outside any database
 transaction (`apply_unmanaged`): the incident row is claimed and updated in short transactions
 around them, so a slow hook never holds a lock, and a failing hook never fails the job that
 raised the incident (that job only wrote the row).
@@ -27,6 +30,7 @@ from sqlalchemy.orm import Session
 from faithflow_ops.actions import decode, encode
 from faithflow_ops.db import Database, rowcount
 from faithflow_ops.incidents.escalation import (
+    NO_ROUTE,
     Escalation,
     alert_body,
     dedup_key,
@@ -44,6 +48,7 @@ HOOK_BACKOFF_CAP = dt.timedelta(hours=1)
 class IncidentsEscalate(Job):
     name = "incidents_escalate"
     table_columns = ("kind", "target", "severity", "reason")
+    report_only = frozenset({"not_escalated"})
 
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
@@ -65,9 +70,17 @@ class IncidentsEscalate(Job):
         )
         delay = dt.timedelta(minutes=settings.incident_page_delay_minutes)
         count = 0
+        no_route = not settings.alert_webhook_url and not settings.pagerduty_routing_key
         for incident, slug in rows:
             data = encode(escalation(incident, slug))
             unresolved = incident.status != "resolved"
+            if no_route:
+                if unresolved:
+                    yield Action("not_escalated", f"incident:{incident.id}", NO_ROUTE, data)
+                    count += 1
+                    if ctx.limit and count >= ctx.limit:
+                        return
+                continue
             if (
                 settings.alert_webhook_url
                 and unresolved

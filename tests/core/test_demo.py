@@ -200,11 +200,13 @@ def test_demo_sla_sweep_preview_warns_and_breaches(cli, empty_db: Database) -> N
     assert json.loads(cli("sla", "calendar", "show", "--json").stdout)["timezone"] == "Africa/Lagos"
 
 
-def test_demo_incident_is_open_and_escalation_plans_nothing_without_hooks(
+def test_demo_incident_is_open_and_reported_not_escalated_without_hooks(
     cli, empty_db: Database
 ) -> None:
     doc = run_demo(cli)
-    assert preview_of(doc, "incidents_escalate")["counts"] == {}
+    escalate = preview_of(doc, "incidents_escalate")
+    assert escalate["counts"] == {"not_escalated": 1}
+    assert "ALERT_WEBHOOK_URL" in escalate["actions"][0]["reason"]
     with empty_db.read_session() as s:
         (incident,) = s.scalars(select(Incident)).all()
     assert (incident.cause, incident.status) == ("health:outbox_backlog", "open")
@@ -213,6 +215,8 @@ def test_demo_incident_is_open_and_escalation_plans_nothing_without_hooks(
     (backlog,) = [a for a in health["actions"] if a["target"] == "check:outbox_backlog"]
     assert (backlog["data"]["status"], backlog["data"]["incident"]) == ("fail", "ongoing")
     assert "open_incident" not in health["counts"]
+    (route,) = [a for a in health["actions"] if a["target"] == "check:alert_route"]
+    assert route["data"]["status"] == "warn"
 
 
 def test_demo_prints_a_table_per_job_and_a_counts_line(cli, empty_db: Database) -> None:

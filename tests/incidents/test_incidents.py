@@ -165,9 +165,20 @@ def test_a_failing_alert_hook_is_retried_with_backoff_and_fails_nothing_else(
     assert len(alerts.alerts) == 3
 
 
-def test_nothing_is_planned_without_hooks(db: Database, cli: Any) -> None:
-    open_incident(db)
-    assert escalate(cli, at(hours=2))["actions"] == []
+def test_without_hooks_each_open_incident_is_reported_not_escalated(db: Database, cli: Any) -> None:
+    incident_id = open_incident(db)
+    resolved = open_incident(db, cause="domain:old.test")
+    with db.session() as s:
+        clear_incident(s, "domain:old.test", now=T0, by="test")
+    doc = escalate(cli, at(hours=2))
+    assert doc["status"] == "succeeded"
+    (action,) = doc["actions"]
+    assert (action["kind"], action["target"]) == ("not_escalated", f"incident:{incident_id}")
+    assert "ALERT_WEBHOOK_URL" in action["reason"] and "PAGERDUTY_ROUTING_KEY" in action["reason"]
+    assert action["outcome"] == "reported"
+    row = incident(db, incident_id)
+    assert row.alerted_at is None and row.paged_at is None and row.hook_attempts == 0
+    assert incident(db, resolved).status == "resolved"
 
 
 def test_a_failed_page_is_retried_next_run_and_leaves_the_alert_backoff_alone(
