@@ -13,8 +13,9 @@ seconds): a creation ranks lowest, a terminal event (deleted, paid, closed) high
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -153,6 +154,39 @@ def plan_by_meta(session: Session, key: str, value: str | None) -> SubscriptionP
         if (plan.metadata_ or {}).get(key) == value:
             return plan
     return None
+
+
+def live_subscription(session: Session, tenant_id: int) -> Subscription | None:
+    """The tenant's one live (not canceled) subscription, locked (`uq_subscriptions_live_tenant`
+    allows one)."""
+    return session.scalar(
+        select(Subscription)
+        .where(Subscription.tenant_id == tenant_id, Subscription.status != "canceled")
+        .order_by(Subscription.id)
+        .limit(1)
+        .with_for_update()
+    )
+
+
+def adopt_or_refuse(
+    session: Session, tenant_id: int, provider: str, ref: str | None
+) -> Subscription | Outcome | None:
+    """Before a webhook records a new subscription `ref` for a tenant: None when the tenant
+    has no live subscription; that subscription when it is one of `provider`'s recorded
+    without a provider id (an operator's `subs add`), now given `ref`; else an `unmatched`
+    outcome naming the live one (one live subscription per tenant)."""
+    live = live_subscription(session, tenant_id)
+    if live is None:
+        return None
+    if live.provider == provider and live.provider_subscription_id is None and ref:
+        live.provider_subscription_id = ref
+        return live
+    return unmatched(
+        f"tenant {tenant_id} already has live subscription {live.id} ({live.provider} "
+        f"{live.provider_subscription_id or 'without a provider id'}, {live.status}); one live "
+        f"subscription per tenant: end it (`faithflow subs cancel --subscription {live.id}`), "
+        "then `faithflow webhooks replay`"
+    )
 
 
 def subscription_by_provider_id(
@@ -374,13 +408,25 @@ class DisputeState:
     charge_ref: str | None
     payment_id: int | None
     invoice_id: int | None
-    amount_minor: int
-    currency: str
+    # None: the event does not say (the stored value is kept; a new row gets the default)
+    amount_minor: int | None
+    currency: str | None
     reason: str | None
-    status: str
+    status: str | None
     evidence_due_by: dt.datetime | None
     closed_at: dt.datetime | None  # set by the event that closes it
     extra: dict[str, Any] = field(default_factory=dict)  # merged into metadata
+    default_currency: str = "USD"
+    default_status: str = "needs_response"
+
+
+_T = TypeVar("_T")
+
+
+def _kept(sent: _T | None, stored: _T | None, default: _T) -> _T:
+    if sent is not None:
+        return sent
+    return stored if stored is not None else default
 
 
 def dispute_values(dispute: Dispute, scope: str, state: DisputeState) -> dict[str, Any]:
@@ -391,10 +437,11 @@ def dispute_values(dispute: Dispute, scope: str, state: DisputeState) -> dict[st
         "charge_ref": state.charge_ref,
         "payment_id": state.payment_id or dispute.payment_id,
         "invoice_id": state.invoice_id or dispute.invoice_id,
-        "amount_minor": state.amount_minor,
-        "currency": state.currency,
-        "reason": state.reason,
-        "status": state.status[:64],
+        # What the event leaves out (None) keeps the stored value; a new row gets a default.
+        "amount_minor": _kept(state.amount_minor, dispute.amount_minor, 0),
+        "currency": _kept(state.currency, dispute.currency, state.default_currency),
+        "reason": state.reason or dispute.reason,
+        "status": _kept(state.status, dispute.status, state.default_status)[:64],
         "evidence_due_by": state.evidence_due_by or dispute.evidence_due_by,
     }
     if state.closed_at is not None:
@@ -444,6 +491,48 @@ def timestamp(value: object) -> dt.datetime | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return dt.datetime.fromtimestamp(value, dt.UTC)
     return None
+
+
+# An event writes only the fields it carries (issue 16): a field it leaves out keeps the
+# stored value (a signed `invoice.paid` without `period_end` must not null the period end);
+# one it sends as null writes NULL where the column allows it (`trial_end: null`: no trial);
+# one we cannot read (a string where a number belongs) is treated as left out.
+
+
+def carried_time(
+    obj: Mapping[str, Any],
+    name: str,
+    stored: dt.datetime | None,
+    read: Callable[[object], dt.datetime | None] = timestamp,
+) -> dt.datetime | None:
+    """A nullable time field: `stored` when absent or unreadable, None when sent as null."""
+    if name not in obj:
+        return stored
+    value = obj[name]
+    if value is None:
+        return None
+    return read(value) or stored
+
+
+def sent_minor(value: object) -> int | None:
+    """An amount the event sends (an integer), or None when it sends none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def sent_currency(value: object) -> str | None:
+    """A currency code the event sends, or None when it sends none."""
+    return value.upper() if isinstance(value, str) and len(value) == 3 else None
+
+
+def carried_minor(obj: Mapping[str, Any], name: str, stored: int | None) -> int:
+    """An amount in minor units: `stored` (0 for a new row) unless the event sends an integer."""
+    sent = sent_minor(obj.get(name))
+    return sent if sent is not None else stored or 0
+
+
+def carried_currency(obj: Mapping[str, Any], name: str, stored: str | None, default: str) -> str:
+    """A currency code: `stored` (`default` for a new row) unless the event sends one."""
+    return sent_currency(obj.get(name)) or stored or default
 
 
 def minor(value: object) -> int:

@@ -110,6 +110,25 @@ def _provider_id(provider: str, kind: Kind, value: str | None) -> str | None:
     return checked.value
 
 
+def _refuse_second_live(session: Session, tenant_id: int, slug: str) -> None:
+    """One live (not canceled) subscription per tenant (`uq_subscriptions_live_tenant`)."""
+    live = session.scalar(
+        select(Subscription)
+        .where(Subscription.tenant_id == tenant_id, Subscription.status != "canceled")
+        .order_by(Subscription.id)
+        .limit(1)
+    )
+    if live is None:
+        return
+    ref = f" {live.provider_subscription_id}" if live.provider_subscription_id else ""
+    raise UserError(
+        f"tenant {slug!r} already has live subscription {live.id} ({live.provider}{ref}, "
+        f"{live.status}); a tenant has one live subscription: change its plan with "
+        f"`faithflow subs change-plan`, or end it first with `faithflow subs cancel --tenant "
+        f"{slug}` and then add the new one"
+    )
+
+
 def add_subscription(
     session: Session,
     *,
@@ -153,6 +172,8 @@ def add_subscription(
                 f"{provider} subscription {provider_subscription_id!r} is already recorded "
                 f"as subscription {taken}; see `faithflow subs show {taken}`"
             )
+    if status != "canceled":
+        _refuse_second_live(session, owner.id, owner.slug)
     sub = Subscription(
         tenant=owner,
         plan=chosen,

@@ -178,19 +178,28 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
             )
             outcome.linked_customers = found.linked
             return outcome
-        sub = Subscription(
-            tenant_id=found.tenant_id,
-            plan_id=plan.id,
-            provider="paystack",
-            provider_subscription_id=code,
-            provider_customer_id=event.customer_ref,
-            status="incomplete",
-            metadata_={},
-        )
-        session.add(sub)
-        session.flush()
-        notes += found.notes
-        notes.append(f"subscription {sub.id} recorded for {code}")
+        live = fx.adopt_or_refuse(session, found.tenant_id, "paystack", code)
+        if isinstance(live, Outcome):  # the tenant has another live subscription
+            live.linked_customers = found.linked
+            return live
+        if live is not None:
+            sub = live
+            notes += found.notes
+            notes.append(f"subscription {sub.id} is {code}")
+        else:
+            sub = Subscription(
+                tenant_id=found.tenant_id,
+                plan_id=plan.id,
+                provider="paystack",
+                provider_subscription_id=code,
+                provider_customer_id=event.customer_ref,
+                status="incomplete",
+                metadata_={},
+            )
+            session.add(sub)
+            session.flush()
+            notes += found.notes
+            notes.append(f"subscription {sub.id} recorded for {code}")
         # The customer's charges that waited for this subscription (the first payment's
         # charge.success usually arrives first) are handled next.
         redrive = [event.customer_ref] if event.customer_ref else []
@@ -347,8 +356,11 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     invoice.status = "paid" if paid else "open"
     invoice.amount_due_minor = fx.minor(data.get("amount")) or invoice.amount_due_minor or 0
     invoice.amount_paid_minor = invoice.amount_due_minor if paid else 0
-    invoice.currency = fx.currency(
-        transaction.get("currency") or data.get("currency"), plan.currency if plan else "NGN"
+    invoice.currency = (
+        fx.sent_currency(transaction.get("currency"))
+        or fx.sent_currency(data.get("currency"))
+        or invoice.currency
+        or (plan.currency if plan else "NGN")
     )
     # An event writes only what it carries.
     invoice.period_start = parse_time(data.get("period_start")) or invoice.period_start
@@ -616,14 +628,21 @@ def tenant_charge(session: Session, event: InboundEvent) -> Outcome:
     customer = _dict(data.get("customer"))
     payment.tenant_id = tenant_id
     payment.status = "succeeded" if data.get("status") == "success" else "failed"
-    payment.provider_charge_id = str(data["id"]) if data.get("id") is not None else None
-    payment.amount_minor = fx.minor(data.get("amount"))
-    payment.currency = fx.currency(data.get("currency"), "NGN")
+    # An event writes only the fields it carries.
+    if data.get("id") is not None:
+        payment.provider_charge_id = str(data["id"])
+    payment.amount_minor = fx.carried_minor(data, "amount", payment.amount_minor)
+    payment.currency = fx.carried_currency(data, "currency", payment.currency, "NGN")
     payment.purpose = str(meta["purpose"])[:64] if meta.get("purpose") else payment.purpose
     email = customer.get("email")
     payment.payer_email = email[:320] if isinstance(email, str) else payment.payer_email
-    payment.paid_at = parse_time(data.get("paid_at")) if payment.status == "succeeded" else None
-    payment.metadata_ = meta
+    if payment.status != "succeeded":
+        payment.paid_at = None
+    else:
+        sent = parse_time(data.get("paid_at")) or parse_time(data.get("paidAt"))
+        payment.paid_at = sent or payment.paid_at or at
+    if "metadata" in data or new:
+        payment.metadata_ = meta
     fx.stamp(payment, at, rank)
     if new:
         session.add(payment)
@@ -667,10 +686,15 @@ def dispute_state(session: Session, event: InboundEvent) -> fx.DisputeState | Ou
         charge_ref=reference,
         payment_id=payment_id,
         invoice_id=invoice_id,
-        amount_minor=fx.minor(data.get("refund_amount")) or fx.minor(transaction.get("amount")),
-        currency=fx.currency(data.get("currency") or transaction.get("currency"), "NGN"),
+        # None where the event does not say: the stored value is kept
+        amount_minor=fx.sent_minor(data.get("refund_amount"))
+        or fx.sent_minor(transaction.get("amount")),
+        currency=fx.sent_currency(data.get("currency"))
+        or fx.sent_currency(transaction.get("currency")),
         reason=_text(data.get("category")),
-        status=str(data.get("status") or "awaiting-merchant-feedback"),
+        status=str(data["status"]) if data.get("status") else None,
+        default_currency="NGN",
+        default_status="awaiting-merchant-feedback",
         evidence_due_by=parse_time(data.get("dueAt")),
         closed_at=(parse_time(data.get("resolvedAt")) or at or utcnow()) if resolved else None,
         extra={"resolution": data["resolution"]} if resolved and data.get("resolution") else {},

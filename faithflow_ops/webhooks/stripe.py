@@ -101,7 +101,12 @@ def checkout_completed(session: Session, event: InboundEvent) -> Outcome:
                 plan = session.scalar(
                     select(SubscriptionPlan).where(SubscriptionPlan.code == plan_ref)
                 )
-            if plan is not None:
+            live = fx.adopt_or_refuse(session, tenant.id, "stripe", sub_id)
+            if isinstance(live, Outcome):
+                return live
+            if live is not None:
+                notes.append(f"subscription {live.id} is {sub_id}")
+            elif plan is not None:
                 sub = Subscription(
                     tenant_id=tenant.id,
                     plan_id=plan.id,
@@ -175,18 +180,25 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
                 f"no plan has stripePriceId {price!r}; set it with `faithflow plans set-meta "
                 f"CODE stripePriceId={price}`, then `faithflow webhooks replay`"
             )
-        sub = Subscription(
-            tenant_id=tenant_id,
-            plan_id=plan.id,
-            provider="stripe",
-            provider_subscription_id=event.object_id,
-            provider_customer_id=customer,
-            status="incomplete",
-            metadata_={},
-        )
-        session.add(sub)
-        session.flush()
-        notes.append(f"subscription {sub.id} recorded for {event.object_id}")
+        live = fx.adopt_or_refuse(session, tenant_id, "stripe", event.object_id)
+        if isinstance(live, Outcome):
+            return live  # the tenant has another live subscription
+        if live is not None:
+            sub = live
+            notes.append(f"subscription {sub.id} is {event.object_id}")
+        else:
+            sub = Subscription(
+                tenant_id=tenant_id,
+                plan_id=plan.id,
+                provider="stripe",
+                provider_subscription_id=event.object_id,
+                provider_customer_id=customer,
+                status="incomplete",
+                metadata_={},
+            )
+            session.add(sub)
+            session.flush()
+            notes.append(f"subscription {sub.id} recorded for {event.object_id}")
     elif sub.status == "canceled" and sub.provider_state_rank == RANKS[DELETED]:
         # Stripe never revives a deleted subscription: whatever arrives later is history.
         return fx.stale(f"subscription {sub.id} was deleted at Stripe", sub.tenant_id)
@@ -201,10 +213,12 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         sub.plan_id = plan.id
     if customer and not sub.provider_customer_id:
         sub.provider_customer_id = customer
-    sub.trial_end = fx.timestamp(obj.get("trial_end"))
+    # An event writes only the fields it carries (fx.carried_*).
+    sub.trial_end = fx.carried_time(obj, "trial_end", sub.trial_end)
     sub.current_period_start = _period(obj, "current_period_start") or sub.current_period_start
     sub.current_period_end = _period(obj, "current_period_end") or sub.current_period_end
-    sub.cancel_at_period_end = bool(obj.get("cancel_at_period_end"))
+    if "cancel_at_period_end" in obj:
+        sub.cancel_at_period_end = bool(obj["cancel_at_period_end"])
     status = (
         "canceled"
         if event.type.endswith(".deleted")
@@ -309,12 +323,14 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     invoice.tenant_id = tenant_id
     invoice.subscription_id = sub.id if sub else invoice.subscription_id
     invoice.status = status
-    invoice.amount_due_minor = fx.minor(obj.get("amount_due"))
-    invoice.amount_paid_minor = fx.minor(obj.get("amount_paid"))
-    invoice.currency = fx.currency(obj.get("currency"))
-    invoice.period_start = fx.timestamp(obj.get("period_start"))
-    invoice.period_end = fx.timestamp(obj.get("period_end"))
-    invoice.due_at = fx.timestamp(obj.get("due_date"))
+    # An event writes only the fields it carries (a signed `invoice.paid` without
+    # `period_end` keeps the stored period end).
+    invoice.amount_due_minor = fx.carried_minor(obj, "amount_due", invoice.amount_due_minor)
+    invoice.amount_paid_minor = fx.carried_minor(obj, "amount_paid", invoice.amount_paid_minor)
+    invoice.currency = fx.carried_currency(obj, "currency", invoice.currency, "USD")
+    invoice.period_start = fx.carried_time(obj, "period_start", invoice.period_start)
+    invoice.period_end = fx.carried_time(obj, "period_end", invoice.period_end)
+    invoice.due_at = fx.carried_time(obj, "due_date", invoice.due_at)
     transitions = obj.get("status_transitions")
     if isinstance(transitions, dict):
         invoice.paid_at = fx.timestamp(transitions.get("paid_at")) or invoice.paid_at
@@ -557,10 +573,11 @@ def dispute_state(
         charge_ref=charge,
         payment_id=payment_id,
         invoice_id=invoice_id,
-        amount_minor=fx.minor(obj.get("amount")),
-        currency=fx.currency(obj.get("currency")),
+        # None where the event does not say: the stored value is kept
+        amount_minor=fx.sent_minor(obj.get("amount")),
+        currency=fx.sent_currency(obj.get("currency")),
         reason=str(obj.get("reason") or "")[:100] or None,
-        status=str(obj.get("status") or "needs_response"),
+        status=str(obj["status"]) if obj.get("status") else None,
         evidence_due_by=fx.timestamp(details.get("due_by")) if isinstance(details, dict) else None,
         closed_at=at if event.type == "charge.dispute.closed" else None,
     )
@@ -587,8 +604,11 @@ def payment_intent_event(session: Session, event: InboundEvent) -> Outcome:
     payment.tenant_id = tenant_id
     payment.status = _PAYMENT_STATUS[event.type]
     payment.provider_charge_id = _id(obj.get("latest_charge")) or payment.provider_charge_id
-    payment.amount_minor = fx.minor(obj.get("amount_received")) or fx.minor(obj.get("amount"))
-    payment.currency = fx.currency(obj.get("currency"))
+    # An event writes only the fields it carries.
+    payment.amount_minor = fx.minor(obj.get("amount_received")) or fx.carried_minor(
+        obj, "amount", payment.amount_minor
+    )
+    payment.currency = fx.carried_currency(obj, "currency", payment.currency, "USD")
     payment.purpose = str(meta.get("purpose"))[:64] if meta.get("purpose") else payment.purpose
     email = obj.get("receipt_email")
     payment.payer_email = email[:320] if isinstance(email, str) else payment.payer_email
@@ -597,7 +617,8 @@ def payment_intent_event(session: Session, event: InboundEvent) -> Outcome:
     error = obj.get("last_payment_error")
     if isinstance(error, dict) and error.get("message"):
         payment.failure_reason = str(error["message"])[:500]
-    payment.metadata_ = meta
+    if "metadata" in obj or new:
+        payment.metadata_ = meta
     fx.stamp(payment, at, rank)
     if new:
         session.add(payment)
@@ -624,7 +645,7 @@ def charge_refunded(session: Session, event: InboundEvent) -> Outcome:
         return fx.unmatched(f"charge {event.object_id}: its payment is not recorded yet")
     if not fx.is_current(payment, at, rank):
         return fx.stale(f"payment {payment.id} already holds newer state", tenant_id)
-    refunded = fx.minor(obj.get("amount_refunded"))
+    refunded = fx.carried_minor(obj, "amount_refunded", payment.amount_refunded_minor)
     payment.amount_refunded_minor = refunded
     payment.status = "refunded" if refunded >= payment.amount_minor else "partially_refunded"
     fx.stamp(payment, at, rank)

@@ -23,7 +23,6 @@ SUB_FIELDS = {
 }  # fmt: skip
 
 
-
 @pytest.fixture
 def platform(cli: Any, db: Database) -> Database:
     """Two tenants and a plan on each provider."""
@@ -72,7 +71,7 @@ def test_an_overdue_subscription_starts_its_past_due_clock(cli, platform: Databa
                   "paystack", "--status", "past_due")  # fmt: skip
     since = dt.datetime.fromisoformat(doc["past_due_since"])
     assert abs((since - now).total_seconds()) < 60
-    given = add_sub(cli, "--tenant", "grace-lagos", "--plan", "growth-ngn", "--provider",
+    given = add_sub(cli, "--tenant", "cornerstone", "--plan", "growth-ngn", "--provider",
                     "paystack", "--status", "unpaid", "--past-due-since", "2026-02-01")  # fmt: skip
     assert given["past_due_since"] == "2026-02-01T00:00:00+00:00"
 
@@ -111,8 +110,9 @@ def test_list_json_has_tenant_plan_and_provider_ids_and_filters(cli, platform: D
 
 
 def test_list_says_when_the_limit_hides_rows(cli, platform: Database) -> None:
-    for _ in range(3):
-        add_sub(cli, "--tenant", "cornerstone", "--plan", "growth-usd", "--provider", "stripe")
+    for status in ("canceled", "canceled", "active"):  # one live subscription per tenant
+        add_sub(cli, "--tenant", "cornerstone", "--plan", "growth-usd", "--provider", "stripe",
+                "--status", status)  # fmt: skip
     result = cli("subs", "list", "--limit", "2", "--json")
     assert len(json.loads(result.stdout)) == 2
     assert "showing 2 of 3; raise --limit to see more" in said(result)
@@ -227,3 +227,31 @@ def test_an_archived_tenant_gets_no_new_subscription(cli, platform: Database) ->
                  "--provider", "stripe")  # fmt: skip
     assert result.exit_code == 2
     assert "tenant 'cornerstone' is archived" in said(result)
+
+
+@pytest.mark.parametrize("status", ["active", "trialing", "past_due", "incomplete", "suspended"])
+def test_a_second_live_subscription_for_a_tenant_is_refused(
+    cli, platform: Database, status: str
+) -> None:
+    first = add_sub(cli, "--tenant", "cornerstone", "--plan", "growth-usd", "--provider",
+                    "stripe", "--status", status,
+                    "--trial-end", "2026-04-01T00:00:00Z")  # fmt: skip
+    for provider in ("stripe", "paystack"):  # paystack: a provider the plan has no id for
+        result = cli("subs", "add", "--tenant", "cornerstone", "--plan", "growth-usd",
+                     "--provider", provider)  # fmt: skip
+        assert result.exit_code == 2
+        message = said(result)
+        assert f"tenant 'cornerstone' already has live subscription {first['id']}" in message
+        assert "faithflow subs cancel --tenant cornerstone" in message
+        assert "faithflow subs change-plan" in message
+    subs = json.loads(cli("subs", "list", "--json").stdout)
+    assert [s["id"] for s in subs] == [first["id"]]
+
+
+def test_a_canceled_subscription_leaves_room_for_a_new_one(cli, platform: Database) -> None:
+    old = add_sub(cli, "--tenant", "cornerstone", "--plan", "growth-usd", "--provider", "stripe",
+                  "--status", "canceled")  # fmt: skip
+    new = add_sub(cli, "--tenant", "cornerstone", "--plan", "growth-usd", "--provider", "stripe")
+    also = add_sub(cli, "--tenant", "grace-lagos", "--plan", "growth-ngn", "--provider",
+                   "paystack")  # fmt: skip
+    assert len({old["id"], new["id"], also["id"]}) == 3
