@@ -35,8 +35,8 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: WorkersOpt
     """Run the receiver: /tasks/* (INTEGRATION_API_KEY), /healthz, /readyz, /metrics, /docs.
 
     With ENABLE_INTERNAL_SCHEDULER=1 the scheduler runs due jobs in-process, under the same
-    locks as cron and HTTP runs. Settings are checked before listening: a bad CRON_* expression
-    stops here with exit 2.
+    locks as cron and HTTP runs. Settings are checked before listening: a bad CRON_* expression,
+    or a CRON_* naming no job, stops here with exit 2 whether or not the scheduler is on.
     """
     import os
 
@@ -44,11 +44,13 @@ def serve(host: HostOpt = "127.0.0.1", port: PortOpt = 8000, workers: WorkersOpt
 
     from faithflow_ops.cli import output
     from faithflow_ops.config import Settings
+    from faithflow_ops.jobs import registry
     from faithflow_ops.logging import configure
     from receiver.app import create_app
 
     cfg = Settings.from_env()
     configure(cfg.log_format)
+    registry.validate_schedules(cfg.cron_overrides)  # exit 2 on a bad or unknown CRON_*
     # log_config=None: our structlog handlers render uvicorn's own logs; access_log=False: the
     # receiver logs each request itself (one structured line, probes left out);
     # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1, and

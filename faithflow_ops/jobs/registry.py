@@ -204,3 +204,15 @@ def validate_cron(expr: str, where: str) -> None:
 def unknown_overrides(overrides: Mapping[str, str]) -> list[str]:
     """CRON_* variables that name no registered job (a typo keeps the default: warn about it)."""
     return sorted(f"CRON_{key}" for key in overrides if key.lower() not in _BY_NAME)
+
+
+def validate_schedules(overrides: Mapping[str, str]) -> None:
+    """Every `CRON_<NAME>` valid and naming a registered job, else a ConfigError naming it —
+    checked at start-up whether or not this process schedules (cron and Render read the same
+    variables)."""
+    for spec in JOBS:
+        schedule_for(spec, overrides)
+    unknown = unknown_overrides(overrides)
+    if unknown:
+        known = ", ".join(spec.cron_variable for spec in JOBS)
+        raise ConfigError(f"{', '.join(unknown)} names no job; unset it or use one of: {known}")

@@ -52,6 +52,30 @@ def test_invalid_cron_with_more_workers_exits_2_too(
     assert uvicorn_calls == []
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_bad_cron_exits_2_even_with_the_scheduler_off(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, uvicorn_calls: list[dict[str, Any]], workers: str
+) -> None:
+    """The help promises exit 2 for a bad CRON_*: cron and Render read the same variables, so
+    a typo is refused at start-up whether or not this process schedules (issue 16)."""
+    monkeypatch.setenv("CRON_DUNNING", "bogus")
+    result = cli("serve", "--workers", workers)
+    assert result.exit_code == 2
+    assert "CRON_DUNNING='bogus' is not a valid cron expression" in result.stderr
+    assert uvicorn_calls == []
+
+
+def test_an_unknown_cron_variable_exits_2_naming_it_and_the_known_ones(
+    cli: Any, monkeypatch: pytest.MonkeyPatch, uvicorn_calls: list[dict[str, Any]]
+) -> None:
+    monkeypatch.setenv("CRON_DUNING", "*/15 * * * *")
+    result = cli("serve")
+    assert result.exit_code == 2
+    assert "CRON_DUNING names no job" in result.stderr
+    assert "CRON_DUNNING" in result.stderr  # the known names are listed
+    assert uvicorn_calls == []
+
+
 def test_a_bad_boolean_setting_exits_2(
     cli: Any, monkeypatch: pytest.MonkeyPatch, uvicorn_calls: list[dict[str, Any]]
 ) -> None:
