@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.billing.plan_change_rules import ChangeRequest, Outcome
 from faithflow_ops.clock import iso
+from faithflow_ops.money import format_money
 from faithflow_ops.providers._http import ProviderError
 
 if TYPE_CHECKING:
@@ -182,12 +183,12 @@ def _refund(paystack: PaystackAPI, request: ChangeRequest, refs: dict[str, Any])
     except ProviderError as exc:
         status = f" (HTTP {exc.status})" if exc.status is not None else ""
         tries = f" after {exc.attempts} attempts" if exc.attempts > 1 else ""
+        owed = format_money(plan.amount_minor, plan.currency, provider="paystack")
         message = (
-            f"the refund of {plan.amount_minor} {plan.currency} (minor units) of transaction "
-            f"{plan.transaction} failed{status}{tries}: {exc.message}; the new plan is in place "
-            "and charged, so the church is owed this amount — refund it on the Paystack "
-            "dashboard (transaction "
-            f"{plan.transaction}, amount {plan.amount_minor})"
+            f"the refund of {owed} of transaction {plan.transaction} failed{status}{tries}: "
+            f"{exc.message}; the new plan is in place and charged, so the church is owed this "
+            f"amount — refund it on the Paystack dashboard (transaction {plan.transaction}, "
+            f"amount {owed})"
         )
         refs["refund_error"] = message
         return message

@@ -31,6 +31,7 @@ from faithflow_ops.db import utcnow
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Invoice, PlanChange, Subscription, SubscriptionPlan, Tenant
 from faithflow_ops.models.billing import PLAN_INTERVALS
+from faithflow_ops.money import format_money
 from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
 
 if TYPE_CHECKING:
@@ -393,10 +394,11 @@ def _refund_plan(
         refs = earlier.provider_refs or {}
         if refs.get("refund_transaction") != reference:
             continue
+        owed = _shown(refs.get("refund_amount"), refs.get("refund_currency") or invoice.currency)
         done = (
-            f"refunded {refs.get('refund_amount')} of it"
+            f"refunded {owed} of it"
             if refs.get("refund_id")
-            else f"tried to refund {refs.get('refund_amount')} of it and failed"
+            else f"tried to refund {owed} of it and failed"
         )
         raise UserError(
             f"the charge that paid the current period ({reference}, invoice {invoice.id}) was "
@@ -414,8 +416,9 @@ def _refund_plan(
     unused = max(0, (end - now) // dt.timedelta(seconds=1))
     amount = min(invoice.amount_paid_minor, invoice.amount_paid_minor * unused // period)
     note = (
-        f"{amount} of the {invoice.amount_paid_minor} {invoice.currency} (minor units) paid by "
-        f"{reference} for {start.isoformat()} to {end.isoformat()}: {unused}s of {period}s unused"
+        f"{_shown(max(0, amount), invoice.currency)} of the "
+        f"{_shown(invoice.amount_paid_minor, invoice.currency)} paid by {reference} for "
+        f"{start.isoformat()} to {end.isoformat()}: {unused}s of {period}s unused"
     )
     if amount <= 0:
         note += "; nothing to refund"
@@ -431,3 +434,10 @@ def _refund_plan(
         unused_seconds=unused,
         period_seconds=period,
     )
+
+
+def _shown(minor: object, currency: str) -> str:
+    """A Paystack amount as people read it (`NGN 14,249.98`); a missing one as `?`."""
+    if not isinstance(minor, int):
+        return f"{minor if minor is not None else '?'} {currency}"
+    return format_money(minor, currency, provider="paystack")

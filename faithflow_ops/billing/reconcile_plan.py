@@ -61,6 +61,7 @@ from faithflow_ops.billing.reconcile_remote import Fetched, Remote
 from faithflow_ops.billing.reconcile_remote import text as _text
 from faithflow_ops.clock import from_iso, iso
 from faithflow_ops.models import Invoice, ProviderAccount, Subscription, SubscriptionPlan
+from faithflow_ops.money import format_money
 
 INVOICES = cast(Table, Invoice.__table__)
 SUBS = cast(Table, Subscription.__table__)
@@ -549,6 +550,10 @@ class _Planner:
                 return inv
         return None
 
+    def _money(self, minor: int, currency: str) -> str:
+        """An amount as the provider counts it, as people read it (`USD 79.00`)."""
+        return format_money(minor, currency, provider=self.provider)
+
     def _compare(self, remote: Remote, local: _Local) -> list[Action]:
         target = f"invoice:{local.id}"
         base = (local.id, local.tenant_id, local.subscription_id, self.provider, remote.ref)
@@ -558,8 +563,9 @@ class _Planner:
                 Action(
                     "amount_mismatch",
                     target,
-                    f"{self.provider} {remote.ref} is {remote.amount_due} {remote.currency}; "
-                    f"ours is {local.amount_due} {local.currency}",
+                    f"{self.provider} {remote.ref} is "
+                    f"{self._money(remote.amount_due, remote.currency)}; "
+                    f"ours is {self._money(local.amount_due, local.currency)}",
                     encode(
                         AmountMismatch(
                             *base,
@@ -608,8 +614,9 @@ class _Planner:
         return Action(
             "missing_locally",
             f"{self.provider}:{remote.ref}",
-            f"{self.provider} invoice {remote.ref} ({remote.status}, {remote.amount_due} "
-            f"{remote.currency}) is not recorded here: import it for tenant {tenant}",
+            f"{self.provider} invoice {remote.ref} ({remote.status}, "
+            f"{self._money(remote.amount_due, remote.currency)}) is not recorded here: "
+            f"import it for tenant {tenant}",
             encode(
                 MissingLocally(
                     provider=self.provider,
@@ -652,8 +659,8 @@ class _Planner:
                 Action(
                     "missing_at_provider",
                     f"invoice:{inv.id}",
-                    f"{ref} ({inv.status}, {inv.amount_due} {inv.currency}) is recorded here "
-                    f"but {self.provider} does not list it",
+                    f"{ref} ({inv.status}, {self._money(inv.amount_due, inv.currency)}) is "
+                    f"recorded here but {self.provider} does not list it",
                     encode(
                         MissingAtProvider(inv.id, inv.tenant_id, self.provider, ref, inv.status)
                     ),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from faithflow_ops.errors import UserError
+from faithflow_ops.money import ISO_EXPONENTS
 
 # DNS-label shaped: the slug becomes the tenant's fallback hostname (<slug>.<fallback domain>).
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]$")
@@ -27,25 +28,8 @@ _COUNTRY_CODES = """
 """
 COUNTRIES = frozenset(_COUNTRY_CODES.split())
 
-# ISO 4217 currencies in circulation → digits after the decimal point (the minor unit).
-# Money is stored as integer minor units (DESIGN §3), so this table decides what 1.00 means.
-_EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
-_EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
-_EXPONENT_4 = "CLF UYW"
-_EXPONENT_2 = """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP BYN
-    BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP
-    GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK
-    LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK
-    NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD
-    SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG
-    YER ZAR ZMW ZWG ZWL
-"""
-CURRENCY_EXPONENTS: dict[str, int] = {
-    code: exponent
-    for exponent, codes in ((0, _EXPONENT_0), (2, _EXPONENT_2), (3, _EXPONENT_3), (4, _EXPONENT_4))
-    for code in codes.split()
-}
+# ISO 4217 exponents live in one place, faithflow_ops.money; the name stays for its callers.
+CURRENCY_EXPONENTS = ISO_EXPONENTS
 
 
 def slug(value: str) -> str:

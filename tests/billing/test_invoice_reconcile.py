@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -225,6 +226,12 @@ def test_stripe_preview_reports_every_finding_and_writes_nothing(
     assert kinds["amount_mismatch"][0]["data"]["provider_amount"] == 9900
     assert kinds["status_conflict"][0]["data"]["provider_ref"] == "in_D"
     assert kinds["missing_at_provider"][0]["data"]["provider_ref"] == "in_C"
+    # reasons show money as people read it (faithflow_ops.money), never raw minor units
+    assert kinds["amount_mismatch"][0]["reason"] == "stripe in_B is USD 99.00; ours is USD 79.00"
+    assert "(paid, USD 79.00) is recorded here" in kinds["missing_at_provider"][0]["reason"]
+    assert "(paid, USD 79.00) is not recorded here" in kinds["missing_locally"][0]["reason"]
+    reasons = " ".join(a["reason"] for a in doc["actions"])
+    assert re.search(r"\b\d+ (USD|NGN)\b", reasons) is None, reasons
     assert kinds["relink_customer"][0]["data"]["customer"] == "cus_hope"
     assert kinds["unmapped_customer"][0]["data"]["provider_refs"] == ["in_F"]
     drift = kinds["subscription_state_drift"][0]

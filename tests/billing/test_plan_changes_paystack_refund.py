@@ -270,6 +270,8 @@ def test_upgrade_now_preview_shows_the_refund_and_its_call(
         "NGN",
     )
     assert (refund["unused_seconds"], refund["period_seconds"]) == (UNUSED_S, PERIOD_S)
+    assert refund["note"].startswith("NGN 14,249.98 of the NGN 45,000.00 paid by T_mar for ")
+    assert "minor units" not in refund["note"]
     assert (refund["period_start"], refund["period_end"]) == (
         PERIOD_START.isoformat(),
         PERIOD_END.isoformat(),
@@ -281,7 +283,7 @@ def test_upgrade_now_preview_shows_the_refund_and_its_call(
     ]
     table = ok(_change(cli, "--at", "now", "--dry-run"))
     assert f"would call: POST /refund transaction=T_mar amount={REFUND}" in said(table)
-    assert "1424998" in table.stdout and "T_mar" in table.stdout
+    assert "NGN 14,249.98" in table.stdout and "T_mar" in table.stdout
     assert paystack.requests == [] and _changes(paid) == []
 
 
@@ -387,9 +389,10 @@ def test_a_failed_refund_keeps_the_change_and_exits_1_naming_what_is_owed(
     paystack.queue("POST", "/refund", paystack_error(400, "Transaction has been fully reversed"))
     result = _change(cli, "--at", "now", "--json")
     text = refused(result, 1)
-    assert "plan change 1 applied, but the refund of 1424998 NGN (minor units) of " in text
+    assert "plan change 1 applied, but the refund of NGN 14,249.98 of " in text
     assert "transaction T_mar failed (HTTP 400): Transaction has been fully reversed" in text
-    assert "refund it on the Paystack dashboard (transaction T_mar, amount 1424998)" in text
+    assert "refund it on the Paystack dashboard (transaction T_mar, amount NGN 14,249.98)" in text
+    assert "minor units" not in text
     doc = json.loads(result.stdout)
     assert doc["status"] == "applied" and doc["refund"]["id"] is None
     assert "Transaction has been fully reversed" in doc["refund"]["error"]
@@ -403,7 +406,7 @@ def test_a_failed_refund_keeps_the_change_and_exits_1_naming_what_is_owed(
     # the period's charge is spoken for: another change now is refused, not refunded again
     text = refused(cli("subs", "change-plan", "--tenant", "lagos", "--to", "growth-ngn",
                        "--at", "now", *AT))  # fmt: skip
-    assert "already settled by plan change 1, which tried to refund 1424998 of it" in text
+    assert "already settled by plan change 1, which tried to refund NGN 14,249.98 of it" in text
 
 
 def test_a_refund_whose_outcome_is_unknown_is_not_sent_twice(
@@ -431,7 +434,7 @@ def test_a_second_change_now_in_the_same_period_is_refused_until_the_new_charge_
         cli("subs", "change-plan", "--tenant", "lagos", "--to", "growth-ngn", "--at", "now", *AT)
     )
     assert "the charge that paid the current period (T_mar, invoice 2)" in text
-    assert f"already settled by plan change 1, which refunded {REFUND} of it" in text
+    assert "already settled by plan change 1, which refunded NGN 14,249.98 of it" in text
     assert len(_refunds(paystack)) == 1
 
 
