@@ -49,11 +49,10 @@ def list_(
     start = parse_since(since, parse_now(now)) if since is not None else None
     with database().read_session() as session:
         page = list_entries(session, tenant=tenant, since=start, action=action, limit=limit)
+    if output.empty(page.entries, "audit record", as_json=as_json):
+        return
     if as_json:
         output.print_json(page.entries)
-    elif not page.entries:
-        output.info("no audit records")
-        return
     else:
         output.table(
             ["id", "at", "actor", "action", "tenant", "about"],

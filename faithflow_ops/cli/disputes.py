@@ -63,6 +63,8 @@ def list_(
 
     with database().read_session() as session:
         page = list_disputes(session, open_only=open_only, tenant=tenant, scope=scope, limit=limit)
+    if output.empty(page.disputes, "dispute", as_json=as_json):
+        return
     if as_json:
         output.print_json(page.disputes)
     else:

@@ -96,6 +96,8 @@ def history(
         docs, total = read_history(
             session, checks=check_names(), check=check, since=start, until=when, limit=limit
         )
+    if output.empty(docs, "result", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
     else:

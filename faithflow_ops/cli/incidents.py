@@ -48,14 +48,15 @@ def list_(
 
     with database().read_session() as session:
         docs, total = list_incidents(session, status=status, kind=kind, limit=limit)
+    if output.empty(docs, "incident", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
     else:
         output.table(
             list(_COLUMNS.values()), [[output.fmt(d[key]) for key in _COLUMNS] for d in docs]
         )
-    if total > len(docs):
-        output.info(f"showing {len(docs)} of {total}; raise --limit to see more")
+    output.list_footer(len(docs), total, "incident", as_json=as_json)
 
 
 @app.command("show")

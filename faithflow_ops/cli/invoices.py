@@ -62,6 +62,8 @@ def list_(
 
     with database().read_session() as session:
         page = list_invoices(session, tenant=tenant, status=status, provider=provider, limit=limit)
+    if output.empty(page.invoices, "invoice", as_json=as_json):
+        return
     if as_json:
         output.print_json(page.invoices)
     else:
@@ -69,10 +71,7 @@ def list_(
             list(_LIST_COLUMNS.values()),
             [[_cell(d, key) for key in _LIST_COLUMNS] for d in page.invoices],
         )
-    if page.total > len(page.invoices):
-        output.info(f"showing {len(page.invoices)} of {page.total}; raise --limit to see more")
-    elif not as_json:
-        output.info(f"{page.total} invoice{'s' if page.total != 1 else ''}")
+    output.list_footer(len(page.invoices), page.total, "invoice", as_json=as_json)
 
 
 @app.command("show")

@@ -398,6 +398,8 @@ def runs(
             }
             for r in found
         ]
+    if output.empty(docs, "job run", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
         return

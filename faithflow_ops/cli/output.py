@@ -190,14 +190,37 @@ def minute(value: Any) -> Any:
     return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, dt.datetime) else value
 
 
+def plural(noun: str) -> str:
+    """`invoice` → `invoices`, `breach` → `breaches`, `entry` → `entries`."""
+    if noun.endswith(("s", "sh", "ch", "x")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2:-1] not in ("a", "e", "o", "u"):
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def empty(docs: Sequence[Any], noun: str, *, as_json: bool = False) -> bool:
+    """Every list's empty case, one way: `[]` on stdout with --json, and one line `no <nouns>`
+    on stderr either way (no empty table). True when there was nothing, so the caller returns."""
+    if docs:
+        return False
+    if as_json:
+        print_json([])
+    info(f"no {plural(noun)}")
+    return True
+
+
 def list_footer(shown: int, total: int, noun: str, *, as_json: bool = False) -> None:
     """The line under a list (stderr): how many of how many, and how to see the rest.
 
-    `noun` is singular ("invoice"); with --json only a cut-short list says anything."""
-    if total > shown:
+    `noun` is singular ("invoice"); with --json only a cut-short list says anything; an empty
+    list says `no <nouns>` (see `empty`)."""
+    if total == 0 or shown == 0:
+        info(f"no {plural(noun)}")
+    elif total > shown:
         info(f"showing {shown} of {total}; raise --limit to see more")
     elif not as_json:
-        info(f"{total} {noun}{'' if total == 1 else 's'}")
+        info(f"{total} {noun if total == 1 else plural(noun)}")
 
 
 def percent(fraction: float | None, digits: int = 1) -> str:

@@ -99,6 +99,8 @@ def list_(as_json: JsonOpt = False) -> None:
 
     with database().read_session() as session:
         docs = [plan_doc(p) for p in list_plans(session)]
+    if output.empty(docs, "plan", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
         return

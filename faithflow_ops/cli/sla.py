@@ -60,6 +60,8 @@ def breaches(
     start = parse_since(since, parse_now(now)) if since is not None else None
     with database().read_session() as session:
         rows = build(session, open_only=open_only, since=start, priority=priority, limit=limit)
+    if output.empty(rows, "breach", as_json=as_json):
+        return
     if as_json:
         output.print_json(rows)
         return

@@ -61,6 +61,8 @@ def list_(
             session, status=status, tenant=tenant, provider=provider, limit=limit
         )
         docs = [subscription_doc(s) for s in page.subscriptions]
+    if output.empty(docs, "subscription", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
     else:
@@ -385,6 +387,8 @@ def changes(
 
     with database().read_session() as session:
         docs, total = list_changes(session, tenant=tenant, status=status, limit=limit)
+    if output.empty(docs, "plan change", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
     else:

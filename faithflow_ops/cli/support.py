@@ -196,6 +196,8 @@ def list_(
             limit=limit,
         )
         docs = [ticket_doc(session, t, r, when) for t in found]
+    if output.empty(docs, "ticket", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
     else:
@@ -465,6 +467,8 @@ def agents_list(as_json: JsonOpt = False) -> None:
 
     with database().read_session() as session:
         docs = list_agents(session)
+    if output.empty(docs, "agent", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
         return

@@ -190,6 +190,8 @@ def list_(
 
     with database().read_session() as session:
         docs = kb.list_articles(session, status=status, tag=tag, query=search, limit=limit)
+    if output.empty(docs, "article", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
         return

@@ -92,6 +92,8 @@ def list_(
             tenant_doc(t)
             for t in list_tenants(session, status=status, include_deleted=include_deleted)
         ]
+    if output.empty(docs, "tenant", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
         return

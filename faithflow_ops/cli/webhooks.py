@@ -76,6 +76,8 @@ def list_(
             since=start,
             limit=limit,
         )
+    if output.empty(docs, "webhook event", as_json=as_json):
+        return
     if as_json:
         output.print_json(docs)
     else:
