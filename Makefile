@@ -20,7 +20,6 @@ install: $(BIN)/faithflow
 demo: install
 	@mkdir -p $(dir $(DEMO_DB))
 	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
-	@echo "demo database: $(DEMO_DB)" >&2
 	FAITHFLOW_DATABASE_URL=sqlite:///$(DEMO_DB) $(BIN)/faithflow demo
 
 test: install

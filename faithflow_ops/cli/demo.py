@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from faithflow_ops.cli import output
@@ -51,11 +52,41 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     failed = [p.job for p in previews if p.status != "succeeded" and p.failure != "config"]
     if failed:
         output.abort(f"preview failed for: {', '.join(failed)}", 1)
-    output.info(
-        "next: `faithflow tenants list`, `faithflow subs list`, `faithflow dunning preview`, "
-        "`faithflow comms list`, `faithflow support tickets list`, "
-        "`faithflow jobs run <name> --dry-run`"
-    )
+    output.info(next_commands(cfg.masked_database_url, _executable()))
+
+
+_NEXT = (
+    "tenants list",
+    "subs list",
+    "dunning preview",
+    "comms list",
+    "support tickets list",
+    "jobs list",
+)
+
+
+def _executable() -> Path:
+    """This `faithflow` script: argv[0] when it is one, else the one next to the Python."""
+    import sys
+
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "faithflow" and argv0.exists():
+        return argv0.resolve()
+    return Path(sys.executable).parent / "faithflow"
+
+
+def next_commands(url: str, executable: Path, *, cwd: Path | None = None) -> str:
+    """The commands to try next, each runnable as printed: the demo database's URL and the
+    executable's path (relative to `cwd` when under it: `.venv/bin/faithflow`)."""
+    import shlex
+
+    here = (cwd or Path.cwd()).resolve()
+    try:
+        exe = str(executable.relative_to(here))
+    except ValueError:
+        exe = str(executable)
+    prefix = f"FAITHFLOW_DATABASE_URL={shlex.quote(url)} {shlex.quote(exe)}"
+    return "next, for example:\n" + "\n".join(f"  {prefix} {cmd}" for cmd in _NEXT)
 
 
 def _loaded(name: str) -> type[Job] | None:
