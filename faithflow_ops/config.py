@@ -411,6 +411,9 @@ class Settings:
     # share of the last hour's webhook events (percent) that fails the check (warns at half)
     # and the fewest events for a share to count, seconds of grace a job's schedule gets.
     health_timeout: float = 5.0
+    # seconds one statement of a job or CLI command may run on Postgres (the receiver's own
+    # requests get 5 s; faithflow_ops.db.DbTimeouts)
+    db_statement_timeout: float = 300.0
     health_outbox_backlog_minutes: int = 15
     health_webhook_failure_rate: float = 5.0
     health_webhook_min_events: int = 10
@@ -521,6 +524,7 @@ class Settings:
             pagerduty_routing_key=opt("PAGERDUTY_ROUTING_KEY"),
             pagerduty_api_base=_api_base(env, "PAGERDUTY_API_BASE", cls.pagerduty_api_base),
             health_timeout=_float(env, "FAITHFLOW_HEALTH_TIMEOUT", 5.0, minimum=0.01),
+            db_statement_timeout=_float(env, "FAITHFLOW_DB_STATEMENT_TIMEOUT", 300.0, minimum=1.0),
             health_outbox_backlog_minutes=_int(
                 env, "FAITHFLOW_HEALTH_OUTBOX_BACKLOG", 15, minimum=1
             ),

@@ -128,11 +128,45 @@ def _sqlite_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
+@dataclass(frozen=True)
+class DbTimeouts:
+    """Seconds a Postgres connection may spend: connecting, on one statement, waiting for one
+    lock. Set per use through the connection's `options` (`-c statement_timeout=…`), so the
+    receiver and the jobs each get theirs from the same database."""
+
+    statement: float
+    lock: float
+    connect: int = 5
+
+    def options(self) -> str:
+        return (
+            f"-c statement_timeout={round(self.statement * 1000)} "
+            f"-c lock_timeout={round(self.lock * 1000)}"
+        )
+
+
+# The receiver answers webhooks and probes: short, so a stuck query or lock fails the request
+# (503, retried by the sender) instead of holding a worker.
+RECEIVER_TIMEOUTS = DbTimeouts(statement=5.0, lock=2.0, connect=2)
+JOB_STATEMENT_TIMEOUT = 300.0  # FAITHFLOW_DB_STATEMENT_TIMEOUT's default
+JOB_LOCK_TIMEOUT = 30.0
+
+
+def job_timeouts(statement: float = JOB_STATEMENT_TIMEOUT) -> DbTimeouts:
+    """Jobs and the CLI: FAITHFLOW_DB_STATEMENT_TIMEOUT per statement, 30 s per lock wait (at
+    most the statement's)."""
+    return DbTimeouts(statement=statement, lock=min(JOB_LOCK_TIMEOUT, statement))
+
+
+def make_engine(
+    url: str, *, create: bool = True, timeouts: DbTimeouts | None = None, **kwargs: Any
+) -> Engine:
     """Create an engine; for SQLite create the folder and switch on WAL + busy timeout.
 
     `create=False`: a SQLite file that does not exist is a ConfigError (no file, no folder is
-    made): a command that only reads or that needs the schema must not make an empty one."""
+    made): a command that only reads or that needs the schema must not make an empty one.
+    `timeouts` (Postgres): the connection's statement, lock and connect timeouts; by default
+    the jobs' (`job_timeouts()`)."""
     try:
         if url.startswith("sqlite"):
             path = url.split(":///", 1)[1] if ":///" in url else ""
@@ -158,7 +192,11 @@ def make_engine(url: str, *, create: bool = True, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_pre_ping", True)
         if url.startswith("postgresql"):
             # fail fast when the host is unreachable (readyz, CLI) instead of hanging on TCP
-            kwargs.setdefault("connect_args", {"connect_timeout": 5})
+            limits = timeouts or job_timeouts()
+            kwargs.setdefault(
+                "connect_args",
+                {"connect_timeout": limits.connect, "options": limits.options()},
+            )
         return create_engine(url, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:  # a driver not installed
         raise ConfigError(
@@ -175,8 +213,10 @@ class Database:
     engine: Engine
 
     @classmethod
-    def from_url(cls, url: str, *, create: bool = True) -> Database:
-        return cls(make_engine(url, create=create))
+    def from_url(
+        cls, url: str, *, create: bool = True, timeouts: DbTimeouts | None = None
+    ) -> Database:
+        return cls(make_engine(url, create=create, timeouts=timeouts))
 
     def __post_init__(self) -> None:
         self._factory = sessionmaker(self.engine, expire_on_commit=False)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from faithflow_ops import __version__
 from faithflow_ops.config import Settings
-from faithflow_ops.db import Database
+from faithflow_ops.db import RECEIVER_TIMEOUTS, Database, job_timeouts
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.jobs.runner import RunResult
@@ -87,19 +87,24 @@ def create_app(
 ) -> Litestar:
     """The receiver for these settings.
 
-    `db`: share a Database (the caller disposes it); by default the app makes one from
-    `settings.database_url` and disposes it on shutdown. `jobs`: the specs to expose as task
-    routes (default: the whole registry).
+    `db`: share a Database (the caller disposes it); by default the app makes two from
+    `settings.database_url` and disposes them on shutdown: one with the receiver's short
+    timeouts (5 s per statement, 2 s per lock) for requests, one with the jobs'
+    (FAITHFLOW_DB_STATEMENT_TIMEOUT) for task runs, the scheduler and the webhook applier.
+    `jobs`: the specs to expose as task routes (default: the whole registry).
     """
     if settings.enable_internal_scheduler:
         check_scheduler_settings(settings)
     owns_db = db is None
-    database = db if db is not None else Database.from_url(settings.database_url)
+    database = db or Database.from_url(settings.database_url, timeouts=RECEIVER_TIMEOUTS)
+    jobs_db = db or Database.from_url(
+        settings.database_url, timeouts=job_timeouts(settings.db_statement_timeout)
+    )
     metrics = Metrics()
     metrics.registry.register(WebhookBacklog(database))
     # webhook applier: stored deliveries are applied in this process unless turned off
     # (FAITHFLOW_WEBHOOK_WORKER=off, then `faithflow webhooks apply` runs from cron).
-    worker = Worker(database, on_pass=_observe(metrics)) if settings.webhook_worker else None
+    worker = Worker(jobs_db, on_pass=_observe(metrics)) if settings.webhook_worker else None
 
     def counter(trigger: str) -> Callable[[JobSpec, RunResult], None]:
         def count_run(spec: JobSpec, result: RunResult) -> None:
@@ -119,7 +124,7 @@ def create_app(
             app.state.webhook_worker = worker
         scheduler = None
         if settings.enable_internal_scheduler:
-            scheduler = start_in_thread(database, settings, on_result=counter("scheduler"))
+            scheduler = start_in_thread(jobs_db, settings, on_result=counter("scheduler"))
             app.state.scheduler_thread = scheduler[0]
         try:
             yield
@@ -137,6 +142,7 @@ def create_app(
                 await anyio.to_thread.run_sync(worker.stop)
             if owns_db:
                 database.dispose()
+                jobs_db.dispose()
 
     ingest = WebhookIngest(database)  # webhook ingest: group commit on Postgres
     if worker is not None:  # webhook applier: woken by every delivery this process stores
@@ -147,7 +153,7 @@ def create_app(
             *webhook_handlers(ingest, settings, metrics),
             *twilio_handlers(database, settings, metrics),
             *task_handlers(
-                jobs if jobs is not None else registry.JOBS, database, settings, counter("http")
+                jobs if jobs is not None else registry.JOBS, jobs_db, settings, counter("http")
             ),
         ],
         # webhook ingest: after `lifespan` (which starts the applier the writer wakes), and

@@ -15,6 +15,9 @@ import httpx
 import pytest
 import uvicorn
 
+from faithflow_ops.db import Database
+from faithflow_ops.migrate import upgrade
+
 
 @pytest.fixture
 def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
@@ -128,6 +131,9 @@ def _free_port() -> int:
 
 def test_faithflow_serve_answers_over_http_and_stops_on_sigterm(tmp_path: Path) -> None:
     port = _free_port()
+    database = Database.from_url(f"sqlite:///{tmp_path / 'serve.db'}")
+    upgrade(database.engine)  # /readyz says ready only at the head revision
+    database.dispose()
     env = {
         **os.environ,
         "FAITHFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
