@@ -1,6 +1,7 @@
 """The receiver: `create_app(settings) -> Litestar` (DESIGN §4).
 
-Thin on purpose: health probes, metrics, the OpenAPI UI, the provider webhooks and the task
+Thin on purpose: health probes, metrics, the OpenAPI UI (Swagger UI served from the package
+under /docs/assets: no CDN), the provider webhooks and the task
 routes generated from the job registry. Handlers are synchronous and run through Litestar's
 `sync_to_thread`, except the webhook routes (async: they store each delivery through the
 ingest writer, see `receiver.webhooks`); they call the same code the CLI calls. Every error
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -23,6 +25,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 from sqlalchemy.exc import OperationalError
 
 from faithflow_ops import __version__
@@ -40,6 +43,11 @@ from receiver.twilio import twilio_handlers
 from receiver.webhooks import WebhookIngest, webhook_handlers
 
 log = structlog.get_logger("faithflow.receiver")
+
+# Swagger UI ships inside the package (swagger-ui-dist, its LICENSE beside it) and is served
+# from /docs/assets, so /docs works offline: Litestar's default loads it from a CDN.
+SWAGGER_ASSETS = Path(__file__).resolve().parent / "static" / "swagger-ui"
+SWAGGER_PATH = "/docs/assets"
 
 SCHEDULER_STOP_SECONDS = 25.0  # Render allows 30 s between SIGTERM and SIGKILL
 
@@ -150,6 +158,9 @@ def create_app(
     return Litestar(
         route_handlers=[
             *health_handlers(database, metrics),
+            create_static_files_router(
+                SWAGGER_PATH, [SWAGGER_ASSETS], include_in_schema=False, name="swagger-assets"
+            ),
             *webhook_handlers(ingest, settings, metrics),
             *twilio_handlers(database, settings, metrics),
             *task_handlers(
@@ -170,7 +181,13 @@ def create_app(
             title="FaithFlow Ops receiver",
             version=__version__,
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{SWAGGER_PATH}/swagger-ui-bundle.js",
+                    css_url=f"{SWAGGER_PATH}/swagger-ui.css",
+                    standalone_preset_js_url=f"{SWAGGER_PATH}/swagger-ui-standalone-preset.js",
+                )
+            ],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(
