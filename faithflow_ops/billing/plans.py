@@ -44,7 +44,7 @@ def parse_amount(text: str, currency: str) -> int:
     more decimals than the currency has are refused, never rounded.
     """
     code = validation.currency(currency)
-    exponent = validation.CURRENCY_EXPONENTS[code]
+    exponent = validation.currency_exponent(code)
     raw = text.strip()
     if not _AMOUNT.match(raw):
         raise UserError(

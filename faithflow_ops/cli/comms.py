@@ -64,6 +64,8 @@ def list_(
         rows, total = list_messages(
             session, status=status, channel=channel, tenant=tenant, limit=limit
         )
+    if output.empty(rows, "message", as_json=as_json):
+        return
     if as_json:
         output.print_json(rows)
     else:

@@ -28,8 +28,6 @@ _COUNTRY_CODES = """
 """
 COUNTRIES = frozenset(_COUNTRY_CODES.split())
 
-# ISO 4217 exponents live in one place, faithflow_ops.money; the name stays for its callers.
-CURRENCY_EXPONENTS = ISO_EXPONENTS
 
 
 def slug(value: str) -> str:
@@ -104,7 +102,7 @@ def country(value: str) -> str:
 
 def currency(value: str) -> str:
     code = value.strip().upper()
-    if code not in CURRENCY_EXPONENTS:
+    if code not in ISO_EXPONENTS:  # one table: faithflow_ops.money
         raise UserError(
             f"currency {value!r} is not an ISO 4217 code; use three letters such as NGN, GHS, "
             "KES, USD or GBP"
@@ -114,7 +112,7 @@ def currency(value: str) -> str:
 
 def currency_exponent(code: str) -> int:
     """Digits in the currency's minor unit (2 for NGN and USD, 0 for JPY, 3 for KWD)."""
-    return CURRENCY_EXPONENTS[currency(code)]
+    return ISO_EXPONENTS[currency(code)]
 
 
 def email(value: str) -> str:

@@ -29,6 +29,7 @@ LISTS = [
     (("sla", "breaches", *NOW), "no breaches"),
     (("jobs", "runs"), "no job runs"),
     (("audit", "list"), "no audit records"),
+    (("comms", "list"), "no messages"),
 ]
 
 
