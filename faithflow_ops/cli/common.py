@@ -38,12 +38,16 @@ def allow_creating(flag: bool) -> None:
 
 def database(cfg: Settings | None = None, *, create: bool | None = None) -> Database:
     """The configured database (one engine per URL per process)."""
-    from faithflow_ops.db import Database
+    from faithflow_ops.db import Database, job_timeouts
 
     cfg = cfg or settings()
     if cfg.database_url not in _db_cache:
         may_create = _creating if create is None else create
-        _db_cache[cfg.database_url] = Database.from_url(cfg.database_url, create=may_create)
+        _db_cache[cfg.database_url] = Database.from_url(
+            cfg.database_url,
+            create=may_create,
+            timeouts=job_timeouts(cfg.db_statement_timeout),  # FAITHFLOW_DB_STATEMENT_TIMEOUT
+        )
     return _db_cache[cfg.database_url]
 
 

@@ -64,7 +64,7 @@ def test_a_write_session_rolls_back_on_error(db: Database) -> None:
 
 def test_an_uncreatable_sqlite_folder_exits_2_naming_the_fix(cli, monkeypatch) -> None:
     monkeypatch.setenv("FAITHFLOW_DATABASE_URL", "sqlite:////proc/nope/x.db")
-    result = cli("db", "info")
+    result = cli("db", "upgrade")  # the command that creates a missing database
     assert result.exit_code == 2
     assert "cannot create the SQLite folder /proc/nope" in result.stderr
     assert "FAITHFLOW_DATABASE_URL" in result.stderr

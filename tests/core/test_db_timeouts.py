@@ -40,3 +40,18 @@ def test_the_statement_timeout_setting() -> None:
     for bad in ("0", "-1", "soon"):
         with pytest.raises(ConfigError, match="FAITHFLOW_DB_STATEMENT_TIMEOUT"):
             Settings.from_env({"FAITHFLOW_DB_STATEMENT_TIMEOUT": bad})
+
+
+def test_the_cli_takes_its_statement_timeout_from_the_setting(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faithflow_ops.cli.common import database, reset_database_cache
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("timeouts are Postgres settings; SQLite has only its busy timeout")
+    monkeypatch.setenv("FAITHFLOW_DATABASE_URL", db_url)
+    monkeypatch.setenv("FAITHFLOW_DB_STATEMENT_TIMEOUT", "45")
+    try:
+        assert shown(database()) == ("45s", "30s")
+    finally:
+        reset_database_cache()
