@@ -116,6 +116,7 @@ def load_group(name: str) -> typer.Typer:
     return group
 
 
+HELP_NAMES = ["-h", "--help"]
 _built: dict[str, Any] = {}
 
 
@@ -229,7 +230,7 @@ app = typer.Typer(
     help="FaithFlow Ops: preview and run the platform's scheduled jobs, and fix what they touch.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": HELP_NAMES},
     add_completion=False,
 )
 

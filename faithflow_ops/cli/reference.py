@@ -11,6 +11,10 @@ from typing import Any
 
 import typer
 
+# As every real invocation has them (the root's context settings, inherited): click keeps the
+# help option a command first made, so the reference must ask the same way.
+HELP = ["-h", "--help"]
+
 
 def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
     """Every command under `command` (a click/Typer command object), depth first; groups the
@@ -18,7 +22,7 @@ def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
     yield path, command
     if not hasattr(command, "list_commands"):
         return
-    with typer.Context(command, info_name=" ".join(path) or None) as ctx:
+    with typer.Context(command, info_name=" ".join(path) or None, help_option_names=HELP) as ctx:
         names = command.list_commands(ctx)
         subcommands = {name: command.get_command(ctx, name) for name in names}
     for name in sorted(subcommands):
@@ -37,7 +41,9 @@ def render() -> str:
     ]
     for path, command in walk(root, ("faithflow",)):
         name = " ".join(path)
-        with typer.Context(command, info_name=name, terminal_width=100) as ctx:
+        with typer.Context(
+            command, info_name=name, terminal_width=100, help_option_names=HELP
+        ) as ctx:
             text = command.get_help(ctx)
         parts += [f"## `{name}`", "", "```", text.rstrip(), "```", ""]
     return "\n".join(parts)

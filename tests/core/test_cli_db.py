@@ -23,9 +23,24 @@ UNREACHABLE = "postgresql://root@127.0.0.1:1/test"
 
 @pytest.fixture
 def empty_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An empty (never migrated) database that the CLI is configured to use."""
+    """An empty (never migrated) database that the CLI is configured to use. For SQLite an
+    empty file: a missing file is no database at all (see the next test)."""
+    if db_url.startswith("sqlite:///"):
+        Path(db_url.removeprefix("sqlite:///")).touch()
     monkeypatch.setenv("FAITHFLOW_DATABASE_URL", db_url)
     yield db_url
+    reset_database_cache()
+
+
+def test_current_on_a_missing_sqlite_file_says_there_is_none_and_creates_nothing(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nowhere" / "faithflow.db"
+    monkeypatch.setenv("FAITHFLOW_DATABASE_URL", f"sqlite:///{missing}")
+    result = cli("db", "current")
+    assert result.exit_code == 2
+    assert f"no database at {missing}; run `faithflow db upgrade`" in said(result)
+    assert not missing.parent.exists()
     reset_database_cache()
 
 
