@@ -323,6 +323,10 @@ def test_the_api_key_is_never_logged(base_url: str) -> None:
         (b'{"now": "yesterday"}', "now", "now must be an ISO-8601 time"),
         (b'{"now": ""}', "now", "now must be an ISO-8601 time"),
         (b'{"now": 1767225600}', "now", "now must be an ISO-8601 time"),
+        # one rule with --now (issue 16): the CLI refused these, the task ran and crashed
+        (b'{"now": "9999-12-31T23:59:59Z"}', "now", "is out of range; give a time from 1970"),
+        (b'{"now": "0001-01-01T00:00:00Z"}', "now", "is out of range; give a time from 1970"),
+        (b"[" * 5000 + b"]" * 5000, None, "not valid JSON (nested too deeply)"),
         (b'{"limit": 0}', "limit", "limit must be a whole number from 1 to 1,000,000,000"),
         (b'{"limit": -5}', "limit", "limit must be a whole number from 1 to 1,000,000,000"),
         (b'{"limit": "10"}', "limit", "limit must be a whole number from 1 to 1,000,000,000"),
