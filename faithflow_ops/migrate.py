@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from faithflow_ops.errors import UserError
+
 # The Alembic scripts (env.py + versions/) live in the top-level `migrations/` folder beside this
 # package: in a source checkout that is `<repo>/migrations`, and the wheel installs them as the
 # `migrations` package next to `faithflow_ops` in site-packages. Found by path, never by import,
@@ -34,6 +36,39 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
+def known_revision(revision: str) -> bool:
+    """Whether this faithflow's migrations include `revision`."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    try:
+        return ScriptDirectory.from_config(cfg).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def newer_than_code(current: str | None) -> bool:
+    """A database stamped with a revision this faithflow does not have: a newer release
+    migrated it, and only upgrading faithflow (not the database) can help."""
+    return current is not None and not known_revision(current)
+
+
+def schema_hint(current: str | None, head: str | None) -> str | None:
+    """What an operator should do about the database's revision (None at head)."""
+    if current == head:
+        return None
+    if newer_than_code(current):
+        return (
+            f"the database is at revision {current}, newer than this faithflow (head {head}): "
+            "upgrade faithflow to the release that migrated it; `faithflow db upgrade` "
+            "cannot help"
+        )
+    return "run `faithflow db upgrade` to apply the pending migrations"
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
@@ -46,6 +81,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     from alembic import command
 
     before = current_revision(engine)
+    if newer_than_code(before):
+        raise UserError(str(schema_hint(before, head_revision())))
     with engine.begin() as conn:
         command.upgrade(_config(engine, conn), revision)
     return before, current_revision(engine)

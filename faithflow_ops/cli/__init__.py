@@ -198,9 +198,13 @@ def _database_problem(exc: Exception) -> str | None:
             "FAITHFLOW_DATABASE_URL at faithflow's database file, or at a new path and run "
             "`faithflow db upgrade`"
         )
-    if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
+    schema = "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered)
+    column = "no such column" in lowered or ("column" in lowered and "does not exist" in lowered)
+    if (schema or column) and (newer := _newer_database()):
+        return f"{newer} ({text})"
+    if schema:
         return f"the database is not migrated ({text}); run `faithflow db upgrade`"
-    if "no such column" in lowered or ("column" in lowered and "does not exist" in lowered):
+    if column:
         return (
             f"the database is behind this version of faithflow ({text}); run `faithflow db upgrade`"
         )
@@ -209,6 +213,24 @@ def _database_problem(exc: Exception) -> str | None:
             f"cannot reach the database ({text}); check FAITHFLOW_DATABASE_URL "
             "and that the server is running"
         )
+    return None
+
+
+def _newer_database() -> str | None:
+    """The message for a database a newer faithflow migrated, else None (also when the
+    revision cannot be read)."""
+    try:
+        from faithflow_ops.cli.common import database
+        from faithflow_ops.migrate import current_revision, head_revision, newer_than_code
+
+        current = current_revision(database().engine)
+        if newer_than_code(current):
+            return (
+                f"the database is at revision {current}, newer than this faithflow (head "
+                f"{head_revision()}): upgrade faithflow to the release that migrated it"
+            )
+    except Exception:  # the original error is the one to report then
+        return None
     return None
 
 

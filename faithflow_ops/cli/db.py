@@ -54,7 +54,7 @@ def upgrade(
 @app.command("current")
 def current(as_json: JsonOpt = False) -> None:
     """The database's schema revision and whether it is the newest."""
-    from faithflow_ops.migrate import current_revision, head_revision
+    from faithflow_ops.migrate import current_revision, head_revision, schema_hint
 
     now, head = current_revision(database().engine), head_revision()
     doc = {"current": now, "head": head, "is_head": now == head}
@@ -65,12 +65,12 @@ def current(as_json: JsonOpt = False) -> None:
         typer.echo(f"{_rev(now)} (head)")
     else:
         typer.echo(f"{_rev(now)} (head is {head})")
-        output.info("run `faithflow db upgrade` to apply the pending migrations")
+        output.info(str(schema_hint(now, head)))
 
 
 def database_info(cfg: Settings, db: Database) -> dict[str, Any]:
     """Where the database is (password masked), what it is, and its schema revision."""
-    from faithflow_ops.migrate import current_revision, head_revision
+    from faithflow_ops.migrate import current_revision, head_revision, newer_than_code
 
     url = db.engine.url
     now, head = current_revision(db.engine), head_revision()
@@ -82,6 +82,7 @@ def database_info(cfg: Settings, db: Database) -> dict[str, Any]:
         "current_revision": now,
         "head_revision": head,
         "is_head": now == head,
+        "newer_than_code": newer_than_code(now),
     }
     if db.dialect == "sqlite":
         from pathlib import Path
@@ -104,4 +105,6 @@ def info(as_json: JsonOpt = False) -> None:
         return
     output.record(doc, title="database")
     if not doc["is_head"]:
-        output.info("run `faithflow db upgrade` to apply the pending migrations")
+        from faithflow_ops.migrate import schema_hint
+
+        output.info(str(schema_hint(doc["current_revision"], doc["head_revision"])))
