@@ -21,6 +21,12 @@ from typing import Any, overload
 from faithflow_ops.errors import UserError
 
 EARLIEST_YEAR, LATEST_YEAR = 1970, 8999
+
+
+class OutOfRange(UserError):
+    """A well-formed time outside 1970–8999 (its own message, never "not ISO-8601")."""
+
+
 _DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -39,7 +45,7 @@ def parse_instant(
     """`value` as a UTC datetime, or a UserError naming `field` and showing `example`."""
     what = "time" if "T" in example else "date or time"
     if not isinstance(value, str) or not value.strip():
-        shown = repr(value) if isinstance(value, str) else _shown(value)
+        shown = repr(value) if isinstance(value, str) else shown_value(value)
         raise UserError(f"{field} {shown} is not an ISO-8601 {what}; use e.g. {field} {example}")
     try:
         when = parse_time(value)
@@ -48,7 +54,7 @@ def parse_instant(
             f"{field} {_cut(value)!r} is not an ISO-8601 {what}; use e.g. {field} {example}"
         ) from None
     if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
-        raise UserError(
+        raise OutOfRange(
             f"{field} {_cut(value)!r} is out of range; "
             f"give a time from {EARLIEST_YEAR} to {LATEST_YEAR}"
         )
@@ -70,10 +76,10 @@ def parse_since(value: object, now: dt.datetime, field: str = "--since") -> dt.d
         return start
     try:
         return parse_instant(value, field, "2026-03-01")
-    except UserError as exc:
-        if "out of range" in str(exc):
-            raise
-        shown = repr(_cut(value)) if isinstance(value, str) else _shown(value)
+    except OutOfRange:
+        raise
+    except UserError:
+        shown = repr(_cut(value)) if isinstance(value, str) else shown_value(value)
         raise UserError(
             f"{field} {shown} is neither a duration nor an ISO-8601 time; use e.g. "
             f"{field} 24h, {field} 30d, {field} 2026-03-01 or {field} 2026-03-01T09:00:00Z"
@@ -112,7 +118,9 @@ def _cut(text: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _shown(value: object) -> str:
+def shown_value(value: object) -> str:
+    """A received value as JSON (repr if it is not JSON), cut to 60 characters: messages
+    never echo a whole body."""
     import json
 
     try:

@@ -36,6 +36,7 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
+from faithflow_ops.clock import shown_value
 from faithflow_ops.jobs.runner import FAILED, SKIPPED
 
 try:
@@ -123,12 +124,6 @@ def _bad(field: str | None, message: str) -> ClientException:
     return ClientException(detail=message, extra={"field": field, "example": EXAMPLE})
 
 
-def _show(value: Any) -> str:
-    """A received value as JSON, cut short: error messages never echo a whole body."""
-    text = json.dumps(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 _JSON_TYPES = {
     dict: "object",
     list: "array",
@@ -173,13 +168,14 @@ def parse_body(raw: bytes, spec: JobSpec | None = None) -> TaskRequest:
         )
     dry_run, now, limit = (doc.get(name) for name in FIELDS)
     if dry_run is not None and not isinstance(dry_run, bool):
-        raise _bad("dry_run", f"dry_run must be true or false, not {_show(dry_run)}")
+        raise _bad("dry_run", f"dry_run must be true or false, not {shown_value(dry_run)}")
     when = None if now is None else _parse_time(now)
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
     ):
         raise _bad(
-            "limit", f"limit must be a whole number from 1 to {MAX_LIMIT:,}, not {_show(limit)}"
+            "limit",
+            f"limit must be a whole number from 1 to {MAX_LIMIT:,}, not {shown_value(limit)}",
         )
     options = {name: doc[name] for name in own if name in doc}
     return TaskRequest(dry_run=bool(dry_run), now=when, limit=limit, options=options)
@@ -187,17 +183,19 @@ def parse_body(raw: bytes, spec: JobSpec | None = None) -> TaskRequest:
 
 def _parse_time(value: Any) -> dt.datetime:
     """`now`, by the rule `--now` follows (ISO-8601, 1970–8999)."""
-    from faithflow_ops.clock import parse_instant
+    from faithflow_ops.clock import OutOfRange, parse_instant
     from faithflow_ops.errors import UserError
 
     try:
         return parse_instant(value, "now")
-    except UserError as exc:
-        if "out of range" in str(exc):
-            raise _bad("now", str(exc)) from None
-    raise _bad(
-        "now", f'now must be an ISO-8601 time such as "2026-03-01T09:00:00Z", not {_show(value)}'
-    )
+    except OutOfRange as exc:
+        raise _bad("now", str(exc)) from None
+    except UserError:
+        raise _bad(
+            "now",
+            'now must be an ISO-8601 time such as "2026-03-01T09:00:00Z", '
+            f"not {shown_value(value)}",
+        ) from None
 
 
 def _operation_class(spec: JobSpec) -> type[Operation]:

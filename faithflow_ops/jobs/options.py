@@ -99,7 +99,7 @@ def fill(cls: type[Any], values: Mapping[str, Any], now: dt.datetime, style: Sty
 
     Raises OptionError naming the field and the fix. Unknown names are the caller's check.
     """
-    from faithflow_ops.clock import parse_instant, parse_since
+    from faithflow_ops.clock import parse_instant, parse_since, shown_value
 
     given: dict[str, Any] = {}
     for f in fields_of(cls):
@@ -115,32 +115,22 @@ def fill(cls: type[Any], values: Mapping[str, Any], now: dt.datetime, style: Sty
         except UserError as exc:
             raise OptionError(f.name, str(exc)) from None
         if info.kind == "choice" and value not in info.choices:
-            shown = repr(value) if isinstance(value, str) else _show(value)
+            shown = repr(value) if isinstance(value, str) else shown_value(value)
             raise OptionError(f.name, f"{label} {shown} is not one of: {', '.join(info.choices)}")
         if info.kind == "text" and not isinstance(value, str):
-            raise OptionError(f.name, f"{label} must be a string, not {_show(value)}")
+            raise OptionError(f.name, f"{label} must be a string, not {shown_value(value)}")
         if info.kind == "bool" and not isinstance(value, bool):
-            raise OptionError(f.name, f"{label} must be true or false, not {_show(value)}")
+            raise OptionError(f.name, f"{label} must be true or false, not {shown_value(value)}")
         if info.kind == "int":
             low = info.minimum if info.minimum is not None else -(2**63)
             high = info.maximum if info.maximum is not None else 2**63 - 1
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise OptionError(
                     f.name, f"{label} must be a whole number from {low:,} to {high:,}, "
-                    f"not {_show(value)}"
+                    f"not {shown_value(value)}"
                 )  # fmt: skip
         given[f.name] = value
     return cls(**given)
-
-
-def _show(value: Any) -> str:
-    import json
-
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ _COUNTRY_CODES = """
 COUNTRIES = frozenset(_COUNTRY_CODES.split())
 
 
-
 def slug(value: str) -> str:
     raw = value.strip()
     if _SLUG.match(raw) and "--" not in raw:
