@@ -8,7 +8,7 @@ from faithflow_ops.models.billing import (
     Subscription,
     SubscriptionPlan,
 )
-from faithflow_ops.models.comms import OutboundMessage, Suppression
+from faithflow_ops.models.comms import Bounce, EarlyStatus, OutboundMessage, Suppression
 from faithflow_ops.models.disputes import DisputeAlert
 from faithflow_ops.models.dunning import (
     DunningAttempt,
@@ -33,6 +33,7 @@ from faithflow_ops.models.webhooks import WebhookEvent
 __all__ = [
     "AuditLog",
     "Base",
+    "Bounce",
     "BusinessCalendar",
     "Dispute",
     "DisputeAlert",
@@ -42,6 +43,7 @@ __all__ = [
     "DunningCase",
     "DunningPolicy",
     "DunningPreference",
+    "EarlyStatus",
     "HealthCheckResult",
     "Incident",
     "Invoice",

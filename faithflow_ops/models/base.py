@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import Index, MetaData, TextClause, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from faithflow_ops.db import UTCDateTime, utc_now_default, utcnow
@@ -37,3 +38,10 @@ class Timestamps(CreatedAt):
 def in_list(column: str, values: tuple[str, ...]) -> str:
     """SQL for a CHECK that `column` holds one of `values`: `status IN ('a', 'b')`."""
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def partial_index(name: str, *columns: Any, where: str | TextClause, unique: bool = False) -> Index:
+    """An index over the rows matching `where`, the same on Postgres and SQLite (both support
+    partial indexes; each dialect reads its own keyword)."""
+    clause = text(where) if isinstance(where, str) else where
+    return Index(name, *columns, unique=unique, postgresql_where=clause, sqlite_where=clause)

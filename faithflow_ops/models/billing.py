@@ -16,12 +16,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, Timestamps
+from faithflow_ops.models.base import Base, Timestamps, partial_index
 from faithflow_ops.models.tenancy import Tenant
 
 PROVIDERS = ("stripe", "paystack")
@@ -76,32 +75,28 @@ class Subscription(Timestamps, Base):
         # subs backfill and subs list filter by status
         Index("ix_subscriptions_status", "status"),
         # subs automate (trial_ending_notice): trials ending in the next days
-        Index(
+        partial_index(
             "ix_subscriptions_automate_trial_end",
             "trial_end",
-            postgresql_where=text("status = 'trialing'"),
-            sqlite_where=text("status = 'trialing'"),
+            where="status = 'trialing'",
         ),
         # subs automate (mark_past_due): active Paystack subscriptions whose period has ended
-        Index(
+        partial_index(
             "ix_subscriptions_automate_paystack_period_end",
             "current_period_end",
-            postgresql_where=text("provider = 'paystack' AND status = 'active'"),
-            sqlite_where=text("provider = 'paystack' AND status = 'active'"),
+            where="provider = 'paystack' AND status = 'active'",
         ),
         # subs automate (suspend_tenant): how long past-due subscriptions have been past due
-        Index(
+        partial_index(
             "ix_subscriptions_automate_past_due_since",
             "past_due_since",
-            postgresql_where=text("status IN ('past_due', 'unpaid')"),
-            sqlite_where=text("status IN ('past_due', 'unpaid')"),
+            where="status IN ('past_due', 'unpaid')",
         ),
         # subs automate (cancel_subscription): cancellations waiting for their period end
-        Index(
+        partial_index(
             "ix_subscriptions_automate_cancel_at_period_end",
             "current_period_end",
-            postgresql_where=text("cancel_at_period_end AND status <> 'canceled'"),
-            sqlite_where=text("cancel_at_period_end AND status <> 'canceled'"),
+            where="cancel_at_period_end AND status <> 'canceled'",
         ),
     )
 
@@ -141,12 +136,11 @@ class Invoice(Timestamps, Base):
             "status IN ('draft', 'open', 'paid', 'uncollectible', 'void')", name="status_known"
         ),
         # subs automate (mark_past_due): is there a paid invoice reaching past the period end?
-        Index(
+        partial_index(
             "ix_invoices_automate_paid_period_end",
             "subscription_id",
             "period_end",
-            postgresql_where=text("status = 'paid'"),
-            sqlite_where=text("status = 'paid'"),
+            where="status = 'paid'",
         ),
     )
 
@@ -204,11 +198,10 @@ class PlanChange(Timestamps, Base):
             "status IN ('scheduled', 'applied', 'rejected', 'canceled')", name="status_known"
         ),
         # subs automate (apply_plan_change): scheduled changes whose time has come
-        Index(
+        partial_index(
             "ix_plan_changes_automate_scheduled",
             "effective_at",
-            postgresql_where=text("status = 'scheduled'"),
-            sqlite_where=text("status = 'scheduled'"),
+            where="status = 'scheduled'",
         ),
     )
 

@@ -15,12 +15,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, Timestamps, in_list
+from faithflow_ops.models.base import Base, Timestamps, in_list, partial_index
 
 CHANNELS = ("email", "sms", "whatsapp")
 MESSAGE_STATUSES = (
@@ -48,18 +47,16 @@ class OutboundMessage(Timestamps, Base):
         CheckConstraint(in_list("status", MESSAGE_STATUSES), name="status_known"),
         UniqueConstraint("idempotency_key"),
         # comms dispatch: messages waiting to be sent, soonest first
-        Index(
+        partial_index(
             "ix_outbound_messages_dispatch_due",
             "next_attempt_at",
-            postgresql_where=text("status IN ('queued', 'scheduled')"),
-            sqlite_where=text("status IN ('queued', 'scheduled')"),
+            where="status IN ('queued', 'scheduled')",
         ),
         # comms dispatch: claims whose lease ran out (the dispatcher died) become `unknown`
-        Index(
+        partial_index(
             "ix_outbound_messages_dispatch_lease",
             "lease_expires_at",
-            postgresql_where=text("status = 'sending'"),
-            sqlite_where=text("status = 'sending'"),
+            where="status = 'sending'",
         ),
         # what a message is about (dunning attempt, ticket…): cancel or show them together
         Index("ix_outbound_messages_about", "about_type", "about_id"),
@@ -68,11 +65,10 @@ class OutboundMessage(Timestamps, Base):
         # comms list --status
         Index("ix_outbound_messages_status", "status", "id"),
         # twilio status callbacks: the message by its sid
-        Index(
+        partial_index(
             "ix_outbound_messages_provider_message_id",
             "provider_message_id",
-            postgresql_where=text("provider_message_id IS NOT NULL"),
-            sqlite_where=text("provider_message_id IS NOT NULL"),
+            where="provider_message_id IS NOT NULL",
         ),
     )
 
@@ -126,3 +122,73 @@ class Suppression(Timestamps, Base):
     until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())  # NULL = for good
     note: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(200))
+
+
+BOUNCE_KINDS = (
+    "hard",  # the address does not exist (X.1.x): suppressed
+    "soft",  # mailbox full, a temporary refusal (X.2.2, 4.X.X): suppressed after repeats
+    "policy",  # our sending was refused (X.7.x relay denied, blocklisted): an incident, never
+    # the recipient's fault
+    "message",  # this message cannot be delivered as it is (too large, bad content)
+)
+BOUNCE_SOURCES = ("smtp", "dsn")  # refused at RCPT/DATA, or a delivery status notification
+
+
+class Bounce(Timestamps, Base):
+    """One e-mail a server refused or bounced, classified by its RFC 3463 status
+    (comms.bounces): what decides a recipient's suppression, and a run's bounce-burst incident."""
+
+    __tablename__ = "comms_bounces"
+    __table_args__ = (
+        CheckConstraint(in_list("kind", BOUNCE_KINDS), name="kind_known"),
+        CheckConstraint(in_list("source", BOUNCE_SOURCES), name="source_known"),
+        # comms dispatch: a recipient's soft bounces within the counting window
+        Index("ix_comms_bounces_recipient", "channel", "recipient", "occurred_at"),
+        # comms dispatch: a run's bounces not yet settled (suppression or incident)
+        Index(
+            "ix_comms_bounces_unsettled",
+            "run",
+            postgresql_where=text("settled_at IS NULL"),
+            sqlite_where=text("settled_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("outbound_messages.id"))
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(16))
+    smtp_code: Mapped[int | None] = mapped_column(Integer)  # 550
+    status: Mapped[str | None] = mapped_column(String(16))  # RFC 3463: 5.1.1
+    diagnostic: Mapped[str | None] = mapped_column(Text)  # the server's words
+    source: Mapped[str] = mapped_column(String(16))
+    run: Mapped[str | None] = mapped_column(String(200))  # the dispatch that met it (smtp)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    settled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(String(200))  # what settling it did
+
+
+class EarlyStatus(Timestamps, Base):
+    """A Twilio status callback that came before the dispatcher recorded its message's sid
+    (comms.status): kept, and applied when the sid lands."""
+
+    __tablename__ = "comms_early_statuses"
+    __table_args__ = (
+        UniqueConstraint("sid", "twilio_status"),
+        # comms dispatch: the callbacks waiting for a message whose sid was just recorded
+        Index(
+            "ix_comms_early_statuses_waiting",
+            "sid",
+            postgresql_where=text("applied_at IS NULL"),
+            sqlite_where=text("applied_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(Integer)  # from the callback URL's ?m=
+    sid: Mapped[str] = mapped_column(String(64))
+    twilio_status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    result: Mapped[str | None] = mapped_column(String(16))

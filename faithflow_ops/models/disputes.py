@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, UniqueConstraint, text
+from sqlalchemy import ForeignKey, SmallInteger, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import UTCDateTime
-from faithflow_ops.models.base import Base, CreatedAt
+from faithflow_ops.models.base import Base, CreatedAt, partial_index
 from faithflow_ops.models.payments import Dispute
 
 
@@ -29,9 +29,8 @@ class DisputeAlert(CreatedAt, Base):
 
 
 # disputes monitor: open disputes with an evidence deadline, by deadline.
-Index(
+partial_index(
     "ix_disputes_monitor_evidence_due_by",
     Dispute.evidence_due_by,
-    postgresql_where=text("closed_at IS NULL AND evidence_due_by IS NOT NULL"),
-    sqlite_where=text("closed_at IS NULL AND evidence_due_by IS NOT NULL"),
+    where="closed_at IS NULL AND evidence_due_by IS NOT NULL",
 )

@@ -16,12 +16,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, CreatedAt, Timestamps
+from faithflow_ops.models.base import Base, CreatedAt, Timestamps, partial_index
 
 CASE_STATUSES = ("open", "recovered", "suspended", "canceled")
 ATTEMPT_CHANNELS = ("email", "sms", "whatsapp", "payment_retry", "handover")
@@ -37,12 +36,11 @@ class DunningCase(Timestamps, Base):
             "status IN ('open', 'recovered', 'suspended', 'canceled')", name="status_known"
         ),
         # One open case per subscription; a later episode opens a new case.
-        Index(
+        partial_index(
             "uq_dunning_cases_open_subscription",
             "subscription_id",
             unique=True,
-            postgresql_where=text("status = 'open'"),
-            sqlite_where=text("status = 'open'"),
+            where="status = 'open'",
         ),
         # dunning analytics: cases by the time they opened and closed
         Index("ix_dunning_cases_opened_at", "opened_at"),

@@ -14,12 +14,11 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime, utcnow
-from faithflow_ops.models.base import Base, CreatedAt, Timestamps
+from faithflow_ops.models.base import Base, CreatedAt, Timestamps, partial_index
 
 
 class AuditLog(CreatedAt, Base):
@@ -83,19 +82,17 @@ class Incident(Timestamps, Base):
         CheckConstraint("status IN ('open', 'acknowledged', 'resolved')", name="status_known"),
         CheckConstraint("severity IN ('info', 'warning', 'critical')", name="severity_known"),
         # One unresolved incident per cause: raising it again counts an occurrence.
-        Index(
+        partial_index(
             "uq_incidents_unresolved_cause",
             "cause",
             unique=True,
-            postgresql_where=text("status <> 'resolved'"),
-            sqlite_where=text("status <> 'resolved'"),
+            where="status <> 'resolved'",
         ),
         # incidents escalate: unacknowledged incidents not yet paged
-        Index(
+        partial_index(
             "ix_incidents_escalation_due",
             "opened_at",
-            postgresql_where=text("status = 'open' AND paged_at IS NULL"),
-            sqlite_where=text("status = 'open' AND paged_at IS NULL"),
+            where="status = 'open' AND paged_at IS NULL",
         ),
     )
 
@@ -121,7 +118,20 @@ class Incident(Timestamps, Base):
     # The alert webhook is retried with backoff: attempts so far and when to try again.
     hook_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_hook_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    last_hook_error: Mapped[str | None] = mapped_column(Text)
+    last_hook_error: Mapped[str | None] = mapped_column(Text)  # the alert webhook's
+    # Times the cause came back after passing (a resolved incident reopened within
+    # FAITHFLOW_INCIDENT_FLAP_MINUTES, or a degraded domain failing again mid-recovery).
+    flaps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # PagerDuty: failed trigger attempts, when to try again (doubling, capped), its own last
+    # error, and when it stopped for good (a 4xx other than 429: the event can never succeed).
+    page_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_page_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_page_error: Mapped[str | None] = mapped_column(Text)
+    page_stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # `acknowledge` sent to PagerDuty for a paged incident acknowledged here.
+    page_acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The alert webhook's "resolved" post for an alerted incident.
+    resolve_alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class HealthCheckResult(CreatedAt, Base):

@@ -15,12 +15,11 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, CreatedAt, Timestamps, in_list
+from faithflow_ops.models.base import Base, CreatedAt, Timestamps, in_list, partial_index
 
 DOMAIN_STATUSES = (
     "pending_dns",  # waiting for the church's TXT (and CNAME/A) records
@@ -42,19 +41,17 @@ class TenantDomain(Timestamps, Base):
         CheckConstraint(in_list("status", DOMAIN_STATUSES), name="status_known"),
         CheckConstraint(in_list("certificate_status", CERTIFICATE_STATUSES), name="cert_known"),
         # One live record per hostname (a removed one may be added again, by anyone).
-        Index(
+        partial_index(
             "uq_tenant_domains_live_hostname",
             "hostname",
             unique=True,
-            postgresql_where=text("status <> 'removed'"),
-            sqlite_where=text("status <> 'removed'"),
+            where="status <> 'removed'",
         ),
         # domains automate: the domains whose next check is due
-        Index(
+        partial_index(
             "ix_tenant_domains_automate_next_check",
             "next_check_at",
-            postgresql_where=text("status NOT IN ('removed', 'failed')"),
-            sqlite_where=text("status NOT IN ('removed', 'failed')"),
+            where="status NOT IN ('removed', 'failed')",
         ),
     )
 
@@ -79,6 +76,9 @@ class TenantDomain(Timestamps, Base):
     edge_status: Mapped[str | None] = mapped_column(String(32))  # the edge's own word
     edge_id: Mapped[str | None] = mapped_column(String(128))
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Passing checks in a row while degraded: failover ends after
+    # FAITHFLOW_DOMAIN_RECOVERY_THRESHOLD of them (a flapping edge stays failed over).
+    consecutive_passes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failover_active: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     last_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_ok_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, CreatedAt, Timestamps, in_list
+from faithflow_ops.models.base import Base, CreatedAt, Timestamps, in_list, partial_index
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
@@ -63,17 +63,15 @@ def _sweep_indexes(metric: str) -> tuple[Index, Index]:
         "AND status NOT IN ('solved', 'closed')"
     )
     return (
-        Index(
+        partial_index(
             f"ix_support_tickets_sla_{metric}_due",
             f"{metric}_due_at",
-            postgresql_where=due_where,
-            sqlite_where=due_where,
+            where=due_where,
         ),
-        Index(
+        partial_index(
             f"ix_support_tickets_sla_{metric}_warn",
             f"{metric}_warn_at",
-            postgresql_where=warn_where,
-            sqlite_where=warn_where,
+            where=warn_where,
         ),
     )
 
@@ -92,13 +90,12 @@ class SupportTicket(Timestamps, Base):
         *_sweep_indexes("next_response"),
         *_sweep_indexes("resolution"),
         # support queue / tickets list: open tickets by status and priority, oldest first
-        Index(
+        partial_index(
             "ix_support_tickets_open_queue",
             "status",
             "priority",
             "opened_at",
-            postgresql_where=_OPEN,
-            sqlite_where=_OPEN,
+            where=_OPEN,
         ),
         # support queue (per agent load) and tickets list --assignee
         Index("ix_support_tickets_assignee", "assignee_id", "status"),

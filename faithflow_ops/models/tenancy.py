@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from faithflow_ops.db import UTCDateTime
-from faithflow_ops.models.base import Base, Timestamps
+from faithflow_ops.models.base import Base, Timestamps, partial_index
 
 TENANT_STATUSES = ("active", "suspended", "archived")
 USER_ROLES = ("owner", "admin", "staff", "volunteer", "platform_admin", "platform_agent")
@@ -23,18 +23,16 @@ class Tenant(Timestamps, Base):
             name="billing_grace_days_not_negative",
         ),
         # subs automate (reactivate_tenant): tenants suspended for non-payment
-        Index(
+        partial_index(
             "ix_tenants_automate_suspended_non_payment",
             "id",
-            postgresql_where=text("status = 'suspended' AND suspension_reason = 'non_payment'"),
-            sqlite_where=text("status = 'suspended' AND suspension_reason = 'non_payment'"),
+            where="status = 'suspended' AND suspension_reason = 'non_payment'",
         ),
         # subs automate (suspend_tenant): the smallest per-tenant grace, read with min()
-        Index(
+        partial_index(
             "ix_tenants_automate_billing_grace_days",
             "billing_grace_days",
-            postgresql_where=text("billing_grace_days IS NOT NULL"),
-            sqlite_where=text("billing_grace_days IS NOT NULL"),
+            where="billing_grace_days IS NOT NULL",
         ),
     )
 

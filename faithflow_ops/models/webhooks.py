@@ -13,12 +13,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import JSONType, UTCDateTime
-from faithflow_ops.models.base import Base, Timestamps
+from faithflow_ops.models.base import Base, Timestamps, partial_index
 
 WEBHOOK_SCOPES = ("platform", "tenant")
 # The receiver stores a verified delivery as `received` and answers; the applier (in the
@@ -44,20 +43,18 @@ class WebhookEvent(Timestamps, Base):
         Index("ix_webhook_events_status_received", "status", "first_received_at"),
         Index("ix_webhook_events_first_received_at", "first_received_at"),
         # linking a customer re-drives that customer's unmatched events (webhooks.service)
-        Index(
+        partial_index(
             "ix_webhook_events_unmatched_customer",
             "provider",
             "customer_ref",
-            postgresql_where=text("status = 'unmatched'"),
-            sqlite_where=text("status = 'unmatched'"),
+            where="status = 'unmatched'",
         ),
         # the applier's claim: waiting rows, due first (webhooks.applier, webhooks apply)
-        Index(
+        partial_index(
             "ix_webhook_events_waiting",
             "next_attempt_at",
             "id",
-            postgresql_where=text("status IN ('received', 'failed')"),
-            sqlite_where=text("status IN ('received', 'failed')"),
+            where="status IN ('received', 'failed')",
         ),
     )
 
