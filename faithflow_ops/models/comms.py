@@ -145,11 +145,10 @@ class Bounce(Timestamps, Base):
         # comms dispatch: a recipient's soft bounces within the counting window
         Index("ix_comms_bounces_recipient", "channel", "recipient", "occurred_at"),
         # comms dispatch: a run's bounces not yet settled (suppression or incident)
-        Index(
+        partial_index(
             "ix_comms_bounces_unsettled",
             "run",
-            postgresql_where=text("settled_at IS NULL"),
-            sqlite_where=text("settled_at IS NULL"),
+            where="settled_at IS NULL",
         ),
     )
 
@@ -176,11 +175,10 @@ class EarlyStatus(Timestamps, Base):
     __table_args__ = (
         UniqueConstraint("sid", "twilio_status"),
         # comms dispatch: the callbacks waiting for a message whose sid was just recorded
-        Index(
+        partial_index(
             "ix_comms_early_statuses_waiting",
             "sid",
-            postgresql_where=text("applied_at IS NULL"),
-            sqlite_where=text("applied_at IS NULL"),
+            where="applied_at IS NULL",
         ),
     )
 
