@@ -111,6 +111,9 @@ class Incident(Timestamps, Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(200))
+    # Resolved by a human (`incidents resolve`): final — never reopened, its page and chat
+    # post close at once. A job's resolution settles for FAITHFLOW_INCIDENT_FLAP_MINUTES first.
+    resolved_by_hand: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Escalation hooks: when each went out (NULL = not yet / not configured).
     alerted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     paged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
