@@ -100,6 +100,16 @@ class OutboundMessage(Timestamps, Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     failed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     canceled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # WhatsApp: the approved template it goes out as (Twilio Content SID, HX…) and the values
+    # of its {{1}}, {{2}}… (comms/whatsapp.py); `body` is then the text that template reads.
+    content_sid: Mapped[str | None] = mapped_column(String(34))
+    content_variables: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    # SMS: what it costs, counted at enqueue (comms/sms.py): GSM-7 or UCS-2, and segments.
+    sms_encoding: Mapped[str | None] = mapped_column(String(8))
+    sms_segments: Mapped[int | None] = mapped_column(SmallInteger)
+    # Why the message is not what was asked: "sms instead of whatsapp: no opt-in recorded",
+    # "2 GSM-7 segments: …" (shown by `comms show` and the dunning preview).
+    note: Mapped[str | None] = mapped_column(Text)
     # The record this message is about: ("dunning_attempt", "12"), ("support_ticket", "7")…
     about_type: Mapped[str | None] = mapped_column(String(64))
     about_id: Mapped[str | None] = mapped_column(String(64))

@@ -115,7 +115,12 @@ class DunningPreference(Timestamps, Base):
     channels: Mapped[list[str] | None] = mapped_column(JSONType)  # allowed; NULL = all
     email: Mapped[str | None] = mapped_column(String(320))  # overrides tenants.billing_email
     phone: Mapped[str | None] = mapped_column(String(32))  # overrides tenants.billing_phone
-    whatsapp: Mapped[str | None] = mapped_column(String(32))  # default: the phone
+    # The WhatsApp number: never defaulted to the phone — WhatsApp needs the church's opt-in
+    # for that number, recorded with where it came from and when (`dunning prefs set
+    # --whatsapp-consent`); without it dunning WhatsApp messages go by SMS.
+    whatsapp: Mapped[str | None] = mapped_column(String(32))
+    whatsapp_opt_in_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    whatsapp_opt_in_source: Mapped[str | None] = mapped_column(String(200))
     # [{"days": [0..6] (Monday = 0), "start": "21:00", "end": "08:00"}, …]; NULL = defaults
     quiet_hours: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     sms_opt_out: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")

@@ -48,6 +48,9 @@ class Tenant(Timestamps, Base):
     locale: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
     billing_email: Mapped[str | None] = mapped_column(String(320))
     billing_phone: Mapped[str | None] = mapped_column(String(32))
+    # The church's name in SMS (GSM-7, at most 30 characters: `tenants set --sms-name`); NULL =
+    # `name` folded to GSM-7 (comms/sms.py), so one SMS stays one segment.
+    sms_name: Mapped[str | None] = mapped_column(String(30))
     suspended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # Days a past-due subscription may stay unpaid before `subs automate` suspends the tenant;
