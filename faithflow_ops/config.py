@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,6 +298,39 @@ def _api_base(env: Mapping[str, str], name: str, default: str) -> str:
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# A Twilio Content SID (the approved WhatsApp template): `HX` + 32 hex digits, as the Content
+# API defines its `sid` (https://www.twilio.com/docs/content-api/content-api-resources).
+CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
+_CONTENT_KEY = re.compile(r"^([a-z][a-z0-9_]*):([A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,8})*)$")
+
+
+def _content_sids(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """`template:locale=HX…` pairs, comma-separated: the approved WhatsApp template (Twilio
+    Content SID) of each outbox template per locale (`dunning_reminder:en`, `…:fr_CI`). Keys
+    are stored as `template:locale` with the locale in `en_NG` form."""
+    example = "dunning_reminder:en=HX0123456789abcdef0123456789abcdef"
+    found: dict[str, str] = {}
+    for part in _list(env, name):
+        key, sep, sid = (piece.strip() for piece in part.partition("="))
+        match = _CONTENT_KEY.match(key)
+        if not sep or match is None:
+            raise ConfigError(
+                f"{name}: {part!r} is not template:locale=SID; set it to e.g. {example}"
+            )
+        if not CONTENT_SID.match(sid):
+            raise ConfigError(
+                f"{name}: {sid!r} (for {key}) is not a Twilio Content SID (HX and 32 hex "
+                f"digits, from the Content Template Builder); set it to e.g. {example}"
+            )
+        template, locale = match.group(1), match.group(2).replace("-", "_")
+        lang, _, region = locale.partition("_")
+        normalised = f"{template}:{lang.lower()}" + (f"_{region.upper()}" if region else "")
+        if normalised in found:
+            raise ConfigError(f"{name} gives {normalised} twice; keep one SID per template:locale")
+        found[normalised] = sid
+    return found
+
+
 def _networks(env: Mapping[str, str], name: str) -> tuple[IPNetwork, ...]:
     """Addresses or CIDR networks; `*` means every address."""
     networks: list[IPNetwork] = []
@@ -379,6 +413,10 @@ class Settings:
     twilio_from: str | None = None
     twilio_whatsapp_from: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # Approved WhatsApp templates (TWILIO_CONTENT_SIDS): "template:locale" -> Content SID HX….
+    # WhatsApp only takes an approved template outside the 24-hour window (Twilio 63016):
+    # a WhatsApp message without one goes by SMS instead (comms/whatsapp.py).
+    twilio_content_sids: Mapping[str, str] = field(default_factory=dict)
     # Where Twilio reaches the receiver (https://ops.example.org): the dispatcher asks for
     # delivery status callbacks at {this}/webhooks/twilio/status, and the receiver checks their
     # signatures against that URL (docs/comms.md). Unset: no callbacks are asked for.
@@ -501,6 +539,7 @@ class Settings:
             twilio_from=opt("TWILIO_FROM"),
             twilio_whatsapp_from=opt("TWILIO_WHATSAPP_FROM"),
             twilio_api_base=opt("TWILIO_API_BASE") or cls.twilio_api_base,
+            twilio_content_sids=_content_sids(env, "TWILIO_CONTENT_SIDS"),
             public_url=_public_url(env, "FAITHFLOW_PUBLIC_URL"),
             comms_lease_seconds=_int(env, "FAITHFLOW_COMMS_LEASE_SECONDS", 300, minimum=10),
             comms_max_attempts=_int(env, "FAITHFLOW_COMMS_MAX_ATTEMPTS", 5, minimum=1),

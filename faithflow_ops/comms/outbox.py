@@ -12,6 +12,16 @@ query for every recipient, one multi-row `INSERT … ON CONFLICT (idempotency_ke
 RETURNING id, idempotency_key`, and one look-up of the keys that were already used. Every
 message is checked and rendered before anything is written: one bad recipient or template is a
 UserError naming that message, and nothing of the batch is inserted. `enqueue` is a batch of one.
+
+WhatsApp and SMS (issue 21):
+
+- a WhatsApp message is stored with the approved template it goes out as (`content_sid`,
+  `content_variables`: comms/whatsapp.py); with no approved template for its template and
+  locale in TWILIO_CONTENT_SIDS it becomes an SMS to the same number, `note` saying why;
+- an SMS names the church by its short SMS name, else its name folded to GSM-7, and stores
+  its encoding and segment count (comms/sms.py). A dunning SMS is kept to GSM-7 (folded if a
+  value is not); one still longer than a segment goes out, with a `note` and a warning naming
+  the fix (a shorter `--sms-name`): the church is told, at the cost of a second segment.
 """
 
 from __future__ import annotations
@@ -20,17 +30,23 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+import structlog
 from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.bulk import insert_rows
-from faithflow_ops.comms import contacts, templates
+from faithflow_ops.comms import contacts, sms, templates, whatsapp
 from faithflow_ops.db import rowcount
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import OutboundMessage, Suppression, Tenant
 from faithflow_ops.models.comms import PENDING_STATUSES
+
+if TYPE_CHECKING:
+    from faithflow_ops.config import Settings
+
+log = structlog.get_logger("faithflow.comms")
 
 _MESSAGES = cast(Table, OutboundMessage.__table__)
 _LOOKUP_CHUNK = 5000  # keys per `IN (…)` when looking up keys that were already used
@@ -89,9 +105,11 @@ def enqueue(
     priority: int = 50,
     category: str = "general",
     about: tuple[str, int | str] | None = None,
+    settings: Settings | None = None,
 ) -> Enqueued:
     """Add one message to the outbox (see the module docstring). UserError: a bad recipient,
-    an unknown template or a variable the template needs and did not get."""
+    an unknown template or a variable the template needs and did not get. `settings`: where
+    the approved WhatsApp templates are (TWILIO_CONTENT_SIDS); without, WhatsApp goes by SMS."""
     message = Message(
         channel=channel,
         recipient=recipient,
@@ -104,12 +122,16 @@ def enqueue(
         category=category,
         about=about,
     )
-    (result,) = enqueue_many(session, [message], now=now)
+    (result,) = enqueue_many(session, [message], now=now, settings=settings)
     return result
 
 
 def enqueue_many(
-    session: Session, messages: Sequence[Message], *, now: dt.datetime
+    session: Session,
+    messages: Sequence[Message],
+    *,
+    now: dt.datetime,
+    settings: Settings | None = None,
 ) -> list[Enqueued]:
     """Add a batch of messages to the outbox; one `Enqueued` per message, in order, exactly as
     `enqueue` would answer them one after the other (a key used twice in the batch: the first
@@ -119,7 +141,9 @@ def enqueue_many(
     naming the message (its position and idempotency key) when the batch has more than one."""
     if not messages:
         return []
-    rows = [_prepare(message, now, n, len(messages)) for n, message in enumerate(messages)]
+    rows = [
+        _prepare(message, now, n, len(messages), settings) for n, message in enumerate(messages)
+    ]
     suppressed = _suppressions(session, rows, now)
     for row in rows:
         reason = suppressed.get((row["channel"], row["recipient"]))
@@ -149,7 +173,9 @@ def enqueue_many(
     return results
 
 
-def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str, Any]:
+def _prepare(
+    message: Message, now: dt.datetime, n: int, total: int, settings: Settings | None
+) -> dict[str, Any]:
     """The outbound_messages row of one message (rendered, status before suppressions)."""
     try:
         if len(message.idempotency_key) > _KEY_LENGTH:
@@ -167,11 +193,26 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
         tenant = message.tenant
         locale = tenant.locale if tenant is not None else "en"
         timezone = tenant.timezone if tenant is not None else "UTC"
+        channel, note, sid = message.channel, None, None
+        if channel == "whatsapp":
+            # Only an approved template reaches WhatsApp outside the 24-hour window (63016):
+            # without one the message goes by SMS to the same number, and says so.
+            sid = whatsapp.content_sid(settings, message.template, locale)
+            if sid is None:
+                why = whatsapp.unavailable(settings, message.template, locale)
+                if "sms" not in templates.available(message.template):
+                    raise UserError(
+                        f"template {message.template} cannot go by WhatsApp ({why}) and has no "
+                        f"sms version to go by instead: add the Content SID, or "
+                        f"faithflow_ops/comms/templates/{message.template}.sms.txt"
+                    )
+                channel, note = "sms", f"sms instead of whatsapp: {why}"
         variables = message.variables
         if tenant is not None:
-            variables = {"tenant_name": tenant.name, "tenant_slug": tenant.slug, **variables}
+            name = sms_name(tenant) if channel == "sms" else tenant.name
+            variables = {"tenant_name": name, "tenant_slug": tenant.slug, **variables}
         rendered = templates.render(
-            message.template, message.channel, variables, locale=locale, timezone=timezone
+            message.template, channel, variables, locale=locale, timezone=timezone
         )
         if rendered.subject is not None:
             _check_subject(message.template, rendered.subject, variables)
@@ -180,6 +221,17 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
                 f"the subject is {len(rendered.subject)} characters; at most {_SUBJECT_LENGTH} "
                 f"(template {message.template}: shorten the values it puts in the subject)"
             )
+        body = rendered.body
+        content: dict[str, str] | None = None
+        if sid is not None:
+            values = templates.context(
+                variables, locale=locale, timezone=timezone, channel="whatsapp"
+            )
+            content = whatsapp.content_variables(message.template, values)
+        cost = None
+        if channel == "sms":
+            body, cost, warning = _sms_cost(message, body)
+            note = "; ".join(part for part in (note, warning) if part) or None
     except UserError as exc:
         if total == 1:
             raise
@@ -191,13 +243,18 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
     about = message.about
     return {
         "tenant_id": tenant.id if tenant is not None else None,
-        "channel": message.channel,
+        "channel": channel,
         "recipient": to,
         "template": message.template,
         "variables": variables,
         "locale": locale,
         "subject": rendered.subject,
-        "body": rendered.body,
+        "body": body,
+        "content_sid": sid,
+        "content_variables": content,
+        "sms_encoding": cost.encoding if cost is not None else None,
+        "sms_segments": cost.segments if cost is not None else None,
+        "note": note,
         "category": message.category,
         "priority": message.priority,
         "status": "scheduled" if due > now else "queued",
@@ -211,6 +268,42 @@ def _prepare(message: Message, now: dt.datetime, n: int, total: int) -> dict[str
         "created_at": now,
         "updated_at": now,
     }
+
+
+# Categories whose SMS must stay one GSM-7 segment: folded to GSM-7 when a value (a date in
+# the tenant's language, an invoice number) is not, and flagged when still longer.
+ONE_SEGMENT_CATEGORIES = frozenset({"dunning"})
+
+
+def sms_name(tenant: Tenant) -> str:
+    """The church's name in an SMS: the short name it set (`tenants set --sms-name`), else its
+    name folded to GSM-7 (`Ọlọ́run Ni Ọba Parish, Ìbàdàn` → `Olorun Ni Oba Parish, Ibadan`),
+    else its slug (a name in a script GSM-7 cannot write at all)."""
+    return tenant.sms_name or sms.fold(tenant.name) or tenant.slug
+
+
+def _sms_cost(message: Message, body: str) -> tuple[str, sms.Cost, str | None]:
+    """(body, its cost, a warning): a one-segment category's body is folded to GSM-7, and a
+    warning names what to do when it still takes more than one segment."""
+    cost = sms.cost(body)
+    if message.category not in ONE_SEGMENT_CATEGORIES:
+        return body, cost, None
+    if cost.encoding != "GSM-7":
+        body = sms.fold(body)
+        cost = sms.cost(body)
+    if cost.segments == 1:
+        return body, cost, None
+    fix = (
+        f"set a shorter SMS name with `faithflow tenants set {message.tenant.slug} --sms-name …`"
+        if message.tenant is not None
+        else "shorten the values it carries"
+    )
+    warning = (
+        f"{cost.describe()} (one is {sms.SINGLE[cost.encoding]}): template "
+        f"{message.template} does not fit one SMS; {fix}"
+    )
+    log.warning("sms over one segment", template=message.template, note=warning)
+    return body, cost, warning
 
 
 # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: none may be in a

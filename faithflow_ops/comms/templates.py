@@ -4,8 +4,11 @@ A template `NAME` (an identifier, `^[a-z][a-z0-9_]*$`: never a path) has one fil
 it can go out on, in `comms/templates/`:
 
 - `NAME.email.txt`: the first line is `Subject: …`, then a blank line, then the text body;
-- `NAME.sms.txt`: one short text; written to fit one SMS segment (160 GSM-7 characters);
-- `NAME.whatsapp.txt`: the WhatsApp text.
+- `NAME.sms.txt`: one short text; written to fit one SMS segment (160 GSM-7 characters;
+  `comms.sms`), which `check_sms_fit` checks for the dunning templates;
+- `NAME.whatsapp.txt`: the WhatsApp text, word for word the template approved in Twilio's
+  Content Template Builder, with `{{1}}`, `{{2}}`… where this file has its placeholders in order
+  of first appearance (`comms.whatsapp`: what is sent is the Content SID and those values).
 
 Placeholders are `$name` / `${name}` (string.Template: no expressions, nothing to inject). A
 placeholder missing from the variables is an error at enqueue time, never a half-filled message.
@@ -37,13 +40,6 @@ from faithflow_ops.errors import UserError
 from faithflow_ops.money import format_money, locale_of
 
 CHANNELS = ("email", "sms", "whatsapp")
-
-# GSM 03.38 basic set plus the extension table (each extension character costs two septets).
-_GSM7 = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXT = set("^{}\\[~]|€\f")
 
 
 @dataclass(frozen=True)
@@ -90,12 +86,71 @@ def _format_string(source: str) -> str | None:
 
 
 def sms_segments(text: str) -> int:
-    """How many SMS segments `text` takes (GSM-7: 160 / 153 per part; else UCS-2: 70 / 67)."""
-    if all(c in _GSM7 or c in _GSM7_EXT for c in text):
-        septets = sum(2 if c in _GSM7_EXT else 1 for c in text)
-        return 1 if septets <= 160 else -(-septets // 153)
-    units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)
-    return 1 if units <= 70 else -(-units // 67)
+    """How many SMS segments `text` takes (`comms.sms.cost`: GSM-7 160 / 153, UCS-2 70 / 67)."""
+    from faithflow_ops.comms.sms import segments
+
+    return segments(text)
+
+
+def placeholders(name: str, channel: str) -> list[str]:
+    """The placeholders of template `name` on `channel`, in the order they first appear (a
+    WhatsApp template's `{{1}}`, `{{2}}`… in the approved version: comms/whatsapp.py)."""
+    template = load(name, channel)
+    seen: list[str] = []
+    for match in string.Template.pattern.finditer(template.body.template):
+        found = match.group("named") or match.group("braced")
+        if found and found not in seen:
+            seen.append(found)
+    return seen
+
+
+# A church's name in an SMS (tenants.sms_name, or its folded name) may take this many
+# characters; a dunning SMS template must leave that room in one GSM-7 segment.
+SMS_NAME_ROOM = 30
+# The longest values a dunning SMS carries, to measure a template with: the amount (16
+# characters as `NGN 9,999,999.99`), the dates (every month: the longest in the locale), the
+# number of days, an invoice number; any other placeholder gets 16 characters.
+_SAMPLE: dict[str, Any] = {
+    "amount_minor": 999_999_999,
+    "currency": "NGN",
+    "days_past_due": 999,
+    "invoice_number": "INV-2026-0000001",
+    "tenant_slug": "x" * 16,
+}
+
+
+@cache
+def sms_room(name: str, locale: str = "en") -> int:
+    """GSM-7 septets left for the church's name (`$tenant_name`) in one segment of template
+    `name`'s SMS with the longest values in `locale` (negative: over by that many)."""
+    from faithflow_ops.comms.sms import SINGLE, cost, fold
+
+    fill = dict.fromkeys(placeholders(name, "sms"), "x" * 16)
+    room = SINGLE["GSM-7"]
+    for month in range(1, 13):
+        at = f"2026-{month:02d}-28T12:00:00+00:00"
+        variables = fill | _SAMPLE | {"tenant_name": "", "suspend_at": at, "paid_at": at}
+        variables |= {key: at for key in fill if key.endswith("_at")}
+        text = fold(render(name, "sms", variables, locale=locale).body)
+        room = min(room, SINGLE["GSM-7"] - cost(text).units)
+    return room
+
+
+def check_sms_fit(name: str, locales: tuple[str, ...] = ("en",)) -> None:
+    """UserError unless template `name`'s SMS leaves SMS_NAME_ROOM characters for the church's
+    name in one GSM-7 segment, with the longest amount and date, in each of `locales` (a
+    dunning SMS must cost one segment: comms.outbox)."""
+    if "sms" not in available(name):
+        return
+    for locale in locales:
+        room = sms_room(name, locale)
+        if room < SMS_NAME_ROOM:
+            raise UserError(
+                f"template {name}.sms.txt does not fit one SMS segment (160 GSM-7 characters) "
+                f"with a {SMS_NAME_ROOM}-character church name and the longest amount and date "
+                f"in {locale}: it leaves {max(room, 0)} for the name; shorten it by "
+                f"{SMS_NAME_ROOM - room} characters"
+            )
 
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")

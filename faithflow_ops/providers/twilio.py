@@ -1,12 +1,13 @@
 """Twilio's Messages API for SMS and WhatsApp (`TWILIO_*`): httpx, one request per message.
 
 `POST {TWILIO_API_BASE}/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json` with the form
-fields `To`, `From`, `Body`, basic auth `sid:token`. SMS goes from `TWILIO_FROM` to the E.164
-number; WhatsApp from `whatsapp:{TWILIO_WHATSAPP_FROM}` to `whatsapp:{number}`. A 201 answer
-carries the message `sid` (`SM…`) and its first `status` (`queued`, `accepted`…). With a
-`status_callback` URL the form also carries `StatusCallback`: Twilio then POSTs each later
-status change there, signed with `X-Twilio-Signature` (`request_signature`/`verify_request`
-below; the receiver's `POST /webhooks/twilio/status`).
+fields `To`, `From`, `Body` (or, for an approved WhatsApp template, `ContentSid` and
+`ContentVariables` instead of `Body`: `request_form`), basic auth `sid:token`. SMS goes from
+`TWILIO_FROM` to the E.164 number; WhatsApp from `whatsapp:{TWILIO_WHATSAPP_FROM}` to
+`whatsapp:{number}`. A 201 answer carries the message `sid` (`SM…`) and its first `status`
+(`queued`, `accepted`…). With a `status_callback` URL the form also carries `StatusCallback`:
+Twilio then POSTs each later status change there, signed with `X-Twilio-Signature`
+(`request_signature`/`verify_request` below; the receiver's `POST /webhooks/twilio/status`).
 
 One attempt per call: the outbox (`comms dispatch`) schedules retries across runs, so a run
 never sleeps through a backoff. Every failure is a `TwilioError` saying which kind it is:
@@ -76,6 +77,7 @@ CONFIG_CODES: dict[int, str] = {
     21603: "a 'From' number is required: set TWILIO_FROM",
     21659: "the 'From' number is not a Twilio number: check TWILIO_FROM",
     63007: "no WhatsApp sender for 'From': check TWILIO_WHATSAPP_FROM",
+    21655: "the ContentSid is not an approved template of this account: check TWILIO_CONTENT_SIDS",
 }
 
 
@@ -188,16 +190,27 @@ class TwilioClient(PooledClient):
         )
 
     def send(
-        self, channel: str, to: str, body: str, *, status_callback: str | None = None
+        self,
+        channel: str,
+        to: str,
+        body: str,
+        *,
+        status_callback: str | None = None,
+        content_sid: str | None = None,
+        content_variables: str | None = None,
     ) -> TwilioMessage:
         """Send `body` to the E.164 number `to` on `channel` (sms or whatsapp); Twilio POSTs
-        the message's status changes to `status_callback` when given."""
+        the message's status changes to `status_callback` when given. With `content_sid` (an
+        approved template, `HX…`) the request carries `ContentSid` and `ContentVariables`
+        (a JSON object) and no `Body`: Twilio builds the text from the template."""
         import httpx
 
         from_ = sender(self.settings, channel)
         recipient = f"whatsapp:{to}" if channel == "whatsapp" else to
         operation = f"{channel} to {to}"
-        form = {"To": recipient, "From": from_, "Body": body}
+        form = request_form(
+            recipient, from_, body, content_sid=content_sid, content_variables=content_variables
+        )
         if status_callback:
             form["StatusCallback"] = status_callback
         try:
@@ -217,6 +230,27 @@ class TwilioClient(PooledClient):
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             raise TwilioError(operation, detail) from None
         return _answer(operation, response)
+
+
+def request_form(
+    to: str,
+    from_: str,
+    body: str,
+    *,
+    content_sid: str | None = None,
+    content_variables: str | None = None,
+) -> dict[str, str]:
+    """The Messages API form: `Body`, or `ContentSid` (+ `ContentVariables`) without `Body`
+    (https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder;
+    `ContentVariables` without `ContentSid` is Twilio's error 21654)."""
+    if content_sid is None:
+        if content_variables is not None:
+            raise ValueError("ContentVariables needs a ContentSid (Twilio 21654)")
+        return {"To": to, "From": from_, "Body": body}
+    form = {"To": to, "From": from_, "ContentSid": content_sid}
+    if content_variables is not None:
+        form["ContentVariables"] = content_variables
+    return form
 
 
 def _answer(operation: str, response: httpx.Response) -> TwilioMessage:

@@ -7,6 +7,15 @@ every request and answers 201 with a documented message resource (`sid` SM…, `
 with a Twilio error code, 429 with Retry-After, 500…) or for any recipient (`fake.script(None,
 …)`). Wrong credentials get Twilio's 401 (code 20003).
 
+Content templates (https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder):
+a request carries `Body` or `ContentSid` (+ `ContentVariables`, a JSON object of non-empty
+strings). Refused as Twilio does: neither (21619), `ContentVariables` without `ContentSid`
+(21654), a `ContentSid` not `^HX[0-9a-fA-F]{32}$` or not in `fake.content` when that is set
+(21655), `ContentVariables` that is not such a JSON object (21656;
+https://www.twilio.com/docs/api/errors/21656). A free-text (`Body`) WhatsApp message to a
+recipient not in `fake.sessions` (no 24-hour window open) is accepted and listed in
+`fake.outside_window`: Twilio would fail it afterwards with 63016.
+
 `GET /_stats` answers `{"requests": n, "accepted": n, "by_to": {to: count}}` — how the benchmark
 counts requests when the stand-in runs in a process of its own:
 `python -m tests.twilio_fake --port 0 --sid AC… --token …` prints `listening on URL` then serves.
@@ -18,6 +27,7 @@ import argparse
 import base64
 import contextlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -71,6 +81,9 @@ class TwilioFake:
         self.url = ""
         self.on_accept: Any = None  # called with the Received after a 201 is decided
         self.account_status = "active"  # the account resource's status (health sweep)
+        self.content: set[str] = set()  # the account's Content SIDs (empty: any well-formed one)
+        self.sessions: set[str] = set()  # WhatsApp `To`s with a 24-hour window open
+        self.outside_window: list[Received] = []  # free-text WhatsApp Twilio would fail (63016)
 
     def script(self, to: str | None, *replies: Reply) -> None:
         """The next answers for recipient `to` (its `To` field as sent), or for anyone (None)."""
@@ -88,11 +101,17 @@ class TwilioFake:
                 return error(401, 20003, "Authenticate")
             if req.path != f"/2010-04-01/Accounts/{self.sid}/Messages.json":
                 return error(404, 20404, "The requested resource was not found")
+            refused = self._content(req.form)
+            if refused is not None:
+                return refused
             for key in (req.form.get("To"), None):
                 queued = self._script.get(key)
                 if queued:
                     return queued.pop(0)
             self.accepted.append(req)
+            to = req.form.get("To", "")
+            if to.startswith("whatsapp:") and "Body" in req.form and to not in self.sessions:
+                self.outside_window.append(req)
         return Reply(
             201,
             {
@@ -109,6 +128,28 @@ class TwilioFake:
                 "error_message": None,
             },
         )
+
+    def _content(self, form: dict[str, str]) -> Reply | None:
+        """Twilio's answer to a request whose content is wrong, or None."""
+        sid, variables = form.get("ContentSid"), form.get("ContentVariables")
+        if sid is None:
+            if variables is not None:
+                return error(400, 21654, "ContentSid Required")
+            if not form.get("Body") and not form.get("MediaUrl"):
+                return error(400, 21619, "A text message body or media url must be specified.")
+            return None
+        if not re.fullmatch(r"HX[0-9a-fA-F]{32}", sid) or (
+            self.content and sid not in self.content
+        ):
+            return error(400, 21655, "The ContentSid is Invalid")
+        if variables is not None:
+            try:
+                doc = json.loads(variables)
+            except ValueError:
+                doc = None
+            if not isinstance(doc, dict) or not all(isinstance(v, str) and v for v in doc.values()):
+                return error(400, 21656, "The ContentVariables Parameter is invalid")
+        return None
 
     def account(self, auth: str | None) -> Reply:
         """`GET /2010-04-01/Accounts/{sid}.json` (the health sweep): the documented account
