@@ -35,6 +35,8 @@ class Claimed:
     body: str
     attempts: int  # this attempt included
     idempotency_key: str
+    content_sid: str | None = None  # WhatsApp: the approved template (comms/whatsapp.py)
+    content_variables: dict[str, str] | None = None
 
 
 @dataclass

@@ -58,6 +58,7 @@ from faithflow_ops.comms.outbox import control_character
 from faithflow_ops.comms.outcomes import Claimed, Outcome, from_error
 from faithflow_ops.comms.status import callback_url
 from faithflow_ops.comms.suppression import MESSAGES, add_suppression, in_force
+from faithflow_ops.comms.whatsapp import encode_variables
 from faithflow_ops.db import Database, lock_holder_id, rowcount
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.models.comms import PENDING_STATUSES
@@ -127,6 +128,8 @@ _CLAIMED_COLUMNS = (
     MESSAGES.c.body,
     MESSAGES.c.attempts,
     MESSAGES.c.idempotency_key,
+    MESSAGES.c.content_sid,
+    MESSAGES.c.content_variables,
 )
 
 
@@ -252,8 +255,15 @@ def send_one(senders: Senders, settings: Settings, now: dt.datetime, msg: Claime
                 headers={"Auto-Submitted": "auto-generated", "X-FaithFlow-Message": str(msg.id)},
             )
             return Outcome("sent")
+        # WhatsApp: the approved template and its values, never free text (Twilio 63016).
+        variables = msg.content_variables
         sent = senders.twilio().send(
-            msg.channel, msg.recipient, msg.body, status_callback=callback_url(settings)
+            msg.channel,
+            msg.recipient,
+            msg.body,
+            status_callback=callback_url(settings),
+            content_sid=msg.content_sid,
+            content_variables=encode_variables(variables) if variables is not None else None,
         )
         return Outcome("sent", provider_message_id=sent.sid or None)
     except Exception as exc:  # every failure becomes an outcome: the message is kept safe

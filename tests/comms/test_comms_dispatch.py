@@ -31,6 +31,9 @@ NOW = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 SPEC = registry.get("communications_dispatch")
 FROM_SMS = "+15005550006"
 FROM_WA = "+14155238886"
+# The approved WhatsApp version of the `notice` template (comms/whatsapp.py).
+NOTICE_SID = "HX" + "1" * 32
+CONTENT_SIDS = {"notice:en": NOTICE_SID}
 
 
 @pytest.fixture
@@ -64,6 +67,7 @@ def settings(
         "comms_max_attempts": 3,
         "comms_lease_seconds": 300,
         "comms_concurrency": 8,
+        "twilio_content_sids": CONTENT_SIDS,
     }
     values.update(kw)
     return Settings(**values)
@@ -104,6 +108,7 @@ def add(
             now=now,
             priority=priority,
             not_before=not_before,
+            settings=Settings(database_url="sqlite://", twilio_content_sids=CONTENT_SIDS),
         )
     return result.id
 
@@ -138,7 +143,13 @@ def test_sms_and_whatsapp_go_through_twilio_and_are_marked_sent(
         "From": FROM_SMS,
         "Body": "FaithFlow: Service moved to 10am",
     }
-    assert forms["whatsapp:+2348099999999"]["From"] == f"whatsapp:{FROM_WA}"
+    # WhatsApp: the approved template and its values, no free text (Twilio 63016)
+    assert forms["whatsapp:+2348099999999"] == {
+        "To": "whatsapp:+2348099999999",
+        "From": f"whatsapp:{FROM_WA}",
+        "ContentSid": NOTICE_SID,
+        "ContentVariables": '{"1":"Service moved to 10am"}',
+    }
     for message_id in (sms, wa):
         row = message(db, message_id)
         assert row.status == "sent"

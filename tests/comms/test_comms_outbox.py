@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from faithflow_ops.comms import templates
 from faithflow_ops.comms.outbox import Enqueued, Message, enqueue, enqueue_many
 from faithflow_ops.comms.suppression import add_suppression
+from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import OutboundMessage, Tenant
@@ -151,6 +152,11 @@ def test_suppressed_recipients_get_a_suppressed_row_per_channel_and_expiry(db: D
                 notice("gone@church.example", "e", not_before=NOW + dt.timedelta(days=1)),
             ],
             now=NOW,
+            # an approved WhatsApp template, or "c" would go by SMS (and be suppressed there)
+            settings=Settings(
+                database_url="sqlite://",
+                twilio_content_sids={"notice:en": "HX" + "0" * 32},
+            ),
         )
     assert [o.status for o in out] == ["suppressed", "suppressed", "queued", "queued", "suppressed"]
     errors = {r[1]: r[4] for r in rows(db)}
