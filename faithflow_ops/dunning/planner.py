@@ -26,11 +26,12 @@ from sqlalchemy import Table, exists, func, select
 
 from faithflow_ops.actions import Action, encode
 from faithflow_ops.clock import iso
+from faithflow_ops.comms import templates
 from faithflow_ops.dunning import cases as dc
 from faithflow_ops.dunning.cases import ATTEMPTS, CASES
-from faithflow_ops.dunning.policy import Step, current_policy
-from faithflow_ops.dunning.prefs import Preferences, preferences_for
-from faithflow_ops.dunning.quiet import first_allowed
+from faithflow_ops.dunning.policy import Step, current_policy, suspend_at
+from faithflow_ops.dunning.prefs import CHANNELS, Preferences, preferences_for
+from faithflow_ops.dunning.quiet import first_allowed, is_quiet
 from faithflow_ops.models import (
     Invoice,
     OutboundMessage,
@@ -58,9 +59,10 @@ KINDS = (
     "retry_payment",
     "handover",
     "paused",
+    "held",
     "no_contact",
 )
-REPORT_ONLY = frozenset({"paused", "no_contact"})
+REPORT_ONLY = frozenset({"paused", "held", "no_contact"})
 # Messages that count for the suppression window: everything but what was never sent.
 NOT_SENT = ("canceled", "suppressed")
 
@@ -114,6 +116,8 @@ class SendStep(CaseStep):
     held_back: tuple[str, ...]  # why scheduled_at is later than due_at (or now)
     invoice_number: str
     pay_url: str
+    # channel -> why it stands in for the step's own channels (none of which can be used)
+    fallback: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,14 @@ class Paused(CaseStep):  # report-only
     step: str
     paused_until: dt.datetime | None
     note: str | None
+
+
+@dataclass(frozen=True)
+class Held(CaseStep):  # report-only: the step is taken at `until`
+    step: str
+    step_index: int
+    until: dt.datetime
+    why: str
 
 
 @dataclass(frozen=True)
@@ -204,6 +216,7 @@ class _Run:
     window: dt.timedelta  # at most one dunning message per tenant in this long
     return_url: str  # where to pay when the case's invoice has no page of its own
     default_grace_days: int
+    final: Step | None  # the ladder's final notice (suspend_at after a pause)
     # first_allowed answers by (earliest, zone, windows): many cases share one
     allowed: dict[tuple[Any, ...], dt.datetime] = field(default_factory=dict)
 
@@ -233,6 +246,7 @@ def plan_actions(
         dt.timedelta(hours=settings.dunning_window_hours),
         settings.billing_return_url or "",
         grace.default_days,
+        policy.final_notice,
     )
     # Most open cases have nothing due in a given run: only those that do need preferences.
     due: list[tuple[_Case, list[tuple[int, Step]]]] = []
@@ -414,7 +428,7 @@ class _Ladder:
         self.actions: list[Action] = []
         self.retries: list[Action] = []
 
-    def _base(self) -> dict[str, Any]:
+    def _base(self, prefs: Preferences | None) -> dict[str, Any]:
         """The CaseStep fields, to start each payload with."""
         c = self.case
         grace = c.grace_days
@@ -422,6 +436,7 @@ class _Ladder:
             grace = self.plan_info.grace_days if self.plan_info is not None else None
         if grace is None:
             grace = self.run.default_grace_days
+        paused_until = prefs.paused_until if prefs is not None else None
         return {
             "case_id": c.id,
             "tenant_id": c.tenant_id,
@@ -432,7 +447,7 @@ class _Ladder:
             "currency": c.currency,
             "past_due_since": c.past_due_since,
             "days_past_due": days_past_due(self.now - c.past_due_since),
-            "suspend_at": c.past_due_since + dt.timedelta(days=grace),
+            "suspend_at": suspend_at(c.past_due_since, grace, paused_until, self.run.final),
         }
 
     def plan(
@@ -442,9 +457,13 @@ class _Ladder:
         last_sent: dict[int, dt.datetime],
     ) -> None:
         c, now = self.case, self.now
-        index, step = due[-1]
         target = f"dunning_case:{c.id}"
-        base = self._base()
+        base = self._base(prefs)
+        routes = [route(step, prefs) for _, step in due]
+        # The step taken is the latest due one that sends something; the steps after it send
+        # nothing (a payment retry, the handover) and are taken with it.
+        chosen = next((k for k in range(len(due) - 1, -1, -1) if routes[k].usable), len(due) - 1)
+        index, step = due[chosen]
         if prefs is not None and prefs.paused(now):
             paused = Paused(
                 **base, step=step.key, paused_until=prefs.paused_until, note=prefs.pause_note
@@ -454,31 +473,49 @@ class _Ladder:
             )
             self.actions.append(Action("paused", target, reason, encode(paused)))
             return
-        skipped = [(i, s, f"superseded by {step.key}") for i, s in due[:-1]]
-        usable: dict[str, str] = {}
-        blocked: dict[str, str] = {}
-        missing = False
-        for channel in step.channels:
-            why = prefs.blocked(channel) if prefs is not None else "no preferences"
-            contact = prefs.contact(channel) if prefs is not None else None
-            if why is None and contact is not None:
-                usable[channel] = contact
-                continue
-            blocked[channel] = why or "no contact"
-            if contact is None and _allowed(prefs, channel):
-                missing = True
-        if step.channels and not (usable or missing or step.retry_payment or step.handover):
-            reasons = "; ".join(f"{ch}: {why}" for ch, why in blocked.items())
-            skipped.append((index, step, f"every channel blocked ({reasons})"))
+        retrying = [s for _, s in due[chosen:] if s.retry_payment]
+        if retrying and prefs is not None and is_quiet(now, prefs.timezone, prefs.quiet_hours):
+            # A payment retry is a contact too: never in the church's quiet hours. The whole
+            # step waits (its messages would wait for the same minute anyway).
+            until = self._allowed(now, prefs)
+            held = Held(
+                **base,
+                step=step.key,
+                step_index=index,
+                until=until,
+                why=f"payment retry in quiet hours ({prefs.timezone}) until {iso(until)}",
+            )
+            reason = f"step {step.key} ({step.when()}) held: {held.why}; taken then"
+            self.actions.append(Action("held", target, reason, encode(held)))
+            return
+        skipped = [(i, s, f"superseded by {step.key}") for i, s in due[:chosen]]
+        for k in range(chosen, len(due)):
+            i, s = due[k]
+            self._take(base, i, s, routes[k], prefs, last_sent, skipped if k == chosen else [])
+
+    def _take(
+        self,
+        base: dict[str, Any],
+        index: int,
+        step: Step,
+        way: Route,
+        prefs: Preferences | None,
+        last_sent: dict[int, dt.datetime],
+        skipped: list[tuple[int, Step, str]],
+    ) -> None:
+        c = self.case
+        target = f"dunning_case:{c.id}"
+        if step.channels and not (way.usable or way.missing or step.retry_payment or step.handover):
+            skipped.append((index, step, f"every channel blocked ({_join(way.blocked)})"))
         if skipped:
             self._skip(base, skipped)
-        if usable:
+        if way.usable:
             assert prefs is not None  # a usable channel has a contact from the preferences
-            self._send(base, index, step, usable, blocked, last_sent, prefs)
-        elif step.channels and missing:
-            report = NoContact(**base, step=step.key, channels=(), blocked=blocked)
-            reason = f"step {step.key}: no contact on any channel ({_join(blocked)}); add one " + (
-                f"with `faithflow dunning prefs set --tenant {c.tenant}` or `faithflow tenants`"
+            self._send(base, index, step, way, last_sent, prefs)
+        elif step.channels and way.missing:
+            report = NoContact(**base, step=step.key, channels=(), blocked=way.blocked)
+            reason = f"step {step.key}: no contact on any channel ({_join(way.blocked)}); add " + (
+                f"one with `faithflow dunning prefs set --tenant {c.tenant}` or `faithflow tenants`"
             )
             self.actions.append(Action("no_contact", target, reason, encode(report)))
         if step.retry_payment:
@@ -487,6 +524,13 @@ class _Ladder:
             handover = Handover(**base, step=step.key, step_index=index)
             reason = f"step {step.key} ({step.when()}): hand over to suspension"
             self.actions.append(Action("handover", target, reason, encode(handover)))
+
+    def _allowed(self, earliest: dt.datetime, prefs: Preferences) -> dt.datetime:
+        key = (earliest, prefs.timezone, prefs.quiet_hours)
+        scheduled = self.run.allowed.get(key)
+        if scheduled is None:  # many cases share (now, zone, windows): computed once each
+            scheduled = self.run.allowed[key] = first_allowed(*key)
+        return scheduled
 
     def _skip(self, base: dict[str, Any], skipped: list[tuple[int, Step, str]]) -> None:
         payload = SkipSteps(
@@ -504,8 +548,7 @@ class _Ladder:
         base: dict[str, Any],
         index: int,
         step: Step,
-        usable: dict[str, str],
-        blocked: dict[str, str],
+        way: Route,
         last_sent: dict[int, dt.datetime],
         prefs: Preferences,
     ) -> None:
@@ -521,10 +564,7 @@ class _Ladder:
             held.append(
                 f"window: last dunning message {iso(last)} + {hours:g} h -> {iso(earliest)}"
             )
-        key = (earliest, prefs.timezone, prefs.quiet_hours)
-        scheduled = self.run.allowed.get(key)
-        if scheduled is None:  # many cases share (now, zone, windows): computed once each
-            scheduled = self.run.allowed[key] = first_allowed(*key)
+        scheduled = self._allowed(earliest, prefs)
         if scheduled - earliest >= dt.timedelta(minutes=1):
             held.append(f"quiet hours ({prefs.timezone}) until {iso(scheduled)}")
         last_sent[c.tenant_id] = max(scheduled, last_sent.get(c.tenant_id, scheduled))
@@ -534,23 +574,67 @@ class _Ladder:
             step=step.key,
             step_index=index,
             template=step.template,
-            channels=tuple(usable),
-            recipients=usable,
-            blocked=blocked,
+            channels=tuple(way.usable),
+            recipients=way.usable,
+            blocked=way.blocked,
             due_at=due_at,
             scheduled_at=scheduled,
             held_back=tuple(held),
             invoice_number=c.invoice_number or c.invoice_ref or "",
             pay_url=pay_url,
+            fallback=way.fallback,
         )
         when = "now" if scheduled <= now + dt.timedelta(minutes=1) else iso(scheduled)
-        reason = f"step {step.key} ({step.when()}) by {', '.join(usable)}, {when}"
+        reason = f"step {step.key} ({step.when()}) by {', '.join(way.usable)}, {when}"
+        if way.fallback:
+            reason += f" (falling back: {_join(way.fallback)})"
         self.actions.append(Action("send_step", f"dunning_case:{c.id}", reason, encode(send)))
 
     def _retry(self, base: dict[str, Any], index: int, step: Step) -> Action:
         retry = RetryPayment(**base, step=step.key, step_index=index, invoice=self.case.invoice_ref)
         reason = f"step {step.key} ({step.when()}): retry the payment at {self.case.provider}"
         return Action("retry_payment", f"dunning_case:{self.case.id}", reason, encode(retry))
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one step's message can go for one tenant."""
+
+    usable: dict[str, str]  # channel -> recipient
+    blocked: dict[str, str]  # the step's channels that cannot be used -> why
+    fallback: dict[str, str]  # channels used instead of the step's own -> why
+    missing: bool  # a channel is allowed but lacks a contact (a human can add one)
+
+
+def route(step: Step, prefs: Preferences | None) -> Route:
+    """The step's channels the church can receive; when none can be used, the first other
+    channel (email, sms, whatsapp) the step's template has a version for and the church has
+    a contact on and has not opted out of: a church with a phone and no e-mail gets the SMS
+    version of an e-mail step."""
+    usable: dict[str, str] = {}
+    blocked: dict[str, str] = {}
+    missing = False
+    for channel in step.channels:
+        why = prefs.blocked(channel) if prefs is not None else "no preferences"
+        contact = prefs.contact(channel) if prefs is not None else None
+        if why is None and contact is not None:
+            usable[channel] = contact
+            continue
+        blocked[channel] = why or "no contact"
+        if contact is None and _allowed(prefs, channel):
+            missing = True
+    fallback: dict[str, str] = {}
+    if step.channels and not usable and prefs is not None and step.template is not None:
+        versions = templates.available(step.template)
+        for channel in CHANNELS:
+            if channel in step.channels or channel not in versions:
+                continue
+            contact = prefs.contact(channel)
+            if prefs.blocked(channel) is None and contact is not None:
+                usable[channel] = contact
+                fallback[channel] = "instead of " + _join(blocked)
+                break
+    return Route(usable, blocked, fallback, missing)
 
 
 def _allowed(prefs: Preferences | None, channel: str) -> bool:

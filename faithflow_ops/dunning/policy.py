@@ -94,6 +94,45 @@ class Policy:
     def step(self, key: str) -> Step | None:
         return next((s for s in self.steps if s.key == key), None)
 
+    @property
+    def final_notice(self) -> Step | None:
+        """The last step that sends a message: no church is suspended before it went out."""
+        return next((s for s in reversed(self.steps) if s.channels), None)
+
+
+def suspend_at(
+    past_due_since: dt.datetime,
+    grace_days: int,
+    paused_until: dt.datetime | None,
+    final_notice: Step | None,
+) -> dt.datetime:
+    """When a past-due church may be suspended: `past_due_since + grace`, pushed back by a
+    dunning pause of this episode (the treasurer promised to pay on the 5th): after the pause
+    the church still gets the notice period the ladder gives everyone (from its final notice
+    to the end of the grace, at least a day)."""
+    grace = dt.timedelta(days=grace_days)
+    at = past_due_since + grace
+    if paused_until is not None and paused_until > past_due_since:
+        notice = grace - final_notice.offset if final_notice is not None else grace
+        at = max(at, paused_until + max(notice, dt.timedelta(days=1)))
+    return at
+
+
+def check_final_notice(policy: Policy, shortest_grace: tuple[int, str] | None) -> None:
+    """PolicyError when the ladder's final notice falls after the suspension day, the shortest
+    grace in force (`(days, whose)`). (parse_policy already keeps the handover last.)"""
+    final = policy.final_notice
+    if final is None:
+        return
+    if shortest_grace is not None:
+        days, whose = shortest_grace
+        if final.offset > dt.timedelta(days=days):
+            raise PolicyError(
+                f"the final notice {final.key!r} ({final.when()}) falls after the suspension "
+                f"day: {whose} suspends after {days} days past due; move the final notice to "
+                f"day {days} or earlier, or lengthen that grace"
+            )
+
 
 DEFAULT_POLICY = Policy(
     (

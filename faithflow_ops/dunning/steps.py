@@ -36,6 +36,8 @@ from faithflow_ops.dunning.planner import (
     SkipSteps,
     days_past_due,
 )
+from faithflow_ops.dunning.prefs import preferences_for
+from faithflow_ops.dunning.quiet import first_allowed, is_quiet
 from faithflow_ops.models import Invoice, Subscription, SubscriptionPlan, Tenant
 from faithflow_ops.models.billing import AUTHORIZATION_KEY
 from faithflow_ops.models.dunning import DunningAttempt, DunningCase
@@ -242,6 +244,18 @@ def _retry_target(session: Session, p: RetryPayment) -> retry.Target:
     )
 
 
+def _not_in_quiet_hours(session: Session, p: RetryPayment, now: dt.datetime) -> None:
+    """StaleAction when `now` is in the church's quiet hours: a charge is a contact too (a
+    card-issuer SMS at 23:00), re-checked on every attempt; the next run takes it after them."""
+    prefs = preferences_for(session, [p.tenant_id]).get(p.tenant_id)
+    if prefs is not None and is_quiet(now, prefs.timezone, prefs.quiet_hours):
+        until = first_allowed(now, prefs.timezone, prefs.quiet_hours)
+        raise StaleAction(
+            f"dunning case {p.case_id}: payment retry of step {p.step} is in quiet hours "
+            f"({prefs.timezone}) until {iso(until)}; it is taken then"
+        )
+
+
 def retry_payment(
     session: Session, p: RetryPayment, now: dt.datetime, actor: str, settings: Settings
 ) -> None:
@@ -250,6 +264,7 @@ def retry_payment(
     # 1. Claim: the attempt row, committed at once in its own short transaction.
     with Session(session.get_bind()) as claim, claim.begin():
         claim_open(claim, case_id, now)
+        _not_in_quiet_hours(claim, p, now)
         values = _attempt_values(p, step, p.step_index, "payment_retry", now, now)
         values["detail"] = "in progress: the provider was called; no outcome recorded yet"
         attempt_id = _insert_attempt(claim, values)

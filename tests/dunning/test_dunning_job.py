@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fakes.providers import FakeAPI, Reply, paystack_fake, stripe_error, stripe_fake
 from helpers import running
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from faithflow_ops.billing.lifecycle import set_subscription_status
 from faithflow_ops.config import Settings
@@ -235,7 +235,8 @@ def test_the_handover_step_records_the_attempt_and_marks_the_case(world: World) 
     _, case_id = world.past_due("grace", NOW - 14 * D)
     result = run(world.db)
     assert [a.data["step"] for a in kinds(result, "handover")] == ["day14"]
-    assert not kinds(result, "send_step")  # day14 sends nothing; day0..day10 passed over
+    # day14 sends nothing: the final notice (day10) goes with it; day0..day7 passed over
+    assert [a.data["step"] for a in kinds(result, "send_step")] == ["day10"]
     assert world.case(case_id).handed_over_at == NOW
     assert ("day14", "handover") in {(a.step, a.channel) for a in world.attempts(case_id)}
     assert not kinds(run(world.db), "handover")
@@ -323,8 +324,8 @@ def test_an_sms_opt_out_drops_the_sms_channel_and_says_why(world: World) -> None
 
 
 def test_an_sms_only_step_with_sms_opted_out_is_recorded_skipped(world: World) -> None:
-    world.past_due("grace", NOW - 5 * D)
-    world.prefs("grace", sms_opt_out=True)
+    world.past_due("grace", NOW - 5 * D, email=None)  # nothing to fall back to
+    world.prefs("grace", sms_opt_out=True, whatsapp_opt_out=True)
     run(world.db, NOW - 2 * D, cfg=settings(FAITHFLOW_DUNNING_WINDOW_HOURS="0"))  # day3
     result = run(world.db)
     assert not kinds(result, "send_step")
@@ -336,6 +337,8 @@ def test_an_sms_only_step_with_sms_opted_out_is_recorded_skipped(world: World) -
 def test_a_missing_phone_is_reported_for_a_human(world: World) -> None:
     world.past_due("grace", NOW - 5 * D, phone=None)
     run(world.db, NOW - 2 * D, cfg=settings(FAITHFLOW_DUNNING_WINDOW_HOURS="0"))
+    with world.db.session() as s:  # and no email either: no channel to fall back to
+        s.execute(update(Tenant).values(billing_email=None))
     result = run(world.db)
     [report] = kinds(result, "no_contact")
     assert report.data["blocked"] == {"sms": "no phone number"}
