@@ -139,6 +139,8 @@ def decide(
     }
     if txt is not None:
         base["txt_result"] = txt.status
+    if domain.status not in ("pending_dns", "issuing_cert", *SERVING):
+        raise ValueError(f"{domain.hostname} is {domain.status}: nothing to decide")
     if domain.status == "pending_dns":
         return _pending(domain, now, txt, target, pending_days, base)
     if domain.status == "issuing_cert":
@@ -193,9 +195,19 @@ def _pending(
     return Decision("pending_check", f"waiting for DNS: {', '.join(missing)}", changes)
 
 
+def answered(tls: TlsResult | None) -> bool:
+    """Did the TLS probe give a definitive answer about the certificate? Not when it was not
+    probed, was `unreachable`, or was incomplete: the first (unverified) handshake read the
+    certificate and the verifying one then failed — the probe returns `unreachable` with the
+    certificate attached for the record, but its status is no certificate status, and a
+    flaky edge must count as failing (issues 16, 22.1)."""
+    return tls is not None and tls.status != "unreachable" and tls.certificate is not None
+
+
 def _cert_changes(tls: TlsResult, domain: DomainState, changes: dict[str, Any]) -> None:
-    """Certificate fields from a definitive TLS answer (unreachable: nothing changes)."""
-    if tls.certificate is None:
+    """Certificate fields from a definitive TLS answer (unreachable or incomplete: nothing
+    changes)."""
+    if not answered(tls) or tls.certificate is None:
         return
     cert = tls.certificate
     changes.update(
@@ -240,24 +252,27 @@ def _serving(
     changes["next_check_at"] = now + CHECK_EVERY
     decision = Decision("check", "", changes)
     cert_status = domain.certificate_status
+    seen = answered(tls)
     if tls is not None:
         _cert_changes(tls, domain, changes)
-        if tls.certificate is not None:
+        if seen:
             cert_status = tls.status
         else:
             changes["tls_detail"] = tls.detail
+    # The certificate's incident follows what a finished probe saw; an unreachable or
+    # incomplete one neither raises nor clears it (it saw no verdict).
     cert_cause = incident_cause(domain.hostname, "certificate")
-    if cert_status in ("expired", "invalid"):
+    if seen and cert_status in ("expired", "invalid"):
         detail = tls.detail if tls is not None else cert_status
         decision.raise_incidents.append(
             (cert_cause, "critical", f"certificate {cert_status} for {domain.hostname}: {detail}")
         )
-    elif cert_status in ("active", "expiring"):
+    elif seen and cert_status in ("active", "expiring"):
         decision.clear_incidents.append(cert_cause)
     problems = []
     if not target.ok:
         problems.append(f"DNS target {target.status} ({target.detail})")
-    if tls is None or tls.certificate is None:
+    if not seen:
         problems.append(f"TLS unreachable ({tls.detail if tls else 'not probed'})")
     elif cert_status in ("expired", "invalid"):
         problems.append(f"certificate {cert_status}")
@@ -298,14 +313,14 @@ def _serving(
         )
         decision.reason = (
             f"certificate ends {tls.certificate.not_after:%Y-%m-%d}"
-            if tls is not None and tls.certificate is not None
+            if seen and tls is not None and tls.certificate is not None
             else f"certificate {cert_status}"
         )
     else:
         decision.reason = "DNS and certificate OK"
     if new_status == "expiring":
         decision.edge = "renew"
-    if tls is not None and tls.certificate is not None and tls.days_left is not None:
+    if seen and tls is not None and tls.days_left is not None:
         sent = set(changes.get("cert_warnings_sent", domain.cert_warnings_sent))
         crossed = [d for d in warning_days if tls.days_left <= d and d not in sent]
         if crossed:

@@ -248,7 +248,7 @@ class TenantOpsAutomate(Job):
                         "data": probe.as_dict(),
                     }
                 )
-            yield self._action(domain, slug, decision, history)
+            yield self.step_action(domain, slug, decision, history)
             if ctx.progress:
                 ctx.progress.advance(1)
 
@@ -270,7 +270,7 @@ class TenantOpsAutomate(Job):
         return Action("not_checked", f"domain:{domain.id}", why, encode(payload))
 
     @staticmethod
-    def _action(
+    def step_action(
         domain: TenantDomain, slug: str, decision: Decision, history: list[dict[str, Any]]
     ) -> Action:
         changes = decision.changes
@@ -329,22 +329,23 @@ class TenantOpsAutomate(Job):
         )
         if rowcount(session.execute(claim)) != 1:
             raise StaleAction(f"{step.hostname} changed since the plan")
-        session.execute(
-            insert(CHECKS),
-            [
-                {
-                    "domain_id": step.domain_id,
-                    "checked_at": ctx.now,
-                    "kind": c["kind"],
-                    "result": c["result"],
-                    "detail": c["detail"],
-                    "latency_ms": c["latency_ms"],
-                    "data": c.get("data"),
-                    "created_at": ctx.now,
-                }
-                for c in step.checks
-            ],
-        )
+        if step.checks:
+            session.execute(
+                insert(CHECKS),
+                [
+                    {
+                        "domain_id": step.domain_id,
+                        "checked_at": ctx.now,
+                        "kind": c["kind"],
+                        "result": c["result"],
+                        "detail": c["detail"],
+                        "latency_ms": c["latency_ms"],
+                        "data": c.get("data"),
+                        "created_at": ctx.now,
+                    }
+                    for c in step.checks
+                ],
+            )
         tenant_id = step.tenant_id
         for cause, severity, title in step.raise_incidents:
             raise_incident(

@@ -28,6 +28,9 @@ tests can look at any instant):
 - `unreachable` no certificate could be read: connection refused, timeout, name not
               resolvable, TLS handshake failure; `failure` says which and `detail` why. This is
               a transient result for the caller (it says nothing about the certificate).
+              When the first handshake read the certificate and the verifying one failed
+              (a flaky edge), the result is `unreachable` with the certificate attached
+              (`incomplete`): no verdict, a failed check for the caller.
 
 Never raises for what the network does; a missing or unreadable FAITHFLOW_TLS_CA_FILE is a
 ConfigError naming the variable.
@@ -121,7 +124,14 @@ class TlsResult:
 
     @property
     def reachable(self) -> bool:
-        return self.certificate is not None
+        """Both handshakes finished: the status is a verdict on the certificate."""
+        return self.status != "unreachable" and self.certificate is not None
+
+    @property
+    def incomplete(self) -> bool:
+        """The first handshake read the certificate, the verifying one failed: `unreachable`
+        with the certificate attached for the record — no verdict on it."""
+        return self.status == "unreachable" and self.certificate is not None
 
     @property
     def remaining(self) -> dt.timedelta | None:
