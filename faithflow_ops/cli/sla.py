@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from faithflow_ops.cli import output, support_analytics
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.orm import Session
+
+    from faithflow_ops.support.sla import Recomputed
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -29,6 +36,68 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(calendar_app, name="calendar")
 calendar_app.add_typer(holiday_app, name="holiday")
 app.command("analytics")(support_analytics.sla_analytics)  # cli/support_analytics.py
+
+T = TypeVar("T")
+ChangeNowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="When the change takes effect: open clocks keep the time used until then and count "
+        "the rest under the new rules (ISO-8601; default: now).",
+    ),
+]
+ChangeDryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Show the change and the open clocks it would move; write nothing."
+    ),
+]
+_SHOWN_MOVES = 20
+
+
+def _change(
+    now: str | None, dry_run: bool, by: str, change: Callable[[Session], T]
+) -> tuple[T, Recomputed]:
+    """Run a calendar or policy change and recompute the open tickets' clocks, in one
+    transaction (support/sla.py change_rules)."""
+    from faithflow_ops.support.sla import change_rules
+
+    when = parse_now(now)
+    with database().session() as session:
+        return change_rules(
+            session, settings(), lambda: change(session), now=when, by=by, dry_run=dry_run
+        )
+
+
+def _report(report: Recomputed, as_json: bool = False) -> None:
+    """The moved clocks: a table of the first ones (not with --json, whose document has them
+    all), then a count on stderr."""
+    moved = report.moved
+    if moved and not as_json:
+        output.table(
+            ["ticket", "priority", "metric", "ep", "due before (UTC)", "due now (UTC)"],
+            [
+                [
+                    m.ticket_id,
+                    m.priority,
+                    m.metric,
+                    m.episode,
+                    output.minute(m.due_before) if m.due_before else "paused",
+                    output.minute(m.due_after) if m.due_after else "paused",
+                ]
+                for m in moved[:_SHOWN_MOVES]
+            ],
+            title="open SLA clocks moved",
+        )
+    tickets = len({m.ticket_id for m in moved})
+    verb = "would move" if report.dry_run else "moved"
+    more = f" ({len(moved) - _SHOWN_MOVES} not listed)" if len(moved) > _SHOWN_MOVES else ""
+    output.info(
+        f"{len(moved)} open clock{'s' if len(moved) != 1 else ''} {verb} on {tickets} "
+        f"ticket{'s' if tickets != 1 else ''} of {report.tickets} open{more}, as of "
+        f"{output.minute(report.now)} UTC"
+        + ("; dry run: nothing was written" if report.dry_run else "")
+    )
 
 
 @app.command("breaches")
@@ -135,16 +204,21 @@ def policy_set(
             "--pause", help="Statuses that pause this clock, comma-separated ('' = none)."
         ),
     ] = None,
+    now: ChangeNowOpt = None,
+    dry_run: ChangeDryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a metric's target, hours kind or pausing statuses. Open tickets take the new
-    target at their next change."""
+    """Change a metric's target, hours kind or pausing statuses. Open tickets' clocks are
+    recomputed in the same transaction; the output says how many moved."""
     from faithflow_ops.support.policies import parse_duration, set_policy
 
     minutes = parse_duration(target) if target is not None else None
     paused = [s.strip() for s in pause.split(",") if s.strip()] if pause is not None else None
-    with database().session() as session:
-        rows = set_policy(
+    rows, report = _change(
+        now,
+        dry_run,
+        "policy",
+        lambda session: set_policy(
             session,
             priorities=priority or [],
             metric=metric,
@@ -152,13 +226,20 @@ def policy_set(
             hours=hours,
             pause=paused,
             actor=actor(),
-        )
-    _print_policies(rows, as_json)
-
-
-def _print_calendar(doc: dict[str, Any], as_json: bool) -> None:
+        ),
+    )
     if as_json:
-        output.print_json(doc)
+        output.print_json({"policies": rows, "recomputed": report.doc()})
+    else:
+        _print_policies(rows, False)
+    _report(report, as_json)
+
+
+def _print_calendar(doc: dict[str, Any], as_json: bool, report: Recomputed | None = None) -> None:
+    if as_json:
+        output.print_json({**doc, "recomputed": report.doc()} if report else doc)
+        if report is not None:
+            _report(report, as_json)
         return
     output.record(
         {
@@ -175,6 +256,8 @@ def _print_calendar(doc: dict[str, Any], as_json: bool) -> None:
         },
         title=f"business calendar {doc['name']}",
     )
+    if report is not None:
+        _report(report)
 
 
 @calendar_app.command("show")
@@ -200,40 +283,61 @@ def calendar_set(
             "closed).",
         ),
     ] = None,
+    now: ChangeNowOpt = None,
+    dry_run: ChangeDryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set the time zone and/or the weekly hours. Open tickets take them at their next change."""
+    """Set the time zone and/or the weekly hours. Open tickets' clocks are recomputed in the
+    same transaction; the output says how many moved."""
     from faithflow_ops.support.policies import set_calendar
 
-    with database().session() as session:
-        doc = set_calendar(session, timezone=timezone, hours=hours, actor=actor())
-    _print_calendar(doc, as_json)
+    doc, report = _change(
+        now,
+        dry_run,
+        "calendar",
+        lambda session: set_calendar(session, timezone=timezone, hours=hours, actor=actor()),
+    )
+    _print_calendar(doc, as_json, report)
 
 
 @holiday_app.command("add")
 def holiday_add(
     day: Annotated[str, typer.Argument(metavar="DATE", help="YYYY-MM-DD (a local date).")],
     name: Annotated[str | None, typer.Option("--name", help="e.g. Christmas Day.")] = None,
+    now: ChangeNowOpt = None,
+    dry_run: ChangeDryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a holiday: no business time that local day."""
+    """Add a holiday: no business time that local day. Open clocks due on or after it move
+    on, in the same transaction; the output says how many."""
     from faithflow_ops.support.policies import add_holiday, parse_day
 
     when = parse_day(day)
-    with database().session() as session:
-        doc = add_holiday(session, when, name, actor=actor())
-    _print_calendar(doc, as_json)
+    doc, report = _change(
+        now,
+        dry_run,
+        "calendar",
+        lambda session: add_holiday(session, when, name, actor=actor()),
+    )
+    _print_calendar(doc, as_json, report)
 
 
 @holiday_app.command("remove")
 def holiday_remove(
     day: Annotated[str, typer.Argument(metavar="DATE", help="YYYY-MM-DD.")],
+    now: ChangeNowOpt = None,
+    dry_run: ChangeDryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Remove a holiday."""
+    """Remove a holiday. Open clocks are recomputed in the same transaction; the output says
+    how many moved."""
     from faithflow_ops.support.policies import parse_day, remove_holiday
 
     when = parse_day(day)
-    with database().session() as session:
-        doc = remove_holiday(session, when, actor=actor())
-    _print_calendar(doc, as_json)
+    doc, report = _change(
+        now,
+        dry_run,
+        "calendar",
+        lambda session: remove_holiday(session, when, actor=actor()),
+    )
+    _print_calendar(doc, as_json, report)

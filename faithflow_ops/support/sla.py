@@ -8,32 +8,39 @@ counted in the policy's unit: business seconds on the support calendar, or calen
 - due = the running stretch's start + (target − time already used), in clock time;
 - warn = the later of due − FAITHFLOW_SLA_WARNING_MINUTES (wall clock, default 15) and the
   moment FAITHFLOW_SLA_WARNING_PERCENT (default 80) of the target is used (clock time);
+- a target that changes (a priority, a policy) applies from the change: a clock it puts past
+  its due time is due at the change, never before it;
 - a paused clock has no due or warning time; a breached clock keeps its due time for good;
 - a breach is recorded at the due time: by `sla sweep`, or by a ticket command that stops or
   pauses a clock already past its due time before the sweep saw it (never at a later time).
 
 Every ticket command calls `refresh(ticket, now)` after changing the status, so the stored due
-and warning times always match the status, the priority and the policy in force.
+and warning times always match the status, the priority and the policy in force; a calendar or
+policy change recomputes every open ticket's clocks in its own transaction (`change_rules`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.db import upsert_insert
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import SlaEvent, SupportTicket, User
-from faithflow_ops.models.support import METRICS
+from faithflow_ops.models.support import METRICS, OPEN_STATUSES
 from faithflow_ops.support import alerts
 from faithflow_ops.support.clock import ALWAYS, Calendar
 from faithflow_ops.support.policies import Policies, Target, load_calendar, load_policies
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -224,9 +231,17 @@ def fulfil(
 
 
 def refresh(
-    session: Session, ticket: SupportTicket, rules: Rules, now: dt.datetime, by: str
+    session: Session,
+    ticket: SupportTicket,
+    rules: Rules,
+    now: dt.datetime,
+    by: str,
+    *,
+    leave_overdue: bool = False,
 ) -> None:
-    """Bring every clock in line with the ticket's status, priority and the policies."""
+    """Bring every clock in line with the ticket's status, priority and the policies.
+    `leave_overdue`: a running clock already past its due time keeps it, unmarked, for the
+    sweep to mark and notify (a rule change, which no agent is acting on)."""
     if ticket.status in ("solved", "closed") and any(
         _get(ticket, m, "warned_at") or _get(ticket, m, "breached_at") for m in METRICS
     ):
@@ -249,31 +264,45 @@ def refresh(
             _set(ticket, metric, "due_at", None)
             _set(ticket, metric, "warn_at", None)
             continue
-        clock = rules.clock(target)
         used = int(_get(ticket, metric, "elapsed_seconds") or 0)
-        try:
-            due = clock.add_seconds(since, target.seconds - used)
-        except ValueError:
-            raise UserError(
-                f"the {ticket.priority} {metric} target ({target.minutes} business minutes) "
-                "is not reached within ten years on the business calendar; give it more working "
-                "hours (`faithflow sla calendar set --hours ...`) or lower the target "
-                "(`faithflow sla policy set`)"
-            ) from None
-        share = target.seconds * rules.warning.percent // 100 - used
-        by_share = clock.add_seconds(since, share) if share > 0 else since
-        warn = max(due - dt.timedelta(minutes=rules.warning.minutes), by_share)
+        due, warn = _schedule(ticket, metric, rules, since, used)
         stored = _get(ticket, metric, "due_at")
         if running and stored is not None and stored <= now and due != stored:
             # the clock ran past its due time under the rules in force then: the breach
             # happened, whatever a policy or calendar change says now (and whether or not the
             # sweep ran in between); an unchanged due time is left to the sweep, which notifies
-            catch_breach(session, ticket, metric, rules, now, by)
+            if not leave_overdue:
+                catch_breach(session, ticket, metric, rules, now, by)
             continue
+        if due != stored and due < now:
+            # a new target (a raised priority, a stricter policy) applies from the change: a
+            # clock it puts past its due time is due at the change, never before it (the
+            # ticket was not in breach then); the sweep marks it at that time and notifies
+            due = now
         _set(ticket, metric, "due_at", due)
-        # A due time in the past (a clock the sweep has not reached yet, or a stricter target)
-        # stays unmarked here: the sweep marks it at that due time and notifies the agent.
+        # An unchanged due time in the past (a clock the sweep has not reached yet) stays
+        # unmarked here: the sweep marks it at that due time and notifies the agent.
         _set(ticket, metric, "warn_at", min(warn, due))
+
+
+def _schedule(
+    ticket: SupportTicket, metric: str, rules: Rules, since: dt.datetime, used: int
+) -> tuple[dt.datetime, dt.datetime]:
+    """(due, warn) of a clock running since `since` with `used` clock seconds already spent."""
+    target = rules.target(ticket, metric)
+    clock = rules.clock(target)
+    try:
+        due = clock.add_seconds(since, target.seconds - used)
+    except ValueError:
+        raise UserError(
+            f"the {ticket.priority} {metric} target ({target.minutes} business minutes) "
+            "is not reached within ten years on the business calendar; give it more working "
+            "hours (`faithflow sla calendar set --hours ...`) or lower the target "
+            "(`faithflow sla policy set`)"
+        ) from None
+    share = target.seconds * rules.warning.percent // 100 - used
+    by_share = clock.add_seconds(since, share) if share > 0 else since
+    return due, max(due - dt.timedelta(minutes=rules.warning.minutes), by_share)
 
 
 def clock_doc(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) -> dict[str, Any]:
@@ -308,3 +337,128 @@ def clock_doc(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime
         "breached_at": _get(ticket, metric, "breached_at"),
         "fulfilled_at": _get(ticket, metric, "fulfilled_at"),
     }
+
+
+# rule changes: a calendar or policy change reaches every open ticket at once
+
+
+@dataclass(frozen=True)
+class Moved:
+    """One open clock whose due time a calendar or policy change moved (None: not running)."""
+
+    ticket_id: int
+    metric: str
+    episode: int
+    priority: str
+    due_before: dt.datetime | None
+    due_after: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Recomputed:
+    """What a rule change did to the open tickets' clocks (the `recomputed` of its output)."""
+
+    now: dt.datetime
+    dry_run: bool
+    tickets: int  # open tickets with an active clock, all looked at
+    moved: list[Moved]
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "now": self.now,
+            "dry_run": self.dry_run,
+            "open_tickets": self.tickets,
+            "clocks_moved": len(self.moved),
+            "tickets_moved": len({m.ticket_id for m in self.moved}),
+            "moved": [
+                {
+                    "ticket_id": m.ticket_id,
+                    "metric": m.metric,
+                    "episode": m.episode,
+                    "priority": m.priority,
+                    "due_before": m.due_before,
+                    "due_after": m.due_after,
+                }
+                for m in self.moved
+            ],
+        }
+
+
+def recompute_open(
+    session: Session, before: Rules, after: Rules, now: dt.datetime, by: str
+) -> Recomputed:
+    """Bring every open ticket's clocks in line with new rules (`after`) at `now`.
+
+    The time a running clock has used up to `now` is counted under the rules in force until
+    then (`before`) and kept; what is left of the target is counted from `now` under the new
+    ones, and never due before `now`. A clock already past its due time is left as it was: it
+    breached under the old rules (the sweep marks it at that due time and notifies). Pausing
+    statuses that changed start or stop clocks as a ticket command would. Called in the
+    transaction of the change itself."""
+    open_ = SupportTicket.status.in_(OPEN_STATUSES)
+    has_clock = or_(
+        *(
+            and_(
+                getattr(SupportTicket, f"{m}_episode") > 0,
+                getattr(SupportTicket, f"{m}_fulfilled_at").is_(None),
+            )
+            for m in METRICS
+        )
+    )
+    tickets = session.scalars(
+        select(SupportTicket).where(open_, has_clock).order_by(SupportTicket.id).with_for_update()
+    ).all()
+    moved: list[Moved] = []
+    for ticket in tickets:
+        was = {m: _get(ticket, m, "due_at") for m in METRICS}
+        for metric in METRICS:
+            if (
+                not active(ticket, metric)
+                or _get(ticket, metric, "running_since") is None
+                or _get(ticket, metric, "breached_at") is not None
+            ):
+                continue
+            due = was[metric]
+            if due is not None and due <= now:
+                continue  # breached under the rules in force until now
+            # checkpoint: the time used so far, counted under the old rules, is kept
+            _set(ticket, metric, "elapsed_seconds", used_seconds(ticket, metric, before, now))
+            _set(ticket, metric, "running_since", now)
+        refresh(session, ticket, after, now, by, leave_overdue=True)
+        for metric in METRICS:
+            after_due = _get(ticket, metric, "due_at")
+            if after_due != was[metric] and _get(ticket, metric, "breached_at") is None:
+                moved.append(
+                    Moved(
+                        ticket.id,
+                        metric,
+                        int(_get(ticket, metric, "episode")),
+                        ticket.priority,
+                        was[metric],
+                        after_due,
+                    )
+                )
+    session.flush()
+    return Recomputed(now, False, len(tickets), moved)
+
+
+def change_rules(
+    session: Session,
+    settings: Settings,
+    change: Callable[[], T],
+    *,
+    now: dt.datetime,
+    by: str,
+    dry_run: bool = False,
+) -> tuple[T, Recomputed]:
+    """Run `change` (a calendar or policy change) and recompute the open tickets' clocks in the
+    same transaction. With `dry_run` both happen inside a savepoint that is rolled back: the
+    result shows what the change would do, and nothing is written."""
+    before = Rules.from_settings(session, settings)
+    savepoint = session.begin_nested() if dry_run else None
+    result = change()
+    report = recompute_open(session, before, Rules.from_settings(session, settings), now, by)
+    if savepoint is not None:
+        savepoint.rollback()
+        report = Recomputed(report.now, True, report.tickets, report.moved)
+    return result, report

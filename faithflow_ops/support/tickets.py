@@ -344,9 +344,10 @@ def set_priority(
     session: Session, rules: Rules, ticket_id: int, priority: str, *, now: dt.datetime
 ) -> SupportTicket:
     """Change the priority: the running clocks take the new policy's targets, counted from
-    their start with the time already used kept; a breached clock stays breached (its due time
-    frozen), a fulfilled one stays fulfilled, a paused one takes the new target when it
-    resumes."""
+    their start with the time already used kept, but never due before the change (a target
+    the clock has already used up is due, and breached, at the change: the ticket was in time
+    under the priority it had); a breached clock stays breached (its due time frozen), a
+    fulfilled one stays fulfilled, a paused one takes the new target when it resumes."""
     one_of("priority", priority, PRIORITIES)
     ticket = get_ticket(session, ticket_id, lock=True)
     _open_check(ticket, "changed")

@@ -91,3 +91,105 @@ def test_breaches_since_a_duration_count_back_from_now(world: Database, cli) -> 
     assert listed("--since", "24h", "--now", "2026-03-02T11:00:00Z") == sorted([urgent, high])
     assert listed("--since", "1h", "--now", "2026-03-02T11:00:00Z") == [high]  # from 10:00
     assert listed("--since", "24h", "--now", "2026-03-04T09:00:00Z") == []
+
+
+# a calendar or policy change reaches the open tickets in its own transaction (issue 22 #9)
+
+
+def test_a_holiday_declared_in_advance_moves_the_open_clocks_due_that_day(
+    world: Database, cli
+) -> None:
+    # normal first response: 4 business hours (Mon-Fri 09-17 UTC). Opened Thursday 16:00:
+    # 1 h on Thursday, 3 h on Friday 2026-04-03 -> due Friday 12:00
+    t = open_ticket(cli, "normal", now="2026-04-02T16:00:00Z")
+    assert due(t) == "2026-04-03T12:00:00+00:00"
+    assert due(t, "resolution") == "2026-04-07T16:00:00+00:00"  # 24 business hours
+    added = call(
+        cli,
+        "sla", "calendar", "holiday", "add", "2026-04-03", "--name", "Good Friday",
+        "--now", "2026-04-02T17:30:00Z",
+    )  # fmt: skip
+    report = added["recomputed"]
+    assert (report["clocks_moved"], report["tickets_moved"], report["dry_run"]) == (2, 1, False)
+    assert {m["metric"]: (m["due_before"], m["due_after"]) for m in report["moved"]} == {
+        # Friday is off: the 3 hours left are Monday's first three
+        "first_response": ("2026-04-03T12:00:00+00:00", "2026-04-06T12:00:00+00:00"),
+        "resolution": ("2026-04-07T16:00:00+00:00", "2026-04-08T16:00:00+00:00"),
+    }
+    shown = call(cli, "support", "tickets", "show", str(t["id"]), "--now", "2026-04-03T12:00:00Z")
+    assert due(shown) == "2026-04-06T12:00:00+00:00"
+    # the sweep on the holiday, at the old due time and late that night: nothing to mark
+    assert sweep(cli, "2026-04-03T12:00:00Z")["counts"] == {}
+    assert sweep(cli, "2026-04-03T23:00:00Z")["counts"] == {}
+    out = sweep(cli, "2026-04-06T12:05:00Z")
+    assert [(a["kind"], a["data"]["metric"], a["data"]["due_at"]) for a in out["actions"]] == [
+        ("sla_breach", "first_response", "2026-04-06T12:00:00+00:00")
+    ]
+
+
+def test_a_dry_run_change_reports_the_moves_and_writes_nothing(world: Database, cli) -> None:
+    t = open_ticket(cli, "normal", now="2026-04-02T16:00:00Z")
+    preview = call(
+        cli,
+        "sla", "calendar", "holiday", "add", "2026-04-03",
+        "--now", "2026-04-02T17:30:00Z", "--dry-run",
+    )  # fmt: skip
+    assert [h["date"] for h in preview["holidays"]] == ["2026-04-03"]  # what it would be
+    assert (preview["recomputed"]["clocks_moved"], preview["recomputed"]["dry_run"]) == (2, True)
+    assert call(cli, "sla", "calendar", "show")["holidays"] == []
+    shown = call(cli, "support", "tickets", "show", str(t["id"]))
+    assert due(shown) == "2026-04-03T12:00:00+00:00"
+    text = cli("sla", "calendar", "holiday", "add", "2026-04-03", "--now",
+               "2026-04-02T17:30:00Z", "--dry-run")  # fmt: skip
+    assert text.exit_code == 0, text.stderr
+    assert "2 open clocks would move on 1 ticket" in text.stderr
+    assert "nothing was written" in text.stderr
+
+
+def test_hours_and_policy_changes_move_open_clocks_and_say_how_many(world: Database, cli) -> None:
+    high = open_ticket(cli, "high")["id"]  # Monday 09:00: first response due 10:00
+    low = open_ticket(cli, "low")["id"]  # first response due 17:00 (1 business day)
+    # 09:30: hours become 09:00-12:00 and 13:00-17:00. high has used 30 min, 30 left -> 10:00
+    # (unchanged); low has 7h30 left: 09:30-12:00, 13:00-17:00 (6h30), Tuesday 09:00-10:00
+    result = cli(
+        "sla", "calendar", "set", "--hours", "mon-fri 09:00-12:00 13:00-17:00",
+        "--now", "2026-03-02T09:30:00Z",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "open clocks moved on 2 tickets of 2 open" in result.stderr
+    shown = call(cli, "support", "tickets", "show", str(low), "--now", "2026-03-02T09:30:00Z")
+    assert due(shown) == "2026-03-03T10:00:00+00:00"
+    assert due(call(cli, "support", "tickets", "show", str(high))) == "2026-03-02T10:00:00+00:00"
+    # a stricter high first response at 09:50: 30 min used of 15 -> due at the change, 09:50
+    # (never before it: the ticket was in time under the target it had), breached there
+    changed = call(
+        cli,
+        "sla", "policy", "set", "--metric", "first_response", "--priority", "high",
+        "--target", "15m", "--hours", "calendar", "--now", "2026-03-02T09:50:00Z",
+    )  # fmt: skip
+    assert {p["priority"]: p["target_minutes"] for p in changed["policies"] if
+            p["metric"] == "first_response"}["high"] == 15  # fmt: skip
+    moved = [(m["ticket_id"], m["metric"], m["due_after"]) for m in changed["recomputed"]["moved"]]
+    assert moved == [(high, "first_response", "2026-03-02T09:50:00+00:00")]
+    out = sweep(cli, "2026-03-02T09:55:00Z")
+    assert [(a["data"]["ticket_id"], a["kind"]) for a in out["actions"]] == [(high, "sla_breach")]
+    found = call(cli, "sla", "breaches", "--since", "2026-03-02T09:45:00Z")
+    assert [(b["ticket_id"], b["breached_at"]) for b in found] == [
+        (high, "2026-03-02T09:50:00+00:00")
+    ]
+
+
+def test_a_clock_already_overdue_keeps_its_breach_when_the_calendar_changes(
+    world: Database, cli
+) -> None:
+    t = open_ticket(cli, "high")["id"]  # first response due 10:00; no sweep ran
+    added = call(
+        cli, "sla", "calendar", "holiday", "add", "2026-03-02", "--now", "2026-03-02T10:30:00Z"
+    )
+    # the clock ran out at 10:00 under the calendar of the time: not moved, and the sweep
+    # still marks it at 10:00
+    assert [m["metric"] for m in added["recomputed"]["moved"]] == ["resolution"]
+    out = sweep(cli, "2026-03-02T10:35:00Z")
+    assert [(a["data"]["ticket_id"], a["data"]["due_at"]) for a in out["actions"]] == [
+        (t, "2026-03-02T10:00:00+00:00")
+    ]

@@ -468,6 +468,48 @@ def test_raising_the_priority_moves_the_due_time_and_the_sweep_breaches_at_it(
     assert breach.priority == "urgent"
 
 
+def test_raising_the_priority_late_breaches_at_the_change_never_before_it(
+    world: Database, cli
+) -> None:
+    # issue 22 #10: normal at 09:00 (first response due 13:00), urgent at 11:00. Urgent's 30
+    # minutes from 09:00 ran out at 09:30, when the ticket was normal and in time: the new
+    # target applies from the change, so the breach is due, and recorded, at 11:00
+    t = str(open_ticket(cli, "normal")["id"])
+    doc = call(cli, "support", "tickets", "priority", t, "urgent", "--now", "2026-03-02T11:00:00Z")
+    fr = clocks(doc)["first_response"]
+    assert fr["state"] == "running" and fr["due_at"] == "2026-03-02T11:00:00+00:00"
+    assert clocks(doc)["resolution"]["due_at"] == "2026-03-02T13:00:00+00:00"  # still ahead
+    report = sweep(cli, "2026-03-02T11:05:00Z")
+    assert [(a["kind"], a["data"]["metric"]) for a in report["actions"]] == [
+        ("sla_breach", "first_response")
+    ]
+    with world.read_session() as s:
+        breach = s.scalars(select(SlaEvent).filter_by(kind="breach")).one()
+    assert (breach.occurred_at.isoformat(), breach.priority) == (
+        "2026-03-02T11:00:00+00:00",
+        "urgent",
+    )
+    found = call(cli, "sla", "breaches", "--since", "2026-03-02T10:00:00Z")
+    assert [(b["ticket_id"], b["metric"], b["priority"], b["breached_at"]) for b in found] == [
+        (int(t), "first_response", "urgent", "2026-03-02T11:00:00+00:00")
+    ]
+
+
+def test_a_reply_after_a_late_raise_records_the_breach_at_the_change(world: Database, cli) -> None:
+    # no sweep ran between the raise (11:00) and the reply (11:20): the reply catches the
+    # breach at 11:00, the change, not at 09:30
+    t = str(open_ticket(cli, "normal")["id"])
+    call(cli, "support", "tickets", "priority", t, "urgent", "--now", "2026-03-02T11:00:00Z")
+    doc = call(
+        cli, "support", "tickets", "reply", t, "--as", "agent", "--body", "Sorry",
+        "--now", "2026-03-02T11:20:00Z",
+    )  # fmt: skip
+    assert clocks(doc)["first_response"]["breached_at"] == "2026-03-02T11:00:00+00:00"
+    assert call(cli, "sla", "breaches", "--since", "2026-03-02T10:00:00Z")[0]["breached_at"] == (
+        "2026-03-02T11:00:00+00:00"
+    )
+
+
 def test_lowering_the_priority_keeps_a_breach_the_sweep_recorded(world: Database, cli) -> None:
     t = str(open_ticket(cli, "urgent")["id"])  # first response due 09:30
     sweep(cli, "2026-03-02T09:40:00Z")
