@@ -95,8 +95,10 @@ def policy_set(
     as_json: JsonOpt = False,
 ) -> None:
     """Replace the ladder with the one in a TOML file. An invalid file is refused with its
-    line and the reason; nothing is saved."""
-    from faithflow_ops.dunning.policy import parse_policy, save_policy
+    line and the reason, as is a ladder whose final notice falls after the suspension day (the
+    shortest grace in force); nothing is saved."""
+    from faithflow_ops.billing.automation_plan import shortest_grace
+    from faithflow_ops.dunning.policy import check_final_notice, parse_policy, save_policy
 
     path = Path(file)
     try:
@@ -109,6 +111,8 @@ def policy_set(
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {file!r} ({exc}); give a readable UTF-8 TOML file") from None
     policy = parse_policy(text, filename=file)
+    with database().read_session() as session:
+        check_final_notice(policy, shortest_grace(session))
     changed = False
     if not dry_run:
         with database().session() as session:
@@ -162,6 +166,11 @@ def _show_prefs(doc: dict[str, Any], as_json: bool) -> None:
         "quiet hours source": "default" if doc["quiet_hours_default"] else "tenant",
         "sms opt-out": doc["sms_opt_out"],
         "whatsapp opt-out": doc["whatsapp_opt_out"],
+        "whatsapp opt-in": (
+            f"{doc['whatsapp_opt_in']['source']} ({doc['whatsapp_opt_in']['at']})"
+            if doc["whatsapp_opt_in"]
+            else "none recorded"
+        ),
         "paused until": doc["paused_until"],
         "pause note": doc["pause_note"],
     }
@@ -230,7 +239,21 @@ def prefs_set(
     ] = None,
     whatsapp: Annotated[
         str | None,
-        typer.Option("--whatsapp", help="WhatsApp number (E.164); default: the phone ('' clears)."),
+        typer.Option(
+            "--whatsapp",
+            help="WhatsApp number (E.164; never defaulted to the phone); a new number forgets "
+            "the opt-in unless --whatsapp-consent comes with it ('' clears).",
+        ),
+    ] = None,
+    whatsapp_consent: Annotated[
+        str | None,
+        typer.Option(
+            "--whatsapp-consent",
+            metavar="SOURCE",
+            help="Record the church's WhatsApp opt-in for its WhatsApp number, now, with where "
+            "it came from (e.g. 'signed form, 2026-11-02'); WhatsApp dunning goes by SMS "
+            "without one. '' withdraws it.",
+        ),
     ] = None,
     quiet: Annotated[
         list[str] | None,
@@ -292,6 +315,8 @@ def prefs_set(
     changes: dict[str, Any] = {}
     if channels is not None:
         changes["channels"] = [c for c in channels.split(",") if c.strip()]
+    if whatsapp_consent is not None:
+        changes["whatsapp_consent"] = whatsapp_consent
     for key, value in (("email", email), ("phone", phone), ("whatsapp", whatsapp)):
         if value is not None:
             changes[key] = value

@@ -4,6 +4,12 @@ tenant's time zone, SMS/WhatsApp opt-outs and a pause until a promised payment.
 No `dunning_preferences` row (or a NULL field) means the default: every channel, the tenant's
 billing email and phone, the default quiet hours (21:00-08:00 every day and Sunday 06:00-14:00),
 no opt-out, no pause. `preferences_for` reads a whole run's tenants in two queries.
+
+WhatsApp needs the church's opt-in for the number it is sent to (Meta's business policy), so
+the WhatsApp number is never the phone by default: it is the number given with `--whatsapp`,
+and WhatsApp is blocked until an opt-in is recorded for it with where it came from
+(`--whatsapp-consent 'signed form, 2026-11-02'`) and when. Changing the number forgets the
+opt-in. A blocked WhatsApp step goes by SMS (the dunning plan says so).
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Preferences:
     whatsapp_opt_out: bool
     paused_until: dt.datetime | None
     pause_note: str | None = None
+    whatsapp_opt_in_at: dt.datetime | None = None  # the opt-in for `whatsapp`, recorded when
+    whatsapp_opt_in_source: str | None = None  # and where it came from
 
     def contact(self, channel: str) -> str | None:
         """The recipient on `channel` (normalised like a message's recipient), or None."""
@@ -62,8 +70,10 @@ class Preferences:
             return {
                 "email": "no email address",
                 "sms": "no phone number",
-                "whatsapp": "no whatsapp number",
+                "whatsapp": "no whatsapp number (the phone is not used without an opt-in)",
             }[channel]
+        if channel == "whatsapp" and self.whatsapp_opt_in_at is None:
+            return "no whatsapp opt-in recorded (dunning prefs set --whatsapp-consent SOURCE)"
         return None
 
     def paused(self, now: dt.datetime) -> bool:
@@ -86,7 +96,8 @@ def _build(
 ) -> Preferences:
     email = contacts.valid("email", (row.email if row else None) or billing_email)
     phone = contacts.valid("sms", (row.phone if row else None) or billing_phone)
-    whatsapp = contacts.valid("whatsapp", row.whatsapp) if row and row.whatsapp else phone
+    # never the phone by default: WhatsApp needs an opt-in for its number
+    whatsapp = contacts.valid("whatsapp", row.whatsapp) if row and row.whatsapp else None
     allowed = row.channels if row is not None and row.channels is not None else CHANNELS
     return Preferences(
         tenant_id=tenant_id,
@@ -100,6 +111,8 @@ def _build(
         whatsapp_opt_out=bool(row and row.whatsapp_opt_out),
         paused_until=row.paused_until if row is not None else None,
         pause_note=row.pause_note if row is not None else None,
+        whatsapp_opt_in_at=row.whatsapp_opt_in_at if row is not None and whatsapp else None,
+        whatsapp_opt_in_source=row.whatsapp_opt_in_source if row is not None else None,
     )
 
 
@@ -137,7 +150,13 @@ _FIELDS = (
     "whatsapp_opt_out",
     "paused_until",
     "pause_note",
+    "whatsapp_opt_in_at",
+    "whatsapp_opt_in_source",
 )
+# what save_preferences takes besides the stored fields: the WhatsApp opt-in's source (it sets
+# whatsapp_opt_in_source and whatsapp_opt_in_at = now; '' or None withdraws it)
+_INPUTS = (*(f for f in _FIELDS if not f.startswith("whatsapp_opt_in")), "whatsapp_consent")
+_CONSENT_LENGTH = 200  # String(200)
 
 
 def _contact(channel: str, value: Any) -> str | None:
@@ -147,9 +166,9 @@ def _contact(channel: str, value: Any) -> str | None:
 
 
 def _validated(changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    unknown = sorted(set(changes) - set(_FIELDS))
+    unknown = sorted(set(changes) - set(_INPUTS))
     if unknown:
-        raise UserError(f"unknown preference {unknown[0]!r}; preferences: {', '.join(_FIELDS)}")
+        raise UserError(f"unknown preference {unknown[0]!r}; preferences: {', '.join(_INPUTS)}")
     values: dict[str, Any] = {}
     for key, value in changes.items():
         if key == "channels":
@@ -177,6 +196,15 @@ def _validated(changes: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
             windows = tuple(value)
             quiet.check_week(windows)
             values[key] = [w.to_dict() for w in windows]
+        elif key == "whatsapp_consent":
+            source = " ".join(str(value).split()) if value is not None else ""
+            if len(source) > _CONSENT_LENGTH:
+                raise UserError(
+                    f"--whatsapp-consent is {len(source)} characters; at most {_CONSENT_LENGTH}: "
+                    "say where the opt-in came from, e.g. 'signed form, 2026-11-02'"
+                )
+            values["whatsapp_opt_in_source"] = source or None
+            values["whatsapp_opt_in_at"] = now if source else None
         elif key in ("sms_opt_out", "whatsapp_opt_out"):
             values[key] = bool(value)
         elif key == "paused_until":
@@ -224,14 +252,16 @@ def save_preferences(
     """Change a tenant's preferences (`channels`, `email`, `phone`, `whatsapp` ('' or None
     clears an override), `quiet_hours` (QuietWindows; None = the defaults, () = none),
     `sms_opt_out`, `whatsapp_opt_out`, `paused_until` + `pause_note`), audited; values already
-    held change nothing. UserError names a bad value."""
+    held change nothing; `whatsapp_consent` (where the church's WhatsApp opt-in came from)
+    records it for the WhatsApp number now (a new number without it forgets the old opt-in).
+    UserError names a bad value."""
     from faithflow_ops.tenancy.tenants import ensure_writable, get_tenant
 
     if not changes:
         raise UserError(
-            "nothing to change: give --channels, --email, --phone, --whatsapp, --quiet, "
-            "--sms-opt-out/--sms-opt-in, --whatsapp-opt-out/--whatsapp-opt-in, --pause-until "
-            "or --resume"
+            "nothing to change: give --channels, --email, --phone, --whatsapp, "
+            "--whatsapp-consent, --quiet, --sms-opt-out/--sms-opt-in, "
+            "--whatsapp-opt-out/--whatsapp-opt-in, --pause-until or --resume"
         )
     now = now or utcnow()
     tenant = get_tenant(session, tenant_slug)
@@ -250,6 +280,19 @@ def save_preferences(
         .execution_options(populate_existing=True)
     ).one()
     before = _stored(row)
+    if (
+        "whatsapp" in values
+        and values["whatsapp"] != row.whatsapp
+        and "whatsapp_consent" not in (changes)
+    ):
+        # the opt-in was for the old number
+        values |= {"whatsapp_opt_in_at": None, "whatsapp_opt_in_source": None}
+    number = values.get("whatsapp", row.whatsapp)
+    if values.get("whatsapp_opt_in_at") is not None and not number:
+        raise UserError(
+            "--whatsapp-consent records the opt-in for the church's WhatsApp number, and it has "
+            "none: give it with --whatsapp +234… (the phone is not assumed)"
+        )
     changed = {key: value for key, value in values.items() if getattr(row, key) != value}
     if changed:
         for key, value in changed.items():
@@ -359,6 +402,12 @@ def prefs_document(
         "quiet_hours_default": row is None or row.quiet_hours is None,
         "sms_opt_out": prefs.sms_opt_out,
         "whatsapp_opt_out": prefs.whatsapp_opt_out,
+        "whatsapp_opt_in": {
+            "at": prefs.whatsapp_opt_in_at,
+            "source": prefs.whatsapp_opt_in_source,
+        }
+        if prefs.whatsapp_opt_in_at is not None
+        else None,
         "paused_until": prefs.paused_until,
         "pause_note": prefs.pause_note,
         "paused": prefs.paused(now),

@@ -303,7 +303,9 @@ def test_defaults_come_from_the_tenant_when_nothing_is_stored(db: Database) -> N
     assert prefs.timezone == "Africa/Lagos"
     assert prefs.channels == frozenset({"email", "sms", "whatsapp"})
     assert prefs.email == "finance@grace.example"
-    assert prefs.phone == prefs.whatsapp == "+2348031234567"
+    assert prefs.phone == "+2348031234567"
+    # WhatsApp needs an opt-in for its number: never the phone by default (issue 21)
+    assert prefs.whatsapp is None and prefs.blocked("whatsapp") is not None
     assert prefs.quiet_hours == DEFAULT_QUIET_HOURS
     assert prefs.blocked("email") is None and prefs.contact("sms") == "+2348031234567"
     assert not prefs.sms_opt_out and prefs.paused_until is None and not prefs.paused(NOW)
