@@ -206,7 +206,7 @@ def _finish(
         # human after MAX_ATTEMPTS (the applier raises the `webhooks:failing` incident).
         values = {
             "status": "failed",
-            "last_error": result.error,
+            "last_error": events.storable(result.error),
             "outcome": None,
             "attempts": _EVENTS.c.attempts + 1,
             "next_attempt_at": _retry_at(session, row_id, now),
@@ -214,7 +214,8 @@ def _finish(
     else:
         values = {
             "status": result.status,
-            "outcome": result.detail[:2000],
+            # the detail may quote the event (its type, ids): text every database stores
+            "outcome": events.storable(result.detail[:2000]),
             "last_error": None,
             "tenant_id": result.tenant_id,
             "next_attempt_at": None,

@@ -100,6 +100,21 @@ def test_a_nul_in_the_event_id_is_stored_under_an_escaped_key(base: str, seeded:
     assert stripe_post(base, body).json()["duplicate"] is True
 
 
+def test_a_nul_in_the_event_type_is_applied_and_its_outcome_stored(
+    base: str, seeded: Database
+) -> None:
+    # Found by tests/receiver/test_openapi_fuzz.py: the outcome ("<type> is not handled")
+    # quoted the type raw, and Postgres refused the NUL in it: the apply failed every time.
+    doc, _ = event_body(id="evt_type_nul")
+    body = json.dumps(doc).replace('"product.created"', r'"product\u0000created"', 1).encode()
+    answer = stripe_post(base, body)
+    assert answer.status_code == 200, answer.text
+    assert wait_applied(seeded, doc["id"]) == {doc["id"]: "ignored"}
+    row = stored_row(seeded, doc["id"])
+    assert row.last_error is None and row.outcome is not None
+    assert "\x00" not in row.outcome and r"product\x00created" in row.outcome
+
+
 @pytest.mark.parametrize("created", [-99999999999999, 2**70])
 def test_a_stripe_created_out_of_range_is_stored_without_a_time(
     base: str, seeded: Database, created: int
