@@ -429,6 +429,14 @@ class Settings:
     comms_retry_backoff: int = 60
     comms_retry_max_backoff: int = 3600
     comms_concurrency: int = 16
+    # E-mail bounces (comms/bounces.py): soft bounces (mailbox full, 4.X.X) suppress a recipient
+    # only after this many within this many days, for this many days; a run whose bounces reach
+    # the minimum and exceed this share of its e-mails raises an incident instead of suppressing.
+    comms_soft_bounce_limit: int = 3
+    comms_soft_bounce_window_days: int = 7
+    comms_soft_bounce_suppress_days: int = 7
+    comms_bounce_burst_share: float = 0.25
+    comms_bounce_burst_min: int = 5
     # Dunning: at most one dunning message per tenant per this many hours.
     dunning_window_hours: int = 20
     alert_webhook_url: str | None = None
@@ -546,6 +554,17 @@ class Settings:
             comms_retry_backoff=_int(env, "FAITHFLOW_COMMS_RETRY_BACKOFF", 60, minimum=0),
             comms_retry_max_backoff=_int(env, "FAITHFLOW_COMMS_RETRY_MAX_BACKOFF", 3600, minimum=0),
             comms_concurrency=_int(env, "FAITHFLOW_COMMS_CONCURRENCY", 16, minimum=1),
+            comms_soft_bounce_limit=_int(env, "FAITHFLOW_COMMS_SOFT_BOUNCE_LIMIT", 3, minimum=1),
+            comms_soft_bounce_window_days=_int(
+                env, "FAITHFLOW_COMMS_SOFT_BOUNCE_WINDOW_DAYS", 7, minimum=1
+            ),
+            comms_soft_bounce_suppress_days=_int(
+                env, "FAITHFLOW_COMMS_SOFT_BOUNCE_SUPPRESS_DAYS", 7, minimum=1
+            ),
+            comms_bounce_burst_share=_float(
+                env, "FAITHFLOW_COMMS_BOUNCE_BURST_SHARE", 0.25, minimum=0
+            ),
+            comms_bounce_burst_min=_int(env, "FAITHFLOW_COMMS_BOUNCE_BURST_MIN", 5, minimum=1),
             dunning_window_hours=_int(env, "FAITHFLOW_DUNNING_WINDOW_HOURS", 20, minimum=0),
             alert_webhook_url=_url(env, "ALERT_WEBHOOK_URL"),
             ops_email=_email(env, "FAITHFLOW_OPS_EMAIL"),

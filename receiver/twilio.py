@@ -93,6 +93,13 @@ def _refuse(
     return Response({"error": error, "detail": None}, status_code=status)
 
 
+def _message_ref(request: Request[Any, Any, Any]) -> int | None:
+    """The outbox id the dispatcher put in the StatusCallback URL (`?m=ID`), covered by the
+    signature like the rest of the URL; None for a URL without one."""
+    raw = request.query_params.get("m", "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
 def _error_code(raw: str | None) -> int | None:
     raw = (raw or "").strip()
     return int(raw) if raw.isdigit() else None
@@ -147,6 +154,7 @@ def receive_status(
             twilio_status=reported,
             error_code=error_code,
             now=dt.datetime.now(dt.UTC),
+            message_ref=_message_ref(request),
         )
     metrics.webhooks.labels(PROVIDER, SCOPE, outcome.result).inc()
     fields = {

@@ -18,10 +18,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from faithflow_ops.comms.bounces import HARD, MESSAGE, BounceNote, classify
 from faithflow_ops.errors import UserError
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
+    from faithflow_ops.providers.smtp import SmtpError
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Outcome:
     error: str | None = None
     retry_at: dt.datetime | None = None
     suppress: str | None = None  # add the recipient to the suppression list for this reason
+    bounce: BounceNote | None = None  # an e-mail refusal to record (comms.bounces)
 
 
 def retry_delay(settings: Settings, attempts: int, retry_after: float | None = None) -> float:
@@ -68,9 +71,7 @@ def from_error(settings: Settings, now: dt.datetime, msg: Claimed, exc: Exceptio
     from faithflow_ops.providers.twilio import TwilioError
 
     if isinstance(exc, SmtpError):
-        if exc.permanent and not exc.config:
-            return Outcome("failed", error=str(exc), suppress="bounce" if exc.bounced else None)
-        return transient(settings, now, msg, str(exc), None)
+        return _smtp(settings, now, msg, exc)
     if isinstance(exc, TwilioError):
         if exc.ambiguous:  # maybe sent: never sent again automatically
             return Outcome(
@@ -96,3 +97,25 @@ def transient(
         return Outcome("failed", error=f"{error} (gave up after {msg.attempts} attempts)")
     at = now + dt.timedelta(seconds=retry_delay(settings, msg.attempts, retry_after))
     return Outcome("scheduled", error=error, retry_at=at)
+
+
+def _smtp(settings: Settings, now: dt.datetime, msg: Claimed, exc: SmtpError) -> Outcome:
+    """An SMTP refusal, by its RFC 3463 status (comms.bounces): a hard bounce or a message
+    that cannot go as it is fails; a soft bounce or a policy refusal (ours) is retried; each
+    is recorded as a bounce, and settling the run decides suppressions and incidents."""
+    if exc.config or exc.smtp_code is None:  # our settings, or no answer at all: retry
+        if exc.permanent and not exc.config:  # the message cannot be built: no retry helps
+            return Outcome("failed", error=str(exc))
+        return transient(settings, now, msg, str(exc), None)
+    kind = classify(exc.smtp_code, exc.enhanced, stage=exc.stage)
+    if kind is None:
+        if exc.permanent and exc.stage == "session":
+            return Outcome("failed", error=str(exc))
+        return transient(settings, now, msg, str(exc), None)
+    note = BounceNote(kind, exc.smtp_code, exc.enhanced, exc.message)
+    error = f"{exc} [{kind} bounce]" if kind in (HARD, "soft") else f"{exc} [{kind}]"
+    if kind in (HARD, MESSAGE):
+        return Outcome("failed", error=error, bounce=note)
+    retry = transient(settings, now, msg, error, None)
+    retry.bounce = note
+    return retry

@@ -53,10 +53,12 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.actions import Action, ActionResult, StaleAction, decode
 from faithflow_ops.clock import iso
+from faithflow_ops.comms.bounces import record as record_bounce
+from faithflow_ops.comms.bounces import settle as settle_bounces
 from faithflow_ops.comms.dispatch import MarkUnknown, Send, Suppress
 from faithflow_ops.comms.outbox import control_character
 from faithflow_ops.comms.outcomes import Claimed, Outcome, from_error
-from faithflow_ops.comms.status import callback_url
+from faithflow_ops.comms.status import apply_early, callback_url
 from faithflow_ops.comms.suppression import MESSAGES, add_suppression, in_force
 from faithflow_ops.comms.whatsapp import encode_variables
 from faithflow_ops.db import Database, lock_holder_id, rowcount
@@ -261,7 +263,7 @@ def send_one(senders: Senders, settings: Settings, now: dt.datetime, msg: Claime
             msg.channel,
             msg.recipient,
             msg.body,
-            status_callback=callback_url(settings),
+            status_callback=callback_url(settings, msg.id),
             content_sid=msg.content_sid,
             content_variables=encode_variables(variables) if variables is not None else None,
         )
@@ -329,7 +331,21 @@ def _mark(
     for key, stmt in statements.items():
         if params[key]:
             marked += rowcount(conn.execute(stmt, params[key]))
+    # Twilio status callbacks that came before these sids were recorded (comms.status).
+    sent = [(m.id, o.provider_message_id) for m, o in done if o.status == "sent"]
+    apply_early(session, [(i, sid) for i, sid in sent if sid], now)
     for msg, outcome in done:
+        if outcome.bounce is not None:  # settled once the batch is sent (comms.bounces)
+            record_bounce(
+                session,
+                message_id=msg.id,
+                channel=msg.channel,
+                recipient=msg.recipient,
+                note=outcome.bounce,
+                source="smtp",
+                now=now,
+                run=holder,
+            )
         if outcome.suppress:
             add_suppression(
                 session,
@@ -525,11 +541,31 @@ def send_batch(
             ready.append(action)
     if ready:
         senders = Senders(settings)
+        loop = _SendLoop(db, settings, now, ready, senders)
         try:
-            results.update(_SendLoop(db, settings, now, ready, senders).run())
+            results.update(loop.run())
         finally:
             senders.close()
+        if loop.emails:
+            _settle(db, settings, now, loop.holder, loop.emails)
     return [results[id(a)] for a in actions]
+
+
+def _settle(db: Database, settings: Settings, now: dt.datetime, holder: str, emails: int) -> None:
+    """Settle the batch's e-mail bounces (comms.bounces): suppressions, or an incident. A
+    failure is logged, not raised: the outcomes are recorded, and the bounces stay unsettled
+    for the next dispatch to settle."""
+
+    def write(_: int) -> None:
+        with db.session() as session:
+            settled = settle_bounces(session, settings, now, run=holder, emails=emails)
+        if settled.suppressed or settled.incidents:
+            log.info("comms bounces settled", run=holder, emails=emails, **settled.to_dict())
+
+    try:
+        with_retry("settling the batch's bounces", write)
+    except Exception as exc:
+        log.error("comms bounces not settled", run=holder, error=f"{type(exc).__name__}: {exc}")
 
 
 class _SendLoop:
@@ -554,6 +590,7 @@ class _SendLoop:
         self.inflight: dict[int, Claimed] = {}
         self.results: dict[int, ActionResult] = {}
         self.stop: int | None = None
+        self.emails = 0  # e-mails claimed (the bounce-burst rule's denominator)
 
     def run(self) -> dict[int, ActionResult]:
         _LOOPS.add(self.events)
@@ -601,6 +638,7 @@ class _SendLoop:
             action = self.by_id[msg.id]
             self.results[id(action)] = _result(self.settings, action, msg, outcome, msg.id in lost)
         taken = {msg.id for msg in claimed}
+        self.emails += sum(1 for msg in claimed if msg.channel == "email")
         for message_id in take:
             if message_id not in taken:
                 action = self.by_id[message_id]

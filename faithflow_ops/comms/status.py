@@ -16,7 +16,11 @@ POSTs each later status change of the message there. The receiver verifies the r
 - `queued`, `accepted`, `scheduled`, `sending`, `sent` while the message is `sent`, and any
   other value (`receiving`, `partially_delivered`, `canceled`, new ones): unchanged
   (`ignored`);
-- a sid no outbox message has: nothing (`unmatched`).
+- a sid no outbox message has yet, for the outbox id the URL carries (`?m=ID`: the
+  dispatcher's mark of `sent` with the sid has not landed — Twilio can call back before its
+  own answer to the send arrives): kept in `comms_early_statuses` (`early`) and applied, by
+  the same rules, in the transaction that records the sid (`apply_early`);
+- a sid no outbox message has, and no `m`: nothing (`unmatched`).
 
 `delivered` and `failed` are both final: the first one recorded stays (Twilio reports one of
 them per message; a contradicting late report is `stale` and logged by the receiver). Each
@@ -30,18 +34,20 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.comms.suppression import MESSAGES, add_suppression
-from faithflow_ops.db import rowcount
+from faithflow_ops.db import rowcount, upsert_insert
+from faithflow_ops.models import EarlyStatus
 
 if TYPE_CHECKING:
     from faithflow_ops.config import Settings
 
 STATUS_PATH = "/webhooks/twilio/status"
+EARLY = cast(Table, EarlyStatus.__table__)
 ACTOR = "twilio status callback"
 
 DELIVERED = frozenset({"delivered", "read"})
@@ -51,9 +57,15 @@ IN_FLIGHT = frozenset({"queued", "accepted", "scheduled", "sending", "sent"})
 FINAL = ("delivered", "failed")
 
 
-def callback_url(settings: Settings) -> str | None:
-    """The StatusCallback the dispatcher sends, or None when FAITHFLOW_PUBLIC_URL is unset."""
-    return f"{settings.public_url}{STATUS_PATH}" if settings.public_url else None
+def callback_url(settings: Settings, message_id: int | None = None) -> str | None:
+    """The StatusCallback the dispatcher sends for outbox message `message_id` (`…?m=ID`), or
+    None when FAITHFLOW_PUBLIC_URL is unset. Twilio signs the whole URL, query included, so
+    the `m` a verified callback carries is the one we gave: it finds the message even before
+    its sid is recorded."""
+    if not settings.public_url:
+        return None
+    url = f"{settings.public_url}{STATUS_PATH}"
+    return f"{url}?m={message_id}" if message_id is not None else url
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,15 @@ def error_text(twilio_status: str, error_code: int | None) -> str:
     return f"twilio reported {twilio_status} [Twilio {error_code}]{more}"
 
 
+_ROW = (
+    MESSAGES.c.id,
+    MESSAGES.c.status,
+    MESSAGES.c.channel,
+    MESSAGES.c.recipient,
+    MESSAGES.c.provider_message_id,
+)
+
+
 def record(
     session: Session,
     *,
@@ -92,14 +113,15 @@ def record(
     twilio_status: str,
     error_code: int | None,
     now: dt.datetime,
+    message_ref: int | None = None,
 ) -> StatusResult:
     """Apply one status callback for the message Twilio knows as `sid` (see the module
-    docstring). Idempotent; never moves a message backwards."""
-    from faithflow_ops.providers.twilio import SUPPRESS_CODES
-
+    docstring). Idempotent; never moves a message backwards. `message_ref`: the outbox id the
+    callback URL carried (`?m=`): a callback that comes before the dispatcher recorded the sid
+    is kept (`early`) and applied when the sid lands (`apply_early`)."""
     twilio_status = twilio_status.strip().lower()
     row = session.execute(
-        select(MESSAGES.c.id, MESSAGES.c.status, MESSAGES.c.channel, MESSAGES.c.recipient)
+        select(*_ROW)
         .where(
             MESSAGES.c.provider_message_id == sid,
             MESSAGES.c.channel.in_(("sms", "whatsapp")),
@@ -107,6 +129,24 @@ def record(
         .order_by(MESSAGES.c.id.desc())
         .limit(1)
     ).first()
+    if row is None and message_ref is not None:
+        # Lock the message: the dispatcher's mark (sent + sid) waits for this transaction, or
+        # this one for the mark; either way an early callback is never missed.
+        row = session.execute(
+            select(*_ROW)
+            .where(MESSAGES.c.id == message_ref, MESSAGES.c.channel.in_(("sms", "whatsapp")))
+            .with_for_update()
+        ).first()
+        if row is not None and row.provider_message_id != sid:
+            if row.provider_message_id is None and row.status in ("sending", "unknown"):
+                return _keep_early(session, row.id, sid, twilio_status, error_code, now)
+            return StatusResult(
+                "stale",
+                row.id,
+                row.status,
+                f"twilio says {twilio_status} for {sid}, but message {row.id} is "
+                f"{row.status} as {row.provider_message_id or 'no sid'}: nothing changed",
+            )
     if row is None:
         return StatusResult(
             "unmatched",
@@ -115,6 +155,75 @@ def record(
             f"no outbox message was sent as {sid}; nothing changed (sent by another system, "
             "or the callback came before the dispatcher recorded the sid)",
         )
+    return _apply(session, row, twilio_status, error_code, now)
+
+
+def _keep_early(
+    session: Session,
+    message_id: int,
+    sid: str,
+    twilio_status: str,
+    error_code: int | None,
+    now: dt.datetime,
+) -> StatusResult:
+    stmt = (
+        upsert_insert(session.get_bind().dialect.name, EARLY)
+        .values(
+            message_id=message_id,
+            sid=sid,
+            twilio_status=twilio_status,
+            error_code=error_code,
+            received_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["sid", "twilio_status"])
+        .returning(EARLY.c.id)
+    )
+    new = session.execute(stmt).scalar_one_or_none() is not None
+    return StatusResult(
+        "early",
+        message_id,
+        "sending",
+        f"twilio says {twilio_status} for message {message_id} before the dispatcher "
+        f"recorded its sid {sid}: {'kept' if new else 'already kept'}, applied when it lands",
+    )
+
+
+def apply_early(
+    session: Session, sent: list[tuple[int, str]], now: dt.datetime
+) -> list[StatusResult]:
+    """Apply the callbacks kept for these just-sent (message id, sid) pairs, in the caller's
+    transaction (the dispatcher's mark, after the message became `sent`), oldest first."""
+    if not sent:
+        return []
+    sids = {sid: message_id for message_id, sid in sent}
+    waiting = session.execute(
+        select(EARLY.c.id, EARLY.c.sid, EARLY.c.twilio_status, EARLY.c.error_code)
+        .where(EARLY.c.sid.in_(list(sids)), EARLY.c.applied_at.is_(None))
+        .order_by(EARLY.c.id)
+    ).all()
+    results = []
+    for early in waiting:
+        row = session.execute(select(*_ROW).where(MESSAGES.c.id == sids[early.sid])).first()
+        if row is None or row.provider_message_id != early.sid:
+            continue
+        result = _apply(session, row, early.twilio_status, early.error_code, now)
+        session.execute(
+            update(EARLY)
+            .where(EARLY.c.id == early.id, EARLY.c.applied_at.is_(None))
+            .values(applied_at=now, result=result.result, updated_at=now)
+        )
+        results.append(result)
+    return results
+
+
+def _apply(
+    session: Session, row: Any, twilio_status: str, error_code: int | None, now: dt.datetime
+) -> StatusResult:
+    """Move message `row` (id, status, channel, recipient) for one callback's status."""
+    from faithflow_ops.providers.twilio import SUPPRESS_CODES
+
     if twilio_status in DELIVERED:
         target = "delivered"
         values: dict[str, Any] = {"status": "delivered", "delivered_at": now, "updated_at": now}

@@ -28,7 +28,7 @@ from faithflow_ops.models import Incident, Tenant
 _INCIDENTS = cast(Table, Incident.__table__)
 SEVERITIES = ("info", "warning", "critical")
 STATUSES = ("open", "acknowledged", "resolved")
-KINDS = ("domain", "health", "job", "support")  # domains automate, health sweep, jobs, sla sweep
+KINDS = ("domain", "health", "job", "support", "comms")  # + comms dispatch (bounces)
 
 
 @dataclass(frozen=True)

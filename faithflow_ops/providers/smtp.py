@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -33,6 +34,16 @@ if TYPE_CHECKING:
     from faithflow_ops.config import Settings
 
 PROVIDER = "smtp"
+
+# An RFC 3463 enhanced status code at the start of a reply's text (RFC 2034: `550 5.1.1 User
+# unknown`): class 2/4/5, subject 0-999, detail 0-999.
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+
+
+def enhanced_status(text: str | None) -> str | None:
+    """The RFC 3463 status (`5.1.1`) a reply text starts with, or None."""
+    match = _ENHANCED.match(text or "")
+    return ".".join(match.groups()) if match else None
 
 
 class SmtpError(ProviderError):
@@ -47,10 +58,16 @@ class SmtpError(ProviderError):
         permanent: bool = False,
         timed_out: bool = False,
         recipient_refused: bool = False,
+        data_refused: bool = False,
         config: bool = False,
     ) -> None:
         super().__init__(PROVIDER, operation, message, timed_out=timed_out)
         self.smtp_code = smtp_code
+        # The RFC 3463 status the server's reply started with (`5.7.1`), if it gave one.
+        self.enhanced = enhanced_status(message) if smtp_code is not None else None
+        # Where the server refused: at RCPT (this recipient), at DATA (this message), or
+        # elsewhere (connection, MAIL FROM, login: not about the recipient).
+        self.stage = "rcpt" if recipient_refused else "data" if data_refused else "session"
         self.permanent = permanent or (smtp_code is not None and 500 <= smtp_code < 600)
         # The server refused this recipient for good (5xx at RCPT): the address bounces.
         self.bounced = recipient_refused and self.permanent
@@ -189,9 +206,12 @@ class Mailer:
                 config=exc.smtp_code >= 500,
             ) from None
         except smtplib.SMTPResponseException as exc:  # data refused, connect refused…
-            if not isinstance(exc, smtplib.SMTPDataError):
+            data = isinstance(exc, smtplib.SMTPDataError)
+            if not data:
                 self._drop()
-            raise SmtpError(operation, _text(exc.smtp_error), smtp_code=exc.smtp_code) from None
+            raise SmtpError(
+                operation, _text(exc.smtp_error), smtp_code=exc.smtp_code, data_refused=data
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:  # no STARTTLS / AUTH where SMTP_URL needs it
             self._drop()
             raise SmtpError(operation, str(exc), permanent=True, config=True) from None

@@ -96,13 +96,16 @@ def post(
     url: str = CALLBACK,
     signature: str | None = None,
     body: bytes | None = None,
+    query: str = "",
 ) -> httpx.Response:
+    """POST `form` as Twilio would to `url` (+ `?query`), signed for that URL."""
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    sig = sign(token, url, form) if signature is None else signature
+    tail = f"?{query}" if query else ""
+    sig = sign(token, url + tail, form) if signature is None else signature
     if sig:
         headers["X-Twilio-Signature"] = sig
     content = urlencode(form).encode() if body is None else body
-    return httpx.post(base + PATH, content=content, headers=headers, timeout=30)
+    return httpx.post(base + PATH + tail, content=content, headers=headers, timeout=30)
 
 
 def sent_message(
@@ -468,16 +471,24 @@ def test_dispatch_asks_for_status_callbacks_and_they_close_the_loop(
     spec = registry.get("communications_dispatch")
     result = run_job(db, spec, JobContext(now=NOW, dry_run=False, trigger="cli", settings=cfg))
     assert result.status == "succeeded", result.to_dict()
-    assert {r.form["StatusCallback"] for r in twilio.requests} == {CALLBACK}
     with db.read_session() as session:
         rows = {m.recipient: m for m in session.scalars(select(OutboundMessage))}
+    # each message asks for callbacks at a URL naming its outbox id (signed with the URL)
+    assert {r.form["To"]: r.form["StatusCallback"] for r in twilio.requests} == {
+        to: f"{CALLBACK}?m={row.id}" for to, row in rows.items()
+    }
     # Twilio calls the URL it was given; here the test plays Twilio and the proxy in front
     with running(create_app(cfg, db=db)) as url:
-        delivered = post(url, callback_form(rows[TO].provider_message_id or "", "delivered"))
+        delivered = post(
+            url,
+            callback_form(rows[TO].provider_message_id or "", "delivered"),
+            query=f"m={rows[TO].id}",
+        )
         failed = post(
             url,
             callback_form(rows["+2348099999999"].provider_message_id or "", "undelivered")
             | {"To": "+2348099999999", "ErrorCode": "30005"},
+            query=f"m={rows['+2348099999999'].id}",
         )
     assert delivered.json()["result"] == failed.json()["result"] == "applied"
     with db.read_session() as session:
