@@ -116,6 +116,28 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number from 0 to 1 (a share of something)."""
+    value = _float(env, name, default, minimum=0)
+    if value > 1:
+        raise ConfigError(f"{name}={env.get(name)!r} is above 1; set it to 0-1, e.g. {default:g}")
+    return value
+
+
+HEALTH_GRACE_PREFIX = "FAITHFLOW_HEALTH_GRACE_"
+
+
+def _grace_overrides(env: Mapping[str, str]) -> dict[str, int]:
+    """FAITHFLOW_HEALTH_GRACE_<JOB>=seconds: one job's grace (`health sweep` refuses a name
+    that is no job). Keys are the upper-case job names, as CRON_<JOB>'s."""
+    found: dict[str, int] = {}
+    for name in env:
+        job = name.removeprefix(HEALTH_GRACE_PREFIX)
+        if name.startswith(HEALTH_GRACE_PREFIX) and job and (env[name] or "").strip():
+            found[job] = _int(env, name, 3600, minimum=0)
+    return found
+
+
 def _url(env: Mapping[str, str], name: str) -> str | None:
     """An absolute http(s) URL, or None when unset."""
     raw = (env.get(name) or "").strip()
@@ -391,10 +413,17 @@ class Settings:
     # domains automate: consecutive failed checks before an active domain fails over, days a
     # pending domain may wait for its DNS records, certificate expiry warnings (days before).
     domain_failure_threshold: int = 3
+    # ... and consecutive passing checks before a degraded domain recovers (failover off): a
+    # flapping edge (down 3 checks, up 1) stays failed over instead of switching every cycle.
+    domain_recovery_threshold: int = 3
     domain_pending_days: int = 7
     domain_cert_warning_days: tuple[int, ...] = (14, 7, 3, 1)
     # incidents escalate: minutes an incident may stay unacknowledged before PagerDuty is paged.
     incident_page_delay_minutes: int = 30
+    # A cause failing again this many minutes after a job resolved its incident reopens it (a
+    # flap: same incident, the page clock runs on); the "resolved" post and PagerDuty's resolve
+    # wait as long. 0: every failure after a resolution opens a new incident.
+    incident_flap_minutes: int = 30
     # Domain probes (providers/dns.py, providers/tls.py): a DNS query's whole lifetime in
     # seconds, how many names are probed at once, the TLS probe's connect+handshake timeout,
     # and extra trust anchors (PEM) for the TLS probe's chain check besides the system store.
@@ -464,6 +493,13 @@ class Settings:
     health_webhook_failure_rate: float = 5.0
     health_webhook_min_events: int = 10
     health_job_grace_seconds: int = 120
+    # Job freshness as Healthchecks.io does it: a job is down once its next expected run (from
+    # its cron schedule) + its grace has passed. The grace: HEALTH_GRACE_<JOB> seconds if set,
+    # else this fraction of the schedule's period, never under health_job_grace_seconds.
+    health_job_grace_fraction: float = 0.25
+    health_job_grace_overrides: Mapping[str, int] = field(default_factory=dict)
+    # Failing sweeps of one check in a row before it opens an incident (a blip opens none).
+    health_failure_threshold: int = 2
     log_format: str | None = None  # "json" | "console" | None (auto: console on a TTY)
     webhook_body_limit: int = 256 * 1024
 
@@ -526,12 +562,18 @@ class Settings:
             domain_a_records=_list(env, "FAITHFLOW_DOMAIN_A_RECORDS"),
             fallback_domain=opt("FAITHFLOW_FALLBACK_DOMAIN"),
             domain_failure_threshold=_int(env, "FAITHFLOW_DOMAIN_FAILURE_THRESHOLD", 3, minimum=1),
+            domain_recovery_threshold=_int(
+                env, "FAITHFLOW_DOMAIN_RECOVERY_THRESHOLD", 3, minimum=1, maximum=100
+            ),
             domain_pending_days=_int(env, "FAITHFLOW_DOMAIN_PENDING_DAYS", 7, minimum=1),
             domain_cert_warning_days=_days(
                 env, "FAITHFLOW_DOMAIN_CERT_WARNING_DAYS", (14, 7, 3, 1)
             ),
             incident_page_delay_minutes=_int(
                 env, "FAITHFLOW_INCIDENT_PAGE_DELAY_MINUTES", 30, minimum=0
+            ),
+            incident_flap_minutes=_int(
+                env, "FAITHFLOW_INCIDENT_FLAP_MINUTES", 30, minimum=0, maximum=1440
             ),
             dns_timeout=_float(env, "FAITHFLOW_DNS_TIMEOUT", 5.0, minimum=0.01),
             dns_concurrency=_int(env, "FAITHFLOW_DNS_CONCURRENCY", 64, minimum=1),
@@ -592,6 +634,11 @@ class Settings:
             ),
             health_job_grace_seconds=_int(
                 env, "FAITHFLOW_HEALTH_JOB_GRACE_SECONDS", 120, minimum=0
+            ),
+            health_job_grace_fraction=_fraction(env, "FAITHFLOW_HEALTH_JOB_GRACE_FRACTION", 0.25),
+            health_job_grace_overrides=_grace_overrides(env),
+            health_failure_threshold=_int(
+                env, "FAITHFLOW_HEALTH_FAILURE_THRESHOLD", 2, minimum=1, maximum=100
             ),
             log_format=log_format,
         )

@@ -13,13 +13,19 @@ fallback hostname), `failed` (needs a human), `removed`.
 - active / expiring / degraded: a check fails when the DNS target is not `ok` (any result,
   transient included) or the certificate is unreachable, expired or invalid. One failure never
   changes the state: FAITHFLOW_DOMAIN_FAILURE_THRESHOLD (3) consecutive failures degrade an
-  active domain (failover on, incident opened); the first passing check recovers a degraded one
-  (failover off, incident resolved). Both are audited.
+  active domain (failover on, incident opened); FAITHFLOW_DOMAIN_RECOVERY_THRESHOLD (3)
+  passing checks in a row recover a degraded one (failover off, incident resolved). A failure
+  before that keeps it degraded and counts a flap on the same incident. Both are audited. An
+  expired/invalid certificate alone fails over under the certificate's incident, not a second.
 - Certificate status follows each definitive TLS answer at once (`active|expiring|expired|
   invalid`); an unreachable probe leaves it as it was. `expired`/`invalid` open an incident for
-  the certificate at once; `expiring` asks the edge to renew. Expiry warnings go out once per
-  threshold (14/7/3/1 days) per certificate: when several are crossed at once, one warning
-  (the nearest) and all crossed thresholds are marked sent.
+  the certificate at once. `expiring` = renewal is due (a third of the lifetime left,
+  cert-manager's default): the edge is asked to renew, then again on a backoff (`edge_ask_due`:
+  15 minutes doubling to EDGE_ASK_CAP), not at every check.
+- Expiry warnings go out only once renewal is overdue (a sixth of the lifetime left: half the
+  renewal window passed without a new certificate), once per threshold (14/7/3/1 days) per
+  certificate: when several are crossed at once, one warning (the nearest) and all crossed
+  thresholds are marked sent. A healthy short-lived certificate (6 days) never warns.
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ from faithflow_ops.providers.tls import TlsResult
 CHECK_EVERY = dt.timedelta(minutes=15)
 PENDING_FAST_FOR = dt.timedelta(days=1)
 PENDING_SLOW_EVERY = dt.timedelta(hours=1)
+# Asking the edge again (to issue or renew) backs off: 15 minutes, doubling, at most this.
+EDGE_ASK_FIRST = CHECK_EVERY
+EDGE_ASK_CAP = dt.timedelta(hours=6)
 SERVING = ("active", "expiring", "degraded")
 
 
@@ -51,6 +60,10 @@ class DomainState:
     pending_since: dt.datetime  # when it was added (or revived by `domains verify`)
     cert_not_after: dt.datetime | None = None
     cert_warnings_sent: tuple[int, ...] = ()
+    cert_not_before: dt.datetime | None = None
+    verified_at: dt.datetime | None = None  # issuing_cert since (the issuance deadline's start)
+    last_checked_at: dt.datetime | None = None  # the previous check (edge asks back off from it)
+    consecutive_passes: int = 0  # passing checks in a row while degraded
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Decision:
     message_tenant: str | None = None  # template to send the church (domain failed)
     raise_incidents: list[tuple[str, str, str]] = field(default_factory=list)  # cause, sev, title
     clear_incidents: list[str] = field(default_factory=list)
+    flap: bool = False  # a degraded domain failing again mid-recovery: count a flap
 
 
 # --- action payloads (`domains automate`; faithflow_ops.actions.encode/decode) ---------------
@@ -114,6 +128,29 @@ class DomainStep:
     message_tenant: str | None
     raise_incidents: tuple[tuple[str, str, str], ...]  # cause, severity, title
     clear_incidents: tuple[str, ...]
+    flap: bool = False  # Decision.flap: the raised incidents count a flap
+
+
+def edge_ask_due(since: dt.datetime, last: dt.datetime | None, now: dt.datetime) -> bool:
+    """Is an ask of the edge due at this check? Asks are due at `since` (the phase began:
+    verified, or renewal due), then after 15 minutes, 30, 1 h, 2 h … doubling up to
+    EDGE_ASK_CAP and every EDGE_ASK_CAP after; one is due when such a time falls after the
+    previous check (`last`) and not after `now`. No state beyond the check times: a 90-day
+    stuck issuance asks ~370 times instead of 8,640."""
+    if now < since:
+        return False
+    if last is None or last < since:
+        return True
+    offset, step, seen_after, upto = dt.timedelta(0), EDGE_ASK_FIRST, last - since, now - since
+    while offset <= upto:
+        if offset > seen_after:
+            return True
+        if step >= EDGE_ASK_CAP:  # evenly spaced from here: jump to the next point after last
+            skipped = (seen_after - offset) // EDGE_ASK_CAP + 1
+            return offset + skipped * EDGE_ASK_CAP <= upto
+        offset += step
+        step = min(step * 2, EDGE_ASK_CAP)
+    return False
 
 
 def incident_cause(hostname: str, part: str | None = None) -> str:
@@ -130,8 +167,10 @@ def decide(
     threshold: int,
     pending_days: int,
     warning_days: Sequence[int],
+    recover_after: int = 1,
 ) -> Decision:
-    """The rules of the module docstring, for one domain at `now`."""
+    """The rules of the module docstring, for one domain at `now` (`recover_after`: passing
+    checks in a row that end a degradation, FAITHFLOW_DOMAIN_RECOVERY_THRESHOLD)."""
     base: dict[str, Any] = {
         "last_checked_at": now,
         "dns_result": target.status,
@@ -145,7 +184,7 @@ def decide(
         return _pending(domain, now, txt, target, pending_days, base)
     if domain.status == "issuing_cert":
         return _issuing(domain, now, target, tls, base)
-    return _serving(domain, now, target, tls, threshold, warning_days, base)
+    return _serving(domain, now, target, tls, threshold, warning_days, base, recover_after)
 
 
 def _pending(
@@ -248,6 +287,7 @@ def _serving(
     threshold: int,
     warning_days: Sequence[int],
     changes: dict[str, Any],
+    recover_after: int = 1,
 ) -> Decision:
     changes["next_check_at"] = now + CHECK_EVERY
     decision = Decision("check", "", changes)
@@ -276,21 +316,32 @@ def _serving(
         problems.append(f"TLS unreachable ({tls.detail if tls else 'not probed'})")
     elif cert_status in ("expired", "invalid"):
         problems.append(f"certificate {cert_status}")
+    # An expired or invalid certificate alone is the certificate's incident (raised above):
+    # failing over for it raises no second critical incident, so it pages once (issue 22.8).
+    domain_cause = [] if problems == [f"certificate {cert_status}"] else [domain.hostname]
     if problems:
         failures = domain.consecutive_failures + 1
-        changes["consecutive_failures"] = failures
+        changes.update(consecutive_failures=failures, consecutive_passes=0)
+        if domain.status == "degraded" and domain.consecutive_passes > 0:
+            # Failing again before recovering (issue 22.2): the same incident, one more flap.
+            decision.flap = True
+            decision.raise_incidents.extend(
+                (incident_cause(host), "critical", f"{host} degraded, flapping: {problems[0]}")
+                for host in domain_cause
+            )
         if domain.status != "degraded" and failures >= threshold:
             changes.update(status="degraded", failover_active=True)
             decision.kind = "degrade_domain"
             decision.reason = (
                 f"{failures} failed checks in a row: {'; '.join(problems)}; serving the fallback"
             )
-            decision.raise_incidents.append(
+            decision.raise_incidents.extend(
                 (
-                    incident_cause(domain.hostname),
+                    incident_cause(host),
                     "critical",
-                    f"{domain.hostname} degraded, failover on: {'; '.join(problems)}",
+                    f"{host} degraded, failover on: {'; '.join(problems)}",
                 )
+                for host in domain_cause
             )
         else:
             decision.kind = "check_failed"
@@ -302,7 +353,14 @@ def _serving(
     changes.update(consecutive_failures=0, last_ok_at=now)
     new_status = "expiring" if cert_status == "expiring" else "active"
     if domain.status == "degraded":
-        changes.update(status=new_status, failover_active=False)
+        passes = domain.consecutive_passes + 1
+        if passes < recover_after:  # a flapping edge stays failed over (issue 22.2)
+            changes["consecutive_passes"] = passes
+            decision.reason = (
+                f"checks pass ({passes} of {recover_after} in a row before failover ends)"
+            )
+            return decision
+        changes.update(status=new_status, failover_active=False, consecutive_passes=0)
         decision.kind = "recover_domain"
         decision.reason = "checks pass again; failover off"
         decision.clear_incidents.append(incident_cause(domain.hostname))
@@ -318,9 +376,15 @@ def _serving(
         )
     else:
         decision.reason = "DNS and certificate OK"
-    if new_status == "expiring":
+    served = tls.certificate if seen and tls is not None else None
+    if new_status == "expiring" and (
+        domain.status != "expiring"  # it just turned expiring (or recovered so): ask at once
+        or served is None
+        or edge_ask_due(served.renewal_due_at(), domain.last_checked_at, now)
+    ):
         decision.edge = "renew"
-    if seen and tls is not None and tls.days_left is not None:
+    overdue = served is not None and now >= served.renewal_overdue_at()
+    if overdue and tls is not None and tls.days_left is not None:
         sent = set(changes.get("cert_warnings_sent", domain.cert_warnings_sent))
         crossed = [d for d in warning_days if tls.days_left <= d and d not in sent]
         if crossed:
@@ -329,7 +393,7 @@ def _serving(
             if decision.kind == "check":
                 decision.kind = "certificate_warning"
                 decision.reason = (
-                    f"certificate ends in {tls.days_left:.1f} days "
+                    f"certificate ends in {tls.days_left:.1f} days, renewal overdue "
                     f"(warning at {decision.warning_days})"
                 )
     return decision

@@ -8,6 +8,13 @@ the same cause at once still make one incident. `clear_incident` resolves it whe
 healthy again. Both run in the caller's transaction; the escalation hooks (alert webhook,
 PagerDuty) are sent afterwards by `incidents escalate` (jobs/incidents_escalate.py), so a
 failing hook never fails the job that raised the incident.
+
+Flapping (issue 22): a cause that fails again within `reopen_within` (FAITHFLOW_INCIDENT_FLAP_
+MINUTES, 30) of a job resolving its incident reopens that incident — same id, same `opened_at`,
+so the page clock keeps running — and counts a flap, instead of opening a new one each cycle.
+`incidents escalate` holds back the "resolved" post and PagerDuty's `resolve` for that window
+too, so a flap never closes a page it would have to reopen. A human's `incidents resolve` is
+final: never reopened, notified at once.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, case, func, select, text, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
@@ -31,10 +38,14 @@ STATUSES = ("open", "acknowledged", "resolved")
 KINDS = ("domain", "health", "job", "support", "comms")  # + comms dispatch (bounces)
 
 
+REOPEN_WITHIN = dt.timedelta(minutes=30)  # FAITHFLOW_INCIDENT_FLAP_MINUTES' default
+
+
 @dataclass(frozen=True)
 class Raised:
     id: int
-    new: bool  # False: an unresolved incident with this cause already existed
+    new: bool  # False: an unresolved incident with this cause already existed (or was reopened)
+    reopened: bool = False  # a recently resolved incident of the cause came back (a flap)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class Cause:
     severity: str = "warning"
     detail: str | None = None
     tenant_id: int | None = None
+    flap: bool = False  # the cause was seen passing since it last failed: count a flap
 
 
 def raise_incident(
@@ -59,17 +71,30 @@ def raise_incident(
     severity: str = "warning",
     detail: str | None = None,
     tenant_id: int | None = None,
+    flap: bool = False,
+    reopen_within: dt.timedelta = REOPEN_WITHIN,
 ) -> Raised:
-    """Open an incident for `cause`, or count one more occurrence of the unresolved one."""
+    """Open an incident for `cause`, or count one more occurrence of the unresolved one (or
+    reopen the one a job resolved less than `reopen_within` ago)."""
     (raised,) = raise_incidents(
-        session, [Cause(cause, kind, title, severity, detail, tenant_id)], now=now
+        session,
+        [Cause(cause, kind, title, severity, detail, tenant_id, flap)],
+        now=now,
+        reopen_within=reopen_within,
     )
     return raised
 
 
-def raise_incidents(session: Session, causes: list[Cause], *, now: dt.datetime) -> list[Raised]:
-    """`raise_incident` for a batch in one statement (one `INSERT … ON CONFLICT DO UPDATE`, one
-    audit insert for the new ones); one `Raised` per cause, in order. Causes must be distinct."""
+def raise_incidents(
+    session: Session,
+    causes: list[Cause],
+    *,
+    now: dt.datetime,
+    reopen_within: dt.timedelta = REOPEN_WITHIN,
+) -> list[Raised]:
+    """`raise_incident` for a batch: the reopens first (one UPDATE each, only for causes with
+    a recent resolution), then one `INSERT … ON CONFLICT DO UPDATE` and one audit insert; one
+    `Raised` per cause, in order. Causes must be distinct."""
     if not causes:
         return []
     for c in causes:
@@ -77,6 +102,112 @@ def raise_incidents(session: Session, causes: list[Cause], *, now: dt.datetime) 
             raise ValueError(f"severity {c.severity!r}")
     if len({c.cause for c in causes}) != len(causes):
         raise ValueError("raise_incidents: a cause appears twice in one batch")
+    reopened = _reopen(session, causes, now=now, within=reopen_within)
+    rest = [c for c in causes if c.cause not in reopened]
+    fresh = _upsert(session, rest, now=now)
+    return [
+        Raised(reopened[c.cause], new=False, reopened=True)
+        if c.cause in reopened
+        else fresh[c.cause]
+        for c in causes
+    ]
+
+
+def _reopen(
+    session: Session, causes: list[Cause], *, now: dt.datetime, within: dt.timedelta
+) -> dict[str, int]:
+    """Reopen, per cause with no unresolved incident, its newest incident a job resolved less
+    than `within` ago: same id and opened_at (the page clock runs on), one more flap. A chat
+    post or page already closed for it is sent again (alerted_at / paged_at cleared)."""
+    if within <= dt.timedelta(0):
+        return {}
+    dialect = session.get_bind().dialect.name
+    recent = session.execute(
+        select(Incident.id, Incident.cause)
+        .where(
+            among(Incident.cause, [c.cause for c in causes], dialect),
+            Incident.status == "resolved",
+            Incident.resolved_by_hand.is_(False),
+            Incident.resolved_at >= now - within,
+        )
+        .order_by(Incident.resolved_at.desc(), Incident.id.desc())
+    ).all()
+    newest: dict[str, int] = {}
+    for incident_id, cause in recent:
+        newest.setdefault(cause, int(incident_id))
+    if not newest:
+        return {}
+    by_cause = {c.cause: c for c in causes}
+    live = set(open_causes_among(session, list(newest)))
+    reopened: dict[str, int] = {}
+    for cause, incident_id in newest.items():
+        if cause in live:
+            continue
+        c = by_cause[cause]
+        changed = session.execute(
+            update(Incident)
+            .where(Incident.id == incident_id, Incident.status == "resolved")
+            .values(
+                status=case((Incident.acknowledged_at.is_not(None), "acknowledged"), else_="open"),
+                resolved_at=None,
+                resolved_by=None,
+                flaps=Incident.flaps + 1,
+                occurrences=Incident.occurrences + 1,
+                last_seen_at=now,
+                title=c.title,
+                detail=c.detail,
+                alerted_at=case(
+                    (Incident.resolve_alerted_at.is_not(None), None), else_=Incident.alerted_at
+                ),
+                resolve_alerted_at=None,
+                paged_at=case(
+                    (Incident.page_resolved_at.is_not(None), None), else_=Incident.paged_at
+                ),
+                page_acknowledged_at=case(
+                    (Incident.page_resolved_at.is_not(None), None),
+                    else_=Incident.page_acknowledged_at,
+                ),
+                page_resolved_at=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if rowcount(changed) == 1:
+            reopened[cause] = incident_id
+    audit.record_many(
+        session,
+        [
+            audit.audit_row(
+                actor=f"incident:{by_cause[cause].kind}",
+                action="incident.reopen",
+                entity_type="incident",
+                entity_id=incident_id,
+                tenant_id=by_cause[cause].tenant_id,
+                after={"cause": cause, "title": by_cause[cause].title, "flap": True},
+            )
+            for cause, incident_id in reopened.items()
+        ],
+    )
+    return reopened
+
+
+def open_causes_among(session: Session, causes: list[str]) -> list[str]:
+    """Which of `causes` have an unresolved incident."""
+    if not causes:
+        return []
+    dialect = session.get_bind().dialect.name
+    return list(
+        session.scalars(
+            select(Incident.cause).where(
+                among(Incident.cause, causes, dialect), Incident.status != "resolved"
+            )
+        )
+    )
+
+
+def _upsert(session: Session, causes: list[Cause], *, now: dt.datetime) -> dict[str, Raised]:
+    if not causes:
+        return {}
     rows = [
         {
             "cause": c.cause,
@@ -87,6 +218,7 @@ def raise_incidents(session: Session, causes: list[Cause], *, now: dt.datetime) 
             "status": "open",
             "detail": c.detail,
             "occurrences": 1,
+            "flaps": 1 if c.flap else 0,
             "opened_at": now,
             "last_seen_at": now,
             "hook_attempts": 0,
@@ -106,6 +238,7 @@ def raise_incidents(session: Session, causes: list[Cause], *, now: dt.datetime) 
         conflict_where=text("status <> 'resolved'"),
         update=lambda excluded: {
             "occurrences": Incident.occurrences + 1,
+            "flaps": Incident.flaps + excluded.flaps,
             "last_seen_at": excluded.last_seen_at,
             "detail": excluded.detail,
             "title": excluded.title,
@@ -130,17 +263,21 @@ def raise_incidents(session: Session, causes: list[Cause], *, now: dt.datetime) 
             if r.new
         ],
     )
-    return raised
+    return {c.cause: r for c, r in zip(causes, raised, strict=True)}
 
 
-def clear_incident(session: Session, cause: str, *, now: dt.datetime, by: str) -> int | None:
+def clear_incident(
+    session: Session, cause: str, *, now: dt.datetime, by: str, by_hand: bool = False
+) -> int | None:
     """Resolve the unresolved incident for `cause` (the cause is healthy again); its id, or None
-    when there was none."""
-    cleared = clear_incidents(session, [cause], now=now, by=by)
+    when there was none. `by_hand`: a human's resolution, final (see the module docstring)."""
+    cleared = clear_incidents(session, [cause], now=now, by=by, by_hand=by_hand)
     return cleared[0] if cleared else None
 
 
-def clear_incidents(session: Session, causes: list[str], *, now: dt.datetime, by: str) -> list[int]:
+def clear_incidents(
+    session: Session, causes: list[str], *, now: dt.datetime, by: str, by_hand: bool = False
+) -> list[int]:
     """`clear_incident` for a batch in one statement; the ids of the incidents it resolved."""
     if not causes:
         return []
@@ -148,7 +285,13 @@ def clear_incidents(session: Session, causes: list[str], *, now: dt.datetime, by
         update(Incident)
         .where(among(Incident.cause, causes, session.get_bind().dialect.name))
         .where(Incident.status != "resolved")
-        .values(status="resolved", resolved_at=now, resolved_by=by, updated_at=now)
+        .values(
+            status="resolved",
+            resolved_at=now,
+            resolved_by=by,
+            resolved_by_hand=by_hand,
+            updated_at=now,
+        )
         .returning(Incident.id, Incident.tenant_id, Incident.cause)
         .execution_options(synchronize_session=False)
     ).all()
@@ -222,7 +365,7 @@ def resolve(session: Session, incident_id: int, *, by: str, now: dt.datetime) ->
     incident = get_incident(session, incident_id)
     if incident.status == "resolved":
         raise UserError(f"incident {incident_id} is already resolved")
-    clear_incident(session, incident.cause, now=now, by=by)
+    clear_incident(session, incident.cause, now=now, by=by, by_hand=True)
     session.refresh(incident)
     return incident
 
@@ -237,6 +380,7 @@ def incident_doc(incident: Incident, tenant_slug: str | None = None) -> dict[str
         "severity": incident.severity,
         "status": incident.status,
         "occurrences": incident.occurrences,
+        "flaps": incident.flaps,
         "opened_at": incident.opened_at,
         "last_seen_at": incident.last_seen_at,
         "acknowledged_at": incident.acknowledged_at,
@@ -245,9 +389,15 @@ def incident_doc(incident: Incident, tenant_slug: str | None = None) -> dict[str
         "resolved_by": incident.resolved_by,
         "alerted_at": incident.alerted_at,
         "paged_at": incident.paged_at,
+        "page_acknowledged_at": incident.page_acknowledged_at,
         "page_resolved_at": incident.page_resolved_at,
+        "resolve_alerted_at": incident.resolve_alerted_at,
         "hook_attempts": incident.hook_attempts,
         "last_hook_error": incident.last_hook_error,
+        "page_attempts": incident.page_attempts,
+        "next_page_at": incident.next_page_at,
+        "page_stopped_at": incident.page_stopped_at,
+        "last_page_error": incident.last_page_error,
         "detail": incident.detail,
     }
 

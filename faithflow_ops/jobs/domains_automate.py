@@ -210,6 +210,10 @@ class TenantOpsAutomate(Job):
                     pending_since=domain.pending_since,
                     cert_not_after=domain.cert_not_after,
                     cert_warnings_sent=tuple(domain.cert_warnings_sent or ()),
+                    cert_not_before=domain.cert_not_before,
+                    verified_at=domain.verified_at,
+                    last_checked_at=domain.last_checked_at,
+                    consecutive_passes=domain.consecutive_passes,
                 ),
                 ctx.now,
                 txt=txt,
@@ -218,6 +222,7 @@ class TenantOpsAutomate(Job):
                 threshold=settings.domain_failure_threshold,
                 pending_days=settings.domain_pending_days,
                 warning_days=settings.domain_cert_warning_days,
+                recover_after=settings.domain_recovery_threshold,
             )
             history: list[dict[str, Any]] = []
             if txt is not None:
@@ -292,6 +297,7 @@ class TenantOpsAutomate(Job):
             message_tenant=decision.message_tenant,
             raise_incidents=tuple(decision.raise_incidents),
             clear_incidents=tuple(decision.clear_incidents),
+            flap=decision.flap,
         )
         return Action(decision.kind, f"domain:{domain.id}", decision.reason, encode(payload))
 
@@ -357,6 +363,8 @@ class TenantOpsAutomate(Job):
                 now=ctx.now,
                 tenant_id=tenant_id,
                 detail=action.reason,
+                flap=step.flap,
+                reopen_within=dt.timedelta(minutes=ctx.settings.incident_flap_minutes),
             )
         for cause in step.clear_incidents:
             clear_incident(session, cause, now=ctx.now, by=ctx.actor)

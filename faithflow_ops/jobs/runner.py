@@ -289,9 +289,13 @@ def _execute(
     on_action: ActionSink | None,
     collect: bool,
 ) -> None:
+    first_error: list[str] = []
+
     def emit(item: ActionResult) -> None:
         if item.outcome is not None:
             result.outcomes[item.outcome] += 1
+        if item.outcome == "failed" and not first_error:
+            first_error.append(item.error or "no error recorded")
         if collect:
             result.actions.append(item)
         if on_action is not None:
@@ -345,8 +349,16 @@ def _execute(
             with contextlib.suppress(Exception):
                 wait()
             raise
-    if result.outcomes.get("failed"):
-        result.status = PARTIAL
+    failed = result.outcomes.get("failed", 0)
+    if failed:
+        # Every action it tried failed: the run did none of its work, so it failed (exit 1,
+        # `job:<name>` fails its health check); some failed: `partial` (issue 22).
+        tried = sum(n for outcome, n in result.outcomes.items() if outcome != "reported")
+        if failed == tried:
+            result.status = FAILED
+            result.error = f"every action failed ({failed} of {tried}); first: {first_error[0]}"
+        else:
+            result.status = PARTIAL
 
 
 def _apply(

@@ -264,7 +264,7 @@ def test_verified_domains_are_served_by_the_edge_then_activated(world: dict[str,
 # --- serving: hysteresis, failover, recovery, certificates -----------------------------------
 
 
-def test_n_consecutive_failures_fail_over_and_a_passing_check_recovers(
+def test_n_consecutive_failures_fail_over_and_m_passing_checks_recover(
     world: dict[str, Any],
 ) -> None:
     stand, zone = world["stand"], world["zone"]
@@ -291,7 +291,14 @@ def test_n_consecutive_failures_fail_over_and_a_passing_check_recovers(
     assert incident.cause == f"domain:{HOST}" and incident.status == "open"
     assert automate(world, at(stand, minutes=106))["actions"][0]["kind"] == "check_failed"
     zone.cname(HOST, EDGE)
-    recovered = automate(world, at(stand, minutes=121))
+    for minutes in (121, 136):  # FAITHFLOW_DOMAIN_RECOVERY_THRESHOLD (3) passes in a row
+        passing = automate(world, at(stand, minutes=minutes))
+        assert (
+            kinds(passing) == ["check"]
+            and "before failover ends" in passing["actions"][0]["reason"]
+        )
+        assert row(world).status == "degraded" and row(world).failover_active
+    recovered = automate(world, at(stand, minutes=151))
     assert kinds(recovered) == ["recover_domain"]
     domain = row(world)
     assert domain.status == "active" and not domain.failover_active

@@ -69,10 +69,27 @@ def test_one_unresolved_incident_per_cause(db: Database) -> None:
     with db.session() as s:
         assert clear_incident(s, "domain:www.grace.test", now=T0, by="job:test") == first
         assert clear_incident(s, "domain:www.grace.test", now=T0, by="job:test") is None
-    assert open_incident(db) != first  # broken again later: a new incident
+    # broken again within FAITHFLOW_INCIDENT_FLAP_MINUTES (30) of a job resolving it: a flap,
+    # the same incident reopened (issue 22.2)
+    assert open_incident(db) == first
+    row = incident(db, first)
+    assert (row.status, row.flaps, row.resolved_at, row.opened_at) == ("open", 1, None, T0)
+    later = T0 + dt.timedelta(minutes=31)
+    with db.session() as s:
+        clear_incident(s, "domain:www.grace.test", now=T0, by="job:test")
+        again = raise_incident(
+            s, cause="domain:www.grace.test", kind="domain", title="broken", now=later
+        )
+    assert again.new and again.id != first  # broken again later: a new incident
     with db.read_session() as s:
         actions = list(s.scalars(select(AuditLog.action).order_by(AuditLog.id)))
-    assert actions == ["incident.open", "incident.resolve", "incident.open"]
+    assert actions == [
+        "incident.open",
+        "incident.resolve",
+        "incident.reopen",
+        "incident.resolve",
+        "incident.open",
+    ]
 
 
 def test_concurrent_raises_of_one_cause_make_one_incident(db: Database) -> None:
@@ -136,8 +153,10 @@ def test_alert_at_once_then_page_only_when_unacknowledged(
     assert pager.triggers[f"faithflow-incident-{first}"] == 1
     assert escalate(cli, at(minutes=40))["actions"] == []
     assert cli("incidents", "resolve", str(first)).exit_code == 0
-    closed = escalate(cli, at(minutes=41))
-    assert [a["kind"] for a in closed["actions"]] == ["page_resolve"]
+    closed = escalate(cli, at(minutes=41))  # resolved by hand: announced at once
+    assert [a["kind"] for a in closed["actions"]] == ["alert_resolved", "page_resolve"]
+    assert alerts.alerts[-1]["type"] == "incident.resolved"
+    assert alerts.alerts[-1]["id"] == f"incident-{first}-resolved"
     assert pager.events[-1]["event_action"] == "resolve"
     assert pager.events[-1]["dedup_key"] == f"faithflow-incident-{first}"
     assert incident(db, first).page_resolved_at is not None
@@ -150,7 +169,8 @@ def test_a_failing_alert_hook_is_retried_with_backoff_and_fails_nothing_else(
     incident_id = open_incident(db)
     alerts.queue("/hook", Answer(500, {"error": "down"}), Answer(500, {"error": "down"}))
     failed = escalate(cli, at(minutes=1))
-    assert failed["status"] == "partial" and failed["actions"][0]["outcome"] == "failed"
+    # its only action failed: the run failed (issue 22.5), exit 1
+    assert failed["status"] == "failed" and failed["actions"][0]["outcome"] == "failed"
     row = incident(db, incident_id)
     assert row.alerted_at is None and row.hook_attempts == 1
     assert "alert: " in (row.last_hook_error or "")
@@ -193,9 +213,9 @@ def test_a_failed_page_is_retried_next_run_and_leaves_the_alert_backoff_alone(
     failed = escalate(cli, at(minutes=31))
     assert [(a["kind"], a["outcome"]) for a in failed["actions"]] == [("page", "failed")]
     row = incident(db, incident_id)
-    assert (
-        row.paged_at is None and row.hook_attempts == 0 and "page: " in (row.last_hook_error or "")
-    )
+    assert row.paged_at is None and row.hook_attempts == 0 and row.last_hook_error is None
+    assert "page: " in (row.last_page_error or "") and row.page_attempts == 1
+    assert row.next_page_at == T0 + dt.timedelta(minutes=32)  # a 5xx: retried after a minute
     again = escalate(cli, at(minutes=32))
     assert [(a["kind"], a["outcome"]) for a in again["actions"]] == [("page", "applied")]
     assert incident(db, incident_id).paged_at is not None
