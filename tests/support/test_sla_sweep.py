@@ -274,7 +274,7 @@ def test_urgent_marks_open_incidents_that_incidents_escalate_sends_to_the_hook(
         # the hook is down: the sweep never calls it, so nothing of the sweep fails
         hook.queue("/hook", Answer(502, {"error": "down"}))
         failed = escalate(cli, "2026-03-02T09:40:00Z")
-        assert out["status"] == "succeeded" and failed["status"] == "partial"
+        assert out["status"] == "succeeded" and failed["status"] == "failed"
         late = open_ticket(cli, "urgent", now="2026-03-02T10:00:00Z")["id"]
         out = sweep(cli, "2026-03-02T10:40:00Z")
         assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 1}
