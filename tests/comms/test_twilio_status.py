@@ -24,7 +24,7 @@ import httpx
 import pytest
 from fakes.twilio import SID, TOKEN, TwilioFake
 from helpers import running, said
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from faithflow_ops.comms.outbox import enqueue
 from faithflow_ops.config import Settings
@@ -608,3 +608,92 @@ def test_cli_sign_twilio_bad_inputs_exit_2(cli, tmp_path: Path) -> None:
     )
     assert not_utf8.exit_code == 2 and "is not UTF-8 text" in said(not_utf8)
     assert "" == no_token.stdout == no_url.stdout == bad_url.stdout == not_utf8.stdout
+
+
+# --- callbacks that come before the dispatcher recorded the sid (issue 21 point 4) --------------
+
+
+def test_callbacks_that_beat_the_send_answer_are_applied_when_the_sid_lands(
+    db: Database, db_url: str, twilio: TwilioFake
+) -> None:
+    # Twilio posts `sent` and `delivered` before its 201 to the send has reached us: the sid is
+    # not recorded yet (the message is still `sending`). Before the fix these were answered
+    # `unmatched` and lost, and the messages stayed `sent` for good.
+    n = 24
+    with db.session() as session:
+        for i in range(n):
+            enqueue(
+                session,
+                channel="sms",
+                recipient=f"+23480{i:08d}",
+                template="notice",
+                variables={"subject": "Notice", "message": "Service moved to 10am"},
+                idempotency_key=f"test:early:{i}",
+                now=NOW,
+            )
+    cfg = settings_for(
+        db_url, twilio_api_base=twilio.url, provider_timeout=10.0, comms_concurrency=8
+    )
+    answers: list[str] = []
+    with running(create_app(cfg, db=db)) as url:
+
+        def call_back_first(req: Any, sid: str) -> None:
+            query = req.form["StatusCallback"].partition("?")[2]
+            for status in ("sent", "delivered"):
+                form = callback_form(sid, status, To=req.form["To"])
+                answers.append(post(url, form, query=query).json()["result"])
+
+        twilio.before_answer = call_back_first
+        spec = registry.get("communications_dispatch")
+        result = run_job(db, spec, JobContext(now=NOW, dry_run=False, trigger="cli", settings=cfg))
+        assert result.status == "succeeded", result.to_dict()
+        assert metric(url, "early") == 2 * n
+    assert answers == ["early"] * (2 * n)
+    with db.read_session() as session:
+        final = session.execute(
+            select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)
+        ).all()
+        assert dict(final) == {"delivered": n}
+        kept = session.execute(
+            text("SELECT result, count(*) FROM comms_early_statuses GROUP BY result")
+        ).all()
+        assert dict(kept) == {"ignored": n, "applied": n}  # `sent` says nothing new
+
+
+def test_an_early_failed_21610_suppresses_once_the_sid_lands(base: str, db: Database) -> None:
+    from faithflow_ops.comms.outcomes import Claimed, Outcome
+    from faithflow_ops.comms.sending import _mark  # the dispatcher's mark, as a unit
+
+    message_id = sent_message(db, "SMlater")
+    with db.session() as session:  # back to the moment before the mark: sending, no sid
+        session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == message_id)
+            .values(status="sending", provider_message_id=None, claimed_by="test-holder")
+        )
+    form = callback_form("SMlater", "undelivered", ErrorCode="21610")
+    early = post(base, form, query=f"m={message_id}")
+    again = post(base, form, query=f"m={message_id}")
+    assert early.status_code == 200 and early.json()["result"] == "early"
+    assert "kept" in early.json()["note"] and "already kept" in again.json()["note"]
+    assert message(db, message_id).status == "sending"
+    claimed = Claimed(message_id, "sms", TO, None, "body", 1, "test:SMlater")
+    with db.session() as session:
+        assert _mark(session, NOW, "test-holder", [(claimed, Outcome("sent", "SMlater"))]) == set()
+    row = message(db, message_id)
+    assert row.status == "failed" and "21610" in (row.last_error or "")
+    with db.read_session() as session:
+        assert [(s.contact, s.reason) for s in session.scalars(select(Suppression))] == [
+            (TO, "stop")
+        ]
+
+
+def test_a_callback_for_another_sid_of_the_message_changes_nothing(base: str, db: Database) -> None:
+    message_id = sent_message(db, "SMnow")
+    answer = post(base, callback_form("SMbefore", "delivered"), query=f"m={message_id}")
+    assert answer.json()["result"] == "stale" and "as SMnow" in answer.json()["note"]
+    assert message(db, message_id).status == "sent"
+    # an `m` that is no outbox SMS: as before, unmatched
+    assert post(base, callback_form("SMx", "delivered"), query="m=999999").json()["result"] == (
+        "unmatched"
+    )

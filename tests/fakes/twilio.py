@@ -80,6 +80,9 @@ class TwilioFake:
         self._lock = threading.Lock()
         self.url = ""
         self.on_accept: Any = None  # called with the Received after a 201 is decided
+        # called with (Received, sid) after a 201 is decided and BEFORE it is answered: what
+        # Twilio does when its status callback beats its answer to the send (tests of issue 21)
+        self.before_answer: Any = None
         self.account_status = "active"  # the account resource's status (health sweep)
         self.content: set[str] = set()  # the account's Content SIDs (empty: any well-formed one)
         self.sessions: set[str] = set()  # WhatsApp `To`s with a 24-hour window open
@@ -212,6 +215,8 @@ class TwilioFake:
                     self.path, self.headers.get("Authorization"), dict(parse_qsl(raw, True))
                 )
                 reply = fake._answer(req)
+                if reply.status == 201 and fake.before_answer is not None and reply.body:
+                    fake.before_answer(req, reply.body["sid"])
                 if reply.delay:
                     time.sleep(reply.delay)
                 with contextlib.suppress(OSError):  # the client may have given up waiting
