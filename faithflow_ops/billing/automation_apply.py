@@ -50,7 +50,7 @@ from faithflow_ops.billing.lifecycle import (
 from faithflow_ops.billing.plan_change_record import move_to_new_paystack_code
 from faithflow_ops.clock import iso
 from faithflow_ops.db import rowcount, utcnow
-from faithflow_ops.dunning.suspension import suspend_tenant
+from faithflow_ops.dunning.suspension import Candidate, suspend_tenant, suspension_holds
 from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
 
 
@@ -187,6 +187,9 @@ def _apply_suspend(session: Session, now: dt.datetime, actor: str, action: Actio
             f"subscription {sub_id}'s grace is now {grace.describe()}: past due since "
             f"{iso(since)}, it runs until {iso(since + dt.timedelta(days=grace.days))}"
         )
+    held = suspension_holds(session, [Candidate(sub_id, tenant.id, since, grace.days)], now)
+    if sub_id in held:
+        raise StaleAction(f"subscription {sub_id} is not suspended: {held[sub_id]}")
     set_subscription_status(session, sub, "suspended", now, actor, audit_action=AUDIT_SUBSCRIPTION)
     suspend_tenant(session, tenant.slug, reason=NON_PAYMENT, actor=actor, now=now)
 

@@ -20,6 +20,9 @@ Rules, one action kind each (the runbook, docs/subs-automate.md, says why):
   `to_plan_id` was moved there by the provider (Stripe's `customer.subscription.updated` for
   the schedule's new phase arrives at the phase start, before the job): the change is applied
   all the same, its reason and audit saying the provider applied it.
+- `suspension_held` (report-only): past the grace, but the dunning ladder is not done —
+  dunning is paused (a pause extends the grace), or the final notice has not been delivered
+  or failed for good yet (dunning.suspension.suspension_holds says which).
 - `reactivate_tenant`: a tenant suspended for non-payment that has an active subscription
   again (the safety net for a missed webhook).
 
@@ -50,6 +53,7 @@ from faithflow_ops.billing.grace import (
 )
 from faithflow_ops.billing.lifecycle import NON_PAYMENT
 from faithflow_ops.clock import iso
+from faithflow_ops.dunning.suspension import Candidate, suspension_holds
 from faithflow_ops.models import Invoice, PlanChange, Subscription, SubscriptionPlan, Tenant
 
 SUBS = cast(Table, Subscription.__table__)
@@ -72,7 +76,9 @@ KINDS = (
     "apply_plan_change",
     "reject_plan_change",
     "reactivate_tenant",
+    "suspension_held",
 )
+REPORT_ONLY = frozenset({"suspension_held"})
 
 
 def plan(session: Session, now: dt.datetime) -> list[Action]:
@@ -336,7 +342,7 @@ def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, PlanGrace]
         grace = resolve_grace(tenant.grace_days, plans.get(plan_id))
         alone = not (live.get(tenant_id, set()) - {sub_id})
         if alone and since + dt.timedelta(days=grace.days) <= now:
-            out.append(_suspend(sub_id, tenant_id, tenant.slug, since, grace, now))
+            out += _unless_held(session, now, [(sub_id, tenant_id, tenant.slug, since, grace)])
     return out
 
 
@@ -369,6 +375,26 @@ def _min_grace(session: Session, plans: Mapping[int, PlanGrace]) -> int:
     return min(candidates)
 
 
+def shortest_grace(session: Session) -> tuple[int, str]:
+    """The shortest grace any church can have now, and whose it is (for `dunning policy set`,
+    which refuses a final notice after the suspension day)."""
+    days, whose = DEFAULT_GRACE_DAYS, "the default grace"
+    for plan_code, plan_days in sorted(
+        (p.code, p.grace_days) for p in _plans(session).values() if p.grace_days is not None
+    ):
+        if plan_days < days:
+            days, whose = plan_days, f"plan {plan_code} (graceDays)"
+    row = session.execute(
+        select(TENANTS.c.slug, TENANTS.c.billing_grace_days)
+        .where(TENANTS.c.billing_grace_days.is_not(None), _tenant_ok())
+        .order_by(TENANTS.c.billing_grace_days, TENANTS.c.slug)
+        .limit(1)
+    ).first()
+    if row is not None and row[1] < days:
+        days, whose = row[1], f"tenant {row[0]} (billing grace)"
+    return days, whose
+
+
 def _suspensions(
     session: Session, now: dt.datetime, plans: Mapping[int, PlanGrace]
 ) -> list[Action]:
@@ -393,11 +419,35 @@ def _suspensions(
         )
         .order_by(SUBS.c.past_due_since, SUBS.c.id)
     ).tuples()
-    out = []
+    due = []
     for sub_id, tenant_id, slug, plan_id, since, tenant_days in rows:
         grace = resolve_grace(tenant_days, plans.get(plan_id))
         if since + dt.timedelta(days=grace.days) <= now:
+            due.append((sub_id, tenant_id, slug, since, grace))
+    return _unless_held(session, now, due)
+
+
+def _unless_held(
+    session: Session, now: dt.datetime, due: list[tuple[int, int, str, dt.datetime, Grace]]
+) -> list[Action]:
+    """`suspend_tenant` for each past-grace subscription, or `suspension_held` when the
+    dunning ladder is not done with it (dunning.suspension.suspension_holds)."""
+    holds = suspension_holds(
+        session,
+        [Candidate(sub, tenant, since, grace.days) for sub, tenant, _, since, grace in due],
+        now,
+    )
+    out = []
+    for sub_id, tenant_id, slug, since, grace in due:
+        why = holds.get(sub_id)
+        if why is None:
             out.append(_suspend(sub_id, tenant_id, slug, since, grace, now))
+            continue
+        held = SuspendTenant(
+            sub_id, tenant_id, slug, "suspension_held", since, grace.days, grace.source
+        )
+        reason = f"past due since {iso(since)}, beyond the grace of {grace.describe()}, but {why}"
+        out.append(Action("suspension_held", f"subscription:{sub_id}", reason, encode(held)))
     return out
 
 

@@ -22,6 +22,7 @@ __all__ = ["JOB", "KINDS", "SubscriptionsAutomate"]
 
 class SubscriptionsAutomate(Job):
     name = "subscriptions_automate"
+    report_only = automation_plan.REPORT_ONLY
     batch_size = 200  # actions per transaction (a stale one sends its batch one by one)
     table_columns = ("kind", "tenant", "target", "reason")
 

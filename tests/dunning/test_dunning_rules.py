@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import typer
 from helpers import said
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from faithflow_ops.comms import templates
 from faithflow_ops.db import Database
@@ -27,7 +27,7 @@ from faithflow_ops.dunning.policy import (
 from faithflow_ops.dunning.prefs import preferences_for, save_preferences
 from faithflow_ops.dunning.windows import DEFAULT_QUIET_HOURS, parse_window
 from faithflow_ops.errors import UserError
-from faithflow_ops.models import AuditLog, DunningPreference
+from faithflow_ops.models import AuditLog, DunningPreference, Tenant
 from faithflow_ops.tenancy.tenants import add_tenant
 
 UTC = dt.UTC
@@ -290,6 +290,28 @@ def test_policy_set_refuses_an_invalid_file_with_its_line(
     assert json.loads(run("policy", "show", "--json").stdout)["stored"] is False
     missing = run("policy", "set", "--file", str(tmp_path / "nope.toml"))
     assert missing.exit_code == 2 and "no policy file" in said(missing)
+
+
+def test_policy_set_refuses_a_final_notice_after_the_suspension_day(
+    run, db: Database, tmp_path: Path
+) -> None:
+    tid = tenant(db, slug="short-grace")
+    with db.session() as s:
+        s.execute(update(Tenant).where(Tenant.id == tid).values(billing_grace_days=7))
+    path = tmp_path / "policy.toml"
+    path.write_text(to_toml(DEFAULT_POLICY))  # final notice on day 10
+    for args in (("--dry-run",), ()):
+        result = run("policy", "set", "--file", str(path), *args)
+        assert result.exit_code == 2
+        assert (
+            "the final notice 'day10' (day 10) falls after the suspension day: tenant "
+            "short-grace (billing grace) suspends after 7 days past due; move the final notice "
+            "to day 7 or earlier, or lengthen that grace"
+        ) in said(result)
+        assert "Traceback" not in result.stderr
+    assert json.loads(run("policy", "show", "--json").stdout)["stored"] is False
+    path.write_text(to_toml(DEFAULT_POLICY).replace("day = 10", "day = 6"))
+    assert run("policy", "set", "--file", str(path)).exit_code == 0
 
 
 # --- preferences ----------------------------------------------------------------------------
