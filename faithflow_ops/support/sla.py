@@ -210,6 +210,22 @@ def start(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) ->
     _set(ticket, metric, "fulfilled_at", None)
 
 
+def resume(ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime) -> None:
+    """A reopened ticket's clock picks up where its solve stopped it, as Zendesk's resolution
+    metrics do (docs/support.md "Reopened tickets"): a new episode (the event log keeps one
+    `fulfilled` per episode) that carries the clock time already used, so only what is left of
+    the target remains; a clock that breached stays breached (its due time and breach carried,
+    no second breach). Call refresh afterwards."""
+    used = int(_get(ticket, metric, "elapsed_seconds") or 0)
+    breached = _get(ticket, metric, "breached_at")
+    due = _get(ticket, metric, "due_at")
+    start(ticket, metric, rules, now)
+    _set(ticket, metric, "elapsed_seconds", used)
+    if breached is not None:
+        _set(ticket, metric, "breached_at", breached)
+        _set(ticket, metric, "due_at", due)
+
+
 def fulfil(
     session: Session, ticket: SupportTicket, metric: str, rules: Rules, now: dt.datetime, by: str
 ) -> bool:

@@ -4,7 +4,8 @@ at a given `now`, each followed by `sla.refresh` so the stored clocks match the 
 
 Status rules (Zendesk's, where the issue is silent):
 - new → open on the first agent reply or assignment; a requester reply moves pending/on_hold
-  back to open, and reopens a solved ticket (a new resolution episode, reopen_count + 1);
+  back to open, and reopens a solved ticket (reopen_count + 1; the resolution clock resumes
+  with the time it had used, in a new episode);
 - `status` sets open, pending, on_hold, solved (with a resolution kind) or closed; closed only
   from solved, and a closed ticket is final (a follow-up is a new ticket);
 - solving fulfils every active clock (a solve answers the requester too).
@@ -240,7 +241,8 @@ def _reopen(session: Session, ticket: SupportTicket, rules: Rules, now: dt.datet
     ticket.resolution = None
     ticket.solved_at = None
     _set_status(ticket, "open", now)
-    sla.start(ticket, "resolution", rules, now)
+    # Zendesk: a reopened ticket's resolution clock resumes, it does not restart
+    sla.resume(ticket, "resolution", rules, now)
 
 
 def reply(

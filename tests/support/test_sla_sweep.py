@@ -107,29 +107,42 @@ def test_paused_and_fulfilled_clocks_never_breach(world: Database, cli) -> None:
     assert sweep(cli, "2026-03-03T09:00:00Z")["counts"] == {}  # a day later: still paused
 
 
-def test_reopen_gives_the_new_episode_its_own_breach(world: Database, cli) -> None:
+def test_a_reopened_ticket_resumes_its_breached_clock_without_a_second_breach(
+    world: Database, cli
+) -> None:
+    # Zendesk: a reopened ticket's resolution clock resumes; one that breached stays breached
     t = open_ticket(cli, "urgent")["id"]
     call(
-        cli,
-        "support",
-        "tickets",
-        "reply",
-        str(t),
-        "--as",
-        "agent",
-        "--body",
-        "Done",
-        "--now",
-        "2026-03-02T09:10:00Z",
-    )
+        cli, "support", "tickets", "reply", str(t), "--as", "agent", "--body", "Done",
+        "--now", "2026-03-02T09:10:00Z",
+    )  # fmt: skip
     sweep(cli, "2026-03-02T14:00:00Z")  # resolution episode 1 breached at 13:00
     call(cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T14:10:00Z")
-    call(cli, "support", "tickets", "reopen", str(t), "--now", "2026-03-02T15:00:00Z")
-    out = sweep(cli, "2026-03-02T19:30:00Z")
-    assert rows(out) == [("sla_breach", t, "resolution", -30)]
+    doc = call(cli, "support", "tickets", "reopen", str(t), "--now", "2026-03-02T15:00:00Z")
+    res = doc["clocks"]["resolution"]
+    assert (res["episode"], res["state"]) == (2, "breached")
+    assert res["breached_at"] == res["due_at"] == "2026-03-02T13:00:00+00:00"
+    assert sweep(cli, "2026-03-02T19:30:00Z")["counts"] == {}  # no second breach
     assert [(e[1], e[2], e[3], e[4]) for e in events(world) if e[3] == "breach"] == [
         ("resolution", 1, "breach", "2026-03-02T13:00:00+00:00"),
-        ("resolution", 2, "breach", "2026-03-02T19:00:00+00:00"),
+    ]
+
+
+def test_a_reopened_ticket_breaches_when_the_rest_of_its_target_runs_out(
+    world: Database, cli
+) -> None:
+    t = open_ticket(cli, "urgent")["id"]  # resolution: 4 calendar hours from 09:00
+    call(
+        cli, "support", "tickets", "reply", str(t), "--as", "agent", "--body", "Done",
+        "--now", "2026-03-02T09:10:00Z",
+    )  # fmt: skip
+    call(cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T12:00:00Z")
+    call(cli, "support", "tickets", "reopen", str(t), "--now", "2026-03-02T15:00:00Z")
+    # 3 h used before the solve, 1 h left from 15:00: due 16:00 (a restart would say 19:00)
+    out = sweep(cli, "2026-03-02T16:30:00Z")
+    assert rows(out) == [("sla_breach", t, "resolution", -30)]
+    assert [(e[1], e[2], e[3], e[4]) for e in events(world) if e[3] == "breach"] == [
+        ("resolution", 2, "breach", "2026-03-02T16:00:00+00:00"),
     ]
 
 

@@ -166,8 +166,10 @@ def test_pausing_statuses_are_configurable(world: Database, cli) -> None:
     assert clocks(doc)["resolution"]["state"] == "paused"
 
 
-def test_solve_then_reopen_starts_a_new_resolution_episode(world: Database, cli) -> None:
-    t = open_ticket(cli, "urgent")["id"]
+def test_solve_then_reopen_resumes_the_resolution_clock(world: Database, cli) -> None:
+    # Zendesk's rule (docs/support.md "Reopened tickets"): a reopened ticket's resolution
+    # clock resumes with the time it had used; it does not restart with a fresh target
+    t = open_ticket(cli, "urgent")["id"]  # resolution: 4 calendar hours from 09:00
     doc = call(
         cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T10:00:00Z"
     )
@@ -176,8 +178,11 @@ def test_solve_then_reopen_starts_a_new_resolution_episode(world: Database, cli)
     doc = call(cli, "support", "tickets", "reopen", str(t), "--now", "2026-03-02T11:00:00Z")
     res = clocks(doc)["resolution"]
     assert doc["status"] == "open" and doc["reopen_count"] == 1 and doc["resolution"] is None
-    assert res["episode"] == 2 and res["due_at"] == "2026-03-02T15:00:00+00:00"
-    # a requester reply on a solved ticket reopens it too
+    # 1 h used before the solve, 3 h left from 11:00 (a restart would say 15:00); the time
+    # solved (10:00-11:00) does not count
+    assert res["episode"] == 2 and res["used_seconds"] == 3600
+    assert res["state"] == "running" and res["due_at"] == "2026-03-02T14:00:00+00:00"
+    # a requester reply on a solved ticket reopens it too: 2 h used, 2 h left from 13:00
     call(cli, "support", "tickets", "status", str(t), "solved", "--now", "2026-03-02T12:00:00Z")
     doc = call(
         cli,
@@ -193,6 +198,14 @@ def test_solve_then_reopen_starts_a_new_resolution_episode(world: Database, cli)
         "2026-03-02T13:00:00Z",
     )
     assert doc["reopen_count"] == 2 and clocks(doc)["resolution"]["episode"] == 3
+    assert clocks(doc)["resolution"]["due_at"] == "2026-03-02T15:00:00+00:00"
+    with world.read_session() as s:
+        done = s.scalars(select(SlaEvent).filter_by(metric="resolution", kind="fulfilled")).all()
+    # each solve is its episode's fulfilment, with the clock time used so far
+    assert [(e.episode, e.elapsed_seconds, e.within_target) for e in done] == [
+        (1, 3600, True),
+        (2, 7200, True),
+    ]
 
 
 def test_a_clock_stopped_after_its_due_time_records_the_breach_at_the_due_time(
