@@ -20,10 +20,12 @@ tests can look at any instant):
 - `expired`   now ≥ not_after;
 - `invalid`   the chain is untrusted (for a reason other than its dates), the certificate does
               not name the host, or it is not valid yet (now < not_before);
-- `expiring`  less than a third of its lifetime remains, or fewer than 14 days — the third
-              scales with the lifetime (a 90-day certificate is expiring with 30 days left, a
-              45-day one with 15), the 14 days guard short-lived ones; nothing is hard-coded to
-              one lifetime;
+- `expiring`  renewal is due: less than a third of its lifetime remains — cert-manager's
+              default (renewal 2/3 through the lifetime; `RenewalTime` in
+              https://github.com/cert-manager/cert-manager/blob/v1.12.0-beta.2/pkg/util/pki/renewaltime.go).
+              It scales with the lifetime: a 90-day certificate is expiring with 30 days left,
+              a 45-day one with 15, a 6-day one with 2. No fixed floor in days (a 14-day floor
+              made a 6-day certificate "expiring" from issuance: issue 22.3);
 - `active`    otherwise;
 - `unreachable` no certificate could be read: connection refused, timeout, name not
               resolvable, TLS handshake failure; `failure` says which and `detail` why. This is
@@ -57,8 +59,10 @@ if TYPE_CHECKING:
 TlsStatus = Literal["active", "expiring", "expired", "invalid", "unreachable"]
 TlsFailure = Literal["refused", "timeout", "dns", "handshake", "error"]
 
-EXPIRING_MIN_DAYS = 14
-EXPIRING_LIFETIME_FRACTION = 1 / 3
+# Renewal is due with this share of the lifetime left (cert-manager's default renewBefore);
+# it is overdue — the edge had half its renewal window and did not renew — with half of that.
+RENEW_BEFORE_FRACTION = 1 / 3
+OVERDUE_FRACTION = RENEW_BEFORE_FRACTION / 2
 
 # OpenSSL verify codes that are about the certificate's dates, decided by `now` instead.
 _X509_V_ERR_CERT_NOT_YET_VALID = 9
@@ -85,10 +89,15 @@ class Certificate:
     def remaining(self, now: dt.datetime) -> dt.timedelta:
         return self.not_after - now
 
-    def expiring_at(self) -> dt.datetime:
-        """When the certificate turns `expiring` (the earlier of the two thresholds' start)."""
-        third = self.lifetime * EXPIRING_LIFETIME_FRACTION
-        return self.not_after - max(third, dt.timedelta(days=EXPIRING_MIN_DAYS))
+    def renewal_due_at(self) -> dt.datetime:
+        """When renewal is due and the certificate turns `expiring`: a third of its lifetime
+        before it ends."""
+        return self.not_after - self.lifetime * RENEW_BEFORE_FRACTION
+
+    def renewal_overdue_at(self) -> dt.datetime:
+        """When renewal is overdue (warnings may go out): a sixth of its lifetime before it
+        ends, half the renewal window gone without a new certificate."""
+        return self.not_after - self.lifetime * OVERDUE_FRACTION
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -179,10 +188,7 @@ def certificate_status(
     trusted = chain_valid or chain_error_code in _DATE_ERRORS
     if not trusted or not hostname_match or now < cert.not_before:
         return "invalid"
-    remaining = cert.not_after - now
-    if remaining < cert.lifetime * EXPIRING_LIFETIME_FRACTION or remaining < dt.timedelta(
-        days=EXPIRING_MIN_DAYS
-    ):
+    if now > cert.renewal_due_at():
         return "expiring"
     return "active"
 

@@ -1,5 +1,5 @@
 """providers/tls.py against TLS servers on loopback with trustme certificates
-(tests/fakes/tls.py): valid, expiring (third of lifetime, 14 days), expired, wrong name,
+(tests/fakes/tls.py): valid, expiring (a third of the lifetime), expired, wrong name,
 untrusted and self-signed chains read anyway, refused port, non-TLS server."""
 
 from __future__ import annotations
@@ -96,16 +96,27 @@ def test_forty_five_day_certificate_is_expiring_with_fourteen_days_left(stand: T
     assert at_14.lifetime == 45 * DAY
 
 
-def test_fourteen_day_floor_for_short_lifetimes() -> None:
+def test_short_lifetimes_are_due_for_renewal_at_a_third_with_no_floor_in_days() -> None:
+    """cert-manager's default: renew 2/3 through the lifetime (issue 22.3). A 14-day floor made
+    a 6-day certificate `expiring` from issuance."""
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    cert = Certificate("CN=x", "CN=ca", ("x.test",), "1", start, start + 30 * DAY, "00")
-    # A third of 30 days is 10: the 14-day floor decides between 14 and 10 days left.
     judge = {"chain_valid": True, "hostname_match": True}
-    assert certificate_status(cert, start + 15 * DAY, **judge) == "active"  # 15 left
-    assert certificate_status(cert, start + 17 * DAY, **judge) == "expiring"  # 13 left
-    assert certificate_status(cert, start + 30 * DAY, **judge) == "expired"
-    assert certificate_status(cert, start - DAY, **judge) == "invalid"  # not valid yet
-    assert cert.expiring_at() == start + 16 * DAY
+    month = Certificate("CN=x", "CN=ca", ("x.test",), "1", start, start + 30 * DAY, "00")
+    assert certificate_status(month, start + 15 * DAY, **judge) == "active"  # 15 left
+    assert certificate_status(month, start + 19 * DAY, **judge) == "active"  # 11 left
+    assert certificate_status(month, start + 21 * DAY, **judge) == "expiring"  # 9 left
+    assert certificate_status(month, start + 30 * DAY, **judge) == "expired"
+    assert certificate_status(month, start - DAY, **judge) == "invalid"  # not valid yet
+    assert month.renewal_due_at() == start + 20 * DAY
+    assert month.renewal_overdue_at() == start + 25 * DAY
+    six = Certificate("CN=x", "CN=ca", ("x.test",), "2", start, start + 6 * DAY, "00")
+    assert certificate_status(six, start, **judge) == "active"  # fresh: not expiring
+    assert certificate_status(six, start + 3 * DAY, **judge) == "active"
+    assert certificate_status(six, start + 4 * DAY + dt.timedelta(minutes=1), **judge) == (
+        "expiring"
+    )
+    assert six.renewal_due_at() == start + 4 * DAY
+    assert six.renewal_overdue_at() == start + 5 * DAY
 
 
 def test_expiry_is_judged_at_now_not_the_wall_clock(stand: TlsStand) -> None:
