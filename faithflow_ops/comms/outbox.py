@@ -76,6 +76,7 @@ class Message:
     priority: int = 50
     category: str = "general"
     about: tuple[str, int | str] | None = None
+    note: str | None = None  # why it is not what was asked (a channel standing in for another)
 
 
 def suppression_for(
@@ -106,6 +107,7 @@ def enqueue(
     category: str = "general",
     about: tuple[str, int | str] | None = None,
     settings: Settings | None = None,
+    note: str | None = None,
 ) -> Enqueued:
     """Add one message to the outbox (see the module docstring). UserError: a bad recipient,
     an unknown template or a variable the template needs and did not get. `settings`: where
@@ -121,6 +123,7 @@ def enqueue(
         priority=priority,
         category=category,
         about=about,
+        note=note,
     )
     (result,) = enqueue_many(session, [message], now=now, settings=settings)
     return result
@@ -193,7 +196,7 @@ def _prepare(
         tenant = message.tenant
         locale = tenant.locale if tenant is not None else "en"
         timezone = tenant.timezone if tenant is not None else "UTC"
-        channel, note, sid = message.channel, None, None
+        channel, note, sid = message.channel, message.note, None
         if channel == "whatsapp":
             # Only an approved template reaches WhatsApp outside the 24-hour window (63016):
             # without one the message goes by SMS to the same number, and says so.
@@ -207,6 +210,7 @@ def _prepare(
                         f"faithflow_ops/comms/templates/{message.template}.sms.txt"
                     )
                 channel, note = "sms", f"sms instead of whatsapp: {why}"
+                note = "; ".join(part for part in (message.note, note) if part)
         variables = message.variables
         if tenant is not None:
             name = sms_name(tenant) if channel == "sms" else tenant.name

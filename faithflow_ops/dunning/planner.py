@@ -26,7 +26,7 @@ from sqlalchemy import Table, exists, func, select
 
 from faithflow_ops.actions import Action, encode
 from faithflow_ops.clock import iso
-from faithflow_ops.comms import templates
+from faithflow_ops.comms import templates, whatsapp
 from faithflow_ops.dunning import cases as dc
 from faithflow_ops.dunning.cases import ATTEMPTS, CASES
 from faithflow_ops.dunning.policy import Step, current_policy, suspend_at
@@ -217,6 +217,7 @@ class _Run:
     return_url: str  # where to pay when the case's invoice has no page of its own
     default_grace_days: int
     final: Step | None  # the ladder's final notice (suspend_at after a pause)
+    settings: Settings | None = None  # the approved WhatsApp templates (TWILIO_CONTENT_SIDS)
     # first_allowed answers by (earliest, zone, windows): many cases share one
     allowed: dict[tuple[Any, ...], dt.datetime] = field(default_factory=dict)
 
@@ -247,6 +248,7 @@ def plan_actions(
         settings.billing_return_url or "",
         grace.default_days,
         policy.final_notice,
+        settings,
     )
     # Most open cases have nothing due in a given run: only those that do need preferences.
     due: list[tuple[_Case, list[tuple[int, Step]]]] = []
@@ -459,7 +461,7 @@ class _Ladder:
         c, now = self.case, self.now
         target = f"dunning_case:{c.id}"
         base = self._base(prefs)
-        routes = [route(step, prefs) for _, step in due]
+        routes = [route(step, prefs, self.run.settings) for _, step in due]
         # The step taken is the latest due one that sends something; the steps after it send
         # nothing (a payment retry, the handover) and are taken with it.
         chosen = next((k for k in range(len(due) - 1, -1, -1) if routes[k].usable), len(due) - 1)
@@ -606,16 +608,20 @@ class Route:
     missing: bool  # a channel is allowed but lacks a contact (a human can add one)
 
 
-def route(step: Step, prefs: Preferences | None) -> Route:
+def route(step: Step, prefs: Preferences | None, settings: Settings | None = None) -> Route:
     """The step's channels the church can receive; when none can be used, the first other
     channel (email, sms, whatsapp) the step's template has a version for and the church has
     a contact on and has not opted out of: a church with a phone and no e-mail gets the SMS
-    version of an e-mail step."""
+    version of an e-mail step. WhatsApp needs the church's opt-in and an approved template
+    for the step's template in its locale (`settings`, comms/whatsapp.py); without either the
+    step goes by SMS instead, whatever else it sends."""
     usable: dict[str, str] = {}
     blocked: dict[str, str] = {}
     missing = False
     for channel in step.channels:
         why = prefs.blocked(channel) if prefs is not None else "no preferences"
+        if why is None and prefs is not None and channel == "whatsapp" and step.template:
+            why = whatsapp.unavailable(settings, step.template, prefs.locale)
         contact = prefs.contact(channel) if prefs is not None else None
         if why is None and contact is not None:
             usable[channel] = contact
@@ -624,6 +630,12 @@ def route(step: Step, prefs: Preferences | None) -> Route:
         if contact is None and _allowed(prefs, channel):
             missing = True
     fallback: dict[str, str] = {}
+    sms_too = prefs is not None and prefs.blocked("sms") is None and prefs.phone is not None
+    if "whatsapp" in blocked and "sms" not in usable and sms_too and step.template is not None:
+        assert prefs is not None and prefs.phone is not None
+        if "sms" in templates.available(step.template):  # WhatsApp's stand-in: the SMS
+            usable["sms"] = prefs.phone
+            fallback["sms"] = f"instead of whatsapp: {blocked['whatsapp']}"
     if step.channels and not usable and prefs is not None and step.template is not None:
         versions = templates.available(step.template)
         for channel in CHANNELS:

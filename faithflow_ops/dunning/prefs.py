@@ -51,6 +51,7 @@ class Preferences:
     pause_note: str | None = None
     whatsapp_opt_in_at: dt.datetime | None = None  # the opt-in for `whatsapp`, recorded when
     whatsapp_opt_in_source: str | None = None  # and where it came from
+    locale: str = "en"  # the tenant's: which approved WhatsApp template (comms/whatsapp.py)
 
     def contact(self, channel: str) -> str | None:
         """The recipient on `channel` (normalised like a message's recipient), or None."""
@@ -93,6 +94,7 @@ def _build(
     billing_email: str | None,
     billing_phone: str | None,
     row: DunningPreference | None,
+    locale: str = "en",
 ) -> Preferences:
     email = contacts.valid("email", (row.email if row else None) or billing_email)
     phone = contacts.valid("sms", (row.phone if row else None) or billing_phone)
@@ -113,6 +115,7 @@ def _build(
         pause_note=row.pause_note if row is not None else None,
         whatsapp_opt_in_at=row.whatsapp_opt_in_at if row is not None and whatsapp else None,
         whatsapp_opt_in_source=row.whatsapp_opt_in_source if row is not None else None,
+        locale=locale,
     )
 
 
@@ -124,9 +127,13 @@ def preferences_for(session: Session, tenant_ids: Iterable[int]) -> dict[int, Pr
     for offset in range(0, len(ids), _CHUNK):
         chunk = ids[offset : offset + _CHUNK]
         tenants = session.execute(
-            select(Tenant.id, Tenant.timezone, Tenant.billing_email, Tenant.billing_phone).where(
-                Tenant.id.in_(chunk)
-            )
+            select(
+                Tenant.id,
+                Tenant.timezone,
+                Tenant.billing_email,
+                Tenant.billing_phone,
+                Tenant.locale,
+            ).where(Tenant.id.in_(chunk))
         ).all()
         rows = {
             row.tenant_id: row
@@ -135,7 +142,9 @@ def preferences_for(session: Session, tenant_ids: Iterable[int]) -> dict[int, Pr
             )
         }
         for t in tenants:
-            found[t.id] = _build(t.id, t.timezone, t.billing_email, t.billing_phone, rows.get(t.id))
+            found[t.id] = _build(
+                t.id, t.timezone, t.billing_email, t.billing_phone, rows.get(t.id), t.locale
+            )
     return found
 
 
@@ -301,7 +310,9 @@ def save_preferences(
         row.updated_at = now
         session.flush()
         after = _stored(row)
-    prefs = _build(tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row)
+    prefs = _build(
+        tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row, tenant.locale
+    )
     if changed:
         held = hold_pending(session, prefs, now=now, retime=bool(set(changed) & _RETIME))
         audit.record(
@@ -378,7 +389,9 @@ def preferences_doc(session: Session, tenant_slug: str, *, now: dt.datetime) -> 
 
     tenant = get_tenant(session, tenant_slug)
     row = session.scalar(select(DunningPreference).where(DunningPreference.tenant_id == tenant.id))
-    prefs = _build(tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row)
+    prefs = _build(
+        tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row, tenant.locale
+    )
     return prefs_document(tenant, row, prefs, now=now)
 
 

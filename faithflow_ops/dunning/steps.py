@@ -59,7 +59,7 @@ def apply(
     """Apply one planned action (not a report-only one) or raise StaleAction."""
     kind, data = action.kind, action.data
     if kind == "send_step":
-        take_step(session, decode(SendStep, data), now, actor)
+        take_step(session, decode(SendStep, data), now, actor, settings)
     elif kind == "skip_steps":
         record_skipped(session, decode(SkipSteps, data), now, actor)
     elif kind == "handover":
@@ -129,8 +129,11 @@ def _attempt_values(
     }
 
 
-def take_step(session: Session, p: SendStep, now: dt.datetime, actor: str) -> None:
-    """`send_step`: one outbox message per channel, each with its attempt row."""
+def take_step(
+    session: Session, p: SendStep, now: dt.datetime, actor: str, settings: Settings | None = None
+) -> None:
+    """`send_step`: one outbox message per channel, each with its attempt row (WhatsApp as
+    its approved template: `settings`; a channel standing in for another says why)."""
     case_id, step, index, scheduled = p.case_id, p.step, p.step_index, p.scheduled_at
     claim_open(session, case_id, now)
     tenant = session.get(Tenant, p.tenant_id)
@@ -164,6 +167,8 @@ def take_step(session: Session, p: SendStep, now: dt.datetime, actor: str) -> No
             not_before=scheduled,
             category=dc.CATEGORY,
             about=(dc.ABOUT, attempt_id),
+            settings=settings,
+            note=f"{channel} {p.fallback[channel]}" if channel in p.fallback else None,
         )
         session.execute(
             update(ATTEMPTS)
