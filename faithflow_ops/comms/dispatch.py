@@ -8,6 +8,10 @@ In this order:
   is never sent again automatically (`comms retry ID` is the operator's decision).
 - `suppress`: a due message whose recipient has been put on the suppression list since it was
   enqueued: it becomes `suppressed`, never sent.
+- `defer`: a due message of a category whose quiet hours the caller checks (`QuietRule`,
+  handed in by the job: dunning's are the tenant's) while its tenant is in them: moved to the
+  end of the quiet period, not sent, its attempts untouched. Every attempt is checked, so a
+  transient failure retried at 21:00 in Lagos waits for 08:00.
 - `send`: a due message (`queued`/`scheduled`, `next_attempt_at <= now`), lowest priority
   number first, then the longest waiting.
 """
@@ -15,7 +19,7 @@ In this order:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -25,8 +29,17 @@ from faithflow_ops.actions import Action, encode
 from faithflow_ops.comms.suppression import MESSAGES, SUPPRESSIONS, in_force
 from faithflow_ops.models.comms import PENDING_STATUSES
 
-SEND, SUPPRESS, MARK_UNKNOWN = "send", "suppress", "mark_unknown"
-KINDS = (MARK_UNKNOWN, SUPPRESS, SEND)
+SEND, SUPPRESS, MARK_UNKNOWN, DEFER = "send", "suppress", "mark_unknown", "defer"
+KINDS = (MARK_UNKNOWN, SUPPRESS, DEFER, SEND)
+
+
+@dataclass(frozen=True)
+class QuietRule:
+    """Quiet hours the dispatcher re-checks on every attempt: `holds(session, now, tenant_ids)`
+    answers, for the tenants in quiet hours at `now`, (when they end, why)."""
+
+    categories: frozenset[str]
+    holds: Callable[[Session, dt.datetime, Collection[int]], Mapping[int, tuple[dt.datetime, str]]]
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,12 @@ class Suppress(Send):
     suppression: str  # the reason the recipient is on the list
 
 
+@dataclass(frozen=True)
+class Defer(Send):
+    until: dt.datetime  # the end of the tenant's quiet hours
+    why: str
+
+
 def mask(channel: str, recipient: str) -> str:
     """A recipient as previews and logs show it: `t***@church.org`, `+234*****5678`."""
     if channel == "email":
@@ -69,7 +88,9 @@ def mask(channel: str, recipient: str) -> str:
 # --- plan ---------------------------------------------------------------------------------------
 
 
-def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterator[Action]:
+def plan(
+    session: Session, now: dt.datetime, limit: int | None = None, quiet: QuietRule | None = None
+) -> Iterator[Action]:
     """What a dispatch at `now` would do (see the module docstring); read-only."""
     expired = session.execute(
         select(
@@ -113,6 +134,7 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
             MESSAGES.c.status,
             MESSAGES.c.attempts,
             MESSAGES.c.next_attempt_at,
+            MESSAGES.c.category,
             SUPPRESSIONS.c.reason.label("suppressed"),
         )
         .select_from(MESSAGES.outerjoin(SUPPRESSIONS, in_force(now)))
@@ -121,7 +143,12 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
     )
     if limit is not None:  # clamped: a huge --limit is "no limit", not a driver overflow
         query = query.limit(min(max(limit - len(expired), 0), 2**31 - 1))
-    for row in session.execute(query):
+    rows = session.execute(query).all()
+    holds: Mapping[int, tuple[dt.datetime, str]] = {}
+    if quiet is not None:
+        tenants = {r.tenant_id for r in rows if r.tenant_id and r.category in quiet.categories}
+        holds = quiet.holds(session, now, tenants) if tenants else {}
+    for row in rows:
         send = Send(
             row.id,
             row.tenant_id,
@@ -138,6 +165,14 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
                 f"message:{row.id}",
                 f"the recipient is on the {row.channel} suppression list ({row.suppressed})",
                 encode(Suppress(**vars(send), suppression=row.suppressed)),
+            )
+        elif row.category in (quiet.categories if quiet else ()) and row.tenant_id in holds:
+            until, why = holds[row.tenant_id]
+            yield Action(
+                DEFER,
+                f"message:{row.id}",
+                f"{why}: deferred to {until.isoformat()} (attempt {row.attempts + 1} waits)",
+                encode(Defer(**vars(send), until=until, why=why)),
             )
         else:
             attempt = f"attempt {row.attempts + 1}" if row.attempts else "first attempt"

@@ -55,7 +55,7 @@ from faithflow_ops.actions import Action, ActionResult, StaleAction, decode
 from faithflow_ops.clock import iso
 from faithflow_ops.comms.bounces import record as record_bounce
 from faithflow_ops.comms.bounces import settle as settle_bounces
-from faithflow_ops.comms.dispatch import MarkUnknown, Send, Suppress
+from faithflow_ops.comms.dispatch import Defer, MarkUnknown, Send, Suppress
 from faithflow_ops.comms.outbox import control_character
 from faithflow_ops.comms.outcomes import Claimed, Outcome, from_error
 from faithflow_ops.comms.status import apply_early, callback_url
@@ -117,6 +117,22 @@ def apply_suppress(session: Session, now: dt.datetime, action: Action) -> None:
     )
     if rowcount(result) != 1:
         raise StaleAction(f"message {message_id} is no longer pending and suppressed")
+
+
+def apply_defer(session: Session, now: dt.datetime, action: Action) -> None:
+    """`defer`: the due message waits for the end of its tenant's quiet hours (attempts kept)."""
+    p = decode(Defer, action.data)
+    result = session.execute(
+        update(MESSAGES)
+        .where(
+            MESSAGES.c.id == p.message,
+            MESSAGES.c.status.in_(PENDING_STATUSES),
+            MESSAGES.c.next_attempt_at <= now,
+        )
+        .values(status="scheduled", next_attempt_at=p.until, updated_at=now)
+    )
+    if rowcount(result) != 1:
+        raise StaleAction(f"message {p.message} is no longer due")
 
 
 # --- send ----------------------------------------------------------------------------------------

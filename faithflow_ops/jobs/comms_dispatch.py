@@ -19,7 +19,12 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.comms import dispatch, sending
 from faithflow_ops.db import Database
+from faithflow_ops.dunning import cases as dunning_cases
+from faithflow_ops.dunning.send_time import quiet_holds
 from faithflow_ops.jobs.base import Action, ActionResult, Job, JobContext, StaleAction
+
+# Dunning messages wait for the tenant's quiet hours on every attempt, not only the first.
+QUIET = dispatch.QuietRule(frozenset({dunning_cases.CATEGORY}), quiet_holds)
 
 
 class CommunicationsDispatch(Job):
@@ -46,7 +51,7 @@ class CommunicationsDispatch(Job):
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         if not ctx.dry_run:  # SIGTERM: finish the sends in flight, leave the rest queued
             sending.stop_on_signals()
-        actions = list(dispatch.plan(session, ctx.now, ctx.limit))
+        actions = list(dispatch.plan(session, ctx.now, ctx.limit, quiet=QUIET))
         if ctx.progress is not None:
             ctx.progress.start(len(actions))
         yield from actions
@@ -56,6 +61,8 @@ class CommunicationsDispatch(Job):
             sending.apply_mark_unknown(session, ctx.now, action)
         elif action.kind == dispatch.SUPPRESS:
             sending.apply_suppress(session, ctx.now, action)
+        elif action.kind == dispatch.DEFER:
+            sending.apply_defer(session, ctx.now, action)
         elif action.kind == dispatch.SEND:
             # A send commits its claim before the provider call: it cannot live in the one
             # transaction `apply` is given. The runner sends through `apply_unmanaged`.
