@@ -49,7 +49,9 @@ import structlog
 from litestar import Request, Response, post
 from litestar.openapi import ResponseSpec
 
+from faithflow_ops.comms import optout
 from faithflow_ops.comms import status as delivery
+from faithflow_ops.errors import UserError
 from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers import twilio as twilio_provider
 from receiver.tasks import RawBody
@@ -63,7 +65,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("faithflow.receiver")
 
-PROVIDER, SCOPE = "twilio", "status"
+PROVIDER, SCOPE, INBOUND = "twilio", "status", "inbound"
 
 RESPONSES = {
     code: ResponseSpec(data_container=dict[str, Any], description=text, generate_examples=False)
@@ -76,21 +78,69 @@ RESPONSES = {
 }
 
 
-def signed_url(settings: Settings, request: Request[Any, Any, Any]) -> str:
+def signed_url(
+    settings: Settings, request: Request[Any, Any, Any], path: str = delivery.STATUS_PATH
+) -> str:
     """The URL Twilio signed: FAITHFLOW_PUBLIC_URL + the path (+ query), else the request's."""
     query = request.url.query
     if settings.public_url:
-        return f"{settings.public_url}{delivery.STATUS_PATH}" + (f"?{query}" if query else "")
+        return f"{settings.public_url}{path}" + (f"?{query}" if query else "")
     url = request.url
     return f"{url.scheme}://{url.netloc}{url.path}" + (f"?{query}" if query else "")
 
 
 def _refuse(
-    metrics: Metrics, status: int, result: str, error: str, **log_kw: Any
-) -> Response[dict[str, Any]]:
-    metrics.webhooks.labels(PROVIDER, SCOPE, result).inc()
-    log.warning("webhook refused", provider=PROVIDER, scope=SCOPE, reason=error, **log_kw)
+    metrics: Metrics, status: int, result: str, error: str, scope: str = SCOPE, **log_kw: Any
+) -> Response[Any]:
+    metrics.webhooks.labels(PROVIDER, scope, result).inc()
+    log.warning("webhook refused", provider=PROVIDER, scope=scope, reason=error, **log_kw)
     return Response({"error": error, "detail": None}, status_code=status)
+
+
+def _verified(
+    settings: Settings,
+    metrics: Metrics,
+    request: Request[Any, Any, Any],
+    body: bytes,
+    *,
+    path: str,
+    scope: str,
+) -> dict[str, str] | Response[Any]:
+    """The form of a request Twilio signed for `path` under TWILIO_AUTH_TOKEN and our
+    account, or the refusal to answer (503 no token, 400 not a form / bad signature / another
+    account)."""
+    token = settings.twilio_auth_token
+    if not token:
+        return _refuse(
+            metrics,
+            503,
+            "not_configured",
+            f"twilio {'status callbacks' if scope == SCOPE else 'incoming messages'} are "
+            "disabled: TWILIO_AUTH_TOKEN is not set",
+            scope,
+        )
+    try:
+        params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except (UnicodeDecodeError, ValueError):
+        return _refuse(metrics, 400, "malformed", "body is not a UTF-8 form", scope)
+    url = signed_url(settings, request, path)
+    try:
+        twilio_provider.verify_request(
+            url, params, request.headers.get("x-twilio-signature"), token
+        )
+    except SignatureError as exc:
+        return _refuse(metrics, 400, "bad_signature", str(exc), scope)
+    form = dict(params)
+    account = form.get("AccountSid", "")
+    if settings.twilio_account_sid and account != settings.twilio_account_sid:
+        return _refuse(
+            metrics,
+            400,
+            "wrong_account",
+            f"AccountSid {account or '(missing)'} is not TWILIO_ACCOUNT_SID",
+            scope,
+        )
+    return form
 
 
 def _message_ref(request: Request[Any, Any, Any]) -> int | None:
@@ -111,35 +161,10 @@ def receive_status(
     metrics: Metrics,
     request: Request[Any, Any, Any],
     body: bytes,
-) -> Response[dict[str, Any]]:
-    token = settings.twilio_auth_token
-    if not token:
-        return _refuse(
-            metrics,
-            503,
-            "not_configured",
-            "twilio status callbacks are disabled: TWILIO_AUTH_TOKEN is not set",
-        )
-    try:
-        params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-    except (UnicodeDecodeError, ValueError):
-        return _refuse(metrics, 400, "malformed", "body is not a UTF-8 form")
-    url = signed_url(settings, request)
-    try:
-        twilio_provider.verify_request(
-            url, params, request.headers.get("x-twilio-signature"), token
-        )
-    except SignatureError as exc:
-        return _refuse(metrics, 400, "bad_signature", str(exc))
-    form = dict(params)
-    account = form.get("AccountSid", "")
-    if settings.twilio_account_sid and account != settings.twilio_account_sid:
-        return _refuse(
-            metrics,
-            400,
-            "wrong_account",
-            f"AccountSid {account or '(missing)'} is not TWILIO_ACCOUNT_SID",
-        )
+) -> Response[Any]:
+    form = _verified(settings, metrics, request, body, path=delivery.STATUS_PATH, scope=SCOPE)
+    if isinstance(form, Response):
+        return form
     sid, reported = form.get("MessageSid", "").strip(), form.get("MessageStatus", "").strip()
     if not sid or not reported:
         missing = " and ".join(
@@ -175,11 +200,61 @@ def receive_status(
     return Response(outcome.to_dict(), status_code=200)
 
 
-def twilio_handlers(db: Database, settings: Settings, metrics: Metrics) -> list[HTTPRouteHandler]:
-    """`POST /webhooks/twilio/status`."""
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
-    def handler(request: Request[Any, Any, Any], body: RawBody) -> Response[dict[str, Any]]:
+
+def receive_inbound(
+    db: Database,
+    settings: Settings,
+    metrics: Metrics,
+    request: Request[Any, Any, Any],
+    body: bytes,
+) -> Response[Any]:
+    """Twilio's incoming message webhook: STOP / START replies (comms/optout.py). Answered
+    with empty TwiML (Twilio sends its own reply to the keywords)."""
+    form = _verified(settings, metrics, request, body, path=optout.INBOUND_PATH, scope=INBOUND)
+    if isinstance(form, Response):
+        return form
+    sid, from_ = form.get("MessageSid", "").strip(), form.get("From", "").strip()
+    if not sid or not from_:
+        missing = " and ".join(n for n, v in (("MessageSid", sid), ("From", from_)) if not v)
+        return _refuse(metrics, 400, "malformed", f"not an incoming message: no {missing}", INBOUND)
+    try:
+        with db.session() as session:
+            outcome = optout.record_inbound(
+                session,
+                from_=from_,
+                body=form.get("Body", ""),
+                opt_out_type=form.get("OptOutType"),
+                message_sid=sid,
+                now=dt.datetime.now(dt.UTC),
+            )
+    except UserError:  # a short code or an alphanumeric sender: no number to (un)suppress
+        outcome = None
+    result = outcome.result if outcome is not None else "ignored"
+    metrics.webhooks.labels(PROVIDER, INBOUND, result).inc()
+    fields = {
+        "provider": PROVIDER,
+        "scope": INBOUND,
+        "sid": sid,
+        "result": result,
+        "keyword": outcome.keyword if outcome is not None else None,
+        "channel": outcome.channel if outcome is not None else None,
+    }
+    if result in ("stopped", "started"):
+        log.info("twilio opt-out keyword", **fields)
+    request.scope["log_fields"] = fields  # type: ignore[typeddict-unknown-key]
+    return Response(EMPTY_TWIML, status_code=200, media_type="application/xml")
+
+
+def twilio_handlers(db: Database, settings: Settings, metrics: Metrics) -> list[HTTPRouteHandler]:
+    """`POST /webhooks/twilio/status` and `POST /webhooks/twilio/inbound`."""
+
+    def handler(request: Request[Any, Any, Any], body: RawBody) -> Response[Any]:
         return receive_status(db, settings, metrics, request, body)
+
+    def inbound(request: Request[Any, Any, Any], body: RawBody) -> Response[Any]:
+        return receive_inbound(db, settings, metrics, request, body)
 
     return [
         post(
@@ -196,5 +271,22 @@ def twilio_handlers(db: Database, settings: Settings, metrics: Metrics) -> list[
             ),
             responses=RESPONSES,
             tags=["webhooks"],
-        )(handler)
+        )(handler),
+        post(
+            optout.INBOUND_PATH,
+            sync_to_thread=True,
+            name="webhook:twilio:inbound",
+            operation_id="webhook_twilio_inbound",
+            summary="Twilio incoming messages (STOP / START)",
+            description=(
+                "Twilio's incoming message webhook (set it as the number's or Messaging "
+                "Service's 'A message comes in' URL), form-encoded and signed with "
+                "`X-Twilio-Signature` under `TWILIO_AUTH_TOKEN` for `FAITHFLOW_PUBLIC_URL` + "
+                "this path. An opt-out keyword (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, "
+                "REVOKE, OPTOUT) suppresses the number on its channel; START, YES or UNSTOP "
+                "lifts that STOP. Answered with empty TwiML."
+            ),
+            responses=RESPONSES,
+            tags=["webhooks"],
+        )(inbound),
     ]

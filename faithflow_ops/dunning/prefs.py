@@ -51,6 +51,8 @@ class Preferences:
     pause_note: str | None = None
     whatsapp_opt_in_at: dt.datetime | None = None  # the opt-in for `whatsapp`, recorded when
     whatsapp_opt_in_source: str | None = None  # and where it came from
+    # On the comms suppression list (a STOP reply, a bounce): (channel, why) — `with_suppressions`
+    suppressed: tuple[tuple[str, str], ...] = ()
     locale: str = "en"  # the tenant's: which approved WhatsApp template (comms/whatsapp.py)
 
     def contact(self, channel: str) -> str | None:
@@ -73,6 +75,9 @@ class Preferences:
                 "sms": "no phone number",
                 "whatsapp": "no whatsapp number (the phone is not used without an opt-in)",
             }[channel]
+        why = dict(self.suppressed).get(channel)
+        if why is not None:
+            return why
         if channel == "whatsapp" and self.whatsapp_opt_in_at is None:
             return "no whatsapp opt-in recorded (dunning prefs set --whatsapp-consent SOURCE)"
         return None
@@ -119,9 +124,12 @@ def _build(
     )
 
 
-def preferences_for(session: Session, tenant_ids: Iterable[int]) -> dict[int, Preferences]:
+def preferences_for(
+    session: Session, tenant_ids: Iterable[int], now: dt.datetime | None = None
+) -> dict[int, Preferences]:
     """The preferences of these tenants (unknown ids are left out): one query for the tenants
-    and one for their preference rows per 5,000 ids."""
+    and one for their preference rows per 5,000 ids, and one for their contacts' suppressions
+    (`with_suppressions`: those in force at `now`; without `now`, only those for good)."""
     ids = sorted(set(tenant_ids))
     found: dict[int, Preferences] = {}
     for offset in range(0, len(ids), _CHUNK):
@@ -145,7 +153,7 @@ def preferences_for(session: Session, tenant_ids: Iterable[int]) -> dict[int, Pr
             found[t.id] = _build(
                 t.id, t.timezone, t.billing_email, t.billing_phone, rows.get(t.id), t.locale
             )
-    return found
+    return with_suppressions(session, found, now)
 
 
 # what save_preferences accepts, and the stored field each one sets
@@ -392,6 +400,7 @@ def preferences_doc(session: Session, tenant_slug: str, *, now: dt.datetime) -> 
     prefs = _build(
         tenant.id, tenant.timezone, tenant.billing_email, tenant.billing_phone, row, tenant.locale
     )
+    prefs = with_suppressions(session, {tenant.id: prefs}, now)[tenant.id]
     return prefs_document(tenant, row, prefs, now=now)
 
 
@@ -411,6 +420,7 @@ def prefs_document(
             "whatsapp": row.whatsapp if row else None,
         },
         "blocked": {c: prefs.blocked(c) for c in CHANNELS},
+        "suppressed": dict(prefs.suppressed),
         "quiet_hours": [w.to_dict() | {"text": w.describe()} for w in prefs.quiet_hours],
         "quiet_hours_default": row is None or row.quiet_hours is None,
         "sms_opt_out": prefs.sms_opt_out,
@@ -427,3 +437,51 @@ def prefs_document(
         "updated_by": row.updated_by if row else None,
         "updated_at": row.updated_at if row else None,
     }
+
+
+_SUPPRESSED_BECAUSE = {
+    "stop": "the number replied STOP",
+    "bounce": "the address bounced",
+    "complaint": "a spam complaint",
+    "unsubscribe": "unsubscribed",
+}
+
+
+def with_suppressions(
+    session: Session, found: dict[int, Preferences], now: dt.datetime | None
+) -> dict[int, Preferences]:
+    """`found` with each channel whose contact is on the comms suppression list (in force at
+    `now`; without `now`, only entries for good) marked blocked, saying why and what lifts it:
+    a STOP reply shows in `dunning prefs show` and the ladder falls back past it."""
+    from dataclasses import replace
+
+    from faithflow_ops.comms.suppression import suppressions_of
+
+    wanted = {
+        (channel, contact)
+        for prefs in found.values()
+        for channel in CHANNELS
+        if (contact := prefs.contact(channel)) is not None
+    }
+    held = suppressions_of(session, sorted(wanted), now)
+    if not held:
+        return found
+    out = dict(found)
+    for tenant_id, prefs in found.items():
+        marks = []
+        for channel in CHANNELS:
+            entry = held.get((channel, prefs.contact(channel) or ""))
+            if entry is None:
+                continue
+            because = _SUPPRESSED_BECAUSE.get(entry["reason"], entry["reason"])
+            since = entry["since"].date().isoformat() if entry["since"] else "?"
+            until = f", until {entry['until'].date().isoformat()}" if entry["until"] else ""
+            lift = (
+                "a START reply lifts it"
+                if entry["reason"] == "stop"
+                else "`faithflow comms suppress remove` lifts it"
+            )
+            marks.append((channel, f"suppressed: {because} (since {since}{until}); {lift}"))
+        if marks:
+            out[tenant_id] = replace(prefs, suppressed=tuple(marks))
+    return out
