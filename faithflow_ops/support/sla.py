@@ -25,6 +25,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -426,6 +427,8 @@ def recompute_open(
     ).all()
     moved: list[Moved] = []
     for ticket in tickets:
+        if not any(_affected(ticket, m, before, after, now) for m in METRICS if active(ticket, m)):
+            continue  # e.g. a holiday after all its due times: nothing to recompute or touch
         was = {m: _get(ticket, m, "due_at") for m in METRICS}
         for metric in METRICS:
             if (
@@ -456,6 +459,29 @@ def recompute_open(
                 )
     session.flush()
     return Recomputed(now, False, len(tickets), moved)
+
+
+def _affected(
+    ticket: SupportTicket, metric: str, before: Rules, after: Rules, now: dt.datetime
+) -> bool:
+    """Whether new rules can change an active clock: its target, hours or pausing statuses
+    changed, or (running) its calendar did between today and its due day."""
+    old, new = before.target(ticket, metric), after.target(ticket, metric)
+    if (old.minutes, old.hours, old.pause) != (new.minutes, new.hours, new.pause):
+        return True
+    if _get(ticket, metric, "running_since") is None:
+        return False  # paused under the same target: its due time is computed at the resume
+    a, b = before.clock(old), after.clock(new)
+    if a == b:
+        return False
+    due = _get(ticket, metric, "due_at")
+    if due is None or (a.timezone, a.weekly, a.always) != (b.timezone, b.weekly, b.always):
+        return True
+    # only holidays changed: a day before today changes no time still to count (the time used
+    # is kept), a day after the due day none the clock will count
+    zone = ZoneInfo(a.timezone)
+    today, last = now.astimezone(zone).date(), due.astimezone(zone).date()
+    return any(today <= day <= last for day in a.holidays ^ b.holidays)
 
 
 def change_rules(

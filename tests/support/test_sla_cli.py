@@ -193,3 +193,21 @@ def test_a_clock_already_overdue_keeps_its_breach_when_the_calendar_changes(
     assert [(a["data"]["ticket_id"], a["data"]["due_at"]) for a in out["actions"]] == [
         (t, "2026-03-02T10:00:00+00:00")
     ]
+
+
+def test_a_holiday_after_every_due_day_moves_and_touches_nothing(world: Database, cli) -> None:
+    from sqlalchemy import select
+
+    from faithflow_ops.models import SupportTicket
+
+    t = open_ticket(cli, "high")["id"]  # Monday 09:00: due 10:00 and Monday 17:00
+    added = call(
+        cli, "sla", "calendar", "holiday", "add", "2026-03-10", "--now", "2026-03-02T09:30:00Z"
+    )
+    assert (added["recomputed"]["open_tickets"], added["recomputed"]["clocks_moved"]) == (1, 0)
+    with world.read_session() as s:
+        row = s.scalars(select(SupportTicket).filter_by(id=t)).one()
+        # no checkpoint written: the ticket's history is as it was
+        assert row.first_response_running_since is not None
+        assert row.first_response_running_since.isoformat() == "2026-03-02T09:00:00+00:00"
+        assert row.first_response_elapsed_seconds == 0
