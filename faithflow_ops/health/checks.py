@@ -43,11 +43,14 @@ PROBE_CHECKS = ("dns", "smtp", *PROVIDER_CHECKS)
 DATABASE_CHECKS = ("database", "outbox_backlog", "webhook_failures", "webhooks_backlog")
 
 DB_SLOW_MS = 1000.0  # a database round trip slower than this warns
-# Job freshness, in the manner of Healthchecks.io: counted in the job's own schedule. A job is
-# `late` once the 2nd scheduled time after its last successful run has passed (plus grace), i.e.
-# it is older than twice its interval; `down` after the 4th.
-LATE_AFTER_RUNS = 2
-DOWN_AFTER_RUNS = 4
+# Job freshness as Healthchecks.io judges a cron check (healthchecks.io/docs/configuring_checks:
+# "Grace Time is the additional time to wait before sending an alert when a check is late"):
+# the job's next expected run is the first time its schedule fires after its last successful
+# run; it is `late` (warn) once that time + the scheduling slack (FAITHFLOW_HEALTH_JOB_GRACE_
+# SECONDS) has passed, and `down` (fail: an incident) once that time + its grace has — the
+# grace being FAITHFLOW_HEALTH_GRACE_<JOB> seconds, else FAITHFLOW_HEALTH_JOB_GRACE_FRACTION
+# (0.25) of its period, never under the slack. A daily job missing one run is down 6 hours
+# after the missed time, not three days later.
 WEBHOOK_WINDOW = dt.timedelta(hours=1)
 # webhooks_backlog: the oldest delivery still waiting to be applied (DESIGN §4: acknowledged
 # once stored, applied by a worker) — degraded after 5 minutes, failing after 30.
@@ -72,6 +75,7 @@ class JobSchedule:
     cli_command: str  # how an operator runs it, e.g. `faithflow dunning run`
     schedule: str | None  # the cron expression in force (CRON_<NAME> or the default)
     schedule_error: str | None = None  # why `schedule` is None: the error naming CRON_<NAME>
+    grace_seconds: int | None = None  # FAITHFLOW_HEALTH_GRACE_<NAME>, else a share of the period
 
 
 # --- action payloads (`health sweep`; faithflow_ops.actions.encode/decode) -------------------
@@ -362,11 +366,23 @@ def _fire_times(expr: str, after: dt.datetime) -> Iterator[dt.datetime]:
 def job_checks(
     session: Session, settings: Settings, now: dt.datetime, jobs: Sequence[JobSchedule]
 ) -> list[CheckResult]:
-    """One check per job of `jobs` (`job:<name>`): its last successful run (`succeeded` — a
-    `partial` run had failed actions and is no success — not a preview, started at or before
-    `now`) against its schedule, and its latest finished run: `failed` or `abandoned` fails the
-    check, `partial` warns. See LATE_AFTER_RUNS/DOWN_AFTER_RUNS."""
+    """One check per job of `jobs` (`job:<name>`): its last successful run (`succeeded`, not a
+    preview, started at or before `now`) against its schedule (the Healthchecks.io note
+    above), and its latest finished run: `failed`, `abandoned` or `partial` (some of its
+    actions failed: it counts against the job's health, issue 22.5) fails the check."""
     return [_job_check(session, settings, spec, now) for spec in jobs]
+
+
+def job_grace(settings: Settings, spec: JobSchedule, expected: dt.datetime) -> dt.timedelta:
+    """How long after `expected` a missing run is `down`: the job's own grace, else the
+    configured share of its period (the gap to the schedule's next time), never under the
+    scheduling slack."""
+    slack = dt.timedelta(seconds=settings.health_job_grace_seconds)
+    if spec.grace_seconds is not None:
+        return dt.timedelta(seconds=spec.grace_seconds)
+    assert spec.schedule is not None
+    period = next(_fire_times(spec.schedule, expected)) - expected
+    return max(slack, period * settings.health_job_grace_fraction)
 
 
 def _job_check(
@@ -387,7 +403,7 @@ def _job_check(
         .limit(1)
     ).first()
     latest = session.execute(
-        select(JobRun.id, JobRun.started_at, JobRun.status, JobRun.error)
+        select(JobRun.id, JobRun.started_at, JobRun.status, JobRun.error, JobRun.failed_actions)
         .where(*real, JobRun.status.in_(("succeeded", "partial", "failed", "abandoned")))
         .order_by(JobRun.started_at.desc(), JobRun.id.desc())
         .limit(1)
@@ -407,44 +423,55 @@ def _job_check(
         if last_ok
         else "no successful run yet"
     )
-    if latest is not None and latest.status in ("failed", "abandoned"):
-        error = (latest.error or "no error recorded").strip().splitlines()[0][:300]
+    if latest is not None and latest.status in ("failed", "abandoned", "partial"):
+        if latest.status == "partial":
+            failed = latest.failed_actions or 0
+            error = f"{failed} action{'s' if failed != 1 else ''} failed" + (
+                f" ({latest.error.strip().splitlines()[0][:200]})" if latest.error else ""
+            )
+        else:
+            error = (latest.error or "no error recorded").strip().splitlines()[0][:300]
         detail = (
             f"run {latest.id} (started {iso(latest.started_at)}) {latest.status}: {error}; "
             f"{success_text}; see `faithflow jobs runs --job {spec.name}`"
         )
         return CheckResult(name, "fail", detail, latency, data)
-    partial = (
-        f"run {latest.id} (started {iso(latest.started_at)}) was partial (some actions "
-        f"failed; `faithflow jobs runs --job {spec.name}`)"
-        if latest is not None and latest.status == "partial"
-        else None
-    )
     if last_ok is None:
         detail = f"never run (schedule {expr}); run `{spec.cli_command}` or check cron"
-        if partial:
-            detail = f"{partial}; no successful run yet (schedule {expr})"
         return CheckResult(name, "warn", detail, latency, data)
-    grace = dt.timedelta(seconds=settings.health_job_grace_seconds)
-    times = _fire_times(expr, last_ok.started_at)
-    expected = [next(times) for _ in range(DOWN_AFTER_RUNS)]
-    late_at = expected[LATE_AFTER_RUNS - 1] + grace
-    down_at = expected[DOWN_AFTER_RUNS - 1] + grace
-    data.update(late_after=iso(late_at), down_after=iso(down_at))
+    expected = next(_fire_times(expr, last_ok.started_at))
+    grace = job_grace(settings, spec, expected)
+    slack = min(dt.timedelta(seconds=settings.health_job_grace_seconds), grace)
+    late_at, down_at = expected + slack, expected + grace
+    data.update(
+        expected_at=iso(expected),
+        grace_seconds=int(grace.total_seconds()),
+        late_after=iso(late_at),
+        down_after=iso(down_at),
+    )
     if now > down_at:
         detail = (
-            f"down: {success_text}; schedule {expr} expected runs since {iso(expected[0])}; "
-            "check cron / the scheduler and the job's log"
+            f"down: {success_text}; schedule {expr} expected a run at {iso(expected)} "
+            f"(grace {_span(grace)}); check cron / the scheduler and the job's log"
         )
         return CheckResult(name, "fail", detail, latency, data)
     if now > late_at:
-        detail = f"late: {success_text}; schedule {expr}; down after {iso(down_at)}"
+        detail = (
+            f"late: {success_text}; schedule {expr} expected a run at {iso(expected)}; "
+            f"down after {iso(down_at)}"
+        )
         return CheckResult(name, "warn", detail, latency, data)
-    if partial:
-        detail = f"{partial}; {success_text}; late after {iso(late_at)}"
-        return CheckResult(name, "warn", detail, latency, data)
-    detail = f"{success_text}; late after {iso(late_at)}"
+    detail = f"{success_text}; next run expected {iso(expected)}, down after {iso(down_at)}"
     return CheckResult(name, "ok", detail, latency, data)
+
+
+def _span(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min".replace(" 0 min", "")
 
 
 # --- outside services -------------------------------------------------------------------------

@@ -7,8 +7,10 @@ failure rate computed at `now`) and compares each with the unresolved incidents 
 (`health:<check>`, or `job:<name>` for a job's check — the cause failed job runs share). It
 yields, per check:
 
-- `open_incident` when the check fails and its cause has no unresolved incident (before the
-  check's row, so the row links to it);
+- `open_incident` when the check has failed FAITHFLOW_HEALTH_FAILURE_THRESHOLD (2) sweeps in a
+  row (this one included: one blip opens nothing) and its cause has no unresolved incident
+  (before the check's row, so the row links to it); a cause a job resolved less than
+  FAITHFLOW_INCIDENT_FLAP_MINUTES ago reopens that incident (a flap) instead of a new one;
 - `resolve_incident` when the check no longer fails (ok, warn or skipped) and its cause has an
   unresolved incident; also for an unresolved `health:` cause whose check no longer exists;
 - `record_check` always: status ok|warn|fail|skipped, latency, detail.
@@ -25,6 +27,7 @@ already did. Escalation (alert webhook, PagerDuty) is `incidents escalate`'s job
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.actions import decode, encode
-from faithflow_ops.config import Settings
+from faithflow_ops.config import HEALTH_GRACE_PREFIX, Settings
 from faithflow_ops.errors import ConfigError
 from faithflow_ops.health import checks
 from faithflow_ops.health.checks import (
@@ -67,8 +70,24 @@ class HealthSweep(Job):
             return [(action.kind, record.check, record.status, shown, record.detail)]
         return [(action.kind, decode(ResolveIncident, action.data).check, "", "", action.reason)]
 
+    def check(self, ctx: JobContext) -> list[str]:
+        """Refuse a FAITHFLOW_HEALTH_GRACE_<JOB> that names no job (a typo would silently
+        leave the default grace)."""
+        known = {spec.name.upper() for spec in registry.JOBS}
+        unknown = sorted(set(ctx.settings.health_job_grace_overrides) - known)
+        if unknown:
+            raise ConfigError(
+                f"{', '.join(HEALTH_GRACE_PREFIX + name for name in unknown)} names no job; "
+                f"use one of: {', '.join(sorted(HEALTH_GRACE_PREFIX + n for n in known))}"
+            )
+        return []
+
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
         results = run_checks(session, ctx.settings, ctx.now, monitored_jobs(ctx.settings))
+        threshold = ctx.settings.health_failure_threshold
+        streaks = _fail_streaks(
+            session, [r.name for r in results if r.status == "fail"], ctx.now, threshold - 1
+        )
         unresolved = open_causes(session, "health:") | open_causes(session, "job:")
         if ctx.progress is not None:
             ctx.progress.start(len(results))
@@ -79,9 +98,12 @@ class HealthSweep(Job):
             covered.add(cause)
             incident: str | None = None
             if result.status == "fail":
-                incident = "ongoing" if cause in unresolved else "opened"
-                if incident == "opened":
-                    actions.append(_open(result, cause, kind))
+                failing = streaks.get(result.name, 0) + 1
+                if cause in unresolved:
+                    incident = "ongoing"
+                elif failing >= threshold:
+                    incident = "opened"
+                    actions.append(_open(result, cause, kind, failing))
             elif cause in unresolved:
                 actions.append(_resolve(result.name, cause, f"{result.name} is {result.status}"))
             actions.append(_record(result, cause, incident, ctx))
@@ -106,6 +128,7 @@ class HealthSweep(Job):
                 now=ctx.now,
                 severity=opening.severity,
                 detail=opening.detail,
+                reopen_within=_reopen_within(ctx),
             )
         elif action.kind == "resolve_incident":
             cause = decode(ResolveIncident, action.data).cause
@@ -119,17 +142,47 @@ JOB = HealthSweep()
 
 
 def monitored_jobs(settings: Settings) -> tuple[JobSchedule, ...]:
-    """Every registered job with the schedule in force (CRON_<NAME> or the registry default),
-    for its freshness check; an invalid CRON_<NAME> becomes that check's failure."""
+    """Every registered job with the schedule in force (CRON_<NAME> or the registry default)
+    and its grace (FAITHFLOW_HEALTH_GRACE_<NAME>, if set), for its freshness check; an invalid
+    CRON_<NAME> becomes that check's failure."""
     return tuple(_job_schedule(spec, settings) for spec in registry.JOBS)
 
 
 def _job_schedule(spec: registry.JobSpec, settings: Settings) -> JobSchedule:
+    grace = settings.health_job_grace_overrides.get(spec.name.upper())
     try:
         expr = registry.schedule_for(spec, settings.cron_overrides)
     except ConfigError as exc:
-        return JobSchedule(spec.name, spec.cli_command, None, str(exc))
-    return JobSchedule(spec.name, spec.cli_command, expr)
+        return JobSchedule(spec.name, spec.cli_command, None, str(exc), grace)
+    return JobSchedule(spec.name, spec.cli_command, expr, None, grace)
+
+
+def _reopen_within(ctx: JobContext) -> dt.timedelta:
+    return dt.timedelta(minutes=ctx.settings.incident_flap_minutes)
+
+
+def _fail_streaks(
+    session: Session, names: list[str], now: dt.datetime, depth: int
+) -> dict[str, int]:
+    """Per check of `names`: how many of its stored results just before `now` failed in a row
+    (at most `depth`; ix_health_checks_check_at serves each lookup)."""
+    streaks: dict[str, int] = {}
+    if depth <= 0:
+        return streaks
+    for name in names:
+        recent = session.scalars(
+            select(HealthCheckResult.status)
+            .where(HealthCheckResult.check_name == name, HealthCheckResult.checked_at < now)
+            .order_by(HealthCheckResult.checked_at.desc(), HealthCheckResult.id.desc())
+            .limit(depth)
+        ).all()
+        count = 0
+        for status in recent:
+            if status != "fail":
+                break
+            count += 1
+        streaks[name] = count
+    return streaks
 
 
 def check_names() -> list[str]:
@@ -140,7 +193,7 @@ def check_names() -> list[str]:
 def _title(result: CheckResult) -> str:
     if result.name.startswith("job:"):
         job = result.name.removeprefix("job:")
-        if result.data.get("latest_status") in ("failed", "abandoned"):
+        if result.data.get("latest_status") in ("failed", "abandoned", "partial"):
             status = result.data["latest_status"]
             return f"job {job} {status} (run {result.data.get('latest_run')})"
         if result.data.get("last_success_at"):
@@ -149,7 +202,7 @@ def _title(result: CheckResult) -> str:
     return f"health check {result.name} is failing"
 
 
-def _open(result: CheckResult, cause: str, kind: str) -> Action:
+def _open(result: CheckResult, cause: str, kind: str, failing: int) -> Action:
     opening = OpenIncident(
         check=result.name,
         cause=cause,
@@ -158,7 +211,8 @@ def _open(result: CheckResult, cause: str, kind: str) -> Action:
         severity=severity(result.name),
         detail=result.detail,
     )
-    return Action("open_incident", f"incident:{cause}", opening.title, encode(opening))
+    reason = f"{opening.title} ({failing} failing sweep{'s' if failing != 1 else ''} in a row)"
+    return Action("open_incident", f"incident:{cause}", reason, encode(opening))
 
 
 def _resolve(check: str, cause: str, why: str) -> Action:
@@ -212,6 +266,7 @@ def _apply_record(session: Session, ctx: JobContext, record: RecordCheck) -> Non
                 now=ctx.now,
                 severity=severity(check),
                 detail=record.detail,
+                reopen_within=_reopen_within(ctx),
             )
             incident_id = raised.id
         else:

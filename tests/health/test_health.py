@@ -320,40 +320,40 @@ def job_state(db: Database, dns: DnsServer, job: str, now: dt.datetime) -> check
 
 
 def test_job_freshness_ok_late_down_in_its_own_schedule(db: Database, dns: DnsServer) -> None:
-    # dunning runs */15: last success 10:00 → expected 10:15, 10:30 (late after 10:32 with
-    # the 120 s grace), 10:45, 11:00 (down after 11:02).
+    # Healthchecks.io's cron check: expected time + grace. dunning runs */15: last success
+    # 10:00 → next expected 10:15; late after the 120 s slack (10:17); down after its grace, a
+    # quarter of its 15-minute period (3 min 45 s → 10:18:45) — not after the 4th missed run.
     run_id = add_run(db, "dunning", NOW)
-    add_run(db, "dunning", NOW + dt.timedelta(minutes=40), dry_run=True)  # a preview: no
-    add_run(db, "dunning", NOW + dt.timedelta(minutes=41), "skipped")  # skipped: no
-    ok = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=32))
+    add_run(db, "dunning", NOW + dt.timedelta(minutes=16), dry_run=True)  # a preview: no
+    add_run(db, "dunning", NOW + dt.timedelta(minutes=16, seconds=30), "skipped")  # skipped: no
+    ok = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=17))
     assert ok.status == "ok", ok.detail
-    assert ok.data["late_after"] == "2026-03-02T10:32:00+00:00"
-    late = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=33))
+    assert ok.data["expected_at"] == "2026-03-02T10:15:00+00:00"
+    assert ok.data["late_after"] == "2026-03-02T10:17:00+00:00"
+    assert ok.data["down_after"] == "2026-03-02T10:18:45+00:00"
+    late = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=18))
     assert late.status == "warn" and late.detail.startswith("late:")
     assert f"last successful run {run_id} started 2026-03-02T10:00:00+00:00" in late.detail
-    down = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=63))
+    down = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=19))
     assert down.status == "fail" and down.detail.startswith("down:")
+    assert "expected a run at 2026-03-02T10:15:00+00:00" in down.detail
     assert down.data["last_success_run"] == run_id
     # freshness is computed at `now`: a run after `now` does not count
-    add_run(db, "dunning", NOW + dt.timedelta(minutes=62))
-    assert job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=61)).status == "warn"
-    assert job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=63)).status == "ok"
+    add_run(db, "dunning", NOW + dt.timedelta(minutes=20))
+    assert job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=19)).status == "fail"
+    assert job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=21)).status == "ok"
 
 
-def test_a_partial_run_is_not_a_success(db: Database, dns: DnsServer) -> None:
-    # some actions failed: the job is not fresh on its account, and the latest one warns
+def test_a_partial_run_counts_against_the_job(db: Database, dns: DnsServer) -> None:
+    # issue 22.5: some actions failed — not a success, and the job's check fails on it
     ok = add_run(db, "dunning", NOW)
     partial = add_run(db, "dunning", NOW + dt.timedelta(minutes=15), "partial")
-    state = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=20))
-    assert state.status == "warn", state.detail
+    state = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=16))
+    assert state.status == "fail", state.detail
     assert f"run {partial}" in state.detail and "partial" in state.detail
     assert state.data["last_success_run"] == ok
-    # only partial runs since 10:00: down at 11:03 like no run at all
-    for minutes in (30, 45, 60):
-        add_run(db, "dunning", NOW + dt.timedelta(minutes=minutes), "partial")
-    down = job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=63))
-    assert down.status == "fail" and down.detail.startswith("down:")
-    assert down.data["last_success_run"] == ok
+    add_run(db, "dunning", NOW + dt.timedelta(minutes=30))  # a clean run: healthy again
+    assert job_state(db, dns, "dunning", NOW + dt.timedelta(minutes=31)).status == "ok"
 
 
 def test_an_abandoned_latest_run_fails_the_job_check(db: Database, dns: DnsServer) -> None:
@@ -373,10 +373,14 @@ def test_a_daily_job_is_judged_in_days_and_never_run_only_warns(
     assert never.status == "warn" and never.detail.startswith("never run")
     assert "faithflow subs backfill" in never.detail
     add_run(db, "subscription_metadata_backfill", NOW.replace(hour=2, minute=10))
-    day = dt.timedelta(days=1)
-    assert job_state(db, dns, "subscription_metadata_backfill", NOW + day).status == "ok"
-    assert job_state(db, dns, "subscription_metadata_backfill", NOW + 2 * day).status == "warn"
-    assert job_state(db, dns, "subscription_metadata_backfill", NOW + 4 * day).status == "fail"
+    # daily at 02:10: the next run is expected 03-03 02:10, grace a quarter day (6 h)
+    state = job_state(db, dns, "subscription_metadata_backfill", NOW)
+    assert state.status == "ok" and state.data["down_after"] == "2026-03-03T08:10:00+00:00"
+    missed = dt.datetime(2026, 3, 3, tzinfo=dt.UTC)
+    at = {h: missed + dt.timedelta(hours=h) for h in (2.5, 8.1, 8.2)}
+    assert job_state(db, dns, "subscription_metadata_backfill", at[2.5]).status == "warn"
+    assert job_state(db, dns, "subscription_metadata_backfill", at[8.1]).status == "warn"
+    assert job_state(db, dns, "subscription_metadata_backfill", at[8.2]).status == "fail"
 
 
 def test_a_failed_latest_run_fails_until_a_later_run_succeeds(db: Database, dns: DnsServer) -> None:
@@ -486,7 +490,9 @@ def test_webhook_failure_rate_over_the_last_hour(db: Database, dns: DnsServer) -
 def test_a_preview_writes_no_history_and_no_incident(
     db: Database, db_url: str, dns: DnsServer
 ) -> None:
-    cfg = base_settings(dns, db_url, stripe_secret_key="sk", stripe_api_base=_closed())
+    cfg = base_settings(
+        dns, db_url, stripe_secret_key="sk", stripe_api_base=_closed(), health_failure_threshold=1
+    )
     result = sweep(db, cfg, dry_run=True)
     assert result.counts["record_check"] == len(health_sweep.check_names())
     assert result.counts["open_incident"] == 1
@@ -502,6 +508,10 @@ def test_a_failing_check_opens_one_incident_counts_repeats_and_resolves_when_it_
     db: Database, db_url: str, dns: DnsServer
 ) -> None:
     down = base_settings(dns, db_url, stripe_secret_key="sk", stripe_api_base=_closed())
+    # one failing sweep is a blip: recorded, no incident (FAITHFLOW_HEALTH_FAILURE_THRESHOLD 2)
+    blip = sweep(db, down, NOW - dt.timedelta(minutes=5))
+    assert by_check(blip)["stripe"]["status"] == "fail" and "open_incident" not in blip.counts
+    assert incidents(db) == []
     first = sweep(db, down)
     assert first.counts["open_incident"] == 1 and first.outcomes == {
         "applied": first.counts.total()
@@ -521,7 +531,7 @@ def test_a_failing_check_opens_one_incident_counts_repeats_and_resolves_when_it_
             .where(HealthCheckResult.check_name == "stripe")
             .order_by(HealthCheckResult.checked_at)
         ).all()
-    assert linked == [incident.id, incident.id]
+    assert linked == [None, incident.id, incident.id]
 
     with stripe_fake().serve() as fake:
         up = dataclasses.replace(down, stripe_api_base=fake.url)
@@ -532,13 +542,13 @@ def test_a_failing_check_opens_one_incident_counts_repeats_and_resolves_when_it_
     assert incident.status == "resolved" and incident.resolved_by == "job:health_sweep"
     assert incident.resolved_at == NOW + dt.timedelta(minutes=10)
     assert "resolve_incident" not in fourth.counts and "open_incident" not in fourth.counts
-    assert count(db, HealthCheckResult) == 4 * len(health_sweep.check_names())
+    assert count(db, HealthCheckResult) == 5 * len(health_sweep.check_names())
 
 
 def test_a_failed_job_run_opens_a_job_incident_and_a_later_success_resolves_it(
     db: Database, db_url: str, dns: DnsServer
 ) -> None:
-    cfg = base_settings(dns, db_url)
+    cfg = base_settings(dns, db_url, health_failure_threshold=1)
     add_run(db, "dunning", NOW - dt.timedelta(minutes=3), "failed", error="RuntimeError: x")
     first = sweep(db, cfg)
     opened = [a.action for a in first.actions if a.action.kind == "open_incident"]
