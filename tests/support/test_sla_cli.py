@@ -47,6 +47,9 @@ def test_the_calendar_set_from_the_cli_is_what_the_clocks_count_on(world: Databa
         ("sla", "calendar", "holiday", "remove", "2026-12-25"),  # not a holiday
         ("sla", "breaches", "--priority", "vip"),
         ("sla", "breaches", "--since", "last tuesday"),
+        ("sla", "calendar", "holiday", "add", "2026-04-03", "--now", "friday"),
+        ("sla", "calendar", "set", "--timezone", "Africa/Lagos", "--now", ""),
+        ("sla", "policy", "set", "--metric", "resolution", "--target", "4h", "--now", "x"),
     ],
 )
 def test_bad_calendar_and_breach_input_exits_2_with_a_message(
@@ -55,6 +58,9 @@ def test_bad_calendar_and_breach_input_exits_2_with_a_message(
     result = cli(*args)
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and result.stderr.strip()
+    # nothing written: the calendar and the policies are the defaults still
+    assert call(cli, "sla", "calendar", "show")["source"] == "default"
+    assert {p["source"] for p in call(cli, "sla", "policy", "show")} == {"default"}
 
 
 def test_breaches_filter_by_since_and_priority(world: Database, cli) -> None:
