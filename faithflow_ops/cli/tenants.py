@@ -161,13 +161,25 @@ def set_(
     phone: Annotated[
         str | None, typer.Option("--phone", help="Billing phone in E.164, e.g. +2348031234567.")
     ] = None,
+    sms_name: Annotated[
+        str | None,
+        typer.Option(
+            "--sms-name",
+            help="The church's name in SMS: GSM-7 letters, at most 30 characters, so a "
+            "dunning SMS stays one segment (default: the name with accents and tone marks "
+            "dropped; '' clears).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set the tenant's billing email and/or phone (Paystack checkout needs the email)."""
+    """Set the tenant's billing email and/or phone (Paystack checkout needs the email), and
+    the short name SMS call it by."""
     from faithflow_ops.tenancy.tenants import set_billing_contact, tenant_doc
 
     with database().session() as session:
-        result = set_billing_contact(session, slug, actor=actor(), email=email, phone=phone)
+        result = set_billing_contact(
+            session, slug, actor=actor(), email=email, phone=phone, sms_name=sms_name
+        )
         doc = tenant_doc(result.tenant)
     _render_one(doc, as_json)
     if result.changed:

@@ -112,3 +112,30 @@ def fold(text: str) -> str:
         else:
             words.append("".join(_fold_char(c) for c in word))
     return re.sub(r"\s{2,}", " ", "".join(words)).strip()
+
+
+NAME_LENGTH = 30  # septets a church's SMS name may take (tenants.sms_name; templates.SMS_NAME_ROOM)
+
+
+def check_name(value: str) -> str | None:
+    """A church's short SMS name (`tenants set --sms-name`): one line of GSM-7, at most 30
+    septets; '' clears it (None). UserError names the problem and a folded suggestion."""
+    from faithflow_ops.errors import UserError
+
+    name = " ".join(value.split())
+    if not name:
+        return None
+    if not is_gsm7(name):
+        folded = fold(name)
+        hint = f"e.g. {folded[:NAME_LENGTH].strip()!r}" if folded else "Latin letters"
+        raise UserError(
+            f"--sms-name {value!r} has characters an SMS can only send as UCS-2 (70 characters "
+            f"a segment instead of 160): use GSM-7 letters, {hint}"
+        )
+    size = cost(name).units
+    if size > NAME_LENGTH:
+        raise UserError(
+            f"--sms-name {value!r} takes {size} characters in an SMS; at most {NAME_LENGTH}, so "
+            "a dunning SMS stays one segment: shorten it"
+        )
+    return name

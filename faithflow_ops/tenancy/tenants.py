@@ -90,17 +90,24 @@ def set_billing_contact(
     actor: str,
     email: str | None = None,
     phone: str | None = None,
+    sms_name: str | None = None,
 ) -> Transition:
-    """Set the tenant's billing email and/or phone; values already held change nothing."""
-    if email is None and phone is None:
-        raise UserError("nothing to change: give --email and/or --phone")
+    """Set the tenant's billing email and/or phone, and/or the short name SMS call it by
+    (GSM-7, at most 30 characters; '' clears it: comms.sms); values already held change
+    nothing."""
+    from faithflow_ops.comms import sms
+
+    if email is None and phone is None and sms_name is None:
+        raise UserError("nothing to change: give --email, --phone and/or --sms-name")
     tenant = get_tenant(session, slug)
     ensure_writable(tenant, "changed")
-    after: dict[str, str] = {}
+    after: dict[str, str | None] = {}
     if email is not None:
         after["billing_email"] = validation.email(email)
     if phone is not None:
         after["billing_phone"] = validation.phone(phone)
+    if sms_name is not None:
+        after["sms_name"] = sms.check_name(sms_name)
     before = {key: getattr(tenant, key) for key in after}
     changed = {key: value for key, value in after.items() if before[key] != value}
     if not changed:

@@ -542,7 +542,7 @@ def test_set_changes_the_billing_contact_and_audits_it(cli: Any, db: Database) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "nothing to change: give --email and/or --phone"),
+        ((), "nothing to change: give --email, --phone and/or --sms-name"),
         (("--email", "not-an-email"), "email"),
         (("--phone", "0803"), "phone"),
     ],
