@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
+from faithflow_ops.billing import live as one_live
 from faithflow_ops.clock import jsonable
 from faithflow_ops.db import utcnow
 from faithflow_ops.dunning import cases as dunning_cases
@@ -181,8 +182,9 @@ def adopt_or_refuse(
     if live.provider == provider and live.provider_subscription_id is None and ref:
         live.provider_subscription_id = ref
         return live
+    slug = session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
     return unmatched(
-        f"tenant {tenant_id} already has live subscription {live.id} ({live.provider} "
+        f"tenant {slug} already has live subscription {live.id} ({live.provider} "
         f"{live.provider_subscription_id or 'without a provider id'}, {live.status}); one live "
         f"subscription per tenant: end it (`faithflow subs cancel --subscription {live.id}`), "
         "then `faithflow webhooks replay`"
@@ -231,6 +233,9 @@ def set_subscription_status(
     canceled: `canceled_at` is set once. The subscription's dunning case opens (past due) or
     closes (recovered, canceled, suspended) with it (`dunning.cases`).
     """
+    refused = one_live.revival_refusal(session, sub, status)
+    if refused is not None:  # one live subscription per tenant (billing/live.py)
+        raise one_live.SecondLiveSubscription(refused)
     notes: list[str] = []
     before = _sub_state(sub)
     if status != sub.status:

@@ -34,7 +34,7 @@ from faithflow_ops.billing.reconcile_plan import (
 from faithflow_ops.billing.reconcile_remote import WebhookRules
 from faithflow_ops.clock import iso, jsonable
 from faithflow_ops.db import rowcount, upsert_insert, utcnow
-from faithflow_ops.models import Invoice, Subscription
+from faithflow_ops.models import Invoice, Subscription, Tenant
 
 SOURCE = "job:invoices_reconcile"
 AUDIT_IMPORT = "invoice.reconcile_import"
@@ -102,7 +102,9 @@ def _apply_link(session: Session, run: Run, data: Mapping[str, Any]) -> None:
     ).scalar()
     if inserted is None:
         owner = session.scalar(
-            select(ACCOUNTS.c.tenant_id).where(
+            select(Tenant.slug)
+            .join(ACCOUNTS, ACCOUNTS.c.tenant_id == Tenant.id)
+            .where(
                 ACCOUNTS.c.provider == p.provider,
                 ACCOUNTS.c.kind == "customer",
                 ACCOUNTS.c.external_id == p.customer,

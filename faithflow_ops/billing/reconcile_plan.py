@@ -60,13 +60,14 @@ from faithflow_ops.billing import reconcile_allocation as alloc
 from faithflow_ops.billing.reconcile_remote import Fetched, Remote
 from faithflow_ops.billing.reconcile_remote import text as _text
 from faithflow_ops.clock import from_iso, iso
-from faithflow_ops.models import Invoice, ProviderAccount, Subscription, SubscriptionPlan
+from faithflow_ops.models import Invoice, ProviderAccount, Subscription, SubscriptionPlan, Tenant
 from faithflow_ops.money import format_money
 
 INVOICES = cast(Table, Invoice.__table__)
 SUBS = cast(Table, Subscription.__table__)
 ACCOUNTS = cast(Table, ProviderAccount.__table__)
 PLANS = cast(Table, SubscriptionPlan.__table__)
+TENANTS = cast(Table, Tenant.__table__)
 
 WINDOW = dt.timedelta(days=35)
 SLACK = dt.timedelta(days=2)  # provider objects are read from this long before the window
@@ -366,6 +367,10 @@ class _Planner:
             .tuples()
             .all()
         )
+        # tenants are named by slug in reasons, tables and (beside tenant_id) the JSON
+        self.slugs: dict[int, str] = dict(
+            s.execute(select(TENANTS.c.id, TENANTS.c.slug)).tuples().all()
+        )
         self.plan_codes = {
             plan_id: (meta or {}).get("paystackPlanCode") if isinstance(meta, dict) else None
             for plan_id, meta in s.execute(select(PLANS.c.id, PLANS.c["metadata"])).tuples()
@@ -486,7 +491,15 @@ class _Planner:
         reports += self._missing_at_provider(matched)
         reports += self._unmapped(unmapped)
         reports += self._drift(settling, imports_paid)
-        return links + fixes + reports
+        out = links + fixes + reports
+        for action in out:
+            tenant_id = action.data.get("tenant_id")
+            if isinstance(tenant_id, int):
+                action.data["tenant"] = self._slug(tenant_id)
+        return out
+
+    def _slug(self, tenant_id: int) -> str:
+        return self.slugs.get(tenant_id, f"#{tenant_id}")  # deleted meanwhile: its id
 
     def _allocation(self) -> tuple[alloc.Allocation, list[alloc.Finding]]:
         """Which invoice each charge paid; a charge several invoices name maps to its owner
@@ -523,8 +536,8 @@ class _Planner:
         return Action(
             "relink_customer",
             f"customer:{self.provider}:{customer}",
-            f"{customer} is the customer of a subscription of tenant {tenant} but has "
-            "no provider_accounts row; link it",
+            f"{customer} is the customer of a subscription of tenant {self._slug(tenant)} "
+            "but has no provider_accounts row; link it",
             encode(RelinkCustomer(self.provider, customer, remote.raw_customer, tenant)),
         )
 
@@ -616,7 +629,7 @@ class _Planner:
             f"{self.provider}:{remote.ref}",
             f"{self.provider} invoice {remote.ref} ({remote.status}, "
             f"{self._money(remote.amount_due, remote.currency)}) is not recorded here: "
-            f"import it for tenant {tenant}",
+            f"import it for tenant {self._slug(tenant)}",
             encode(
                 MissingLocally(
                     provider=self.provider,
@@ -673,7 +686,8 @@ class _Planner:
         for customer, remotes in sorted(unmapped.items()):
             owners = sorted(self.tenants_by_customer.get(customer, set()))
             why = (
-                f"is the customer of subscriptions of tenants {owners}"
+                "is the customer of subscriptions of tenants "
+                + ", ".join(self._slug(owner) for owner in owners)
                 if len(owners) > 1
                 else "maps to no tenant"
             )

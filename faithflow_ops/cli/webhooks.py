@@ -102,7 +102,7 @@ def list_(
                     d["type"],
                     d["status"],
                     d["delivery_count"],
-                    d["tenant_id"],
+                    d["tenant"],
                     d["last_error"] or d["outcome"],
                 ]
                 for d in docs
@@ -127,6 +127,7 @@ def show(event_id: EventIdArg, as_json: JsonOpt = False) -> None:
         output.print_json(doc)
         return
     payload = doc.pop("payload")
+    doc.pop("tenant_id")  # named by its slug (`tenant`)
     output.record(doc, title=f"webhook event {doc['id']}")
     output.record({"payload": output.dumps(payload)}, title="payload")
 

@@ -67,7 +67,7 @@ class InvoicesReconcile(Job):
 
     @classmethod
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
-        return [(action.kind, action.target, action.data.get("tenant_id"), action.reason)]
+        return [(action.kind, action.target, action.data.get("tenant"), action.reason)]
 
     def check(self, ctx: JobContext) -> list[str]:
         """The same refusal from every door: a --provider whose key is missing, no provider

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import NotFound, one_of
-from faithflow_ops.models import WebhookEvent
+from faithflow_ops.models import Tenant, WebhookEvent
 from faithflow_ops.models.billing import PROVIDERS
 from faithflow_ops.models.webhooks import WEBHOOK_SCOPES, WEBHOOK_STATUSES
 from faithflow_ops.webhooks import applier
@@ -44,10 +44,15 @@ _SHOW_FIELDS = {
 }
 
 
-def event_doc(row: WebhookEvent, *, full: bool = False) -> dict[str, Any]:
-    """One stored event as a document; `full` adds the references and the payload."""
+def event_doc(row: WebhookEvent, tenant: str | None, *, full: bool = False) -> dict[str, Any]:
+    """One stored event as a document, naming its tenant by slug (`tenant`, beside
+    `tenant_id`); `full` adds the references and the payload."""
     fields = {**_FIELDS, **_SHOW_FIELDS} if full else _FIELDS
-    doc = {name: getattr(row, column) for column, name in fields.items()}
+    doc: dict[str, Any] = {}
+    for column, name in fields.items():
+        doc[name] = getattr(row, column)
+        if column == "tenant_id":
+            doc["tenant"] = tenant
     if full:
         doc["payload"] = row.payload
     return doc
@@ -77,21 +82,26 @@ def list_events(
     if since is not None:
         conditions.append(WebhookEvent.first_received_at >= since)
     total = session.scalar(select(func.count()).select_from(WebhookEvent).where(*conditions))
-    found = session.scalars(
-        select(WebhookEvent)
+    found = session.execute(
+        select(WebhookEvent, Tenant.slug)
+        .outerjoin(Tenant, Tenant.id == WebhookEvent.tenant_id)
         .where(*conditions)
         .order_by(WebhookEvent.first_received_at.desc(), WebhookEvent.id.desc())
         .limit(limit)
     ).all()
-    return [event_doc(row) for row in found], total or 0
+    return [event_doc(row, slug) for row, slug in found], total or 0
 
 
 def event_details(session: Session, event_id: int) -> dict[str, Any]:
     """One stored event with every field and its payload; NotFound when there is none."""
-    row = session.get(WebhookEvent, event_id)
-    if row is None:
+    found = session.execute(
+        select(WebhookEvent, Tenant.slug)
+        .outerjoin(Tenant, Tenant.id == WebhookEvent.tenant_id)
+        .where(WebhookEvent.id == event_id)
+    ).first()
+    if found is None:
         raise NotFound(f"no webhook event {event_id}; see `faithflow webhooks list`")
-    return event_doc(row, full=True)
+    return event_doc(found[0], found[1], full=True)
 
 
 def event_status(session: Session, event_id: int) -> str | None:

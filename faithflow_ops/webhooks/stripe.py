@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.billing import lifecycle as fx
+from faithflow_ops.billing import live as one_live
 from faithflow_ops.billing.dispute_owner import (
     PaymentLinks,
     disputed_payment,
@@ -42,6 +43,12 @@ from faithflow_ops.tenancy.accounts import link_account
 from faithflow_ops.webhooks.events import InboundEvent, canonical_customer
 
 Handler = Callable[[Session, InboundEvent], Outcome]
+
+
+def _slug(session: Session, tenant_id: int) -> str | None:
+    """A tenant's slug, for messages (an operator knows churches by slug, not by id)."""
+    return session.scalar(select(Tenant.slug).where(Tenant.id == tenant_id))
+
 
 _STATUS = {
     "incomplete": "incomplete",
@@ -123,7 +130,8 @@ def checkout_completed(session: Session, event: InboundEvent) -> Outcome:
                 notes.append(f"{sub_id} will be recorded by its customer.subscription event")
         elif sub.tenant_id != tenant.id:
             return fx.unmatched(
-                f"{sub_id} is recorded for tenant {sub.tenant_id}, not {tenant.slug}; "
+                f"{sub_id} is recorded for tenant {_slug(session, sub.tenant_id)}, not "
+                f"{tenant.slug}; "
                 "a human must decide which church it belongs to"
             )
         elif customer and not sub.provider_customer_id:
@@ -208,6 +216,14 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
             f"{sub.provider_state_at.isoformat() if sub.provider_state_at else '?'}",
             sub.tenant_id,
         )
+    status = (
+        "canceled"
+        if event.type.endswith(".deleted")
+        else _STATUS.get(str(obj.get("status")), sub.status)
+    )
+    refused = one_live.revival_refusal(session, sub, status)
+    if refused is not None:  # checked before anything is written
+        return Outcome("unmatched", refused, sub.tenant_id)
     if plan is not None and plan.id != sub.plan_id:
         notes.append(f"subscription {sub.id}: plan {sub.plan_id} -> {plan.id}")
         sub.plan_id = plan.id
@@ -219,11 +235,6 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     sub.current_period_end = _period(obj, "current_period_end") or sub.current_period_end
     if "cancel_at_period_end" in obj:
         sub.cancel_at_period_end = bool(obj["cancel_at_period_end"])
-    status = (
-        "canceled"
-        if event.type.endswith(".deleted")
-        else _STATUS.get(str(obj.get("status")), sub.status)
-    )
     if status == "canceled":
         sub.canceled_at = fx.timestamp(obj.get("canceled_at")) or sub.canceled_at or at
     notes += fx.set_subscription_status(session, sub, status, at, event)

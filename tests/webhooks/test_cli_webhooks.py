@@ -22,8 +22,8 @@ T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
 
 LIST_FIELDS = {
     "id", "provider", "scope", "event_key", "type", "status", "delivery_count",
-    "first_received_at", "last_received_at", "applied_at", "tenant_id", "object_id", "outcome",
-    "last_error",
+    "first_received_at", "last_received_at", "applied_at", "tenant_id", "tenant", "object_id",
+    "outcome", "last_error",
 }  # fmt: skip
 
 
@@ -111,6 +111,7 @@ def test_list_json_is_newest_first_with_column_names(cli, db: Database, three) -
     assert applied["status"] == "applied" and applied["delivery_count"] == 1
     assert applied["applied_at"] == (T0 + dt.timedelta(hours=2)).isoformat()
     assert applied["tenant_id"] is not None and applied["object_id"] == "cus_Linked1"
+    assert applied["tenant"] == "grace" and docs[1]["tenant"] is None  # the slug, beside the id
     assert "billing email updated" in applied["outcome"] and applied["last_error"] is None
 
 
