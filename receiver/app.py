@@ -35,6 +35,7 @@ from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.jobs.runner import RunResult
 from faithflow_ops.webhooks.applier import ApplyStats, Worker
+from receiver.email_dsn import dsn_handlers
 from receiver.health import first_line as _first_line
 from receiver.health import health_handlers
 from receiver.metrics import Metrics, MetricsMiddleware, WebhookBacklog
@@ -163,6 +164,7 @@ def create_app(
             ),
             *webhook_handlers(ingest, settings, metrics),
             *twilio_handlers(database, settings, metrics),
+            *dsn_handlers(database, settings, metrics),
             *task_handlers(
                 jobs if jobs is not None else registry.JOBS, jobs_db, settings, counter("http")
             ),
