@@ -13,9 +13,10 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, cast, func, select
+from sqlalchemy import ColumnElement, Float, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 
+from faithflow_ops.dunning.cases import SKIPPED_PREFIX
 from faithflow_ops.errors import UserError
 from faithflow_ops.models import DunningAttempt, DunningCase, OutboundMessage
 from faithflow_ops.models.comms import MESSAGE_STATUSES
@@ -124,15 +125,40 @@ def compute(
         or 0,
     )
 
-    # attempts per step and channel, and what became of their messages: one GROUP BY
+    # attempts per step and channel, and what became of their messages: one GROUP BY.
+    # "attempts" counts what was handed to a provider; skipped steps, messages canceled or
+    # suppressed before a send, the handover and retries with nothing to charge are not.
+    handed = case(
+        (
+            DunningAttempt.channel.in_(MESSAGE_CHANNELS),
+            or_(
+                OutboundMessage.attempts > 0,
+                OutboundMessage.status.in_(("sending", "sent", "delivered", "unknown")),
+            ),
+        ),
+        (
+            DunningAttempt.channel == "payment_retry",
+            or_(
+                DunningAttempt.retry_outcome.in_(("succeeded", "failed", "error")),
+                and_(
+                    DunningAttempt.retry_outcome.is_(None),
+                    func.coalesce(DunningAttempt.detail, "").like("in progress%"),
+                ),
+            ),
+        ),
+        else_=False,
+    )
+    skipped = func.coalesce(DunningAttempt.detail, "").like(SKIPPED_PREFIX + "%")
     attempts: dict[tuple[str, str], dict[str, Any]] = {}
     retries: dict[str, int] = defaultdict(int)
-    for step, channel, outcome_text, status, count in session.execute(
+    for step, channel, outcome_text, status, was_handed, was_skipped, count in session.execute(
         select(
             DunningAttempt.step,
             DunningAttempt.channel,
             DunningAttempt.retry_outcome,
             OutboundMessage.status,
+            handed,
+            skipped,
             func.count(),
         )
         .join(DunningCase, DunningCase.id == DunningAttempt.case_id)
@@ -143,12 +169,20 @@ def compute(
             DunningAttempt.channel,
             DunningAttempt.retry_outcome,
             OutboundMessage.status,
+            handed,
+            skipped,
         )
     ):
         row = attempts.setdefault(
-            (step, channel), {"step": step, "channel": channel, "attempts": 0}
+            (step, channel),
+            {"step": step, "channel": channel, "attempts": 0, "recorded": 0, "skipped": 0},
         )
-        row["attempts"] += count
+        row["recorded"] += count
+        if was_handed:
+            row["attempts"] += count
+        if was_skipped:
+            row["skipped"] += count
+            continue
         if channel in MESSAGE_CHANNELS:
             messages = row.setdefault("messages", dict.fromkeys(MESSAGE_STATUSES, 0))
             messages[status or "no_message"] = messages.get(status or "no_message", 0) + count
@@ -162,13 +196,13 @@ def compute(
     )
     per_channel: dict[str, dict[str, int]] = {}
     for row in attempt_rows:
-        if "messages" not in row:
+        if row["channel"] not in MESSAGE_CHANNELS:
             continue
         total = per_channel.setdefault(
             row["channel"], dict.fromkeys(("attempts", *MESSAGE_STATUSES), 0)
         )
         total["attempts"] += row["attempts"]
-        for status, count in row["messages"].items():
+        for status, count in row.get("messages", {}).items():
             total[status] = total.get(status, 0) + count
 
     # the whole open book now
@@ -215,6 +249,7 @@ def compute(
         },
         "attempts": {
             "total": sum(r["attempts"] for r in attempt_rows),
+            "skipped": sum(r["skipped"] for r in attempt_rows),
             "by_step": attempt_rows,
             "messages_by_channel": dict(
                 sorted(per_channel.items(), key=lambda kv: _channel_rank(kv[0]))

@@ -5,7 +5,8 @@ A case opens when a subscription goes past due (`open_case`, called by
 through) and closes once (`close_cases`):
 
 - `recovered`: the subscription is active or trialing again (a paid invoice settles it);
-  `recovered_after_step` is the last ladder step that did something before the payment;
+  `recovered_after_step` is the last ladder step whose message reached the church (or whose
+  retry took the payment) before it (`credited_step`);
 - `suspended`: the tenant (or the subscription) was suspended;
 - `canceled`: the subscription ended.
 
@@ -20,13 +21,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, text, update
+from sqlalchemy import Table, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.comms import outbox
 from faithflow_ops.db import rowcount, upsert_insert
-from faithflow_ops.models import Invoice, Subscription, SubscriptionPlan
+from faithflow_ops.models import Invoice, OutboundMessage, Subscription, SubscriptionPlan
 from faithflow_ops.models.dunning import DunningAttempt, DunningCase
 
 CASES = cast(Table, DunningCase.__table__)
@@ -126,14 +127,28 @@ def open_case(session: Session, sub: Subscription, at: dt.datetime, actor: str) 
     return case_id
 
 
-def last_step_taken(session: Session, case_id: int) -> str | None:
-    """The latest ladder step that did something on the case (a skipped step does not count)."""
+def credited_step(session: Session, case_id: int, paid_at: dt.datetime) -> str | None:
+    """The ladder step a recovery at `paid_at` is credited to: the latest whose message
+    actually reached the church before the payment — delivered, or sent for e-mail (no delivery
+    feedback) — or whose payment retry took the payment. A step skipped, canceled (by quiet
+    hours, then the payment) or still waiting did nothing, and gets no credit."""
+    messages = cast(Table, OutboundMessage.__table__)
+    reached = or_(
+        and_(
+            messages.c.status == "delivered",
+            func.coalesce(messages.c.delivered_at, messages.c.sent_at) <= paid_at,
+        ),
+        and_(
+            ATTEMPTS.c.channel == "email",
+            messages.c.status == "sent",
+            messages.c.sent_at <= paid_at,
+        ),
+        ATTEMPTS.c.retry_outcome == "succeeded",
+    )
     step: str | None = session.scalar(
         select(ATTEMPTS.c.step)
-        .where(
-            ATTEMPTS.c.case_id == case_id,
-            func.coalesce(ATTEMPTS.c.detail, "").not_like(SKIPPED_PREFIX + "%"),
-        )
+        .select_from(ATTEMPTS.outerjoin(messages, messages.c.id == ATTEMPTS.c.message_id))
+        .where(ATTEMPTS.c.case_id == case_id, reached)
         .order_by(ATTEMPTS.c.step_index.desc(), ATTEMPTS.c.id.desc())
         .limit(1)
     )
@@ -165,7 +180,7 @@ def close_cases(
     ).all()
     closed: list[int] = []
     for case_id, case_tenant in found:
-        after_step = last_step_taken(session, case_id) if status == "recovered" else None
+        after_step = credited_step(session, case_id, at) if status == "recovered" else None
         claimed = session.execute(
             update(CASES)
             .where(CASES.c.id == case_id, CASES.c.status == "open")

@@ -126,6 +126,8 @@ def seed(db: Database) -> None:
                         category="dunning",
                         priority=50,
                         status=status,
+                        # handed to the provider once, except what was suppressed before it
+                        attempts=0 if status == "suppressed" else 1,
                         idempotency_key=f"k{i}",
                         not_before=at(10, 1),
                         next_attempt_at=at(10, 1),
@@ -169,22 +171,36 @@ EXPECTED_ATTEMPTS: list[dict[str, Any]] = [
         "step": "day0",
         "channel": "email",
         "attempts": 2,
+        "recorded": 2,
+        "skipped": 0,
         "messages": _messages(delivered=1, failed=1),
     },
     {
         "step": "day3",
         "channel": "email",
-        "attempts": 2,
+        "attempts": 1,  # the suppressed one never reached a provider
+        "recorded": 2,
+        "skipped": 0,
         "messages": _messages(sent=1, suppressed=1),
     },
     {
         "step": "day3",
         "channel": "payment_retry",
         "attempts": 2,
+        "recorded": 2,
+        "skipped": 0,
         "retry_outcomes": {"succeeded": 1, "failed": 1},
     },
-    {"step": "day5", "channel": "sms", "attempts": 1, "messages": _messages(delivered=1)},
-    {"step": "day14", "channel": "handover", "attempts": 1},
+    {
+        "step": "day5",
+        "channel": "sms",
+        "attempts": 1,
+        "recorded": 1,
+        "skipped": 0,
+        "messages": _messages(delivered=1),
+    },
+    # the handover is ours: recorded, never handed to a provider
+    {"step": "day14", "channel": "handover", "attempts": 0, "recorded": 1, "skipped": 0},
 ]
 
 
@@ -207,10 +223,10 @@ def test_analytics_figures_for_a_cohort(db: Database) -> None:
     ]
     assert doc["suspended"] == {"count": 1, "amount_minor": {"NGN": 100_000}}
     assert doc["canceled"] == {"count": 1, "amount_minor": {"USD": 3_000}}
-    assert doc["attempts"]["total"] == 8
+    assert doc["attempts"]["total"] == 6 and doc["attempts"]["skipped"] == 0
     assert doc["attempts"]["by_step"] == EXPECTED_ATTEMPTS
     assert doc["attempts"]["messages_by_channel"] == {
-        "email": {"attempts": 4, **_messages(delivered=1, failed=1, sent=1, suppressed=1)},
+        "email": {"attempts": 3, **_messages(delivered=1, failed=1, sent=1, suppressed=1)},
         "sms": {"attempts": 1, **_messages(delivered=1)},
     }
     assert doc["attempts"]["payment_retries"] == {"failed": 1, "succeeded": 1}
