@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -328,6 +328,7 @@ def send(
             not_before=when,
             priority=priority,
             category="operator",
+            settings=settings(),  # WhatsApp: the approved template (TWILIO_CONTENT_SIDS), or SMS
         )
     doc = {"id": result.id, "status": result.status, "created": result.created}
     if as_json:

@@ -339,6 +339,11 @@ def parse_policy(text: str, *, filename: str = "policy.toml") -> Policy:
                         f"{', '.join(have)}); add faithflow_ops/comms/templates/"
                         f"{template}.{channel}.txt or drop {channel} from this step",
                     )
+            if "sms" in channels or "whatsapp" in channels:  # WhatsApp may go by SMS
+                try:  # a dunning SMS is one GSM-7 segment with the church's name (issue 21)
+                    templates.check_sms_fit(template)
+                except UserError as exc:
+                    raise fail(lines.key(index, "template"), f"{name}: {exc}") from None
         retry = typed("retry_payment", bool, "true or false", name) or False
         handover = typed("handover", bool, "true or false", name) or False
         if not channels and not retry and not handover:

@@ -263,3 +263,24 @@ def test_a_template_too_long_for_one_segment_is_refused(monkeypatch: pytest.Monk
         "with a 30-character church name and the longest amount and date in en: it leaves 12 "
         "for the name; shorten it by 18 characters"
     )
+
+
+def test_a_ladder_step_whose_sms_cannot_fit_is_refused_with_its_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from faithflow_ops.dunning.policy import PolicyError, parse_policy
+
+    ladder = (
+        '[[step]]\nkey = "day0"\nday = 0\nchannels = ["email"]\ntemplate = "dunning_reminder"\n'
+        '\n[[step]]\nkey = "day5"\nday = 5\nchannels = ["whatsapp"]\n'
+        'template = "dunning_reminder"\n'
+    )
+    assert [s.key for s in parse_policy(ladder).steps] == ["day0", "day5"]
+    monkeypatch.setattr(templates, "sms_room", lambda name, locale="en": 12)
+    parse_policy(ladder.replace('["whatsapp"]', '["email"]'))  # no SMS: not measured
+    with pytest.raises(PolicyError) as err:
+        parse_policy(ladder)  # WhatsApp may go by SMS: measured
+    assert str(err.value).startswith(
+        "policy.toml line 11: step 'day5': template dunning_reminder.sms.txt does not fit one "
+        "SMS segment"
+    )
