@@ -20,12 +20,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import structlog
 from litestar import Request, Response, post
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 
 from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers import paystack as paystack_provider
@@ -214,6 +217,74 @@ async def receive_webhook(
     return Response(stored.to_dict(), status_code=200)
 
 
+# The signature header of each provider (providers.stripe / providers.paystack verify them).
+SIGNATURE_HEADERS = {
+    "stripe": (
+        "Stripe-Signature",
+        '`t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">` (docs.stripe.com/webhooks#verify-'
+        "manually); missing, malformed or not matching: 400.",
+    ),
+    "paystack": (
+        "x-paystack-signature",
+        "Hex HMAC-SHA512 of the body under the secret key (paystack.com/docs/payments/"
+        "webhooks#verify-event-origin); missing, malformed or not matching: 400.",
+    ),
+}
+
+
+_OBJECT = Schema(type=OpenAPIType.OBJECT)
+_STRING = Schema(type=OpenAPIType.STRING)
+# The envelope of an event, as documented: Stripe's Event object (docs.stripe.com/api/events/
+# object: `id`, `type`, `created`, `data.object`) and Paystack's webhook body
+# (paystack.com/docs/payments/webhooks: `event` and `data`). Other fields pass through.
+EVENT_SCHEMAS = {
+    "stripe": Schema(
+        type=OpenAPIType.OBJECT,
+        required=["id", "type", "data"],
+        properties={
+            "id": _STRING,
+            "type": _STRING,
+            "created": Schema(type=OpenAPIType.INTEGER),
+            "data": Schema(
+                type=OpenAPIType.OBJECT, required=["object"], properties={"object": _OBJECT}
+            ),
+        },
+    ),
+    "paystack": Schema(
+        type=OpenAPIType.OBJECT,
+        required=["event", "data"],
+        properties={"event": _STRING, "data": _OBJECT},
+    ),
+}
+
+
+def _operation_class(provider: str) -> type[Operation]:
+    """What a provider sends, in the OpenAPI document: its signature header and a JSON event
+    (the handler reads both itself, so the answers for bad ones are ours)."""
+    header, text = SIGNATURE_HEADERS[provider]
+
+    @dataclass
+    class WebhookOperation(Operation):
+        def __post_init__(self) -> None:
+            self.parameters = [
+                Parameter(
+                    name=header,
+                    param_in="header",
+                    required=True,
+                    description=text,
+                    schema=Schema(type=OpenAPIType.STRING),
+                )
+            ]
+            self.request_body = RequestBody(
+                required=True,
+                description=f"The {provider.title()} event as the provider sent it (the raw "
+                "bytes are verified before they are parsed).",
+                content={"application/json": OpenAPIMediaType(schema=EVENT_SCHEMAS[provider])},
+            )
+
+    return WebhookOperation
+
+
 def webhook_handlers(
     store: WebhookIngest, settings: Settings, metrics: Metrics
 ) -> list[HTTPRouteHandler]:
@@ -241,6 +312,7 @@ def webhook_handlers(
             ),
             responses=RESPONSES,
             tags=["webhooks"],
+            operation_class=_operation_class(provider),
         )(handler)
 
     return [route(provider, scope) for provider, scope in ENDPOINTS]

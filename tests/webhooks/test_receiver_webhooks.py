@@ -376,6 +376,12 @@ def test_the_openapi_document_lists_the_webhook_routes(base: str) -> None:
         "/webhooks/paystack/platform",
     ):
         assert "post" in paths[path]
+        # what the provider sends, documented (and drawn by tests/receiver/test_openapi_fuzz.py)
+        operation = paths[path]["post"]
+        header = "Stripe-Signature" if "stripe" in path else "x-paystack-signature"
+        assert [(p["name"], p["in"]) for p in operation["parameters"]] == [(header, "header")]
+        body = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert body["type"] == "object" and set(body["required"]) >= {"data"}
 
 
 def test_secrets_and_signatures_are_never_logged(base: str) -> None:
