@@ -172,8 +172,8 @@ def set_(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set the tenant's billing email and/or phone (Paystack checkout needs the email), and
-    the short name SMS call it by."""
+    """Set the tenant's billing email, phone and/or SMS name (Paystack checkout needs the
+    email; SMS call the church by the short name)."""
     from faithflow_ops.tenancy.tenants import set_billing_contact, tenant_doc
 
     with database().session() as session:
