@@ -139,6 +139,21 @@ def test_a_failed_action_is_recorded_and_the_run_goes_on(db: Database) -> None:
     assert (run.status, run.failed_actions) == ("partial", 1)
 
 
+def test_a_run_whose_every_action_failed_is_failed_not_partial(db: Database) -> None:
+    # issue 22.5: `partial` read as "mostly done" to `health sweep` while nothing was done
+    seed(db, "broken one", "broken two", "on time")
+    result = run_job(db, SPEC, ctx(), job=SuspendSweep(batch=10))
+    assert result.outcomes == {"failed": 2}
+    assert (result.status, result.exit_code) == ("failed", 1)
+    assert result.error == (
+        "every action failed (2 of 2); first: ValueError: cannot suspend a broken tenant"
+    )
+    with db.read_session() as s:
+        run = s.scalars(select(JobRun)).one()
+    assert (run.status, run.failed_actions) == ("failed", 2)
+    assert run.error is not None and run.error.startswith("every action failed")
+
+
 def test_a_preview_applied_later_never_double_applies(db: Database) -> None:
     seed(db, "late one")
     job = SuspendSweep()
