@@ -32,6 +32,7 @@ from faithflow_ops.dunning.cases import ATTEMPTS, CASES
 from faithflow_ops.dunning.policy import Step, current_policy, suspend_at
 from faithflow_ops.dunning.prefs import CHANNELS, Preferences, preferences_for
 from faithflow_ops.dunning.quiet import first_allowed, is_quiet
+from faithflow_ops.dunning.retry import HARD_DECLINE
 from faithflow_ops.models import (
     Invoice,
     OutboundMessage,
@@ -241,6 +242,7 @@ def plan_actions(
     actions = _missing_cases(session)
     cases = _open_cases(session)
     taken = _taken_steps(session)
+    hard = _hard_declines(session)
     last_sent = _last_messages(session)
     run = _Run(
         now,
@@ -265,7 +267,7 @@ def plan_actions(
     retries: list[Action] = []
     # Per tenant, oldest episode first: a tenant with two cases gets one message per window.
     for case, steps in due:
-        ladder = _Ladder(case, run, plans.get(case.plan_id))
+        ladder = _Ladder(case, run, plans.get(case.plan_id), hard.get(case.id))
         ladder.plan(steps, prefs.get(case.tenant_id), last_sent)
         sends += ladder.actions
         retries += ladder.retries
@@ -363,6 +365,25 @@ def _taken_steps(session: Session) -> dict[int, set[str]]:
     return out
 
 
+def _hard_declines(session: Session) -> dict[int, str]:
+    """Open cases whose card was hard-declined (stolen, lost, do not honor…): 'hard decline
+    (stolen_card) at step day3' — their later payment retries are skipped."""
+    out: dict[int, str] = {}
+    for case_id, step, detail in session.execute(
+        select(ATTEMPTS.c.case_id, ATTEMPTS.c.step, ATTEMPTS.c.detail)
+        .join(CASES, CASES.c.id == ATTEMPTS.c.case_id)
+        .where(
+            CASES.c.status == "open",
+            ATTEMPTS.c.channel == "payment_retry",
+            ATTEMPTS.c.detail.like(HARD_DECLINE + "%"),
+        )
+        .order_by(ATTEMPTS.c.id)
+    ).tuples():
+        code = (detail or "").split(":", 1)[0]
+        out.setdefault(case_id, f"{code} at step {step}")
+    return out
+
+
 def _last_messages(session: Session) -> dict[int, dt.datetime]:
     """The latest dunning message (sent or still to go) per tenant with an open case
     (ix_outbound_messages_tenant_category)."""
@@ -425,8 +446,11 @@ def due_steps(
 class _Ladder:
     """The plan for one open case."""
 
-    def __init__(self, case: _Case, run: _Run, plan: _PlanInfo | None) -> None:
+    def __init__(
+        self, case: _Case, run: _Run, plan: _PlanInfo | None, hard_decline: str | None = None
+    ) -> None:
         self.case, self.run, self.now, self.plan_info = case, run, run.now, plan
+        self.hard_decline = hard_decline  # why the case's card must not be charged again
         self.actions: list[Action] = []
         self.retries: list[Action] = []
 
@@ -520,7 +544,13 @@ class _Ladder:
                 f"one with `faithflow dunning prefs set --tenant {c.tenant}` or `faithflow tenants`"
             )
             self.actions.append(Action("no_contact", target, reason, encode(report)))
-        if step.retry_payment:
+        if step.retry_payment and self.hard_decline is not None:
+            why = f"no payment retry after a {self.hard_decline}"
+            skip = SkippedStep(step.key, index, ("payment_retry",), why)
+            payload = SkipSteps(**base, steps=(skip,))
+            reason = f"{step.key}: {why}"
+            self.actions.append(Action("skip_steps", target, reason, encode(payload)))
+        elif step.retry_payment:
             self.retries.append(self._retry(base, index, step))
         if step.handover:
             handover = Handover(**base, step=step.key, step_index=index)

@@ -6,6 +6,16 @@
   (`metadata.paystackAuthorizationCode`, where `subs backfill` puts it), reference
   `ff-dunning-{case}-{step}` (Paystack refuses a second transaction with one reference).
 
+Before a Paystack charge, Paystack is asked (`GET /transaction/verify/:reference`) about the
+references this invoice may already have been paid under — the invoice's own charge reference
+and the case's earlier retries: the church may have paid another way while the webhook is in
+flight. A successful one is recorded as the retry's success and nothing is charged.
+
+A hard decline (Stripe's `decline_code` stolen_card, lost_card, do_not_honor…; a Paystack
+gateway response such as "Stolen Card") is `failed` with the detail starting `hard decline`:
+the case's later retries are skipped (dunning.planner), since charging that card again cannot
+work and looks like card testing to the issuer.
+
 Outcomes: `succeeded` (the provider took the payment), `failed` (declined or refused: a 4xx, or
 Paystack's charge status `failed`), `error` (unreachable, 5xx/429 after the retries, or an
 outcome not known yet) and `skipped` (nothing to charge with: no key, no open invoice, no saved
@@ -28,6 +38,49 @@ if TYPE_CHECKING:
 
 SUCCEEDED, FAILED, ERROR, SKIPPED = "succeeded", "failed", "error", "skipped"
 PAYSTACK_DECLINED = frozenset({"failed", "reversed", "abandoned"})
+HARD_DECLINE = "hard decline"  # how dunning_attempts.detail of a hard decline starts
+# Stripe decline codes after which the card must not be charged again
+# (https://docs.stripe.com/declines/codes: "the customer needs to contact their card issuer"
+# or use another card).
+STRIPE_HARD_DECLINES = frozenset(
+    {
+        "do_not_honor",
+        "fraudulent",
+        "incorrect_number",
+        "invalid_account",
+        "invalid_number",
+        "lost_card",
+        "merchant_blacklist",
+        "pickup_card",
+        "restricted_card",
+        "revocation_of_all_authorizations",
+        "revocation_of_authorization",
+        "security_violation",
+        "stolen_card",
+        "stop_payment_order",
+        "transaction_not_allowed",
+    }
+)
+# Paystack passes the issuer's answer on as `gateway_response` text.
+PAYSTACK_HARD_DECLINES = (
+    "stolen",
+    "lost card",
+    "pick up",
+    "pickup",
+    "restricted card",
+    "do not honor",
+    "do not honour",
+    "fraud",
+    "invalid card",
+    "invalid account",
+    "not permitted",
+    "blocked",
+)
+
+
+def paystack_hard(gateway_response: str | None) -> bool:
+    text = (gateway_response or "").lower()
+    return any(word in text for word in PAYSTACK_HARD_DECLINES)
 
 
 @dataclass(frozen=True)
@@ -44,6 +97,8 @@ class Target:
     authorization_code: str | None = None  # Paystack
     email: str | None = None  # Paystack: the customer's email
     plan: str | None = None
+    # Paystack: references the invoice may already be paid under (checked before charging)
+    paid_references: tuple[str, ...] = ()
 
     @property
     def idempotency_key(self) -> str:
@@ -51,9 +106,14 @@ class Target:
 
     @property
     def reference(self) -> str:
-        # Paystack references allow letters, digits, '-', '.', '='.
-        safe = "".join(c if c.isalnum() or c in "-.=" else "-" for c in self.step)
-        return f"ff-dunning-{self.case_id}-{safe}"
+        return reference_for(self.case_id, self.step)
+
+
+def reference_for(case_id: int, step: str) -> str:
+    """The Paystack reference of a case's retry at `step`."""
+    # Paystack references allow letters, digits, '-', '.', '='.
+    safe = "".join(c if c.isalnum() or c in "-.=" else "-" for c in step)
+    return f"ff-dunning-{case_id}-{safe}"
 
 
 @dataclass(frozen=True)
@@ -106,6 +166,9 @@ def attempt(settings: Settings, target: Target) -> Result:
     except ProviderError as exc:
         tries = f" after {exc.attempts} attempts" if exc.attempts > 1 else ""
         status = f" (HTTP {exc.status})" if exc.status else ""
+        if exc.decline_code in STRIPE_HARD_DECLINES:
+            why = f"{HARD_DECLINE} ({exc.decline_code}): {exc.message}{status}"
+            return Result(FAILED, f"{why}; no more retries")
         if _refused(exc):
             return Result(FAILED, f"{exc.message}{status}")
         return Result(ERROR, f"{exc.message}{status}{tries}")
@@ -136,6 +199,14 @@ def _paystack(settings: Settings, target: Target) -> Result:
     if target.invoice_ref:
         metadata["invoice"] = target.invoice_ref
     with PaystackAPI(settings) as api:
+        for reference in target.paid_references:
+            earlier = api.verify_transaction(reference)
+            if earlier is not None and earlier.status == "success":
+                return Result(
+                    SUCCEEDED,
+                    f"Paystack already has a successful charge {reference} for this invoice; "
+                    "not charged again (its charge.success webhook settles it)",
+                )
         charge = api.charge_authorization(
             email=target.email,
             amount_minor=target.amount_minor,
@@ -149,6 +220,12 @@ def _paystack(settings: Settings, target: Target) -> Result:
         return Result(
             SUCCEEDED,
             f"Paystack charged {target.reference}{said}; the charge.success webhook settles it",
+        )
+    if charge.status in PAYSTACK_DECLINED and paystack_hard(charge.gateway_response):
+        return Result(
+            FAILED,
+            f"{HARD_DECLINE} ({charge.gateway_response}): Paystack charge {target.reference} "
+            f"{charge.status}; no more retries",
         )
     if charge.status in PAYSTACK_DECLINED:
         return Result(FAILED, f"Paystack charge {target.reference} {charge.status}{said}")

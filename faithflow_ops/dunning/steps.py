@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
@@ -235,6 +235,20 @@ def _retry_target(session: Session, p: RetryPayment) -> retry.Target:
         amount = max(invoice.amount_due_minor - (invoice.amount_paid_minor or 0), 0)
         currency = invoice.currency
     auth = (sub.metadata_ or {}).get(AUTHORIZATION_KEY)
+    # What Paystack may already hold a payment under: the invoice's own charge reference
+    # (webhooks.paystack.REFERENCE_KEY) and the case's earlier retries.
+    paid: list[str] = []
+    if invoice is not None and isinstance((invoice.metadata_ or {}).get("paystackReference"), str):
+        paid.append(invoice.metadata_["paystackReference"])
+    for earlier in session.scalars(
+        select(ATTEMPTS.c.step).where(
+            ATTEMPTS.c.case_id == case.id,
+            ATTEMPTS.c.channel == "payment_retry",
+            ATTEMPTS.c.step != p.step,
+            func.coalesce(ATTEMPTS.c.retry_outcome, "") != retry.SKIPPED,
+        )
+    ):
+        paid.append(retry.reference_for(case.id, earlier))
     return retry.Target(
         provider=sub.provider,
         case_id=case.id,
@@ -246,6 +260,7 @@ def _retry_target(session: Session, p: RetryPayment) -> retry.Target:
         authorization_code=auth.strip() if isinstance(auth, str) and auth.strip() else None,
         email=tenant.billing_email if tenant is not None else None,
         plan=plan.code if plan is not None else None,
+        paid_references=tuple(paid),
     )
 
 

@@ -67,6 +67,7 @@ class ProviderError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         timed_out: bool = False,
+        decline_code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.provider = provider
@@ -76,6 +77,7 @@ class ProviderError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.timed_out = timed_out
+        self.decline_code = decline_code  # Stripe's card decline reason (stolen_card, …)
         self.attempts = 1
 
     @property

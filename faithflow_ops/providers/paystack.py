@@ -352,6 +352,31 @@ class PaystackAPI(PooledClient):
             gateway_response=gateway if isinstance(gateway, str) else None,
         )
 
+    def verify_transaction(self, reference: str) -> Charge | None:
+        """`GET /transaction/verify/:reference` (https://paystack.com/docs/api/transaction/#verify):
+        the transaction with this reference, or None when Paystack has none (it answers 400
+        "Transaction reference not found")."""
+        from urllib.parse import quote
+
+        operation = "verify transaction"
+        try:
+            data = self._request(
+                operation, "GET", f"/transaction/verify/{quote(reference, safe='')}"
+            )
+        except ProviderError as exc:
+            if exc.status in (400, 404) and "not found" in exc.message.lower():
+                return None
+            raise
+        status = data.get("status")
+        if not isinstance(status, str) or not status:
+            raise ProviderError(PROVIDER, operation, "the answer has no data.status")
+        gateway = data.get("gateway_response")
+        return Charge(
+            status=status,
+            reference=str(data.get("reference") or reference),
+            gateway_response=gateway if isinstance(gateway, str) else None,
+        )
+
 
 @dataclass(frozen=True)
 class Charge:

@@ -125,6 +125,10 @@ def _error(exc: Exception, operation: str) -> ProviderError:
         message = exc.user_message or type(exc).__name__
         if exc.code:
             message = f"{message} ({exc.code})"
+        # A card decline says why (https://docs.stripe.com/declines/codes): error.decline_code
+        body = exc.json_body if isinstance(exc.json_body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        decline = error.get("decline_code") if isinstance(error, dict) else None
         return ProviderError(
             PROVIDER,
             operation,
@@ -132,6 +136,7 @@ def _error(exc: Exception, operation: str) -> ProviderError:
             status=status,
             retryable=retryable,
             retry_after=parse_retry_after(headers.get("retry-after")),
+            decline_code=decline if isinstance(decline, str) and decline else None,
         )
     raise exc
 

@@ -225,6 +225,14 @@ def _paystack_default(fake: FakeAPI, req: Recorded) -> Reply:
                 },
             },
         )
+    if req.method == "GET" and req.path.startswith("/transaction/verify/"):
+        # https://paystack.com/docs/api/transaction/#verify: the transaction by reference, from
+        # fake.objects["transactions"]; an unknown reference is a 400 "not found"
+        reference = req.path.rsplit("/", 1)[-1]
+        found = [t for t in fake.objects.get("transactions", []) if t.get("reference") == reference]
+        if not found:
+            return Reply(400, {"status": False, "message": "Transaction reference not found"})
+        return Reply(200, {"status": True, "message": "Verification successful", "data": found[0]})
     if req.method == "POST" and req.path == "/transaction/charge_authorization":
         body = req.json()  # dunning payment retry: Paystack's documented success answer
         return Reply(
