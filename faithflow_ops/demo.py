@@ -82,6 +82,8 @@ _TENANTS = (
      "office@shalomtab.example", "+27115550199", "suspended"),
     ("dayspring-ikeja", "Dayspring Chapel Ikeja", "Africa/Lagos", "NG", "NGN",
      "finance@dayspringchapel.example", "+2348091234567", "active"),
+    ("new-life-kampala", "New Life Church Kampala", "Africa/Kampala", "UG", "UGX",
+     "treasury@newlifekampala.example", "+256772123456", "active"),
 )
 
 # slug → (mfa required, sso required, session timeout minutes, retention days); others default
@@ -228,9 +230,10 @@ _SUBSCRIPTIONS = (
         period_started=75 * DAY,
         past_due_for=45 * DAY,
     ),
-    # Conflict: a retried checkout left two different Stripe customers behind.
+    # Conflict: a retried checkout left two different Stripe customers behind; the first
+    # payment is still pending. (Its own tenant: a tenant has one live subscription.)
     _Sub(
-        "hope-nairobi",
+        "new-life-kampala",
         "starter-monthly-usd",
         "stripe",
         "incomplete",

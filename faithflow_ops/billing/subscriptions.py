@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from faithflow_ops import audit
 from faithflow_ops.billing import identifiers
 from faithflow_ops.billing.identifiers import Kind
+from faithflow_ops.billing.live import RACE, is_live_conflict
 from faithflow_ops.billing.plans import format_amount, get_plan
 from faithflow_ops.clock import jsonable
 from faithflow_ops.db import utcnow
@@ -190,7 +192,15 @@ def add_subscription(
         metadata_=dict(metadata or {}),
     )
     session.add(sub)
-    session.flush()
+    slug = owner.slug  # read now: a failed flush expires every loaded row
+    try:
+        session.flush()
+    except IntegrityError as exc:  # another writer recorded one since the check above
+        if not is_live_conflict(exc):
+            raise
+        raise UserError(
+            f"tenant {slug!r}: {RACE}; see `faithflow subs list --tenant {slug}`"
+        ) from None
     audit.record(
         session,
         actor=actor,

@@ -37,6 +37,10 @@ SUBSCRIPTION_STATUSES = (
 INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
 PLAN_CHANGE_KINDS = ("upgrade", "downgrade", "interval_change")
 PLAN_CHANGE_STATUSES = ("scheduled", "applied", "rejected", "canceled")
+# A live subscription is one that is not canceled; a tenant has at most one (the index below;
+# `subs add` refuses a second, the webhooks adopt or hold theirs: billing/lifecycle.py).
+LIVE_SUBSCRIPTION = "status <> 'canceled'"
+LIVE_SUBSCRIPTION_INDEX = "uq_subscriptions_live_tenant"
 # subscriptions.metadata: the Paystack authorization a renewal or a dunning retry charges
 AUTHORIZATION_KEY = "paystackAuthorizationCode"
 
@@ -72,6 +76,8 @@ class Subscription(Timestamps, Base):
             name="status_known",
         ),
         UniqueConstraint("provider", "provider_subscription_id"),
+        # One live subscription per tenant (issue 16), held by the database too.
+        partial_index(LIVE_SUBSCRIPTION_INDEX, "tenant_id", where=LIVE_SUBSCRIPTION, unique=True),
         # subs backfill and subs list filter by status
         Index("ix_subscriptions_status", "status"),
         # subs automate (trial_ending_notice): trials ending in the next days

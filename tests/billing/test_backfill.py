@@ -130,19 +130,16 @@ def audit_rows(db: Database) -> list[AuditLog]:
 
 
 def test_every_known_shape_is_normalised_into_columns_and_canonical_keys(world: World) -> None:
-    stripe = {
-        "customer_object": world.sub(
-            "stripe", {"customer": {"id": "cus_Obj1", "object": "customer"}}
-        ),
-        "customer_string": world.sub("stripe", {"customer": "cus_Str1"}),
-        "camel": world.sub("stripe", {"customerId": "cus_Camel1"}),
-        "snake": world.sub("stripe", {"stripe_customer_id": "cus_Snake1"}),
-        "nested": world.sub("stripe", {"stripe": {"customer": "cus_Nest1"}}),
-        "nested_object": world.sub("stripe", {"stripe": {"customer": {"id": "cus_NestObj1"}}}),
-        "with_sub": world.sub(
-            "stripe", {"stripeCustomerId": "cus_Has1", "subscription": "sub_Has1"}
-        ),
+    shapes = {  # one tenant each: a tenant has one live subscription
+        "customer_object": {"customer": {"id": "cus_Obj1", "object": "customer"}},
+        "customer_string": {"customer": "cus_Str1"},
+        "camel": {"customerId": "cus_Camel1"},
+        "snake": {"stripe_customer_id": "cus_Snake1"},
+        "nested": {"stripe": {"customer": "cus_Nest1"}},
+        "nested_object": {"stripe": {"customer": {"id": "cus_NestObj1"}}},
+        "with_sub": {"stripeCustomerId": "cus_Has1", "subscription": "sub_Has1"},
     }
+    stripe = {n: world.sub("stripe", m, tenant=n.replace("_", "-")) for n, m in shapes.items()}
     paystack = world.sub(
         "paystack",
         {
@@ -462,7 +459,7 @@ def test_a_preview_applied_after_the_run_is_stale(world: World) -> None:
 
 
 def test_keyset_pages_cover_every_subscription_and_report_progress(world: World) -> None:
-    ids = [world.sub("stripe", {"customer": f"cus_P{i}"}, tenant=f"t{i % 3}") for i in range(7)]
+    ids = [world.sub("stripe", {"customer": f"cus_P{i}"}, tenant=f"t{i}") for i in range(7)]
 
     class Small(SubscriptionMetadataBackfill):
         page_size = 3

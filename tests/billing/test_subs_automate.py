@@ -350,7 +350,9 @@ def test_a_past_due_since_already_set_is_kept(world: World) -> None:
 
 
 def test_a_tenant_with_another_active_subscription_is_not_suspended(world: World) -> None:
-    world.sub(status="past_due", past_due_since=NOW - 30 * DAY)
+    # One live subscription per tenant (uq_subscriptions_live_tenant): the past-due one was
+    # canceled when the tenant took the active one, and its old clock suspends nobody.
+    world.sub(status="canceled", past_due_since=NOW - 30 * DAY, canceled_at=NOW - 2 * DAY)
     world.sub(status="active", provider="stripe", current_period_end=NOW + 10 * DAY)
     assert planned(run(world.db)) == []
     assert world.get(Tenant, world.tenants["grace"]).status == "active"

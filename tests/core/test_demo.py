@@ -51,7 +51,7 @@ def test_demo_migrates_seeds_and_previews_every_registered_job(cli, empty_db: Da
     assert current_revision(empty_db.engine) is not None
     assert doc["database"] == empty_db.engine.url.render_as_string(hide_password=False)
     assert doc["seeded"] == {
-        "tenants": 7, "users": 14, "security_policies": 7, "plans": 9, "subscriptions": 10,
+        "tenants": 8, "users": 14, "security_policies": 8, "plans": 9, "subscriptions": 10,
         "invoices": 10, "dunning_cases": 3, "dunning_preferences": 2, "outbound_messages": 10,
         "suppressions": 1, "kb_articles": 5, "support_tickets": 5, "incidents": 1,
     }  # fmt: skip
@@ -248,7 +248,7 @@ def test_demo_run_twice_refuses_the_second_time(cli, empty_db: Database) -> None
     run_demo(cli)
     again = cli("demo")
     assert again.exit_code == 2
-    assert "already holds 7 tenants" in said(again)
+    assert "already holds 8 tenants" in said(again)
 
 
 def test_demo_is_deterministic_for_a_given_now(

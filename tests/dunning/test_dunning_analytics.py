@@ -77,9 +77,11 @@ def seed(db: Database) -> None:
             ("c8", us, "USD", 9_000, at(11, 5), "recovered", at(11, 6), "day0"),  # after it
         ]
         for name, tenant_id, currency, amount, since, status, closed, step in spec:
+            # One live subscription per tenant: a closed case's subscription has ended.
+            sub_status = "past_due" if status == "open" else "canceled"
             sub = s.execute(
                 insert(Subscription)
-                .values(tenant_id=tenant_id, plan_id=plan, provider="stripe", status="past_due")
+                .values(tenant_id=tenant_id, plan_id=plan, provider="stripe", status=sub_status)
                 .returning(Subscription.id)
             ).scalar_one()
             cases[name] = s.execute(

@@ -257,13 +257,17 @@ def test_two_steps_three_days_apart_are_both_sent_on_time(world: World) -> None:
 def test_a_step_due_ten_hours_after_the_last_message_waits_for_the_window(
     world: World,
 ) -> None:
-    # One church, two subscriptions past due ten hours apart: one contact per 20 hours.
+    # One church, two subscriptions past due ten hours apart (the first ended after its notice
+    # went out): one contact per 20 hours.
     world.past_due("grace", NOW - 10 * H, timezone="UTC")
     world.prefs("grace", quiet_hours=())  # no quiet hours: the window alone decides
     run(world.db, NOW - 10 * H)
     [first] = world.messages()
     assert first.not_before == NOW - 10 * H
-    with world.db.session() as s:
+    with world.db.session() as s:  # one live subscription per tenant: the first one ended
+        s.get(OutboundMessage, first.id).status = "sent"  # type: ignore[union-attr]
+        [old] = s.scalars(select(Subscription).where(Subscription.tenant_id == first.tenant_id))
+        set_subscription_status(s, old, "canceled", NOW - H, "test:webhook")
         sub = Subscription(
             tenant_id=first.tenant_id, plan_id=world.plan(), provider="paystack", status="active"
         )
@@ -381,8 +385,11 @@ def test_the_safety_net_opens_and_closes_cases_the_hook_missed(world: World) -> 
     sub_id, case_id = world.past_due("grace", NOW - 1 * D)
     with world.db.session() as s:  # bypass the hook both ways
         s.get(Subscription, sub_id).status = "active"  # type: ignore[union-attr]
+        bethel = Tenant(slug="bethel", name="Bethel Church")  # one live subscription each
+        s.add(bethel)
+        s.flush()
         other = Subscription(
-            tenant_id=s.get(Subscription, sub_id).tenant_id,  # type: ignore[union-attr]
+            tenant_id=bethel.id,
             plan_id=world.plan(),
             provider="paystack",
             status="past_due",

@@ -15,15 +15,18 @@ BACKFILL = "subscription_metadata_backfill"
 
 
 def stripe_subscriptions(db: Database, metadata: list[dict]) -> None:
-    """One tenant on one plan with an active Stripe subscription per metadata document."""
+    """One plan, and an active Stripe subscription per metadata document, each for its own
+    tenant (`grace`, `grace-1`, …: a tenant has one live subscription)."""
     from faithflow_ops.models import Subscription, SubscriptionPlan, Tenant
 
     with db.session() as s:
-        tenant = Tenant(slug="grace", name="Grace")
         plan = SubscriptionPlan(
             code="basic", name="Basic", amount_minor=1000, currency="USD", interval="month"
         )
-        s.add_all([tenant, plan])
+        tenants = [
+            Tenant(slug=f"grace-{i}" if i else "grace", name="Grace") for i in range(len(metadata))
+        ]
+        s.add_all([plan, *tenants])
         s.flush()
         s.add_all(
             Subscription(
@@ -33,7 +36,7 @@ def stripe_subscriptions(db: Database, metadata: list[dict]) -> None:
                 status="active",
                 metadata_=meta,
             )
-            for meta in metadata
+            for tenant, meta in zip(tenants, metadata, strict=True)
         )
 
 
