@@ -292,7 +292,9 @@ def test_urgent_marks_open_incidents_that_incidents_escalate_sends_to_the_hook(
         out = sweep(cli, "2026-03-02T10:40:00Z")
         assert out["status"] == "succeeded" and out["outcomes"] == {"applied": 1}
         again = escalate(cli, "2026-03-02T10:41:00Z")  # the backoff has passed: both go out
-        assert again["outcomes"] == {"applied": 2}
+        # ... and the warning the breach superseded posts its resolution (issue 22 #7)
+        assert again["outcomes"] == {"applied": 3}
+        assert sorted(a["kind"] for a in again["actions"]) == ["alert", "alert", "alert_resolved"]
         texts = [a["text"] for a in hook.alerts[1:]]
     assert any(f"#{ok}, first response overdue since 2026-03-02 09:30" in t for t in texts)
     assert any(f"#{late}," in t for t in texts)
