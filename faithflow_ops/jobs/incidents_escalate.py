@@ -6,7 +6,8 @@
   wait (1 minute, 2, 4 … capped at an hour); the error stays on the incident
   (`last_hook_error`).
 - `alert_resolved`: an alerted incident that resolved → one "resolved" post (`id`
-  `incident-<id>-resolved`), with the same backoff.
+  `incident-<id>-resolved`), with the same backoff; only within a day of the resolution (an
+  incident resolved before this version, or a hook down for a day, gets no stale post).
 - `page`: an incident still `open` (nobody acknowledged it) FAITHFLOW_INCIDENT_PAGE_DELAY_MINUTES
   (30) after it opened → PagerDuty Events API v2 `trigger` with the stable dedup_key
   `faithflow-incident-<id>`, so a retry never opens a second PagerDuty incident.
@@ -62,6 +63,9 @@ from faithflow_ops.providers._http import ProviderError
 
 HOOK_BACKOFF = dt.timedelta(minutes=1)
 HOOK_BACKOFF_CAP = dt.timedelta(hours=1)
+# A "resolved" post is news for a day; older ones (incidents resolved before this version
+# posted resolutions, a hook down for a day) are not sent.
+RESOLVED_POST_WITHIN = dt.timedelta(days=1)
 
 
 class IncidentsEscalate(Job):
@@ -83,7 +87,11 @@ class IncidentsEscalate(Job):
             .where(
                 or_(
                     ~resolved,
-                    and_(Incident.alerted_at.is_not(None), Incident.resolve_alerted_at.is_(None)),
+                    and_(
+                        Incident.alerted_at.is_not(None),
+                        Incident.resolve_alerted_at.is_(None),
+                        Incident.resolved_at >= now - RESOLVED_POST_WITHIN,
+                    ),
                     and_(
                         Incident.paged_at.is_not(None),
                         Incident.page_resolved_at.is_(None),
@@ -122,7 +130,13 @@ class IncidentsEscalate(Job):
                 if unresolved and incident.alerted_at is None:
                     yield Action("alert", target, f"{incident.title}{tries}", data)
                     count += 1
-                elif settled and incident.alerted_at and not incident.resolve_alerted_at:
+                elif (
+                    settled
+                    and incident.alerted_at
+                    and not incident.resolve_alerted_at
+                    and incident.resolved_at is not None
+                    and incident.resolved_at >= now - RESOLVED_POST_WITHIN
+                ):
                     reason = f"resolved{tries}: {incident.title}"
                     yield Action("alert_resolved", target, reason, data)
                     count += 1

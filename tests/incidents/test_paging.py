@@ -186,3 +186,14 @@ def test_a_job_s_resolution_settles_before_it_is_announced_and_a_flap_reopens_it
     assert escalate(cli, at(minutes=91))["actions"] == []
     # after the window a failure is a new incident (and PagerDuty would open a new one too)
     assert raise_at(db, T0 + dt.timedelta(minutes=120)) != incident_id
+
+
+def test_a_resolution_older_than_a_day_is_not_announced(
+    db: Database, cli: Any, hooks: tuple[AlertReceiver, PagerDutyFake]
+) -> None:
+    alerts, _ = hooks
+    raise_at(db, T0)
+    escalate(cli, at(minutes=1))  # alerted
+    clear_at(db, T0 + dt.timedelta(minutes=2))  # e.g. resolved before resolutions were posted
+    assert escalate(cli, at(days=2))["actions"] == []
+    assert [a["type"] for a in alerts.alerts] == ["incident.opened"]
