@@ -205,6 +205,26 @@ def _days(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[
     return tuple(sorted(values, reverse=True))
 
 
+def _edge_cas(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """CAA issuer domain names (`letsencrypt.org,pki.goog`), lower case; default Render's."""
+    parts = _list(env, name)
+    if not parts:
+        return ("letsencrypt.org", "pki.goog")
+    values = []
+    for part in parts:
+        value = part.lower().rstrip(".")
+        labels = value.split(".")
+        if len(labels) < 2 or not all(
+            label and all(c.isalnum() or c == "-" for c in label) for label in labels
+        ):
+            raise ConfigError(
+                f"{name}={env.get(name)!r}: {part!r} is not a CA's issuer domain name as CAA "
+                "records name it; set it to e.g. letsencrypt.org,pki.goog"
+            )
+        values.append(value)
+    return tuple(dict.fromkeys(values))
+
+
 def _percent(env: Mapping[str, str], name: str, default: float) -> float:
     """A share in percent, 0 to 100 (`5`, `5%`, `2.5`)."""
     raw = (env.get(name) or "").strip()
@@ -418,6 +438,12 @@ class Settings:
     domain_recovery_threshold: int = 3
     domain_pending_days: int = 7
     domain_cert_warning_days: tuple[int, ...] = (14, 7, 3, 1)
+    # Days a verified domain may wait for its certificate before it fails (incident, message
+    # to the church): Let's Encrypt issues in minutes; days mean a blocked issuance (CAA).
+    domain_issuing_days: int = 3
+    # The certificate authorities the edge issues with (Render: Let's Encrypt and Google Trust
+    # Services), checked against the church's CAA records before verification.
+    domain_edge_cas: tuple[str, ...] = ("letsencrypt.org", "pki.goog")
     # incidents escalate: minutes an incident may stay unacknowledged before PagerDuty is paged.
     incident_page_delay_minutes: int = 30
     # A cause failing again this many minutes after a job resolved its incident reopens it (a
@@ -569,6 +595,10 @@ class Settings:
             domain_cert_warning_days=_days(
                 env, "FAITHFLOW_DOMAIN_CERT_WARNING_DAYS", (14, 7, 3, 1)
             ),
+            domain_issuing_days=_int(
+                env, "FAITHFLOW_DOMAIN_ISSUING_DAYS", 3, minimum=1, maximum=90
+            ),
+            domain_edge_cas=_edge_cas(env, "FAITHFLOW_DOMAIN_EDGE_CAS"),
             incident_page_delay_minutes=_int(
                 env, "FAITHFLOW_INCIDENT_PAGE_DELAY_MINUTES", 30, minimum=0
             ),

@@ -9,7 +9,13 @@ fallback hostname), `failed` (needs a human), `removed`.
   every 15 minutes during the first day, hourly after — and `failed` once
   FAITHFLOW_DOMAIN_PENDING_DAYS (7) have passed, with a message to the church, at a check that
   answered definitively (a timeout or SERVFAIL at the deadline is asked again an hour later).
+  A CAA record set that excludes the edge's certificate authorities (FAITHFLOW_DOMAIN_EDGE_CAS)
+  keeps it pending, the reason naming the record to add.
 - issuing_cert: `active` (or `expiring`) as soon as the served certificate is valid for the host.
+  The edge is asked again on a backoff (15 minutes doubling to 6 hours). No certificate after
+  FAITHFLOW_DOMAIN_ISSUING_DAYS (3) → `failed` (`fail_issuance`): a warning incident for the
+  certificate and a message to the church (`domain_certificate_failed`), naming the CAA fix
+  when a CAA record set blocks it.
 - active / expiring / degraded: a check fails when the DNS target is not `ok` (any result,
   transient included) or the certificate is unreachable, expired or invalid. One failure never
   changes the state: FAITHFLOW_DOMAIN_FAILURE_THRESHOLD (3) consecutive failures degrade an
@@ -44,6 +50,8 @@ PENDING_SLOW_EVERY = dt.timedelta(hours=1)
 # Asking the edge again (to issue or renew) backs off: 15 minutes, doubling, at most this.
 EDGE_ASK_FIRST = CHECK_EVERY
 EDGE_ASK_CAP = dt.timedelta(hours=6)
+# A verified domain's certificate must be served within this (FAITHFLOW_DOMAIN_ISSUING_DAYS).
+ISSUING_DEADLINE = dt.timedelta(days=3)
 SERVING = ("active", "expiring", "degraded")
 
 
@@ -103,7 +111,7 @@ class NotChecked:
 @dataclass(frozen=True)
 class DomainStep:
     """The payload of every decided kind (`verify_domain`, `pending_check`, `fail_domain`,
-    `issuing_check`, `activate_domain`, `check`, `check_failed`, `degrade_domain`,
+    `issuing_check`, `fail_issuance`, `activate_domain`, `check`, `check_failed`, `degrade_domain`,
     `recover_domain`, `certificate_expiring`, `certificate_renewed`, `certificate_warning`):
     the kind is the Decision's outcome, the data the same for all, so one class serves them.
 
@@ -168,9 +176,13 @@ def decide(
     pending_days: int,
     warning_days: Sequence[int],
     recover_after: int = 1,
+    caa: DnsResult | None = None,
+    issuing_deadline: dt.timedelta = ISSUING_DEADLINE,
 ) -> Decision:
     """The rules of the module docstring, for one domain at `now` (`recover_after`: passing
-    checks in a row that end a degradation, FAITHFLOW_DOMAIN_RECOVERY_THRESHOLD)."""
+    checks in a row that end a degradation, FAITHFLOW_DOMAIN_RECOVERY_THRESHOLD; `caa`: may the
+    edge's CA issue for it (pending and issuing domains; None: not checked); `issuing_deadline`:
+    FAITHFLOW_DOMAIN_ISSUING_DAYS)."""
     base: dict[str, Any] = {
         "last_checked_at": now,
         "dns_result": target.status,
@@ -181,9 +193,9 @@ def decide(
     if domain.status not in ("pending_dns", "issuing_cert", *SERVING):
         raise ValueError(f"{domain.hostname} is {domain.status}: nothing to decide")
     if domain.status == "pending_dns":
-        return _pending(domain, now, txt, target, pending_days, base)
+        return _pending(domain, now, txt, target, caa, pending_days, base)
     if domain.status == "issuing_cert":
-        return _issuing(domain, now, target, tls, base)
+        return _issuing(domain, now, target, tls, caa, issuing_deadline, base)
     return _serving(domain, now, target, tls, threshold, warning_days, base, recover_after)
 
 
@@ -192,11 +204,15 @@ def _pending(
     now: dt.datetime,
     txt: DnsResult | None,
     target: DnsResult,
+    caa: DnsResult | None,
     pending_days: int,
     changes: dict[str, Any],
 ) -> Decision:
     txt_ok = txt is not None and txt.ok
-    if txt_ok and target.ok:
+    # A CAA record set that excludes the edge's CA would block issuance: not verified until
+    # the church fixes it (the detail names the record to add). A CAA timeout does not block.
+    caa_blocks = caa_blocked(caa)
+    if txt_ok and target.ok and not caa_blocks:
         changes.update(
             status="issuing_cert",
             verified_at=now,
@@ -211,11 +227,15 @@ def _pending(
         missing.append(f"TXT {txt.status if txt else 'not checked'}")
     if not target.ok:
         missing.append(f"target {target.status}")
+    if caa_blocks and caa is not None:
+        missing.append(caa.detail)
     age = now - domain.pending_since
     # Only a definitive answer that a record is wrong may fail it: a timeout or SERVFAIL says
     # nothing about the records, so at the deadline it is asked again (hourly) instead.
-    definitive = (txt is not None and not txt.ok and not txt.transient) or (
-        not target.ok and not target.transient
+    definitive = (
+        (txt is not None and not txt.ok and not txt.transient)
+        or (not target.ok and not target.transient)
+        or caa_blocks
     )
     if age >= dt.timedelta(days=pending_days) and definitive:
         changes.update(
@@ -261,22 +281,59 @@ def _cert_changes(tls: TlsResult, domain: DomainState, changes: dict[str, Any]) 
         changes["cert_warnings_sent"] = []  # a new certificate: its warnings start afresh
 
 
+def caa_blocked(caa: DnsResult | None) -> bool:
+    """A definitive CAA answer that the edge's CA may not issue (providers/dns.py)."""
+    return caa is not None and not caa.ok and not caa.transient
+
+
 def _issuing(
     domain: DomainState,
     now: dt.datetime,
     target: DnsResult,
     tls: TlsResult | None,
+    caa: DnsResult | None,
+    deadline: dt.timedelta,
     changes: dict[str, Any],
 ) -> Decision:
     changes["next_check_at"] = now + CHECK_EVERY
     if tls is not None:
         changes["tls_detail"] = tls.detail
-    if tls is not None and tls.status in ("active", "expiring") and target.ok:
+    if answered(tls) and tls is not None and tls.status in ("active", "expiring") and target.ok:
         _cert_changes(tls, domain, changes)
         changes.update(status=tls.status, active_since=now, last_ok_at=now, consecutive_failures=0)
-        return Decision("activate_domain", f"certificate served ({tls.status})", changes)
-    why = tls.detail if tls is not None else f"DNS target {target.status}"
-    return Decision("issuing_check", f"waiting for the certificate: {why}", changes, "add")
+        decision = Decision("activate_domain", f"certificate served ({tls.status})", changes)
+        decision.clear_incidents.append(incident_cause(domain.hostname, "issuance"))
+        return decision
+    why = [tls.detail if tls is not None else f"DNS target {target.status}"]
+    if caa_blocked(caa) and caa is not None:
+        why.insert(0, caa.detail)
+    since = domain.verified_at or domain.pending_since
+    if now - since >= deadline:
+        days = deadline.total_seconds() / 86400
+        reason = f"no certificate {days:g} days after verification: {'; '.join(why)}"
+        changes.update(status="failed", failed_at=now, failure_reason=reason)
+        decision = Decision(
+            "fail_issuance", reason, changes, message_tenant="domain_certificate_failed"
+        )
+        decision.raise_incidents.append(
+            (
+                incident_cause(domain.hostname, "issuance"),
+                "warning",
+                f"certificate for {domain.hostname} not issued in {days:g} days",
+            )
+        )
+        return decision
+    # The edge is asked again on a backoff from verification (15 min doubling to 6 h), not at
+    # every check: a blocked issuance does not become a request every 15 minutes for ever.
+    ask = "add" if edge_ask_due(since, domain.last_checked_at, now) else None
+    left = since + deadline - now
+    return Decision(
+        "issuing_check",
+        f"waiting for the certificate ({left.days}d {left.seconds // 3600}h before it fails): "
+        + "; ".join(why),
+        changes,
+        ask,
+    )
 
 
 def _serving(

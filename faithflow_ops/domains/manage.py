@@ -139,16 +139,16 @@ def add_domain(
 
 def remove_domain(session: Session, hostname: str, *, actor: str, now: dt.datetime) -> TenantDomain:
     """Stop serving and checking the hostname; the record stays, status `removed`. Its open
-    incidents (degraded, certificate) are resolved: nothing checks a removed domain again, so
-    nothing else would ever resolve them."""
+    incidents (degraded, certificate, issuance) are resolved: nothing checks a removed domain
+    again, so nothing else would ever resolve them."""
     domain = live_domain(session, hostname)
     before = {"status": domain.status, "failover_active": domain.failover_active}
     domain.status = "removed"
     domain.removed_at = now
     domain.failover_active = False
     domain.updated_at = now
-    for cause in (incident_cause(domain.hostname), incident_cause(domain.hostname, "certificate")):
-        clear_incident(session, cause, now=now, by=actor)
+    for part in (None, "certificate", "issuance"):
+        clear_incident(session, incident_cause(domain.hostname, part), now=now, by=actor)
     audit.record(
         session,
         actor=actor,

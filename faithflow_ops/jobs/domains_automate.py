@@ -8,8 +8,9 @@ probes them read-only — DNS (ownership TXT for pending domains, the CNAME/A ta
 with dnspython's async resolver, FAITHFLOW_DNS_CONCURRENCY at once; TLS for domains past
 verification, connecting to the address the DNS probe found (SNI = the host) — and yields one
 action per domain whose kind is what happens to it (`verify_domain`, `pending_check`,
-`fail_domain`, `issuing_check`, `activate_domain`, `check`, `check_failed`, `degrade_domain`,
-`recover_domain`, `certificate_expiring`, `certificate_renewed`, `certificate_warning`).
+`fail_domain`, `issuing_check`, `fail_issuance`, `activate_domain`, `check`, `check_failed`,
+`degrade_domain`, `recover_domain`, `certificate_expiring`, `certificate_renewed`,
+`certificate_warning`).
 
 apply (`apply_unmanaged`, one action at a time): in one transaction, claims the row with a
 conditional UPDATE (same status and same `last_checked_at` as the plan saw; else StaleAction, so
@@ -21,7 +22,7 @@ lock), it calls the edge (Render: add + verify, idempotent) for `add`/`renew` �
 action it claimed, so never twice for one plan — and records the edge's answer in a short
 transaction (`edge_status`, an `edge` row in domain_checks). An edge error is recorded
 (`edge_status` `error`) and the action counts as failed; `issuing_cert` and `expiring` domains
-ask the edge at every check, so the next check retries it.
+ask the edge again on a backoff (lifecycle.edge_ask_due: 15 minutes doubling to 6 hours).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ KINDS = (
     "pending_check",
     "fail_domain",
     "issuing_check",
+    "fail_issuance",
     "activate_domain",
     "check",
     "check_failed",
@@ -78,6 +80,7 @@ KINDS = (
 AUDITED = {
     "verify_domain": "domain.verified",
     "fail_domain": "domain.failed",
+    "fail_issuance": "domain.issuance_failed",
     "activate_domain": "domain.activated",
     "degrade_domain": "domain.degraded",
     "recover_domain": "domain.recovered",
@@ -170,6 +173,10 @@ class TenantOpsAutomate(Job):
                         txt_name(domain.hostname), txt_value(domain), key=f"txt:{domain.id}"
                     )
                 )
+            if domain.status in ("pending_dns", "issuing_cert"):  # before the edge issues
+                checks.append(
+                    DnsCheck.caa(domain.hostname, settings.domain_edge_cas, key=f"caa:{domain.id}")
+                )
             checks.append(target_check)
         prober = DnsProber(settings)
         results = {r.check.key: r for r in run_sync(lambda: prober.probe_many(checks))}
@@ -198,6 +205,7 @@ class TenantOpsAutomate(Job):
                 continue
             target = results[f"target:{domain.id}"]
             txt = results.get(f"txt:{domain.id}")
+            caa = results.get(f"caa:{domain.id}")
             probe = tls.get(domain.id)
             decision = decide(
                 DomainState(
@@ -223,6 +231,8 @@ class TenantOpsAutomate(Job):
                 pending_days=settings.domain_pending_days,
                 warning_days=settings.domain_cert_warning_days,
                 recover_after=settings.domain_recovery_threshold,
+                caa=caa,
+                issuing_deadline=dt.timedelta(days=settings.domain_issuing_days),
             )
             history: list[dict[str, Any]] = []
             if txt is not None:
@@ -243,6 +253,16 @@ class TenantOpsAutomate(Job):
                     "data": {"observed": list(target.observed), "cnames": list(target.cnames)},
                 }
             )
+            if caa is not None:
+                history.append(
+                    {
+                        "kind": "caa",
+                        "result": caa.status,
+                        "detail": caa.detail,
+                        "latency_ms": caa.latency_ms,
+                        "data": {"records": list(caa.observed)},
+                    }
+                )
             if probe is not None:
                 history.append(
                     {
@@ -399,7 +419,9 @@ class TenantOpsAutomate(Job):
                     variables={
                         "hostname": step.hostname,
                         "reason": reason,
-                        "days": ctx.settings.domain_pending_days,
+                        "days": ctx.settings.domain_issuing_days
+                        if step.message_tenant == "domain_certificate_failed"
+                        else ctx.settings.domain_pending_days,
                     },
                     idempotency_key=f"domain:{step.domain_id}:{step.message_tenant}",
                     now=ctx.now,

@@ -36,6 +36,14 @@ What "points at the edge" means (`DnsCheck.target`):
   addresses; the apex need not carry all of them.
 
 Both may be given (a subdomain the church points with A records): either way is then `ok`.
+
+May the edge's certificate authority issue for the host (`DnsCheck.caa`, RFC 8659)? The
+relevant CAA record set is the first non-empty one from the host up its parents (a CNAME at the
+host is followed by the resolver, so a CAA at the edge target counts for CNAMEd subdomains; the
+climb stops before the root). `ok` when there is none, when it has no `issue` property, or when
+an `issue` property names one of the edge's CAs (FAITHFLOW_DOMAIN_EDGE_CAS); `wrong_target` when
+it excludes them all (or has an unknown critical property) — its detail names the record set and
+the fix: the record to add. `timeout`/`servfail` on any step are transient, as everywhere.
 """
 
 from __future__ import annotations
@@ -68,7 +76,7 @@ DNS_STATUSES: tuple[DnsStatus, ...] = (
 )
 TRANSIENT: frozenset[DnsStatus] = frozenset({"timeout", "servfail"})
 
-CheckKind = Literal["txt", "target", "resolver"]
+CheckKind = Literal["txt", "target", "resolver", "caa"]
 
 
 def normalize(name: str) -> str:
@@ -99,6 +107,18 @@ class DnsCheck:
     cname_target: str | None = None
     a_records: tuple[str, ...] = ()
     key: str | None = None
+    allowed_cas: tuple[str, ...] = ()  # caa: the issuer domains the edge uses
+
+    @classmethod
+    def caa(cls, host: str, allowed_cas: Sequence[str], *, key: str | None = None) -> DnsCheck:
+        """May one of `allowed_cas` (e.g. letsencrypt.org) issue for `host`? (RFC 8659)"""
+        cas = tuple(dict.fromkeys(c.strip().lower().rstrip(".") for c in allowed_cas if c.strip()))
+        if not cas:
+            raise ConfigError(
+                "FAITHFLOW_DOMAIN_EDGE_CAS is empty; set the edge's certificate authorities, "
+                "e.g. letsencrypt.org,pki.goog"
+            )
+        return cls("caa", normalize(host), allowed_cas=cas, key=key)
 
     @classmethod
     def txt(cls, name: str, expected: str, *, key: str | None = None) -> DnsCheck:
@@ -292,6 +312,8 @@ class DnsProber:
                 result = await self._probe_txt(check)
             elif check.kind == "target":
                 result = await self._probe_target(check)
+            elif check.kind == "caa":
+                result = await self._probe_caa(check)
             else:
                 result = await self._probe_resolver(check)
         except _Failure as failure:
@@ -425,6 +447,20 @@ class DnsProber:
             cnames,
         )
 
+    async def _probe_caa(self, check: DnsCheck) -> DnsResult:
+        labels = check.name.split(".")
+        for i in range(len(labels)):
+            name = ".".join(labels[i:])
+            try:
+                found = await self._lookup(name, "CAA")
+            except _Failure as failure:
+                if failure.status in TRANSIENT:
+                    raise
+                continue  # NXDOMAIN: no records here, ask the parent
+            if found.values:
+                return caa_verdict(check, name, found.values, found.cnames)
+        return DnsResult(check, "ok", f"no CAA record at {check.name} or above: any CA may issue")
+
     async def _target_addresses(self, target: str) -> tuple[str, ...] | None:
         """The edge target's own A+AAAA addresses, looked up once per prober and shared by
         concurrent probes (None: it did not resolve; asked again next time)."""
@@ -460,6 +496,42 @@ class DnsProber:
                 raise
             return DnsResult(check, "ok", f"the resolver answered ({failure.detail})")
         return DnsResult(check, "ok", f"the resolver answered for {name}", found.values)
+
+
+def caa_verdict(
+    check: DnsCheck, name: str, records: Sequence[str], cnames: tuple[str, ...] = ()
+) -> DnsResult:
+    """RFC 8659 §4 over the relevant CAA record set (found at `name`), for a non-wildcard
+    certificate: presentation-format records (`0 issue "letsencrypt.org; validationmethods=…"`)."""
+    issuers: list[str] = []
+    unknown_critical: list[str] = []
+    for record in records:
+        flags, _, rest = record.strip().partition(" ")
+        tag, _, value = rest.strip().partition(" ")
+        value = value.strip().strip('"')
+        tag = tag.lower()
+        if tag == "issue":
+            issuers.append(value.split(";", 1)[0].strip().lower().rstrip("."))
+        elif (
+            tag not in ("issuewild", "iodef", "issuemail", "issuevmc")
+            and flags.isdigit()
+            and int(flags) & 128
+        ):
+            unknown_critical.append(record.strip())
+    shown = "; ".join(r.strip() for r in records)
+    where = f"CAA at {name}" + (f" (via CNAME {' → '.join(cnames)})" if cnames else "")
+    if unknown_critical:
+        why = f"{where} has a critical property no CA understands ({unknown_critical[0]})"
+    elif not issuers:
+        return DnsResult(check, "ok", f"{where} restricts no issuer ({shown})", tuple(records))
+    elif any(ca in issuers for ca in check.allowed_cas):
+        allowed = next(ca for ca in check.allowed_cas if ca in issuers)
+        return DnsResult(check, "ok", f"{where} allows {allowed}", tuple(records))
+    else:
+        named = ", ".join(i or "no CA" for i in issuers)
+        why = f"{where} allows only {named}, not the edge's CA ({', '.join(check.allowed_cas)})"
+    fix = "; ".join(f'{name}. CAA 0 issue "{ca}"' for ca in check.allowed_cas)
+    return DnsResult(check, "wrong_target", f"{why}; fix: add {fix}", tuple(records), cnames)
 
 
 def _nx_cnames(exc: Exception) -> tuple[str, ...]:

@@ -15,6 +15,8 @@ def test_defaults() -> None:
     assert s.render_api_base == "https://api.render.com"
     assert s.render_api_key is None and s.render_service_id is None
     assert s.pagerduty_api_base == "https://events.pagerduty.com"
+    assert s.domain_issuing_days == 3
+    assert s.domain_edge_cas == ("letsencrypt.org", "pki.goog")
 
 
 def test_values_are_read() -> None:
@@ -28,8 +30,12 @@ def test_values_are_read() -> None:
             "RENDER_SERVICE_ID": "srv-abc123",
             "RENDER_API_BASE": "http://127.0.0.1:8080/",
             "PAGERDUTY_API_BASE": "http://127.0.0.1:9090",
+            "FAITHFLOW_DOMAIN_ISSUING_DAYS": "5",
+            "FAITHFLOW_DOMAIN_EDGE_CAS": "LetsEncrypt.org., sectigo.com",
         }
     )
+    assert s.domain_issuing_days == 5
+    assert s.domain_edge_cas == ("letsencrypt.org", "sectigo.com")
     assert (s.dns_timeout, s.dns_concurrency, s.tls_timeout) == (0.5, 200, 3.0)
     assert s.tls_ca_file == "/etc/faithflow/ca.pem"
     assert (s.render_api_key, s.render_service_id) == ("rnd_key", "srv-abc123")
@@ -53,6 +59,10 @@ def test_values_are_read() -> None:
         ("FAITHFLOW_DNS_NAMESERVERS", "127.0.0.1:99999"),
         ("FAITHFLOW_DNS_NAMESERVERS", "1.1.1.1,127.0.0.1:dns"),
         ("FAITHFLOW_DNS_NAMESERVERS", "[::1"),
+        ("FAITHFLOW_DOMAIN_ISSUING_DAYS", "0"),
+        ("FAITHFLOW_DOMAIN_ISSUING_DAYS", "a week"),
+        ("FAITHFLOW_DOMAIN_EDGE_CAS", "letsencrypt"),
+        ("FAITHFLOW_DOMAIN_EDGE_CAS", 'letsencrypt.org; "pki.goog"'),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, value: str) -> None:

@@ -24,7 +24,7 @@ from faithflow_ops.db import Database
 from faithflow_ops.domains.lifecycle import Decision, DomainState, decide
 from faithflow_ops.models import Tenant, TenantDomain
 from faithflow_ops.models.platform import CERTIFICATE_STATUSES, DOMAIN_STATUSES
-from faithflow_ops.providers.dns import DNS_STATUSES, DnsCheck, DnsResult
+from faithflow_ops.providers.dns import DNS_STATUSES, DnsCheck, DnsResult, caa_verdict
 from faithflow_ops.providers.tls import Certificate, TlsResult
 
 T0 = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
@@ -33,6 +33,8 @@ EDGE = "edge.faithflow.test"
 THRESHOLD = 3
 PENDING_DAYS = 7
 WARNINGS = (14, 7, 3, 1)
+ISSUING_DAYS = 3
+CAA_RESULTS = ("ok", "blocked", "timeout")  # checked for pending and issuing domains
 
 TLS_KINDS = ("active", "expiring", "expired", "invalid", "unreachable", "incomplete")
 FAILING_TLS = {"expired", "invalid", "unreachable", "incomplete"}
@@ -133,6 +135,9 @@ STARTS = (
     Start("pending", "pending_dns", "none"),
     Start("pending_at_deadline", "pending_dns", "none", age=PENDING_DAYS * DAY + dt.timedelta(1)),
     Start("issuing", "issuing_cert", "pending"),
+    Start(
+        "issuing_at_deadline", "issuing_cert", "pending", age=ISSUING_DAYS * DAY + dt.timedelta(1)
+    ),
     Start("active", "active", "active", cert=SERVED),
     Start("active_2_failed", "active", "active", THRESHOLD - 1, cert=SERVED),
     Start("active_cert_expired", "active", "expired", 1, cert=SERVED),
@@ -162,6 +167,9 @@ def state_of(start: Start, domain_id: int, host: str) -> DomainState:
         pending_since=T0 - start.age,
         cert_not_after=stored.not_after if stored else None,
         cert_warnings_sent=start.warnings_sent,
+        cert_not_before=stored.not_before if stored else None,
+        verified_at=None if start.status == "pending_dns" else T0 - start.age,
+        last_checked_at=T0 - dt.timedelta(minutes=15),
     )
 
 
@@ -171,11 +179,13 @@ class Case:
     txt: str | None  # pending domains only
     target: str
     tls: str  # a TLS_KINDS member, or "none" (not probed)
+    caa: str | None = None  # pending and issuing domains only
 
     @property
     def label(self) -> str:
         txt = f" txt={self.txt}" if self.txt else ""
-        return f"{self.start.name}{txt} dns={self.target} tls={self.tls}"
+        caa = f" caa={self.caa}" if self.caa else ""
+        return f"{self.start.name}{txt} dns={self.target} tls={self.tls}{caa}"
 
 
 def cases() -> list[Case]:
@@ -183,8 +193,13 @@ def cases() -> list[Case]:
     for start in STARTS:
         if start.status == "pending_dns":  # TLS is not probed before verification
             out += [
-                Case(start, txt, target, "none")
-                for txt, target in itertools.product(DNS_STATUSES, DNS_STATUSES)
+                Case(start, txt, target, "none", caa)
+                for txt, target, caa in itertools.product(DNS_STATUSES, DNS_STATUSES, CAA_RESULTS)
+            ]
+        elif start.status == "issuing_cert":
+            out += [
+                Case(start, None, target, kind, caa)
+                for target, kind, caa in itertools.product(DNS_STATUSES, TLS_KINDS, CAA_RESULTS)
             ]
         else:
             out += [
@@ -200,8 +215,20 @@ CASES = cases()
 DB_CASES = [
     c
     for c in CASES
-    if c.target in ("ok", "nxdomain", "timeout") and c.txt in (None, "ok", "nxdomain", "timeout")
+    if c.target in ("ok", "nxdomain", "timeout")
+    and c.txt in (None, "ok", "nxdomain", "timeout")
+    and c.caa in (None, "ok", "blocked")
 ]
+
+
+def caa(result: str | None, host: str) -> DnsResult | None:
+    if result is None:
+        return None
+    check = DnsCheck.caa(host, ("letsencrypt.org", "pki.goog"), key="caa")
+    if result == "blocked":
+        records = ('0 issue "digicert.com"',)
+        return caa_verdict(check, "grace.test", records)
+    return DnsResult(check, result, f"caa {result}")  # type: ignore[arg-type]
 
 
 def run(case: Case, domain_id: int = 1, host: str = "www.grace.test") -> Decision:
@@ -214,6 +241,8 @@ def run(case: Case, domain_id: int = 1, host: str = "www.grace.test") -> Decisio
         threshold=THRESHOLD,
         pending_days=PENDING_DAYS,
         warning_days=WARNINGS,
+        caa=caa(case.caa, host),
+        issuing_deadline=ISSUING_DAYS * DAY,
     )
 
 
@@ -221,15 +250,18 @@ def expected_kind(case: Case) -> str:
     """The rules of docs/domains.md, written out once more, independently of lifecycle.py."""
     start, target_ok = case.start, case.target == "ok"
     if start.status == "pending_dns":
-        if case.txt == "ok" and target_ok:
+        if case.txt == "ok" and target_ok and case.caa != "blocked":
             return "verify_domain"
-        definitive = (case.txt not in ("ok", "timeout", "servfail")) or (
-            case.target not in ("ok", "timeout", "servfail")
+        definitive = (
+            case.txt not in ("ok", "timeout", "servfail")
+            or case.target not in ("ok", "timeout", "servfail")
+            or case.caa == "blocked"
         )
         return "fail_domain" if start.age >= PENDING_DAYS * DAY and definitive else "pending_check"
     if start.status == "issuing_cert":
-        ok = case.tls in ("active", "expiring") and target_ok
-        return "activate_domain" if ok else "issuing_check"
+        if case.tls in ("active", "expiring") and target_ok:
+            return "activate_domain"
+        return "fail_issuance" if start.age >= ISSUING_DAYS * DAY else "issuing_check"
     if not target_ok or case.tls in FAILING_TLS:
         failures = start.consecutive_failures + 1
         if start.status != "degraded" and failures >= THRESHOLD:
@@ -281,6 +313,31 @@ def test_an_expiring_domain_whose_tls_becomes_unreachable_is_not_renewed() -> No
         decision = run(Case(expiring, None, "ok", kind))
         assert decision.kind == "check_failed", kind
         assert "status" not in decision.changes and decision.edge != "renew"
+
+
+def test_a_caa_record_excluding_the_edge_s_ca_is_shown_with_the_fix() -> None:
+    pending = next(s for s in STARTS if s.name == "pending")
+    blocked = run(Case(pending, "ok", "ok", "none", "blocked"))
+    assert blocked.kind == "pending_check" and "status" not in blocked.changes
+    assert "CAA at grace.test allows only digicert.com" in blocked.reason
+    assert 'fix: add grace.test. CAA 0 issue "letsencrypt.org"' in blocked.reason
+    late = next(s for s in STARTS if s.name == "pending_at_deadline")
+    failed = run(Case(late, "ok", "ok", "none", "blocked"))
+    assert failed.kind == "fail_domain" and 'CAA 0 issue "letsencrypt.org"' in failed.reason
+    # A CAA lookup that timed out says nothing: it verifies.
+    assert run(Case(pending, "ok", "ok", "none", "timeout")).kind == "verify_domain"
+
+
+def test_issuance_past_its_deadline_fails_with_an_incident_and_a_message() -> None:
+    late = next(s for s in STARTS if s.name == "issuing_at_deadline")
+    decision = run(Case(late, None, "ok", "unreachable", "blocked"))
+    assert decision.kind == "fail_issuance" and decision.changes["status"] == "failed"
+    assert decision.message_tenant == "domain_certificate_failed"
+    assert decision.edge is None
+    ((cause, severity, title),) = decision.raise_incidents
+    assert cause == "domain:www.grace.test:issuance" and severity == "warning"
+    assert "not issued in 3 days" in title
+    assert 'fix: add grace.test. CAA 0 issue "letsencrypt.org"' in decision.reason
 
 
 # --- applying every planned action on both dialects -------------------------------------------
