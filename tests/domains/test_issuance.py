@@ -8,6 +8,8 @@ for CAA), the Render stand-in and a TLS port that serves nothing. Both dialects.
 - A verified domain the edge cannot certify (a CAA record added after verification) fails after
   FAITHFLOW_DOMAIN_ISSUING_DAYS (3): one incident, one message to the church, the edge asked
   on a backoff — looked at +8, +30 and +90 days.
+- A flaky edge whose verifying handshake fails after the first one read the certificate
+  (issue 22.1) counts towards failover and writes no certificate status.
 """
 
 from __future__ import annotations
@@ -146,3 +148,35 @@ def test_a_blocked_issuance_fails_after_its_deadline_once(world: dict[str, Any])
         # verification, then the backoff's points (+15 min, 45 min, 1h45, 3h45, 7h45, then
         # every 6 h) that fell between two checks: 10 asks in 3 days, not 288
         assert count(world, DomainCheck, DomainCheck.kind == "edge") == 10
+
+
+# --- a flaky edge: the verifying handshake fails after the first read the certificate -------
+
+
+def test_an_incomplete_probe_counts_towards_failover_and_never_writes_the_certificate(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 22.1 through the real probe: the `flaky` port serves the certificate on every
+    other connection, so each probe reads it and then fails to verify. Before, the domain
+    passed and the write of certificate_status='unreachable' broke ck_tenant_domains_cert_known:
+    every run `partial`, never a failover."""
+    stand = world["stand"]
+    assert kinds(automate(world, minutes=1)) == ["verify_domain"]
+    monkeypatch.setenv("FAITHFLOW_TLS_PORT", str(stand.ports["valid"]))
+    assert kinds(automate(world, minutes=16)) == ["activate_domain"]
+    monkeypatch.setenv("FAITHFLOW_TLS_PORT", str(stand.ports["flaky"]))
+    seen = []
+    for minutes in (31, 46, 61, 76):
+        doc = automate(world, minutes=minutes)
+        assert doc["status"] == "succeeded", doc
+        seen += kinds(doc)
+    assert seen == ["check_failed", "check_failed", "degrade_domain", "check_failed"]
+    with world["db"].read_session() as s:
+        domain = s.scalars(select(TenantDomain)).one()
+        tls = s.scalars(
+            select(DomainCheck).where(DomainCheck.kind == "tls").order_by(DomainCheck.id.desc())
+        ).first()
+    assert domain.status == "degraded" and domain.failover_active
+    assert domain.certificate_status == "active"  # the last finished probe's verdict
+    assert tls is not None and tls.result == "unreachable"
+    assert tls.data is not None and tls.data["certificate"] is not None  # kept for the record

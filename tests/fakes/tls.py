@@ -14,6 +14,9 @@ FAITHFLOW_TLS_CA_FILE points at, so the trusted ones verify):
 - `short_lived`  www.grace.test, 45-day lifetime, 30 days left (active; expiring from
                  15 days left on, by the third-of-lifetime rule);
 - `not_tls`      a TCP server that answers with plain text (a handshake failure);
+- `flaky`        the `valid` certificate on every other connection; the others are closed
+                 before the handshake — the probe's first handshake reads the certificate,
+                 its verifying one fails (an incomplete probe, issue 22.1);
 - `refused`      a port with nothing listening.
 """
 
@@ -41,8 +44,11 @@ class TlsStand:
 
 
 @contextlib.contextmanager
-def _serve(context: ssl.SSLContext | None, stop: threading.Event) -> Iterator[int]:
-    """Accept on a free loopback port; TLS handshake with `context` (None: plain text)."""
+def _serve(
+    context: ssl.SSLContext | None, stop: threading.Event, *, flaky: bool = False
+) -> Iterator[int]:
+    """Accept on a free loopback port; TLS handshake with `context` (None: plain text);
+    `flaky`: every second connection is closed at once."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -62,6 +68,7 @@ def _serve(context: ssl.SSLContext | None, stop: threading.Event) -> Iterator[in
                 return
 
     def loop() -> None:
+        accepted = 0
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
@@ -69,6 +76,10 @@ def _serve(context: ssl.SSLContext | None, stop: threading.Event) -> Iterator[in
                 continue
             except OSError:
                 return
+            accepted += 1
+            if flaky and accepted % 2 == 0:
+                conn.close()
+                continue
             threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=loop, daemon=True)
@@ -156,5 +167,8 @@ def tls_stand(directory: Path, now: dt.datetime | None = None) -> Iterator[TlsSt
     with contextlib.ExitStack() as stack:
         for name, context in contexts.items():
             stand.ports[name] = stack.enter_context(_serve(context, stop))
+        stand.ports["flaky"] = stack.enter_context(
+            _serve(issued(HOST, before=-30, after=60), stop, flaky=True)
+        )
         stand.ports["refused"] = free_port()
         yield stand
