@@ -49,6 +49,9 @@ class ActionResult:
     action: Action
     outcome: Outcome | None = None  # None in a preview
     error: str | None = None
+    # failed because an outside service did (a ProviderError, or a kind in the job's
+    # failure_kinds): a run whose every failure is outside fails as `provider` (task 502)
+    outside: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = self.action.to_dict()

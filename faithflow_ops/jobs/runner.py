@@ -290,12 +290,17 @@ def _execute(
     collect: bool,
 ) -> None:
     first_error: list[str] = []
+    ours = 0  # failed actions that failed for a reason of ours (not an outside service)
 
     def emit(item: ActionResult) -> None:
+        nonlocal ours
         if item.outcome is not None:
             result.outcomes[item.outcome] += 1
-        if item.outcome == "failed" and not first_error:
-            first_error.append(item.error or "no error recorded")
+        if item.outcome == "failed":
+            if not first_error:
+                first_error.append(item.error or "no error recorded")
+            if not (item.outside or item.action.kind in job.failure_kinds):
+                ours += 1
         if collect:
             result.actions.append(item)
         if on_action is not None:
@@ -357,6 +362,8 @@ def _execute(
         if failed == tried:
             result.status = FAILED
             result.error = f"every action failed ({failed} of {tried}); first: {first_error[0]}"
+            # all at an outside service: `provider` (task 502, no traceback); else ours (500)
+            result.failure, result.failure_exit = ("internal" if ours else "provider"), 1
         else:
             result.status = PARTIAL
 
@@ -395,11 +402,16 @@ def _apply(
 def apply_one(db: Database, job: Job, ctx: JobContext, action: Action) -> ActionResult:
     """One action in its own transaction; a failure is its result (`stale`, `failed`), never an
     exception."""
+    from faithflow_ops.providers._http import ProviderError
+
     try:
         with db.session() as session:
             job.apply(session, ctx, action)
     except StaleAction as exc:
         return ActionResult(action, "stale", str(exc) or None)
+    except ProviderError as exc:  # an outside service refused it or could not be reached
+        log.warning("action failed", job=job.name, target=action.target, error=str(exc))
+        return ActionResult(action, "failed", f"{type(exc).__name__}: {exc}", outside=True)
     except Exception as exc:
         log.warning("action failed", job=job.name, target=action.target, error=str(exc))
         return ActionResult(action, "failed", f"{type(exc).__name__}: {exc}")

@@ -29,6 +29,7 @@ from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.logging import configure
 from faithflow_ops.migrate import upgrade
 from faithflow_ops.models import JobRun
+from faithflow_ops.providers._http import ProviderError
 from receiver.app import create_app
 
 KEY = "ffk_test_5eCr3t-integration-key"
@@ -57,6 +58,7 @@ class FakeSweep(Job):
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
         self.fail_target: str | None = None
+        self.fail_every: Exception | None = None  # every action raises this
         self.crash = False
         self.planned = 0
 
@@ -72,6 +74,8 @@ class FakeSweep(Job):
             yield Action("touch", f"item:{i}", reason, {"actor": ctx.actor})
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        if self.fail_every is not None:
+            raise self.fail_every
         if action.target == self.fail_target:
             raise ValueError("cannot touch this one")
 
@@ -452,6 +456,27 @@ def test_a_failed_run_is_500_with_the_job_json(served: tuple[str, Database]) -> 
     [row] = run_rows(db)
     assert row.status == "failed"
     assert locks.current(db, FAKE.name) is None
+
+
+def test_every_action_failing_at_a_provider_is_502(served: tuple[str, Database]) -> None:
+    # an outside service refused every action: not our bug (DESIGN §4), and found by the
+    # OpenAPI property run as a 500 for `disputes monitor` against a refusing Stripe
+    url, _ = served
+    JOB.fail_every = ProviderError("stripe", "list disputes", "refused (HTTP 404)", status=404)
+    response = post_task(url, {})
+    assert response.status_code == 502
+    doc = response.json()
+    assert doc["status"] == "failed" and doc["failure"] == "provider"
+    assert "every action failed (3 of 3)" in doc["error"]
+
+
+def test_every_action_failing_for_our_own_reason_is_500(served: tuple[str, Database]) -> None:
+    url, _ = served
+    JOB.fail_every = ValueError("cannot touch this one")
+    response = post_task(url, {})
+    assert response.status_code == 500
+    doc = response.json()
+    assert doc["status"] == "failed" and doc["failure"] == "internal"
 
 
 # --- routes come from the registry; the scheduler lives with the app --------------------------
