@@ -62,8 +62,9 @@ KINDS = (
     "paused",
     "held",
     "no_contact",
+    "waiting",
 )
-REPORT_ONLY = frozenset({"paused", "held", "no_contact"})
+REPORT_ONLY = frozenset({"paused", "held", "no_contact", "waiting"})
 # Messages that count for the suppression window: everything but what was never sent.
 NOT_SENT = ("canceled", "suppressed")
 
@@ -163,6 +164,12 @@ class Held(CaseStep):  # report-only: the step is taken at `until`
 
 
 @dataclass(frozen=True)
+class Waiting(CaseStep):  # report-only, preview: nothing due on the case
+    step: str  # the next step ("" when the ladder is done)
+    history: tuple[str, ...]  # what each step taken did: "day3 email: sent", "day0 sms: skipped"
+
+
+@dataclass(frozen=True)
 class NoContact(CaseStep):  # report-only
     step: str
     channels: tuple[str, ...]  # always empty: nothing can go out
@@ -229,9 +236,17 @@ def days_past_due(delta: dt.timedelta) -> int:
 
 
 def plan_actions(
-    session: Session, now: dt.datetime, settings: Settings, grace: GraceRule
+    session: Session,
+    now: dt.datetime,
+    settings: Settings,
+    grace: GraceRule,
+    *,
+    explain: bool = False,
 ) -> list[Action]:
-    """Every action of one run at `now` (read-only; see the module docstring)."""
+    """Every action of one run at `now` (read-only; see the module docstring). `explain` (the
+    preview) adds a report-only `waiting` action for each open case with no step due: where
+    its ladder stands and what became of its last step's messages, so "why didn't this church
+    get a message?" has its answer in the preview."""
     policy = current_policy(session)
     plans = {
         pid: _PlanInfo(code, grace.plan_grace(meta))
@@ -254,6 +269,7 @@ def plan_actions(
     )
     # Most open cases have nothing due in a given run: only those that do need preferences.
     due: list[tuple[_Case, list[tuple[int, Step]]]] = []
+    idle: list[_Case] = []
     for case in sorted(cases, key=lambda c: (c.tenant_id, c.past_due_since, c.id)):
         closing = _closing(case)
         if closing is not None:
@@ -262,7 +278,10 @@ def plan_actions(
         steps = due_steps(policy.steps, taken.get(case.id, set()), case.past_due_since, now)
         if steps:
             due.append((case, steps))
-    prefs = preferences_for(session, {case.tenant_id for case, _ in due})
+        elif explain:
+            idle.append(case)
+    tenants = {case.tenant_id for case, _ in due} | {case.tenant_id for case in idle}
+    prefs = preferences_for(session, tenants)
     sends: list[Action] = []
     retries: list[Action] = []
     # Per tenant, oldest episode first: a tenant with two cases gets one message per window.
@@ -271,8 +290,62 @@ def plan_actions(
         ladder.plan(steps, prefs.get(case.tenant_id), last_sent)
         sends += ladder.actions
         retries += ladder.retries
+    waiting = _waiting(session, idle, policy.steps, taken, run, plans, prefs) if idle else []
     # Payment retries last: they go one by one (provider I/O), the rest in batches.
-    return actions + sends + retries
+    return actions + sends + retries + waiting
+
+
+def _waiting(
+    session: Session,
+    idle: Sequence[_Case],
+    ladder: Sequence[Step],
+    taken: Mapping[int, set[str]],
+    run: _Run,
+    plans: Mapping[int, _PlanInfo],
+    prefs: Mapping[int, Preferences],
+) -> list[Action]:
+    """`waiting` (report-only, preview): each open case with nothing due, explained."""
+    last: dict[int, list[str]] = {}
+    ids = [c.id for c in idle]
+    for offset in range(0, len(ids), 5000):
+        for case_id, step, channel, detail, status, at in session.execute(
+            select(
+                ATTEMPTS.c.case_id,
+                ATTEMPTS.c.step,
+                ATTEMPTS.c.channel,
+                ATTEMPTS.c.detail,
+                MESSAGES.c.status,
+                MESSAGES.c.next_attempt_at,
+            )
+            .outerjoin(MESSAGES, MESSAGES.c.id == ATTEMPTS.c.message_id)
+            .where(ATTEMPTS.c.case_id.in_(ids[offset : offset + 5000]))
+            .order_by(ATTEMPTS.c.case_id, ATTEMPTS.c.step_index, ATTEMPTS.c.channel)
+        ).tuples():
+            if (detail or "").startswith(dc.SKIPPED_PREFIX):
+                state = f"{step} {channel}: skipped ({detail[len(dc.SKIPPED_PREFIX) :].strip()})"
+            elif status in ("queued", "scheduled"):
+                state = f"{step} {channel}: {status} for {iso(at)}"
+            elif status is not None:
+                state = f"{step} {channel}: {status}"
+            else:
+                state = f"{step} {channel}: {detail or 'done'}"
+            last.setdefault(case_id, []).append(state)
+    out = []
+    for case in idle:
+        done = taken.get(case.id, set())
+        last_index = max((i for i, s in enumerate(ladder) if s.key in done), default=-1)
+        upcoming = ladder[last_index + 1] if last_index + 1 < len(ladder) else None
+        base = _Ladder(case, run, plans.get(case.plan_id)).base(prefs.get(case.tenant_id))
+        if upcoming is not None:
+            at = case.past_due_since + upcoming.offset
+            step, why = upcoming.key, f"next: step {upcoming.key} ({upcoming.when()}) due {iso(at)}"
+        else:
+            step, why = "", f"ladder done; suspension may follow from {iso(base['suspend_at'])}"
+        history = last.get(case.id, [])
+        report = Waiting(**base, step=step, history=tuple(history))
+        reason = why + (f"; so far: {'; '.join(history[-4:])}" if history else "; nothing sent yet")
+        out.append(Action("waiting", f"dunning_case:{case.id}", reason, encode(report)))
+    return out
 
 
 def _missing_cases(session: Session) -> list[Action]:
@@ -454,7 +527,7 @@ class _Ladder:
         self.actions: list[Action] = []
         self.retries: list[Action] = []
 
-    def _base(self, prefs: Preferences | None) -> dict[str, Any]:
+    def base(self, prefs: Preferences | None) -> dict[str, Any]:
         """The CaseStep fields, to start each payload with."""
         c = self.case
         grace = c.grace_days
@@ -484,7 +557,7 @@ class _Ladder:
     ) -> None:
         c, now = self.case, self.now
         target = f"dunning_case:{c.id}"
-        base = self._base(prefs)
+        base = self.base(prefs)
         routes = [route(step, prefs, self.run.settings) for _, step in due]
         # The step taken is the latest due one that sends something; the steps after it send
         # nothing (a payment retry, the handover) and are taken with it.

@@ -24,6 +24,10 @@ Action kinds:
   tenant is suspended or gone.
 - `paused` (report-only): the tenant paused dunning until a promised payment; nothing is sent
   or charged until then, and the latest step due at the end of the pause is taken.
+- `held` (report-only): a step with a payment retry due in the church's quiet hours; it is
+  taken when they end (`until`).
+- `waiting` (report-only, the preview only): an open case with no step due — its next step
+  and when, and what each step taken did (sent, delivered, scheduled for …, skipped and why).
 - `no_contact` (report-only, a human must act): every channel of the step due lacks a contact
   (no email address or phone number); it repeats until one is added or the next step is due.
 
@@ -101,7 +105,7 @@ class Dunning(Job):
         ]
 
     def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
-        actions = planner.plan_actions(session, ctx.now, ctx.settings, GRACE)
+        actions = planner.plan_actions(session, ctx.now, ctx.settings, GRACE, explain=ctx.dry_run)
         if ctx.progress is not None:
             ctx.progress.start(len(actions))
         yield from actions

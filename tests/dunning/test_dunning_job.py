@@ -369,14 +369,15 @@ def test_a_payment_between_preview_and_run_means_the_run_sends_nothing(world: Wo
     assert world.messages() == [] and world.attempts(case_id) == []
 
 
-def test_recovery_cancels_the_scheduled_messages_and_names_the_last_step(world: World) -> None:
+def test_recovery_cancels_the_scheduled_messages_and_credits_no_step(world: World) -> None:
     sub_id, case_id = world.past_due("lagos", SUNDAY)
     run(world.db, SUNDAY)
     [message] = world.messages()
     assert message.status == "scheduled"  # held for the Sunday service
     world.pay(sub_id, SUNDAY + H)
     case = world.case(case_id)
-    assert (case.status, case.recovered_after_step) == ("recovered", "day0")
+    # its only message never went out (held, then canceled): no step earned the recovery
+    assert (case.status, case.recovered_after_step) == ("recovered", None)
     [message] = world.messages()
     assert message.status == "canceled" and "recovered" in (message.last_error or "")
 

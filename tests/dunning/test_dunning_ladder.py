@@ -7,11 +7,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import update
 from test_dunning_job import NOW, World, ctx, kinds, run, settings
 
 from faithflow_ops.db import Database
 from faithflow_ops.jobs.dunning_run import JOB
 from faithflow_ops.jobs.runner import apply_one
+from faithflow_ops.models import OutboundMessage
 
 D = dt.timedelta(days=1)
 NO_WINDOW = settings(FAITHFLOW_DUNNING_WINDOW_HOURS="0")
@@ -122,3 +124,29 @@ def test_a_payment_retry_applied_inside_quiet_hours_is_stale(world: World) -> No
     assert late.outcome == "stale"
     assert "quiet hours" in (late.error or "")
     assert [a for a in world.attempts(retry.data["case_id"]) if a.channel == "payment_retry"] == []
+
+
+# --- the preview explains every open case ---------------------------------------------------
+
+
+def test_the_preview_says_where_each_quiet_case_stands_and_why(world: World) -> None:
+    _, sent = world.past_due("sent", NOW - D)
+    world.past_due("night", NOW - D, timezone="America/Los_Angeles")  # Sunday 01:00 there
+    run(world.db, NOW - D, cfg=NO_WINDOW)  # day 0 for both: LA's waits out its quiet hours
+    with world.db.session() as s:
+        s.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.tenant_id == world.case(sent).tenant_id)
+            .values(status="sent", sent_at=NOW - D)
+        )
+    later = NOW - D + dt.timedelta(hours=6)
+    preview = run(world.db, later, dry_run=True)
+    waiting = {a.data["tenant"]: a for a in kinds(preview, "waiting")}
+    assert set(waiting) == {"sent", "night"}
+    day3 = (NOW - D + 3 * D).isoformat()
+    assert waiting["sent"].reason == f"next: step day3 (day 3) due {day3}; so far: day0 email: sent"
+    la_14 = dt.datetime(2026, 3, 1, 22, 0, tzinfo=dt.UTC).isoformat()  # Sunday 06:00-14:00
+    assert f"day0 email: scheduled for {la_14}" in waiting["night"].reason
+    assert waiting["night"].data["history"] == [f"day0 email: scheduled for {la_14}"]
+    assert preview.outcomes == {}
+    assert not kinds(run(world.db, later), "waiting")  # a real run does not list them
