@@ -173,13 +173,29 @@ class TenantOpsAutomate(Job):
                         txt_name(domain.hostname), txt_value(domain), key=f"txt:{domain.id}"
                     )
                 )
-            if domain.status in ("pending_dns", "issuing_cert"):  # before the edge issues
-                checks.append(
-                    DnsCheck.caa(domain.hostname, settings.domain_edge_cas, key=f"caa:{domain.id}")
-                )
             checks.append(target_check)
         prober = DnsProber(settings)
         results = {r.check.key: r for r in run_sync(lambda: prober.probe_many(checks))}
+        # CAA (may the edge's CA issue?) only where it decides something: issuing domains, and
+        # pending ones whose TXT and target are right (about to be verified) — not the
+        # thousands still waiting for their records (up to 3 queries each, climbing the tree).
+        caa_checks = [
+            DnsCheck.caa(domain.hostname, settings.domain_edge_cas, key=f"caa:{domain.id}")
+            for domain, _ in rows
+            if domain.id not in unchecked
+            and (
+                domain.status == "issuing_cert"
+                or (
+                    domain.status == "pending_dns"
+                    and results[f"txt:{domain.id}"].ok
+                    and results[f"target:{domain.id}"].ok
+                )
+            )
+        ]
+        if caa_checks:
+            results.update(
+                (r.check.key, r) for r in run_sync(lambda: prober.probe_many(caa_checks))
+            )
         tls_for = [
             domain
             for domain, _ in rows
