@@ -87,7 +87,7 @@ def show(message_id: IdArg, as_json: JsonOpt = False) -> None:
         output.print_json(doc)
         return
     body = doc.pop("body")
-    fields = {k: (output.dumps(v) if isinstance(v, dict) else v) for k, v in doc.items()}
+    fields = {k: (output.dumps(v) if isinstance(v, dict | list) else v) for k, v in doc.items()}
     output.record(fields, title=f"message {message_id}")
     output.info("body:")
     typer.echo(body)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from faithflow_ops import audit
 from faithflow_ops.clock import iso
 from faithflow_ops.comms import contacts
+from faithflow_ops.comms.bounces import recipient_bounces
 from faithflow_ops.comms.suppression import add_suppression
 from faithflow_ops.db import rowcount
 from faithflow_ops.errors import NotFound, UserError, one_of
@@ -101,7 +102,8 @@ def _message(session: Session, message_id: int) -> OutboundMessage:
 
 
 def message_details(session: Session, message_id: int) -> dict[str, Any]:
-    """Every field of one message, its tenant's slug and any suppression of its recipient."""
+    """Every field of one message, its tenant's slug, any suppression of its recipient and
+    (e-mail) the recipient's latest bounces."""
     msg = _message(session, message_id)
     doc: dict[str, Any] = {c.key: getattr(msg, c.key) for c in OutboundMessage.__mapper__.columns}
     doc["tenant"] = (
@@ -118,6 +120,12 @@ def message_details(session: Session, message_id: int) -> dict[str, Any]:
         {"reason": sup.reason, "until": sup.until, "note": sup.note, "since": sup.created_at}
         if sup
         else None
+    )
+    # what the mail servers said about this recipient (comms.bounces), newest first
+    doc["bounces"] = (
+        recipient_bounces(session, channel=msg.channel, recipient=msg.recipient, limit=10)
+        if msg.channel == "email"
+        else []
     )
     return doc
 

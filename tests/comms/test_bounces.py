@@ -18,6 +18,7 @@ import pytest
 from fakes.smtp import SmtpServer, smtp_server
 from sqlalchemy import select
 
+from faithflow_ops.comms.admin import message_details
 from faithflow_ops.comms.bounces import classify
 from faithflow_ops.comms.outbox import enqueue
 from faithflow_ops.config import Settings
@@ -236,6 +237,11 @@ def test_an_unknown_user_fails_at_once_and_is_suppressed_for_good(
         "suppressed (hard bounce)",
     )
     assert bounce.settled_at == NOW
+    # `comms show ID` says what the server answered
+    with db.read_session() as session:
+        shown = message_details(session, message_id)["bounces"]
+    assert [(b["kind"], b["status"], b["smtp_code"]) for b in shown] == [("hard", "5.1.1", 550)]
+    assert "User unknown" in shown[0]["diagnostic"]
 
 
 def test_a_hard_bounce_turns_a_soft_suppression_into_one_for_good(
