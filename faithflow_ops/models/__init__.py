@@ -28,6 +28,16 @@ from faithflow_ops.models.support import (
     SupportTicket,
 )
 from faithflow_ops.models.tenancy import Tenant, TenantSecurityPolicy, User
+from faithflow_ops.models.volunteers import (
+    VolunteerAssignment,
+    VolunteerBlockout,
+    VolunteerEvent,
+    VolunteerNeed,
+    VolunteerPerson,
+    VolunteerPosition,
+    VolunteerTeam,
+    VolunteerTeamLeader,
+)
 from faithflow_ops.models.webhooks import WebhookEvent
 
 __all__ = [
@@ -66,5 +76,13 @@ __all__ = [
     "TenantSecurityPolicy",
     "TicketKbLink",
     "User",
+    "VolunteerAssignment",
+    "VolunteerBlockout",
+    "VolunteerEvent",
+    "VolunteerNeed",
+    "VolunteerPerson",
+    "VolunteerPosition",
+    "VolunteerTeam",
+    "VolunteerTeamLeader",
     "WebhookEvent",
 ]
