@@ -195,15 +195,20 @@ def settle(
     *,
     run: str | None = None,
     emails: int = 0,
+    accepted: int = 0,
     ids: Sequence[int] = (),
 ) -> Settled:
     """Decide what this run's bounces (or the bounces `ids`) do, in the caller's transaction
     (see the module docstring). `emails`: how many e-mails the run handed to the server (the
-    burst rule's denominator); 0 turns the burst rule off (a single DSN)."""
-    from faithflow_ops.incidents.records import raise_incident
+    burst rule's denominator); 0 turns the burst rule off (a single DSN). `accepted`: how many
+    the server took: a run that got e-mail through with no policy refusal resolves the
+    policy incident (the relay takes our mail again)."""
+    from faithflow_ops.incidents.records import clear_incident, raise_incident
 
     rows = _pending(session, now, run, ids)
     done = Settled([], 0, [])
+    if accepted > 0 and not any(r.kind == POLICY and r.run == run for r in rows):
+        clear_incident(session, POLICY_CAUSE, now=now, by=ACTOR)
     if not rows:
         return done
     outcomes: dict[int, str] = {}

@@ -563,18 +563,22 @@ def send_batch(
         finally:
             senders.close()
         if loop.emails:
-            _settle(db, settings, now, loop.holder, loop.emails)
+            _settle(db, settings, now, loop.holder, loop.emails, loop.emails_sent)
     return [results[id(a)] for a in actions]
 
 
-def _settle(db: Database, settings: Settings, now: dt.datetime, holder: str, emails: int) -> None:
+def _settle(
+    db: Database, settings: Settings, now: dt.datetime, holder: str, emails: int, sent: int
+) -> None:
     """Settle the batch's e-mail bounces (comms.bounces): suppressions, or an incident. A
     failure is logged, not raised: the outcomes are recorded, and the bounces stay unsettled
     for the next dispatch to settle."""
 
     def write(_: int) -> None:
         with db.session() as session:
-            settled = settle_bounces(session, settings, now, run=holder, emails=emails)
+            settled = settle_bounces(
+                session, settings, now, run=holder, emails=emails, accepted=sent
+            )
         if settled.suppressed or settled.incidents:
             log.info("comms bounces settled", run=holder, emails=emails, **settled.to_dict())
 
@@ -607,6 +611,7 @@ class _SendLoop:
         self.results: dict[int, ActionResult] = {}
         self.stop: int | None = None
         self.emails = 0  # e-mails claimed (the bounce-burst rule's denominator)
+        self.emails_sent = 0  # ... and accepted by the server
 
     def run(self) -> dict[int, ActionResult]:
         _LOOPS.add(self.events)
@@ -652,6 +657,7 @@ class _SendLoop:
         lost, claimed = step(self.db, self.settings, self.now, self.holder, finished, take)
         for msg, outcome in finished:
             action = self.by_id[msg.id]
+            self.emails_sent += msg.channel == "email" and outcome.status == "sent"
             self.results[id(action)] = _result(self.settings, action, msg, outcome, msg.id in lost)
         taken = {msg.id for msg in claimed}
         self.emails += sum(1 for msg in claimed if msg.channel == "email")

@@ -163,6 +163,8 @@ def test_a_relay_policy_refusal_raises_an_incident_and_suppresses_nobody(
     again = run(db, settings(db_url, smtp), NOW + dt.timedelta(minutes=2))
     assert again.outcomes == {"applied": 4}
     assert sorted(m.rcpt_tos[0] for m in smtp.handler.messages) == sorted(people)
+    (incident,) = rows(db, Incident)  # the relay takes our mail again: resolved
+    assert incident.status == "resolved" and incident.resolved_by == "comms bounces"
 
 
 def test_a_full_mailbox_is_retried_and_suppressed_only_after_repeats(
