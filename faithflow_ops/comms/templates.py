@@ -168,8 +168,10 @@ def check_name(name: str) -> str:
     return name
 
 
+@cache
 def available(name: str) -> tuple[str, ...]:
-    """The channels template `name` has a file for; UserError when it is not a name."""
+    """The channels template `name` has a file for; UserError when it is not a name. Cached:
+    the package's files do not change while it runs, and the dunning plan asks per case."""
     check_name(name)
     return tuple(c for c in CHANNELS if _source(name, c) is not None)
 
