@@ -141,10 +141,10 @@ class DomainStep:
 
 def edge_ask_due(since: dt.datetime, last: dt.datetime | None, now: dt.datetime) -> bool:
     """Is an ask of the edge due at this check? Asks are due at `since` (the phase began:
-    verified, or renewal due), then after 15 minutes, 30, 1 h, 2 h … doubling up to
+    verified, or renewal due), then at intervals of 15 minutes, 30, 1 h, 2 h … doubling up to
     EDGE_ASK_CAP and every EDGE_ASK_CAP after; one is due when such a time falls after the
-    previous check (`last`) and not after `now`. No state beyond the check times: a 90-day
-    stuck issuance asks ~370 times instead of 8,640."""
+    previous check (`last`) and not after `now`. No state beyond the check times. A phase
+    stuck for 3 days asks 16 times, for 90 days ~365, instead of 288 and 8,640."""
     if now < since:
         return False
     if last is None or last < since:
@@ -304,9 +304,10 @@ def _issuing(
         decision = Decision("activate_domain", f"certificate served ({tls.status})", changes)
         decision.clear_incidents.append(incident_cause(domain.hostname, "issuance"))
         return decision
-    why = [tls.detail if tls is not None else f"DNS target {target.status}"]
-    if caa_blocked(caa) and caa is not None:
-        why.insert(0, caa.detail)
+    why = [caa.detail] if caa_blocked(caa) and caa is not None else []
+    if not target.ok:
+        why.append(f"DNS target {target.status} ({target.detail})")
+    why.append(tls.detail if tls is not None else "TLS not probed")
     since = domain.verified_at or domain.pending_since
     if now - since >= deadline:
         days = deadline.total_seconds() / 86400
