@@ -147,12 +147,19 @@ def _message_ref(request: Request[Any, Any, Any]) -> int | None:
     """The outbox id the dispatcher put in the StatusCallback URL (`?m=ID`), covered by the
     signature like the rest of the URL; None for a URL without one."""
     raw = request.query_params.get("m", "")
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return int(raw) if _digits(raw) else None
+
+
+def _digits(raw: str) -> bool:
+    """A number our integer columns hold: ASCII digits only (`str.isdigit` is also true for
+    "²", which `int` refuses), at most 9 of them (a 32-bit column; Twilio's error codes have
+    5, an outbox id fewer than 10)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 9
 
 
 def _error_code(raw: str | None) -> int | None:
     raw = (raw or "").strip()
-    return int(raw) if raw.isdigit() else None
+    return int(raw) if _digits(raw) else None
 
 
 def receive_status(
