@@ -572,7 +572,7 @@ class _Ladder:
             )
             self.actions.append(Action("paused", target, reason, encode(paused)))
             return
-        retrying = [s for _, s in due[chosen:] if s.retry_payment]
+        retrying = [s for _, s in due[chosen:] if s.retry_payment and self.hard_decline is None]
         if retrying and prefs is not None and is_quiet(now, prefs.timezone, prefs.quiet_hours):
             # A payment retry is a contact too: never in the church's quiet hours. The whole
             # step waits (its messages would wait for the same minute anyway).
