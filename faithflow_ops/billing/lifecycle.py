@@ -186,7 +186,8 @@ def adopt_or_refuse(
     return unmatched(
         f"tenant {slug} already has live subscription {live.id} ({live.provider} "
         f"{live.provider_subscription_id or 'without a provider id'}, {live.status}); one live "
-        f"subscription per tenant: end it (`faithflow subs cancel --subscription {live.id}`), "
+        f"subscription per tenant: end it (`faithflow subs cancel --tenant {slug} "
+        f"--subscription {live.id}`), "
         "then `faithflow webhooks replay`"
     )
 

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from faithflow_ops.billing import lifecycle as effects
+from faithflow_ops.billing import live as one_live
 from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.db import Database, JSONType, UTCDateTime, utcnow
 from faithflow_ops.errors import NotFound, UserError
@@ -182,8 +183,12 @@ def _outcome(session: Session, event: InboundEvent, *, isolate: bool) -> Outcome
     except (OperationalError, DBAPIError) as exc:
         if isinstance(exc, OperationalError) or exc.connection_invalidated:
             raise  # the database itself: nothing is stored, the receiver answers 503
+        if one_live.is_live_conflict(exc):  # a race the handler's check could not see
+            raise _HandlerFailed(f"{one_live.RACE}; tried again with backoff") from exc
         first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
         raise _HandlerFailed(f"{type(exc.orig).__name__}: {first}") from exc
+    except one_live.SecondLiveSubscription as exc:  # a refusal in words, not our bug
+        raise _HandlerFailed(str(exc)) from exc
     except Exception as exc:  # our bug: keep the delivery and the error for replay
         log.error("webhook handler failed", event_key=event.key, type=event.type, exc_info=exc)
         raise _HandlerFailed(f"{type(exc).__name__}: {exc}") from exc

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.billing import lifecycle as fx
+from faithflow_ops.billing import live as one_live
 from faithflow_ops.billing.dispute_owner import platform_dispute_owner
 from faithflow_ops.billing.lifecycle import Outcome
 from faithflow_ops.billing.plan_change_prepare import scheduled_change
@@ -210,6 +211,14 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
         if rank < sub.provider_state_rank:
             return fx.stale(f"subscription {sub.id} already holds newer state", sub.tenant_id)
     raw_status = str(data.get("status") or "")
+    stopping = event.type == "subscription.not_renew" or raw_status == "non-renewing"
+    # `non-renewing` keeps the current status (a new row starts active: it was paid for).
+    fallback = "active" if sub.status == "incomplete" else sub.status
+    status = _SUB_STATUS.get(raw_status, fallback) if not stopping else fallback
+    if event.type not in ("subscription.disable", "subscription.not_renew"):
+        refused = one_live.revival_refusal(session, sub, status)
+        if refused is not None:  # checked before anything is written
+            return Outcome("unmatched", refused, sub.tenant_id)
     if event.customer_ref and not sub.provider_customer_id:
         sub.provider_customer_id = event.customer_ref
     meta = dict(sub.metadata_ or {})
@@ -222,16 +231,12 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
     notes += fx.advance_period_end(sub, parse_time(data.get("next_payment_date")))
     if sub.current_period_start is None and at is not None:
         sub.current_period_start = at  # the first period starts with the subscription
-    stopping = event.type == "subscription.not_renew" or raw_status == "non-renewing"
     if event.type == "subscription.disable":
         notes += fx.set_subscription_status(session, sub, "canceled", _ended_at(sub), event)
     elif event.type == "subscription.not_renew":
         # Not a payment: the status (past due, a suspension for non-payment) stays as it is.
         notes += fx.set_cancel_at_period_end(session, sub, True, event)
     else:
-        # `non-renewing` keeps the current status (a new row starts active: it was paid for).
-        fallback = "active" if sub.status == "incomplete" else sub.status
-        status = _SUB_STATUS.get(raw_status, fallback) if not stopping else fallback
         notes += fx.set_subscription_status(session, sub, status, at or utcnow(), event)
         notes += fx.set_cancel_at_period_end(session, sub, stopping, event)
     # Subscription events carry only the subscription's creation time, never a change time,

@@ -4,6 +4,7 @@ that row its id; one for a tenant with another live subscription waits `unmatche
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 from webhook_support import payload, seed
 
@@ -40,5 +41,74 @@ def test_another_live_subscription_keeps_the_event_unmatched(db: Database) -> No
     result = receive(db, "platform.customer.subscription.created")
     assert result.status == "unmatched"
     assert result.detail is not None and "already has live subscription 1" in result.detail
-    assert "faithflow subs cancel --subscription 1" in result.detail
+    assert "faithflow subs cancel --tenant grace --subscription 1" in result.detail
+    assert subs(db) == [("paystack", None, "active")]
+
+
+def _canceled_and_another_live(db: Database, provider: str, ref: str, tenant: str) -> int:
+    """`ref` recorded and canceled for `tenant`, which has since taken another live one."""
+    plan = "growth" if provider == "stripe" else "growth-ngn"
+    other = "paystack" if provider == "stripe" else "stripe"
+    with db.session() as s:
+        add_subscription(s, tenant=tenant, plan=plan, provider=provider, actor="test",
+                         provider_subscription_id=ref, status="canceled")  # fmt: skip
+        live = add_subscription(s, tenant=tenant, plan=plan, provider=other, actor="test")
+        return live.id
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "ref", "tenant"),
+    [
+        # https://docs.stripe.com/api/events/types#event_types-customer.subscription.updated
+        ("stripe", "platform.customer.subscription.updated", "sub_1QGraceGrowth", "grace"),
+        # https://paystack.com/docs/payments/subscriptions/#listen-for-subscription-events
+        ("paystack", "platform.subscription.create", "SUB_lagos0growth1", "lagos"),
+    ],
+)
+def test_an_event_reviving_a_canceled_subscription_waits_while_another_is_live(
+    db: Database, provider: str, name: str, ref: str, tenant: str
+) -> None:
+    seed(db)
+    live_id = _canceled_and_another_live(db, provider, ref, tenant)
+    before = subs(db)
+    doc = payload(provider, name)
+    result = inbox.receive(db, inbox.parse_event(provider, "platform", doc))
+    assert result.status == "unmatched", result.detail
+    assert result.detail is not None
+    assert f"tenant {tenant} already has live subscription {live_id}" in result.detail
+    assert "would become active" in result.detail
+    assert f"faithflow subs cancel --tenant {tenant} --subscription {live_id}" in result.detail
+    assert subs(db) == before  # nothing written
+
+
+def test_a_status_change_that_would_revive_one_is_refused_in_words(db: Database) -> None:
+    """Every caller of the state machine meets the same check (the index's words)."""
+    from faithflow_ops.billing.lifecycle import set_subscription_status
+    from faithflow_ops.billing.live import SecondLiveSubscription
+
+    seed(db)
+    live_id = _canceled_and_another_live(db, "stripe", "sub_1QGraceGrowth", "grace")
+    with db.session() as s:
+        old = s.scalars(select(Subscription).where(Subscription.status == "canceled")).one()
+        with pytest.raises(SecondLiveSubscription, match=f"live subscription {live_id}"):
+            set_subscription_status(s, old, "past_due", old.created_at, "test")
+
+
+def test_a_racing_writer_meets_the_index_and_hears_why(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two writers past the check at once: the second one's IntegrityError becomes a failed
+    event naming the rule, retried later (when the check sees the first one)."""
+    from faithflow_ops.billing import lifecycle
+
+    seed(db)
+    with db.session() as s:
+        add_subscription(s, tenant="grace", plan="growth", provider="paystack", actor="test")
+    monkeypatch.setattr(lifecycle, "live_subscription", lambda session, tenant_id: None)
+    result = receive(db, "platform.customer.subscription.created")
+    assert result.status == "failed"
+    assert result.detail is not None
+    assert "another live subscription for this tenant was recorded at the same moment" in (
+        result.detail
+    )
     assert subs(db) == [("paystack", None, "active")]
