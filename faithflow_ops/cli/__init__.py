@@ -76,6 +76,11 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.webhooks",
         "Webhook inbox: list, show, replay stored events; sign a body for a manual delivery.",
     ),
+    "volunteers": (
+        "faithflow_ops.cli.volunteers",
+        "Volunteer scheduling: teams, people, events, needs, assignments, blockouts, roster; "
+        "reminders and gap alerts.",
+    ),
     "db": (
         "faithflow_ops.cli.db",
         "The database: upgrade its schema, show its revision and where it is.",

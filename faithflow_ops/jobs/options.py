@@ -150,3 +150,14 @@ class InvoicesReconcileOptions:
         "date/time (default: 35 days before --now).",
         kind="since",
     )
+
+
+@dataclass(frozen=True)
+class VolunteerGapOptions:
+    horizon_days: int = option(
+        14,
+        help="Look at events starting within this many days of --now (default 14).",
+        kind="int",
+        minimum=1,
+        maximum=90,
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.errors import ConfigError, UserError
-from faithflow_ops.jobs.options import InvoicesReconcileOptions, NoOptions
+from faithflow_ops.jobs.options import InvoicesReconcileOptions, NoOptions, VolunteerGapOptions
 
 if TYPE_CHECKING:
     from faithflow_ops.jobs.base import Job
@@ -162,6 +162,32 @@ JOBS: tuple[JobSpec, ...] = (
         schedule="*/5 * * * *",
         module="faithflow_ops.jobs.health_sweep",
         lease_seconds=300,
+    ),
+    JobSpec(
+        name="volunteer_reminders",
+        summary="Remind volunteers before they serve: one message a day, 10:00 local time",
+        cli_group="volunteers",
+        cli_verb="remind",
+        task_path="/tasks/volunteers/reminders",
+        schedule="0 * * * *",
+        module="faithflow_ops.jobs.volunteer_reminders",
+        preview_verb="preview-remind",
+        preview_detail="Per volunteer and local day: the assignments condensed into one "
+        "reminder (pending ones ask to accept or decline), the channel and the send time; and "
+        "assignments whose person is blocked out (their leaders are told instead).",
+    ),
+    JobSpec(
+        name="volunteer_gap_alerts",
+        summary="Alert team leaders to unfilled positions 7, 3 and 1 days before an event",
+        cli_group="volunteers",
+        cli_verb="gaps",
+        task_path="/tasks/volunteers/gap-alerts",
+        schedule="30 * * * *",
+        module="faithflow_ops.jobs.volunteer_gap_alerts",
+        options=VolunteerGapOptions,
+        preview_verb="preview-gaps",
+        preview_detail="Per position short of confirmed people: needed, confirmed, tentative "
+        "(pending), the gap and the threshold reached; and filled gaps to close.",
     ),
 )
 

@@ -1,0 +1,414 @@
+"""`volunteers remind`: the planner and the appliers (jobs/volunteer_reminders.py is the glue).
+
+plan (read-only): every pending or confirmed assignment of an event still to come whose
+reminder is not done for the event's current start (`reminded_for_start`), whose reminder day
+(N local days before the event: the person's setting, else the team's, else 2; -1 = off) has
+begun in the event's time zone. Then, per assignment:
+
+- the person is blocked out on the event's local date → `flag_blockout` (the team leaders are
+  told; the person gets nothing);
+- else it joins the person's reminder of that local day: one `send_reminder` per person and
+  day, condensing every assignment of theirs that day (two services, two positions: one
+  message). Pending assignments are phrased as a prompt to accept or decline.
+
+The reminder is queued in the outbox for 10:00 local time on its day (zoneinfo: DST-correct),
+or at once when the run is later than that (or 10:00 would be after the start).
+
+apply (idempotent): claims each assignment with one conditional UPDATE (still the status
+planned, the event still at the start planned, not reminded for it yet) and queues one message
+for the claimed ones; an action whose every assignment is gone is stale. A moved event has a
+new start, so its assignments are due again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops.actions import Action, StaleAction, decode, encode
+from faithflow_ops.comms import outbox
+from faithflow_ops.config import Settings
+from faithflow_ops.db import rowcount
+from faithflow_ops.models import (
+    Tenant,
+    VolunteerAssignment,
+    VolunteerBlockout,
+    VolunteerEvent,
+    VolunteerPerson,
+    VolunteerPosition,
+    VolunteerTeam,
+    VolunteerTeamLeader,
+)
+from faithflow_ops.volunteers import rules
+
+KINDS = ("send_reminder", "flag_blockout")
+LIVE = ("pending", "confirmed")
+# The planner looks no further ahead than the largest offset, plus a day of time zones.
+_LOOKAHEAD = dt.timedelta(days=rules.MAX_REMINDER_DAYS + 1)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One assignment in a reminder (or flagged for a blockout)."""
+
+    assignment_id: int
+    event_id: int
+    event: str
+    starts_at: dt.datetime
+    timezone: str
+    team_id: int
+    team: str
+    position: str
+    status: str  # pending | confirmed, as planned
+
+
+@dataclass(frozen=True)
+class SendReminder:  # kind "send_reminder"
+    tenant_id: int
+    person_id: int
+    person: str
+    channel: str
+    day: dt.date  # the local day: one reminder per person and day
+    send_at: dt.datetime
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class FlagBlockout:  # kind "flag_blockout"
+    tenant_id: int
+    person_id: int
+    person: str
+    day: dt.date
+    blockout_reason: str | None
+    item: Item
+
+
+def local_label(at: dt.datetime, tz: str) -> str:
+    """`Sun 8 Mar 2026 09:00 EDT`: a start as the church reads it."""
+    local = at.astimezone(rules.zone(tz))
+    return f"{local:%a} {local.day} {local:%b %Y %H:%M} {local.tzname()}"
+
+
+def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterator[Action]:
+    a, e, p = VolunteerAssignment, VolunteerEvent, VolunteerPerson
+    pos, team = VolunteerPosition, VolunteerTeam
+    candidates = (
+        select(
+            a.id,
+            a.tenant_id,
+            a.person_id,
+            a.status,
+            e.id,
+            e.name,
+            e.starts_at,
+            e.timezone,
+            team.id,
+            team.name,
+            pos.name,
+            p.name,
+            p.channel,
+            p.reminder_days,
+            team.reminder_days,
+        )
+        .join(e, e.id == a.event_id)
+        .join(p, p.id == a.person_id)
+        .join(pos, pos.id == a.position_id)
+        .join(team, team.id == pos.team_id)
+        .where(
+            a.status.in_(LIVE),  # ix_volunteer_assignments_remind
+            e.starts_at > now,
+            e.starts_at <= now + _LOOKAHEAD,
+            or_(a.reminded_for_start.is_(None), a.reminded_for_start != e.starts_at),
+        )
+        .order_by(a.person_id, e.starts_at, a.id)
+    )
+    rows = session.execute(candidates).tuples().all()
+    blockouts: dict[int, list[rules.Blockout]] = defaultdict(list)
+    if rows:
+        people = {row[2] for row in rows}
+        b = VolunteerBlockout
+        # a few people: by id; many (a big run): every blockout still able to cover a day
+        # from today on (a small table), cheaper than a long IN list
+        where = (
+            b.person_id.in_(people)
+            if len(people) <= 500
+            else or_(b.repeat == "weekly", b.ends_on >= now.date() - dt.timedelta(days=1))
+        )
+        found = session.execute(
+            select(b.person_id, b.starts_on, b.ends_on, b.repeat, b.repeat_until, b.reason).where(
+                where
+            )
+        ).tuples()
+        for person_id, starts_on, ends_on, repeat, until, reason in found:
+            blockouts[person_id].append(rules.Blockout(starts_on, ends_on, repeat, until, reason))
+    groups: dict[tuple[int, dt.date], list[Item]] = defaultdict(list)
+    heads: dict[tuple[int, dt.date], tuple[int, str, str, dt.datetime]] = {}
+    flags: list[Action] = []
+    for (
+        assignment_id,
+        tenant_id,
+        person_id,
+        status,
+        event_id,
+        event_name,
+        starts_at,
+        tz,
+        team_id,
+        team_name,
+        position,
+        person,
+        channel,
+        person_days,
+        team_days,
+    ) in rows:
+        days = rules.reminder_days(person_days, team_days)
+        when = rules.reminder_time(starts_at, tz, days, now)
+        if when is None:
+            continue
+        item = Item(
+            assignment_id, event_id, event_name, starts_at, tz, team_id, team_name, position, status
+        )
+        event_day = rules.local_date(starts_at, tz)
+        blocked = rules.blocking(blockouts.get(person_id, ()), event_day)
+        if blocked is not None:
+            flag = FlagBlockout(tenant_id, person_id, person, event_day, blocked.reason, item)
+            reason = (
+                f"{person} is blocked out on {event_day} ({blocked.reason or 'no reason given'}) "
+                f"but scheduled as {position} for {event_name} {local_label(starts_at, tz)}: "
+                "tell the team leaders, no reminder"
+            )
+            flags.append(
+                Action("flag_blockout", f"assignment:{assignment_id}", reason, encode(flag))
+            )
+            continue
+        key = (person_id, when.day)
+        groups[key].append(item)
+        send_at = heads.get(key, (0, "", "", when.send_at))[3]
+        heads[key] = (tenant_id, person, channel, min(send_at, when.send_at))
+    actions: list[Action] = []
+    for key, items in groups.items():
+        tenant_id, person, channel, send_at = heads[key]
+        reminder = SendReminder(tenant_id, key[0], person, channel, key[1], send_at, tuple(items))
+        what = ", ".join(
+            f"{i.position} at {i.event} {local_label(i.starts_at, i.timezone)}"
+            + (" (asks to accept or decline)" if i.status == "pending" else "")
+            for i in items
+        )
+        reason = (
+            f"remind {person} by {channel} at {send_at.isoformat()}"
+            f"{' (condensed: ' + str(len(items)) + ' assignments)' if len(items) > 1 else ''}"
+            f": {what}"
+        )
+        actions.append(Action("send_reminder", f"volunteer:{key[0]}", reason, encode(reminder)))
+    actions.sort(key=lambda act: (act.data["send_at"], act.target))
+    out = [*flags, *actions]
+    yield from out[:limit] if limit is not None else out
+
+
+def _claim(session: Session, item: Item, now: dt.datetime, *, flag: bool) -> bool:
+    a, e = VolunteerAssignment, VolunteerEvent
+    values: dict[str, object] = {"reminded_for_start": item.starts_at, "updated_at": now}
+    if flag:
+        values["conflict_flagged_at"] = now
+    else:
+        values["reminded_at"] = now
+        if item.status == "pending":
+            values["confirmation_requested_at"] = now
+    result = session.execute(
+        update(a)
+        .where(
+            a.id == item.assignment_id,
+            a.status == item.status,
+            or_(a.reminded_for_start.is_(None), a.reminded_for_start != item.starts_at),
+            exists().where(and_(e.id == a.event_id, e.starts_at == item.starts_at)),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(result) == 1
+
+
+def address_of(person: VolunteerPerson, channel: str) -> tuple[str, str] | None:
+    """(channel, recipient): the preferred channel, else whichever contact they have."""
+    order = [channel, *(c for c in ("email", "sms") if c != channel)]
+    for c in order:
+        to = person.email if c == "email" else person.phone
+        if to:
+            return c, to
+    return None
+
+
+def apply_reminder(
+    session: Session, action: Action, now: dt.datetime, settings: Settings | None
+) -> outbox.Enqueued:
+    reminder = decode(SendReminder, action.data)
+    claimed = [i for i in reminder.items if _claim(session, i, now, flag=False)]
+    if not claimed:
+        raise StaleAction(
+            f"{action.target}: every assignment was answered, moved or reminded since the plan"
+        )
+    person = session.get(VolunteerPerson, reminder.person_id)
+    tenant = session.get(Tenant, reminder.tenant_id)
+    if person is None or tenant is None:
+        raise StaleAction(f"{action.target}: the volunteer is gone")
+    address = address_of(person, person.channel)
+    if address is None:
+        raise StaleAction(f"{action.target}: {person.name} has no email or phone to remind")
+    channel, to = address
+    pending = [i for i in claimed if i.status == "pending"]
+    lines = [
+        f"- {i.event}, {local_label(i.starts_at, i.timezone)}: {i.position} ({i.team})"
+        + (
+            f" — please accept or decline (assignment #{i.assignment_id})"
+            if i.status == "pending"
+            else " — confirmed"
+        )
+        for i in claimed
+    ]
+    first = claimed[0]
+    more = f" (+{len(claimed) - 1} more)" if len(claimed) > 1 else ""
+    short = (
+        f"{'Please confirm' if pending else 'Reminder'}: {first.position} at {first.event} "
+        f"{local_label(first.starts_at, first.timezone)}{more}"
+    )
+    prompt = (
+        "Please accept or decline the assignments marked above: reply to your team leader "
+        "or answer in the app."
+        if pending
+        else "Thank you for serving!"
+    )
+    headline = (
+        f"Please confirm: you are scheduled for {first.event}"
+        if pending
+        else f"Reminder: you are serving at {first.event}"
+    ) + more
+    key = f"volunteers:remind:{reminder.person_id}:{reminder.day.isoformat()}"
+    message = outbox.Message(
+        channel=channel,
+        recipient=to,
+        template="volunteer_reminder",
+        variables={
+            "headline": headline,
+            "person_name": person.name,
+            "items": "\n".join(lines),
+            "prompt": prompt,
+            "short": short,
+        },
+        idempotency_key=key,
+        tenant=tenant,
+        not_before=reminder.send_at,
+        category="volunteers",
+        about=("volunteer_person", person.id),
+    )
+    (queued,) = outbox.enqueue_many(session, [message], now=now, settings=settings)
+    if not queued.created:
+        # This day's reminder is already queued (an assignment made after it went out): these
+        # assignments get a message of their own, keyed by them.
+        digest = hashlib.sha256(
+            ",".join(str(i.assignment_id) for i in claimed).encode()
+        ).hexdigest()[:16]
+        later = outbox.Message(**{**message.__dict__, "idempotency_key": f"{key}:{digest}"})
+        (queued,) = outbox.enqueue_many(session, [later], now=now, settings=settings)
+    return queued
+
+
+def leaders_of(session: Session, team_id: int) -> list[VolunteerPerson]:
+    return list(
+        session.scalars(
+            select(VolunteerPerson)
+            .join(VolunteerTeamLeader, VolunteerTeamLeader.person_id == VolunteerPerson.id)
+            .where(VolunteerTeamLeader.team_id == team_id)
+            .order_by(VolunteerPerson.id)
+        )
+    )
+
+
+def apply_flag(
+    session: Session, action: Action, now: dt.datetime, settings: Settings | None
+) -> list[outbox.Enqueued]:
+    flag = decode(FlagBlockout, action.data)
+    item = flag.item
+    if not _claim(session, item, now, flag=True):
+        raise StaleAction(f"{action.target}: answered, moved or already flagged since the plan")
+    tenant = session.get(Tenant, flag.tenant_id)
+    if tenant is None:
+        raise StaleAction(f"{action.target}: the church is gone")
+    messages = []
+    for leader in leaders_of(session, item.team_id):
+        address = address_of(leader, leader.channel)
+        if address is None:
+            continue
+        messages.append(
+            outbox.Message(
+                channel=address[0],
+                recipient=address[1],
+                template="volunteer_conflict",
+                variables={
+                    "headline": f"{flag.person} is blocked out for {item.event} ({item.position})",
+                    "leader_name": leader.name,
+                    "person_name": flag.person,
+                    "position_name": item.position,
+                    "team_name": item.team,
+                    "event_name": item.event,
+                    "event_local": local_label(item.starts_at, item.timezone),
+                    "event_tz": item.timezone,
+                    "event_id": item.event_id,
+                    "blockout_reason": f" ({flag.blockout_reason})" if flag.blockout_reason else "",
+                },
+                idempotency_key=(
+                    f"volunteers:conflict:{item.assignment_id}:"
+                    f"{item.starts_at:%Y%m%dT%H%M%SZ}:{leader.id}"
+                ),
+                tenant=tenant,
+                category="volunteers",
+                about=("volunteer_assignment", item.assignment_id),
+            )
+        )
+    return outbox.enqueue_many(session, messages, now=now, settings=settings)
+
+
+def apply(
+    session: Session, action: Action, now: dt.datetime, settings: Settings | None = None
+) -> None:
+    if action.kind == "send_reminder":
+        apply_reminder(session, action, now, settings)
+    elif action.kind == "flag_blockout":
+        apply_flag(session, action, now, settings)
+    else:
+        raise ValueError(f"volunteers remind has no action kind {action.kind!r}")
+
+
+def table_rows(action: Action) -> Sequence[tuple[object, ...]]:
+    if action.kind == "flag_blockout":
+        flag = decode(FlagBlockout, action.data)
+        i = flag.item
+        return [
+            (
+                action.kind,
+                flag.person,
+                "-",
+                i.event,
+                local_label(i.starts_at, i.timezone),
+                i.position,
+                "blocked out",
+            )
+        ]
+    reminder = decode(SendReminder, action.data)
+    return [
+        (
+            action.kind,
+            reminder.person,
+            reminder.channel,
+            i.event,
+            local_label(i.starts_at, i.timezone),
+            i.position,
+            f"{i.status} · send {local_label(reminder.send_at, i.timezone)}",
+        )
+        for i in reminder.items
+    ]
