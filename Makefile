@@ -20,7 +20,7 @@ install: $(BIN)/faithflow
 demo: install
 	@mkdir -p $(dir $(DEMO_DB))
 	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
-	FAITHFLOW_DATABASE_URL=sqlite:///$(DEMO_DB) $(BIN)/faithflow demo
+	@FAITHFLOW_DATABASE_URL=sqlite:///$(DEMO_DB) $(BIN)/faithflow demo
 
 test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)

@@ -8,12 +8,19 @@ suppression, the support calendar, help-center articles and tickets, an incident
 through the same domain functions the CLI and the jobs use, so every rule applies to them, and
 are timed so each preview plans the same kinds of work at any `now`: the dunning ladder sends,
 holds one step for quiet hours, skips, pauses and opens a missed case; dispatch sends and
-suppresses; the SLA sweep warns and breaches. Domains are left out: their preview probes DNS.
+suppresses; the SLA sweep warns and breaches. Two churches' custom domains wait for
+verification: the domains preview probes them through the real prober and rules against a DNS
+server on loopback that answers for them (`stand_ins`; one is verified, one still lacks its
+TXT record), so no query leaves the machine. The open incident is escalated in the preview
+through a demo alert route when none is configured (a preview sends nothing).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +32,7 @@ from faithflow_ops.comms.admin import suppress
 from faithflow_ops.comms.outbox import enqueue
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
+from faithflow_ops.domains.manage import TXT_VALUE_PREFIX, add_domain, txt_name
 from faithflow_ops.dunning import quiet
 from faithflow_ops.dunning.cases import open_case
 from faithflow_ops.dunning.prefs import save_preferences
@@ -48,9 +56,11 @@ from faithflow_ops.models import (
     SupportTicket,
     Suppression,
     Tenant,
+    TenantDomain,
     TenantSecurityPolicy,
     User,
 )
+from faithflow_ops.providers.loopback_dns import LoopbackDns
 from faithflow_ops.support.deflection import deflect
 from faithflow_ops.support.kb import add_article
 from faithflow_ops.support.policies import add_holiday, set_calendar
@@ -402,6 +412,7 @@ def seed(session: Session, now: dt.datetime, settings: Settings) -> dict[str, in
     _seed_comms(session, now, tenants)
     _seed_support(session, now, settings)
     _seed_incident(session, now, settings)
+    _seed_domains(session, now, settings)
     counts = {
         "tenants": len(tenants),
         "users": len(_USERS),
@@ -425,8 +436,7 @@ def seed(session: Session, now: dt.datetime, settings: Settings) -> dict[str, in
 # --- the operations side: dunning, communications, support, incidents ----------------------
 #
 # Everything below goes through the domain functions the CLI and the jobs use, at times relative
-# to `now`, so each job's preview has something real to say (domains are left out on purpose:
-# their preview probes real DNS).
+# to `now`, so each job's preview has something real to say.
 
 # fmt: off
 _PAUSE_NOTE = "treasurer Linda Alvarez promised payment by bank transfer (call with Ada Nwosu)"
@@ -701,7 +711,7 @@ def _seed_support(session: Session, now: dt.datetime, settings: Settings) -> Non
 
 def _seed_incident(session: Session, now: dt.datetime, settings: Settings) -> None:
     """The outbox has been backing up (no dispatcher runs in the demo): the health sweep five
-    minutes ago opened an incident for it. Escalation plans nothing without a hook configured."""
+    minutes ago opened an incident for it; escalation's preview plans its alert."""
     at = now - 5 * MINUTE
     check = outbox_check(session, settings, at)
     raise_incident(
@@ -715,7 +725,73 @@ def _seed_incident(session: Session, now: dt.datetime, settings: Settings) -> No
     )
 
 
+# --- custom domains, and the stand-ins the previews talk to --------------------------------
+
+DEMO_EDGE = "edge.faithflow-demo.example"  # where the demo's domains point (CNAME)
+DEMO_EDGE_ADDRESS = "216.24.57.1"  # what the demo edge resolves to (Render's load balancer)
+# Escalation's demo route when none is configured: a preview plans the alert, sends nothing.
+DEMO_ALERT_URL = "http://127.0.0.1:9/faithflow-demo-alerts"
+
+# tenant, hostname, verification token, the church has published the TXT record
+_DOMAINS = (
+    ("grace-lagos", "live.graceassembly.example", "9f1c2ab47d0e4c6b8a5f3e21d7c4b0a6", True),
+    ("st-marks-london", "watch.stmarks.example", "4e7a0d92c1b54f38a6e2d0c9b71f5a83", False),
+)
+
+
+def _seed_domains(session: Session, now: dt.datetime, settings: Settings) -> None:
+    """Two churches added a custom domain an hour ago and created its CNAME; Grace Lagos also
+    published the ownership TXT record, St Mark's has not yet (`demo_zone` serves exactly
+    that). Added through `domains add` with fixed tokens, so the demo is reproducible."""
+    edge = dataclasses.replace(settings, domain_cname_target=DEMO_EDGE)
+    for slug, host, token, _ in _DOMAINS:
+        domain = add_domain(
+            session, tenant_slug=slug, hostname=host, settings=edge, actor="demo", now=now - HOUR
+        )
+        domain.verification_token = token
+    session.flush()
+
+
+def demo_zone() -> dict[tuple[str, str], list[str]]:
+    """The DNS answers the demo's domains get: each CNAMEs to the demo edge, Grace Lagos's
+    ownership TXT is published; `.` has NS records so the health sweep's resolver check asks
+    here too and gets an answer."""
+    zone: dict[tuple[str, str], list[str]] = {
+        (".", "NS"): ["a.root-servers.net."],
+        (DEMO_EDGE, "A"): [DEMO_EDGE_ADDRESS],
+    }
+    for _, host, token, published in _DOMAINS:
+        zone[(host, "CNAME")] = [DEMO_EDGE + "."]
+        if published:
+            zone[(txt_name(host), "TXT")] = [f'"{TXT_VALUE_PREFIX}{token}"']
+    return zone
+
+
+@contextmanager
+def stand_ins(cfg: Settings) -> Iterator[Settings]:
+    """The settings the demo seeds and previews with, while a DNS server on loopback answers
+    for the demo's domains (`demo_zone`): every DNS probe asks only it (the domains' and the
+    health sweep's resolver check), and the edge target is the demo's."""
+    with LoopbackDns(demo_zone()) as dns:
+        yield dataclasses.replace(
+            cfg, dns_nameservers=(dns.nameserver,), domain_cname_target=DEMO_EDGE
+        )
+
+
+ESCALATION = "incidents_escalate"
+
+
+def with_alert_route(cfg: Settings) -> Settings:
+    """Escalation's settings in the demo: DEMO_ALERT_URL when no route is configured, so its
+    preview shows the alert it would send (a preview sends nothing). Only escalation gets it:
+    the health sweep still warns that no alert route is set."""
+    if cfg.alert_webhook_url or cfg.pagerduty_routing_key:
+        return cfg
+    return dataclasses.replace(cfg, alert_webhook_url=DEMO_ALERT_URL)
+
+
 _OPERATIONS_COUNTED: tuple[tuple[str, type[Any]], ...] = (
+    ("tenant_domains", TenantDomain),
     ("dunning_cases", DunningCase),
     ("dunning_preferences", DunningPreference),
     ("outbound_messages", OutboundMessage),
@@ -758,11 +834,16 @@ def _subscription(
     return sub
 
 
-def preview_all(db: Database, cfg: Settings, now: dt.datetime, actor: str) -> list[RunResult]:
-    """Every registered job's dry run; a job that cannot even load is reported as failed."""
-    ctx = JobContext(now=now, dry_run=True, trigger="cli", settings=cfg, actor=actor)
+def preview_all(
+    db: Database, cfg: Settings, now: dt.datetime, actor: str, *, demo_alert_route: bool = False
+) -> list[RunResult]:
+    """Every registered job's dry run; a job that cannot even load is reported as failed.
+    `demo_alert_route`: escalation previews with `with_alert_route(cfg)`."""
+    plain = JobContext(now=now, dry_run=True, trigger="cli", settings=cfg, actor=actor)
+    routed = dataclasses.replace(plain, settings=with_alert_route(cfg))
     results = []
     for spec in JOBS:
+        ctx = routed if demo_alert_route and spec.name == ESCALATION else plain
         try:
             job = spec.load()
         except Exception as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,19 +24,39 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     by quiet hours, one paused, one with SMS opted out), outbox messages (one to a suppressed
     number), support tickets about to breach their SLA, help-center articles and an open
     incident, all timed relative to --now; then prints what every registered job would do
-    (nothing is sent, charged or probed beyond the health checks). Exits 1 when a preview fails.
+    (nothing is sent, charged or probed beyond the health checks). Two custom domains wait for
+    verification: their DNS is answered by a server on loopback, so the domains preview shows
+    one verified and one still missing its TXT record. With no alert route set, the open
+    incident's escalation is previewed through a demo route. Exits 1 when a preview fails.
     """
-    from faithflow_ops.demo import preview_all, seed_demo
+    from faithflow_ops.demo import (
+        DEMO_ALERT_URL,
+        preview_all,
+        seed_demo,
+        stand_ins,
+        with_alert_route,
+    )
 
     cfg = settings()
     db = database(cfg)
     when = parse_now(now)
     output.info(f"demo database: {cfg.masked_database_url}")
-    (before, after), seeded = seed_demo(db, cfg, when)
-    output.info(f"migrated {before or '(empty)'} → {after}; seeded the demo platform")
-    if not as_json:
-        output.table(["record", "count"], seeded.items(), title="seeded")
-    previews = preview_all(db, cfg, when, actor())
+    with stand_ins(cfg) as demo_cfg:
+        (before, after), seeded = seed_demo(db, demo_cfg, when)
+        output.info(f"migrated {before or '(empty)'} → {after}; seeded the demo platform")
+        if not as_json:
+            output.table(["record", "count"], seeded.items(), title="seeded")
+        output.info(
+            f"domain probes ask a DNS server on loopback ({demo_cfg.dns_nameservers[0]}) that "
+            "answers for the demo's domains; nothing leaves this machine"
+        )
+        if with_alert_route(demo_cfg).alert_webhook_url == DEMO_ALERT_URL:
+            output.info(
+                f"no alert route is set: escalation previews through {DEMO_ALERT_URL} (a "
+                "preview sends nothing; set ALERT_WEBHOOK_URL or PAGERDUTY_ROUTING_KEY for yours)"
+            )
+        with _quiet_job_logs():  # each preview's own summary line says what its log line would
+            previews = preview_all(db, demo_cfg, when, actor(), demo_alert_route=True)
     if as_json:
         output.print_json(
             {
@@ -53,6 +75,21 @@ def demo(now: NowOpt = None, as_json: JsonOpt = False) -> None:
     if failed:
         output.abort(f"preview failed for: {', '.join(failed)}", 1)
     output.info(next_commands(cfg.masked_database_url, _executable()))
+
+
+@contextmanager
+def _quiet_job_logs() -> Iterator[None]:
+    """The jobs' `job run` info lines off while the demo previews: on a terminal they landed
+    between its tables; warnings and errors still show (on stderr, like every log)."""
+    import logging
+
+    logger = logging.getLogger("faithflow.jobs")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 _NEXT = (

@@ -52,8 +52,9 @@ def test_demo_migrates_seeds_and_previews_every_registered_job(cli, empty_db: Da
     assert doc["database"] == empty_db.engine.url.render_as_string(hide_password=False)
     assert doc["seeded"] == {
         "tenants": 8, "users": 14, "security_policies": 8, "plans": 9, "subscriptions": 10,
-        "invoices": 10, "dunning_cases": 3, "dunning_preferences": 2, "outbound_messages": 10,
-        "suppressions": 1, "kb_articles": 5, "support_tickets": 5, "incidents": 1,
+        "invoices": 10, "tenant_domains": 2, "dunning_cases": 3, "dunning_preferences": 2,
+        "outbound_messages": 11, "suppressions": 1, "kb_articles": 5, "support_tickets": 5,
+        "incidents": 1,
     }  # fmt: skip
     assert [p["job"] for p in doc["previews"]] == [spec.name for spec in JOBS]
     for preview in doc["previews"]:
@@ -180,8 +181,8 @@ def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(
                 select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)
             ).all()
         )
-    # tomorrow's maintenance notice to the six active churches waits; nothing was sent
-    assert statuses == {"queued": 3, "scheduled": 7}
+    # tomorrow's maintenance notice to the seven active churches waits; nothing was sent
+    assert statuses == {"queued": 3, "scheduled": 8}
 
 
 def test_demo_sla_sweep_preview_warns_and_breaches(cli, empty_db: Database) -> None:
@@ -200,13 +201,13 @@ def test_demo_sla_sweep_preview_warns_and_breaches(cli, empty_db: Database) -> N
     assert json.loads(cli("sla", "calendar", "show", "--json").stdout)["timezone"] == "Africa/Lagos"
 
 
-def test_demo_incident_is_open_and_reported_not_escalated_without_hooks(
+def test_demo_escalates_the_open_incident_through_a_demo_route_without_hooks(
     cli, empty_db: Database
 ) -> None:
     doc = run_demo(cli)
-    escalate = preview_of(doc, "incidents_escalate")
-    assert escalate["counts"] == {"not_escalated": 1}
-    assert "ALERT_WEBHOOK_URL" in escalate["actions"][0]["reason"]
+    escalate = preview_of(doc, "incidents_escalate")  # issue 16: not "nothing to do"
+    assert escalate["counts"] == {"alert": 1}
+    assert escalate["actions"][0]["data"]["cause"] == "health:outbox_backlog"
     with empty_db.read_session() as s:
         (incident,) = s.scalars(select(Incident)).all()
     assert (incident.cause, incident.status) == ("health:outbox_backlog", "open")
@@ -215,8 +216,48 @@ def test_demo_incident_is_open_and_reported_not_escalated_without_hooks(
     (backlog,) = [a for a in health["actions"] if a["target"] == "check:outbox_backlog"]
     assert (backlog["data"]["status"], backlog["data"]["incident"]) == ("fail", "ongoing")
     assert "open_incident" not in health["counts"]
+    # only escalation's preview gets the demo route: the sweep still says none is set
     (route,) = [a for a in health["actions"] if a["target"] == "check:alert_route"]
     assert route["data"]["status"] == "warn"
+
+
+def test_demo_escalation_uses_the_configured_route_when_there_is_one(
+    cli, empty_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", "https://hooks.example.org/faithflow")
+    result = cli("demo", "--json", "--now", NOW)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert preview_of(doc, "incidents_escalate")["counts"] == {"alert": 1}
+    assert "escalation previews through" not in said(result)
+    health = preview_of(doc, "health_sweep")
+    (route,) = [a for a in health["actions"] if a["target"] == "check:alert_route"]
+    assert route["data"]["status"] == "ok"
+
+
+def test_demo_walks_two_custom_domains_through_verification_on_loopback_dns(
+    cli, empty_db: Database
+) -> None:
+    """Issue 16: the demo shows domains. Their DNS is answered by a server on loopback (the
+    names are under .example, which no public resolver answers): one church published its
+    ownership TXT record and is verified, the other is still waiting for it."""
+    result = cli("demo", "--json", "--now", NOW)
+    assert result.exit_code == 0, result.stderr
+    domains = preview_of(json.loads(result.stdout), "tenant_ops_automate")
+    assert domains["counts"] == {"verify_domain": 1, "pending_check": 1}
+    found = {a["data"]["hostname"]: a for a in domains["actions"]}
+    verified = found["live.graceassembly.example"]
+    assert (verified["kind"], verified["data"]["tenant"]) == ("verify_domain", "grace-lagos")
+    assert verified["data"]["status"] == "issuing_cert"
+    waiting = found["watch.stmarks.example"]
+    assert (waiting["kind"], waiting["data"]["tenant"]) == ("pending_check", "st-marks-london")
+    assert waiting["reason"] == "waiting for DNS: TXT nxdomain"
+    assert "DNS server on loopback (127.0.0.1:" in said(result)
+    shown = json.loads(cli("domains", "list", "--json").stdout)
+    assert {(d["hostname"], d["status"]) for d in shown} == {
+        ("live.graceassembly.example", "pending_dns"),  # a preview changes nothing
+        ("watch.stmarks.example", "pending_dns"),
+    }
 
 
 def test_demo_prints_a_table_per_job_and_a_counts_line(cli, empty_db: Database) -> None:
@@ -229,7 +270,18 @@ def test_demo_prints_a_table_per_job_and_a_counts_line(cli, empty_db: Database) 
             assert refused in said(result)
             continue
         assert f"{spec.name}: succeeded; would do:" in said(result)
-    assert "demo database:" in said(result)
+    assert said(result).count("database: ") == 1  # issue 16: said once
+
+
+def test_demo_keeps_job_log_lines_off_its_tables(cli, empty_db: Database) -> None:
+    """Issue 16: each job's `job run` log line landed between the demo's tables on a terminal;
+    the demo's own summary line per job says the same. Tables on stdout, the rest on stderr."""
+    result = cli("demo", "--now", NOW)
+    assert result.exit_code == 0, result.stderr
+    assert "job run" not in result.stdout and "job run" not in result.stderr
+    assert '"event"' not in result.stdout  # no log line of any kind among the tables
+    assert "tenant_ops_automate preview at" in result.stdout
+    assert "tenant_ops_automate: succeeded; would do:" in said(result)
 
 
 def test_demo_refuses_a_database_that_already_holds_tenants(cli, db: Database) -> None:
@@ -267,6 +319,13 @@ def test_demo_is_deterministic_for_a_given_now(
 def _unmeasured(preview: dict[str, Any]) -> list[Any]:
     """A preview's actions without what is measured at run time (the health checks' latencies,
     which their details quote): everything else must be the same for the same `now`."""
+    if preview["job"] == "tenant_ops_automate":  # the probes' latencies
+        return [
+            {**a, "data": {**a["data"], "checks": [
+                {k: v for k, v in c.items() if k != "latency_ms"} for c in a["data"]["checks"]
+            ]}}
+            for a in preview["actions"]
+        ]  # fmt: skip
     if preview["job"] != "health_sweep":
         return list(preview["actions"])
     return [
