@@ -26,6 +26,7 @@ _COLUMNS = {
     "tenant": "tenant",
     "title": "title",
     "occurrences": "seen",
+    "flaps": "flaps",
     "opened_at": "opened",
     "acknowledged_by": "ack by",
 }
