@@ -341,14 +341,34 @@ def send(
 
 @app.command("templates")
 def templates_(as_json: JsonOpt = False) -> None:
-    """The message templates in the package and the channels each has."""
-    from faithflow_ops.comms import templates
+    """The message templates in the package, the channels each has, the locales with an
+    approved WhatsApp template (TWILIO_CONTENT_SIDS; others go by SMS) and the characters an
+    SMS leaves for the church's name in one segment."""
+    from faithflow_ops.comms import templates, whatsapp
 
-    docs = [{"name": n, "channels": list(templates.available(n))} for n in templates.names()]
+    cfg = settings()
+    docs: list[dict[str, Any]] = []
+    rows: list[list[Any]] = []
+    for name in templates.names():
+        channels = list(templates.available(name))
+        locales = whatsapp.approved(cfg, name)
+        room = templates.sms_room(name) if "sms" in channels else None
+        docs.append(
+            {
+                "name": name,
+                "channels": channels,
+                "whatsapp_approved": locales,
+                "sms_name_room": room,
+            }
+        )
+        shown = "-" if room is None else room
+        rows.append([name, ", ".join(channels), ", ".join(locales) or "-", shown])
+    for stray in whatsapp.stray_sids(cfg):
+        output.warn(f"TWILIO_CONTENT_SIDS {stray}; fix or drop it")
     if as_json:
         output.print_json(docs)
         return
-    output.table(["template", "channels"], [[d["name"], ", ".join(d["channels"])] for d in docs])
+    output.table(["template", "channels", "whatsapp approved", "sms name room"], rows)
 
 
 def _until(value: str | None) -> dt.datetime | None:

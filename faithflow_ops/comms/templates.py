@@ -133,7 +133,7 @@ def sms_room(name: str, locale: str = "en") -> int:
         variables = fill | _SAMPLE | {"tenant_name": "X", "suspend_at": at, "paid_at": at}
         variables |= {key: at for key in fill if key.endswith("_at")}
         text = fold(render(name, "sms", variables, locale=locale).body)
-        room = min(room, SINGLE["GSM-7"] - cost(text).units + 1)
+        room = min(room, SINGLE["GSM-7"] - cost(text).units + ("tenant_name" in fill))
     return room
 
 

@@ -81,3 +81,27 @@ def content_variables(template: str, values: dict[str, str]) -> dict[str, str]:
 def encode_variables(variables: dict[str, str]) -> str:
     """The `ContentVariables` form field: a JSON object, keys in order."""
     return json.dumps(variables, ensure_ascii=False, separators=(",", ":"))
+
+
+def approved(settings: Settings | None, template: str) -> list[str]:
+    """The locales `template` has an approved WhatsApp template for (TWILIO_CONTENT_SIDS)."""
+    if settings is None:
+        return []
+    prefix = f"{template}:"
+    return sorted(k[len(prefix) :] for k in settings.twilio_content_sids if k.startswith(prefix))
+
+
+def stray_sids(settings: Settings | None) -> list[str]:
+    """TWILIO_CONTENT_SIDS entries no message can use: the template does not exist or has no
+    WhatsApp version (a typo sends every such message by SMS), each with why."""
+    if settings is None:
+        return []
+    names = set(templates.names())
+    found = []
+    for key in sorted(settings.twilio_content_sids):
+        name = key.partition(":")[0]
+        if name not in names:
+            found.append(f"{key}: there is no template {name!r}")
+        elif "whatsapp" not in templates.available(name):
+            found.append(f"{key}: template {name!r} has no whatsapp version")
+    return found

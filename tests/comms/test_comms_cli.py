@@ -497,4 +497,9 @@ def test_dispatch_without_twilio_settings_names_the_variable(db: Database, cli: 
 
 def test_templates_lists_the_package_templates(cli: Any) -> None:
     docs = json.loads(cli("comms", "templates", "--json").stdout)
-    assert {"name": "notice", "channels": ["email", "sms", "whatsapp"]} in docs
+    assert {
+        "name": "notice",
+        "channels": ["email", "sms", "whatsapp"],
+        "whatsapp_approved": [],  # no TWILIO_CONTENT_SIDS: WhatsApp would go by SMS
+        "sms_name_room": 133,  # 160 - len("FaithFlow: ") - a 16-character $message
+    } in docs

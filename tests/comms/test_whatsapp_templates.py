@@ -374,3 +374,22 @@ def test_an_opt_in_is_recorded_through_the_cli(db: Database, cli: Any) -> None:
     assert "signed form" in shown.stdout
     refused = cli("dunning", "prefs", "set", "--tenant", "grace", "--whatsapp-consent", "x" * 201)
     assert refused.exit_code == 2 and "at most 200" in refused.stderr
+
+
+def test_templates_lists_approved_locales_and_warns_of_stray_sids(
+    cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "TWILIO_CONTENT_SIDS",
+        f"dunning_reminder:en={REMINDER_EN},dunning_reminder:fr={REMINDER_FR},"
+        f"dunning_remider:en={REMINDER_EN},domain_failed:en={REMINDER_EN}",
+    )
+    result = cli("comms", "templates", "--json")
+    assert result.exit_code == 0
+    docs = {d["name"]: d for d in json.loads(result.stdout)}
+    assert docs["dunning_reminder"]["whatsapp_approved"] == ["en", "fr"]
+    assert docs["dunning_reminder"]["sms_name_room"] == 43
+    assert docs["dunning_final_notice"]["whatsapp_approved"] == []
+    assert docs["domain_failed"]["sms_name_room"] is None  # e-mail only
+    assert "dunning_remider:en: there is no template 'dunning_remider'" in result.stderr
+    assert "domain_failed:en: template 'domain_failed' has no whatsapp version" in result.stderr
