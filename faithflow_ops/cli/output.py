@@ -123,7 +123,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 
 
 def record(fields: dict[str, Any], title: str | None = None) -> None:
-    """One record as a two-column table."""
+    """One record as a two-column table. A record naming its tenant by slug (`tenant`) does
+    not show the bare `tenant_id` beside it: operators know churches by slug (--json keeps
+    both)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -131,6 +133,8 @@ def record(fields: dict[str, Any], title: str | None = None) -> None:
     t.add_column("field", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in fields.items():
+        if key == "tenant_id" and "tenant" in fields:
+            continue
         t.add_row(Text(safe(key)), Text(safe(fmt(value))))
     _print_table(t)
 

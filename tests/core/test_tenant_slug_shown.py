@@ -201,6 +201,34 @@ def test_tables_name_tenants_by_slug_never_by_id(
     assert not problems, "\n\n".join(problems)
 
 
+# (list command whose first --json row is shown, show command) for every `show` of a record
+# that belongs to a tenant
+SHOWS = [
+    (("subs", "list"), ("subs", "show")),
+    (("invoices", "list"), ("invoices", "show")),
+    (("disputes", "list"), ("disputes", "show")),
+    (("webhooks", "list"), ("webhooks", "show")),
+    (("support", "tickets", "list", *AT), ("support", "tickets", "show", *AT)),
+    (("comms", "list"), ("comms", "show")),
+]
+
+
+def test_show_records_name_the_tenant_by_slug(cli: Any, world: dict[int, str]) -> None:
+    problems = []
+    for listing, show in SHOWS:
+        listed = cli(*listing, "--json")
+        assert listed.exit_code == 0, listed.output
+        row = json.loads(listed.stdout)[0]
+        shown = cli(*show[:2] if show[0] != "support" else show[:3], str(row["id"]),
+                    *show[3 if show[0] == "support" else 2:])  # fmt: skip
+        name = " ".join(show)
+        if shown.exit_code != 0:
+            problems.append(f"{name}: exit {shown.exit_code}: {shown.output}")
+        elif "tenant_id" in shown.stdout or not set(world.values()) & set(shown.stdout.split()):
+            problems.append(f"{name}: tenant not named by slug:\n{shown.stdout}")
+    assert not problems, "\n\n".join(problems)
+
+
 def test_json_keeps_the_id_and_adds_the_slug(
     cli: Any, world: dict[int, str], stripe: FakeAPI
 ) -> None:
