@@ -42,12 +42,15 @@ TWILIO_AUTH_TOKEN unset (naming it), or the database is down. Every answer is co
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import structlog
 from litestar import Request, Response, post
 from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
+from litestar.openapi.spec.enums import OpenAPIType
 
 from faithflow_ops.comms import optout
 from faithflow_ops.comms import status as delivery
@@ -254,6 +257,41 @@ def receive_inbound(
     return Response(EMPTY_TWIML, status_code=200, media_type="application/xml")
 
 
+def _operation_class(fields: tuple[str, ...], required: tuple[str, ...]) -> type[Operation]:
+    """What Twilio sends, in the OpenAPI document: `X-Twilio-Signature` and a form with these
+    parameters (more may come; the handler reads the raw body itself, so the answers for bad
+    ones are ours)."""
+
+    @dataclass
+    class TwilioOperation(Operation):
+        def __post_init__(self) -> None:
+            self.parameters = [
+                Parameter(
+                    name="X-Twilio-Signature",
+                    param_in="header",
+                    required=True,
+                    description="base64 HMAC-SHA1 of the URL and the sorted parameters under "
+                    "TWILIO_AUTH_TOKEN (twilio.com/docs/usage/security); bad or missing: 400.",
+                    schema=Schema(type=OpenAPIType.STRING),
+                )
+            ]
+            form = Schema(
+                type=OpenAPIType.OBJECT,
+                required=list(required),
+                properties={name: Schema(type=OpenAPIType.STRING) for name in fields},
+            )
+            self.request_body = RequestBody(
+                required=True,
+                content={"application/x-www-form-urlencoded": OpenAPIMediaType(schema=form)},
+            )
+
+    return TwilioOperation
+
+
+_STATUS_FORM = ("MessageSid", "MessageStatus", "ErrorCode", "AccountSid", "To", "From")
+_INBOUND_FORM = ("MessageSid", "From", "To", "Body", "AccountSid", "OptOutType")
+
+
 def twilio_handlers(db: Database, settings: Settings, metrics: Metrics) -> list[HTTPRouteHandler]:
     """`POST /webhooks/twilio/status` and `POST /webhooks/twilio/inbound`."""
 
@@ -278,6 +316,7 @@ def twilio_handlers(db: Database, settings: Settings, metrics: Metrics) -> list[
             ),
             responses=RESPONSES,
             tags=["webhooks"],
+            operation_class=_operation_class(_STATUS_FORM, ("MessageSid", "MessageStatus")),
         )(handler),
         post(
             optout.INBOUND_PATH,
@@ -295,5 +334,6 @@ def twilio_handlers(db: Database, settings: Settings, metrics: Metrics) -> list[
             ),
             responses=RESPONSES,
             tags=["webhooks"],
+            operation_class=_operation_class(_INBOUND_FORM, ("MessageSid", "From")),
         )(inbound),
     ]

@@ -6,7 +6,7 @@ reachable (the task API key, webhook secrets, Stripe and Paystack as loopback st
 any 5xx here is a bug.
 
 Webhook requests go twice: as drawn (a random or missing signature: 400) and signed with the
-configured secret, so the drawn event bodies reach the parser and the inbox.
+configured secret (Stripe, Paystack, Twilio), so the drawn bodies reach the parsers and the inbox.
 
 schemathesis 4 (Python API, https://schemathesis.readthedocs.io/en/stable/explanations/pytest/):
 the schema is loaded from the app in-process (`schemathesis.openapi.from_asgi`) and each
@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import hypothesis
 import pytest
@@ -35,13 +36,15 @@ from schemathesis.python.asgi import get_client, shutdown_lifespans
 
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
-from faithflow_ops.providers import paystack
+from faithflow_ops.providers import paystack, twilio
 from receiver.app import create_app
 
 KEY = "ffk_test_fuzz-integration-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 STRIPE_SECRET = "whsec_fuzz_secret"
 PAYSTACK_SECRET = "sk_test_fuzz_paystack"
+TWILIO_TOKEN = "fuzz_twilio_auth_token"
+SIGNED = ("/webhooks/stripe", "/webhooks/paystack", "/webhooks/twilio")
 EXAMPLES = 5  # per operation, mode and dialect: the whole run stays under 30 s
 
 
@@ -93,7 +96,7 @@ def receiver(db: Database, db_url: str) -> Iterator[Receiver]:
             stripe_platform_webhook_secrets=(STRIPE_SECRET,),
             paystack_secret_keys=(PAYSTACK_SECRET,),
             paystack_api_base=paystack_at.url,
-            twilio_auth_token="fuzz_twilio_auth_token",
+            twilio_auth_token=TWILIO_TOKEN,
             provider_max_attempts=1,
             webhook_worker=False,
         )
@@ -110,6 +113,8 @@ def _signed(case: Any, client: Any) -> Any:
     body = kwargs.pop("data", None)
     if "json" in kwargs:
         body = json.dumps(kwargs.pop("json")).encode()
+    if isinstance(body, dict):  # a form (Twilio)
+        body = urlencode(body, doseq=True)
     if isinstance(body, str):
         body = body.encode()
     body = body or b""
@@ -120,14 +125,21 @@ def _signed(case: Any, client: Any) -> Any:
         at = int(time.time())  # the receiver checks the timestamp against its tolerance
         mac = hmac.new(STRIPE_SECRET.encode(), b"%d." % at + body, hashlib.sha256).hexdigest()
         headers["Stripe-Signature"] = f"t={at},v1={mac}"
-    else:
+    elif case.operation.path.startswith("/webhooks/paystack"):
         headers["x-paystack-signature"] = paystack.signature(body, PAYSTACK_SECRET)
+    else:  # Twilio signs the URL it called and the form (twilio.com/docs/usage/security)
+        try:
+            params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError):
+            params = []  # not a form: nothing Twilio could sign
+        url = f"http://testserver{case.operation.path}"
+        headers["X-Twilio-Signature"] = twilio.request_signature(TWILIO_TOKEN, url, params)
     return client.request(data=body, headers=headers, **kwargs)
 
 
 def _no_5xx(receiver: Receiver, operation: Any, mode: GenerationMode) -> str | None:
     """Run `operation` over drawn requests of `mode`; the first 5xx found, described."""
-    signable = operation.path.startswith(("/webhooks/stripe", "/webhooks/paystack"))
+    signable = operation.path.startswith(SIGNED)
 
     @hypothesis.settings(
         max_examples=EXAMPLES,
