@@ -179,10 +179,15 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
             )
             outcome.linked_customers = found.linked
             return outcome
+        ended = event.type == "subscription.disable" or (
+            _SUB_STATUS.get(str(data.get("status") or "")) == "canceled"
+        )
         live = fx.adopt_or_refuse(session, found.tenant_id, "paystack", code)
-        if isinstance(live, Outcome):  # the tenant has another live subscription
+        if isinstance(live, Outcome) and not ended:  # the tenant has another live one
             live.linked_customers = found.linked
             return live
+        if isinstance(live, Outcome):
+            live = None  # one that has ended takes no live place: recorded as history
         if live is not None:
             sub = live
             notes += found.notes
@@ -194,7 +199,7 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
                 provider="paystack",
                 provider_subscription_id=code,
                 provider_customer_id=event.customer_ref,
-                status="incomplete",
+                status="canceled" if ended else "incomplete",
                 metadata_={},
             )
             session.add(sub)

@@ -188,9 +188,12 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
                 f"no plan has stripePriceId {price!r}; set it with `faithflow plans set-meta "
                 f"CODE stripePriceId={price}`, then `faithflow webhooks replay`"
             )
+        ended = event.type == DELETED or _STATUS.get(str(obj.get("status"))) == "canceled"
         live = fx.adopt_or_refuse(session, tenant_id, "stripe", event.object_id)
         if isinstance(live, Outcome):
-            return live  # the tenant has another live subscription
+            if not ended:
+                return live  # the tenant has another live subscription
+            live = None  # one that has ended takes no live place: recorded as history
         if live is not None:
             sub = live
             notes.append(f"subscription {sub.id} is {event.object_id}")
@@ -201,7 +204,7 @@ def subscription_event(session: Session, event: InboundEvent) -> Outcome:
                 provider="stripe",
                 provider_subscription_id=event.object_id,
                 provider_customer_id=customer,
-                status="incomplete",
+                status="canceled" if ended else "incomplete",
                 metadata_={},
             )
             session.add(sub)

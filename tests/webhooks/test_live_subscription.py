@@ -112,3 +112,27 @@ def test_a_racing_writer_meets_the_index_and_hears_why(
         result.detail
     )
     assert subs(db) == [("paystack", None, "active")]
+
+
+@pytest.mark.parametrize(
+    ("provider", "name", "ref", "tenant"),
+    [
+        # https://docs.stripe.com/api/events/types#event_types-customer.subscription.deleted
+        ("stripe", "platform.customer.subscription.deleted", "sub_1QGraceGrowth", "grace"),
+        # https://paystack.com/docs/payments/subscriptions/#listen-for-subscription-events
+        ("paystack", "platform.subscription.disable", "SUB_lagos0growth1", "lagos"),
+    ],
+)
+def test_an_ended_subscription_is_recorded_as_history_beside_the_live_one(
+    db: Database, provider: str, name: str, ref: str, tenant: str
+) -> None:
+    """An old subscription's end takes no live place: recorded canceled, the live one kept
+    (no 'end the live one' advice for an event that changes nothing live)."""
+    seed(db)
+    other = "paystack" if provider == "stripe" else "stripe"
+    plan = "growth" if provider == "stripe" else "growth-ngn"
+    with db.session() as s:
+        add_subscription(s, tenant=tenant, plan=plan, provider=other, actor="test")
+    result = inbox.receive(db, inbox.parse_event(provider, "platform", payload(provider, name)))
+    assert result.status == "applied", result.detail
+    assert subs(db) == [(other, None, "active"), (provider, ref, "canceled")]
