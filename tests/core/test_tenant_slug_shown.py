@@ -201,6 +201,15 @@ def test_tables_name_tenants_by_slug_never_by_id(
     assert not problems, "\n\n".join(problems)
 
 
+def test_json_rows_with_a_tenant_id_also_carry_the_slug(cli: Any, world: dict[int, str]) -> None:
+    for args in (args for args, _ in COMMANDS if "list" in args):
+        listed = cli(*args, "--json")
+        assert listed.exit_code == 0, listed.output
+        for row in json.loads(listed.stdout):
+            if row.get("tenant_id") is not None:
+                assert row["tenant"] == world[row["tenant_id"]], (args, row)
+
+
 # (list command whose first --json row is shown, show command) for every `show` of a record
 # that belongs to a tenant
 SHOWS = [
