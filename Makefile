@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/bench_domains.py
 	$(BIN)/python bench/bench_dunning.py
 	$(BIN)/python bench/bench_dispatch.py
+	$(BIN)/python bench/bench_volunteers.py
 	$(BIN)/python bench/bench_sla.py
 
 lint: install

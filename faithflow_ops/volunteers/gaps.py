@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
-from faithflow_ops.actions import Action, StaleAction, decode, encode
+from faithflow_ops.actions import Action, StaleAction, decode
 from faithflow_ops.comms import outbox
 from faithflow_ops.config import Settings
 from faithflow_ops.db import rowcount
@@ -36,7 +36,7 @@ from faithflow_ops.models import (
     VolunteerTeam,
 )
 from faithflow_ops.volunteers import rules
-from faithflow_ops.volunteers.reminders import address_of, leaders_of, local_label
+from faithflow_ops.volunteers.reminders import address_of, flat, leaders_of, local_label
 
 KINDS = ("gap_alert", "gap_closed")
 
@@ -129,7 +129,7 @@ def plan(
         when = local_label(starts_at, tz)
         if decision == "close":
             reason = f"{position} at {event} {when} is filled ({done}/{needed}): close silently"
-            yield Action("gap_closed", f"need:{need_id}", reason, encode(g))
+            yield Action("gap_closed", f"need:{need_id}", reason, flat(g))
         else:
             why = (
                 "first alert"
@@ -142,7 +142,7 @@ def plan(
                 f"{position} ({team_name}) at {event} {when}: {gap} missing, {done}/{needed} "
                 f"confirmed, {asked} tentative; {threshold}-day threshold, {why}"
             )
-            yield Action("gap_alert", f"need:{need_id}", reason, encode(g))
+            yield Action("gap_alert", f"need:{need_id}", reason, flat(g))
         count += 1
         if limit is not None and count >= limit:
             return

@@ -8,10 +8,10 @@ import datetime as dt
 
 from conftest import Church, messages, run, z
 
-from faithflow_ops.actions import decode
+from faithflow_ops.actions import decode, encode
 from faithflow_ops.models import VolunteerAssignment
 from faithflow_ops.volunteers import records
-from faithflow_ops.volunteers.reminders import SendReminder
+from faithflow_ops.volunteers.reminders import FlagBlockout, SendReminder
 
 FRIDAY_EARLY = "2026-03-06T06:00:00Z"  # Fri 01:00 EST: the reminder day has begun in New York
 
@@ -77,6 +77,9 @@ def test_a_blocked_out_person_gets_nothing_and_the_leader_is_told(church: Church
         )  # fmt: skip
     result = run(church.db, "volunteer_reminders", FRIDAY_EARLY)
     assert dict(result.counts) == {"send_reminder": 1, "flag_blockout": 1}
+    assert dict(result.outcomes) == {"applied": 2}
+    flag = next(r.action for r in result.actions if r.action.kind == "flag_blockout")
+    assert flag.data == encode(decode(FlagBlockout, flag.data))
     sent = {(m.template, m.recipient) for m in messages(church.db)}
     assert sent == {
         ("volunteer_reminder", "ann@grace.example"),
@@ -141,3 +144,16 @@ def test_the_preview_plans_and_writes_nothing(church: Church) -> None:
     assert dict(preview.counts) == {"send_reminder": 1}
     assert messages(church.db) == []
     assert dict(run(church.db, "volunteer_reminders", FRIDAY_EARLY).counts) == {"send_reminder": 1}
+
+
+def test_the_plans_fast_payloads_are_exactly_what_encode_writes(church: Church) -> None:
+    from faithflow_ops.volunteers.gaps import Gap
+
+    church.assign(church.bob, confirmed=True)
+    church.assign(church.bob, church.camera)
+    [action] = [
+        r.action for r in run(church.db, "volunteer_reminders", FRIDAY_EARLY, dry_run=True).actions
+    ]
+    assert action.data == encode(decode(SendReminder, action.data))
+    gaps = run(church.db, "volunteer_gap_alerts", "2026-03-05T13:00:00Z", dry_run=True).actions
+    assert gaps and all(r.action.data == encode(decode(Gap, r.action.data)) for r in gaps)
