@@ -2,11 +2,11 @@
 SQLite and on Postgres, started from a migrated and seeded template.
 
 The template (the "world") is built once per dialect per test run, by the real CLI
-(`faithflow db upgrade`, `tenants add`, `plans add`, `tenants link`, `support agents add`), and
-copied for each test: a SQLite file copy, or `CREATE DATABASE … TEMPLATE` on Postgres. Each
-faithflow subprocess costs about a second of CPU, so building the same world sixteen times
-would cost more than all the flows. xdist workers share the template through a file lock in
-the run's common temporary directory; the last worker out drops the Postgres one.
+(`faithflow db upgrade`, `tenants add`, `plans add`, `tenants link`, `support agents add`, in
+this process like the flows' own calls, or as subprocesses with E2E_SUBPROCESS=1), and copied
+for each test: a SQLite file copy, or `CREATE DATABASE … TEMPLATE` on Postgres. xdist
+workers share the template through a file lock in the run's common temporary directory; the
+last worker out drops the Postgres one.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakes.providers import FakeAPI, Reply, paystack_fake, stripe_fake
-from harness import PaystackWorld, Platform, StripeWorld, clean_environ, faithflow_executable
+from harness import PaystackWorld, Platform, StripeWorld, clean_environ, run_cli
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -60,8 +59,7 @@ SUBACCOUNTS = {"lagos": "ACCT_lagos0chapel1", "abuja": "ACCT_abuja0grace1"}
 
 
 def _world_commands() -> list[list[list[str]]]:
-    """Steps of CLI commands; the commands of one step do not depend on each other and run
-    at once."""
+    """Steps of CLI commands; the commands of one step do not depend on each other."""
     step2 = [
         [
             "tenants", "add", slug, "--name", name, "--timezone", zone, "--country", "US",
@@ -104,16 +102,11 @@ def _build_world(database_url: str, workdir: Path) -> None:
         "XDG_DATA_HOME": str(workdir / "xdg"),
     }
     for step in _world_commands():
-        procs = [
-            (args, subprocess.Popen(
-                [faithflow_executable(), *args], env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True,
-            ))
-            for args in step
-        ]  # fmt: skip
-        for args, proc in procs:
-            out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, f"world: faithflow {' '.join(args)}: {out}\n{err}"
+        for args in step:  # in this process, as the flows' own calls (run_cli)
+            result = run_cli(env, args, timeout=120)
+            assert result.returncode == 0, (
+                f"world: faithflow {' '.join(args)}: {result.stdout}\n{result.stderr}"
+            )
 
 
 @contextlib.contextmanager
