@@ -20,7 +20,6 @@ from faithflow_ops.models.kb import KbArticle, TicketKbLink
 from faithflow_ops.models.ops import AuditLog, HealthCheckResult, Incident, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
-from faithflow_ops.models.security import MfaNotice, SecurityAudit, UserSession
 from faithflow_ops.models.streams import StreamChannel, StreamEvent, StreamSession
 from faithflow_ops.models.support import (
     BusinessCalendar,
@@ -62,12 +61,10 @@ __all__ = [
     "JobLock",
     "JobRun",
     "KbArticle",
-    "MfaNotice",
     "OutboundMessage",
     "Payment",
     "PlanChange",
     "ProviderAccount",
-    "SecurityAudit",
     "SlaEvent",
     "SlaPolicy",
     "StreamChannel",
@@ -83,7 +80,6 @@ __all__ = [
     "TenantSecurityPolicy",
     "TicketKbLink",
     "User",
-    "UserSession",
     "VolunteerAssignment",
     "VolunteerBlockout",
     "VolunteerEvent",
