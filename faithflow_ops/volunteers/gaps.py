@@ -20,7 +20,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.actions import Action, StaleAction, decode
@@ -94,7 +94,16 @@ def plan(
         .join(pos, pos.id == n.position_id)
         .join(team, team.id == pos.team_id)
         .outerjoin(a, and_(a.event_id == n.event_id, a.position_id == n.position_id))
-        .where(e.starts_at > now, e.starts_at <= now + dt.timedelta(days=horizon_days))
+        .where(
+            e.starts_at > now,
+            e.starts_at <= now + dt.timedelta(days=horizon_days),
+            # only a need past its first threshold can alert, and only one with an alert on
+            # record can close: the others in the horizon are read for nothing
+            or_(
+                e.starts_at <= now + dt.timedelta(days=max(rules.THRESHOLDS)),
+                n.alerted_threshold.is_not(None),
+            ),
+        )
         .group_by(
             n.id,
             n.tenant_id,

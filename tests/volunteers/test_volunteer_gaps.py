@@ -93,3 +93,22 @@ def test_events_past_the_horizon_are_left_out(church: Church) -> None:
     short = run(church.db, "volunteer_gap_alerts", DAY7, dry_run=True, horizon_days=3)
     assert short.counts == {}
     assert messages(church.db) == []
+
+
+def test_an_alerted_event_moved_past_the_thresholds_still_closes_when_filled(
+    church: Church,
+) -> None:
+    from conftest import z
+
+    from faithflow_ops.volunteers import records
+
+    church.assign(church.ann, confirmed=True)
+    church.assign(church.bob, church.camera, confirmed=True)
+    cy = church.assign(church.cy, church.camera)
+    run(church.db, "volunteer_gap_alerts", DAY7)  # Camera gap 1 alerted
+    with church.db.session() as session:
+        records.move_event(session, church.sunday, z("2026-03-12T13:00:00Z"))  # 10 days away
+    assert run(church.db, "volunteer_gap_alerts", "2026-03-02T13:00:00Z").counts == {}
+    church.respond(cy, accept=True)
+    closed = run(church.db, "volunteer_gap_alerts", "2026-03-02T14:00:00Z")
+    assert gaps(closed) == {"Camera": ("gap_closed", 0, 0, None)}

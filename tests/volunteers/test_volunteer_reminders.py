@@ -157,3 +157,13 @@ def test_the_plans_fast_payloads_are_exactly_what_encode_writes(church: Church) 
     assert action.data == encode(decode(SendReminder, action.data))
     gaps = run(church.db, "volunteer_gap_alerts", "2026-03-05T13:00:00Z", dry_run=True).actions
     assert gaps and all(r.action.data == encode(decode(Gap, r.action.data)) for r in gaps)
+
+
+def test_a_person_reminded_a_week_ahead_is_planned_a_week_ahead(church: Church) -> None:
+    with church.db.session() as session:
+        records.get_person(session, church.ann).reminder_days = 7
+    church.assign(church.ann, confirmed=True)
+    church.assign(church.cy, church.camera, confirmed=True)  # the default: 2 days
+    result = run(church.db, "volunteer_reminders", "2026-03-01T06:00:00Z")  # Sun 01:00 EST
+    assert [decode(SendReminder, r.action.data).person for r in result.actions] == ["Ann"]
+    assert messages(church.db)[0].not_before == z("2026-03-01T15:00:00Z")
