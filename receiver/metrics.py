@@ -37,10 +37,12 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        # Its _count is also the request counter the SLOs read (ops/slo.toml): the status
+        # class (2xx…5xx) keeps the label set small where the exact status would not.
         self.latency = Histogram(
             "faithflow_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template and method.",
-            ["method", "route"],
+            "Time to answer an HTTP request, by route template, method and status class.",
+            ["method", "route", "status_class"],
             registry=self.registry,
         )
         self.webhooks = Counter(
@@ -65,6 +67,28 @@ class Metrics:
             ["job", "trigger", "status"],
             registry=self.registry,
         )
+        # `job_name`, not `job`: Prometheus's own target label `job` would rename ours
+        # `exported_job` at scrape time.
+        self.job_duration = Histogram(
+            "faithflow_job_run_duration_seconds",
+            "Wall time of job runs started in this process (task endpoints, internal "
+            "scheduler), by job and final status.",
+            ["job_name", "status"],
+            registry=self.registry,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+        )
+
+    def observe_run(self, job: str, trigger: str, result: Any) -> None:
+        """Count and time one finished run (a `RunResult`)."""
+        self.job_runs.labels(job, trigger, result.status).inc()
+        if result.started_at is not None and result.finished_at is not None:
+            seconds = (result.finished_at - result.started_at).total_seconds()
+            self.job_duration.labels(job, result.status).observe(max(seconds, 0.0))
+
+
+def status_class(status: int) -> str:
+    """200 → "2xx"; the label the SLO rules select on."""
+    return f"{status // 100}xx" if 100 <= status < 600 else "other"
 
 
 class MetricsMiddleware:
@@ -93,7 +117,7 @@ class MetricsMiddleware:
             route = scope.get("path_template") or "unmatched"
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(seconds)
+            self.metrics.latency.labels(method, route, status_class(status)).observe(seconds)
             if status >= 400 or scope["path"] not in _QUIET_PATHS:
                 log.info(
                     "request",
@@ -145,3 +169,76 @@ class WebhookBacklog:
             log.warning("webhook backlog not read", error=type(exc).__name__)
             return []
         return self._families(count, age)
+
+
+class StoredState:
+    """Prometheus collector read at each scrape from the database, so runs of cron-started
+    jobs (other processes) and the outbox count too: recorded runs per job and status, each
+    job's last success, finished outbound messages per channel and status, and the outbox
+    backlog. Dry runs and skipped runs are not counted. Left out while the database is down.
+
+    Cost: two GROUP BY counts per scrape (job_runs, outbound_messages by status, which has an
+    index) plus the backlog's partial-index read."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    def _families(state: Any) -> list[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        runs = CounterMetricFamily(
+            "faithflow_job_runs_recorded",
+            "Job runs recorded in job_runs (every trigger: cron, task endpoint, scheduler), "
+            "not dry runs, by job and final status.",
+            labels=["job_name", "status"],
+        )
+        last = GaugeMetricFamily(
+            "faithflow_job_last_success_timestamp_seconds",
+            "Unix time when each job's latest successful (or partly successful) run finished.",
+            labels=["job_name"],
+        )
+        messages = CounterMetricFamily(
+            "faithflow_outbox_messages_finished",
+            "Outbound messages that reached a final status (sent, delivered, failed, unknown), "
+            "by channel and status.",
+            labels=["channel", "status"],
+        )
+        for (job, status), count in sorted(state.runs.items()):
+            runs.add_metric([job, status], count)
+        for job, when in sorted(state.last_success.items()):
+            last.add_metric([job], when)
+        for (channel, status), count in sorted(state.messages.items()):
+            messages.add_metric([channel, status], count)
+        return [
+            runs,
+            last,
+            messages,
+            GaugeMetricFamily(
+                "faithflow_outbox_backlog",
+                "Outbound messages due and waiting to be sent (queued or scheduled).",
+                value=state.outbox_count,
+            ),
+            GaugeMetricFamily(
+                "faithflow_outbox_oldest_waiting_seconds",
+                "How long the longest-waiting due outbound message has been due (0 with none).",
+                value=state.outbox_age,
+            ),
+        ]
+
+    def describe(self) -> list[Any]:
+        from faithflow_ops.slo.state import StoredCounts
+
+        return self._families(StoredCounts())
+
+    def collect(self) -> list[Any]:
+        from faithflow_ops.db import utcnow
+        from faithflow_ops.slo.state import read_counts
+
+        try:
+            with self.db.read_session() as session:
+                state = read_counts(session, utcnow())
+        except Exception as exc:  # the database is down: /metrics still answers
+            log.warning("stored state not read", error=type(exc).__name__)
+            return []
+        return self._families(state)
