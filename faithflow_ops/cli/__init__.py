@@ -81,10 +81,9 @@ GROUPS: dict[str, tuple[str, str]] = {
         "Volunteer scheduling: teams, people, events, needs, assignments, blockouts, roster; "
         "reminders and gap alerts.",
     ),
-    "slo": (
-        "faithflow_ops.cli.slo",
-        "Service level objectives (ops/slo.toml): check the file, generate Prometheus rules "
-        "and the Grafana dashboard, report from the database.",
+    "streams": (
+        "faithflow_ops.cli.streams",
+        "Live streaming: channels, sessions and their lifecycle.",
     ),
     "db": (
         "faithflow_ops.cli.db",
