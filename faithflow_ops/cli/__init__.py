@@ -85,6 +85,11 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.streams",
         "Live streaming: channels, sessions and their lifecycle.",
     ),
+    "slo": (
+        "faithflow_ops.cli.slo",
+        "Service level objectives (ops/slo.toml): check the file, generate Prometheus rules "
+        "and the Grafana dashboard, report from the database.",
+    ),
     "db": (
         "faithflow_ops.cli.db",
         "The database: upgrade its schema, show its revision and where it is.",
