@@ -90,6 +90,10 @@ GROUPS: dict[str, tuple[str, str]] = {
         "Service level objectives (ops/slo.toml): check the file, generate Prometheus rules "
         "and the Grafana dashboard, report from the database.",
     ),
+    "security": (
+        "faithflow_ops.cli.security",
+        "Security policy enforcement: sessions, the staff access gate, compliance audits.",
+    ),
     "db": (
         "faithflow_ops.cli.db",
         "The database: upgrade its schema, show its revision and where it is.",

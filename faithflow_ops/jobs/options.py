@@ -161,3 +161,14 @@ class VolunteerGapOptions:
         minimum=1,
         maximum=90,
     )
+
+
+@dataclass(frozen=True)
+class SecurityEnforceOptions:
+    grace_days: int = option(
+        7,
+        help="Days staff warned to enrol in MFA have before they are disabled (default 7).",
+        kind="int",
+        minimum=0,
+        maximum=90,
+    )

@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faithflow_ops.errors import ConfigError, UserError
-from faithflow_ops.jobs.options import InvoicesReconcileOptions, NoOptions, VolunteerGapOptions
+from faithflow_ops.jobs.options import (
+    InvoicesReconcileOptions,
+    NoOptions,
+    SecurityEnforceOptions,
+    VolunteerGapOptions,
+)
 
 if TYPE_CHECKING:
     from faithflow_ops.jobs.base import Job
@@ -188,6 +193,18 @@ JOBS: tuple[JobSpec, ...] = (
         preview_verb="preview-gaps",
         preview_detail="Per position short of confirmed people: needed, confirmed, tentative "
         "(pending), the gap and the threshold reached; and filled gaps to close.",
+    ),
+    JobSpec(
+        name="security_enforce",
+        summary="Revoke sessions that break tenant policy; warn, disable, restore staff on MFA",
+        cli_group="security",
+        cli_verb="enforce",
+        task_path="/tasks/security/enforce",
+        schedule="*/15 * * * *",
+        module="faithflow_ops.jobs.security_enforce",
+        options=SecurityEnforceOptions,
+        preview_detail="Sessions to revoke (idle past the timeout, expired, password where SSO "
+        "is required, no MFA where required) and staff to warn, disable or restore over MFA.",
     ),
 )
 

@@ -20,6 +20,7 @@ from faithflow_ops.models.kb import KbArticle, TicketKbLink
 from faithflow_ops.models.ops import AuditLog, HealthCheckResult, Incident, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
+from faithflow_ops.models.security import MfaNotice, SecurityAudit, UserSession
 from faithflow_ops.models.streams import StreamChannel, StreamEvent, StreamSession
 from faithflow_ops.models.support import (
     BusinessCalendar,
@@ -61,10 +62,12 @@ __all__ = [
     "JobLock",
     "JobRun",
     "KbArticle",
+    "MfaNotice",
     "OutboundMessage",
     "Payment",
     "PlanChange",
     "ProviderAccount",
+    "SecurityAudit",
     "SlaEvent",
     "SlaPolicy",
     "StreamChannel",
@@ -80,6 +83,7 @@ __all__ = [
     "TenantSecurityPolicy",
     "TicketKbLink",
     "User",
+    "UserSession",
     "VolunteerAssignment",
     "VolunteerBlockout",
     "VolunteerEvent",
