@@ -191,6 +191,7 @@ def apply(
     if tenant is None:
         raise StaleAction(f"{action.target}: the church is gone")
     when = local_label(g.starts_at, g.timezone)
+    send_at = rules.daytime(now, g.timezone, g.starts_at)  # not in the night, local time
     messages = []
     for leader in leaders_of(session, g.team_id):
         address = address_of(leader, leader.channel)
@@ -221,6 +222,7 @@ def apply(
                     f"{now:%Y%m%dT%H%M%SZ}:{leader.id}"
                 ),
                 tenant=tenant,
+                not_before=send_at,
                 priority=20 if g.threshold == 1 else 40,
                 category="volunteers",
                 about=("volunteer_need", g.need_id),

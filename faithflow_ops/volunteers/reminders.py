@@ -416,6 +416,7 @@ def apply_flag(
                     f"{item.starts_at:%Y%m%dT%H%M%SZ}:{leader.id}"
                 ),
                 tenant=tenant,
+                not_before=rules.daytime(now, item.timezone, item.starts_at),
                 category="volunteers",
                 about=("volunteer_assignment", item.assignment_id),
             )

@@ -146,3 +146,17 @@ def gap_decision(
     if threshold < alerted_threshold or gap > alerted_gap:
         return "alert"
     return None
+
+
+DAY_STARTS, DAY_ENDS = dt.time(8, 0), dt.time(21, 0)  # leaders are not woken by a gap alert
+
+
+def daytime(now: dt.datetime, tz: str, starts_at: dt.datetime) -> dt.datetime:
+    """When a message to a leader goes out: now between 08:00 and 21:00 local, else the next
+    08:00 local — or now, when the event starts before that."""
+    local = now.astimezone(zone(tz))
+    if DAY_STARTS <= local.time() < DAY_ENDS:
+        return now
+    day = local.date() if local.time() < DAY_STARTS else local.date() + dt.timedelta(days=1)
+    morning = at_local(day, DAY_STARTS, tz)
+    return now if morning >= starts_at else morning

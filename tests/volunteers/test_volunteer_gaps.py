@@ -112,3 +112,12 @@ def test_an_alerted_event_moved_past_the_thresholds_still_closes_when_filled(
     church.respond(cy, accept=True)
     closed = run(church.db, "volunteer_gap_alerts", "2026-03-02T14:00:00Z")
     assert gaps(closed) == {"Camera": ("gap_closed", 0, 0, None)}
+
+
+def test_a_gap_found_at_night_reaches_the_leader_at_eight_local(church: Church) -> None:
+    from conftest import z
+
+    church.assign(church.ann, confirmed=True)
+    run(church.db, "volunteer_gap_alerts", "2026-03-05T04:00:00Z")  # Wed 23:00 EST
+    [m] = messages(church.db)
+    assert (m.status, m.not_before) == ("scheduled", z("2026-03-05T13:00:00Z"))  # 08:00 EST

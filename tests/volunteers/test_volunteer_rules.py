@@ -195,3 +195,23 @@ def test_gap_decisions(
     gap: int, threshold: int | None, alerted: tuple[int | None, int | None], decision: str | None
 ) -> None:
     assert gap_decision(gap, threshold, *alerted) == decision
+
+
+@pytest.mark.parametrize(
+    ("now", "send_at"),
+    [
+        ("2026-03-05T14:00:00Z", "2026-03-05T14:00:00Z"),  # 09:00 EST: at once
+        ("2026-03-06T03:00:00Z", "2026-03-06T13:00:00Z"),  # 22:00 EST: 08:00 next morning
+        ("2026-03-06T10:00:00Z", "2026-03-06T13:00:00Z"),  # 05:00 EST: 08:00 that morning
+        ("2026-03-08T05:00:00Z", "2026-03-08T12:00:00Z"),  # 00:00 EST on the change day: 08:00 EDT
+        ("2026-03-08T11:30:00Z", "2026-03-08T12:00:00Z"),
+    ],
+)
+def test_a_leader_is_messaged_in_the_daytime_only(now: str, send_at: str) -> None:
+    start = z("2026-03-08T18:00:00Z")  # Sunday 14:00 EDT
+    assert rules.daytime(z(now), NY, start) == z(send_at)
+
+
+def test_a_night_message_goes_at_once_when_the_event_starts_before_morning() -> None:
+    start = z("2026-03-06T11:00:00Z")  # 06:00 EST
+    assert rules.daytime(z("2026-03-06T03:00:00Z"), NY, start) == z("2026-03-06T03:00:00Z")
