@@ -38,7 +38,13 @@ from faithflow_ops.webhooks.applier import ApplyStats, Worker
 from receiver.email_dsn import dsn_handlers
 from receiver.health import first_line as _first_line
 from receiver.health import health_handlers
-from receiver.metrics import Metrics, MetricsMiddleware, StoredState, WebhookBacklog
+from receiver.metrics import (
+    JobSchedules,
+    Metrics,
+    MetricsMiddleware,
+    StoredState,
+    WebhookBacklog,
+)
 from receiver.tasks import task_handlers
 from receiver.twilio import twilio_handlers
 from receiver.webhooks import WebhookIngest, webhook_handlers
@@ -112,6 +118,7 @@ def create_app(
     metrics = Metrics()
     metrics.registry.register(WebhookBacklog(database))
     metrics.registry.register(StoredState(database))  # job runs and the outbox (ops/slo.toml)
+    metrics.registry.register(JobSchedules(settings.cron_overrides))  # freshness alerts
     # webhook applier: stored deliveries are applied in this process unless turned off
     # (FAITHFLOW_WEBHOOK_WORKER=off, then `faithflow webhooks apply` runs from cron).
     worker = Worker(jobs_db, on_pass=_observe(metrics)) if settings.webhook_worker else None

@@ -242,3 +242,33 @@ class StoredState:
             log.warning("stored state not read", error=type(exc).__name__)
             return []
         return self._families(state)
+
+
+class JobSchedules:
+    """Prometheus collector: each job's schedule interval in seconds (the longest gap between
+    two firings of its cron, CRON_* overrides applied), which the freshness alerts multiply, so
+    the rules file need not change when a job is added or rescheduled."""
+
+    def __init__(self, overrides: Any) -> None:
+        from faithflow_ops.jobs import registry
+        from faithflow_ops.slo.spec import schedule_interval
+
+        self.intervals = {
+            spec.name: schedule_interval(registry.schedule_for(spec, overrides)).total_seconds()
+            for spec in registry.JOBS
+        }
+
+    def describe(self) -> list[Any]:
+        return self.collect()
+
+    def collect(self) -> list[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "faithflow_job_schedule_interval_seconds",
+            "Longest gap between two scheduled runs of each job (from its cron expression).",
+            labels=["job_name"],
+        )
+        for name, seconds in sorted(self.intervals.items()):
+            family.add_metric([name], seconds)
+        return [family]

@@ -62,3 +62,21 @@ def check(file: FileOpt = None, as_json: JsonOpt = False) -> None:
         ],
         title=f"SLOs over {loaded.window}",
     )
+
+
+@app.command("rules")
+def rules_command(file: FileOpt = None) -> None:
+    """Print the Prometheus recording and alerting rules (multi-window, multi-burn-rate) for
+    the objectives; ops/prometheus/slo-rules.yml is this output."""
+    from faithflow_ops.slo import rules
+
+    typer.echo(rules.render(_load(file)), nl=False)
+
+
+@app.command("dashboard")
+def dashboard_command(file: FileOpt = None) -> None:
+    """Print the Grafana dashboard JSON (a row per objective: SLI, budget left, burn rate; job
+    freshness; backlogs); ops/grafana/slo-dashboard.json is this output."""
+    from faithflow_ops.slo import dashboard
+
+    typer.echo(dashboard.render(_load(file)), nl=False)
