@@ -59,14 +59,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tenants", schema=None) as batch_op:
-        batch_op.drop_column("sms_name")
-    with op.batch_alter_table("dunning_preferences", schema=None) as batch_op:
-        batch_op.drop_column("whatsapp_opt_in_source")
-        batch_op.drop_column("whatsapp_opt_in_at")
-    with op.batch_alter_table("outbound_messages", schema=None) as batch_op:
-        batch_op.drop_column("note")
-        batch_op.drop_column("sms_segments")
-        batch_op.drop_column("sms_encoding")
-        batch_op.drop_column("content_variables")
-        batch_op.drop_column("content_sid")
+    # Plain DROP COLUMN (SQLite has it since 3.35), not batch mode: a batch rebuilds the table
+    # (copy, DROP, rename), and on SQLite dropping `tenants` while rows reference it breaks
+    # their foreign keys inside the migration's transaction.
+    op.drop_column("tenants", "sms_name")
+    op.drop_column("dunning_preferences", "whatsapp_opt_in_source")
+    op.drop_column("dunning_preferences", "whatsapp_opt_in_at")
+    for column in ("note", "sms_segments", "sms_encoding", "content_variables", "content_sid"):
+        op.drop_column("outbound_messages", column)
