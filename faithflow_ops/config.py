@@ -461,6 +461,10 @@ class Settings:
     render_api_key: str | None = None
     render_service_id: str | None = None
     render_api_base: str = "https://api.render.com"
+    # Mux Video live streams (providers/mux.py): an access token's id and secret (basic auth).
+    mux_token_id: str | None = None
+    mux_token_secret: str | None = None
+    mux_api_base: str = "https://api.mux.com"
     smtp_url: str | None = None
     email_from: str | None = None
     twilio_account_sid: str | None = None
@@ -612,6 +616,9 @@ class Settings:
             render_api_key=opt("RENDER_API_KEY"),
             render_service_id=opt("RENDER_SERVICE_ID"),
             render_api_base=_api_base(env, "RENDER_API_BASE", cls.render_api_base),
+            mux_token_id=opt("MUX_TOKEN_ID"),
+            mux_token_secret=opt("MUX_TOKEN_SECRET"),
+            mux_api_base=_api_base(env, "MUX_API_BASE", cls.mux_api_base),
             smtp_url=_smtp_url(env, "SMTP_URL"),
             email_from=opt("EMAIL_FROM"),
             twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),

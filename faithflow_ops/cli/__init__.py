@@ -83,7 +83,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     ),
     "streams": (
         "faithflow_ops.cli.streams",
-        "Live streaming: channels, sessions and their lifecycle.",
+        "Live streaming: channels, sessions and their lifecycle; the Mux sync job.",
     ),
     "slo": (
         "faithflow_ops.cli.slo",

@@ -13,7 +13,7 @@ from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 app = typer.Typer(
     rich_markup_mode=None,
-    help="Live streaming: channels, sessions and their lifecycle.",
+    help="Live streaming: channels, sessions and their lifecycle; the Mux sync job.",
     no_args_is_help=True,
 )
 channels_app = typer.Typer(

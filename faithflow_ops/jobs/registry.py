@@ -206,6 +206,18 @@ JOBS: tuple[JobSpec, ...] = (
         preview_detail="Sessions to revoke (idle past the timeout, expired, password where SSO "
         "is required, no MFA where required) and staff to warn, disable or restore over MFA.",
     ),
+    JobSpec(
+        name="streams_sync",
+        summary="Sync stream sessions with Mux: live, interrupted, ended, recordings, missed starts",
+        cli_group="streams",
+        cli_verb="sync",
+        task_path="/tasks/streams/sync",
+        schedule="* * * * *",
+        module="faithflow_ops.jobs.streams_sync",
+        preview_detail="Per session on a Mux channel: the status its live stream calls for "
+        "(live, interrupted, ended after the reconnect window), the recording to take in "
+        "(processing, ready with URL and duration, failed), and missed starts to alert.",
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}

@@ -1,0 +1,38 @@
+"""`faithflow streams sync` (preview: `streams preview` = `sync --dry-run`;
+POST /tasks/streams/sync; CRON_STREAMS_SYNC): bring sessions on Mux channels in line with their
+live streams, take in their recordings, and alert a service not live 10 minutes after its start.
+
+Action kinds (faithflow_ops/streams/sync.py has the rules; docs/streams.md the runbook):
+`session_live`, `session_interrupted` (no signal: an incident), `session_ended` (the reconnect
+window passed, or the stream was disabled), `recording_processing`, `recording_ready` (playback
+URL and duration on the session), `recording_failed`, and `missed_start` (one incident per
+session). apply claims the session in the state the plan saw, so a rerun changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from faithflow_ops.jobs.base import Action, Job, JobContext
+from faithflow_ops.streams import sync
+
+
+class StreamsSync(Job):
+    name = "streams_sync"
+    table_columns = ("kind", "session", "from", "to", "provider")
+
+    @classmethod
+    def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
+        return list(sync.table_rows(action))
+
+    def plan(self, session: Session, ctx: JobContext) -> Iterator[Action]:
+        return sync.plan(session, ctx.now, ctx.settings, ctx.limit)
+
+    def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        sync.apply(session, action, ctx.now)
+
+
+JOB = StreamsSync()
