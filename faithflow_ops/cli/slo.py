@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -80,3 +80,65 @@ def dashboard_command(file: FileOpt = None) -> None:
     from faithflow_ops.slo import dashboard
 
     typer.echo(dashboard.render(_load(file)), nl=False)
+
+
+@app.command("report")
+def report_command(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Window start: 30d, 24h, or an ISO-8601 time (default: "
+            "the SLO window of the file).",
+        ),
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="As of this time (ISO-8601, e.g. 2026-03-01T09:00:00Z)."),
+    ] = None,
+    file: FileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each objective measured from the database alone (job_runs, webhook_events,
+    outbound_messages): SLI, error budget left, worst offenders. For deployments without
+    Prometheus; objectives the database cannot see read n/a."""
+    from faithflow_ops.cli.common import database, parse_now
+    from faithflow_ops.clock import parse_since
+    from faithflow_ops.slo.report import build
+
+    loaded = _load(file)
+    when = parse_now(now)
+    start = parse_since(since or loaded.window, when)
+    with database().read_session() as session:
+        lines = build(session, loaded, now=when, since=start)
+    if as_json:
+        output.print_json(
+            {
+                "since": start.isoformat(),
+                "now": when.isoformat(),
+                "objectives": [line.to_dict() for line in lines],
+            }
+        )
+        return
+    output.table(
+        ["objective", "target", "SLI", "budget left", "status", "worst / note"],
+        [
+            (
+                line.name,
+                "—" if line.objective is None else f"{line.objective:g}%",
+                output.percent(line.sli, 3) if line.sli is not None else "—",
+                output.percent(line.budget_left, 1) if line.budget_left is not None else "—",
+                line.status,
+                _worst(line),
+            )
+            for line in lines
+        ],
+        title=f"SLOs from {start:%Y-%m-%d %H:%M} to {when:%Y-%m-%d %H:%M} UTC",
+    )
+
+
+def _worst(line: Any) -> str:
+    if line.worst:
+        first = line.worst[0]
+        return ", ".join(f"{k}={v}" for k, v in first.items() if k != "last_error" and v)
+    return line.note or ""

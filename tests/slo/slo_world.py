@@ -61,6 +61,8 @@ def message(
         next_attempt_at=when,
         last_error=error,
         sent_at=when if status in ("sent", "delivered") else None,
+        created_at=when,
+        updated_at=when,  # when it reached its status: the report's window reads this
     )
     session.add(row)
     return row
