@@ -123,13 +123,19 @@ def flat(payload: object) -> dict[str, Any]:
         if value is None or isinstance(value, str | int):
             pass
         elif isinstance(value, dt.date):
-            value = value.isoformat()
+            value = _iso(value)
         elif isinstance(value, tuple):
             value = [flat(v) for v in value]
         elif dataclasses.is_dataclass(value):
             value = flat(value)
         out[name] = value
     return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _iso(value: dt.date) -> str:
+    """ISO-8601, cached: a plan writes the same event starts and send times many times."""
+    return value.isoformat()
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
