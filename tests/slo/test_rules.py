@@ -259,3 +259,14 @@ def test_alerts_fire_on_fed_series(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_runbook_link_has_its_section_in_docs_slo() -> None:
+    text = (ROOT / "docs" / "slo.md").read_text()
+    anchors = {line[4:].strip() for line in text.splitlines() if line.startswith("### ")}
+    for group in rules.groups(spec.load()):
+        for rule in group["rules"]:
+            if "alert" in rule:
+                url = rule["annotations"]["runbook_url"]
+                assert url.split("#", 1)[0].endswith("docs/slo.md")
+                assert url.split("#", 1)[1] in anchors, f"{rule['alert']}: no section for {url}"
