@@ -90,6 +90,10 @@ GROUPS: dict[str, tuple[str, str]] = {
         "Service level objectives (ops/slo.toml): check the file, generate Prometheus rules "
         "and the Grafana dashboard, report from the database.",
     ),
+    "release": (
+        "faithflow_ops.cli.release",
+        "Release readiness: the pre-flight check (schema, running jobs, backlogs, budgets).",
+    ),
     "security": (
         "faithflow_ops.cli.security",
         "Security policy enforcement: sessions, the staff access gate, compliance audits.",
