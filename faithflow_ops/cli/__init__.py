@@ -98,6 +98,10 @@ GROUPS: dict[str, tuple[str, str]] = {
         "faithflow_ops.cli.security",
         "Security policy enforcement: sessions, the staff access gate, compliance audits.",
     ),
+    "retention": (
+        "faithflow_ops.cli.retention",
+        "Data retention: the retention run (batched, resumable) and legal holds.",
+    ),
     "db": (
         "faithflow_ops.cli.db",
         "The database: upgrade its schema, show its revision and where it is.",

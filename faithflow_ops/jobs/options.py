@@ -172,3 +172,22 @@ class SecurityEnforceOptions:
         minimum=0,
         maximum=90,
     )
+
+
+@dataclass(frozen=True)
+class RetentionOptions:
+    webhook_days: int = option(
+        90,
+        help="Platform default: days webhook bodies are kept (a tenant's data retention "
+        "overrides it for its events; default 90).",
+        kind="int",
+        minimum=7,
+        maximum=3650,
+    )
+    job_run_days: int = option(
+        90,
+        help="Days job runs are kept (each job's newest run is always kept; default 90).",
+        kind="int",
+        minimum=7,
+        maximum=3650,
+    )

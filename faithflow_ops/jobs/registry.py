@@ -16,6 +16,7 @@ from faithflow_ops.errors import ConfigError, UserError
 from faithflow_ops.jobs.options import (
     InvoicesReconcileOptions,
     NoOptions,
+    RetentionOptions,
     SecurityEnforceOptions,
     VolunteerGapOptions,
 )
@@ -205,6 +206,19 @@ JOBS: tuple[JobSpec, ...] = (
         options=SecurityEnforceOptions,
         preview_detail="Sessions to revoke (idle past the timeout, expired, password where SSO "
         "is required, no MFA where required) and staff to warn, disable or restore over MFA.",
+    ),
+    JobSpec(
+        name="retention",
+        summary="Apply data retention: drop old webhook bodies, delete old job runs; legal holds",
+        cli_group="retention",
+        cli_verb="run",
+        task_path="/tasks/retention/run",
+        schedule="40 3 * * *",
+        module="faithflow_ops.jobs.retention_run",
+        lease_seconds=3600,
+        options=RetentionOptions,
+        preview_detail="Batches of at most 1,000 rows per tenant and data class, with the "
+        "cutoff each follows; tenants on legal hold are left out.",
     ),
     JobSpec(
         name="streams_sync",

@@ -20,6 +20,7 @@ from faithflow_ops.models.kb import KbArticle, TicketKbLink
 from faithflow_ops.models.ops import AuditLog, HealthCheckResult, Incident, JobLock, JobRun
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
+from faithflow_ops.models.retention import LegalHold
 from faithflow_ops.models.security import MfaNotice, SecurityAudit, UserSession
 from faithflow_ops.models.streams import StreamChannel, StreamEvent, StreamSession
 from faithflow_ops.models.support import (
@@ -62,6 +63,7 @@ __all__ = [
     "JobLock",
     "JobRun",
     "KbArticle",
+    "LegalHold",
     "MfaNotice",
     "OutboundMessage",
     "Payment",

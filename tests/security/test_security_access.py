@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import NOW, World, run, z
+from security_world import NOW, World, run, z
 
 from faithflow_ops.errors import NotFound
 from faithflow_ops.security.access import Decision, check_access

@@ -6,7 +6,7 @@ changes nothing twice."""
 
 from __future__ import annotations
 
-from conftest import NOW, World, messages, run, z
+from security_world import NOW, World, messages, run, z
 from sqlalchemy import select
 
 from faithflow_ops.models import AuditLog, MfaNotice
