@@ -36,6 +36,7 @@ from faithflow_ops.retention.holds import held_tenant_ids
 
 ACTOR = "job:retention"
 BATCH = 1000
+DEFAULT_DAYS = 90  # the options' defaults (jobs/options.py RetentionOptions), for the audit
 FINISHED_WEBHOOKS = ("applied", "ignored", "stale")
 
 

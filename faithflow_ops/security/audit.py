@@ -14,6 +14,8 @@ Findings (code, severity):
 - `staff_without_mfa` (high; medium while every one is within the grace period `security
   enforce` granted): staff of a tenant requiring MFA who have not enrolled;
 - `platform_agents_without_mfa` (high): platform agents (the baseline requires MFA);
+- `retention_overdue` (medium): rows `retention run` should have purged more than a day ago
+  at the default periods (90 days) or the tenant's own — the job is not running or behind;
 - `task_endpoints_without_key` (medium): INTEGRATION_API_KEY is not set, so every
   POST /tasks/* is refused and HTTP-triggered jobs (enforcement included) cannot run;
   `task_endpoint_key_weak` (medium): a key shorter than 32 characters.
@@ -31,7 +33,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from faithflow_ops.actions import decode
 from faithflow_ops.models import MfaNotice, SecurityAudit, Tenant, User, UserSession
+from faithflow_ops.retention import purge
 from faithflow_ops.security.enforce import gated, session_violation
 from faithflow_ops.security.policy import BASELINE, Policy, for_user, policies_by_tenant
 from faithflow_ops.tenancy.tenants import get_tenant
@@ -154,6 +158,7 @@ def run_audit(
 
     findings.extend(_sessions(session, tenants, policies, now, platform=only is None))
     findings.extend(_staff(session, tenants, policies, now, platform=only is None))
+    findings.extend(_retention(session, now, tenants, platform=only is None))
     if only is None:
         findings.extend(_task_key(settings))
 
@@ -308,6 +313,33 @@ def _staff(
             )
         )
     return out
+
+
+def _retention(
+    session: Session, now: dt.datetime, tenants: dict[int, Tenant], *, platform: bool
+) -> list[Finding]:
+    """What `retention run` (default periods) would still purge as of a day ago."""
+    late: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    overdue_at = now - dt.timedelta(days=1)
+    days = purge.DEFAULT_DAYS
+    for action in purge.plan(session, overdue_at, webhook_days=days, job_run_days=days):
+        batch = decode(purge.PurgeBatch, action.data)
+        subject = _subject(batch.tenant_id, tenants)
+        if subject is None or (subject == "platform" and not platform):
+            continue
+        late[subject][batch.data_class] += len(batch.ids)
+    return [
+        Finding(
+            "retention_overdue",
+            "medium",
+            subject,
+            f"{sum(rows.values())} row(s) past their retention period by over a day: "
+            + ", ".join(f"{n} {c}" for c, n in sorted(rows.items()))
+            + " (is `retention run` running?)",
+            {"rows": dict(sorted(rows.items())), "as_of": overdue_at.isoformat()},
+        )
+        for subject, rows in late.items()
+    ]
 
 
 def _task_key(settings: Settings) -> list[Finding]:

@@ -120,3 +120,19 @@ def test_a_clean_platform_exits_0(world: World, cli, monkeypatch) -> None:  # ty
     assert result.exit_code == 0, result.output
     unknown = cli("security", "audit", "--tenant", "nope")
     assert unknown.exit_code == 2 and "no tenant with slug 'nope'" in unknown.stderr
+
+
+def test_retention_overdue_is_a_finding_until_the_retention_run_catches_up(world: World) -> None:
+    from faithflow_ops.models import WebhookEvent
+
+    at = z("2025-11-01T00:00:00Z")  # 129 days before NOW: due since 39 days
+    with world.db.session() as session:
+        session.add(
+            WebhookEvent(provider="stripe", scope="tenant", event_key="evt_old",
+                         event_type="invoice.paid", tenant_id=world.grace, payload={"id": "x"},
+                         status="applied", first_received_at=at, last_received_at=at)
+        )  # fmt: skip
+    late = _by_code(_audit(world))["retention_overdue:tenant:grace"]
+    assert late.evidence["rows"] == {"webhook_payloads": 1}
+    run(world.db, "retention", NOW)
+    assert "retention_overdue:tenant:grace" not in _by_code(_audit(world))
