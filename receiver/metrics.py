@@ -250,16 +250,38 @@ class JobSchedules:
     the rules file need not change when a job is added or rescheduled."""
 
     def __init__(self, overrides: Any) -> None:
-        from faithflow_ops.jobs import registry
-        from faithflow_ops.slo.spec import schedule_interval
+        self.overrides = overrides
+        self._intervals: dict[str, float] | None = None
 
-        self.intervals = {
-            spec.name: schedule_interval(registry.schedule_for(spec, overrides)).total_seconds()
-            for spec in registry.JOBS
-        }
+    @property
+    def intervals(self) -> dict[str, float]:
+        """Computed at the first scrape, not when the app is built (about 1 s for the
+        every-minute jobs; schedule_interval caches per expression)."""
+        if self._intervals is None:
+            from faithflow_ops.errors import UserError
+            from faithflow_ops.jobs import registry
+            from faithflow_ops.slo.spec import schedule_interval
+
+            intervals: dict[str, float] = {}
+            for spec in registry.JOBS:
+                try:
+                    expr = registry.schedule_for(spec, self.overrides)
+                except UserError:  # a bad CRON_* is refused where it is used (the scheduler)
+                    expr = spec.schedule
+                intervals[spec.name] = schedule_interval(expr).total_seconds()
+            self._intervals = intervals
+        return self._intervals
 
     def describe(self) -> list[Any]:
-        return self.collect()
+        from prometheus_client.core import GaugeMetricFamily
+
+        return [
+            GaugeMetricFamily(
+                "faithflow_job_schedule_interval_seconds",
+                "Longest gap between two scheduled runs of each job (from its cron expression).",
+                labels=["job_name"],
+            )
+        ]
 
     def collect(self) -> list[Any]:
         from prometheus_client.core import GaugeMetricFamily

@@ -5,6 +5,7 @@ are generated from. Errors name the file and line and say what to write instead
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import tomllib
 from dataclasses import dataclass
@@ -282,6 +283,7 @@ class _Lines:
         return start + 1
 
 
+@functools.cache
 def schedule_interval(expr: str) -> dt.timedelta:
     """The longest gap between two firings of a cron expression over a sample fortnight: the
     interval a freshness objective multiplies (`0 * * * *` → 1 h, `10 2 * * *` → 1 day)."""
