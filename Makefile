@@ -52,6 +52,8 @@ docs: install
 	$(BIN)/python -m faithflow_ops.cli.reference > docs/cli.md
 	$(BIN)/faithflow jobs crontab > crontab.example
 	$(BIN)/faithflow jobs render-yaml > render.yaml
+	$(BIN)/faithflow slo rules > ops/prometheus/slo-rules.yml
+	$(BIN)/faithflow slo dashboard > ops/grafana/slo-dashboard.json
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache
