@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,6 +35,10 @@ def check(
         str | None,
         typer.Option("--now", help="As of this time (ISO-8601, e.g. 2026-03-01T09:00:00Z)."),
     ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="The SLO file (default: ops/slo.toml of this checkout)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Whether a release may proceed: database not newer than this code (and at head with
@@ -45,7 +50,7 @@ def check(
 
     checks = run_checks(
         database(),
-        spec.load(),
+        spec.load(file),
         parse_now(now),
         migrated=migrated,
         allow_spent=allow_spent_budget,

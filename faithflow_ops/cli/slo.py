@@ -29,7 +29,7 @@ FileOpt = Annotated[
 def _load(path: Path | None) -> Spec:
     from faithflow_ops.slo import spec
 
-    return spec.load(path or spec.DEFAULT_PATH)
+    return spec.load(path)
 
 
 @app.command("check")

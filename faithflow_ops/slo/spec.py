@@ -14,7 +14,17 @@ from typing import Any
 
 from faithflow_ops.errors import UserError
 
+# The checkout's ops/slo.toml; an installed package (Render's `pip install .`) is run from the
+# checkout, so ./ops/slo.toml is tried next.
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "ops" / "slo.toml"
+
+
+def default_path() -> Path:
+    for candidate in (DEFAULT_PATH, Path.cwd() / "ops" / "slo.toml"):
+        if candidate.is_file():
+            return candidate
+    return DEFAULT_PATH
+
 
 # Objectives with an error budget (burn-rate alerts) and those checked against a threshold.
 RATIO_KINDS = ("availability", "latency", "apply_latency", "job_success", "outbox_delivery")
@@ -111,13 +121,17 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: n})
 
 
-def load(path: Path = DEFAULT_PATH, *, job_names: set[str] | None = None) -> Spec:
-    """The objectives in `path`. `job_names`: the jobs a `jobs` list may name (default: the
-    registry's)."""
+def load(path: Path | None = None, *, job_names: set[str] | None = None) -> Spec:
+    """The objectives in `path` (default: `default_path()`). `job_names`: the jobs a `jobs`
+    list may name (default: the registry's)."""
+    path = path or default_path()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise UserError(f"{path}: cannot read the SLO file ({exc.strerror})") from None
+        raise UserError(
+            f"{path}: cannot read the SLO file ({exc.strerror}); run from the checkout or "
+            "pass --file ops/slo.toml"
+        ) from None
     return parse(text, str(path), job_names=job_names)
 
 

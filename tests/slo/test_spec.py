@@ -98,3 +98,9 @@ def test_cli_check_refuses_a_bad_file_with_exit_2(cli, tmp_path: Path) -> None: 
     result = cli("slo", "check")
     assert result.exit_code == 0, result.stderr
     assert "webhook_ingest_availability" in result.stdout
+
+
+def test_a_missing_file_names_the_fix(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("slo", "rules", "--file", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 2
+    assert "cannot read the SLO file" in result.stderr and "--file" in result.stderr
