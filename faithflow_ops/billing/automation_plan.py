@@ -21,15 +21,19 @@ Rules, one action kind each (the runbook, docs/subs-automate.md, says why):
   the schedule's new phase arrives at the phase start, before the job): the change is applied
   all the same, its reason and audit saying the provider applied it.
 - `suspension_held` (report-only): past the grace, but the dunning ladder is not done —
-  dunning is paused (a pause extends the grace), or the final notice has not been delivered
-  or failed for good yet (dunning.suspension.suspension_holds says which).
+  dunning is paused (a pause extends the grace), or the subscription has an open dunning case
+  whose final notice has not been delivered or failed for good yet — also when the dunning
+  job never ran on it (dunning.suspension.suspension_holds says which). Without an open case
+  (dunning not in use) the grace alone decides.
 - `reactivate_tenant`: a tenant suspended for non-payment that has an active subscription
   again (the safety net for a missed webhook).
 
 plan: one indexed query per rule that reads only due rows (each index is named `*_automate_*`
 and made for its query), all read before the first action is yielded, so the runner applying
 early actions cannot change what later rules see: a second run at the same `now` plans nothing
-new. A period left unpaid beyond the grace is marked past due and suspended in the same run.
+new. A period left unpaid beyond the grace is marked past due in one run; marking it opens a
+dunning case, so when the ladder has a final notice the suspension is `suspension_held` until
+that notice went out (with no final notice it is suspended in the same run).
 The conditions a rule and its apply share (`no_live_sibling`, `not_cancel_due`, …) live here.
 """
 
@@ -342,7 +346,8 @@ def _past_due(session: Session, now: dt.datetime, plans: Mapping[int, PlanGrace]
         grace = resolve_grace(tenant.grace_days, plans.get(plan_id))
         alone = not (live.get(tenant_id, set()) - {sub_id})
         if alone and since + dt.timedelta(days=grace.days) <= now:
-            out += _unless_held(session, now, [(sub_id, tenant_id, tenant.slug, since, grace)])
+            due = [(sub_id, tenant_id, tenant.slug, since, grace)]
+            out += _unless_held(session, now, due, case_opens=True)
     return out
 
 
@@ -428,13 +433,21 @@ def _suspensions(
 
 
 def _unless_held(
-    session: Session, now: dt.datetime, due: list[tuple[int, int, str, dt.datetime, Grace]]
+    session: Session,
+    now: dt.datetime,
+    due: list[tuple[int, int, str, dt.datetime, Grace]],
+    *,
+    case_opens: bool = False,
 ) -> list[Action]:
     """`suspend_tenant` for each past-grace subscription, or `suspension_held` when the
-    dunning ladder is not done with it (dunning.suspension.suspension_holds)."""
+    dunning ladder is not done with it (dunning.suspension.suspension_holds). `case_opens`:
+    marked past due in this run, so its dunning case opens when that action applies."""
     holds = suspension_holds(
         session,
-        [Candidate(sub, tenant, since, grace.days) for sub, tenant, _, since, grace in due],
+        [
+            Candidate(sub, tenant, since, grace.days, case_opens)
+            for sub, tenant, _, since, grace in due
+        ],
         now,
     )
     out = []

@@ -49,6 +49,8 @@ class Candidate(NamedTuple):
     tenant_id: int
     past_due_since: dt.datetime
     grace_days: int
+    # marked past due in the same run: its dunning case opens when that action applies
+    case_opens: bool = False
 
 
 def suspension_holds(
@@ -58,13 +60,16 @@ def suspension_holds(
     those left out may be. The ladder comes first:
 
     - a dunning pause holds it, and extends the grace (`policy.suspend_at`);
-    - once the ladder has taken a step on the subscription's open case, no suspension before
-      the final notice (the ladder's last step that sends) was delivered — e-mail sent, SMS or
-      WhatsApp delivered (or sent CALLBACK_PATIENCE ago with no callback) — or definitively
+    - when the ladder has a final notice (its last step that sends) and the subscription has
+      an open dunning case, no suspension before that notice was delivered — e-mail sent, SMS
+      or WhatsApp delivered (or sent CALLBACK_PATIENCE ago with no callback) — or definitively
       failed (failed, suppressed, canceled, unknown, or recorded skipped: nothing to send to).
+      That holds too when the ladder never took a step on the case (the dunning job has not
+      run): the reason then says to run `faithflow dunning run`, which catches up by taking
+      the latest overdue step that sends, the final notice.
 
-    A case on which the ladder never took a step (dunning not scheduled) follows the grace
-    alone: holding it would mean never suspending."""
+    With no open case (dunning not in use for the subscription) the grace alone decides, and
+    a ladder without a final notice holds nothing but a pause."""
     if not candidates:
         return {}
     policy = current_policy(session)
@@ -86,16 +91,17 @@ def suspension_holds(
             holds[c.subscription_id] = f"a dunning pause extended the grace to {iso(at)}"
     if final is None:
         return holds
-    waiting = [c.subscription_id for c in candidates if c.subscription_id not in holds]
+    waiting = [c for c in candidates if c.subscription_id not in holds]
     holds.update(_final_notice_holds(session, waiting, final.key, now))
     return holds
 
 
 def _final_notice_holds(
-    session: Session, subscription_ids: Sequence[int], final: str, now: dt.datetime
+    session: Session, candidates: Sequence[Candidate], final: str, now: dt.datetime
 ) -> dict[int, str]:
-    if not subscription_ids:
+    if not candidates:
         return {}
+    subscription_ids = [c.subscription_id for c in candidates]
     cases = dict(
         session.execute(
             select(CASES.c.id, CASES.c.subscription_id).where(
@@ -105,8 +111,16 @@ def _final_notice_holds(
         .tuples()
         .all()
     )
+    holds: dict[int, str] = {}
+    for c in candidates:
+        if c.case_opens and c.subscription_id not in cases.values():
+            holds[c.subscription_id] = (
+                f"its dunning case opens as it is marked past due in this run, and the final "
+                f"notice ({final}) has not gone out yet: run `faithflow dunning run` (its cron), "
+                "which sends it, then suspension may follow"
+            )
     if not cases:
-        return {}
+        return holds
     started: set[int] = set()
     notice: dict[int, list[tuple[str, str | None, str | None, dt.datetime | None]]] = {}
     for case_id, step, channel, detail, status, sent_at in session.execute(
@@ -127,15 +141,19 @@ def _final_notice_holds(
             notice.setdefault(case_id, []).append(
                 (channel, "skipped" if skipped else status, detail, sent_at)
             )
-    holds: dict[int, str] = {}
     for case_id, sub_id in cases.items():
         if case_id not in started:
+            holds[sub_id] = (
+                f"the final notice ({final}) has not gone out yet: the dunning ladder has not "
+                f"run on case {case_id}; run `faithflow dunning run` (its cron), which sends "
+                "it, then suspension may follow once it is delivered or has failed for good"
+            )
             continue
         rows = notice.get(case_id)
         if not rows:
             holds[sub_id] = (
-                f"the final notice ({final}) has not gone out yet; `faithflow dunning run` "
-                "sends it, then suspension may follow"
+                f"the final notice ({final}) has not gone out yet: run `faithflow dunning run` "
+                "(its cron), which sends it, then suspension may follow"
             )
             continue
         if any(_reached(ch, st, at, now) for ch, st, _, at in rows):

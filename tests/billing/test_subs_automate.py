@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
+from faithflow_ops.dunning.policy import Policy, Step, save_policy
 from faithflow_ops.dunning.suspension import suspend_tenant
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import Action, JobContext
@@ -328,7 +329,29 @@ def test_grace_comes_from_the_tenant_then_the_plan_then_the_default(world: World
     assert f"subscription:{tenant_long}" not in later
 
 
-def test_a_period_long_unpaid_is_marked_past_due_and_suspended_in_one_run(world: World) -> None:
+def test_a_period_long_unpaid_is_marked_past_due_and_held_for_the_final_notice(
+    world: World,
+) -> None:
+    # Marking it past due opens its dunning case: no suspension before the final notice
+    # (issue 21, point 7; tests/dunning/test_dunning_suspension.py has the ladder's side).
+    sub = world.sub(current_period_end=NOW - 20 * DAY)
+    result = run(world.db)
+    assert planned(result) == [
+        ("mark_past_due", f"subscription:{sub}"),
+        ("suspension_held", f"subscription:{sub}"),
+    ]
+    assert "run `faithflow dunning run`" in result.actions[1].action.reason
+    assert result.outcomes == {"applied": 1, "reported": 1}
+    row = world.get(Subscription, sub)
+    assert (row.status, row.past_due_since) == ("past_due", NOW - 20 * DAY)
+    assert world.get(Tenant, world.tenants["grace"]).status == "active"
+    assert planned(run(world.db)) == [("suspension_held", f"subscription:{sub}")]
+
+
+def test_a_period_long_unpaid_is_suspended_in_one_run_when_no_step_sends(world: World) -> None:
+    with world.db.session() as s:  # a ladder with no final notice: the grace alone decides
+        save_policy(s, Policy((Step("end", dt.timedelta(days=14), (), None, handover=True),)),
+                    source=None, actor="test")  # fmt: skip
     sub = world.sub(current_period_end=NOW - 20 * DAY)
     result = run(world.db)
     assert planned(result) == [

@@ -179,8 +179,12 @@ def test_subs_automate_mark_past_due_opens_a_case_with_the_plan_amount(db: Datab
     assert (case.amount_minor, case.currency, case.invoice_id) == (1500000, "NGN", None)
     assert case.past_due_since == now - dt.timedelta(days=2)  # the period end
     assert case.opened_by == "test:job"
-    # Past the grace, subs automate suspends: the case closes as suspended.
+    # Past the grace, once the dunning job took the final notice (the church has no contact:
+    # recorded skipped, nothing to wait for), subs automate suspends: the case closes as such.
     later = now + dt.timedelta(days=13)
+    held = run_job(db, registry.get("subscriptions_automate"), ctx(later, dry_run=True))
+    assert held.counts == {"suspension_held": 1}
+    run_job(db, registry.get("dunning"), ctx(later))
     result = run_job(db, registry.get("subscriptions_automate"), ctx(later))
     assert result.counts["suspend_tenant"] == 1
     [case] = all_cases(db)

@@ -106,3 +106,32 @@ def test_an_sms_final_notice_sent_without_a_callback_counts_after_48_hours(
     [held] = kinds(automate(world.db, NOW, dry_run=True), "suspension_held")
     assert "sms: sent" in held.reason
     assert kinds(automate(world.db, since + 12 * D, dry_run=True), "suspend_tenant")
+
+
+def test_an_open_case_the_ladder_never_touched_is_held_until_dunning_runs(world: World) -> None:
+    since = NOW - 15 * D  # the grace (14 days) ran out yesterday; the dunning job never ran
+    world.past_due("grace", since)
+
+    preview = automate(world.db, NOW, dry_run=True)
+    [held] = kinds(preview, "suspension_held")
+    assert "the final notice (day10) has not gone out yet" in held.reason, held.reason
+    assert "run `faithflow dunning run`" in held.reason, held.reason
+    assert not kinds(preview, "suspend_tenant")
+    automate(world.db, NOW)
+    assert tenant_status(world, "grace") == "active"
+
+    dunning(world.db, NOW)  # the cron catches up: the final notice is the step it takes
+    set_messages(world, "sent", sent_at=NOW)  # the dispatcher sent its e-mail
+    assert kinds(automate(world.db, NOW + dt.timedelta(hours=1)), "suspend_tenant")
+    assert tenant_status(world, "grace") == "suspended"
+
+
+def test_without_a_dunning_case_suspension_follows_the_grace_alone(world: World) -> None:
+    from faithflow_ops.models import DunningCase
+
+    world.past_due("grace", NOW - 15 * D)
+    with world.db.session() as s:  # dunning not in use for this subscription: no open case
+        s.execute(update(DunningCase).values(status="canceled", closed_at=NOW - 15 * D))
+    result = automate(world.db, NOW)
+    assert [a.action.kind for a in result.actions] == ["suspend_tenant"]
+    assert tenant_status(world, "grace") == "suspended"

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from fakes.providers import FakeAPI, Reply, paystack_fake, stripe_fake
+from fakes.smtp import smtp_server
+from fakes.twilio import TwilioFake
 from harness import PaystackWorld, Platform, StripeWorld, clean_environ, run_cli
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -224,11 +226,18 @@ def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     stripe_world.install(stripe)
     paystack_world.install(paystack)
     alerts = FakeAPI(lambda api, req: Reply(200, {"ok": True}))
-    with stripe.serve(), paystack.serve(), alerts.serve():
+    with (
+        stripe.serve(),
+        paystack.serve(),
+        alerts.serve(),
+        smtp_server() as smtp,
+        TwilioFake().serve() as twilio,
+    ):
         dialect = "sqlite" if database_url.startswith("sqlite") else "postgres"
         deployment = Platform(
-            dialect, database_url, tmp_path, stripe, paystack, alerts, stripe_world, paystack_world
-        )
+            dialect, database_url, tmp_path, stripe, paystack, alerts, stripe_world,
+            paystack_world, smtp, twilio,
+        )  # fmt: skip
         try:
             yield deployment
         finally:

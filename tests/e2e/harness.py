@@ -42,6 +42,8 @@ from typing import Any
 
 import httpx
 from fakes.providers import FakeAPI, Recorded, Reply, stripe_error
+from fakes.smtp import SmtpServer
+from fakes.twilio import TwilioFake
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -685,6 +687,9 @@ class Platform:
     alerts: FakeAPI
     stripe_world: StripeWorld
     paystack_world: PaystackWorld
+    # the outbox's providers (`faithflow comms dispatch`): a loopback SMTP server and Twilio
+    smtp: SmtpServer | None = None
+    twilio: TwilioFake | None = None
     env: dict[str, str] = field(default_factory=dict)
     posted: list[str] = field(default_factory=list)  # event keys not yet waited for
     _receiver: subprocess.Popen[bytes] | None = None
@@ -715,6 +720,15 @@ class Platform:
             "FAITHFLOW_PROVIDER_BACKOFF": "0",
             "FAITHFLOW_PROVIDER_TIMEOUT": "5",
         }
+        if self.smtp is not None:
+            self.env |= {"SMTP_URL": self.smtp.url(), "EMAIL_FROM": "FaithFlow <billing@e2e.test>"}
+        if self.twilio is not None:
+            self.env |= {
+                "TWILIO_ACCOUNT_SID": self.twilio.sid,
+                "TWILIO_AUTH_TOKEN": self.twilio.token,
+                "TWILIO_FROM": "+15005550006",
+                "TWILIO_API_BASE": self.twilio.url,
+            }
 
     # --- CLI ------------------------------------------------------------------------------
 
@@ -741,6 +755,22 @@ class Platform:
             raise CLIError(
                 f"`faithflow {' '.join(argv)}` printed no JSON document: {result.stdout!r}"
             ) from exc
+
+    def dunning_cron(self, at: dt.datetime) -> dict[str, Any]:
+        """What a deployment's crons do from `at`: `dunning run` takes the step due (the latest
+        overdue one that sends), then `comms dispatch` (every minute) sends its messages when
+        they are due (a step's send window may schedule them later the same day). `subs
+        automate` suspends no church with an open case before its final notice went out."""
+        run = self.cli("dunning", "run", now=at)
+        assert run["status"] == "succeeded", run
+        due = [at] + [
+            dt.datetime.fromisoformat(a["data"]["scheduled_at"])
+            for a in run["actions"]
+            if a["kind"] == "send_step" and a["data"].get("scheduled_at")
+        ]
+        sent = self.cli("comms", "dispatch", now=max(due))
+        assert sent["status"] == "succeeded", sent
+        return run
 
     # --- receiver -------------------------------------------------------------------------
 

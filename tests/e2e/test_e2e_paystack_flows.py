@@ -309,6 +309,12 @@ def test_unpaid_past_the_grace_suspends_and_only_its_own_payment_reactivates(
     platform.wait_applied()
 
     beyond = failed_at + dt.timedelta(days=14, hours=1)
+    held = platform.cli("subs", "automate", "--dry-run", now=beyond)  # the ladder never ran
+    assert held["counts"] == {"suspension_held": 1}, held
+    assert "run `faithflow dunning run`" in held["actions"][0]["reason"], held
+    # the crons by day 10: the final notice (e-mail and SMS) goes out before any suspension
+    ran = platform.dunning_cron(failed_at + dt.timedelta(days=10, minutes=30))
+    assert [a["data"]["step"] for a in ran["actions"] if a["kind"] == "send_step"] == ["day10"]
     run = platform.cli("subs", "automate", now=beyond)
     assert run["counts"] == {"suspend_tenant": 1}, run
     assert "14 days (default)" in run["actions"][0]["reason"], run
@@ -388,6 +394,7 @@ def test_not_renew_keeps_access_until_the_period_ends_and_never_lifts_a_suspensi
     post(platform, lagos.subscription("disable", at(seconds=5), None))
     failed_at = renewal_failed(platform, abuja, "INV_e2eabuja04", APR2, MAY2)
     platform.wait_applied()
+    platform.dunning_cron(failed_at + dt.timedelta(days=10, minutes=30))  # the final notice
     run = platform.cli("subs", "automate", now=failed_at + dt.timedelta(days=14, hours=1))
     assert run["counts"] == {"suspend_tenant": 1}, run  # lagos: already ended, not suspended
     post(platform, abuja.subscription("not_renew", at(seconds=5), None))

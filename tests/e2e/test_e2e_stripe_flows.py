@@ -321,6 +321,13 @@ def test_unpaid_past_the_grace_suspends_the_tenant_and_payment_reactivates_it(
     platform.wait_applied()
 
     beyond = failed_at + dt.timedelta(days=14, hours=1)
+    held = platform.cli("subs", "automate", "--dry-run", now=beyond)  # the ladder never ran
+    assert held["counts"] == {"suspension_held": 1}, held
+    assert "run `faithflow dunning run`" in held["actions"][0]["reason"], held
+    # the crons by day 10: the final notice (e-mail and SMS) goes out before any suspension
+    ran = platform.dunning_cron(failed_at + dt.timedelta(days=10, minutes=30))
+    assert [a["data"]["step"] for a in ran["actions"] if a["kind"] == "send_step"] == ["day10"]
+    assert platform.smtp is not None and len(platform.smtp.handler.messages) == 1
     run = platform.cli("subs", "automate", now=beyond)
     assert run["counts"] == {"suspend_tenant": 1}, run
     [action] = run["actions"]
