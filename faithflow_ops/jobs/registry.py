@@ -222,7 +222,9 @@ JOBS: tuple[JobSpec, ...] = (
     ),
     JobSpec(
         name="streams_sync",
-        summary="Sync stream sessions with Mux: live, interrupted, ended, recordings, missed starts",
+        summary=(
+            "Sync stream sessions with Mux: live, interrupted, ended, recordings, missed starts"
+        ),
         cli_group="streams",
         cli_verb="sync",
         task_path="/tasks/streams/sync",

@@ -136,7 +136,8 @@ def test_add_writes_an_audit_entry_with_the_cli_actor(cli, db: Database) -> None
 def test_list_filters_by_status_and_hides_soft_deleted_tenants(cli, db: Database) -> None:
     for slug in ("alpha-church", "beta-church", "gamma-church"):
         assert cli("tenants", "add", slug, "--name", slug).exit_code == 0
-    assert cli("tenants", "suspend", "beta-church", "--reason", "non-payment", "--yes").exit_code == 0
+    suspended = cli("tenants", "suspend", "beta-church", "--reason", "non-payment", "--yes")
+    assert suspended.exit_code == 0
     with db.session() as s:
         s.execute(
             update(Tenant)
@@ -162,7 +163,8 @@ def test_list_refuses_an_unknown_status(cli, db: Database) -> None:
 
 def test_suspend_records_reason_time_and_audit_and_is_idempotent(cli, db: Database) -> None:
     assert cli(*LAGOS).exit_code == 0
-    first = cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment [overdue 45 days]", "--yes")
+    reason = "non-payment [overdue 45 days]"
+    first = cli("tenants", "suspend", "grace-lagos", "--reason", reason, "--yes")
     assert first.exit_code == 0, first.stderr
     assert "suspended tenant grace-lagos: non-payment [overdue 45 days]" in said(first)
     doc = show(cli, "grace-lagos")
@@ -191,7 +193,8 @@ def test_suspend_needs_a_reason(cli, db: Database) -> None:
 
 def test_reactivate_clears_the_suspension_and_is_idempotent(cli, db: Database) -> None:
     assert cli(*LAGOS).exit_code == 0
-    assert cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment", "--yes").exit_code == 0
+    suspended = cli("tenants", "suspend", "grace-lagos", "--reason", "non-payment", "--yes")
+    assert suspended.exit_code == 0
     result = cli("tenants", "reactivate", "grace-lagos")
     assert result.exit_code == 0, result.stderr
     assert "reactivated tenant grace-lagos" in said(result)
