@@ -36,7 +36,7 @@ from faithflow_ops.models import (
     VolunteerTeam,
 )
 from faithflow_ops.volunteers import rules
-from faithflow_ops.volunteers.reminders import address_of, flat, leaders_of, local_label
+from faithflow_ops.volunteers.reminders import flat, local_label, to_leaders
 
 KINDS = ("gap_alert", "gap_closed")
 
@@ -192,42 +192,31 @@ def apply(
         raise StaleAction(f"{action.target}: the church is gone")
     when = local_label(g.starts_at, g.timezone)
     send_at = rules.daytime(now, g.timezone, g.starts_at)  # not in the night, local time
-    messages = []
-    for leader in leaders_of(session, g.team_id):
-        address = address_of(leader, leader.channel)
-        if address is None:
-            continue
-        messages.append(
-            outbox.Message(
-                channel=address[0],
-                recipient=address[1],
-                template="volunteer_gap_alert",
-                variables={
-                    "headline": f"{g.event} {when}: {g.gap} {g.position} still needed",
-                    "leader_name": leader.name,
-                    "event_name": g.event,
-                    "event_local": when,
-                    "event_tz": g.timezone,
-                    "event_id": g.event_id,
-                    "position_name": g.position,
-                    "position_id": g.position_id,
-                    "team_name": g.team,
-                    "gap": g.gap,
-                    "needed": g.needed,
-                    "confirmed": g.confirmed,
-                    "pending": g.pending,
-                },
-                idempotency_key=(
-                    f"volunteers:gap:{g.need_id}:{g.threshold}:{g.gap}:"
-                    f"{now:%Y%m%dT%H%M%SZ}:{leader.id}"
-                ),
-                tenant=tenant,
-                not_before=send_at,
-                priority=20 if g.threshold == 1 else 40,
-                category="volunteers",
-                about=("volunteer_need", g.need_id),
-            )
-        )
+    messages = to_leaders(
+        session,
+        g.team_id,
+        template="volunteer_gap_alert",
+        variables={
+            "headline": f"{g.event} {when}: {g.gap} {g.position} still needed",
+            "event_name": g.event,
+            "event_local": when,
+            "event_tz": g.timezone,
+            "event_id": g.event_id,
+            "position_name": g.position,
+            "position_id": g.position_id,
+            "team_name": g.team,
+            "gap": g.gap,
+            "needed": g.needed,
+            "confirmed": g.confirmed,
+            "pending": g.pending,
+        },
+        key=f"volunteers:gap:{g.need_id}:{g.threshold}:{g.gap}:{now:%Y%m%dT%H%M%SZ}",
+        tenant=tenant,
+        not_before=send_at,
+        priority=20 if g.threshold == 1 else 40,
+        category="volunteers",
+        about=("volunteer_need", g.need_id),
+    )
     return outbox.enqueue_many(session, messages, now=now, settings=settings)
 
 

@@ -385,6 +385,36 @@ def leaders_of(session: Session, team_id: int) -> list[VolunteerPerson]:
     )
 
 
+def to_leaders(
+    session: Session,
+    team_id: int,
+    *,
+    template: str,
+    variables: dict[str, Any],
+    key: str,
+    **fields: Any,
+) -> list[outbox.Message]:
+    """One message per leader of the team who has a contact (their preferred channel first):
+    `variables` plus the leader's name, idempotency key `key:<leader id>`, the other outbox
+    fields as given."""
+    messages = []
+    for leader in leaders_of(session, team_id):
+        address = address_of(leader, leader.channel)
+        if address is None:
+            continue
+        messages.append(
+            outbox.Message(
+                channel=address[0],
+                recipient=address[1],
+                template=template,
+                variables={**variables, "leader_name": leader.name},
+                idempotency_key=f"{key}:{leader.id}",
+                **fields,
+            )
+        )
+    return messages
+
+
 def apply_flag(
     session: Session, action: Action, now: dt.datetime, settings: Settings | None
 ) -> list[outbox.Enqueued]:
@@ -395,38 +425,27 @@ def apply_flag(
     tenant = session.get(Tenant, flag.tenant_id)
     if tenant is None:
         raise StaleAction(f"{action.target}: the church is gone")
-    messages = []
-    for leader in leaders_of(session, item.team_id):
-        address = address_of(leader, leader.channel)
-        if address is None:
-            continue
-        messages.append(
-            outbox.Message(
-                channel=address[0],
-                recipient=address[1],
-                template="volunteer_conflict",
-                variables={
-                    "headline": f"{flag.person} is blocked out for {item.event} ({item.position})",
-                    "leader_name": leader.name,
-                    "person_name": flag.person,
-                    "position_name": item.position,
-                    "team_name": item.team,
-                    "event_name": item.event,
-                    "event_local": local_label(item.starts_at, item.timezone),
-                    "event_tz": item.timezone,
-                    "event_id": item.event_id,
-                    "blockout_reason": f" ({flag.blockout_reason})" if flag.blockout_reason else "",
-                },
-                idempotency_key=(
-                    f"volunteers:conflict:{item.assignment_id}:"
-                    f"{item.starts_at:%Y%m%dT%H%M%SZ}:{leader.id}"
-                ),
-                tenant=tenant,
-                not_before=rules.daytime(now, item.timezone, item.starts_at),
-                category="volunteers",
-                about=("volunteer_assignment", item.assignment_id),
-            )
-        )
+    messages = to_leaders(
+        session,
+        item.team_id,
+        template="volunteer_conflict",
+        variables={
+            "headline": f"{flag.person} is blocked out for {item.event} ({item.position})",
+            "person_name": flag.person,
+            "position_name": item.position,
+            "team_name": item.team,
+            "event_name": item.event,
+            "event_local": local_label(item.starts_at, item.timezone),
+            "event_tz": item.timezone,
+            "event_id": item.event_id,
+            "blockout_reason": f" ({flag.blockout_reason})" if flag.blockout_reason else "",
+        },
+        key=f"volunteers:conflict:{item.assignment_id}:{item.starts_at:%Y%m%dT%H%M%SZ}",
+        tenant=tenant,
+        not_before=rules.daytime(now, item.timezone, item.starts_at),
+        category="volunteers",
+        about=("volunteer_assignment", item.assignment_id),
+    )
     return outbox.enqueue_many(session, messages, now=now, settings=settings)
 
 
