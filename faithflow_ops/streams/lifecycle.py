@@ -129,15 +129,28 @@ def move(
         values["interrupted_at"] = now
     elif target in FINAL_STATUSES:
         values["ended_at"] = now
+    _claim(session, row, "status", current, values, f"session {row.id}")
+    return _record(session, row, "status", current, target, source=source, now=now, reason=reason)
+
+
+def _claim(
+    session: Session,
+    row: StreamSession,
+    column: str,
+    current: str,
+    values: dict[str, Any],
+    what: str,
+) -> None:
+    """Write `values` only while `row`'s `column` still holds `current` (another sync or an
+    operator may have moved it since it was read); StaleAction otherwise."""
     result = session.execute(
         update(_SESSIONS)
-        .where(_SESSIONS.c.id == row.id, _SESSIONS.c.status == current)
+        .where(_SESSIONS.c.id == row.id, _SESSIONS.c[column] == current)
         .values(**values)
     )
     if rowcount(result) != 1:
-        raise StaleAction(f"session {row.id} moved while it was being updated")
+        raise StaleAction(f"{what} moved while it was being updated")
     session.refresh(row)
-    return _record(session, row, "status", current, target, source=source, now=now, reason=reason)
 
 
 def record_recording(
@@ -167,14 +180,7 @@ def record_recording(
         values["playback_url"] = playback_url
     if duration_ms is not None:
         values["duration_ms"] = duration_ms
-    result = session.execute(
-        update(_SESSIONS)
-        .where(_SESSIONS.c.id == row.id, _SESSIONS.c.recording_status == current)
-        .values(**values)
-    )
-    if rowcount(result) != 1:
-        raise StaleAction(f"session {row.id}'s recording moved while it was being updated")
-    session.refresh(row)
+    _claim(session, row, "recording_status", current, values, f"session {row.id}'s recording")
     return _record(
         session, row, "recording", current, target, source=source, now=now, reason=reason
     )
