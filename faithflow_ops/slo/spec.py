@@ -161,7 +161,10 @@ def parse(text: str, where: str = "slo.toml", *, job_names: set[str] | None = No
         raise UserError(f"{where}:{finder.top('window')}: {exc}") from None
     runbook_base = doc.get("runbook_base", "docs/slo.md")
     if not isinstance(runbook_base, str) or not runbook_base:
-        raise UserError(f"{where}:{finder.top('runbook_base')}: runbook_base must be a URL")
+        raise UserError(
+            f"{where}:{finder.top('runbook_base')}: runbook_base must be a URL or a path in "
+            'this repository, e.g. "docs/slo.md"'
+        )
     tables = doc.get("slo", [])
     if not isinstance(tables, list) or not tables:
         raise UserError(f"{where}: no objectives; add at least one [[slo]] table")

@@ -4,17 +4,26 @@ and firing (or not) on fed series as the SRE workbook's table says."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from faithflow_ops.errors import UserError
 from faithflow_ops.slo import rules, spec
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "ops" / "prometheus" / "slo-rules.yml"
 PROMTOOL = shutil.which("promtool")
+GOOD_TASKS = """
+[[slo]]
+name = "task_availability"
+kind = "availability"
+objective = 99.9
+routes = "/tasks/.*"
+"""
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (Debian package prometheus; .ci/run)"
 )
@@ -39,8 +48,38 @@ def test_burn_rate_thresholds_follow_the_workbook() -> None:
     for group in groups.values():
         for rule in group:
             if "alert" in rule:
-                assert rule["annotations"]["runbook_url"].startswith("https://")
+                assert rule["annotations"]["runbook_url"]
                 assert rule["labels"]["severity"] in ("page", "ticket")
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as dashes."""
+    out = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return out
+
+
+def test_every_runbook_link_resolves_to_a_committed_section() -> None:
+    """Each alert's runbook_url is a file of this repository and a heading in it, in the
+    committed rules file as in a fresh render."""
+    links = re.findall(r'runbook_url: "([^"]+)"', RULES.read_text())
+    alerts = [r for g in rules.groups(spec.load()) for r in g["rules"] if "alert" in r]
+    assert links and len(links) == len(alerts)
+    for link in links:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), f"{link}: no file {path} in the repository"
+        assert anchor in _anchors(target.read_text()), f"{link}: no heading #{anchor} in {path}"
+
+
+def test_the_runbook_base_is_a_path_or_a_url() -> None:
+    loaded = spec.parse('runbook_base = "docs/slo.md"\n' + GOOD_TASKS, job_names=set())
+    assert loaded.runbook(loaded.objectives[0]) == "docs/slo.md#task-availability"
+    with pytest.raises(UserError, match=r"slo.toml:1: runbook_base must be a URL or a path"):
+        spec.parse('runbook_base = ""\n' + GOOD_TASKS, job_names=set())
 
 
 @needs_promtool
