@@ -22,6 +22,12 @@ from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
 from faithflow_ops.models.retention import LegalHold
 from faithflow_ops.models.security import MfaNotice, SecurityAudit, UserSession
+from faithflow_ops.models.stream_moderation import (
+    StreamBan,
+    StreamChatMessage,
+    StreamModerationAction,
+    StreamSessionPolicy,
+)
 from faithflow_ops.models.streams import StreamChannel, StreamEvent, StreamSession
 from faithflow_ops.models.support import (
     BusinessCalendar,
@@ -72,9 +78,13 @@ __all__ = [
     "SecurityAudit",
     "SlaEvent",
     "SlaPolicy",
+    "StreamBan",
     "StreamChannel",
+    "StreamChatMessage",
     "StreamEvent",
+    "StreamModerationAction",
     "StreamSession",
+    "StreamSessionPolicy",
     "Subscription",
     "SubscriptionPlan",
     "SupportMessage",
