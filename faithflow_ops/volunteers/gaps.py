@@ -36,7 +36,7 @@ from faithflow_ops.models import (
     VolunteerTeam,
 )
 from faithflow_ops.volunteers import rules
-from faithflow_ops.volunteers.reminders import flat, local_label, to_leaders
+from faithflow_ops.volunteers.reminders import local_label, to_leaders
 
 KINDS = ("gap_alert", "gap_closed")
 
@@ -121,24 +121,49 @@ def plan(
         )
         .order_by(e.starts_at, n.id)
     )
+    # plain rows through the session's connection (no ORM result processing); payloads are
+    # written as the dict `encode(Gap)` makes (tests/volunteers check they are equal)
+    thresholds: dict[dt.datetime, int | None] = {}
+    starts: dict[tuple[dt.datetime, str], tuple[str, str]] = {}  # (ISO start, local label)
     count = 0
-    for row in session.execute(query).tuples():
+    for row in session.connection().execute(query):
         (need_id, tenant_id, needed, alerted_t, alerted_g, event_id, event, starts_at, tz) = row[:9]
         team_id, team_name, position_id, position, done, asked = row[9:]
-        gap = needed - int(done)
-        threshold = rules.threshold_at(starts_at, now)
+        done, asked = int(done), int(asked)
+        gap = needed - done
+        if starts_at in thresholds:
+            threshold = thresholds[starts_at]
+        else:
+            threshold = thresholds[starts_at] = rules.threshold_at(starts_at, now)
         decision = rules.gap_decision(gap, threshold, alerted_t, alerted_g)
         if decision is None:
             continue
-        g = Gap(
-            need_id, tenant_id, event_id, event, starts_at, tz, team_id, team_name,
-            position_id, position, needed, int(done), int(asked), max(gap, 0), threshold,
-            alerted_t, alerted_g,
-        )  # fmt: skip
-        when = local_label(starts_at, tz)
+        start = starts.get((starts_at, tz))
+        if start is None:
+            start = starts[(starts_at, tz)] = (starts_at.isoformat(), local_label(starts_at, tz))
+        data = {
+            "need_id": need_id,
+            "tenant_id": tenant_id,
+            "event_id": event_id,
+            "event": event,
+            "starts_at": start[0],
+            "timezone": tz,
+            "team_id": team_id,
+            "team": team_name,
+            "position_id": position_id,
+            "position": position,
+            "needed": needed,
+            "confirmed": done,
+            "pending": asked,
+            "gap": max(gap, 0),
+            "threshold": threshold,
+            "previous_threshold": alerted_t,
+            "previous_gap": alerted_g,
+        }
+        when = start[1]
         if decision == "close":
             reason = f"{position} at {event} {when} is filled ({done}/{needed}): close silently"
-            yield Action("gap_closed", f"need:{need_id}", reason, flat(g))
+            yield Action("gap_closed", f"need:{need_id}", reason, data)
         else:
             why = (
                 "first alert"
@@ -151,7 +176,7 @@ def plan(
                 f"{position} ({team_name}) at {event} {when}: {gap} missing, {done}/{needed} "
                 f"confirmed, {asked} tentative; {threshold}-day threshold, {why}"
             )
-            yield Action("gap_alert", f"need:{need_id}", reason, flat(g))
+            yield Action("gap_alert", f"need:{need_id}", reason, data)
         count += 1
         if limit is not None and count >= limit:
             return
