@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from faithflow_ops.cli import output
+from faithflow_ops.cli import streams_moderation as _moderation
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 app = typer.Typer(
@@ -26,6 +27,8 @@ sessions_app = typer.Typer(
 )
 app.add_typer(channels_app, name="channels")
 app.add_typer(sessions_app, name="sessions")
+app.add_typer(_moderation.chat_app, name="chat")
+app.add_typer(_moderation.moderation_app, name="moderation")
 
 LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
 _CHANNEL_COLUMNS = {

@@ -234,6 +234,19 @@ JOBS: tuple[JobSpec, ...] = (
         "(live, interrupted, ended after the reconnect window), the recording to take in "
         "(processing, ready with URL and duration, failed), and missed starts to alert.",
     ),
+    JobSpec(
+        name="streams_moderate",
+        summary="Apply each session's chat policy: hide, hold or flag new messages",
+        cli_group="streams",
+        cli_verb="moderate",
+        task_path="/tasks/streams/moderate",
+        schedule="*/2 * * * *",
+        module="faithflow_ops.jobs.streams_moderate",
+        preview_verb="preview-moderate",
+        preview_detail="Per unmoderated chat message: hide, hold, flag or allow, with the rule "
+        "that hit (ban, blocked term, max length, slow mode, link, first-time chatter, flagged "
+        "term); per session, its counts.",
+    ),
 )
 
 _BY_NAME = {spec.name: spec for spec in JOBS}
