@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from faithflow_ops.cli import output
+from faithflow_ops.cli import output, stream_analytics
 from faithflow_ops.cli import streams_moderation as _moderation
 from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
@@ -226,3 +226,8 @@ def sessions_cancel(
     if as_json:
         output.print_json(doc)
     output.info(f"session {session_id} is canceled")
+
+
+# Post-stream analytics (cli/stream_analytics.py): import view events, report on a session.
+app.command("ingest-views")(stream_analytics.ingest_views)
+app.command("analytics")(stream_analytics.analytics)

@@ -28,6 +28,7 @@ from faithflow_ops.models.stream_moderation import (
     StreamModerationAction,
     StreamSessionPolicy,
 )
+from faithflow_ops.models.stream_views import StreamViewEvent
 from faithflow_ops.models.streams import StreamChannel, StreamEvent, StreamSession
 from faithflow_ops.models.support import (
     BusinessCalendar,
@@ -85,6 +86,7 @@ __all__ = [
     "StreamModerationAction",
     "StreamSession",
     "StreamSessionPolicy",
+    "StreamViewEvent",
     "Subscription",
     "SubscriptionPlan",
     "SupportMessage",

@@ -1,0 +1,354 @@
+"""`faithflow streams analytics SESSION`: a session's audience from its view events
+(faithflow_ops/streams/views.py imports them) — views, unique viewers, watch time, peak
+concurrent viewers and when, retention at each tenth of the stream, source attribution and top
+referrers, and concurrency over time for a chart. The peak is stored on the session
+(`stream_sessions.peak_concurrent_viewers`).
+
+Everything is computed in SQL, set-based, the same text on Postgres and SQLite but for how a
+timestamp becomes epoch milliseconds: one pass of window functions (`lag`/`lead` per viewer in
+time order, served by the unique index on (session_id, viewer_id, at, kind)) turns the events
+into views in a temporary table; the figures are small aggregates over it (a sweep with a
+running `sum() OVER` for concurrency, a recursive series of instants for retention). Python only
+shapes the few result rows. docs/streams.md defines a view and watch time:
+
+- the events of one viewer, in time order (at one instant: heartbeat, join, leave), are split
+  into views: a `join` starts one; so does a `heartbeat` that is the viewer's first event, the
+  first after a `leave`, or the first after a silence longer than the heartbeat timeout (60 s).
+  A `leave` never starts a view (a lone `leave`: nobody was seen joining);
+- a view ends at its first `leave`; without one, when the viewer's next view starts by a
+  `join` within the timeout (a reload), else `timeout` after its last event (so a viewer who
+  never leaves is closed by the timeout). A `join` … `leave` with no heartbeats between is the
+  whole span between them;
+- each view is clipped to the session's span (`started_at` … `ended_at`; a session never started
+  or still on air is measured from its first event to its last event plus the timeout); a view
+  with no time left inside the span is not a view;
+- watch time is the clipped length; a view's source and referrer are its first event's;
+  concurrency at an instant counts the views open at it (from the start, inclusive, to the
+  end, exclusive); retention at an instant is the share of the session's unique viewers with a
+  view covering it (ends included, so 100% is "stayed to the end").
+
+In SQL: `w` gives each event its neighbours in the viewer's timeline (one window, the index
+order); `b` marks the events that start a view, end one (the next starts another) or are its
+first `leave`, with the end each would give; `spans` keeps only those (a few per view) and hands
+each start the end of the next kept row (`lead`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
+
+from faithflow_ops.errors import UserError
+from faithflow_ops.models import StreamSession
+from faithflow_ops.models.stream_views import VIEW_SOURCES
+from faithflow_ops.streams.records import get_session
+
+HEARTBEAT_TIMEOUT_S = 60  # a viewer silent longer than this has stopped watching
+DEFAULT_BUCKETS = 10  # retention at every 10% of the stream
+DEFAULT_SLOTS = 60  # columns of the concurrency chart
+MAX_BUCKETS = 100
+MAX_SLOTS = 500
+TOP_REFERRERS = 10
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_SPANS = "stream_view_spans"  # the temporary table of one run's views
+
+# Epoch milliseconds of `at`, exact on both dialects (SQLite stores `YYYY-MM-DD HH:MM:SS.ffffff`).
+_MS = {
+    "postgresql": "CAST(floor(extract(epoch FROM at) * 1000) AS bigint)",
+    "sqlite": "(CAST(strftime('%s', at) AS INTEGER) * 1000 + CAST(substr(at, 21, 3) AS INTEGER))",
+}
+
+# The events of one session into views (see the module docstring). `w`: each event with its
+# neighbours in the viewer's timeline; `b`: whether it starts or ends a view, and the end it
+# gives when it is the last; `spans`: the first and last event of each view side by side.
+_VIEWS_SQL = """
+INSERT INTO {spans} (viewer_id, source, referrer, s, e)
+WITH w AS (
+    SELECT viewer_id, kind, source, referrer, {ms} AS t,
+           lag({ms}) OVER v AS prev_t, lag(kind) OVER v AS prev_kind,
+           lead({ms}) OVER v AS next_t, lead(kind) OVER v AS next_kind
+    FROM stream_view_events
+    WHERE session_id = :session_id
+    WINDOW v AS (PARTITION BY viewer_id ORDER BY at, kind)
+), b AS (
+    SELECT viewer_id, kind, source, referrer, t,
+           CASE WHEN kind = 'join' OR (kind = 'heartbeat' AND (
+                    prev_t IS NULL OR prev_kind = 'leave' OR t - prev_t > :timeout))
+                THEN 1 ELSE 0 END AS is_start,
+           CASE WHEN next_t IS NULL OR next_kind = 'join' OR (next_kind = 'heartbeat' AND (
+                    kind = 'leave' OR next_t - t > :timeout))
+                THEN 1 ELSE 0 END AS is_last,
+           CASE WHEN kind = 'leave' AND (prev_kind IS NULL OR prev_kind <> 'leave')
+                THEN 1 ELSE 0 END AS is_leave,
+           CASE WHEN kind = 'leave' THEN t
+                WHEN next_t IS NOT NULL AND next_t - t <= :timeout THEN next_t
+                ELSE t + :timeout END AS end_t
+    FROM w
+), spans AS (
+    SELECT viewer_id, source, referrer, is_start, t AS s,
+           CASE WHEN is_last = 1 THEN end_t
+                ELSE lead(end_t) OVER (PARTITION BY viewer_id ORDER BY t, kind) END AS e
+    FROM b
+    WHERE is_start = 1 OR is_last = 1 OR is_leave = 1
+)
+SELECT viewer_id, source, referrer,
+       CASE WHEN s < :lo THEN :lo ELSE s END,
+       CASE WHEN e > :hi THEN :hi ELSE e END
+FROM spans
+WHERE is_start = 1 AND e > s AND e > :lo AND s < :hi
+"""
+
+# Concurrency: +1 at each view's start, -1 at its end; the running sum after each instant.
+_LEVELS = """
+WITH d AS (
+    SELECT s AS t, 1 AS delta FROM {spans}
+    UNION ALL
+    SELECT e AS t, -1 AS delta FROM {spans}
+), p AS (
+    SELECT t, sum(delta) AS delta FROM d GROUP BY t
+), lv AS (
+    SELECT t, sum(delta) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING) AS level FROM p
+)
+"""
+_PEAK_SQL = _LEVELS + "SELECT t, level FROM lv ORDER BY level DESC, t LIMIT 1"
+# Per chart slot: the highest level reached in it, and the level its last instant left behind
+# (carried into the following empty slots).
+_SLOTS_SQL = (
+    _LEVELS
+    + """, sl AS (
+    SELECT (t - :lo) * :slots / :width AS slot, t, level,
+           row_number() OVER (PARTITION BY (t - :lo) * :slots / :width ORDER BY t DESC) AS rn
+    FROM lv WHERE t < :hi
+)
+SELECT slot, max(level), max(CASE WHEN rn = 1 THEN level END) FROM sl GROUP BY slot ORDER BY slot
+"""
+)
+# Retention: the instants lo + k/N of the span (k = 0..N), and the viewers watching at each.
+_RETENTION_SQL = """
+WITH RECURSIVE k(n) AS (
+    SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < :buckets
+), pts AS (
+    SELECT n, :lo + (:hi - :lo) * n / :buckets AS t FROM k
+)
+SELECT pts.n, pts.t, count(DISTINCT v.viewer_id)
+FROM pts LEFT JOIN {spans} v ON v.s <= pts.t AND v.e >= pts.t
+GROUP BY pts.n, pts.t ORDER BY pts.n
+"""
+_TOTALS_SQL = "SELECT count(*), count(DISTINCT viewer_id), sum(e - s) FROM {spans}"
+_SOURCES_SQL = """
+SELECT source, count(*), count(DISTINCT viewer_id), sum(e - s)
+FROM {spans} GROUP BY source
+"""
+_REFERRERS_SQL = """
+SELECT referrer, count(*) AS n FROM {spans} WHERE referrer IS NOT NULL
+GROUP BY referrer ORDER BY n DESC, referrer LIMIT :top
+"""
+_SPAN_SQL = """
+SELECT min({ms}), max({ms}) FROM stream_view_events WHERE session_id = :session_id
+"""
+
+
+@dataclass(frozen=True)
+class Span:
+    lo: int  # epoch ms
+    hi: int
+    source: str  # `session` (its started_at and ended_at) or `events` (one of them missing)
+
+
+def _ms(when: dt.datetime) -> int:
+    return (when - EPOCH) // dt.timedelta(milliseconds=1)
+
+
+def _at(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else EPOCH + dt.timedelta(milliseconds=int(ms))
+
+
+def _seconds(ms: Any) -> float:
+    return round(int(ms or 0) / 1000, 3)
+
+
+def _span(session: Session, row: StreamSession, ms: str, timeout_ms: int) -> Span | None:
+    lo = _ms(row.started_at) if row.started_at is not None else None
+    hi = _ms(row.ended_at) if row.ended_at is not None else None
+    if lo is not None and hi is not None:
+        return Span(lo, hi, "session") if hi > lo else None
+    first, last = session.execute(text(_SPAN_SQL.format(ms=ms)), {"session_id": row.id}).one()
+    if first is None:
+        return None
+    lo = int(first) if lo is None else lo
+    hi = int(last) + timeout_ms if hi is None else hi
+    return Span(lo, hi, "events") if hi > lo else None
+
+
+def session_analytics(
+    session: Session,
+    session_id: int,
+    *,
+    buckets: int = DEFAULT_BUCKETS,
+    slots: int = DEFAULT_SLOTS,
+    timeout_s: int = HEARTBEAT_TIMEOUT_S,
+    store_peak: bool = True,
+) -> dict[str, Any]:
+    """The report for one session (the `--json` document), and its peak concurrent viewers
+    stored on the session when `store_peak` (needs a write session)."""
+    if not 1 <= buckets <= MAX_BUCKETS:
+        raise UserError(f"--buckets {buckets}: give 1 to {MAX_BUCKETS} (10 = every 10%)")
+    if not 1 <= slots <= MAX_SLOTS:
+        raise UserError(f"--slots {slots}: give 1 to {MAX_SLOTS}")
+    started = time.perf_counter()
+    row = get_session(session, session_id)
+    dialect = session.get_bind().dialect.name
+    ms = _MS["postgresql" if dialect == "postgresql" else "sqlite"]
+    timeout_ms = timeout_s * 1000
+    span = _span(session, row, ms, timeout_ms)
+    doc: dict[str, Any] = {
+        "session": {
+            "id": row.id,
+            "title": row.title,
+            "status": row.status,
+            "started_at": row.started_at,
+            "ended_at": row.ended_at,
+        },
+        "definitions": {"heartbeat_timeout_s": timeout_s, "buckets": buckets},
+        "span": None,
+    }
+    if span is None:
+        doc.update(_empty(buckets))
+    else:
+        doc["span"] = {
+            "from": _at(span.lo),
+            "to": _at(span.hi),
+            "seconds": _seconds(span.hi - span.lo),
+            "from_events": span.source != "session",
+        }
+        doc.update(_figures(session, dialect, ms, row.id, span, buckets, slots, timeout_ms))
+    if store_peak:
+        session.execute(
+            update(StreamSession)
+            .where(StreamSession.id == row.id)
+            .values(peak_concurrent_viewers=doc["peak_concurrent"]["viewers"])
+        )
+    doc["seconds"] = round(time.perf_counter() - started, 3)
+    return doc
+
+
+def _empty(buckets: int) -> dict[str, Any]:
+    return {
+        "views": 0,
+        "unique_viewers": 0,
+        "watch_time": {"total_s": 0.0, "avg_per_view_s": None, "avg_per_viewer_s": None},
+        "peak_concurrent": {"viewers": 0, "at": None},
+        "retention": [
+            {"percent": round(100 * k / buckets, 1), "at": None, "viewers": 0, "share": None}
+            for k in range(buckets + 1)
+        ],
+        "sources": [
+            {"source": s, "views": 0, "viewers": 0, "share": None, "watch_time_s": 0.0}
+            for s in VIEW_SOURCES
+        ],
+        "top_referrers": [],
+        "concurrency": {"slot_seconds": None, "slots": []},
+    }
+
+
+def _figures(
+    session: Session,
+    dialect: str,
+    ms: str,
+    session_id: int,
+    span: Span,
+    buckets: int,
+    slots: int,
+    timeout_ms: int,
+) -> dict[str, Any]:
+    def run(sql: str, **params: Any) -> list[Any]:
+        return list(session.execute(text(sql.format(spans=_SPANS)), params).all())
+
+    session.execute(text(f"DROP TABLE IF EXISTS {_SPANS}"))
+    session.execute(
+        text(
+            f"CREATE TEMPORARY TABLE {_SPANS} (viewer_id varchar(128), source varchar(16), "
+            "referrer varchar(255), s bigint, e bigint)"
+        )
+    )
+    if dialect == "postgresql":
+        # one sort-free pass when the index order serves the window; memory for the rest
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+    session.execute(
+        text(_VIEWS_SQL.format(spans=_SPANS, ms=ms)),
+        {"session_id": session_id, "timeout": timeout_ms, "lo": span.lo, "hi": span.hi},
+    )
+    try:
+        views, viewers, total_ms = run(_TOTALS_SQL)[0]
+        views, viewers, total_ms = int(views), int(viewers), int(total_ms or 0)
+        peak = run(_PEAK_SQL)
+        peak_at, peak_level = (int(peak[0][0]), int(peak[0][1])) if peak else (None, 0)
+        retention = run(_RETENTION_SQL, lo=span.lo, hi=span.hi, buckets=buckets)
+        per_source = {r[0]: r for r in run(_SOURCES_SQL)}
+        referrers = run(_REFERRERS_SQL, top=TOP_REFERRERS)
+        width = span.hi - span.lo
+        slot_rows = run(_SLOTS_SQL, lo=span.lo, hi=span.hi, slots=slots, width=width)
+    finally:
+        session.execute(text(f"DROP TABLE IF EXISTS {_SPANS}"))
+    return {
+        "views": views,
+        "unique_viewers": viewers,
+        "watch_time": {
+            "total_s": _seconds(total_ms),
+            "avg_per_view_s": round(total_ms / views / 1000, 3) if views else None,
+            "avg_per_viewer_s": round(total_ms / viewers / 1000, 3) if viewers else None,
+        },
+        "peak_concurrent": {"viewers": peak_level, "at": _at(peak_at) if peak_level else None},
+        "retention": [
+            {
+                "percent": round(100 * int(n) / buckets, 1),
+                "at": _at(int(t)),
+                "viewers": int(count),
+                "share": round(int(count) / viewers, 4) if viewers else None,
+            }
+            for n, t, count in retention
+        ],
+        "sources": [
+            {
+                "source": source,
+                "views": int(per_source[source][1]) if source in per_source else 0,
+                "viewers": int(per_source[source][2]) if source in per_source else 0,
+                "share": (
+                    round(int(per_source[source][1]) / views, 4)
+                    if source in per_source and views
+                    else (0.0 if views else None)
+                ),
+                "watch_time_s": _seconds(per_source[source][3]) if source in per_source else 0.0,
+            }
+            for source in VIEW_SOURCES
+        ],
+        "top_referrers": [
+            {"referrer": r, "views": int(n), "share": round(int(n) / views, 4)}
+            for r, n in referrers
+        ],
+        "concurrency": _series(slot_rows, span, slots),
+    }
+
+
+def _series(rows: list[Any], span: Span, slots: int) -> dict[str, Any]:
+    """The chart's slots: the highest concurrency in each; an empty slot holds the level the
+    last instant before it left (a few dozen aggregated rows, not the events)."""
+    width = span.hi - span.lo
+    by_slot = {int(slot): (int(top), int(last)) for slot, top, last in rows}
+    level = 0
+    out = []
+    for k in range(slots):
+        top, last = by_slot.get(k, (level, level))
+        out.append(
+            {
+                "from": _at(span.lo + width * k // slots),
+                "viewers": max(top, level),
+            }
+        )
+        level = last
+    return {"slot_seconds": round(width / slots / 1000, 3), "slots": out}
