@@ -465,6 +465,9 @@ class Settings:
     mux_token_id: str | None = None
     mux_token_secret: str | None = None
     mux_api_base: str = "https://api.mux.com"
+    # `POST /webhooks/mux` (issue 18): the webhook's signing secret from Mux's dashboard;
+    # comma-separated to rotate (any one verifies); unset = the endpoint answers 503.
+    mux_webhook_secrets: tuple[str, ...] = ()
     smtp_url: str | None = None
     email_from: str | None = None
     twilio_account_sid: str | None = None
@@ -619,6 +622,7 @@ class Settings:
             mux_token_id=opt("MUX_TOKEN_ID"),
             mux_token_secret=opt("MUX_TOKEN_SECRET"),
             mux_api_base=_api_base(env, "MUX_API_BASE", cls.mux_api_base),
+            mux_webhook_secrets=_list(env, "MUX_WEBHOOK_SECRET"),
             smtp_url=_smtp_url(env, "SMTP_URL"),
             email_from=opt("EMAIL_FROM"),
             twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),

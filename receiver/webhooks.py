@@ -1,4 +1,5 @@
-"""`POST /webhooks/{stripe,paystack}[/platform]`: verify the raw body, store the delivery,
+"""`POST /webhooks/{stripe,paystack}[/platform]` and `/webhooks/mux` (live streams, issue 18):
+verify the raw body, store the delivery,
 answer once it is committed (`faithflow_ops.webhooks.ingest`). The effects are applied later,
 each event in its own transaction, by the applier (`faithflow_ops.webhooks.applier`: the
 worker in this process, or `faithflow webhooks apply`).
@@ -28,9 +29,10 @@ import structlog
 from litestar import Request, Response, post
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
-from litestar.openapi.spec.enums import OpenAPIType
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from faithflow_ops.providers import SignatureError
+from faithflow_ops.providers import mux as mux_provider
 from faithflow_ops.providers import paystack as paystack_provider
 from faithflow_ops.providers import stripe as stripe_provider
 from faithflow_ops.webhooks import inbox, ingest
@@ -181,6 +183,8 @@ async def receive_webhook(
             stripe_provider.verify_webhook(
                 body, headers.get("stripe-signature"), secrets, settings.stripe_webhook_tolerance
             )
+        elif provider == "mux":
+            mux_provider.verify_webhook(body, headers.get(mux_provider.SIGNATURE_HEADER), secrets)
         else:
             paystack_provider.verify_webhook(body, headers.get("x-paystack-signature"), secrets)
     except SignatureError as exc:
@@ -229,6 +233,12 @@ SIGNATURE_HEADERS = {
         "Hex HMAC-SHA512 of the body under the secret key (paystack.com/docs/payments/"
         "webhooks#verify-event-origin); missing, malformed or not matching: 400.",
     ),
+    "mux": (
+        "mux-signature",
+        '`t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">` under the webhook\'s signing secret '
+        "(www.mux.com/docs/core/verify-webhook-signatures); missing, malformed, not matching "
+        f"or older than {mux_provider.WEBHOOK_TOLERANCE} s: 400.",
+    ),
 }
 
 
@@ -254,6 +264,18 @@ EVENT_SCHEMAS = {
         type=OpenAPIType.OBJECT,
         required=["event", "data"],
         properties={"event": _STRING, "data": _OBJECT},
+    ),
+    # Mux's event envelope (www.mux.com/webhook-spec.json): `data` is the live stream or asset.
+    "mux": Schema(
+        type=OpenAPIType.OBJECT,
+        required=["id", "type", "created_at", "data"],
+        properties={
+            "id": _STRING,
+            "type": _STRING,
+            "created_at": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
+            "object": _OBJECT,
+            "data": _OBJECT,
+        },
     ),
 }
 

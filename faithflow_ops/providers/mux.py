@@ -16,15 +16,26 @@ and https://mux.com/docs/api-reference, "Assets"):
   `duration` (seconds, a number), `playback_ids` [{`id`, `policy`: `public` | `signed`}],
   `live_stream_id`, `is_live`, `created_at` (Unix seconds, as a string);
 - a public playback id plays at `https://stream.mux.com/{PLAYBACK_ID}.m3u8` (HLS).
+
+Webhooks (`POST /webhooks/mux`) — Mux's "Verify webhook signatures"
+(https://www.mux.com/docs/core/verify-webhook-signatures): each delivery carries
+`mux-signature: t=<unix seconds>,v1=<hex HMAC-SHA256>` where the HMAC is computed with the
+webhook's signing secret over `<t>.<raw body>`; `v1` is the only scheme; the receiver compares
+in constant time and refuses a timestamp older than the tolerance (Mux's SDKs: 5 minutes).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers._http import (
     PooledClient,
     ProviderError,
@@ -41,6 +52,68 @@ if TYPE_CHECKING:
 
 PROVIDER = "Mux"
 STREAM_BASE = "https://stream.mux.com"
+SIGNATURE_HEADER = "mux-signature"
+WEBHOOK_TOLERANCE = 300  # seconds; the default of Mux's own SDKs
+
+
+def _signature(body: bytes, secret: str, timestamp: str) -> str:
+    signed = timestamp.encode("ascii") + b"." + body
+    return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+
+
+def signature_header(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The `mux-signature` header Mux would send with `body` (tests, `webhooks sign`)."""
+    when = str(int(time.time()) if timestamp is None else timestamp)
+    return f"t={when},v1={_signature(body, secret, when)}"
+
+
+def verify_webhook(
+    body: bytes,
+    header: str | None,
+    secrets: Sequence[str],
+    tolerance: int = WEBHOOK_TOLERANCE,
+    *,
+    now: float | None = None,
+) -> None:
+    """Raise SignatureError unless `mux-signature` proves `body` came from Mux recently.
+
+    Any `v1` in the header may match any of `secrets` (rotation). A signature that matches but
+    whose timestamp is more than `tolerance` seconds old (0: no limit) is refused as expired,
+    not as forged, so the log says which."""
+    if not header:
+        raise SignatureError("missing mux-signature header")
+    if not header.isascii():
+        raise SignatureError("mux-signature header is not ASCII, so it cannot be a signature")
+    timestamp: str | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, eq, value = part.strip().partition("=")
+        if not eq:
+            continue
+        if name == "t":
+            timestamp = value.strip()
+        elif name == "v1":
+            signatures.append(value.strip().lower())
+    if timestamp is None or not timestamp.isdigit() or len(timestamp) > 12:
+        raise SignatureError(
+            "mux-signature header has no timestamp: expected t=<unix time>,v1=<hex HMAC>"
+        )
+    if not signatures:
+        raise SignatureError("mux-signature header has no v1 signature (the only Mux scheme)")
+    for secret in secrets:
+        expected = _signature(body, secret, timestamp)
+        if any(hmac.compare_digest(expected, sig) for sig in signatures):
+            break
+    else:
+        raise SignatureError(
+            "signature does not verify: no v1 signature matches MUX_WEBHOOK_SECRET for this body"
+        )
+    clock = time.time() if now is None else now
+    if tolerance and int(timestamp) < clock - tolerance:
+        raise SignatureError(
+            f"timestamp is older than the {tolerance} s tolerance (a replay, or a clock far "
+            "off); Mux's retry will carry a fresh timestamp"
+        )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,14 @@ words) map onto a session's status by `decide` — a table, tested as one:
   raised); it is not over until the channel's reconnect window (Mux's `reconnect_window`,
   default 60 s) has passed since, then `ended`.
 - `disabled`: the stream was switched off → a live or interrupted session `ended`.
+- `idle` known to come after the window closed (`window_closed`: Mux's
+  `video.live_stream.idle` webhook is sent once the reconnect window has expired) → a live or
+  interrupted session `ended` at once.
+
+The same rules serve `POST /webhooks/mux` (faithflow_ops/webhooks/mux.py): `decide`,
+`recording_target`, `bound` (which sessions a channel's signal speaks for), `records_asset`
+(which session an asset recorded) and the appliers `apply_status` / `apply_recording`, with
+source `webhook`.
 
 Recording (Mux asset `status`): `preparing` → `processing`, `ready` → `ready` with the public
 playback URL and the duration, `errored` → `failed`. The session's asset is the one it already
@@ -68,7 +76,7 @@ class RecordingChange:  # kinds "recording_processing", "recording_ready", "reco
     session_id: int
     expect: str
     to: str
-    asset_id: str
+    asset_id: str | None  # None: a webhook said it is recording before Mux named the asset
     playback_url: str | None
     duration_ms: int | None
 
@@ -89,13 +97,17 @@ def decide(
     interrupted_at: dt.datetime | None,
     window_s: int,
     now: dt.datetime,
+    window_closed: bool = False,
 ) -> tuple[str, str] | None:
     """The status a session in `status` moves to when its stream reports `provider_state`
-    (with the reason), or None when it stays."""
+    (with the reason), or None when it stays. `window_closed`: the provider says the reconnect
+    window is over (Mux's `idle` webhook), so no signal means the broadcast ended."""
     if provider_state not in PROVIDER_STATES:
         raise ValueError(f"unknown provider state {provider_state!r}")
     if status in ("scheduled", "interrupted") and provider_state in ON_AIR:
         return "live", f"the stream is {provider_state}"
+    if status in ("live", "interrupted") and provider_state == "idle" and window_closed:
+        return "ended", "the stream is idle: its reconnect window closed"
     if status == "live" and provider_state in NO_SIGNAL:
         return "interrupted", f"no signal: the stream is {provider_state}"
     if status in ("live", "interrupted") and provider_state == "disabled":
@@ -150,7 +162,7 @@ def _watched(session: Session, now: dt.datetime) -> list[tuple[StreamSession, St
     return [(s, c, slug) for s, c, slug in rows]
 
 
-def _bound(rows: list[StreamSession], now: dt.datetime) -> list[StreamSession]:
+def bound(rows: list[StreamSession], now: dt.datetime) -> list[StreamSession]:
     """The sessions of one channel that its live signal speaks for: those on air (live or
     interrupted), else the scheduled one starting nearest to now within its window."""
     on_air = [s for s in rows if s.status in ("live", "interrupted")]
@@ -166,6 +178,15 @@ def _bound(rows: list[StreamSession], now: dt.datetime) -> list[StreamSession]:
     return [min(candidates, key=lambda s: (abs((s.scheduled_start - now).total_seconds()), s.id))]
 
 
+def records_asset(row: StreamSession, created_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether an asset of the session's live stream created at `created_at` is its recording:
+    created between an hour before the session started (or was due) and its end (or `now`)."""
+    if created_at is None:
+        return False
+    start = min(row.started_at or row.scheduled_start, row.scheduled_start) - ASSET_SLACK
+    return start <= created_at <= (row.ended_at or now)
+
+
 def _asset_for(
     api: MuxAPI, row: StreamSession, stream: MuxLiveStream, now: dt.datetime
 ) -> MuxAsset | None:
@@ -173,11 +194,9 @@ def _asset_for(
         return api.asset(row.recording_asset_id)
     if row.status in ("live", "interrupted") and stream.active_asset_id:
         return api.asset(stream.active_asset_id)
-    start = min(row.started_at or row.scheduled_start, row.scheduled_start) - ASSET_SLACK
-    end = row.ended_at or now
     for asset_id in list(reversed(stream.recent_asset_ids))[:RECENT_ASSETS_READ]:
         asset = api.asset(asset_id)
-        if asset is not None and asset.created_at is not None and start <= asset.created_at <= end:
+        if asset is not None and records_asset(row, asset.created_at, now):
             return asset
     return None
 
@@ -217,11 +236,11 @@ def _plan(
         assert channel.provider_stream_id is not None
         stream = api.live_stream(channel.provider_stream_id)
         state = stream.status if stream is not None else None
-        bound = {s.id for s in _bound([s for s, _, _ in group], now)}
+        speaks_for = {s.id for s in bound([s for s, _, _ in group], now)}
         for one, _, slug in group:
             if limit is not None and made >= limit:
                 return
-            for action in _session_actions(api, one, channel, slug, stream, state, bound, now):
+            for action in _session_actions(api, one, channel, slug, stream, state, speaks_for, now):
                 made += 1
                 yield action
 
@@ -318,23 +337,35 @@ def apply(
     if action.kind == "missed_start":
         _apply_missed_start(session, decode(MissedStart, action.data), now)
     elif action.kind.startswith("recording_"):
-        change = decode(RecordingChange, action.data)
-        lifecycle.record_recording(
-            session,
-            _row(session, change.session_id),
-            change.to,
-            source=source,
-            now=now,
-            reason=action.reason,
-            asset_id=change.asset_id,
-            playback_url=change.playback_url,
-            duration_ms=change.duration_ms,
-            expect=change.expect,
+        apply_recording(
+            session, decode(RecordingChange, action.data), now, source=source, reason=action.reason
         )
     else:
         apply_status(
             session, decode(StatusChange, action.data), now, source=source, reason=action.reason
         )
+
+
+def apply_recording(
+    session: Session,
+    change: RecordingChange,
+    now: dt.datetime,
+    *,
+    source: str,
+    reason: str | None,
+) -> None:
+    lifecycle.record_recording(
+        session,
+        _row(session, change.session_id),
+        change.to,
+        source=source,
+        now=now,
+        reason=reason,
+        asset_id=change.asset_id,
+        playback_url=change.playback_url,
+        duration_ms=change.duration_ms,
+        expect=change.expect,
+    )
 
 
 def apply_status(

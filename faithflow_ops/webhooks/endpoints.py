@@ -1,4 +1,4 @@
-"""The four webhook endpoints: path and signing secret per (provider, scope). Shared by the
+"""The webhook endpoints: path and signing secret per (provider, scope). Shared by the
 receiver and `faithflow webhooks sign`; imports nothing heavy, so the CLI stays fast."""
 
 from __future__ import annotations
@@ -27,4 +27,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("paystack", "platform"): Endpoint(
         "/webhooks/paystack/platform", "paystack_secret_keys", "PAYSTACK_SECRET_KEY"
     ),
+    # Mux (issue 18): FaithFlow's own Mux environment, which hosts every church's live streams,
+    # posts to one URL with one signing secret — platform scope.
+    ("mux", "platform"): Endpoint("/webhooks/mux", "mux_webhook_secrets", "MUX_WEBHOOK_SECRET"),
 }

@@ -12,6 +12,11 @@ Idempotency keys (`event_key`, unique per provider and scope):
   payment time) is a different event and gets a different key. Keys longer than 255
   characters are shortened to the event name and a SHA-256 of the full key. A body with none
   of those fields falls back to the SHA-256 of its canonical JSON.
+- Mux: the event's own `id` (a UUID; Mux may deliver one event more than once and says to
+  dedupe on it — https://www.mux.com/docs/core/listen-for-webhooks). Its `object_id` is the
+  live stream the event is about (`data.id` of a `video.live_stream.*` event,
+  `data.live_stream_id` of a live stream's asset), so the applier serialises one stream's
+  events; an asset of no live stream keeps its own id.
 """
 
 from __future__ import annotations
@@ -76,8 +81,8 @@ class MalformedEvent(ValueError):
 
 @dataclass(frozen=True)
 class InboundEvent:
-    provider: str  # stripe | paystack
-    scope: str  # platform | tenant
+    provider: str  # stripe | paystack | mux
+    scope: str  # platform | tenant (mux: platform)
     key: str
     type: str
     object: Any  # Stripe: data.object; Paystack: data (a list for expiring_cards)
@@ -93,6 +98,8 @@ def parse(provider: str, scope: str, payload: object) -> InboundEvent:
         raise MalformedEvent(f"a {provider} event is a JSON object, not a {type(payload).__name__}")
     if provider == "stripe":
         return _stripe(scope, payload)
+    if provider == "mux":
+        return _mux(scope, payload)
     return _paystack(scope, payload)
 
 
@@ -165,6 +172,58 @@ def _stripe(scope: str, payload: dict[str, Any]) -> InboundEvent:
         customer_ref=customer,
         account_ref=_text(payload.get("account")),
         occurred_at=_unix_time(created),
+        payload=payload,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Mux
+
+
+def _mux(scope: str, payload: dict[str, Any]) -> InboundEvent:
+    """Mux's webhook envelope (https://www.mux.com/webhook-spec.json): `type`, `id`,
+    `created_at` (ISO 8601), `object` {`type`, `id`}, `environment`, `data` (the live stream
+    or asset as the API returns it)."""
+    event_id = _text(payload.get("id"))
+    event_type = _text(payload.get("type"))
+    created = parse_time(payload.get("created_at"))
+    data = payload.get("data")
+    missing = [
+        name
+        for name, ok in (
+            ("id", event_id),
+            ("type", event_type),
+            ("created_at", created is not None),
+            ("data", isinstance(data, dict)),
+        )
+        if not ok
+    ]
+    if missing:
+        raise MalformedEvent(f"not a Mux event: missing or wrong {', '.join(missing)}")
+    assert event_id and event_type and isinstance(data, dict)
+    event_id = storable(event_id) or event_id
+    if len(event_id) > KEY_MAX:
+        raise MalformedEvent(f"Mux event id is longer than {KEY_MAX} characters")
+    for name in ("id", "live_stream_id"):
+        if data.get(name) is not None and not _text(data[name]):
+            raise MalformedEvent(
+                f"Mux {event_type} event {event_id}: data.{name} is {_shown(data[name])}, "
+                "not a string id"
+            )
+    if event_type.startswith("video.live_stream."):
+        object_id = _text(data.get("id"))
+    else:
+        object_id = _text(data.get("live_stream_id")) or _text(data.get("id"))
+    return InboundEvent(
+        provider="mux",
+        scope=scope,
+        key=event_id,
+        type=event_type,
+        object=data,
+        object_id=object_id,
+        customer_ref=None,
+        account_ref=None,
+        occurred_at=created,
         payload=payload,
     )
 

@@ -50,6 +50,8 @@ Handler = Callable[[Session, InboundEvent], Outcome]
 def _routes(provider: str) -> dict[str, dict[str, Handler]]:
     if provider == "stripe":
         from faithflow_ops.webhooks.stripe import HANDLERS
+    elif provider == "mux":
+        from faithflow_ops.webhooks.mux import HANDLERS
     else:
         from faithflow_ops.webhooks.paystack import HANDLERS
     return HANDLERS

@@ -8,14 +8,32 @@ preparing|ready|errored, `duration` in seconds, `playback_ids` [{id, policy}],
 `live_stream_id`, `is_live`, `created_at` in Unix seconds as a string). Every answer is
 `{"data": {...}}`; errors are `{"error": {"type", "messages"}}`. Basic auth with the token id
 and secret is checked. Scripted replies (`fake.queue(...)`) come first, as in the other fakes.
+
+Webhooks (`MuxWebhooks`): signed deliveries as Mux sends them to `POST /webhooks/mux`.
+- Signature, from https://www.mux.com/docs/core/verify-webhook-signatures: header
+  `mux-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" under the webhook's
+  signing secret>`; `v1` is the only scheme; Mux's SDKs allow 5 minutes of clock tolerance.
+- Envelope, from the webhook reference https://www.mux.com/webhook-spec.json: `type`, `id`
+  (the event's UUID), `created_at` (ISO 8601), `object` {`type`, `id`}, `environment`
+  {`name`, `id`}, `data` (the live stream or asset as the API returns it), `attempts`.
+- Order of one broadcast, from https://www.mux.com/docs/guides/handle-live-stream-disconnects
+  and https://www.mux.com/blog/is-it-recording-yet-new-live-stream-webhook-events:
+  `video.live_stream.connected` → `.recording` → `.active` … `.disconnected` → (reconnect
+  window) → `.idle`; the recording is an asset of the live stream (`data.live_stream_id`) that
+  ends `video.asset.ready` (with `duration` and `playback_ids`) or `video.asset.errored`, and
+  `video.asset.live_stream_completed`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
+import json
+import uuid
 from typing import Any
 
+from faithflow_ops.providers.mux import signature_header
 from fakes.providers import FakeAPI, Recorded, Reply
 
 TOKEN_ID = "mux-token-id"
@@ -99,3 +117,96 @@ class MuxFake(FakeAPI):
                 return mux_error(404, "not_found", "The requested resource was not found")
             return Reply(200, {"data": doc})
         return mux_error(404, "not_found", "The requested resource was not found")
+
+
+WEBHOOK_SECRET = "mux-webhook-signing-secret"
+ENVIRONMENT = {"name": "Production", "id": "j0863n"}
+# The live stream's `status` in each event's `data`: Mux keeps it `active` through the
+# reconnect window after a disconnect, `idle` once the broadcast is over.
+LIVE_STATUS = {
+    "connected": "idle",
+    "recording": "active",
+    "active": "active",
+    "disconnected": "active",
+    "idle": "idle",
+    "disabled": "disabled",
+}
+
+
+def mux_signature(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
+    """The `mux-signature` header value Mux sends with `body` (t = now unless given)."""
+    return signature_header(body, secret, timestamp)
+
+
+class MuxWebhooks:
+    """Build Mux webhook events for one live stream, each with its own event id and time."""
+
+    def __init__(self, stream_id: str = "mux-ls-1", *, window: int = 60) -> None:
+        self.stream_id = stream_id
+        self.window = window
+        self._ids = itertools.count(1)
+
+    def event(self, type_: str, data: dict[str, Any], at: dt.datetime) -> dict[str, Any]:
+        kind = "live" if type_.startswith("video.live_stream.") else "asset"
+        return {
+            "type": type_,
+            "object": {"type": kind, "id": data.get("id")},
+            "id": str(uuid.UUID(int=next(self._ids))),
+            "environment": ENVIRONMENT,
+            "data": data,
+            "created_at": at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "accessor_source": None,
+            "accessor": None,
+            "request_id": None,
+            "attempts": [],
+        }
+
+    def live(self, state: str, at: dt.datetime, *, asset_id: str | None = None) -> dict[str, Any]:
+        """`video.live_stream.<state>`: the live stream object with the status it has then."""
+        status = LIVE_STATUS[state]
+        data: dict[str, Any] = {
+            "id": self.stream_id,
+            "status": status,
+            "stream_key": "54676b58-6b19-5acb-f5bf-3aa35222efc6",
+            "playback_ids": [{"id": f"pb-{self.stream_id}", "policy": "public"}],
+            "reconnect_window": self.window,
+            "created_at": "1767225600",
+            "recent_asset_ids": [asset_id] if asset_id else [],
+        }
+        if asset_id and state in ("recording", "active", "disconnected"):
+            data["active_asset_id"] = asset_id
+        return self.event(f"video.live_stream.{state}", data, at)
+
+    def asset(
+        self,
+        state: str,
+        asset_id: str,
+        at: dt.datetime,
+        *,
+        created: dt.datetime,
+        duration: float | None = None,
+        live_stream_id: str | None = "",
+    ) -> dict[str, Any]:
+        """`video.asset.<state>` (ready | errored | live_stream_completed) for the recording."""
+        status = {"ready": "ready", "errored": "errored", "live_stream_completed": "ready"}[state]
+        data: dict[str, Any] = {
+            "id": asset_id,
+            "status": status,
+            "created_at": int(created.timestamp()),
+            "is_live": False,
+            "playback_ids": [{"id": f"pb-{asset_id}", "policy": "public"}],
+            "mp4_support": "none",
+            "master_access": "none",
+        }
+        stream = self.stream_id if live_stream_id == "" else live_stream_id
+        if stream is not None:
+            data["live_stream_id"] = stream
+        if duration is not None:
+            data["duration"] = duration
+        if status == "errored":
+            data["errors"] = {"type": "invalid_input", "messages": ["The input stream ended."]}
+        return self.event(f"video.asset.{state}", data, at)
+
+
+def body_of(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()

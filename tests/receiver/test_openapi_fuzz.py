@@ -6,7 +6,8 @@ reachable (the task API key, webhook secrets, Stripe and Paystack as loopback st
 any 5xx here is a bug.
 
 Webhook requests go twice: as drawn (a random or missing signature: 400) and signed with the
-configured secret (Stripe, Paystack, Twilio), so the drawn bodies reach the parsers and the inbox.
+configured secret (Stripe, Paystack, Twilio, Mux), so the drawn bodies reach the parsers and the
+inbox.
 
 schemathesis 4 (Python API, https://schemathesis.readthedocs.io/en/stable/explanations/pytest/):
 the schema is loaded from the app in-process (`schemathesis.openapi.from_asgi`) and each
@@ -36,7 +37,7 @@ from schemathesis.python.asgi import get_client, shutdown_lifespans
 
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
-from faithflow_ops.providers import paystack, twilio
+from faithflow_ops.providers import mux, paystack, twilio
 from receiver.app import create_app
 
 KEY = "ffk_test_fuzz-integration-key"
@@ -44,7 +45,8 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 STRIPE_SECRET = "whsec_fuzz_secret"
 PAYSTACK_SECRET = "sk_test_fuzz_paystack"
 TWILIO_TOKEN = "fuzz_twilio_auth_token"
-SIGNED = ("/webhooks/stripe", "/webhooks/paystack", "/webhooks/twilio")
+MUX_SECRET = "fuzz_mux_webhook_secret"
+SIGNED = ("/webhooks/stripe", "/webhooks/paystack", "/webhooks/twilio", "/webhooks/mux")
 EXAMPLES = 5  # per operation, mode and dialect: the whole run stays under 30 s
 
 
@@ -97,6 +99,7 @@ def receiver(db: Database, db_url: str) -> Iterator[Receiver]:
             paystack_secret_keys=(PAYSTACK_SECRET,),
             paystack_api_base=paystack_at.url,
             twilio_auth_token=TWILIO_TOKEN,
+            mux_webhook_secrets=(MUX_SECRET,),
             provider_max_attempts=1,
             webhook_worker=False,
         )
@@ -127,6 +130,9 @@ def _signed(case: Any, client: Any) -> Any:
         headers["Stripe-Signature"] = f"t={at},v1={mac}"
     elif case.operation.path.startswith("/webhooks/paystack"):
         headers["x-paystack-signature"] = paystack.signature(body, PAYSTACK_SECRET)
+    elif case.operation.path.startswith("/webhooks/mux"):
+        # Mux's scheme (www.mux.com/docs/core/verify-webhook-signatures), checked against now
+        headers["mux-signature"] = mux.signature_header(body, MUX_SECRET)
     else:  # Twilio signs the URL it called and the form (twilio.com/docs/usage/security)
         try:
             params = parse_qsl(body.decode("utf-8"), keep_blank_values=True)

@@ -1,0 +1,449 @@
+"""`POST /webhooks/mux` (issue 18): Mux's signed live-stream and asset events go into the same
+webhook inbox as Stripe's and Paystack's, are acknowledged once stored, and the worker
+(`webhooks apply`) makes the transitions `streams sync` makes, with source `webhook`.
+
+The events are built by tests/fakes/mux.py in the shape Mux documents (the pages are cited
+there): https://www.mux.com/docs/core/verify-webhook-signatures (signature),
+https://www.mux.com/webhook-spec.json (envelope),
+https://www.mux.com/docs/guides/handle-live-stream-disconnects (event order, reconnect window).
+
+The world (tests/streams/conftest.py): Grace Chapel's Mux channel on live stream `mux-ls-1`
+(reconnect window 60 s) and its Sunday Service, scheduled 8 March 2026 14:00Z.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from conftest import World, z
+from fakes.mux import WEBHOOK_SECRET, MuxWebhooks, body_of, mux_signature
+from helpers import running
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from faithflow_ops.cli import app
+from faithflow_ops.config import Settings
+from faithflow_ops.db import Database
+from faithflow_ops.models import Incident, StreamEvent, WebhookEvent
+from faithflow_ops.providers import SignatureError
+from faithflow_ops.providers.mux import signature_header, verify_webhook
+from faithflow_ops.streams import sync
+from faithflow_ops.webhooks import applier, inbox, ingest
+from receiver.app import create_app
+
+CONNECTED = z("2026-03-08T13:58:00Z")
+RECORDING = z("2026-03-08T13:58:10Z")
+ACTIVE = z("2026-03-08T13:58:20Z")
+DISCONNECTED = z("2026-03-08T15:30:00Z")
+RECONNECTED = z("2026-03-08T15:30:30Z")
+IDLE = z("2026-03-08T15:31:00Z")
+READY = z("2026-03-08T15:33:00Z")
+APPLY_AT = z("2026-03-08T16:00:00Z")  # the worker's clock (`--now`)
+ASSET = "mux-asset-sunday"
+
+
+@pytest.fixture
+def mux() -> MuxWebhooks:
+    return MuxWebhooks("mux-ls-1")
+
+
+@pytest.fixture
+def base(world: World, db_url: str) -> Iterator[str]:
+    """The receiver with the Mux secret set and its own worker off: `webhooks apply` applies."""
+    settings = Settings(
+        database_url=db_url, mux_webhook_secrets=(WEBHOOK_SECRET,), webhook_worker=False
+    )
+    with running(create_app(settings, db=world.db)) as url:
+        yield url
+
+
+def post(url: str, doc: dict[str, Any] | bytes, *, header: str | None = None) -> httpx.Response:
+    body = doc if isinstance(doc, bytes) else body_of(doc)
+    signature = mux_signature(body) if header is None else header
+    headers = {"mux-signature": signature} if signature else {}
+    return httpx.post(url + "/webhooks/mux", content=body, headers=headers, timeout=30)
+
+
+def deliver(db: Database, doc: dict[str, Any]) -> ingest.Stored:
+    """What the receiver does with a verified delivery (parse, store once), without HTTP."""
+    body = body_of(doc)
+    parsed = ingest.read_body(body)
+    event = inbox.parse_event("mux", "platform", parsed.payload)
+    return ingest.SyncStore(db).store(ingest.delivery(event, body, parsed), body)
+
+
+def work(db: Database) -> None:
+    """The worker's pass (`webhooks apply`'s code) at APPLY_AT."""
+    applier.apply_waiting(db, now=APPLY_AT)
+
+
+def row_of(db: Database, doc: dict[str, Any]) -> WebhookEvent:
+    with db.read_session() as session:
+        row = session.scalar(select(WebhookEvent).where(WebhookEvent.event_key == doc["id"]))
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
+def rows(db: Database) -> int:
+    with db.read_session() as session:
+        return session.scalar(select(func.count()).select_from(WebhookEvent)) or 0
+
+
+def webhook_events(world: World, session_id: int) -> list[tuple[str, str, str, str]]:
+    return [e for e in world.events(session_id) if e[3] == "webhook"]
+
+
+# --- signature ----------------------------------------------------------------------------
+
+
+def test_signature_is_mux_documented_scheme() -> None:
+    body = b'{"type":"video.live_stream.active"}'
+    header = signature_header(body, "s3cret", 1565220904)
+    import hashlib
+    import hmac
+
+    mac = hmac.new(b"s3cret", b"1565220904." + body, hashlib.sha256).hexdigest()
+    assert header == f"t=1565220904,v1={mac}"
+    verify_webhook(body, header, ("old", "s3cret"), now=1565220904 + 300)  # rotation, at the edge
+    verify_webhook(body, f"t=1565220904,v1={'0' * 64},v1={mac}", ("s3cret",), now=1565220904)
+
+
+@pytest.mark.parametrize(
+    ("header", "secrets", "now", "message"),
+    [
+        (None, ("s3cret",), 1565220904, "missing mux-signature header"),
+        ("", ("s3cret",), 1565220904, "missing mux-signature header"),
+        ("v1=abc", ("s3cret",), 1565220904, "has no timestamp"),
+        ("t=soon,v1=abc", ("s3cret",), 1565220904, "has no timestamp"),
+        ("t=1565220904", ("s3cret",), 1565220904, "has no v1 signature"),
+        ("t=1565220904,v1=é", ("s3cret",), 1565220904, "not ASCII"),
+        ("GOOD", ("other",), 1565220904, "does not verify"),
+        ("GOOD", ("s3cret",), 1565220904 + 301, "older than the 300 s tolerance"),
+    ],
+)
+def test_bad_signatures_are_refused_with_the_reason(
+    header: str | None, secrets: tuple[str, ...], now: int, message: str
+) -> None:
+    body = b'{"type":"video.live_stream.active"}'
+    if header == "GOOD":
+        header = signature_header(body, "s3cret", 1565220904)
+    with pytest.raises(SignatureError, match=message):
+        verify_webhook(body, header, secrets, now=now)
+
+
+# --- the route ----------------------------------------------------------------------------
+
+
+def test_a_broadcast_is_stored_then_applied_by_webhooks_apply(
+    world: World, base: str, mux: MuxWebhooks
+) -> None:
+    docs = [
+        mux.live("connected", CONNECTED),
+        mux.live("recording", RECORDING, asset_id=ASSET),
+        mux.live("active", ACTIVE, asset_id=ASSET),
+        mux.live("disconnected", DISCONNECTED, asset_id=ASSET),
+        mux.live("idle", IDLE),
+        mux.asset("ready", ASSET, READY, created=RECORDING, duration=5570.4),
+    ]
+    for doc in docs:
+        answer = post(base, doc)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "received" and answer.json()["duplicate"] is False
+    # acknowledged once stored: nothing applied yet
+    assert world.get(world.sunday).status == "scheduled"
+    assert {row_of(world.db, d).status for d in docs} == {"received"}
+    assert row_of(world.db, docs[0]).object_id == "mux-ls-1"
+    assert row_of(world.db, docs[5]).object_id == "mux-ls-1"  # the asset's live stream
+
+    run = CliRunner().invoke(app, ["webhooks", "apply", "--now", APPLY_AT.isoformat(), "--json"])
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["counts"] == {"apply_event": 6}
+    statuses = [row_of(world.db, d).status for d in docs]
+    assert statuses == ["applied", "applied", "applied", "applied", "applied", "applied"]
+
+    sunday = world.get(world.sunday)
+    assert (sunday.status, sunday.started_at, sunday.ended_at) == ("ended", CONNECTED, IDLE)
+    assert (sunday.recording_status, sunday.recording_asset_id) == ("ready", ASSET)
+    assert sunday.playback_url == f"https://stream.mux.com/pb-{ASSET}.m3u8"
+    assert sunday.duration_ms == 5570400
+    assert webhook_events(world, world.sunday) == [
+        ("status", "scheduled", "live", "webhook"),
+        ("recording", "none", "processing", "webhook"),
+        ("status", "live", "interrupted", "webhook"),
+        ("status", "interrupted", "ended", "webhook"),
+        ("recording", "processing", "ready", "webhook"),
+    ]
+    with world.db.read_session() as session:
+        times = session.execute(
+            select(StreamEvent.to_state, StreamEvent.occurred_at)
+            .where(StreamEvent.session_id == world.sunday)
+            .order_by(StreamEvent.id)
+        ).all()
+        incident = session.scalar(
+            select(Incident).where(Incident.cause == sync.no_signal_cause(world.sunday))
+        )
+    # Mux's time of each change, not the worker's
+    assert [t for _, t in times] == [CONNECTED, RECORDING, DISCONNECTED, IDLE, READY]
+    assert incident is not None and incident.resolved_at is not None  # raised, then cleared
+    sunday_service = f"session {world.sunday} (Sunday Service)"
+    assert [row_of(world.db, d).outcome for d in docs] == [
+        f"{sunday_service}: scheduled → live (the stream is connected)",
+        f"{sunday_service}'s recording: none → processing (Mux asset {ASSET}); "
+        f"{sunday_service} stays live (recording)",
+        f"{sunday_service} stays live (active); {sunday_service}'s recording is processing already",
+        f"{sunday_service}: live → interrupted (no signal: the stream is disconnected)",
+        f"{sunday_service}: interrupted → ended (the stream is idle: its reconnect window closed)",
+        f"{sunday_service}'s recording: processing → ready (Mux asset {ASSET})",
+    ]
+
+
+def test_a_redelivery_is_acknowledged_and_stored_once(
+    world: World, base: str, mux: MuxWebhooks
+) -> None:
+    doc = mux.live("active", ACTIVE, asset_id=ASSET)
+    first, again = post(base, doc), post(base, doc)
+    assert first.status_code == 200 and again.status_code == 200
+    assert again.json()["duplicate"] is True and again.json()["status"] == "received"
+    assert again.json()["delivery_count"] == 2
+    work(world.db)
+    late = post(base, doc)
+    assert late.status_code == 200
+    assert (late.json()["status"], late.json()["duplicate"]) == ("applied", True)
+    work(world.db)
+    assert rows(world.db) == 1 and row_of(world.db, doc).delivery_count == 3
+    assert webhook_events(world, world.sunday) == [
+        ("status", "scheduled", "live", "webhook"),
+        ("recording", "none", "processing", "webhook"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("case", "body", "header", "error"),
+    [
+        ("bad signature", None, "t=1,v1=" + "0" * 64, "does not verify"),
+        ("missing header", None, "", "missing mux-signature header"),
+        ("stale timestamp", None, "OLD", "older than the 300 s tolerance"),
+        ("not JSON", b"{not json", None, "not JSON"),
+        ("not an event", b'{"type": "video.live_stream.active"}', None, "not a Mux event"),
+        (
+            "id not text",
+            b'{"id": "e1", "type": "video.asset.ready", '
+            b'"created_at": "2026-03-08T15:33:00Z", "data": {"id": 7}}',
+            None,
+            "data.id is a int",
+        ),
+    ],
+)
+def test_refusals_are_400_and_store_nothing(
+    world: World, base: str, mux: MuxWebhooks, case: str, body: bytes | None, header: str | None,
+    error: str,
+) -> None:  # fmt: skip
+    raw = body if body is not None else body_of(mux.live("active", ACTIVE))
+    if header == "OLD":
+        header = mux_signature(raw, timestamp=1565220904)  # Mux's own example time, 2019
+    answer = post(base, raw, header=header)
+    assert answer.status_code == 400, case
+    assert error in answer.json()["error"], answer.json()
+    assert rows(world.db) == 0
+
+
+def test_unset_secret_answers_503_naming_the_variable(
+    world: World, db_url: str, mux: MuxWebhooks
+) -> None:
+    settings = Settings(database_url=db_url, webhook_worker=False)
+    with running(create_app(settings, db=world.db)) as url:
+        answer = post(url, mux.live("active", ACTIVE))
+    assert answer.status_code == 503
+    assert answer.json()["error"] == (
+        "mux platform webhooks are disabled: MUX_WEBHOOK_SECRET is not set"
+    )
+    assert rows(world.db) == 0
+
+
+def test_the_route_is_in_the_openapi_document_like_the_others(base: str) -> None:
+    paths = httpx.get(base + "/docs/openapi.json", timeout=30).json()["paths"]
+    operation = paths["/webhooks/mux"]["post"]
+    assert [(p["name"], p["in"]) for p in operation["parameters"]] == [("mux-signature", "header")]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"id", "type", "created_at", "data"}
+    assert {"200", "400", "413", "503"} <= set(operation["responses"])
+    assert "MUX_WEBHOOK_SECRET" in operation["description"]
+    assert "`video.live_stream.idle`" in operation["description"]
+    assert "`video.asset.ready`" in operation["description"]
+    assert operation["tags"] == ["webhooks"]
+
+
+# --- order --------------------------------------------------------------------------------
+
+
+def test_active_after_idle_is_stale_and_does_not_reopen_the_service(
+    world: World, mux: MuxWebhooks
+) -> None:
+    deliver(world.db, mux.live("connected", CONNECTED))
+    work(world.db)
+    idle, active = mux.live("idle", IDLE), mux.live("active", ACTIVE, asset_id=ASSET)
+    deliver(world.db, idle)
+    work(world.db)
+    deliver(world.db, active)  # Mux's retry of an older event
+    work(world.db)
+    assert row_of(world.db, idle).status == "applied"
+    late = row_of(world.db, active)
+    assert late.status == "stale" and late.attempts == 0 and late.next_attempt_at is None
+    assert "was ended at 2026-03-08 15:31:00Z, after this active event" in (late.outcome or "")
+    sunday = world.get(world.sunday)
+    assert (sunday.status, sunday.ended_at, sunday.recording_status) == ("ended", IDLE, "none")
+    assert webhook_events(world, world.sunday) == [
+        ("status", "scheduled", "live", "webhook"),
+        ("status", "live", "ended", "webhook"),
+    ]
+
+
+def test_idle_before_any_live_event_waits_then_applies_in_mux_order(
+    world: World, mux: MuxWebhooks
+) -> None:
+    disconnected, idle = mux.live("disconnected", DISCONNECTED), mux.live("idle", IDLE)
+    for doc in (idle, disconnected):
+        deliver(world.db, doc)
+        work(world.db)
+    assert {row_of(world.db, d).status for d in (idle, disconnected)} == {"unmatched"}
+    assert "waits for the stream to go live" in (row_of(world.db, idle).outcome or "")
+    assert world.get(world.sunday).status == "scheduled"
+    active = mux.live("active", ACTIVE, asset_id=ASSET)
+    deliver(world.db, active)
+    work(world.db)
+    # the waiting events are handled right after, oldest first: interrupted, then ended
+    assert [row_of(world.db, d).status for d in (active, disconnected, idle)] == ["applied"] * 3
+    assert [e[1:3] for e in webhook_events(world, world.sunday) if e[0] == "status"] == [
+        ("scheduled", "live"),
+        ("live", "interrupted"),
+        ("interrupted", "ended"),
+    ]
+    assert world.get(world.sunday).ended_at == IDLE
+
+
+def test_asset_ready_before_live_stream_recording(world: World, mux: MuxWebhooks) -> None:
+    deliver(world.db, mux.live("connected", CONNECTED))
+    work(world.db)
+    ready = mux.asset("ready", ASSET, READY, created=RECORDING, duration=5570.4)
+    recording = mux.live("recording", RECORDING, asset_id=ASSET)
+    deliver(world.db, ready)
+    work(world.db)
+    deliver(world.db, recording)
+    work(world.db)
+    assert row_of(world.db, ready).status == "applied"
+    late = row_of(world.db, recording)
+    assert late.status == "stale"
+    assert "recording is ready already" in (late.outcome or "")
+    sunday = world.get(world.sunday)
+    assert (sunday.status, sunday.recording_status, sunday.duration_ms) == (
+        "live",
+        "ready",
+        5570400,
+    )
+    assert webhook_events(world, world.sunday) == [
+        ("status", "scheduled", "live", "webhook"),
+        ("recording", "none", "ready", "webhook"),
+    ]
+
+
+def test_a_reconnect_within_the_window_goes_back_to_live(world: World, mux: MuxWebhooks) -> None:
+    for doc in (
+        mux.live("active", ACTIVE, asset_id=ASSET),
+        mux.live("disconnected", DISCONNECTED, asset_id=ASSET),
+        mux.live("active", RECONNECTED, asset_id=ASSET),
+    ):
+        deliver(world.db, doc)
+        work(world.db)
+    sunday = world.get(world.sunday)
+    assert (sunday.status, sunday.interrupted_at, sunday.ingest_health) == ("live", None, "good")
+    assert [e[1:3] for e in webhook_events(world, world.sunday) if e[0] == "status"] == [
+        ("scheduled", "live"),
+        ("live", "interrupted"),
+        ("interrupted", "live"),
+    ]
+
+
+def test_an_errored_recording_fails(world: World, mux: MuxWebhooks) -> None:
+    for doc in (
+        mux.live("recording", RECORDING, asset_id=ASSET),
+        mux.live("idle", IDLE),
+        mux.asset("errored", ASSET, READY, created=RECORDING),
+    ):
+        deliver(world.db, doc)
+        work(world.db)
+    sunday = world.get(world.sunday)
+    assert (sunday.status, sunday.recording_status, sunday.playback_url) == (
+        "ended",
+        "failed",
+        None,
+    )
+
+
+# --- what no session takes ----------------------------------------------------------------
+
+
+def test_an_unknown_live_stream_is_ignored_with_the_reason(world: World) -> None:
+    stranger = MuxWebhooks("mux-ls-nobody")
+    docs = [
+        stranger.live("active", ACTIVE),
+        stranger.asset("ready", "mux-asset-x", READY, created=RECORDING, duration=10.0),
+    ]
+    for doc in docs:
+        deliver(world.db, doc)
+    work(world.db)
+    for doc in docs:
+        row = row_of(world.db, doc)
+        assert (row.status, row.attempts, row.next_attempt_at) == ("ignored", 0, None)
+        assert "no channel streams from Mux live stream mux-ls-nobody" in (row.outcome or "")
+    assert world.get(world.sunday).status == "scheduled"
+    # not retried: the worker has nothing left
+    assert applier.apply_waiting(world.db, now=APPLY_AT + dt.timedelta(days=1)).claimed == 0
+
+
+def test_an_uploaded_asset_and_an_event_far_from_any_session_are_ignored(
+    world: World, mux: MuxWebhooks
+) -> None:
+    upload = mux.asset("ready", "mux-asset-upload", READY, created=RECORDING, live_stream_id=None)
+    weekday = mux.live("active", z("2026-03-11T19:00:00Z"))
+    for doc in (upload, weekday):
+        deliver(world.db, doc)
+    work(world.db)
+    assert row_of(world.db, upload).status == "ignored"
+    assert "is not the recording of a live stream" in (row_of(world.db, upload).outcome or "")
+    row = row_of(world.db, weekday)
+    assert row.status == "ignored"
+    assert "no session of channel Sunday services is on air or scheduled near" in (
+        row.outcome or ""
+    )
+
+
+def test_unhandled_mux_types_are_stored_as_ignored(world: World, mux: MuxWebhooks) -> None:
+    doc = mux.event("video.asset.created", {"id": ASSET, "status": "preparing"}, RECORDING)
+    deliver(world.db, doc)
+    work(world.db)
+    row = row_of(world.db, doc)
+    assert row.status == "ignored"
+    assert row.outcome == "video.asset.created is not handled on the platform endpoint"
+
+
+def test_decide_ends_a_live_session_when_mux_says_the_window_closed() -> None:
+    at = IDLE
+    assert sync.decide("live", "idle", interrupted_at=None, window_s=60, now=at) == (
+        "interrupted",
+        "no signal: the stream is idle",
+    )  # what `streams sync` reads from the API: not over until the window has passed
+    assert sync.decide(
+        "live", "idle", interrupted_at=None, window_s=60, now=at, window_closed=True
+    ) == ("ended", "the stream is idle: its reconnect window closed")
+    assert (
+        sync.decide(
+            "scheduled", "idle", interrupted_at=None, window_s=60, now=at, window_closed=True
+        )
+        is None
+    )
