@@ -69,3 +69,32 @@ def test_every_objective_with_a_budget_has_its_row() -> None:
             assert any(r.startswith(objective.name + ":") for r in rows)
     assert any("freshness" in r.lower() for r in rows)
     assert any("backlog" in r.lower() for r in rows)
+
+
+def test_dashboard_uses_the_model_of_schema_version_39() -> None:
+    """What Grafana's DashboardMigrator would otherwise rewrite on load, checked against the
+    version declared (grafana/grafana public/app/features/dashboard/state/DashboardMigrator.ts;
+    the JSON model: grafana.com/docs/grafana/latest/dashboards/build-dashboards/
+    view-dashboard-json-model): datasource references are {type, uid} objects on every panel
+    and target (schema 33 and 36), no Angular panel types (graph, singlestat, table-old), rows
+    carry `collapsed` and `panels`, thresholds start at null and rise."""
+    board = json.loads(BOARD.read_text())
+    assert board["schemaVersion"] == dashboard.SCHEMA_VERSION == 39
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", board["uid"])
+    assert set(board["time"]) == {"from", "to"}
+    variable = "${" + board["templating"]["list"][0]["name"] + "}"
+    reference = {"type": "prometheus", "uid": variable}
+    for panel in board["panels"]:
+        assert isinstance(panel["id"], int) and panel["id"] > 0
+        assert panel["type"] not in ("graph", "singlestat", "table-old")
+        if panel["type"] == "row":
+            assert panel["collapsed"] is False and panel["panels"] == []
+            continue
+        assert panel["datasource"] == reference, panel["title"]
+        assert all(t["datasource"] == reference for t in panel["targets"]), panel["title"]
+        assert set(panel["fieldConfig"]) == {"defaults", "overrides"}
+        steps = panel["fieldConfig"]["defaults"].get("thresholds", {}).get("steps")
+        if steps:
+            assert steps[0]["value"] is None
+            values = [s["value"] for s in steps[1:]]
+            assert values == sorted(values), panel["title"]
