@@ -123,30 +123,31 @@ def plan(
     )
     # plain rows through the session's connection (no ORM result processing); payloads are
     # written as the dict `encode(Gap)` makes (tests/volunteers check they are equal)
-    thresholds: dict[dt.datetime, int | None] = {}
-    starts: dict[tuple[dt.datetime, str], tuple[str, str]] = {}  # (ISO start, local label)
+    # per event id: its threshold now, its start in ISO-8601 and as the church reads it
+    starts: dict[int, tuple[int | None, str, str]] = {}
     count = 0
     for row in session.connection().execute(query):
         (need_id, tenant_id, needed, alerted_t, alerted_g, event_id, event, starts_at, tz) = row[:9]
         team_id, team_name, position_id, position, done, asked = row[9:]
         done, asked = int(done), int(asked)
         gap = needed - done
-        if starts_at in thresholds:
-            threshold = thresholds[starts_at]
-        else:
-            threshold = thresholds[starts_at] = rules.threshold_at(starts_at, now)
+        start = starts.get(event_id)
+        if start is None:
+            start = starts[event_id] = (
+                rules.threshold_at(starts_at, now),
+                starts_at.isoformat(),
+                local_label(starts_at, tz),
+            )
+        threshold = start[0]
         decision = rules.gap_decision(gap, threshold, alerted_t, alerted_g)
         if decision is None:
             continue
-        start = starts.get((starts_at, tz))
-        if start is None:
-            start = starts[(starts_at, tz)] = (starts_at.isoformat(), local_label(starts_at, tz))
         data = {
             "need_id": need_id,
             "tenant_id": tenant_id,
             "event_id": event_id,
             "event": event,
-            "starts_at": start[0],
+            "starts_at": start[1],
             "timezone": tz,
             "team_id": team_id,
             "team": team_name,
@@ -160,7 +161,7 @@ def plan(
             "previous_threshold": alerted_t,
             "previous_gap": alerted_g,
         }
-        when = start[1]
+        when = start[2]
         if decision == "close":
             reason = f"{position} at {event} {when} is filled ({done}/{needed}): close silently"
             yield Action("gap_closed", f"need:{need_id}", reason, data)

@@ -160,8 +160,10 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
     whats: dict[tuple[int, dt.date], list[str]] = defaultdict(list)
     heads: dict[tuple[int, dt.date], tuple[int, str, str, dt.datetime]] = {}
     flags: list[Action] = []
-    times: dict[tuple[dt.datetime, str, int], rules.ReminderTime | None] = {}
-    events: dict[tuple[dt.datetime, str], tuple[str, str]] = {}  # (ISO start, local label)
+    # per event (keyed by id: cheaper to hash than an aware datetime): when its reminders go
+    # out for an offset, its start in ISO-8601 and as the church reads it
+    times: dict[tuple[int, int], rules.ReminderTime | None] = {}
+    events: dict[int, tuple[str, str]] = {}
     for (
         assignment_id,
         tenant_id,
@@ -180,15 +182,16 @@ def plan(session: Session, now: dt.datetime, limit: int | None = None) -> Iterat
         team_days,
     ) in rows:
         days = rules.reminder_days(person_days, team_days)
-        timing = (starts_at, tz, days)
-        if timing not in times:
-            times[timing] = rules.reminder_time(starts_at, tz, days, now)
-        when = times[timing]
+        timing = (event_id, days)
+        if timing in times:
+            when = times[timing]
+        else:
+            when = times[timing] = rules.reminder_time(starts_at, tz, days, now)
         if when is None:
             continue
-        start = events.get((starts_at, tz))
+        start = events.get(event_id)
         if start is None:
-            start = events[(starts_at, tz)] = (starts_at.isoformat(), local_label(starts_at, tz))
+            start = events[event_id] = (starts_at.isoformat(), local_label(starts_at, tz))
         item = {
             "assignment_id": assignment_id,
             "event_id": event_id,
