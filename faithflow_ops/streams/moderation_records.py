@@ -19,7 +19,6 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops.bulk import insert_rows
-from faithflow_ops.clock import parse_time
 from faithflow_ops.db import rowcount
 from faithflow_ops.errors import NotFound, UserError
 from faithflow_ops.models import (
@@ -171,12 +170,17 @@ def chat_row(item: object, where: str) -> dict[str, Any]:
     if not isinstance(raw_time, str) or not raw_time.strip():
         raise ChatInputError(f"{where}: sent_at is missing; give an ISO-8601 time with Z or offset")
     try:
-        sent_at = parse_time(raw_time)
-    except (ValueError, OverflowError):
+        given = dt.datetime.fromisoformat(raw_time.strip().replace("z", "Z"))
+    except ValueError:
         raise ChatInputError(
             f"{where}: sent_at {raw_time[:40]!r} is not an ISO-8601 time "
             "(e.g. 2026-03-08T14:05:00Z)"
         ) from None
+    if given.tzinfo is None:  # whose clock? a chat provider always says
+        raise ChatInputError(
+            f"{where}: sent_at {raw_time[:40]!r} has no offset; add Z or one like +01:00"
+        )
+    sent_at = given.astimezone(dt.UTC)
     external = _text(item, "id", where, MAX_ID, False)
     if not external:  # no provider id: the same message read twice gets the same key
         digest = hashlib.sha256(f"{viewer}\0{sent_at.isoformat()}\0{body}".encode()).hexdigest()
