@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python bench/bench_dispatch.py
 	$(BIN)/python bench/bench_volunteers.py
 	$(BIN)/python bench/bench_sla.py
+	$(BIN)/python bench/bench_moderation.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -120,12 +120,12 @@ def find_link(text: str) -> str | None:
     return found.group(0) if found else None
 
 
-def find_term(text: str, terms: tuple[str, ...]) -> str | None:
+def find_term(text: str, terms: tuple[str, ...], *, normalised: bool = False) -> str | None:
     """The first of `terms` in `text` as a whole word (both normalised), or None."""
     pattern = _pattern(terms)
     if pattern is None:
         return None
-    found = pattern.search(policies.normalise(text))
+    found = pattern.search(text if normalised else policies.normalise(text))
     return found.group(0) if found else None
 
 
@@ -133,7 +133,8 @@ def decide(body: str, policy: policies.Effective, ctx: Context) -> Verdict:
     """The rule that hits `body` first under `policy` (the table in this module's doc)."""
     if ctx.banned is not None:
         return Verdict("hide", "ban", f"viewer banned ({ctx.banned})")
-    term = find_term(body, policy.blocked_terms)
+    folded = policies.normalise(body) if policy.blocked_terms or policy.flagged_terms else body
+    term = find_term(folded, policy.blocked_terms, normalised=True)
     if term is not None:
         return Verdict("hide", "blocked_term", f"blocked term {term!r}")
     length = len(body)
@@ -158,7 +159,7 @@ def decide(body: str, policy: policies.Effective, ctx: Context) -> Verdict:
             return Verdict("hold", "link", f"link {link[:60]!r}")
     if policy.hold_first_time and ctx.first_time:
         return Verdict("hold", "first_time", "the viewer's first message in the channel")
-    term = find_term(body, policy.flagged_terms)
+    term = find_term(folded, policy.flagged_terms, normalised=True)
     if term is not None:
         return Verdict("flag", "flagged_term", f"flagged term {term!r}")
     return Verdict("allow", None, "no rule hit")
@@ -343,23 +344,24 @@ def _session_actions(
         if status in SEEN and (seen is None or row.sent_at < seen):
             first[row.viewer_id] = row.sent_at
         shown = row.body if len(row.body) <= 60 else row.body[:57] + "…"
+        # Moderate's fields as a plain dict (what encode() writes; apply decodes it): one per
+        # message, so the generic encoder's walk is skipped
+        data = {
+            "message_id": row.id,
+            "session_id": scope.session_id,
+            "channel_id": scope.channel_id,
+            "tenant_id": scope.tenant_id,
+            "viewer_id": row.viewer_id,
+            "status": status,
+            "rule": verdict.rule,
+            "detail": verdict.detail,
+        }
         yield Action(
             verdict.kind,
             f"chat_message:{row.id}",
             f"{label} · {row.viewer_name}: {shown!r}: "
             + (f"{verdict.rule}: {verdict.detail}" if verdict.rule else verdict.detail),
-            encode(
-                Moderate(
-                    row.id,
-                    scope.session_id,
-                    scope.channel_id,
-                    scope.tenant_id,
-                    row.viewer_id,
-                    status,
-                    verdict.rule,
-                    verdict.detail,
-                )
-            ),
+            data,
         )
 
 

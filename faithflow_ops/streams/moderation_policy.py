@@ -98,6 +98,8 @@ def normalise(text: str) -> str:
     """Text as the rules compare it: NFKC (full-width and styled letters to plain ones),
     case-folded, accents and zero-width characters removed, so `ＦＲＥＥ`, `Free` and `frée`
     read alike."""
+    if text.isascii():  # nothing to fold but case (most chat): 20x faster
+        return text.lower()
     folded = unicodedata.normalize("NFKC", text).casefold()
     stripped = "".join(
         c

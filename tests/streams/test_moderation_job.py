@@ -13,7 +13,7 @@ import pytest
 from conftest import BEFORE, SUNDAY, World, z
 from sqlalchemy import func, select, update
 
-from faithflow_ops.actions import StaleAction
+from faithflow_ops.actions import StaleAction, decode, encode
 from faithflow_ops.config import Settings
 from faithflow_ops.errors import UserError
 from faithflow_ops.jobs import registry
@@ -117,6 +117,8 @@ def test_a_service_chat_under_a_strict_policy(world: World) -> None:
         "counts": {"allow": 2, "flag": 1, "hide": 3, "hold": 1},
     }
     assert "7 messages: 2 allow, 1 flag, 3 hide, 1 hold" in summary.reason
+    for result in preview.actions[:-1]:  # each payload is a Moderate, as encode() writes it
+        assert encode(decode(moderation.Moderate, result.action.data)) == result.action.data
     assert {s for _, s, _ in statuses(world)} == {"pending"}  # the preview changed nothing
     assert recorded(world) == []
 
