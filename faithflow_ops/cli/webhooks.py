@@ -21,7 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PROVIDERS = ("stripe", "paystack")
+PROVIDERS = ("stripe", "paystack", "mux")  # webhooks.endpoints.PROVIDERS
 SCOPES = ("platform", "tenant")
 # models.webhooks.WEBHOOK_STATUSES (not imported: `faithflow --help` stays free of SQLAlchemy)
 STATUSES = ("received", "applied", "ignored", "unmatched", "stale", "failed")
@@ -33,7 +33,7 @@ RECEIVER = "http://127.0.0.1:8000"
 @app.command("list")
 def list_(
     provider: Annotated[
-        str | None, typer.Option("--provider", help="Only stripe or only paystack.")
+        str | None, typer.Option("--provider", help="Only stripe, paystack or mux events.")
     ] = None,
     scope: Annotated[
         str | None,
@@ -244,7 +244,8 @@ def sign(
     provider: Annotated[
         str,
         typer.Option(
-            "--provider", help="stripe, paystack, or twilio (a status callback's form body)."
+            "--provider",
+            help="stripe, paystack, mux, or twilio (a status callback's form body).",
         ),
     ],
     secret: Annotated[
@@ -252,8 +253,8 @@ def sign(
         typer.Option(
             "--secret",
             help="The signing secret (default: the first of STRIPE_PLATFORM_WEBHOOK_SECRET, "
-            "STRIPE_WEBHOOK_SECRET with --scope tenant, PAYSTACK_SECRET_KEY, or "
-            "TWILIO_AUTH_TOKEN).",
+            "STRIPE_WEBHOOK_SECRET with --scope tenant, PAYSTACK_SECRET_KEY, "
+            "MUX_WEBHOOK_SECRET, or TWILIO_AUTH_TOKEN).",
         ),
     ] = None,
     scope: Annotated[
@@ -267,7 +268,7 @@ def sign(
         typer.Option(
             "--timestamp",
             metavar="EPOCH",
-            help="Stripe only: the signature's time in Unix seconds (default: now).",
+            help="Stripe and Mux only: the signature's time in Unix seconds (default: now).",
         ),
     ] = None,
     url: Annotated[
@@ -280,10 +281,12 @@ def sign(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the signature header Stripe, Paystack or Twilio would send with FILE's bytes
+    """Print the signature header Stripe, Paystack, Mux or Twilio would send with FILE's bytes
     (never re-serialised), and a curl command for the local receiver on stderr."""
     one_of("--provider", provider, (*PROVIDERS, "twilio"))
     one_of("--scope", scope, SCOPES)
+    if provider == "mux" and scope != "platform":
+        raise UserError("Mux has one endpoint, /webhooks/mux (platform scope): drop --scope")
     if secret is None:
         secret = _configured_secret(provider, scope)
     elif not secret.strip():
@@ -303,6 +306,10 @@ def sign(
             header = ("Stripe-Signature", signature_header(body, secret, timestamp))
         except UnicodeDecodeError:
             raise UserError(f"{file} is not UTF-8 text; Stripe events are JSON text") from None
+    elif provider == "mux":
+        from faithflow_ops.providers import mux
+
+        header = ("mux-signature", mux.signature_header(body, secret, timestamp))
     else:
         from faithflow_ops.providers.paystack import signature
 

@@ -31,3 +31,6 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     # posts to one URL with one signing secret — platform scope.
     ("mux", "platform"): Endpoint("/webhooks/mux", "mux_webhook_secrets", "MUX_WEBHOOK_SECRET"),
 }
+
+# Every provider with a webhook endpoint, in the order above (`webhooks list --provider`).
+PROVIDERS: tuple[str, ...] = tuple(dict.fromkeys(provider for provider, _ in ENDPOINTS))

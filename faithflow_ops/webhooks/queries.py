@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import NotFound, one_of
 from faithflow_ops.models import Tenant, WebhookEvent
-from faithflow_ops.models.billing import PROVIDERS
 from faithflow_ops.models.webhooks import WEBHOOK_SCOPES, WEBHOOK_STATUSES
 from faithflow_ops.webhooks import applier
+from faithflow_ops.webhooks.endpoints import PROVIDERS
 
 # column → document field
 _FIELDS = {

@@ -447,3 +447,38 @@ def test_decide_ends_a_live_session_when_mux_says_the_window_closed() -> None:
         )
         is None
     )
+
+
+# --- operator commands --------------------------------------------------------------------
+
+
+def test_webhooks_sign_prints_the_header_mux_would_send(tmp_path: Any) -> None:
+    event = tmp_path / "event.json"
+    event.write_bytes(b'{"type": "video.live_stream.active"}')
+    runner = CliRunner()
+    signed = runner.invoke(
+        app,
+        ["webhooks", "sign", "--provider", "mux", "--secret", "s3cret", "--timestamp",
+         "1565220904", str(event)],
+    )  # fmt: skip
+    assert signed.exit_code == 0, signed.output
+    expected = signature_header(event.read_bytes(), "s3cret", 1565220904)
+    assert signed.stdout == f"mux-signature: {expected}\n"
+    assert "/webhooks/mux" in signed.stderr
+    tenant = runner.invoke(
+        app, ["webhooks", "sign", "--provider", "mux", "--secret", "s", "--scope", "tenant",
+              str(event)],
+    )  # fmt: skip
+    assert tenant.exit_code == 2
+    assert "Mux has one endpoint, /webhooks/mux (platform scope): drop --scope" in tenant.stderr
+
+
+def test_webhooks_list_filters_mux_events(world: World, mux: MuxWebhooks) -> None:
+    doc = mux.live("active", ACTIVE)
+    deliver(world.db, doc)
+    listed = CliRunner().invoke(app, ["webhooks", "list", "--provider", "mux", "--json"])
+    assert listed.exit_code == 0, listed.output
+    found = json.loads(listed.stdout)
+    assert [(r["provider"], r["scope"], r["type"]) for r in found] == [
+        ("mux", "platform", "video.live_stream.active")
+    ]
