@@ -34,6 +34,7 @@ from faithflow_ops.db import RECEIVER_TIMEOUTS, Database, job_timeouts
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.jobs.runner import RunResult
+from faithflow_ops.slo.tallies import Tally
 from faithflow_ops.webhooks.applier import ApplyStats, Worker
 from receiver.email_dsn import dsn_handlers
 from receiver.health import first_line as _first_line
@@ -43,6 +44,7 @@ from receiver.metrics import (
     Metrics,
     MetricsMiddleware,
     StoredState,
+    TallyFlusher,
     WebhookBacklog,
 )
 from receiver.tasks import task_handlers
@@ -115,7 +117,8 @@ def create_app(
     jobs_db = db or Database.from_url(
         settings.database_url, timeouts=job_timeouts(settings.db_statement_timeout)
     )
-    metrics = Metrics()
+    tally = Tally()  # answers counted for `slo report` (slo.tallies)
+    metrics = Metrics(tally=tally)
     metrics.registry.register(WebhookBacklog(database))
     metrics.registry.register(StoredState(database))  # job runs and the outbox (ops/slo.toml)
     metrics.registry.register(JobSchedules(settings.cron_overrides))  # freshness alerts
@@ -178,8 +181,9 @@ def create_app(
             ),
         ],
         # webhook ingest: after `lifespan` (which starts the applier the writer wakes), and
-        # closed before it (the writer's queue is written before the applier stops)
-        lifespan=[lifespan, ingest.lifespan],
+        # closed before it (the writer's queue is written before the applier stops); request
+        # tallies last, so their final flush runs while the database is still open
+        lifespan=[lifespan, ingest.lifespan, TallyFlusher(tally, database).lifespan],
         middleware=[DefineMiddleware(MetricsMiddleware, metrics=metrics)],
         exception_handlers={
             HTTPException: _http_error(settings),

@@ -7,7 +7,10 @@ requests; scrape with a per-process target or run one worker.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,10 +18,14 @@ import structlog
 from litestar.enums import ScopeType
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from faithflow_ops.db import utcnow
+
 if TYPE_CHECKING:
+    from litestar import Litestar
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
     from faithflow_ops.db import Database
+    from faithflow_ops.slo.tallies import Tally
 
 log = structlog.get_logger("faithflow.receiver")
 
@@ -26,9 +33,16 @@ log = structlog.get_logger("faithflow.receiver")
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+# Requests counted in the request tallies (slo.tallies): the receiver's work (webhooks, task
+# endpoints, callbacks) is POST; probes, /metrics and the docs are GET.
+_TALLIED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # answers counted for the database (slo report); None: not counted
+    tally: Tally | None = None
 
     def __post_init__(self) -> None:
         self.requests = Counter(
@@ -61,14 +75,14 @@ class Metrics:
             registry=self.registry,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
         )
+        # `job_name`, not `job`: Prometheus's own target label `job` would rename ours
+        # `exported_job` at scrape time.
         self.job_runs = Counter(
             "faithflow_job_runs",
             "Job runs started through this receiver, by job, trigger and final status.",
-            ["job", "trigger", "status"],
+            ["job_name", "trigger", "status"],
             registry=self.registry,
         )
-        # `job_name`, not `job`: Prometheus's own target label `job` would rename ours
-        # `exported_job` at scrape time.
         self.job_duration = Histogram(
             "faithflow_job_run_duration_seconds",
             "Wall time of job runs started in this process (task endpoints, internal "
@@ -118,6 +132,10 @@ class MetricsMiddleware:
             method = scope["method"]
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route, status_class(status)).observe(seconds)
+            tally = self.metrics.tally
+            # "unmatched" stands for any path: not an objective's route
+            if tally is not None and method in _TALLIED_METHODS and route != "unmatched":
+                tally.add(route, status_class(status), seconds, utcnow())
             if status >= 400 or scope["path"] not in _QUIET_PATHS:
                 log.info(
                     "request",
@@ -294,3 +312,49 @@ class JobSchedules:
         for name, seconds in sorted(self.intervals.items()):
             family.add_metric([name], seconds)
         return [family]
+
+
+class TallyFlusher:
+    """Writes a `Tally` to request_tallies every `seconds` from a thread, and once more at
+    shutdown. A failed flush (the database down) keeps the counts for the next one and logs
+    once per outage."""
+
+    def __init__(self, tally: Tally, db: Database, seconds: float | None = None) -> None:
+        from faithflow_ops.slo.tallies import FLUSH_SECONDS
+
+        self.tally, self.db = tally, db
+        self.seconds = FLUSH_SECONDS if seconds is None else seconds
+        self._stop = threading.Event()
+        self._failing = False
+
+    def flush(self) -> None:
+        from faithflow_ops.db import utcnow
+
+        try:
+            self.tally.flush(self.db, utcnow())
+        except Exception as exc:  # kept for the next flush
+            if not self._failing:
+                log.warning("request tallies not written; kept", error=type(exc).__name__)
+            self._failing = True
+        else:
+            if self._failing:
+                log.info("request tallies written again")
+            self._failing = False
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.seconds):
+            self.flush()
+
+    @asynccontextmanager
+    async def lifespan(self, app: Litestar) -> AsyncIterator[None]:
+        import anyio.to_thread
+
+        del app
+        thread = threading.Thread(target=self._loop, name="request-tallies", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            self._stop.set()
+            await anyio.to_thread.run_sync(thread.join)
+            await anyio.to_thread.run_sync(self.flush)

@@ -100,8 +100,8 @@ def report_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Each objective measured from the database alone (job_runs, webhook_events,
-    outbound_messages): SLI, error budget left, worst offenders. For deployments without
-    Prometheus; objectives the database cannot see read n/a."""
+    outbound_messages, the receiver's request tallies): SLI, error budget left, worst
+    offenders. For deployments without Prometheus; docs/slo.md says what it cannot see."""
     from faithflow_ops.cli.common import database, parse_now
     from faithflow_ops.clock import parse_since
     from faithflow_ops.slo.report import build

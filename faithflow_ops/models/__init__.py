@@ -17,7 +17,14 @@ from faithflow_ops.models.dunning import (
     DunningPreference,
 )
 from faithflow_ops.models.kb import KbArticle, TicketKbLink
-from faithflow_ops.models.ops import AuditLog, HealthCheckResult, Incident, JobLock, JobRun
+from faithflow_ops.models.ops import (
+    AuditLog,
+    HealthCheckResult,
+    Incident,
+    JobLock,
+    JobRun,
+    RequestTally,
+)
 from faithflow_ops.models.payments import Dispute, Payment
 from faithflow_ops.models.platform import DomainCheck, DomainRunbookNote, TenantDomain
 from faithflow_ops.models.retention import LegalHold
@@ -76,6 +83,7 @@ __all__ = [
     "Payment",
     "PlanChange",
     "ProviderAccount",
+    "RequestTally",
     "SecurityAudit",
     "SlaEvent",
     "SlaPolicy",

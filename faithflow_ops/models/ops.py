@@ -1,4 +1,5 @@
-"""Operational tables: the audit log, job runs and job locks, incidents, health check results."""
+"""Operational tables: the audit log, job runs and job locks, incidents, health check results,
+the receiver's request tallies."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -155,3 +157,24 @@ class HealthCheckResult(CreatedAt, Base):
     checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+
+
+class RequestTally(Timestamps, Base):
+    """What the receiver answered, counted per hour, route template, status class and latency
+    bucket (`le`, the smallest bound of the HTTP histogram the answer fits in, as Prometheus
+    writes it: "0.25", "+Inf"). Kept in memory and added here once a minute (slo.tallies), so
+    answers given while the database was down are written when it is back: the
+    database-only source of `slo report`'s availability and latency objectives."""
+
+    __tablename__ = "request_tallies"
+    __table_args__ = (
+        # the flush's upsert; `slo report` and the prune read its leading column (hour)
+        UniqueConstraint("hour", "route", "status_class", "le"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime())  # start of the hour (UTC)
+    route: Mapped[str] = mapped_column(String(200))  # the route template, never the path
+    status_class: Mapped[str] = mapped_column(String(8))  # 2xx, 3xx, 4xx, 5xx
+    le: Mapped[str] = mapped_column(String(16))
+    count: Mapped[int] = mapped_column(Integer)

@@ -1,13 +1,14 @@
 """`faithflow slo report`: the objectives measured from the database alone, for deployments
 without Prometheus — job_runs, webhook_events and outbound_messages over a window.
 
-What the database can and cannot see:
-- webhook ingest availability and latency: a delivery refused with a 5xx is never stored and
-  the time to answer is not recorded, so these read `n/a` here (Prometheus measures them);
+What the database can and cannot see (docs/slo.md):
+- availability and latency of receiver routes (webhook ingest, task endpoints): the receiver's
+  request tallies (slo.tallies), counted in memory and written once a minute, so 5xx answers
+  given while the database was down are written when it is back. Not seen: answers never
+  given by the receiver (process down, the platform's proxy answering 502) and the last
+  minute of counts of a process that died; the window is read to the hour;
 - webhook apply latency: first_received_at (the acknowledgement) to applied_at; a delivery
   still waiting longer than the threshold is bad too;
-- task endpoint availability: runs with trigger `http` that failed (the endpoint answered
-  5xx) among those recorded (skipped runs answered 409 and do not count);
 - job success: recorded runs (not previews) that failed or were abandoned, per job;
 - outbox delivery: messages finished in the window that failed or are `unknown`;
 - freshness and backlogs: as of `now`.
@@ -89,12 +90,8 @@ def build(session: Session, spec: Spec, *, now: dt.datetime, since: dt.datetime)
 
 def _measure(session: Session, o: Objective, now: dt.datetime, since: dt.datetime) -> Line:
     line = Line(o.name, o.kind, o.objective)
-    tasks = o.routes is not None and re.fullmatch(o.routes, "/tasks/a/b") is not None
-    if o.kind == "latency" or (o.kind == "availability" and not tasks):
-        line.status = "n/a"
-        line.note = "not stored: refused or slow answers leave no row; read Prometheus"
-    elif o.kind == "availability":
-        _tasks(session, line, since, now)
+    if o.kind in ("availability", "latency"):
+        _requests(session, line, o, since, now)
     elif o.kind == "apply_latency":
         assert o.threshold_seconds is not None
         _apply_latency(session, line, since, now, o.threshold_seconds)
@@ -118,14 +115,36 @@ def _runs(since: dt.datetime, now: dt.datetime) -> Any:
     )
 
 
-def _tasks(session: Session, line: Line, since: dt.datetime, now: dt.datetime) -> None:
-    line.note = "from job runs started by task endpoints (trigger http)"
-    rows = session.execute(
-        select(JobRun.job, JobRun.status, func.count())
-        .where(_runs(since, now), JobRun.trigger == "http")
-        .group_by(JobRun.job, JobRun.status)
-    ).all()
-    _tally(line, rows)
+def _requests(
+    session: Session, line: Line, o: Objective, since: dt.datetime, now: dt.datetime
+) -> None:
+    """Answers on the objective's routes that were not refusals (4xx): for availability the
+    bad ones are 5xx, for latency those slower than the threshold."""
+    from faithflow_ops.slo.tallies import le_value, read
+
+    assert o.routes is not None
+    line.note = "from the receiver's request tallies, by the hour"
+    pattern = re.compile(o.routes)
+    per: dict[str, list[int]] = {}  # route: [good, total]
+    for route, status_class, le, n in read(session, since, now):
+        if status_class == "4xx" or not pattern.fullmatch(route):
+            continue
+        if o.kind == "availability":
+            good = status_class != "5xx"
+        else:
+            assert o.threshold_seconds is not None
+            good = le_value(le) <= o.threshold_seconds
+        counts = per.setdefault(route, [0, 0])
+        counts[0] += n if good else 0
+        counts[1] += n
+    line.good = sum(g for g, _ in per.values())
+    line.total = sum(t for _, t in per.values())
+    what = "5xx" if o.kind == "availability" else "slow"
+    line.worst = [
+        {"route": route, what: total - good, "requests": total}
+        for route, (good, total) in sorted(per.items(), key=lambda kv: kv[1][0] - kv[1][1])
+        if total > good
+    ][:WORST]
 
 
 def _tally(line: Line, rows: Any) -> None:

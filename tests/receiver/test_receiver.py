@@ -204,7 +204,7 @@ def test_metrics_are_prometheus_text_and_count_requests_and_runs(base_url: str) 
         return 0.0
 
     healthz = 'faithflow_http_requests_total{method="GET",route="/healthz",status="200"}'
-    runs = 'faithflow_job_runs_total{job="fake_sweep",status="succeeded",trigger="http"}'
+    runs = 'faithflow_job_runs_total{job_name="fake_sweep",status="succeeded",trigger="http"}'
     before = scrape()
     httpx.get(base_url + "/healthz")
     httpx.get(base_url + "/healthz")

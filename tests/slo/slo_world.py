@@ -97,3 +97,19 @@ def delivery(
     )
     session.add(row)
     return row
+
+
+def answers(
+    session: Session,
+    route: str,
+    status_class: str,
+    count: int,
+    at: dt.datetime,
+    *,
+    seconds: float = 0.02,
+) -> None:
+    """`count` answers of the receiver on `route`, as its request tallies record them."""
+    from faithflow_ops.slo import tallies
+
+    key = (tallies.hour_of(at), route, status_class, tallies.le_label(seconds))
+    tallies.write(session, {key: count}, at)

@@ -81,3 +81,39 @@ def test_job_runs_and_outbox_are_read_from_the_database(db: Database, base_url: 
     assert got[f'{interval}{{job_name="dunning"}}'] == 15 * 60  # */15 * * * *
     # no tenant label anywhere: the label sets stay small whatever the number of churches
     assert not any(re.search(r"[{,]tenant\w*=", name) for name in got)
+
+
+def test_metric_names_and_labels_follow_prometheus_conventions(db: Database, base_url: str) -> None:
+    """Counters end in _total, durations and ages are histograms or gauges in `_seconds`
+    (base units), and no label is `job`/`instance` (Prometheus's target labels would rename
+    it) or a tenant."""
+    now = utcnow()
+    with db.session() as session:
+        run(session, "dunning", "succeeded", now)
+        message(session, "sent", now)
+    httpx.post(base_url + "/webhooks/stripe", content=b"{}")
+    text = httpx.get(base_url + "/metrics").text
+    types = dict(line.split(" ")[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
+    ours = {  # prometheus_client's `_created` series (creation time of a child) aside
+        name: kind
+        for name, kind in types.items()
+        if name.startswith("faithflow_") and not name.endswith("_created")
+    }
+    assert len(ours) >= 12, sorted(ours)
+    for line in text.splitlines():
+        if not line.startswith("faithflow_"):
+            continue
+        name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        if name.endswith("_created"):
+            continue
+        family = next(f for f in sorted(ours, key=len, reverse=True) if name.startswith(f))
+        kind = ours[family]
+        if kind == "counter":
+            assert name.endswith("_total"), name
+        if kind == "histogram":
+            assert family.endswith("_seconds"), family
+        if set(family.split("_")) & {"duration", "latency", "waiting", "timestamp", "interval"}:
+            assert family.endswith("_seconds"), family  # times in seconds, the base unit
+        labels = set(re.findall(r"[{,](\w+)=", line))
+        assert not labels & {"job", "instance"}, line
+        assert not any(label.startswith("tenant") for label in labels), line

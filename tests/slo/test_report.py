@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from slo_world import NOW, delivery, message, run
+from slo_world import NOW, answers, delivery, message, run
 
 from faithflow_ops.db import Database
 from faithflow_ops.jobs.registry import JOBS
@@ -29,10 +29,20 @@ def _world(db: Database) -> None:
         run(session, "health_sweep", "failed", AGO, error="dns timeout")
         run(session, "dunning", "failed", AGO, dry_run=True)  # a preview: never counted
         run(session, "dunning", "failed", NOW - dt.timedelta(days=40))  # before the window
-        # task endpoints: 3 http runs, 1 failed
+        # task endpoints: 3 http runs, 1 failed (counted by job_success)
         run(session, "health_sweep", "succeeded", AGO, trigger="http")
         run(session, "health_sweep", "succeeded", AGO, trigger="http")
         run(session, "dunning", "failed", AGO, trigger="http")
+        # the receiver's answers: tasks 2 good and 1 502; webhooks 997 fast, 2 slow (0.3 s),
+        # 1 503, and 40 refusals (4xx: not counted); an hour before the window is left out
+        answers(session, "/tasks/dunning", "2xx", 2, AGO)
+        answers(session, "/tasks/dunning", "5xx", 1, AGO)
+        answers(session, "/webhooks/stripe", "2xx", 997, AGO)
+        answers(session, "/webhooks/stripe", "2xx", 2, AGO, seconds=0.3)
+        answers(session, "/webhooks/paystack", "5xx", 1, AGO + dt.timedelta(hours=2))
+        answers(session, "/webhooks/stripe", "4xx", 40, AGO, seconds=2.0)
+        answers(session, "/webhooks/stripe", "5xx", 500, NOW - dt.timedelta(days=31))
+        answers(session, "/webhooks/stripe", "5xx", 70, NOW)  # the hour of `now`: not over
         # webhooks: 3 applied fast, 1 applied late (90 s), 1 waiting for 10 min, 1 just in
         for _ in range(3):
             delivery(session, "applied", AGO)
@@ -67,6 +77,15 @@ def test_report_measures_each_objective_from_stored_rows(db: Database) -> None:
 
     tasks = got["task_availability"]
     assert (tasks["good"], tasks["total"]) == (2, 3)
+    assert tasks["worst"] == [{"route": "/tasks/dunning", "5xx": 1, "requests": 3}]
+
+    ingest = got["webhook_ingest_availability"]  # 1 5xx in 1000 = 99.9 % < 99.95 %
+    assert (ingest["good"], ingest["total"]) == (999, 1000)
+    assert ingest["status"] == "breached" and ingest["budget_left"] == -1.0
+    assert ingest["worst"] == [{"route": "/webhooks/paystack", "5xx": 1, "requests": 1}]
+    latency = got["webhook_ingest_latency"]  # the 2 answers over 0.25 s (the 503 was fast)
+    assert (latency["good"], latency["total"]) == (998, 1000)
+    assert latency["status"] == "ok" and latency["worst"][0]["slow"] == 2
 
     apply = got["webhook_apply_latency"]
     assert (apply["good"], apply["total"]) == (3, 5)  # the 5-second-old one is not decided
@@ -77,8 +96,6 @@ def test_report_measures_each_objective_from_stored_rows(db: Database) -> None:
     assert outbox["budget_left"] == -19.0  # 20 % failed against a 1 % budget
     assert outbox["worst"][0]["unsent"] == 1
 
-    assert got["webhook_ingest_availability"]["status"] == "n/a"
-    assert got["webhook_ingest_latency"]["status"] == "n/a"
     assert got["outbox_backlog"]["status"] == "breached"  # 20 min > 10 min
     assert got["webhook_backlog"]["status"] == "breached"  # 10 min > 5 min
 
