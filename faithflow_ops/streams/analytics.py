@@ -57,51 +57,83 @@ TOP_REFERRERS = 10
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _SPANS = "stream_view_spans"  # the temporary table of one run's views
 
-# Epoch milliseconds of `at`, exact on both dialects (SQLite stores `YYYY-MM-DD HH:MM:SS.ffffff`).
+# Epoch milliseconds, exact on both dialects (SQLite stores `YYYY-MM-DD HH:MM:SS.ffffff`).
 _MS = {
-    "postgresql": "CAST(floor(extract(epoch FROM at) * 1000) AS bigint)",
-    "sqlite": "(CAST(strftime('%s', at) AS INTEGER) * 1000 + CAST(substr(at, 21, 3) AS INTEGER))",
+    "postgresql": "CAST(floor(extract(epoch FROM {col}) * 1000) AS bigint)",
+    "sqlite": "(CAST(strftime('%s', {col}) AS INTEGER) * 1000"
+    " + CAST(substr({col}, 21, 3) AS INTEGER))",
 }
+# The time the window pass compares: Postgres keeps `at` (timestamps compare and add an interval
+# cheaply; epoch arithmetic on a million rows does not), SQLite's text becomes epoch ms at once.
+# `:timeout` is bound to match: an interval on Postgres, milliseconds on SQLite.
+_PASS_TIME = {"postgresql": "at", "sqlite": _MS["sqlite"].format(col="at")}
+_TO_MS = {"postgresql": _MS["postgresql"], "sqlite": "{col}"}
 
 # The events of one session into views (see the module docstring). `w`: each event with its
-# neighbours in the viewer's timeline; `b`: whether it starts or ends a view, and the end it
-# gives when it is the last; `spans`: the first and last event of each view side by side.
+# neighbours in the viewer's timeline, in the unique index's order (an index-only scan on
+# Postgres: the pass reads no table row); `b`: only the events that start or end a view or are
+# its first leave (a few per view; the heartbeats in between go); `c`: which of the three each
+# is, and the end it gives; `spans`: each start with the end of the next kept row; the last
+# join fetches the first event's source and referrer for the views alone.
 _VIEWS_SQL = """
 INSERT INTO {spans} (viewer_id, source, referrer, s, e)
 WITH w AS (
-    SELECT viewer_id, kind, source, referrer, {ms} AS t,
-           lag({ms}) OVER v AS prev_t, lag(kind) OVER v AS prev_kind,
-           lead({ms}) OVER v AS next_t, lead(kind) OVER v AS next_kind
+    SELECT viewer_id, kind, at, {t} AS t,
+           lag({t}) OVER v AS prev_t, lag(kind) OVER v AS prev_kind,
+           lead({t}) OVER v AS next_t, lead(kind) OVER v AS next_kind
     FROM stream_view_events
     WHERE session_id = :session_id
     WINDOW v AS (PARTITION BY viewer_id ORDER BY at, kind)
 ), b AS (
-    SELECT viewer_id, kind, source, referrer, t,
+    SELECT * FROM w
+    WHERE kind <> 'heartbeat' OR prev_t IS NULL OR prev_kind = 'leave'
+       OR prev_t < t - :timeout OR next_t IS NULL OR next_kind = 'join' OR next_t > t + :timeout
+), c AS (
+    SELECT viewer_id, kind, at, t,
            CASE WHEN kind = 'join' OR (kind = 'heartbeat' AND (
-                    prev_t IS NULL OR prev_kind = 'leave' OR t - prev_t > :timeout))
+                    prev_t IS NULL OR prev_kind = 'leave' OR prev_t < t - :timeout))
                 THEN 1 ELSE 0 END AS is_start,
            CASE WHEN next_t IS NULL OR next_kind = 'join' OR (next_kind = 'heartbeat' AND (
-                    kind = 'leave' OR next_t - t > :timeout))
+                    kind = 'leave' OR next_t > t + :timeout))
                 THEN 1 ELSE 0 END AS is_last,
            CASE WHEN kind = 'leave' AND (prev_kind IS NULL OR prev_kind <> 'leave')
                 THEN 1 ELSE 0 END AS is_leave,
            CASE WHEN kind = 'leave' THEN t
-                WHEN next_t IS NOT NULL AND next_t - t <= :timeout THEN next_t
+                WHEN next_t IS NOT NULL AND next_t <= t + :timeout THEN next_t
                 ELSE t + :timeout END AS end_t
-    FROM w
-), spans AS (
-    SELECT viewer_id, source, referrer, is_start, t AS s,
-           CASE WHEN is_last = 1 THEN end_t
-                ELSE lead(end_t) OVER (PARTITION BY viewer_id ORDER BY t, kind) END AS e
     FROM b
+), spans AS (
+    SELECT viewer_id, kind, at, is_start, {s_ms} AS s,
+           CASE WHEN is_last = 1 THEN {end_ms}
+                ELSE lead({end_ms}) OVER (PARTITION BY viewer_id ORDER BY at, kind) END AS e
+    FROM c
     WHERE is_start = 1 OR is_last = 1 OR is_leave = 1
 )
-SELECT viewer_id, source, referrer,
-       CASE WHEN s < :lo THEN :lo ELSE s END,
-       CASE WHEN e > :hi THEN :hi ELSE e END
+SELECT spans.viewer_id, ev.source, ev.referrer,
+       CASE WHEN spans.s < :lo THEN :lo ELSE spans.s END,
+       CASE WHEN spans.e > :hi THEN :hi ELSE spans.e END
 FROM spans
-WHERE is_start = 1 AND e > s AND e > :lo AND s < :hi
+JOIN stream_view_events ev
+  ON ev.session_id = :session_id AND ev.viewer_id = spans.viewer_id AND ev.at = spans.at
+     AND ev.kind = spans.kind
+WHERE spans.is_start = 1 AND spans.e > spans.s AND spans.e > :lo AND spans.s < :hi
 """
+
+
+def _views_sql(dialect: str, spans: str) -> str:
+    return _VIEWS_SQL.format(
+        spans=spans,
+        t=_PASS_TIME[dialect],
+        s_ms=_TO_MS[dialect].format(col="t"),
+        end_ms=_TO_MS[dialect].format(col="end_t"),
+    )
+
+
+def _timeout_param(dialect: str, timeout_ms: int) -> Any:
+    if dialect == "postgresql":
+        return dt.timedelta(milliseconds=timeout_ms)
+    return timeout_ms
+
 
 # Concurrency: +1 at each view's start, -1 at its end; the running sum after each instant.
 _LEVELS = """
@@ -202,8 +234,8 @@ def session_analytics(
         raise UserError(f"--slots {slots}: give 1 to {MAX_SLOTS}")
     started = time.perf_counter()
     row = get_session(session, session_id)
-    dialect = session.get_bind().dialect.name
-    ms = _MS["postgresql" if dialect == "postgresql" else "sqlite"]
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+    ms = _MS[dialect].format(col="at")
     timeout_ms = timeout_s * 1000
     span = _span(session, row, ms, timeout_ms)
     doc: dict[str, Any] = {
@@ -280,8 +312,13 @@ def _figures(
         # one sort-free pass when the index order serves the window; memory for the rest
         session.execute(text("SET LOCAL work_mem = '64MB'"))
     session.execute(
-        text(_VIEWS_SQL.format(spans=_SPANS, ms=ms)),
-        {"session_id": session_id, "timeout": timeout_ms, "lo": span.lo, "hi": span.hi},
+        text(_views_sql(dialect, _SPANS)),
+        {
+            "session_id": session_id,
+            "timeout": _timeout_param(dialect, timeout_ms),
+            "lo": span.lo,
+            "hi": span.hi,
+        },
     )
     try:
         views, viewers, total_ms = run(_TOTALS_SQL)[0]
