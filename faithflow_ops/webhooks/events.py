@@ -205,9 +205,9 @@ def _mux(scope: str, payload: dict[str, Any]) -> InboundEvent:
     if len(event_id) > KEY_MAX:
         raise MalformedEvent(f"Mux event id is longer than {KEY_MAX} characters")
     for name in ("id", "live_stream_id"):
-        if data.get(name) is not None and not _text(data[name]):
+        if (name == "id" or data.get(name) is not None) and not _text(data.get(name)):
             raise MalformedEvent(
-                f"Mux {event_type} event {event_id}: data.{name} is {_shown(data[name])}, "
+                f"Mux {event_type} event {event_id}: data.{name} is {_shown(data.get(name))}, "
                 "not a string id"
             )
     if event_type.startswith("video.live_stream."):

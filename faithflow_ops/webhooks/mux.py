@@ -177,9 +177,7 @@ def _waiting_events(session: Session, stream_id: str, after: dt.datetime) -> lis
 
 def live_stream_event(session: Session, event: InboundEvent) -> Outcome:
     state = LIVE_STREAM_STATES[event.type]
-    stream = MuxLiveStream.from_api(event.object)
-    if not stream.id:
-        raise ValueError(f"Mux {event.type} event {event.key} names no live stream (data.id)")
+    stream = MuxLiveStream.from_api(event.object)  # events.parse: data.id is a string
     channel = _channel(session, stream.id)
     if channel is None:
         return _unknown_stream(stream.id)

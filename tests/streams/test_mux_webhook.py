@@ -21,14 +21,17 @@ from typing import Any
 import httpx
 import pytest
 from conftest import World, z
-from fakes.mux import WEBHOOK_SECRET, MuxWebhooks, body_of, mux_signature
-from helpers import running
+from fakes.mux import WEBHOOK_SECRET, MuxFake, MuxWebhooks, body_of, mux_signature
+from helpers import running, wait_applied
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from faithflow_ops.cli import app
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
+from faithflow_ops.jobs import registry
+from faithflow_ops.jobs.base import JobContext
+from faithflow_ops.jobs.runner import run_job
 from faithflow_ops.models import Incident, StreamEvent, WebhookEvent
 from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers.mux import signature_header, verify_webhook
@@ -237,6 +240,13 @@ def test_a_redelivery_is_acknowledged_and_stored_once(
             b'"created_at": "2026-03-08T15:33:00Z", "data": {"id": 7}}',
             None,
             "data.id is a int",
+        ),
+        (
+            "no live stream id",
+            b'{"id": "e2", "type": "video.live_stream.idle", '
+            b'"created_at": "2026-03-08T15:31:00Z", "data": {"status": "idle"}}',
+            None,
+            "data.id is null, not a string id",
         ),
     ],
 )
@@ -482,3 +492,44 @@ def test_webhooks_list_filters_mux_events(world: World, mux: MuxWebhooks) -> Non
     assert [(r["provider"], r["scope"], r["type"]) for r in found] == [
         ("mux", "platform", "video.live_stream.active")
     ]
+
+
+# --- with the rest of the system ----------------------------------------------------------
+
+
+def test_the_receivers_own_worker_applies_mux_events(
+    world: World, db_url: str, mux: MuxWebhooks
+) -> None:
+    settings = Settings(database_url=db_url, mux_webhook_secrets=(WEBHOOK_SECRET,))
+    doc = mux.live("connected", CONNECTED)
+    with running(create_app(settings, db=world.db)) as url:
+        assert post(url, doc).status_code == 200
+        assert wait_applied(world.db, doc["id"]) == {doc["id"]: "applied"}
+    assert (world.get(world.sunday).status, world.get(world.sunday).started_at) == (
+        "live",
+        CONNECTED,
+    )
+
+
+def test_streams_sync_finds_nothing_left_after_the_webhooks(
+    world: World, mux: MuxWebhooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for doc in (
+        mux.live("recording", RECORDING, asset_id=ASSET),
+        mux.live("active", ACTIVE, asset_id=ASSET),
+    ):
+        deliver(world.db, doc)
+    work(world.db)
+    with MuxFake().serve() as fake:
+        for name, value in fake.settings_env().items():  # type: ignore[attr-defined]
+            monkeypatch.setenv(name, value)
+        fake.go_active("mux-ls-1", ASSET, RECORDING)  # type: ignore[attr-defined]
+        ctx = JobContext(
+            now=ACTIVE + dt.timedelta(minutes=1),
+            dry_run=True,
+            trigger="cli",
+            settings=Settings.from_env(),
+        )
+        result = run_job(world.db, registry.get("streams_sync"), ctx)
+    assert result.status == "succeeded", result.summary()
+    assert [a.action.kind for a in result.actions] == []  # live, recording processing already
