@@ -533,3 +533,9 @@ def test_streams_sync_finds_nothing_left_after_the_webhooks(
         result = run_job(world.db, registry.get("streams_sync"), ctx)
     assert result.status == "succeeded", result.summary()
     assert [a.action.kind for a in result.actions] == []  # live, recording processing already
+
+
+def test_the_secret_is_a_list_so_it_can_rotate() -> None:
+    env = {"MUX_WEBHOOK_SECRET": " old-secret , new-secret "}
+    assert Settings.from_env(env).mux_webhook_secrets == ("old-secret", "new-secret")
+    assert Settings.from_env({}).mux_webhook_secrets == ()
