@@ -81,9 +81,17 @@ def set_policy(
     """Change a channel's policy, or a session's tightening of it (`replace`: start from this
     whole policy instead of the stored one). A session may not loosen its channel's policy."""
     channel = get_channel(session, channel_id)
-    base = policies.parse(channel.moderation_policy or {}, "the channel's moderation policy")
+    if session_id is None and replace is not None:  # also mends a stored policy gone bad
+        start = policies.parse(replace, "the policy file")
+        channel.moderation_policy = policies.changed(start, change, "policy").to_doc()
+        session.flush()
+        return show_policy(session, channel_id)
+    base = policies.parse(
+        channel.moderation_policy or {},
+        "the channel's moderation policy (replace it with `policy set CHANNEL --file`)",
+    )
     if session_id is None:
-        start = policies.parse(replace, "the policy file") if replace is not None else base
+        start = base
         channel.moderation_policy = policies.changed(start, change, "policy").to_doc()
         session.flush()
         return show_policy(session, channel_id)

@@ -299,6 +299,14 @@ def test_an_invalid_stored_policy_leaves_its_messages_waiting(world: World) -> N
     assert (only.action.kind, only.outcome) == ("policy_invalid", "reported")
     assert "unknown key 'slow_mode'" in only.action.reason
     assert statuses(world) == [("hello", "pending", None)]
+    with pytest.raises(UserError, match="replace it with `policy set CHANNEL --file`"):
+        set_policy(world, block_links=True)
+    with world.db.session() as session:  # the operator mends it with a whole policy
+        records.set_policy(
+            session, world.channel, policies.Change(), by="t", replace={"slow_mode_s": 5}
+        )
+    assert run(world).outcomes == {"applied": 1, "reported": 1}
+    assert statuses(world) == [("hello", "visible", None)]
 
 
 def test_chat_import_from_json_lines_and_csv(world: World, tmp_path: Path) -> None:
