@@ -126,6 +126,16 @@ def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
 
 HEALTH_GRACE_PREFIX = "FAITHFLOW_HEALTH_GRACE_"
 
+# retention run: the platform's default period per data class, in days (docs/retention.md)
+RETENTION_DAYS: Mapping[str, int] = {
+    "support_tickets": 365,  # closed tickets: requester details anonymised
+    "outbound_messages": 90,  # finished outbox messages: bodies redacted
+    "webhook_payloads": 90,  # finished webhook events: bodies dropped
+    "job_runs": 90,  # deleted
+    "health_checks": 90,  # deleted
+    "deleted_tenants": 30,  # soft-deleted tenants: every row purged
+}
+
 
 def _grace_overrides(env: Mapping[str, str]) -> dict[str, int]:
     """FAITHFLOW_HEALTH_GRACE_<JOB>=seconds: one job's grace (`health sweep` refuses a name
@@ -535,6 +545,11 @@ class Settings:
     health_failure_threshold: int = 2
     log_format: str | None = None  # "json" | "console" | None (auto: console on a TTY)
     webhook_body_limit: int = 256 * 1024
+    # retention run (docs/retention.md): the platform's default days per data class
+    # (FAITHFLOW_RETENTION_<CLASS>_DAYS; a tenant's data_retention_days overrides them for its
+    # own rows) and the rows one batch (one transaction) touches at most
+    retention_days: Mapping[str, int] = field(default_factory=lambda: dict(RETENTION_DAYS))
+    retention_batch_size: int = 5000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -668,6 +683,15 @@ class Settings:
             db_statement_timeout=_float(env, "FAITHFLOW_DB_STATEMENT_TIMEOUT", 300.0, minimum=1.0),
             health_outbox_backlog_minutes=_int(
                 env, "FAITHFLOW_HEALTH_OUTBOX_BACKLOG", 15, minimum=1
+            ),
+            retention_days={
+                data_class: _int(
+                    env, f"FAITHFLOW_RETENTION_{data_class.upper()}_DAYS", days, 7, 3650
+                )
+                for data_class, days in RETENTION_DAYS.items()
+            },
+            retention_batch_size=_int(
+                env, "FAITHFLOW_RETENTION_BATCH_SIZE", 5000, minimum=100, maximum=100_000
             ),
             health_webhook_failure_rate=_percent(env, "FAITHFLOW_HEALTH_WEBHOOK_FAILURE_RATE", 5.0),
             health_webhook_min_events=_int(

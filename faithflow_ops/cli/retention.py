@@ -3,7 +3,7 @@ holds (faithflow_ops/retention/holds.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -87,3 +87,30 @@ def list_holds(
              for r in rows],
         )  # fmt: skip
     output.info(f"{len(rows)} legal hold(s)" if rows else "no legal holds")
+
+
+@app.command("due")
+def due(now: NowOpt = None, as_json: JsonOpt = False) -> None:
+    """Rows due now per tenant and data class (the preview's totals; tenants on legal hold are
+    left out), with the platform default periods from the settings."""
+    from faithflow_ops.cli.common import settings
+    from faithflow_ops.retention import purge
+
+    when = parse_now(now)
+    config = settings()
+    with database().read_session() as session:
+        counts = purge.due_counts(session, when, config.retention_days)
+    rows: list[dict[str, Any]] = [
+        {"tenant": tenant, "class": data_class, "rows": n}
+        for tenant in sorted(counts, key=lambda t: (t is not None, t or ""))
+        for data_class, n in sorted(counts[tenant].items())
+    ]
+    if as_json:
+        output.print_json(rows)
+        return
+    if rows:
+        output.table(
+            ("tenant", "class", "rows"),
+            [(r["tenant"] or "(platform)", r["class"], r["rows"]) for r in rows],
+        )
+    output.info(f"{sum(r['rows'] for r in rows)} row(s) due" if rows else "nothing is due")

@@ -174,20 +174,61 @@ class SecurityEnforceOptions:
     )
 
 
-@dataclass(frozen=True)
-class RetentionOptions:
-    webhook_days: int = option(
-        90,
-        help="Platform default: days webhook bodies are kept (a tenant's data retention "
-        "overrides it for its events; default 90).",
+def _days(what: str, variable: str, default: int) -> Any:
+    return option(
+        help=f"Days {what} (default: {variable}, else {default}).",
         kind="int",
         minimum=7,
         maximum=3650,
     )
-    job_run_days: int = option(
+
+
+@dataclass(frozen=True)
+class RetentionOptions:
+    # The platform defaults for this run; None = the settings (FAITHFLOW_RETENTION_<CLASS>_DAYS).
+    # A tenant's own data retention (`tenants policy set --retention-days`) overrides the
+    # tenant-owned classes for its rows.
+    ticket_days: int | None = _days(
+        "after closing before a ticket's requester is anonymised",
+        "FAITHFLOW_RETENTION_SUPPORT_TICKETS_DAYS",
+        365,
+    )
+    message_days: int | None = _days(
+        "finished outbox messages keep their bodies",
+        "FAITHFLOW_RETENTION_OUTBOUND_MESSAGES_DAYS",
         90,
-        help="Days job runs are kept (each job's newest run is always kept; default 90).",
+    )
+    webhook_days: int | None = _days(
+        "finished webhook events keep their bodies", "FAITHFLOW_RETENTION_WEBHOOK_PAYLOADS_DAYS", 90
+    )
+    job_run_days: int | None = _days(
+        "job runs are kept (each job's newest always is)", "FAITHFLOW_RETENTION_JOB_RUNS_DAYS", 90
+    )
+    health_days: int | None = _days(
+        "health check results are kept (each check's newest always is)",
+        "FAITHFLOW_RETENTION_HEALTH_CHECKS_DAYS",
+        90,
+    )
+    deleted_tenant_days: int | None = _days(
+        "after a tenant's deletion before all its data is purged",
+        "FAITHFLOW_RETENTION_DELETED_TENANTS_DAYS",
+        30,
+    )
+    data_class: str | None = option(
+        help="Only this data class.",
+        choices=(
+            "support_tickets",
+            "outbound_messages",
+            "webhook_payloads",
+            "job_runs",
+            "health_checks",
+            "deleted_tenants",
+        ),
+    )
+    batch_size: int | None = option(
+        help="Rows per batch, one transaction each (default: FAITHFLOW_RETENTION_BATCH_SIZE, "
+        "else 5000).",
         kind="int",
-        minimum=7,
-        maximum=3650,
+        minimum=1,
+        maximum=100_000,
     )

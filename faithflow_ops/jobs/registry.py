@@ -209,7 +209,8 @@ JOBS: tuple[JobSpec, ...] = (
     ),
     JobSpec(
         name="retention",
-        summary="Apply data retention: drop old webhook bodies, delete old job runs; legal holds",
+        summary="Apply data retention per tenant and data class (anonymise, redact, delete, "
+        "purge deleted tenants); legal holds",
         cli_group="retention",
         cli_verb="run",
         task_path="/tasks/retention/run",
@@ -217,8 +218,9 @@ JOBS: tuple[JobSpec, ...] = (
         module="faithflow_ops.jobs.retention_run",
         lease_seconds=3600,
         options=RetentionOptions,
-        preview_detail="Batches of at most 1,000 rows per tenant and data class, with the "
-        "cutoff each follows; tenants on legal hold are left out.",
+        preview_detail="Batches (key ranges of at most --batch-size rows) per tenant, data "
+        "class and table, with the cutoff each follows; tenants on legal hold are left out. "
+        "Totals per tenant and class: `faithflow retention due`.",
     ),
     JobSpec(
         name="streams_sync",

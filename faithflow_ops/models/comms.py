@@ -70,6 +70,13 @@ class OutboundMessage(Timestamps, Base):
             "provider_message_id",
             where="provider_message_id IS NOT NULL",
         ),
+        # retention run (redact_messages): a tenant's finished messages not yet redacted
+        partial_index(
+            "ix_outbound_messages_retention",
+            "tenant_id",
+            "id",
+            where="redacted_at IS NULL AND status NOT IN ('queued', 'scheduled', 'sending')",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,6 +120,8 @@ class OutboundMessage(Timestamps, Base):
     # The record this message is about: ("dunning_attempt", "12"), ("support_ticket", "7")…
     about_type: Mapped[str | None] = mapped_column(String(64))
     about_id: Mapped[str | None] = mapped_column(String(64))
+    # When `retention run` redacted body, subject and variables (docs/retention.md).
+    redacted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class Suppression(Timestamps, Base):

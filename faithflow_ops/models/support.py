@@ -102,6 +102,13 @@ class SupportTicket(Timestamps, Base):
         # analytics: tickets created / solved in a window
         Index("ix_support_tickets_opened_at", "opened_at"),
         Index("ix_support_tickets_solved_at", "solved_at"),
+        # retention run (anonymise_tickets): a tenant's closed tickets not yet anonymised
+        partial_index(
+            "ix_support_tickets_retention",
+            "tenant_id",
+            "id",
+            where="status = 'closed' AND anonymised_at IS NULL",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -159,6 +166,8 @@ class SupportTicket(Timestamps, Base):
     resolution_warned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     resolution_breached_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     resolution_fulfilled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # When `retention run` anonymised the requester's details (docs/retention.md).
+    anonymised_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class SupportMessage(CreatedAt, Base):

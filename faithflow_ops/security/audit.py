@@ -34,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.actions import decode
+from faithflow_ops.config import RETENTION_DAYS
 from faithflow_ops.models import MfaNotice, SecurityAudit, Tenant, User, UserSession
 from faithflow_ops.retention import purge
 from faithflow_ops.security.enforce import gated, session_violation
@@ -321,13 +322,12 @@ def _retention(
     """What `retention run` (default periods) would still purge as of a day ago."""
     late: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     overdue_at = now - dt.timedelta(days=1)
-    days = purge.DEFAULT_DAYS
-    for action in purge.plan(session, overdue_at, webhook_days=days, job_run_days=days):
+    for action in purge.plan(session, overdue_at, RETENTION_DAYS, batch_size=100_000):
         batch = decode(purge.PurgeBatch, action.data)
         subject = _subject(batch.tenant_id, tenants)
         if subject is None or (subject == "platform" and not platform):
             continue
-        late[subject][batch.data_class] += len(batch.ids)
+        late[subject][batch.data_class] += batch.rows
     return [
         Finding(
             "retention_overdue",

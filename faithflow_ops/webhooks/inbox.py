@@ -415,6 +415,11 @@ def replay(
         )
         if row is None:
             raise NotFound(f"no webhook event {event_id}; see `faithflow webhooks list`")
+        if row.payload is None and row.raw_body is None:  # docs/retention.md: ledger only
+            raise UserError(
+                f"webhook event {event_id} has no body: data retention dropped it (the ledger "
+                "row stays); it cannot be replayed — ask the provider to resend it if needed"
+            )
         if row.status in DONE:
             return Received(
                 row.id,

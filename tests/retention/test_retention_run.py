@@ -86,13 +86,13 @@ def test_a_hold_placed_after_the_preview_makes_its_batches_stale(data: Data) -> 
 
 def test_work_is_batched_and_an_interrupted_run_resumes(data: Data) -> None:
     data.events(2500, tenant=data.grace, age=100)
-    preview = run(data.db, "retention", dry_run=True)
-    assert [len(a.action.data["ids"]) for a in preview.actions] == [1000, 1000, 500]
-    first = run(data.db, "retention", limit=1)  # stands in for a run cut short after a batch
+    preview = run(data.db, "retention", dry_run=True, batch_size=1000)
+    assert [a.action.data["rows"] for a in preview.actions] == [1000, 1000, 500]
+    first = run(data.db, "retention", limit=1, batch_size=1000)  # a run cut short after a batch
     assert dict(first.outcomes) == {"applied": 1}
     assert _bodies(data) == 1500
-    rest = run(data.db, "retention")
-    assert [len(a.action.data["ids"]) for a in rest.actions] == [1000, 500]
+    rest = run(data.db, "retention", batch_size=1000)
+    assert [a.action.data["rows"] for a in rest.actions] == [1000, 500]
     assert _bodies(data) == 0
 
 
