@@ -253,6 +253,17 @@ def db(db_url: str, monkeypatch: pytest.MonkeyPatch, _templates: _Templates) -> 
     reset_database_cache()
 
 
+@pytest.fixture
+def sqlite_db(tmp_path: Path, _templates: _Templates) -> Iterator[Database]:
+    """A migrated SQLite database (a copy of the session's template) for a test whose subject
+    is not the dialect — one database, not one per dialect like `db`."""
+    path = tmp_path / "faithflow.db"
+    _templates.sqlite_copy(path)
+    database = Database.from_url(f"sqlite:///{path}")
+    yield database
+    database.dispose()
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """Every CLI invocation configures logging onto its own (then closed) stderr: put the root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -19,6 +20,37 @@ def said(result: Any) -> str:
     return " ".join(result.stderr.split())
 
 
+class _Server(uvicorn.Server):
+    """uvicorn that stops the moment a test asks: its own main loop wakes every 0.1 s to look
+    at `should_exit`, and its shutdown sleeps another 0.1 s for connections to finish — a test
+    starts and stops hundreds of servers whose clients are done by then."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stopped: asyncio.Event | None = None
+
+    async def main_loop(self) -> None:
+        self._stopped = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        if not self.should_exit:
+            await self._stopped.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        while self.server_state.connections or self.server_state.tasks:  # a client still busy
+            await asyncio.sleep(0.005)
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
+    def stop(self) -> None:
+        self.should_exit = True
+        if self._loop is not None and self._stopped is not None:
+            self._loop.call_soon_threadsafe(self._stopped.set)
+
+
 @contextmanager
 def running(app: Litestar) -> Iterator[str]:
     """Serve the app with uvicorn on a free loopback port, in a thread; yield its base URL."""
@@ -26,9 +58,7 @@ def running(app: Litestar) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, access_log=False, proxy_headers=False)
-    )
+    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, proxy_headers=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -39,7 +69,7 @@ def running(app: Litestar) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         thread.join(15)
         sock.close()
 

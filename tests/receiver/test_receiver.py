@@ -27,7 +27,6 @@ from faithflow_ops.jobs import locks, registry
 from faithflow_ops.jobs.base import Action, Job, JobContext
 from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.logging import configure
-from faithflow_ops.migrate import upgrade
 from faithflow_ops.models import JobRun
 from faithflow_ops.providers._http import ProviderError
 from receiver.app import create_app
@@ -93,15 +92,6 @@ def _reset_job() -> None:
 
 def settings_for(url: str, **overrides: Any) -> Settings:
     return Settings(database_url=url, integration_api_key=KEY, **overrides)
-
-
-@pytest.fixture
-def sqlite_db(tmp_path: Path) -> Iterator[Database]:
-    """One migrated SQLite database, for tests whose subject is not the database."""
-    database = Database.from_url(f"sqlite:///{tmp_path / 'receiver.db'}")
-    upgrade(database.engine)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
