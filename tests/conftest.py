@@ -264,6 +264,30 @@ def sqlite_db(tmp_path: Path, _templates: _Templates) -> Iterator[Database]:
     database.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_default_tls_context() -> Iterator[None]:
+    """httpx builds a new default TLS context for every client — loading certifi's CA bundle,
+    about 0.09 s — and each top-level `httpx.get`/`httpx.post` is a new client: thousands of
+    them in a run, nearly all to plain-http loopback servers. Build the default one once per
+    process (per CA setting); a test that passes its own `verify=` context is untouched."""
+    import httpx._transports.default as transport
+
+    build = transport.create_ssl_context
+    made: dict[tuple[str | None, str | None], Any] = {}
+
+    def shared(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is not True or cert is not None or not trust_env:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        if key not in made:
+            made[key] = build(verify=verify, cert=cert, trust_env=trust_env)
+        return made[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transport, "create_ssl_context", shared)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """Every CLI invocation configures logging onto its own (then closed) stderr: put the root

@@ -20,7 +20,7 @@ def said(result: Any) -> str:
     return " ".join(result.stderr.split())
 
 
-class _Server(uvicorn.Server):
+class QuickServer(uvicorn.Server):
     """uvicorn that stops the moment a test asks: its own main loop wakes every 0.1 s to look
     at `should_exit`, and its shutdown sleeps another 0.1 s for connections to finish — a test
     starts and stops hundreds of servers whose clients are done by then."""
@@ -58,7 +58,7 @@ def running(app: Litestar) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, proxy_headers=False))
+    server = QuickServer(uvicorn.Config(app, log_config=None, access_log=False, proxy_headers=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -265,6 +265,9 @@ class Worker:
     # and it shares this process's interpreter lock); the backlog drains once the burst ends.
     BUSY_WINDOW = 0.05
     GIVE_WAY = 0.1
+    # The listener blocks this long at most between looks at `stop()`: stopping the receiver
+    # (a deploy, every test's app) waits for it. Waking five times a second costs nothing.
+    LISTEN_TICK = 0.2
 
     def __init__(
         self,
@@ -336,7 +339,7 @@ class Worker:
                 with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        for _ in conn.notifies(timeout=self.LISTEN_TICK, stop_after=1):
                             self.wake()
             except Exception as exc:
                 log.warning("webhook listener reconnecting", error=type(exc).__name__)

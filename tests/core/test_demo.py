@@ -31,7 +31,9 @@ NOW = "2026-03-01T09:00:00Z"
 
 @pytest.fixture
 def empty_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """An empty (never migrated) database that the CLI is configured to use."""
+    """An empty (never migrated) database that the CLI is configured to use. Only the test of
+    the demo's own migration needs one; the others seed a migrated, empty copy (`db`), which
+    the demo's upgrade leaves as it is — running every revision per test cost a second."""
     monkeypatch.setenv("FAITHFLOW_DATABASE_URL", db_url)
     database = Database.from_url(db_url)
     yield database
@@ -72,7 +74,7 @@ def test_demo_migrates_seeds_and_previews_every_registered_job(cli, empty_db: Da
 
 
 def test_demo_subscriptions_cover_every_status_both_providers_and_many_places(
-    cli, empty_db: Database
+    cli, db: Database
 ) -> None:
     run_demo(cli)
     subs = json.loads(cli("subs", "list", "--json").stdout)
@@ -84,12 +86,12 @@ def test_demo_subscriptions_cover_every_status_both_providers_and_many_places(
     plans = json.loads(cli("plans", "list", "--json").stdout)
     assert any("stripePriceId" in p["metadata"] for p in plans)
     assert any("paystackPlanCode" in p["metadata"] for p in plans)
-    with empty_db.read_session() as s:
+    with db.read_session() as s:
         agents = s.scalar(select(func.count()).select_from(User).where(User.tenant_id.is_(None)))
     assert agents == 1
 
 
-def test_demo_metadata_carries_every_historical_shape(cli, empty_db: Database) -> None:
+def test_demo_metadata_carries_every_historical_shape(cli, db: Database) -> None:
     run_demo(cli)
     subs = json.loads(cli("subs", "list", "--json").stdout)
     keys = {key for s in subs for key in s["metadata"]}
@@ -105,7 +107,7 @@ def test_demo_metadata_carries_every_historical_shape(cli, empty_db: Database) -
 
 
 def test_demo_backfill_preview_reports_a_conflict_and_an_invalid_id(
-    cli, empty_db: Database
+    cli, db: Database
 ) -> None:
     doc = run_demo(cli)
     (backfill,) = [p for p in doc["previews"] if p["job"] == "subscription_metadata_backfill"]
@@ -123,7 +125,7 @@ def by_tenant(preview: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {a["data"]["tenant"]: a for a in preview["actions"] if a["kind"] == kind}
 
 
-def test_demo_dunning_preview_sends_holds_pauses_skips_and_opens(cli, empty_db: Database) -> None:
+def test_demo_dunning_preview_sends_holds_pauses_skips_and_opens(cli, db: Database) -> None:
     dunning = preview_of(run_demo(cli), "dunning")
     assert dunning["counts"] == {"open_case": 1, "skip_steps": 1, "send_step": 2, "paused": 1}
     # the safety net: a past-due subscription whose case the hook never opened
@@ -146,7 +148,7 @@ def test_demo_dunning_preview_sends_holds_pauses_skips_and_opens(cli, empty_db: 
     assert "promised payment" in paused["reason"]
 
 
-def test_demo_holds_the_lagos_step_by_quiet_hours_at_any_time(cli, empty_db: Database) -> None:
+def test_demo_holds_the_lagos_step_by_quiet_hours_at_any_time(cli, db: Database) -> None:
     # Wednesday 16:00 in Lagos is outside the default quiet hours: the church's own service
     # hours (stored as its preferences) hold the e-mail back instead.
     result = cli("demo", "--json", "--now", "2026-03-04T15:00:00Z")
@@ -164,7 +166,7 @@ def test_demo_holds_the_lagos_step_by_quiet_hours_at_any_time(cli, empty_db: Dat
 
 
 def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(
-    cli, empty_db: Database
+    cli, db: Database
 ) -> None:
     dispatch = preview_of(run_demo(cli), "communications_dispatch")
     assert dispatch["counts"] == {"send": 3, "suppress": 1}
@@ -175,7 +177,7 @@ def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(
     (suppressed,) = [a for a in dispatch["actions"] if a["kind"] == "suppress"]
     assert suppressed["data"]["channel"] == "sms"
     assert suppressed["data"]["suppression"] == "stop"
-    with empty_db.read_session() as s:
+    with db.read_session() as s:
         statuses = dict(
             s.execute(
                 select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)
@@ -185,13 +187,13 @@ def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(
     assert statuses == {"queued": 3, "scheduled": 8}
 
 
-def test_demo_sla_sweep_preview_warns_and_breaches(cli, empty_db: Database) -> None:
+def test_demo_sla_sweep_preview_warns_and_breaches(cli, db: Database) -> None:
     doc = run_demo(cli)
     sweep = preview_of(doc, "support_sla_sweep")
     assert sweep["counts"] == {"sla_breach": 1, "sla_warning": 1}
     found = {a["kind"]: a["data"] for a in sweep["actions"]}
     assert found["sla_breach"]["metric"] == found["sla_warning"]["metric"] == "first_response"
-    with empty_db.read_session() as s:
+    with db.read_session() as s:
         statuses = sorted(s.scalars(select(SupportTicket.status)).all())
         published = s.scalar(
             select(func.count()).select_from(KbArticle).where(KbArticle.status == "published")
@@ -202,13 +204,13 @@ def test_demo_sla_sweep_preview_warns_and_breaches(cli, empty_db: Database) -> N
 
 
 def test_demo_escalates_the_open_incident_through_a_demo_route_without_hooks(
-    cli, empty_db: Database
+    cli, db: Database
 ) -> None:
     doc = run_demo(cli)
     escalate = preview_of(doc, "incidents_escalate")  # issue 16: not "nothing to do"
     assert escalate["counts"] == {"alert": 1}
     assert escalate["actions"][0]["data"]["cause"] == "health:outbox_backlog"
-    with empty_db.read_session() as s:
+    with db.read_session() as s:
         (incident,) = s.scalars(select(Incident)).all()
     assert (incident.cause, incident.status) == ("health:outbox_backlog", "open")
     # the backlog still fails at `now`: the sweep counts it against the same incident
@@ -222,7 +224,7 @@ def test_demo_escalates_the_open_incident_through_a_demo_route_without_hooks(
 
 
 def test_demo_escalation_uses_the_configured_route_when_there_is_one(
-    cli, empty_db: Database, monkeypatch: pytest.MonkeyPatch
+    cli, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ALERT_WEBHOOK_URL", "https://hooks.example.org/faithflow")
     result = cli("demo", "--json", "--now", NOW)
@@ -236,7 +238,7 @@ def test_demo_escalation_uses_the_configured_route_when_there_is_one(
 
 
 def test_demo_walks_two_custom_domains_through_verification_on_loopback_dns(
-    cli, empty_db: Database
+    cli, db: Database
 ) -> None:
     """Issue 16: the demo shows domains. Their DNS is answered by a server on loopback (the
     names are under .example, which no public resolver answers): one church published its
@@ -260,7 +262,7 @@ def test_demo_walks_two_custom_domains_through_verification_on_loopback_dns(
     }
 
 
-def test_demo_prints_a_table_per_job_and_a_counts_line(cli, empty_db: Database) -> None:
+def test_demo_prints_a_table_per_job_and_a_counts_line(cli, db: Database) -> None:
     result = cli("demo", "--now", NOW)
     assert result.exit_code == 0, result.stderr
     assert "seeded" in result.stdout
@@ -273,7 +275,7 @@ def test_demo_prints_a_table_per_job_and_a_counts_line(cli, empty_db: Database) 
     assert said(result).count("database: ") == 1  # issue 16: said once
 
 
-def test_demo_keeps_job_log_lines_off_its_tables(cli, empty_db: Database) -> None:
+def test_demo_keeps_job_log_lines_off_its_tables(cli, db: Database) -> None:
     """Issue 16: each job's `job run` log line landed between the demo's tables on a terminal;
     the demo's own summary line per job says the same. Tables on stdout, the rest on stderr."""
     result = cli("demo", "--now", NOW)
@@ -296,7 +298,7 @@ def test_demo_refuses_a_database_that_already_holds_tenants(cli, db: Database) -
         assert s.scalar(select(func.count()).select_from(JobRun)) == 0
 
 
-def test_demo_run_twice_refuses_the_second_time(cli, empty_db: Database) -> None:
+def test_demo_run_twice_refuses_the_second_time(cli, db: Database) -> None:
     run_demo(cli)
     again = cli("demo")
     assert again.exit_code == 2
@@ -304,10 +306,11 @@ def test_demo_run_twice_refuses_the_second_time(cli, empty_db: Database) -> None
 
 
 def test_demo_is_deterministic_for_a_given_now(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _templates: Any
 ) -> None:
     docs = []
     for name in ("one.db", "two.db"):
+        _templates.sqlite_copy(tmp_path / name)  # migrated and empty
         monkeypatch.setenv("FAITHFLOW_DATABASE_URL", f"sqlite:///{tmp_path / name}")
         doc = run_demo(cli)
         subs = json.loads(cli("subs", "list", "--json").stdout)
@@ -335,7 +338,7 @@ def _unmeasured(preview: dict[str, Any]) -> list[Any]:
 
 
 def test_a_job_that_cannot_load_fails_its_preview_and_the_demo_exits_1(
-    cli, empty_db: Database, monkeypatch: pytest.MonkeyPatch
+    cli, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     broken = JobSpec(
         name="broken_job", summary="Broken", cli_group="jobs", cli_verb="broken",

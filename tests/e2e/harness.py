@@ -44,6 +44,7 @@ import httpx
 from fakes.providers import FakeAPI, Recorded, Reply, stripe_error
 from fakes.smtp import SmtpServer
 from fakes.twilio import TwilioFake
+from helpers import QuickServer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
@@ -693,7 +694,7 @@ class Platform:
     env: dict[str, str] = field(default_factory=dict)
     posted: list[str] = field(default_factory=list)  # event keys not yet waited for
     _receiver: subprocess.Popen[bytes] | None = None
-    _server: Any = None  # uvicorn.Server, in process
+    _server: Any = None  # a QuickServer (uvicorn), in process
     _thread: Any = None  # threading.Thread serving it
     _url: str | None = None
     _http: httpx.Client | None = None
@@ -832,7 +833,7 @@ class Platform:
             proxy_headers=False,
             lifespan="on",
         )
-        self._server = uvicorn.Server(config)
+        self._server = QuickServer(config)
         self._thread = threading.Thread(target=self._server.run, name="receiver", daemon=True)
         self._thread.start()
 
@@ -854,7 +855,7 @@ class Platform:
         if self._http is not None:
             self._http.close()
         if self._server is not None and self._thread is not None:
-            self._server.should_exit = True  # what SIGTERM does: drain, run the lifespan end
+            self._server.stop()  # what SIGTERM does: drain, run the lifespan end
             self._thread.join(timeout=30)
             assert not self._thread.is_alive(), "the receiver did not stop in 30 s"
         if self._receiver is not None and self._receiver.poll() is None:
@@ -920,4 +921,4 @@ class Platform:
                     f"webhooks not settled after {timeout:.0f} s: {states}"
                     + self.receiver_log_tail()
                 )
-            time.sleep(0.2)
+            time.sleep(0.05)
