@@ -22,8 +22,11 @@ demo: install
 	@rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	@FAITHFLOW_DATABASE_URL=sqlite:///$(DEMO_DB) $(BIN)/faithflow demo
 
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: the test workers and every
+# `faithflow` subprocess a test starts would otherwise compile the package (and pytest rewrite
+# every test module) anew.
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 serve: install
 	$(BIN)/faithflow db upgrade

@@ -56,23 +56,6 @@ def postgres_available() -> bool:
     return True
 
 
-def _fresh_postgres_url(template: str | None = None) -> Iterator[str]:
-    """A new database per test (dropped afterwards) so tests never see each other: empty, or a
-    copy of `template`."""
-    admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    name = f"ff_test_{uuid.uuid4().hex[:12]}"
-    copy = f' TEMPLATE "{template}"' if template else ""
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
-    url = make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database URL on each dialect: empty (not migrated), or — for a test that also asks
@@ -86,15 +69,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     if not request.getfixturevalue("postgres_available"):
         pytest.skip("Postgres not configured: set FAITHFLOW_TEST_POSTGRES_URL")
-    if not migrated:
-        yield from _fresh_postgres_url()
-        return
     templates: _Templates = request.getfixturevalue("_templates")
-    name = templates.take_postgres()
+    name = templates.take_postgres() if migrated else templates.take_scratch()
     try:
         yield make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
     finally:
-        templates.give_back_postgres(name)
+        if migrated:
+            templates.give_back_postgres(name)
+        else:
+            templates.give_back_scratch(name)
 
 
 class _Templates:
@@ -107,6 +90,7 @@ class _Templates:
         self.sqlite: Path | None = None
         self.postgres: str | None = None
         self.free: list[str] = []  # migrated Postgres databases, emptied, ready for a test
+        self.scratch_free: list[str] = []  # Postgres databases with no schema, ready
         self.made: list[str] = []
         self.shape: str | None = None  # the template's tables, indexes, sequences, revision
         self.conns: dict[str, psycopg.Connection[Any]] = {}  # one kept open per database
@@ -138,10 +122,11 @@ class _Templates:
         return self.postgres
 
     # A migrated Postgres database per test, reused: CREATE DATABASE … TEMPLATE and DROP cost
-    # about a second each on this machine under load. Emptying one is a single round trip on
-    # a connection kept open per database (a DO block: 35 DELETEs one by one took five times
-    # as long, and connecting anew each time as long again). A database whose schema a test
-    # changed (or that will not empty) is dropped, not reused.
+    # about a second each on this machine under load (DROP forces a checkpoint, so the few
+    # databases a test leaves unusable are dropped together at the end, not one by one).
+    # Emptying one is a single round trip on a connection kept open per database (a DO block:
+    # 35 DELETEs one by one took five times as long, and connecting anew each time as long
+    # again). A database whose schema a test changed (or that will not empty) is not reused.
 
     _RESET = """
         DO $$
@@ -164,6 +149,48 @@ class _Templates:
                 WHERE n.nspname = 'public')
                || '@' || (SELECT string_agg(version_num, ',') FROM alembic_version)
     """
+
+    # An empty Postgres database per test that migrates one itself, reused the same way: DROP
+    # DATABASE forces a checkpoint (seconds once the run has dirtied many pages), dropping the
+    # public schema does not.
+
+    _EMPTY = """
+        DO $$
+        DECLARE r record;
+        BEGIN
+          PERFORM pg_terminate_backend(pid) FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid();
+          FOR r IN SELECT quote_ident(nspname) AS n FROM pg_namespace
+                   WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP
+            EXECUTE 'DROP SCHEMA ' || r.n || ' CASCADE';
+          END LOOP;
+          CREATE SCHEMA public;
+        END $$;
+        SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
+    """
+
+    def take_scratch(self) -> str:
+        if self.scratch_free:
+            return self.scratch_free.pop()
+        name = f"ff_test_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
+        admin.dispose()
+        self.made.append(name)
+        return name
+
+    def give_back_scratch(self, name: str) -> None:
+        try:
+            emptied = self._run(name, self._EMPTY) == "0"
+        except Exception:
+            emptied = False
+        if emptied:
+            self.scratch_free.append(name)
+        else:
+            self._close(name)  # dropped with the others at the end
 
     def take_postgres(self) -> str:
         if self.free:
@@ -189,14 +216,17 @@ class _Templates:
         if reusable:
             self.free.append(name)
         else:
-            self._close(name)
-            self._drop(name)
-            self.made.remove(name)
+            self._close(name)  # dropped with the others at the end
 
     def _reset(self, name: str) -> str | None:
         """Empty `name` — every row gone and every sequence back at 1, as in a fresh copy of
         the template (whose only rows are alembic_version's), sessions a test left behind
         ended — and return its shape (tables, indexes, sequences, revision)."""
+        return self._run(name, self._RESET)
+
+    def _run(self, name: str, script: str) -> str | None:
+        """Run a DO block and the query after it on the connection kept for `name`; the
+        query's one value."""
         conn = self.conns.get(name)
         if conn is None or conn.closed:
             url = make_url(_pg_admin_url()).set(database=name)
@@ -207,7 +237,7 @@ class _Templates:
             self.conns[name] = conn
         try:
             with conn.transaction():
-                cursor = conn.execute(self._RESET)
+                cursor = conn.execute(script)
                 cursor.nextset()  # past the DO block's result to the SELECT's
                 row = cursor.fetchone()
         except psycopg.Error:

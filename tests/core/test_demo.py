@@ -106,9 +106,7 @@ def test_demo_metadata_carries_every_historical_shape(cli, db: Database) -> None
     assert nested and nested[0]["customer"]["id"].startswith("cus_")
 
 
-def test_demo_backfill_preview_reports_a_conflict_and_an_invalid_id(
-    cli, db: Database
-) -> None:
+def test_demo_backfill_preview_reports_a_conflict_and_an_invalid_id(cli, db: Database) -> None:
     doc = run_demo(cli)
     (backfill,) = [p for p in doc["previews"] if p["job"] == "subscription_metadata_backfill"]
     assert backfill["counts"].get("conflict", 0) >= 1
@@ -165,9 +163,7 @@ def test_demo_holds_the_lagos_step_by_quiet_hours_at_any_time(cli, db: Database)
     ]  # fmt: skip
 
 
-def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(
-    cli, db: Database
-) -> None:
+def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(cli, db: Database) -> None:
     dispatch = preview_of(run_demo(cli), "communications_dispatch")
     assert dispatch["counts"] == {"send": 3, "suppress": 1}
     sends = [a["data"] for a in dispatch["actions"] if a["kind"] == "send"]

@@ -209,12 +209,23 @@ def database_url(
     admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
     with _locked(_shared_dir / "postgres.lock"), admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    try:
-        yield make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
+    admin.dispose()
+    request.getfixturevalue("_drop_at_exit").append(name)
+    yield make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def _drop_at_exit() -> Iterator[list[str]]:
+    """The flows' Postgres databases, dropped when this process is done: DROP DATABASE forces a
+    checkpoint, seconds after a flow has dirtied many pages; one after another at the end,
+    only the first has much to write."""
+    names: list[str] = []
+    yield names
+    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in names:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    admin.dispose()
 
 
 @pytest.fixture

@@ -401,7 +401,7 @@ def test_secrets_and_signatures_are_never_logged(base: str) -> None:
         stripe_post(base, body, header=header)
         stripe_post(base, body, secret="whsec_wrong_one")
         paystack_post(base, payload("paystack", "platform.subscription.create"), key="sk_bad")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # a bound for a failure, not a wait
         while stream.getvalue().count('"event": "request"') < 3:
             assert time.monotonic() < deadline
             time.sleep(0.01)
