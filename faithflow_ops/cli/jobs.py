@@ -92,7 +92,7 @@ def execute(
     `options` are the job's own (`JobSpec.options`) as the command line gave them."""
     if limit is not None and limit < 1:
         raise UserError(f"--limit {limit} must be 1 or more")
-    # The imports here (runner, models, database driver, the job) make ~400,000 objects that
+    # The imports here (runner, models, database driver, the job) make ~100,000 objects that
     # live as long as the process: no collections while they load, then out of the collector's
     # scans, as main() does for the CLI itself (a 100,000-assignment volunteers preview spent a
     # fifth of its CPU time in gc, rescanning them as the plan grew).
