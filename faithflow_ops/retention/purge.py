@@ -50,6 +50,7 @@ from sqlalchemy import (
     distinct,
     func,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -110,6 +111,13 @@ class PurgeBatch:  # every kind: one key range of one class, tenant and table
 # row must still meet (re-checked by apply inside the batch's key range).
 
 
+def _sql_text(value: str) -> ColumnElement[str]:
+    """A constant written into the SQL, not bound: the partial indexes' predicates
+    (`status = 'closed'`) must match it in a prepared statement's generic plan, which psycopg
+    uses from a statement's sixth execution on — a bound `status = $1` never matches one."""
+    return literal_column("'" + value.replace("'", "''") + "'")
+
+
 @dataclass(frozen=True)
 class _TenantClass:
     data_class: str
@@ -123,12 +131,13 @@ class _TenantClass:
 _TICKETS = _TenantClass(
     "support_tickets", "support_tickets", SupportTicket.id, SupportTicket.tenant_id,
     SupportTicket.closed_at,
-    (SupportTicket.status == "closed", SupportTicket.anonymised_at.is_(None)),
+    (SupportTicket.status == _sql_text("closed"), SupportTicket.anonymised_at.is_(None)),
 )  # fmt: skip
 _MESSAGES = _TenantClass(
     "outbound_messages", "outbound_messages", OutboundMessage.id, OutboundMessage.tenant_id,
     OutboundMessage.created_at,
-    (OutboundMessage.redacted_at.is_(None), OutboundMessage.status.not_in(UNSENT_MESSAGES)),
+    (OutboundMessage.redacted_at.is_(None),
+     OutboundMessage.status.not_in([_sql_text(s) for s in UNSENT_MESSAGES])),
 )  # fmt: skip
 _WEBHOOKS = _TenantClass(
     "webhook_payloads", "webhook_events", WebhookEvent.id, WebhookEvent.tenant_id,
@@ -415,7 +424,7 @@ def _anonymise_tickets(session: Session, batch: PurgeBatch) -> int:
         .where(
             SupportTicket.id.between(batch.first_id, batch.last_id),
             SupportTicket.tenant_id == batch.tenant_id,
-            SupportTicket.status == "closed",
+            SupportTicket.status == _sql_text("closed"),
             SupportTicket.anonymised_at.is_(None),
             SupportTicket.closed_at < batch.cutoff,
         )
