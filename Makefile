@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/bench_volunteers.py
 	$(BIN)/python bench/bench_sla.py
 	$(BIN)/python bench/bench_moderation.py
+	$(BIN)/python bench/bench_retention.py
 	$(BIN)/python bench/bench_tallies.py
 
 lint: install
