@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/bench_moderation.py
 	$(BIN)/python bench/bench_retention.py
 	$(BIN)/python bench/bench_tallies.py
+	$(BIN)/python bench/bench_streams.py
 
 lint: install
 	$(BIN)/ruff check .

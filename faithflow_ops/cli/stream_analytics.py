@@ -46,7 +46,8 @@ def ingest_views(
     output.info(
         f"imported {result.inserted} view event{'s' if result.inserted != 1 else ''} from "
         f"{result.file} ({result.duplicates} already there) in {result.seconds:.2f} s "
-        f"({result.per_second:,.0f} lines/s)"
+        f"({result.per_second:,.0f} lines/s); {result.views} views rebuilt in "
+        f"{result.views_seconds:.2f} s"
     )
 
 
@@ -59,6 +60,14 @@ def analytics(
     slots: Annotated[
         int, typer.Option("--slots", help="Columns of the concurrency chart (1-500).")
     ] = 60,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Rebuild the session's views from its events first (ingest-views does it; "
+            "needed only after events were changed by other means).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """A session's audience from its view events: views, unique viewers, watch time, peak
@@ -67,7 +76,7 @@ def analytics(
     from faithflow_ops.streams.analytics import session_analytics
 
     with database().session() as session:
-        doc = session_analytics(session, session_id, buckets=buckets, slots=slots)
+        doc = session_analytics(session, session_id, buckets=buckets, slots=slots, rebuild=rebuild)
     if as_json:
         output.print_json(doc)
         return

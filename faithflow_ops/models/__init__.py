@@ -35,7 +35,7 @@ from faithflow_ops.models.stream_moderation import (
     StreamModerationAction,
     StreamSessionPolicy,
 )
-from faithflow_ops.models.stream_views import StreamViewEvent
+from faithflow_ops.models.stream_views import StreamView, StreamViewEvent
 from faithflow_ops.models.streams import StreamChannel, StreamEvent, StreamSession
 from faithflow_ops.models.support import (
     BusinessCalendar,
@@ -94,6 +94,7 @@ __all__ = [
     "StreamModerationAction",
     "StreamSession",
     "StreamSessionPolicy",
+    "StreamView",
     "StreamViewEvent",
     "Subscription",
     "SubscriptionPlan",

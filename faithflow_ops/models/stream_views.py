@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from faithflow_ops.db import UTCDateTime
@@ -38,4 +38,25 @@ class StreamViewEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     source: Mapped[str] = mapped_column(String(16))
     # the referring site's host (`facebook.com`): paths and queries are dropped at import
+    referrer: Mapped[str | None] = mapped_column(String(255))
+
+
+class StreamView(Base):
+    """One view (docs/streams.md: a join or a heartbeat after a silence, to its leave or the
+    heartbeat timeout), derived from a session's view events. `streams ingest-views` rebuilds a
+    session's views after each import into it, so `streams analytics` reads a few rows per
+    viewer instead of walking every heartbeat. Times are epoch milliseconds, unclipped (the
+    report clips them to the session's span)."""
+
+    __tablename__ = "stream_views"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # streams analytics: one session's views
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("stream_sessions.id", ondelete="CASCADE"), index=True
+    )
+    viewer_id: Mapped[str] = mapped_column(String(128))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(16))  # the view's first event's
     referrer: Mapped[str | None] = mapped_column(String(255))

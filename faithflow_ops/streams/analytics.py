@@ -4,12 +4,20 @@ concurrent viewers and when, retention at each tenth of the stream, source attri
 referrers, and concurrency over time for a chart. The peak is stored on the session
 (`stream_sessions.peak_concurrent_viewers`).
 
-Everything is computed in SQL, set-based, the same text on Postgres and SQLite but for how a
-timestamp becomes epoch milliseconds: one pass of window functions (`lag`/`lead` per viewer in
-time order, served by the unique index on (session_id, viewer_id, at, kind)) turns the events
-into views in a temporary table; the figures are small aggregates over it (a sweep with a
-running `sum() OVER` for concurrency, a recursive series of instants for retention). Python only
-shapes the few result rows. docs/streams.md defines a view and watch time:
+Everything is computed in SQL, set-based, the same text on Postgres and SQLite but for how
+timestamps are compared. Two steps:
+
+- `build_views`: one pass of window functions (`lag`/`lead` per viewer in time order, an
+  index-only scan of the unique index on (session_id, viewer_id, at, kind)) turns a session's
+  events into its views, stored in `stream_views`. `streams ingest-views` runs it for every
+  session a file imports into: it walks every heartbeat (seconds for a million events), so it
+  runs once per import, not once per report;
+- `session_analytics`: the views clipped to the session's span into a temporary table, and the
+  figures as small aggregates over it (a sweep with a running `sum() OVER` for concurrency, a
+  recursive series of instants for retention). It builds the views first when the session has
+  events but none were built (events written by other means), or when asked (`--rebuild`).
+
+Python only shapes the few result rows. docs/streams.md defines a view and watch time:
 
 - the events of one viewer, in time order (at one instant: heartbeat, join, leave), are split
   into views: a `join` starts one; so does a `heartbeat` that is the viewer's first event, the
@@ -20,17 +28,13 @@ shapes the few result rows. docs/streams.md defines a view and watch time:
   never leaves is closed by the timeout). A `join` … `leave` with no heartbeats between is the
   whole span between them;
 - each view is clipped to the session's span (`started_at` … `ended_at`; a session never started
-  or still on air is measured from its first event to its last event plus the timeout); a view
-  with no time left inside the span is not a view;
+  or still on air is measured from its first view's start to its last view's end); a view with
+  no time left inside the span is not a view;
 - watch time is the clipped length; a view's source and referrer are its first event's;
   concurrency at an instant counts the views open at it (from the start, inclusive, to the
   end, exclusive); retention at an instant is the share of the session's unique viewers with a
   view covering it (ends included, so 100% is "stayed to the end").
 
-In SQL: `w` gives each event its neighbours in the viewer's timeline (one window, the index
-order); `b` marks the events that start a view, end one (the next starts another) or are its
-first `leave`, with the end each would give; `spans` keeps only those (a few per view) and hands
-each start the end of the next kept row (`lead`).
 """
 
 from __future__ import annotations
@@ -40,11 +44,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.orm import Session
 
+from faithflow_ops.db import rowcount
 from faithflow_ops.errors import UserError
-from faithflow_ops.models import StreamSession
+from faithflow_ops.models import StreamSession, StreamView
 from faithflow_ops.models.stream_views import VIEW_SOURCES
 from faithflow_ops.streams.records import get_session
 
@@ -73,10 +78,11 @@ _TO_MS = {"postgresql": _MS["postgresql"], "sqlite": "{col}"}
 # neighbours in the viewer's timeline, in the unique index's order (an index-only scan on
 # Postgres: the pass reads no table row); `b`: only the events that start or end a view or are
 # its first leave (a few per view; the heartbeats in between go); `c`: which of the three each
-# is, and the end it gives; `spans`: each start with the end of the next kept row; the last
-# join fetches the first event's source and referrer for the views alone.
+# is, and the end it gives; `spans`: each start with the end of the next kept row; then the
+# first event's source and referrer for the views alone, by key (correlated subqueries: one
+# index probe each, whatever the planner believes of a session imported a moment ago).
 _VIEWS_SQL = """
-INSERT INTO {spans} (viewer_id, source, referrer, s, e)
+INSERT INTO stream_views (session_id, viewer_id, source, referrer, start_ms, end_ms)
 WITH w AS (
     SELECT viewer_id, kind, at, {t} AS t,
            lag({t}) OVER v AS prev_t, lag(kind) OVER v AS prev_kind,
@@ -109,20 +115,30 @@ WITH w AS (
     FROM c
     WHERE is_start = 1 OR is_last = 1 OR is_leave = 1
 )
-SELECT spans.viewer_id, ev.source, ev.referrer,
-       CASE WHEN spans.s < :lo THEN :lo ELSE spans.s END,
-       CASE WHEN spans.e > :hi THEN :hi ELSE spans.e END
+SELECT :session_id, spans.viewer_id,
+       (SELECT ev.source FROM stream_view_events ev
+        WHERE ev.session_id = :session_id AND ev.viewer_id = spans.viewer_id
+          AND ev.at = spans.at AND ev.kind = spans.kind),
+       (SELECT ev.referrer FROM stream_view_events ev
+        WHERE ev.session_id = :session_id AND ev.viewer_id = spans.viewer_id
+          AND ev.at = spans.at AND ev.kind = spans.kind),
+       spans.s, spans.e
 FROM spans
-JOIN stream_view_events ev
-  ON ev.session_id = :session_id AND ev.viewer_id = spans.viewer_id AND ev.at = spans.at
-     AND ev.kind = spans.kind
-WHERE spans.is_start = 1 AND spans.e > spans.s AND spans.e > :lo AND spans.s < :hi
+WHERE spans.is_start = 1 AND spans.e > spans.s
+"""
+# One run's views, clipped to the span.
+_CLIP_SQL = """
+INSERT INTO {spans} (viewer_id, source, referrer, s, e)
+SELECT viewer_id, source, referrer,
+       CASE WHEN start_ms < :lo THEN :lo ELSE start_ms END,
+       CASE WHEN end_ms > :hi THEN :hi ELSE end_ms END
+FROM stream_views
+WHERE session_id = :session_id AND end_ms > :lo AND start_ms < :hi
 """
 
 
-def _views_sql(dialect: str, spans: str) -> str:
+def _views_sql(dialect: str) -> str:
     return _VIEWS_SQL.format(
-        spans=spans,
         t=_PASS_TIME[dialect],
         s_ms=_TO_MS[dialect].format(col="t"),
         end_ms=_TO_MS[dialect].format(col="end_t"),
@@ -180,8 +196,10 @@ _REFERRERS_SQL = """
 SELECT referrer, count(*) AS n FROM {spans} WHERE referrer IS NOT NULL
 GROUP BY referrer ORDER BY n DESC, referrer LIMIT :top
 """
-_SPAN_SQL = """
-SELECT min({ms}), max({ms}) FROM stream_view_events WHERE session_id = :session_id
+_SPAN_SQL = "SELECT min(start_ms), max(end_ms) FROM stream_views WHERE session_id = :session_id"
+_BUILT_SQL = """
+SELECT EXISTS (SELECT 1 FROM stream_view_events WHERE session_id = :session_id),
+       EXISTS (SELECT 1 FROM stream_views WHERE session_id = :session_id)
 """
 
 
@@ -189,7 +207,7 @@ SELECT min({ms}), max({ms}) FROM stream_view_events WHERE session_id = :session_
 class Span:
     lo: int  # epoch ms
     hi: int
-    source: str  # `session` (its started_at and ended_at) or `events` (one of them missing)
+    source: str  # `session` (its started_at and ended_at) or `events` (one missing: the views)
 
 
 def _ms(when: dt.datetime) -> int:
@@ -204,17 +222,37 @@ def _seconds(ms: Any) -> float:
     return round(int(ms or 0) / 1000, 3)
 
 
-def _span(session: Session, row: StreamSession, ms: str, timeout_ms: int) -> Span | None:
+def _span(session: Session, row: StreamSession) -> Span | None:
     lo = _ms(row.started_at) if row.started_at is not None else None
     hi = _ms(row.ended_at) if row.ended_at is not None else None
     if lo is not None and hi is not None:
         return Span(lo, hi, "session") if hi > lo else None
-    first, last = session.execute(text(_SPAN_SQL.format(ms=ms)), {"session_id": row.id}).one()
+    first, last = session.execute(text(_SPAN_SQL), {"session_id": row.id}).one()
     if first is None:
         return None
     lo = int(first) if lo is None else lo
-    hi = int(last) + timeout_ms if hi is None else hi
+    hi = int(last) if hi is None else hi
     return Span(lo, hi, "events") if hi > lo else None
+
+
+def _dialect(session: Session) -> str:
+    return "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
+
+
+def build_views(session: Session, session_id: int) -> int:
+    """Replace `session_id`'s views with those of its view events now; how many."""
+    dialect = _dialect(session)
+    session.execute(delete(StreamView).where(StreamView.session_id == session_id))
+    if dialect == "postgresql":
+        session.execute(text("SET LOCAL work_mem = '64MB'"))  # the window pass in memory
+    result = session.execute(
+        text(_views_sql(dialect)),
+        {
+            "session_id": session_id,
+            "timeout": _timeout_param(dialect, HEARTBEAT_TIMEOUT_S * 1000),
+        },
+    )
+    return rowcount(result)
 
 
 def session_analytics(
@@ -223,21 +261,23 @@ def session_analytics(
     *,
     buckets: int = DEFAULT_BUCKETS,
     slots: int = DEFAULT_SLOTS,
-    timeout_s: int = HEARTBEAT_TIMEOUT_S,
+    rebuild: bool = False,
     store_peak: bool = True,
 ) -> dict[str, Any]:
     """The report for one session (the `--json` document), and its peak concurrent viewers
-    stored on the session when `store_peak` (needs a write session)."""
+    stored on the session when `store_peak` (needs a write session). The views are built first
+    with `rebuild`, or when the session has events and no views."""
     if not 1 <= buckets <= MAX_BUCKETS:
         raise UserError(f"--buckets {buckets}: give 1 to {MAX_BUCKETS} (10 = every 10%)")
     if not 1 <= slots <= MAX_SLOTS:
         raise UserError(f"--slots {slots}: give 1 to {MAX_SLOTS}")
     started = time.perf_counter()
     row = get_session(session, session_id)
-    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"
-    ms = _MS[dialect].format(col="at")
-    timeout_ms = timeout_s * 1000
-    span = _span(session, row, ms, timeout_ms)
+    has_events, has_views = session.execute(text(_BUILT_SQL), {"session_id": row.id}).one()
+    built = None
+    if rebuild or (has_events and not has_views):
+        built = build_views(session, row.id)
+    span = _span(session, row)
     doc: dict[str, Any] = {
         "session": {
             "id": row.id,
@@ -246,7 +286,8 @@ def session_analytics(
             "started_at": row.started_at,
             "ended_at": row.ended_at,
         },
-        "definitions": {"heartbeat_timeout_s": timeout_s, "buckets": buckets},
+        "definitions": {"heartbeat_timeout_s": HEARTBEAT_TIMEOUT_S, "buckets": buckets},
+        "views_rebuilt": built is not None,
         "span": None,
     }
     if span is None:
@@ -258,7 +299,7 @@ def session_analytics(
             "seconds": _seconds(span.hi - span.lo),
             "from_events": span.source != "session",
         }
-        doc.update(_figures(session, dialect, ms, row.id, span, buckets, slots, timeout_ms))
+        doc.update(_figures(session, row.id, span, buckets, slots))
     if store_peak:
         session.execute(
             update(StreamSession)
@@ -289,14 +330,7 @@ def _empty(buckets: int) -> dict[str, Any]:
 
 
 def _figures(
-    session: Session,
-    dialect: str,
-    ms: str,
-    session_id: int,
-    span: Span,
-    buckets: int,
-    slots: int,
-    timeout_ms: int,
+    session: Session, session_id: int, span: Span, buckets: int, slots: int
 ) -> dict[str, Any]:
     def run(sql: str, **params: Any) -> list[Any]:
         return list(session.execute(text(sql.format(spans=_SPANS)), params).all())
@@ -308,17 +342,9 @@ def _figures(
             "referrer varchar(255), s bigint, e bigint)"
         )
     )
-    if dialect == "postgresql":
-        # one sort-free pass when the index order serves the window; memory for the rest
-        session.execute(text("SET LOCAL work_mem = '64MB'"))
     session.execute(
-        text(_views_sql(dialect, _SPANS)),
-        {
-            "session_id": session_id,
-            "timeout": _timeout_param(dialect, timeout_ms),
-            "lo": span.lo,
-            "hi": span.hi,
-        },
+        text(_CLIP_SQL.format(spans=_SPANS)),
+        {"session_id": session_id, "lo": span.lo, "hi": span.hi},
     )
     try:
         views, viewers, total_ms = run(_TOTALS_SQL)[0]

@@ -33,10 +33,10 @@ from typing import Any
 
 import pytest
 from conftest import World, z
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from faithflow_ops.db import Database
-from faithflow_ops.models import StreamSession, StreamViewEvent
+from faithflow_ops.models import StreamSession, StreamView, StreamViewEvent
 from faithflow_ops.streams.analytics import session_analytics
 from faithflow_ops.streams.views import ingest_text
 
@@ -303,7 +303,7 @@ def test_a_session_never_aired_and_without_events(world: World) -> None:
 
 
 def test_a_session_still_on_air_is_measured_to_its_last_event(world: World) -> None:
-    """No ended_at: the span ends 60 s after the last event (14:20:00 + 60 = 14:21:00)."""
+    """No ended_at: the span ends with the last view (b's, 14:20:00 + 60 s = 14:21:00)."""
     sid = aired(world, end=None)
     load(world, sid, [("a", "join", "14:00:00", "app", ""),
                       ("a", "heartbeat", "14:00:40", "app", ""),
@@ -314,15 +314,27 @@ def test_a_session_still_on_air_is_measured_to_its_last_event(world: World) -> N
     assert (doc["views"], doc["watch_time"]["total_s"]) == (2, 160.0)
 
 
-def test_the_peak_is_overwritten_on_a_rerun(world: World) -> None:
+def test_views_are_built_at_import_and_rebuilt_on_request(world: World) -> None:
+    """ingest-views builds the session's views; events changed by other means need --rebuild,
+    and a session with events but no views built gets them on its first report."""
     sid = aired(world)
     load(world, sid, [("a", "join", "14:00:00", "web", ""), ("b", "join", "14:00:30", "web", "")])
-    assert report(world, sid)["peak_concurrent"]["viewers"] == 2
+    first = report(world, sid)
+    assert (first["peak_concurrent"]["viewers"], first["views_rebuilt"]) == (2, False)
     with world.db.session() as session:
-        session.execute(
-            StreamViewEvent.__table__.delete().where(StreamViewEvent.viewer_id == "b")  # type: ignore[attr-defined]
-        )
-    assert report(world, sid)["peak_concurrent"]["viewers"] == 1
+        session.execute(delete(StreamViewEvent).where(StreamViewEvent.viewer_id == "b"))
+    assert report(world, sid)["peak_concurrent"]["viewers"] == 2  # the views built at import
+    again = report(world, sid, rebuild=True)
+    assert (again["peak_concurrent"]["viewers"], again["views_rebuilt"]) == (1, True)
     assert stored_peak(world.db, sid) == 1
+
+    other = aired(world)  # events written straight into the table: no views built yet
+    with world.db.session() as session:
+        session.add(StreamViewEvent(session_id=other, viewer_id="c", kind="join",
+                                    at=at("14:10:00"), source="app"))  # fmt: skip
+    built = report(world, other)
+    assert (built["views"], built["views_rebuilt"], built["watch_time"]["total_s"]) == (
+        1, True, 60.0)  # fmt: skip
+    assert report(world, other)["views_rebuilt"] is False
     with world.db.read_session() as session:
-        assert session.scalar(select(func.count()).select_from(StreamViewEvent)) == 1
+        assert session.scalar(select(func.count()).select_from(StreamView)) == 2  # a, c

@@ -48,6 +48,7 @@ def test_a_csv_file_twice(world: World, cli: Any, tmp_path: Path) -> None:
     assert (doc["lines"], doc["inserted"], doc["duplicates"], doc["sessions"]) == (
         4, 4, 0, [world.sunday])  # fmt: skip
     assert doc["events_per_second"] > 0
+    assert doc["views"] == 2  # v1 join → leave, v2 join (closed by the timeout)
     assert rows(world.db) == [
         ("v1", "join", z("2026-03-08T14:00:00Z"), "web", "facebook.com"),
         ("v1", "heartbeat", z("2026-03-08T14:00:30Z"), "web", None),  # +01:00 → UTC
