@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 
 import dns.flags
@@ -26,8 +26,48 @@ import dns.rrset
 TTL = 60
 
 
-def _key(name: str) -> str:
+def name_key(name: str) -> str:
+    """A name as the record tables key it: lower case, no trailing dot."""
     return name.strip().lower().rstrip(".")
+
+
+def name_exists(records: Iterable[tuple[str, str]], name: str) -> bool:
+    """Whether a table keyed by (name, type) holds records at `name` or below it."""
+    suffix = "." + name
+    return any(n == name or n.endswith(suffix) for n, _ in records)
+
+
+def follow_cnames(
+    records: Mapping[tuple[str, str], Sequence[str]],
+    question: dns.rrset.RRset,
+    response: dns.message.Message,
+) -> str:
+    """Answer `question` from `records` into `response` like a recursive resolver: the asked
+    type's records, or the CNAME chain inside the table (at most 16 links) and the records at
+    its end. Returns the name the chain ended at."""
+    current = name_key(question.name.to_text())
+    kind = dns.rdatatype.to_text(question.rdtype)
+    seen: set[str] = set()
+    while current not in seen and len(seen) < 16:
+        seen.add(current)
+        values = records.get((current, kind))
+        if values:
+            response.answer.append(
+                dns.rrset.from_text_list(
+                    current + ".", TTL, dns.rdataclass.IN, question.rdtype, values
+                )
+            )
+            break
+        target = records.get((current, "CNAME"))
+        if not target or kind == "CNAME":
+            break
+        response.answer.append(
+            dns.rrset.from_text(
+                current + ".", TTL, dns.rdataclass.IN, dns.rdatatype.CNAME, target[0]
+            )
+        )
+        current = name_key(target[0])
+    return current
 
 
 class LoopbackDns:
@@ -35,7 +75,9 @@ class LoopbackDns:
     then `server.nameserver` is what FAITHFLOW_DNS_NAMESERVERS holds to ask it."""
 
     def __init__(self, records: Mapping[tuple[str, str], Sequence[str]]) -> None:
-        self.records = {(_key(name), kind.upper()): list(v) for (name, kind), v in records.items()}
+        self.records = {
+            (name_key(name), kind.upper()): list(v) for (name, kind), v in records.items()
+        }
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -83,10 +125,6 @@ class LoopbackDns:
                 except OSError:
                     return
 
-    def _exists(self, name: str) -> bool:
-        suffix = "." + name
-        return any(n == name or n.endswith(suffix) for n, _ in self.records)
-
     def answer(self, wire: bytes) -> bytes | None:
         """The answer to one query's wire bytes; None for bytes that are not a DNS query."""
         try:
@@ -99,29 +137,7 @@ class LoopbackDns:
             response.set_rcode(dns.rcode.FORMERR)
             return response.to_wire()
         question = query.question[0]
-        current = _key(question.name.to_text())
-        asked = current
-        kind = dns.rdatatype.to_text(question.rdtype)
-        seen: set[str] = set()
-        while current not in seen and len(seen) < 16:
-            seen.add(current)
-            values = self.records.get((current, kind))
-            if values:
-                response.answer.append(
-                    dns.rrset.from_text_list(
-                        current + ".", TTL, dns.rdataclass.IN, question.rdtype, values
-                    )
-                )
-                break
-            target = self.records.get((current, "CNAME"))
-            if not target or kind == "CNAME":
-                break
-            response.answer.append(
-                dns.rrset.from_text(
-                    current + ".", TTL, dns.rdataclass.IN, dns.rdatatype.CNAME, target[0]
-                )
-            )
-            current = _key(target[0])
-        if not response.answer and not self._exists(asked):
+        follow_cnames(self.records, question, response)
+        if not response.answer and not name_exists(self.records, name_key(question.name.to_text())):
             response.set_rcode(dns.rcode.NXDOMAIN)
         return response.to_wire()

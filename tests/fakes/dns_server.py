@@ -37,15 +37,10 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 
-TTL = 60
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().rstrip(".")
+from faithflow_ops.providers.loopback_dns import follow_cnames, name_exists
+from faithflow_ops.providers.loopback_dns import name_key as _key
 
 
 @dataclass
@@ -124,8 +119,7 @@ class Zone:
     def _exists(self, key: str) -> bool:
         if key in self.empty_names:
             return True
-        suffix = "." + key
-        return any(n == key or n.endswith(suffix) for n, _ in self.records)
+        return name_exists(self.records, key)
 
     def answer(self, wire: bytes, transport: str) -> bytes | None:
         """The answer to one query's wire bytes; None to drop it (no answer ever)."""
@@ -151,26 +145,7 @@ class Zone:
             if qname in self.refused_names:
                 response.set_rcode(dns.rcode.REFUSED)
                 return response.to_wire()
-            current, seen = qname, set()
-            while current not in seen and len(seen) < 16:
-                seen.add(current)
-                values = self.records.get((current, qtype))
-                if values:
-                    response.answer.append(
-                        dns.rrset.from_text_list(
-                            current + ".", TTL, dns.rdataclass.IN, question.rdtype, values
-                        )
-                    )
-                    break
-                target = self.records.get((current, "CNAME"))
-                if not target or qtype == "CNAME":
-                    break
-                response.answer.append(
-                    dns.rrset.from_text(
-                        current + ".", TTL, dns.rdataclass.IN, dns.rdatatype.CNAME, target[0]
-                    )
-                )
-                current = _key(target[0])
+            current = follow_cnames(self.records, question, response)
             if not response.answer and not self._exists(qname):
                 response.set_rcode(dns.rcode.NXDOMAIN)
             elif response.answer and not self._exists(current):
