@@ -222,8 +222,8 @@ def set_plan_metadata(
 
 
 def deactivate_plan(session: Session, code: str, *, actor: str) -> tuple[SubscriptionPlan, bool]:
-    """Stop selling a plan: checkout and plan changes refuse it from now on; its subscriptions
-    are untouched (they renew as before). Returns (plan, whether it changed)."""
+    """Stop selling a plan: checkout, plan changes and `subs add` refuse it from now on; its
+    subscriptions are untouched (they renew as before). Returns (plan, whether it changed)."""
     plan = get_plan(session, code)
     if not plan.active:
         return plan, False

@@ -162,6 +162,11 @@ def add_subscription(
     owner = get_tenant(session, tenant)
     ensure_writable(owner, "given a subscription")
     chosen = get_plan(session, plan)
+    if not chosen.active:
+        raise UserError(
+            f"plan {chosen.code} is not active (retired), so no new subscription can be "
+            "recorded on it; choose an active plan (`faithflow plans list`)"
+        )
     if provider_subscription_id is not None:
         taken = session.scalar(
             select(Subscription.id).where(

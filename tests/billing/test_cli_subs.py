@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from helpers import said
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from faithflow_ops.db import Database
 from faithflow_ops.models import AuditLog, Invoice, Tenant
@@ -255,3 +255,19 @@ def test_a_canceled_subscription_leaves_room_for_a_new_one(cli, platform: Databa
     also = add_sub(cli, "--tenant", "grace-lagos", "--plan", "growth-ngn", "--provider",
                    "paystack")  # fmt: skip
     assert len({old["id"], new["id"], also["id"]}) == 3
+
+
+def test_add_refuses_a_retired_plan_and_records_nothing(cli, platform: Database) -> None:
+    assert cli("plans", "deactivate", "growth-usd").exit_code == 0
+    with platform.read_session() as s:
+        audited = s.scalar(select(func.count()).select_from(AuditLog))
+    result = cli("subs", "add", "--tenant", "cornerstone", "--plan", "growth-usd",
+                 "--provider", "stripe")  # fmt: skip
+    assert result.exit_code == 2
+    assert said(result) == (
+        "error: plan growth-usd is not active (retired), so no new subscription can be "
+        "recorded on it; choose an active plan (`faithflow plans list`)"
+    )
+    assert json.loads(cli("subs", "list", "--json").stdout) == []
+    with platform.read_session() as s:
+        assert s.scalar(select(func.count()).select_from(AuditLog)) == audited
