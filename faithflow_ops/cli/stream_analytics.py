@@ -46,8 +46,12 @@ def ingest_views(
     output.info(
         f"imported {result.inserted} view event{'s' if result.inserted != 1 else ''} from "
         f"{result.file} ({result.duplicates} already there) in {result.seconds:.2f} s "
-        f"({result.per_second:,.0f} lines/s); {result.views} views rebuilt in "
-        f"{result.views_seconds:.2f} s"
+        f"({result.per_second:,.0f} lines/s); "
+        + (
+            f"{result.views} views rebuilt in {result.views_seconds:.2f} s"
+            if result.inserted
+            else f"nothing new: the {result.views} views stand"
+        )
     )
 
 

@@ -33,14 +33,14 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.orm import Session
 
 from faithflow_ops.bulk import insert_rows
 from faithflow_ops.clock import parse_time
 from faithflow_ops.db import rowcount
 from faithflow_ops.errors import UserError
-from faithflow_ops.models import StreamSession, StreamViewEvent
+from faithflow_ops.models import StreamSession, StreamView, StreamViewEvent
 from faithflow_ops.models.stream_views import VIEW_KINDS, VIEW_SOURCES
 from faithflow_ops.streams.analytics import build_views
 
@@ -159,9 +159,13 @@ def ingest_stream(
         raise UserError(f"{name} has no view events; nothing imported")
     inserted = sink.finish()
     loaded = time.perf_counter()
-    views = 0
-    if inserted:  # the sessions' views, for `streams analytics` (nothing new: nothing to do)
+    if inserted:  # the sessions' views, for `streams analytics`
         views = sum(build_views(session, sid) for sid in sorted(sessions))
+    else:  # nothing new: the views stand
+        views = (
+            session.scalar(select(func.count()).where(StreamView.session_id.in_(sorted(sessions))))
+            or 0
+        )
     return IngestResult(
         file=name,
         lines=count,

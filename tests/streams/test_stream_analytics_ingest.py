@@ -60,6 +60,8 @@ def test_a_csv_file_twice(world: World, cli: Any, tmp_path: Path) -> None:
     assert json.loads(again.stdout)["inserted"] == 0
     assert json.loads(again.stdout)["duplicates"] == 4
     assert "imported 0 view events" in again.stderr and "(4 already there)" in again.stderr
+    assert "nothing new: the 2 views stand" in again.stderr
+    assert json.loads(again.stdout)["views"] == 2
     assert count(world.db) == 4
 
 
