@@ -7,6 +7,11 @@ Action kinds (faithflow_ops/streams/sync.py has the rules; docs/streams.md the r
 window passed, or the stream was disabled), `recording_processing`, `recording_ready` (playback
 URL and duration on the session), `recording_failed`, and `missed_start` (one incident per
 session). apply claims the session in the state the plan saw, so a rerun changes nothing.
+
+A `session_live` from `scheduled` also handles the Mux webhook events that waited for it (an
+`idle` or asset event stored `unmatched` while the session was scheduled), in Mux's order and
+in the same transaction, as the webhook that makes a session live does
+(faithflow_ops/webhooks/mux_redrive.py).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from faithflow_ops.actions import decode
 from faithflow_ops.jobs.base import Action, Job, JobContext
 from faithflow_ops.streams import sync
+from faithflow_ops.webhooks import mux_redrive
 
 
 class StreamsSync(Job):
@@ -32,7 +39,13 @@ class StreamsSync(Job):
         return sync.plan(session, ctx.now, ctx.settings, ctx.limit)
 
     def apply(self, session: Session, ctx: JobContext, action: Action) -> None:
+        change = decode(sync.StatusChange, action.data) if action.kind == "session_live" else None
+        if change is None or change.expect != "scheduled":
+            sync.apply(session, action, ctx.now)
+            return
+        mux_redrive.hold(session, change.session_id)
         sync.apply(session, action, ctx.now)
+        mux_redrive.handle_waiting(session, change.session_id, ctx.now)
 
 
 JOB = StreamsSync()

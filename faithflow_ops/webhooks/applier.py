@@ -176,8 +176,7 @@ def _take(db: Database, session: Session, claimed: Claimed, worker: str) -> Webh
     if db.dialect == "postgresql":
         session.execute(text("SET LOCAL synchronous_commit = off"))
         if claimed.object_id:
-            key = f"{claimed.provider}:{claimed.object_id}"
-            session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+            lock_object(session, claimed.provider, claimed.object_id)
     return session.scalar(
         select(WebhookEvent)
         .where(
@@ -187,6 +186,16 @@ def _take(db: Database, session: Session, claimed: Claimed, worker: str) -> Webh
         )
         .with_for_update()
     )
+
+
+def lock_object(session: Session, provider: str, object_id: str) -> None:
+    """Hold the provider object's lock until the transaction ends (Postgres; SQLite has one
+    writer): the applier takes it before handling an event of the object, and other writers
+    whose change an event of it waits for (`streams sync` making a session live) take it too,
+    so the event either sees their change or is seen by them."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = f"{provider}:{object_id}"
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
 
 
 def _raise_failing(session: Session, row: WebhookEvent, result: Received, at: dt.datetime) -> None:

@@ -369,17 +369,28 @@ def redrive_customer(
     return list(results.values())
 
 
-def _redrive_event(session: Session, event_id: int, now: dt.datetime) -> None:
-    """Handle one unmatched event again (what it waited for was just recorded)."""
+def _redrive_event(session: Session, event_id: int, now: dt.datetime) -> Received | None:
+    """Handle one unmatched event again (what it waited for was just recorded); None when it
+    is no longer unmatched (handled meanwhile)."""
     row = session.scalar(
         select(WebhookEvent)
         .where(WebhookEvent.id == event_id, WebhookEvent.status == "unmatched")
         .with_for_update()
     )
     if row is None:
-        return
+        return None
     result = _handle(session, row.id, stored_event(row), now, row.delivery_count, redrive=False)
     log.info("unmatched event handled after its object arrived", id=row.id, status=result.status)
+    return result
+
+
+def redrive_events(session: Session, event_ids: Sequence[int], now: dt.datetime) -> list[Received]:
+    """Handle these unmatched events again, in the order given, in the caller's transaction
+    (each isolated by a savepoint), as `Outcome.unblocked` does: for a change made outside the
+    inbox that they waited for (`streams sync` making a stream session live). Rows no longer
+    unmatched are skipped, so a rerun handles nothing twice."""
+    done = (_redrive_event(session, event_id, now) for event_id in event_ids)
+    return [result for result in done if result is not None]
 
 
 def stored_event(row: WebhookEvent) -> InboundEvent:

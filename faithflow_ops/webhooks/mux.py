@@ -156,8 +156,12 @@ def _over_before(rows: list[StreamSession], at: dt.datetime) -> StreamSession | 
     return None
 
 
-def _waiting_events(session: Session, stream_id: str, after: dt.datetime) -> list[int]:
-    """This live stream's `unmatched` Mux events newer than `after`, in Mux's order."""
+def waiting_events(
+    session: Session, stream_id: str, after: dt.datetime, *, inclusive: bool = False
+) -> list[int]:
+    """This live stream's `unmatched` Mux events newer than `after` (or at it, `inclusive`),
+    in Mux's order."""
+    newer = WebhookEvent.occurred_at >= after if inclusive else WebhookEvent.occurred_at > after
     return list(
         session.scalars(
             select(WebhookEvent.id)
@@ -165,7 +169,7 @@ def _waiting_events(session: Session, stream_id: str, after: dt.datetime) -> lis
                 WebhookEvent.provider == "mux",
                 WebhookEvent.object_id == stream_id,
                 WebhookEvent.status == "unmatched",
-                WebhookEvent.occurred_at > after,
+                newer,
             )
             .order_by(WebhookEvent.occurred_at, WebhookEvent.id)
         )
@@ -201,7 +205,7 @@ def live_stream_event(session: Session, event: InboundEvent) -> Outcome:
         _status_part(session, event, channel, row, state, at, result)
         if state in RECORDING_STATES and (state == "recording" or stream.active_asset_id):
             _recording_part(session, event, row, "preparing", stream.active_asset_id, at, result)
-    unblocked = _waiting_events(session, stream.id, at) if result.went_live else []
+    unblocked = waiting_events(session, stream.id, at) if result.went_live else []
     return result.outcome(channel.tenant_id, unblocked)
 
 

@@ -35,7 +35,7 @@ from faithflow_ops.jobs.runner import run_job
 from faithflow_ops.models import Incident, StreamEvent, WebhookEvent
 from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers.mux import signature_header, verify_webhook
-from faithflow_ops.streams import sync
+from faithflow_ops.streams import records, sync
 from faithflow_ops.webhooks import applier, inbox, ingest
 from receiver.app import create_app
 
@@ -533,6 +533,91 @@ def test_streams_sync_finds_nothing_left_after_the_webhooks(
         result = run_job(world.db, registry.get("streams_sync"), ctx)
     assert result.status == "succeeded", result.summary()
     assert [a.action.kind for a in result.actions] == []  # live, recording processing already
+
+
+@pytest.fixture
+def mux_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[MuxFake]:
+    """The loopback Mux API `streams sync` reads (the settings point at it)."""
+    with MuxFake().serve() as fake:
+        for name, value in fake.settings_env().items():  # type: ignore[attr-defined]
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("FAITHFLOW_PROVIDER_MAX_ATTEMPTS", "1")
+        yield fake  # type: ignore[misc]
+
+
+def sync_at(world: World, now: dt.datetime) -> list[str]:
+    ctx = JobContext(now=now, dry_run=False, trigger="cli", settings=Settings.from_env())
+    result = run_job(world.db, registry.get("streams_sync"), ctx)
+    assert result.status == "succeeded", result.summary()
+    return sorted(a.action.kind for a in result.actions)
+
+
+def test_streams_sync_going_live_first_handles_the_waiting_events(
+    world: World, mux: MuxWebhooks, mux_api: MuxFake
+) -> None:
+    """The webhook that makes the session live is late (Mux retries it); `streams sync` reads
+    the stream active and makes it live first. The `idle` stored `unmatched` meanwhile is
+    handled in the sync's transaction, without `webhooks replay`: the service ends. A
+    `disconnected` created before the sync's clock is stale (sync says live after it)."""
+    disconnected = mux.live("disconnected", z("2026-03-08T13:59:00Z"), asset_id=ASSET)
+    idle = mux.live("idle", IDLE)
+    for doc in (idle, disconnected):
+        deliver(world.db, doc)
+        work(world.db)
+    assert {row_of(world.db, d).status for d in (idle, disconnected)} == {"unmatched"}
+
+    mux_api.go_active("mux-ls-1", ASSET, RECORDING)  # type: ignore[attr-defined]
+    sync_now = z("2026-03-08T14:00:00Z")
+    assert sync_at(world, sync_now) == ["recording_processing", "session_live"]
+
+    late, ended = row_of(world.db, disconnected), row_of(world.db, idle)
+    assert (late.status, late.attempts, late.next_attempt_at) == ("stale", 0, None)
+    sunday_service = f"session {world.sunday} (Sunday Service)"
+    assert late.outcome == (
+        f"{sunday_service} is live since 14:00:00Z, after this disconnected event of 13:59:00Z"
+    )
+    assert (ended.status, ended.applied_at) == ("applied", sync_now)
+    assert ended.outcome == (
+        f"{sunday_service}: live → ended (the stream is idle: its reconnect window closed)"
+    )
+    sunday = world.get(world.sunday)
+    assert (sunday.status, sunday.started_at, sunday.ended_at) == ("ended", sync_now, IDLE)
+    expected = [
+        ("status", "scheduled", "live", "provider_sync"),
+        ("status", "live", "ended", "webhook"),
+        ("recording", "none", "processing", "provider_sync"),
+    ]
+    assert world.events(world.sunday) == expected
+
+    # A rerun (and the worker) find nothing: the session is over, no event waits.
+    assert sync_at(world, sync_now) == []
+    assert sync_at(world, sync_now + dt.timedelta(minutes=5)) == []
+    assert applier.apply_waiting(world.db, now=APPLY_AT).claimed == 0
+    assert world.events(world.sunday) == expected
+    assert [row_of(world.db, d).status for d in (disconnected, idle)] == ["stale", "applied"]
+
+
+def test_streams_sync_going_live_leaves_other_streams_events_waiting(
+    world: World, mux_api: MuxFake
+) -> None:
+    """Only the live stream of the session that went live is re-handled; a sync that does not
+    make a session live (a reconnect, here none at all) handles nothing."""
+    with world.db.session() as session:
+        other = records.add_channel(
+            session, tenant="grace", name="Overflow", provider="mux", stream_id="mux-ls-2"
+        ).id
+        records.schedule_session(
+            session, channel_id=other, title="Overflow room", start=z("2026-03-08T18:00:00Z"),
+            now=z("2026-03-01T12:00:00Z"),
+        )  # fmt: skip
+    overflow_idle = MuxWebhooks("mux-ls-2").live("idle", z("2026-03-08T17:30:00Z"))
+    deliver(world.db, overflow_idle)
+    work(world.db)
+    assert row_of(world.db, overflow_idle).status == "unmatched"
+    mux_api.go_active("mux-ls-1", ASSET, RECORDING)  # type: ignore[attr-defined]
+    mux_api.live_stream("mux-ls-2", "idle")  # type: ignore[attr-defined]
+    assert sync_at(world, z("2026-03-08T14:00:00Z")) == ["recording_processing", "session_live"]
+    assert row_of(world.db, overflow_idle).status == "unmatched"
 
 
 def test_the_secret_is_a_list_so_it_can_rotate() -> None:
