@@ -207,7 +207,9 @@ def cancel(
         assert sub is not None
         before = jsonable(subscription_doc(sub))
         if at_period_end:
-            notes += lifecycle.set_cancel_at_period_end(session, sub, True, actor)
+            notes += lifecycle.set_cancel_at_period_end(
+                session, sub, True, actor, audit_action="subscription.renewal_change"
+            )
         else:
             notes += lifecycle.set_subscription_status(
                 session, sub, "canceled", now, actor, audit_action="subscription.status_change"

@@ -115,6 +115,14 @@ def stamp(row: Ordered, at: dt.datetime | None, rank: int) -> None:
         row.provider_state_at, row.provider_state_rank = at, rank
 
 
+def save(session: Session, row: Ordered, new: bool, at: dt.datetime | None, rank: int) -> None:
+    """Stamp `row` with the event's order, add it when `new`, and flush."""
+    stamp(row, at, rank)
+    if new:
+        session.add(row)
+    session.flush()
+
+
 # ---------------------------------------------------------------------------------------------
 # Who is it about
 
@@ -270,10 +278,17 @@ def set_subscription_status(
 
 
 def set_cancel_at_period_end(
-    session: Session, sub: Subscription, value: bool, event: InboundEvent | str
+    session: Session,
+    sub: Subscription,
+    value: bool,
+    event: InboundEvent | str,
+    *,
+    audit_action: str = "subscription.webhook_update",
 ) -> list[str]:
     """Turn renewal off (or on) without touching the status: a church that stops renewing keeps
-    what it paid for, and one that owes money still owes it (audited like a status change)."""
+    what it paid for, and one that owes money still owes it (audited like a status change).
+    A provider's event is a `subscription.webhook_update`; an operator's change (`subs cancel
+    --at-period-end`) passes `audit_action="subscription.renewal_change"` and its own actor."""
     if sub.cancel_at_period_end == value:
         return []
     before = _sub_state(sub)
@@ -282,7 +297,7 @@ def set_cancel_at_period_end(
     audit.record(
         session,
         actor=actor(event),
-        action="subscription.webhook_update",
+        action=audit_action,
         entity_type="subscription",
         entity_id=sub.id,
         tenant_id=sub.tenant_id,

@@ -131,6 +131,28 @@ def test_stripe_cancel_at_period_end_updates_and_keeps_the_status(
     assert "already ends at the period end" in said(again)
 
 
+def test_an_operator_cancel_at_period_end_is_audited_as_the_operator_s_change(
+    cli: Any, platform: Database, stripe: FakeAPI
+) -> None:
+    path = f"/v1/subscriptions/{STRIPE_SUB}"
+    body = {"id": STRIPE_SUB, "object": "subscription", "status": "active"}
+    stripe.queue("POST", path, Reply(200, {**body, "cancel_at_period_end": True}))
+    ok(cli("subs", "cancel", "--tenant", "cornerstone", "--at-period-end", "--yes"))
+    sub_id = str(_sub(platform, STRIPE_SUB).id)
+    with platform.read_session() as session:
+        rows = session.execute(
+            select(AuditLog.action, AuditLog.actor, AuditLog.before, AuditLog.after)
+            .where(AuditLog.entity_type == "subscription", AuditLog.entity_id == sub_id)
+            .where(AuditLog.action != "subscription.add")
+            .order_by(AuditLog.id)
+        ).all()
+    assert [row.action for row in rows] == ["subscription.renewal_change", "subscription.cancel"]
+    assert all(row.actor.startswith("cli:") for row in rows)
+    change = rows[0]
+    assert change.before is not None and change.before["cancel_at_period_end"] is False
+    assert change.after is not None and change.after["cancel_at_period_end"] is True
+
+
 def test_paystack_cancel_disables_with_the_email_token(
     cli: Any, platform: Database, paystack: FakeAPI
 ) -> None:
