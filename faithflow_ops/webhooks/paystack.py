@@ -386,10 +386,7 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
         invoice.paid_at = None
     if reference:
         invoice.metadata_ = {**(invoice.metadata_ or {}), "paystackReference": reference}
-    fx.stamp(invoice, at, rank)
-    if new:
-        session.add(invoice)
-    session.flush()
+    fx.save(session, invoice, new, at, rank)
     notes = [
         f"invoice {invoice.id} recorded as {invoice.status}"
         if before is None
@@ -653,10 +650,7 @@ def tenant_charge(session: Session, event: InboundEvent) -> Outcome:
         payment.paid_at = sent or payment.paid_at or at
     if "metadata" in data or new:
         payment.metadata_ = meta
-    fx.stamp(payment, at, rank)
-    if new:
-        session.add(payment)
-    session.flush()
+    fx.save(session, payment, new, at, rank)
     return fx.applied(f"payment {payment.id}: {payment.status}", tenant_id)
 
 

@@ -353,10 +353,7 @@ def invoice_event(session: Session, event: InboundEvent) -> Outcome:
     if isinstance(obj.get("hosted_invoice_url"), str):
         invoice.hosted_invoice_url = obj["hosted_invoice_url"][:1000]
     invoice.metadata_ = {**(invoice.metadata_ or {}), **_invoice_payment_refs(obj)}
-    fx.stamp(invoice, at, rank)
-    if new:
-        session.add(invoice)
-    session.flush()
+    fx.save(session, invoice, new, at, rank)
     notes.append(
         f"invoice {invoice.id} recorded as {status}"
         if before is None
@@ -633,10 +630,7 @@ def payment_intent_event(session: Session, event: InboundEvent) -> Outcome:
         payment.failure_reason = str(error["message"])[:500]
     if "metadata" in obj or new:
         payment.metadata_ = meta
-    fx.stamp(payment, at, rank)
-    if new:
-        session.add(payment)
-    session.flush()
+    fx.save(session, payment, new, at, rank)
     return fx.applied(f"payment {payment.id}: {payment.status}", tenant_id)
 
 
