@@ -21,9 +21,11 @@ The same rules serve `POST /webhooks/mux` (faithflow_ops/webhooks/mux.py): `deci
 source `webhook`.
 
 Recording (Mux asset `status`): `preparing` → `processing`, `ready` → `ready` with the public
-playback URL and the duration, `errored` → `failed`. The session's asset is the one it already
-names, else the live stream's active asset while it is on air, else the newest of its recent
-assets created between an hour before the session started and its end.
+playback URL and the duration, `errored` → `failed`; an asset still `is_live` is `preparing`
+whatever its status (`asset_state`: Mux calls it ready with the first seconds in it). The
+session's asset is the one it already names, else the live stream's active asset while it is
+on air, else the newest of its recent assets created between an hour before the session
+started and its end.
 
 Each change is an Action with a typed payload; apply claims the session in the state the plan
 saw (`lifecycle.move(expect=…)`), so a rerun, or a webhook that got there first, is stale.
@@ -128,6 +130,15 @@ def recording_target(current: str, asset_status: str) -> str | None:
     if target is None or target == current or not lifecycle.allowed("recording", current, target):
         return None
     return target
+
+
+def asset_state(asset: MuxAsset) -> str:
+    """The asset status a recording follows. Mux makes a live stream's asset `ready` at about
+    the time the stream goes active, with some 10 s in it, its duration growing while it
+    `is_live`; it is the recording only once the broadcast is over (`is_live` false, the
+    `video.asset.live_stream_completed` webhook, full duration) — so until then a ready asset
+    is still `preparing` (https://www.mux.com/docs/guides/stream-recordings-of-live-streams)."""
+    return "preparing" if asset.status == "ready" and asset.is_live else asset.status
 
 
 def missed_start_cause(session_id: int) -> str:
@@ -300,9 +311,10 @@ def _session_actions(
         )
     ):
         asset = _asset_for(api, row, stream, now)
-        to = recording_target(row.recording_status, asset.status) if asset is not None else None
+        to = recording_target(row.recording_status, asset_state(asset)) if asset else None
         if asset is not None and to is not None:
             detail = f", {asset.duration_s:.0f} s" if to == "ready" and asset.duration_s else ""
+            detail += ", still live" if asset.is_live else ""
             yield Action(
                 f"recording_{to}",
                 f"stream_session:{row.id}",

@@ -11,15 +11,18 @@ reference https://www.mux.com/webhook-spec.json): a broadcast sends `video.live_
 (the encoder connected), `.recording` (Mux records it), `.active` (playable), then
 `.disconnected` (the encoder went away; Mux waits `reconnect_window` seconds) and `.idle` (the
 window expired: the broadcast is over); the recording is an asset of the live stream
-(`data.live_stream_id`) that ends `video.asset.ready` (duration, playback ids) or
-`video.asset.errored`, and `video.asset.live_stream_completed` when the live recording is done.
+(`data.live_stream_id`): `video.asset.ready` at about the time the stream goes active (with
+`is_live` true and only the first seconds in it), then `video.asset.live_stream_completed`
+when the broadcast is over and the recording is final (full duration), or
+`video.asset.errored` (https://www.mux.com/docs/guides/stream-recordings-of-live-streams).
 
 - Live-stream events (`data.id` is the live stream): connected/recording/active → `live`;
   disconnected → `interrupted` (the no-signal incident; back to `live` on a reconnect, `ended`
   when the reconnect window passes); idle → `ended` (the window closed); disabled → `ended`.
   `recording` (and `active` naming its `active_asset_id`) starts the recording: `processing`.
 - Asset events (`data.live_stream_id`): the session that names the asset, else the session
-  whose broadcast created it → recording `ready` (playback URL, duration) or `failed`.
+  whose broadcast created it → recording `processing` (`ready` while still `is_live`), `ready`
+  (`live_stream_completed`, or `ready` once not live: playback URL, duration) or `failed`.
 
 Order: Mux retries for a day and does not promise order, so an event older than the session's
 last change of that kind is `stale` (an `active` delivered after `idle` does not reopen an
@@ -309,6 +312,8 @@ def _recording_part(
 def asset_event(session: Session, event: InboundEvent) -> Outcome:
     asset = MuxAsset.from_api(event.object)
     status = ASSET_EVENTS[event.type] or asset.status
+    if event.type == "video.asset.ready":
+        status = sync.asset_state(asset)  # ready while still live: the first seconds only
     if not asset.live_stream_id:
         return effects.ignored(f"Mux asset {asset.id} is not the recording of a live stream")
     channel = _channel(session, asset.live_stream_id)

@@ -19,9 +19,10 @@ Webhooks (`MuxWebhooks`): signed deliveries as Mux sends them to `POST /webhooks
 - Order of one broadcast, from https://www.mux.com/docs/guides/handle-live-stream-disconnects
   and https://www.mux.com/blog/is-it-recording-yet-new-live-stream-webhook-events:
   `video.live_stream.connected` → `.recording` → `.active` … `.disconnected` → (reconnect
-  window) → `.idle`; the recording is an asset of the live stream (`data.live_stream_id`) that
-  ends `video.asset.ready` (with `duration` and `playback_ids`) or `video.asset.errored`, and
-  `video.asset.live_stream_completed`.
+  window) → `.idle`; the recording is an asset of the live stream (`data.live_stream_id`):
+  `video.asset.ready` about when the stream goes active (`is_live` true, ~10 s of content),
+  then `video.asset.live_stream_completed` with the idle (final `duration`), or
+  `video.asset.errored` — https://www.mux.com/docs/guides/stream-recordings-of-live-streams.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ ENVIRONMENT = {"name": "Production", "id": "j0863n"}
 # reconnect window after a disconnect, `idle` once the broadcast is over.
 LIVE_STATUS = {
     "connected": "idle",
-    "recording": "active",
+    "recording": "idle",  # "The live stream's status will still be idle at this point"
     "active": "active",
     "disconnected": "active",
     "idle": "idle",
@@ -173,7 +174,9 @@ class MuxWebhooks:
             "created_at": "1767225600",
             "recent_asset_ids": [asset_id] if asset_id else [],
         }
-        if asset_id and state in ("recording", "active", "disconnected"):
+        # `connected` names the new active asset; `idle` names the one just ending ("for ease
+        # of use"): https://www.mux.com/docs/guides/stream-recordings-of-live-streams
+        if asset_id and state in ("connected", "recording", "active", "disconnected", "idle"):
             data["active_asset_id"] = asset_id
         return self.event(f"video.live_stream.{state}", data, at)
 
@@ -186,14 +189,17 @@ class MuxWebhooks:
         created: dt.datetime,
         duration: float | None = None,
         live_stream_id: str | None = "",
+        live: bool = False,
     ) -> dict[str, Any]:
-        """`video.asset.<state>` (ready | errored | live_stream_completed) for the recording."""
+        """`video.asset.<state>` (ready | errored | live_stream_completed) for the recording.
+        `live`: the broadcast is still on (`is_live`): Mux sends `ready` with the first seconds
+        about when the stream goes active, `live_stream_completed` when it is over."""
         status = {"ready": "ready", "errored": "errored", "live_stream_completed": "ready"}[state]
         data: dict[str, Any] = {
             "id": asset_id,
             "status": status,
             "created_at": int(created.timestamp()),
-            "is_live": False,
+            "is_live": live,
             "playback_ids": [{"id": f"pb-{asset_id}", "policy": "public"}],
             "mp4_support": "none",
             "master_access": "none",

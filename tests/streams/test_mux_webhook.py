@@ -362,6 +362,50 @@ def test_asset_ready_before_live_stream_recording(world: World, mux: MuxWebhooks
     ]
 
 
+def test_the_asset_ready_while_live_is_not_the_recording(world: World, mux: MuxWebhooks) -> None:
+    """Mux's order for a recording (https://www.mux.com/docs/guides/stream-recordings-of-live-
+    streams): `video.asset.ready` comes about when the stream goes active, `is_live` and with
+    some 10 s in it; `video.asset.live_stream_completed` comes with the idle, final. The first
+    is `processing`, not a ten-second recording; a late retry of it changes nothing."""
+    early = mux.asset("ready", ASSET, ACTIVE, created=CONNECTED, duration=10.01, live=True)
+    for doc in (
+        mux.live("connected", CONNECTED, asset_id=ASSET),
+        mux.live("recording", RECORDING, asset_id=ASSET),
+        mux.live("active", ACTIVE, asset_id=ASSET),
+        early,
+    ):
+        deliver(world.db, doc)
+        work(world.db)
+    on_air = world.get(world.sunday)
+    assert (on_air.status, on_air.recording_status, on_air.recording_asset_id) == (
+        "live",
+        "processing",
+        ASSET,
+    )
+    assert (on_air.duration_ms, on_air.playback_url) == (None, None)
+    assert row_of(world.db, early).status == "applied"
+    assert row_of(world.db, early).outcome == (
+        f"session {world.sunday} (Sunday Service)'s recording is processing already"
+    )
+    completed = mux.asset("live_stream_completed", ASSET, IDLE, created=CONNECTED, duration=5570.4)
+    for doc in (mux.live("disconnected", DISCONNECTED, asset_id=ASSET),
+                mux.live("idle", IDLE, asset_id=ASSET), completed):  # fmt: skip
+        deliver(world.db, doc)
+        work(world.db)
+    retried = mux.asset("ready", ASSET, ACTIVE, created=CONNECTED, duration=10.01, live=True)
+    deliver(world.db, retried)  # another delivery of a ready-while-live, after the end
+    work(world.db)
+    done = world.get(world.sunday)
+    assert (done.status, done.recording_status, done.duration_ms) == ("ended", "ready", 5570400)
+    assert done.playback_url == f"https://stream.mux.com/pb-{ASSET}.m3u8"
+    assert row_of(world.db, completed).status == "applied"
+    assert row_of(world.db, retried).status == "stale"
+    assert [e[1:3] for e in webhook_events(world, world.sunday) if e[0] == "recording"] == [
+        ("none", "processing"),
+        ("processing", "ready"),
+    ]
+
+
 def test_a_reconnect_within_the_window_goes_back_to_live(world: World, mux: MuxWebhooks) -> None:
     for doc in (
         mux.live("active", ACTIVE, asset_id=ASSET),

@@ -157,6 +157,26 @@ def test_a_service_from_start_to_recording(world: World, mux: MuxFake) -> None:
     assert [r.path for r in mux.requests if r.method != "GET"] == []  # read-only
 
 
+def test_an_asset_ready_while_still_live_is_not_the_recording(world: World, mux: MuxFake) -> None:
+    """Mux makes the live stream's asset `ready` with its first seconds about when the stream
+    goes active (`is_live` true, the duration growing); the recording is ready once the
+    broadcast is over (https://www.mux.com/docs/guides/stream-recordings-of-live-streams)."""
+    mux.go_active("mux-ls-1", "asset-1", at(-1))
+    mux.assets["asset-1"].update(status="ready", duration=10.01)  # still is_live
+    assert kinds(run(world, at(1))) == ["recording_processing", "session_live"]
+    assert kinds(run(world, at(2))) == []
+    live = world.get(world.sunday)
+    assert (live.recording_status, live.duration_ms, live.playback_url) == (
+        "processing",
+        None,
+        None,
+    )
+    mux.go_idle("mux-ls-1")  # the window passed: not live any more, its final duration
+    mux.asset_ready("asset-1", 4210.25)
+    assert "recording_ready" in kinds(run(world, at(80)))
+    assert world.get(world.sunday).duration_ms == 4_210_250
+
+
 def test_a_missed_start_alerts_once(world: World, mux: MuxFake) -> None:
     mux.live_stream("mux-ls-1", "idle")
     assert kinds(run(world, at(9.9))) == []
