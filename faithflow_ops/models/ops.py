@@ -25,7 +25,11 @@ from faithflow_ops.models.base import Base, CreatedAt, Timestamps, partial_index
 
 class AuditLog(CreatedAt, Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_entity", "entity_type", "entity_id"),)
+    __table_args__ = (
+        Index("ix_audit_log_entity", "entity_type", "entity_id"),
+        # audit list: newest first (at, id) and --since (migration 0025)
+        Index("ix_audit_log_at", "at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(Integer, index=True)

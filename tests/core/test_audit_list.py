@@ -106,3 +106,39 @@ def test_bad_input(cli: Any, log: Database, args: Any, message: str) -> None:
     result = cli("audit", "list", *args)
     assert result.exit_code == 2
     assert message in said(result)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"since": NOW - dt.timedelta(hours=24)}, {"action": "subscription"}],
+    ids=["newest", "since", "action"],
+)
+def test_the_listing_reads_audit_log_by_its_time_index(
+    log: Database, filters: dict[str, Any]
+) -> None:
+    """`audit list` sorts by (at, id) newest first and `--since` filters on `at`: the log is
+    never purged, so both must walk ix_audit_log_at, not scan and sort every row."""
+    from sqlalchemy import event
+
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if "FROM audit_log" in sql and "ORDER BY" in sql:
+            statements.append((sql, params))
+
+    event.listen(log.engine, "before_cursor_execute", capture)
+    try:
+        with log.read_session() as session:
+            page = audit.list_entries(session, **filters)
+    finally:
+        event.remove(log.engine, "before_cursor_execute", capture)
+    assert page.entries
+    [(sql, params)] = statements
+    with log.engine.connect() as conn:
+        if log.engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))
+        else:
+            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
+            plan = "\n".join(str(r[-1]) for r in rows)
+    assert "ix_audit_log_at" in plan, plan
