@@ -478,6 +478,8 @@ class Settings:
     # `POST /webhooks/mux` (issue 18): the webhook's signing secret from Mux's dashboard;
     # comma-separated to rotate (any one verifies); unset = the endpoint answers 503.
     mux_webhook_secrets: tuple[str, ...] = ()
+    # Seconds a `mux-signature` timestamp may be old (Mux's SDKs: 300; 0 = no limit).
+    mux_webhook_tolerance: int = 300
     smtp_url: str | None = None
     email_from: str | None = None
     twilio_account_sid: str | None = None
@@ -638,6 +640,7 @@ class Settings:
             mux_token_secret=opt("MUX_TOKEN_SECRET"),
             mux_api_base=_api_base(env, "MUX_API_BASE", cls.mux_api_base),
             mux_webhook_secrets=_list(env, "MUX_WEBHOOK_SECRET"),
+            mux_webhook_tolerance=_int(env, "MUX_WEBHOOK_TOLERANCE", 300, minimum=0, maximum=3600),
             smtp_url=_smtp_url(env, "SMTP_URL"),
             email_from=opt("EMAIL_FROM"),
             twilio_account_sid=opt("TWILIO_ACCOUNT_SID"),

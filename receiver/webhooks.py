@@ -184,7 +184,12 @@ async def receive_webhook(
                 body, headers.get("stripe-signature"), secrets, settings.stripe_webhook_tolerance
             )
         elif provider == "mux":
-            mux_provider.verify_webhook(body, headers.get(mux_provider.SIGNATURE_HEADER), secrets)
+            mux_provider.verify_webhook(
+                body,
+                headers.get(mux_provider.SIGNATURE_HEADER),
+                secrets,
+                settings.mux_webhook_tolerance,
+            )
         else:
             paystack_provider.verify_webhook(body, headers.get("x-paystack-signature"), secrets)
     except SignatureError as exc:
@@ -237,7 +242,8 @@ SIGNATURE_HEADERS = {
         "mux-signature",
         '`t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">` under the webhook\'s signing secret '
         "(www.mux.com/docs/core/verify-webhook-signatures); missing, malformed, not matching "
-        f"or older than {mux_provider.WEBHOOK_TOLERANCE} s: 400.",
+        f"or older than `MUX_WEBHOOK_TOLERANCE` ({mux_provider.WEBHOOK_TOLERANCE} s unless set): "
+        "400.",
     ),
 }
 

@@ -29,6 +29,7 @@ from typer.testing import CliRunner
 from faithflow_ops.cli import app
 from faithflow_ops.config import Settings
 from faithflow_ops.db import Database
+from faithflow_ops.errors import ConfigError
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.base import JobContext
 from faithflow_ops.jobs.runner import run_job
@@ -662,6 +663,41 @@ def test_streams_sync_going_live_leaves_other_streams_events_waiting(
     mux_api.live_stream("mux-ls-2", "idle")  # type: ignore[attr-defined]
     assert sync_at(world, z("2026-03-08T14:00:00Z")) == ["recording_processing", "session_live"]
     assert row_of(world.db, overflow_idle).status == "unmatched"
+
+
+def test_the_timestamp_tolerance_is_a_setting(world: World, db_url: str, mux: MuxWebhooks) -> None:
+    """MUX_WEBHOOK_TOLERANCE (default 300 s, Mux's SDKs) is what the receiver checks; 0 turns
+    the age check off (a signature still has to verify)."""
+    assert Settings.from_env({}).mux_webhook_tolerance == 300
+    assert Settings.from_env({"MUX_WEBHOOK_TOLERANCE": "0"}).mux_webhook_tolerance == 0
+    assert Settings.from_env({"MUX_WEBHOOK_TOLERANCE": " 600 "}).mux_webhook_tolerance == 600
+    doc = mux.live("active", ACTIVE)
+    old = mux_signature(body_of(doc), timestamp=1565220904)  # Mux's own example time, 2019
+    settings = Settings(
+        database_url=db_url,
+        mux_webhook_secrets=(WEBHOOK_SECRET,),
+        mux_webhook_tolerance=0,
+        webhook_worker=False,
+    )
+    with running(create_app(settings, db=world.db)) as url:
+        assert post(url, doc, header=old).status_code == 200
+        forged = post(url, mux.live("idle", IDLE), header="t=1565220904,v1=" + "0" * 64)
+    assert forged.status_code == 400
+    assert rows(world.db) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "MUX_WEBHOOK_TOLERANCE='-1' is below 0; set it to 0-3600, e.g. 300"),
+        ("7200", "MUX_WEBHOOK_TOLERANCE='7200' is above 3600; set it to 0-3600, e.g. 300"),
+        ("5m", "MUX_WEBHOOK_TOLERANCE='5m' is not a whole number; set it to e.g. 300"),
+    ],
+)
+def test_a_bad_tolerance_is_refused_naming_the_fix(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"MUX_WEBHOOK_TOLERANCE": value})
+    assert str(refused.value) == message
 
 
 def test_the_secret_is_a_list_so_it_can_rotate() -> None:
