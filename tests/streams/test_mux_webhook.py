@@ -539,6 +539,62 @@ def test_webhooks_list_filters_mux_events(world: World, mux: MuxWebhooks) -> Non
     ]
 
 
+def test_webhooks_show_and_replay_work_on_mux_events(world: World, mux: MuxWebhooks) -> None:
+    """The operator's view of a Mux event that waits (`list`, `show`), a dry-run replay that
+    changes nothing, and `replay --unmatched` applying it once the session is live by a path
+    that does not re-handle (here a change made directly, as by an operator's repair)."""
+    runner = CliRunner()
+    idle = mux.live("idle", IDLE)
+    deliver(world.db, idle)
+    work(world.db)
+    event_id = row_of(world.db, idle).id
+
+    listed = runner.invoke(app, ["webhooks", "list", "--provider", "mux", "--status", "unmatched"])
+    assert listed.exit_code == 0, listed.output
+    assert "video.live_stream.idle" in listed.stdout and "unmatched" in listed.stdout
+    unknown = runner.invoke(app, ["webhooks", "list", "--provider", "youtube"])
+    assert unknown.exit_code == 2
+    assert "mux" in unknown.stderr and "youtube" in unknown.stderr
+
+    shown = runner.invoke(app, ["webhooks", "show", str(event_id), "--json"])
+    assert shown.exit_code == 0, shown.output
+    doc = json.loads(shown.stdout)
+    assert (doc["provider"], doc["scope"], doc["type"], doc["status"]) == (
+        "mux",
+        "platform",
+        "video.live_stream.idle",
+        "unmatched",
+    )
+    assert doc["event_key"] == idle["id"] and doc["payload"] == idle
+    assert "waits for the stream to go live" in doc["outcome"]
+    table = runner.invoke(app, ["webhooks", "show", str(event_id)])
+    assert table.exit_code == 0, table.output
+    assert "video.live_stream.idle" in table.stdout and "mux-ls-1" in table.stdout
+
+    preview = runner.invoke(app, ["webhooks", "replay", str(event_id), "--dry-run", "--json"])
+    assert preview.exit_code == 0, preview.output
+    [would] = json.loads(preview.stdout)
+    assert (would["status_before"], would["status"]) == ("unmatched", "unmatched")
+    assert would["detail"].startswith("would be unmatched: session ")
+    assert row_of(world.db, idle).status == "unmatched"
+
+    with world.db.session() as session:  # live since the active, by a path that re-handles none
+        change = sync.StatusChange(world.sunday, "scheduled", "live", "active", "good")
+        sync.apply_status(session, change, ACTIVE, source="operator", reason="repair")
+    replayed = runner.invoke(app, ["webhooks", "replay", "--unmatched", "--json"])
+    assert replayed.exit_code == 0, replayed.output
+    [done] = json.loads(replayed.stdout)
+    assert (done["id"], done["status_before"], done["status"]) == (event_id, "unmatched", "applied")
+    assert world.get(world.sunday).status == "ended"
+    again = runner.invoke(app, ["webhooks", "replay", str(event_id), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)[0]["detail"] == "already applied; nothing to replay"
+    assert [e[1:] for e in world.events(world.sunday)] == [
+        ("scheduled", "live", "operator"),
+        ("live", "ended", "webhook"),
+    ]
+
+
 # --- with the rest of the system ----------------------------------------------------------
 
 
