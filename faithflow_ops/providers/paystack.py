@@ -342,15 +342,7 @@ class PaystackAPI(PooledClient):
             body["metadata"] = metadata
         operation = "charge authorization"
         data = self._request(operation, "POST", "/transaction/charge_authorization", body)
-        status = data.get("status")
-        if not isinstance(status, str) or not status:
-            raise ProviderError(PROVIDER, operation, "the answer has no data.status")
-        gateway = data.get("gateway_response")
-        return Charge(
-            status=status,
-            reference=str(data.get("reference") or reference),
-            gateway_response=gateway if isinstance(gateway, str) else None,
-        )
+        return _charge(operation, data, reference)
 
     def verify_transaction(self, reference: str) -> Charge | None:
         """`GET /transaction/verify/:reference` (https://paystack.com/docs/api/transaction/#verify):
@@ -367,15 +359,20 @@ class PaystackAPI(PooledClient):
             if exc.status in (400, 404) and "not found" in exc.message.lower():
                 return None
             raise
-        status = data.get("status")
-        if not isinstance(status, str) or not status:
-            raise ProviderError(PROVIDER, operation, "the answer has no data.status")
-        gateway = data.get("gateway_response")
-        return Charge(
-            status=status,
-            reference=str(data.get("reference") or reference),
-            gateway_response=gateway if isinstance(gateway, str) else None,
-        )
+        return _charge(operation, data, reference)
+
+
+def _charge(operation: str, data: dict[str, Any], reference: str) -> Charge:
+    """A transaction's `data` as a Charge (the asked `reference` where it omits its own)."""
+    status = data.get("status")
+    if not isinstance(status, str) or not status:
+        raise ProviderError(PROVIDER, operation, "the answer has no data.status")
+    gateway = data.get("gateway_response")
+    return Charge(
+        status=status,
+        reference=str(data.get("reference") or reference),
+        gateway_response=gateway if isinstance(gateway, str) else None,
+    )
 
 
 @dataclass(frozen=True)
