@@ -42,6 +42,20 @@ def _median(session: Session, expr: ColumnElement[float], where: Any, count: int
     return sum(float(v) for v in middle) / len(middle)
 
 
+def _by_currency(session: Session, key: Any, where: Any) -> Any:
+    """Cases matching `where` grouped by `key` and currency: (key, currency, count, amount)."""
+    return session.execute(
+        select(
+            key,
+            DunningCase.currency,
+            func.count(),
+            func.coalesce(func.sum(DunningCase.amount_minor), 0),
+        )
+        .where(where)
+        .group_by(key, DunningCase.currency)
+    )
+
+
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -67,16 +81,7 @@ def compute(
     # cases by outcome and currency: one GROUP BY
     outcome: dict[str, int] = defaultdict(int)
     amounts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for status, currency, count, amount in session.execute(
-        select(
-            DunningCase.status,
-            DunningCase.currency,
-            func.count(),
-            func.coalesce(func.sum(DunningCase.amount_minor), 0),
-        )
-        .where(cohort)
-        .group_by(DunningCase.status, DunningCase.currency)
-    ):
+    for status, currency, count, amount in _by_currency(session, DunningCase.status, cohort):
         outcome[status] += count
         amounts[status][currency] += int(amount)
     opened = sum(outcome.values())
@@ -85,15 +90,9 @@ def compute(
 
     # recovery by step
     by_step: dict[str, dict[str, Any]] = {}
-    for step, currency, count, amount in session.execute(
-        select(
-            DunningCase.recovered_after_step,
-            DunningCase.currency,
-            func.count(),
-            func.coalesce(func.sum(DunningCase.amount_minor), 0),
-        )
-        .where(cohort, DunningCase.status == "recovered")
-        .group_by(DunningCase.recovered_after_step, DunningCase.currency)
+    recovered_cases = and_(cohort, DunningCase.status == "recovered")
+    for step, currency, count, amount in _by_currency(
+        session, DunningCase.recovered_after_step, recovered_cases
     ):
         key = step or BEFORE_ANY_STEP
         row = by_step.setdefault(key, {"step": key, "count": 0, "amount_minor": {}})
