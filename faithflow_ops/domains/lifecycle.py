@@ -165,6 +165,15 @@ def incident_cause(hostname: str, part: str | None = None) -> str:
     return f"domain:{hostname}" + (f":{part}" if part else "")
 
 
+def tenant_message_key(domain_id: int, template: str, failed_at: dt.datetime) -> str:
+    """The outbox key of a message to the church about a domain failure: one per failure
+    episode, which `failed_at` (when this failure started) names. A domain revived by
+    `domains verify` that fails again is a new episode and tells the church again; the same
+    episode never sends twice."""
+    stamp = failed_at.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    return f"domain:{domain_id}:{template}:{stamp}"
+
+
 def decide(
     domain: DomainState,
     now: dt.datetime,

@@ -47,6 +47,7 @@ from faithflow_ops.domains.lifecycle import (
     DomainStep,
     NotChecked,
     decide,
+    tenant_message_key,
 )
 from faithflow_ops.domains.manage import revive_failed, txt_name, txt_value
 from faithflow_ops.errors import ConfigError
@@ -439,7 +440,11 @@ class TenantOpsAutomate(Job):
                         if step.message_tenant == "domain_certificate_failed"
                         else ctx.settings.domain_pending_days,
                     },
-                    idempotency_key=f"domain:{step.domain_id}:{step.message_tenant}",
+                    idempotency_key=tenant_message_key(
+                        step.domain_id,
+                        step.message_tenant,
+                        _values(step.changes).get("failed_at") or ctx.now,
+                    ),
                     now=ctx.now,
                     tenant=tenant,
                     category="domains",

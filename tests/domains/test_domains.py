@@ -225,6 +225,31 @@ def test_pending_domains_back_off_then_fail_with_a_message_to_the_church(
     assert row(world).status == "issuing_cert"
 
 
+def test_each_failure_episode_messages_the_church_once(world: dict[str, Any]) -> None:
+    """Fail → one message; revived by `domains verify` and failing again → a second one (a
+    new episode, keyed by its failed_at); a rerun of the failed domain → nothing new."""
+    stand, cli = world["stand"], world["cli"]
+    add(world)
+    automate(world, at(stand, minutes=1))
+    assert kinds(automate(world, at(stand, days=7, minutes=1))) == ["fail_domain"]
+    revived = cli("domains", "verify", HOST, "--json", "--now", at(stand, days=8))
+    assert revived.exit_code == 0, revived.stderr
+    assert json.loads(revived.stdout)["kind"] == "pending_check"  # records still missing
+    assert row(world).status == "pending_dns"
+    again = automate(world, at(stand, days=15, minutes=1))
+    assert kinds(again) == ["fail_domain"]
+    assert automate(world, at(stand, days=16))["actions"] == []
+    with world["db"].read_session() as s:
+        messages = s.scalars(select(OutboundMessage).order_by(OutboundMessage.id)).all()
+    assert [(m.template, m.recipient) for m in messages] == [
+        ("domain_failed", "office@grace.test"),
+        ("domain_failed", "office@grace.test"),
+    ]
+    first, second = (m.idempotency_key for m in messages)
+    assert first != second
+    assert first.startswith(f"domain:{row(world).id}:domain_failed:")
+
+
 def test_a_transient_dns_failure_never_verifies_or_fails_a_domain(world: dict[str, Any]) -> None:
     stand, zone = world["stand"], world["zone"]
     doc = add(world)
