@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, database, parse_now
+from faithflow_ops.cli.common import JsonOpt, LimitOpt, database, parse_now
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -34,7 +34,7 @@ def list_(
             help="Only this action (plan.add), or every action of a kind (plan or plan.*).",
         ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 50,
+    limit: LimitOpt = 50,
     now: Annotated[
         str | None,
         typer.Option("--now", help="What --since counts back from (default: the clock)."),
@@ -49,23 +49,18 @@ def list_(
     start = parse_since(since, parse_now(now)) if since is not None else None
     with database().read_session() as session:
         page = list_entries(session, tenant=tenant, since=start, action=action, limit=limit)
-    if output.empty(page.entries, "audit record", as_json=as_json):
-        return
-    if as_json:
-        output.print_json(page.entries)
-    else:
-        output.table(
-            ["id", "at", "actor", "action", "tenant", "about"],
-            [
-                [
-                    e["id"],
-                    output.minute(e["at"]),
-                    e["actor"],
-                    e["action"],
-                    e["tenant"],
-                    f"{e['entity_type']} {e['entity_id']}",
-                ]
-                for e in page.entries
-            ],
-        )
-    output.list_footer(len(page.entries), page.total, "audit record", as_json=as_json)
+    output.listing(
+        page.entries,
+        page.total,
+        "audit record",
+        ["id", "at", "actor", "action", "tenant", "about"],
+        lambda e: [
+            e["id"],
+            output.minute(e["at"]),
+            e["actor"],
+            e["action"],
+            e["tenant"],
+            f"{e['entity_type']} {e['entity_id']}",
+        ],
+        as_json=as_json,
+    )

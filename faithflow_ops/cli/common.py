@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from faithflow_ops.db import Database
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document to stdout.")]
+LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
+ProviderOpt = Annotated[
+    str | None, typer.Option("--provider", help="Only stripe or only paystack.")
+]
 
 
 def settings() -> Settings:

@@ -64,16 +64,14 @@ def list_(
         rows, total = list_messages(
             session, status=status, channel=channel, tenant=tenant, limit=limit
         )
-    if output.empty(rows, "message", as_json=as_json):
-        return
-    if as_json:
-        output.print_json(rows)
-    else:
-        output.table(
-            [f.replace("_", " ") for f in LIST_FIELDS],
-            [[_clip(output.minute(r[f])) for f in LIST_FIELDS] for r in rows],
-        )
-    output.list_footer(len(rows), total, "message", as_json=as_json)
+    output.listing(
+        rows,
+        total,
+        "message",
+        [f.replace("_", " ") for f in LIST_FIELDS],
+        lambda r: [_clip(output.minute(r[f])) for f in LIST_FIELDS],
+        as_json=as_json,
+    )
 
 
 @app.command("show")

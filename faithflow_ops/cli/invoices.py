@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, database
+from faithflow_ops.cli.common import JsonOpt, LimitOpt, ProviderOpt, database
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -50,10 +50,8 @@ def list_(
         str | None,
         typer.Option("--status", help="Only this status: draft, open, paid, uncollectible, void."),
     ] = None,
-    provider: Annotated[
-        str | None, typer.Option("--provider", help="Only stripe or only paystack.")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    provider: ProviderOpt = None,
+    limit: LimitOpt = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Invoices, newest first: tenant, provider id, status, currency and the amounts due and
@@ -62,16 +60,14 @@ def list_(
 
     with database().read_session() as session:
         page = list_invoices(session, tenant=tenant, status=status, provider=provider, limit=limit)
-    if output.empty(page.invoices, "invoice", as_json=as_json):
-        return
-    if as_json:
-        output.print_json(page.invoices)
-    else:
-        output.table(
-            list(_LIST_COLUMNS.values()),
-            [[_cell(d, key) for key in _LIST_COLUMNS] for d in page.invoices],
-        )
-    output.list_footer(len(page.invoices), page.total, "invoice", as_json=as_json)
+    output.listing(
+        page.invoices,
+        page.total,
+        "invoice",
+        list(_LIST_COLUMNS.values()),
+        lambda d: [_cell(d, key) for key in _LIST_COLUMNS],
+        as_json=as_json,
+    )
 
 
 @app.command("show")

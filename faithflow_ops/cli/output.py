@@ -10,15 +10,17 @@ import contextlib
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from functools import cache
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+_Doc = TypeVar("_Doc")
 
 
 @cache
@@ -225,6 +227,26 @@ def list_footer(shown: int, total: int, noun: str, *, as_json: bool = False) -> 
         info(f"showing {shown} of {total}; raise --limit to see more")
     elif not as_json:
         info(f"{total} {noun if total == 1 else plural(noun)}")
+
+
+def listing(
+    docs: Sequence[_Doc],
+    total: int,
+    noun: str,
+    columns: Sequence[str],
+    row: Callable[[_Doc], Sequence[Any]],
+    *,
+    as_json: bool = False,
+) -> None:
+    """A list command's output, one way: `empty` when there is nothing, the documents with
+    --json or a table of `row(doc)` under `columns`, then the `list_footer`."""
+    if empty(docs, noun, as_json=as_json):
+        return
+    if as_json:
+        print_json(docs)
+    else:
+        table(columns, [row(d) for d in docs])
+    list_footer(len(docs), total, noun, as_json=as_json)
 
 
 def percent(fraction: float | None, digits: int = 1) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from faithflow_ops.cli import output, support_analytics
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
+from faithflow_ops.cli.common import JsonOpt, LimitOpt, actor, database, parse_now, settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -115,7 +115,7 @@ def breaches(
         ),
     ] = None,
     priority: Annotated[str | None, typer.Option("--priority", help="Only this priority.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 500,
+    limit: LimitOpt = 500,
     now: Annotated[
         str | None,
         typer.Option("--now", help="What --since durations count back from (default: now)."),

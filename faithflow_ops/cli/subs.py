@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now, settings
+from faithflow_ops.cli.common import (
+    JsonOpt,
+    LimitOpt,
+    ProviderOpt,
+    actor,
+    database,
+    parse_now,
+    settings,
+)
 from faithflow_ops.cli.plans import MetaOpt, parse_meta
 
 app = typer.Typer(
@@ -47,10 +55,8 @@ def list_(
     tenant: Annotated[
         str | None, typer.Option("--tenant", help="Only this tenant's subscriptions (its slug).")
     ] = None,
-    provider: Annotated[
-        str | None, typer.Option("--provider", help="Only stripe or only paystack.")
-    ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    provider: ProviderOpt = None,
+    limit: LimitOpt = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Subscriptions, oldest first, with tenant, plan and provider ids."""
@@ -61,16 +67,14 @@ def list_(
             session, status=status, tenant=tenant, provider=provider, limit=limit
         )
         docs = [subscription_doc(s) for s in page.subscriptions]
-    if output.empty(docs, "subscription", as_json=as_json):
-        return
-    if as_json:
-        output.print_json(docs)
-    else:
-        output.table(
-            list(_LIST_COLUMNS.values()),
-            [[output.day(d[key]) for key in _LIST_COLUMNS] for d in docs],
-        )
-    output.list_footer(len(docs), page.total, "subscription", as_json=as_json)
+    output.listing(
+        docs,
+        page.total,
+        "subscription",
+        list(_LIST_COLUMNS.values()),
+        lambda d: [output.day(d[key]) for key in _LIST_COLUMNS],
+        as_json=as_json,
+    )
 
 
 @app.command("show")
@@ -379,7 +383,7 @@ def changes(
         str | None,
         typer.Option("--status", help="Only this status: scheduled, applied, rejected, canceled."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    limit: LimitOpt = 100,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan changes, newest first: kind, plans, status, when, who asked, any provider error."""
@@ -387,15 +391,14 @@ def changes(
 
     with database().read_session() as session:
         docs, total = list_changes(session, tenant=tenant, status=status, limit=limit)
-    if output.empty(docs, "plan change", as_json=as_json):
-        return
-    if as_json:
-        output.print_json(docs)
-    else:
-        output.table(
-            list(_CHANGE_COLUMNS.values()), [[d[key] for key in _CHANGE_COLUMNS] for d in docs]
-        )
-    output.list_footer(len(docs), total, "plan change", as_json=as_json)
+    output.listing(
+        docs,
+        total,
+        "plan change",
+        list(_CHANGE_COLUMNS.values()),
+        lambda d: [d[key] for key in _CHANGE_COLUMNS],
+        as_json=as_json,
+    )
 
 
 @app.command("cancel-change")
