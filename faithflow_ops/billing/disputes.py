@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import Dispute, DisputeAlert, Tenant
 from faithflow_ops.models.payments import DISPUTE_CLOSED as CLOSED
 from faithflow_ops.models.payments import DISPUTE_SCOPES
-from faithflow_ops.tenancy.records import column_values
+from faithflow_ops.tenancy.records import column_values, rows_with_slug
 from faithflow_ops.tenancy.tenants import get_tenant
 
 
@@ -53,18 +53,12 @@ def list_disputes(
         conditions.append(Dispute.tenant_id == get_tenant(session, tenant).id)
     if scope is not None:
         conditions.append(Dispute.scope == one_of("scope", scope, DISPUTE_SCOPES))
-    total = session.scalar(select(func.count()).select_from(Dispute).where(*conditions)) or 0
-    rows = session.execute(
-        select(Dispute, Tenant.slug)
-        .join(Tenant, Tenant.id == Dispute.tenant_id)
-        .where(*conditions)
-        .order_by(
-            or_(Dispute.evidence_due_by.is_(None), Dispute.closed_at.is_not(None)),
-            Dispute.evidence_due_by,
-            Dispute.id.desc(),
-        )
-        .limit(limit)
-    ).tuples()
+    order = [
+        or_(Dispute.evidence_due_by.is_(None), Dispute.closed_at.is_not(None)),
+        Dispute.evidence_due_by,
+        Dispute.id.desc(),
+    ]
+    rows, total = rows_with_slug(session, Dispute, conditions, order, limit)
     return Page([dispute_doc(d, slug) for d, slug in rows], total)
 
 

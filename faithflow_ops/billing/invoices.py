@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.billing.plans import format_amount
 from faithflow_ops.errors import NotFound, UserError, one_of
 from faithflow_ops.models import AuditLog, Invoice, Subscription, Tenant
 from faithflow_ops.models.billing import INVOICE_STATUSES, PROVIDERS
-from faithflow_ops.tenancy.records import column_values
+from faithflow_ops.tenancy.records import column_values, rows_with_slug
 from faithflow_ops.tenancy.tenants import get_tenant
 
 
@@ -51,14 +51,8 @@ def list_invoices(
         conditions.append(Invoice.provider == one_of("--provider", provider, PROVIDERS))
     if tenant is not None:
         conditions.append(Invoice.tenant_id == get_tenant(session, tenant).id)
-    total = session.scalar(select(func.count()).select_from(Invoice).where(*conditions)) or 0
-    rows = session.execute(
-        select(Invoice, Tenant.slug)
-        .join(Tenant, Tenant.id == Invoice.tenant_id)
-        .where(*conditions)
-        .order_by(Invoice.created_at.desc(), Invoice.id.desc())
-        .limit(limit)
-    ).tuples()
+    order = [Invoice.created_at.desc(), Invoice.id.desc()]
+    rows, total = rows_with_slug(session, Invoice, conditions, order, limit)
     return Page([invoice_doc(inv, slug) for inv, slug in rows], total)
 
 

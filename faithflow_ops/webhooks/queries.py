@@ -10,12 +10,13 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import NotFound, one_of
 from faithflow_ops.models import Tenant, WebhookEvent
 from faithflow_ops.models.webhooks import WEBHOOK_SCOPES, WEBHOOK_STATUSES
+from faithflow_ops.tenancy.records import rows_with_slug
 from faithflow_ops.webhooks import applier
 from faithflow_ops.webhooks.endpoints import PROVIDERS
 
@@ -81,15 +82,9 @@ def list_events(
         conditions.append(WebhookEvent.event_type == event_type.strip())
     if since is not None:
         conditions.append(WebhookEvent.first_received_at >= since)
-    total = session.scalar(select(func.count()).select_from(WebhookEvent).where(*conditions))
-    found = session.execute(
-        select(WebhookEvent, Tenant.slug)
-        .outerjoin(Tenant, Tenant.id == WebhookEvent.tenant_id)
-        .where(*conditions)
-        .order_by(WebhookEvent.first_received_at.desc(), WebhookEvent.id.desc())
-        .limit(limit)
-    ).all()
-    return [event_doc(row, slug) for row, slug in found], total or 0
+    order = [WebhookEvent.first_received_at.desc(), WebhookEvent.id.desc()]
+    found, total = rows_with_slug(session, WebhookEvent, conditions, order, limit, outer=True)
+    return [event_doc(row, slug) for row, slug in found], total
 
 
 def event_details(session: Session, event_id: int) -> dict[str, Any]:
