@@ -226,6 +226,27 @@ def _sub_state(sub: Subscription) -> dict[str, Any]:
     return jsonable({name: getattr(sub, name) for name in _SUB_FIELDS})
 
 
+def _audit_sub(
+    session: Session,
+    sub: Subscription,
+    event: InboundEvent | str,
+    audit_action: str,
+    before: dict[str, Any],
+) -> None:
+    """Flush, then audit a subscription's change from `before` to its state now."""
+    session.flush()
+    audit.record(
+        session,
+        actor=actor(event),
+        action=audit_action,
+        entity_type="subscription",
+        entity_id=sub.id,
+        tenant_id=sub.tenant_id,
+        before=before,
+        after=_sub_state(sub),
+    )
+
+
 def set_subscription_status(
     session: Session,
     sub: Subscription,
@@ -257,19 +278,8 @@ def set_subscription_status(
         sub.past_due_since = None
     if status == "canceled" and sub.canceled_at is None:
         sub.canceled_at = at
-    after = _sub_state(sub)
-    if after != before:
-        session.flush()
-        audit.record(
-            session,
-            actor=actor(event),
-            action=audit_action,
-            entity_type="subscription",
-            entity_id=sub.id,
-            tenant_id=sub.tenant_id,
-            before=before,
-            after=after,
-        )
+    if _sub_state(sub) != before:
+        _audit_sub(session, sub, event, audit_action, before)
     # The dunning case follows the status: past due opens one, paid/canceled/suspended close it.
     notes += dunning_cases.on_subscription_status(session, sub, at, actor(event))
     if status in ("active", "trialing"):
@@ -293,17 +303,7 @@ def set_cancel_at_period_end(
         return []
     before = _sub_state(sub)
     sub.cancel_at_period_end = value
-    session.flush()
-    audit.record(
-        session,
-        actor=actor(event),
-        action=audit_action,
-        entity_type="subscription",
-        entity_id=sub.id,
-        tenant_id=sub.tenant_id,
-        before=before,
-        after=_sub_state(sub),
-    )
+    _audit_sub(session, sub, event, audit_action, before)
     if value:
         return [f"subscription {sub.id}: ends at the period end (stays {sub.status})"]
     return [f"subscription {sub.id}: renews again"]
