@@ -29,7 +29,11 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
 from faithflow_ops.billing import lifecycle
-from faithflow_ops.billing.plan_change_rules import EMAIL_TOKEN_KEY, SECRET_SETTINGS
+from faithflow_ops.billing.plan_change_rules import (
+    RECOVER_ID,
+    SECRET_SETTINGS,
+    paystack_email_token,
+)
 from faithflow_ops.billing.subscriptions import subscription_doc
 from faithflow_ops.clock import jsonable
 from faithflow_ops.errors import NotFound, UserError
@@ -41,10 +45,7 @@ if TYPE_CHECKING:
     from faithflow_ops.config import Settings
     from faithflow_ops.db import Database
 
-_RECOVER = (
-    "`faithflow subs backfill` may recover it from subscription metadata, or a webhook replay "
-    "(`faithflow webhooks replay --unmatched`) from a stored event"
-)
+_RECOVER = RECOVER_ID
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,7 @@ def prepare(
             else f"DELETE /v1/subscriptions/{code}"
         )
     else:
-        token = check("paystack", "email_token", (sub.metadata_ or {}).get(EMAIL_TOKEN_KEY)).value
-        if token is None:
-            raise UserError(
-                f"subscription {sub.id} has no {EMAIL_TOKEN_KEY} in its metadata, which Paystack "
-                f"needs to disable {code}; {_RECOVER}"
-            )
+        token = paystack_email_token(sub, code)
         calls.append(f"POST /subscription/disable code={code}")
         notes.append("Paystack refunds nothing on a disable; the paid period is not returned")
     if code is not None:

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from faithflow_ops.billing.identifiers import check
 from faithflow_ops.billing.plan_change_rules import (
     AT_CHOICES,
-    EMAIL_TOKEN_KEY,
     LIVE,
     PLAN_KEYS,
+    RECOVER_ID,
     SECRET_SETTINGS,
     UNSETTLED,
     ChangeRequest,
@@ -25,6 +25,7 @@ from faithflow_ops.billing.plan_change_rules import (
     Replaced,
     classify,
     default_at,
+    paystack_email_token,
 )
 from faithflow_ops.billing.plans import get_plan
 from faithflow_ops.db import utcnow
@@ -38,10 +39,7 @@ if TYPE_CHECKING:
     from faithflow_ops.config import Settings
 
 _EXAMPLES = {"stripe": "price_…", "paystack": "PLN_…"}
-_RECOVER = (
-    "`faithflow subs backfill` may recover it from subscription metadata, or a webhook replay "
-    "(`faithflow webhooks replay --unmatched`) from a stored event"
-)
+_RECOVER = RECOVER_ID
 
 
 def _subscription(session: Session, tenant: Tenant, subscription_id: int | None) -> Subscription:
@@ -262,12 +260,7 @@ def prepare(
             f"{_RECOVER}"
         )
     if provider == "paystack":
-        token = check("paystack", "email_token", (sub.metadata_ or {}).get(EMAIL_TOKEN_KEY)).value
-        if token is None:
-            raise UserError(
-                f"subscription {sub.id} has no {EMAIL_TOKEN_KEY} in its metadata, which Paystack "
-                f"needs to disable {code}; {_RECOVER}"
-            )
+        token = paystack_email_token(sub, code)
         customer = check("paystack", "customer", sub.provider_customer_id).value
         customer = customer or tenant_row.billing_email
         if not customer:

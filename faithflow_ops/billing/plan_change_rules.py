@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faithflow_ops.clock import iso
-from faithflow_ops.models import SubscriptionPlan
+from faithflow_ops.errors import UserError
+from faithflow_ops.models import Subscription, SubscriptionPlan
 from faithflow_ops.providers._http import ProviderError
+from faithflow_ops.providers.ids import check
 
 AT_CHOICES = ("now", "period_end")
 LIVE = ("active", "trialing")
@@ -25,6 +27,23 @@ SECRET_SETTINGS = {
     "paystack": ("paystack_secret_key", "PAYSTACK_SECRET_KEY"),
 }
 EMAIL_TOKEN_KEY = "paystackEmailToken"  # noqa: S105 (a metadata key name, not a secret)
+# How an operator recovers a provider id the subscription row lacks.
+RECOVER_ID = (
+    "`faithflow subs backfill` may recover it from subscription metadata, or a webhook replay "
+    "(`faithflow webhooks replay --unmatched`) from a stored event"
+)
+
+
+def paystack_email_token(sub: Subscription, code: str) -> str:
+    """The email token Paystack needs to disable subscription `code`, from the row's metadata;
+    UserError (with how to recover it) when it is missing or malformed."""
+    token = check("paystack", "email_token", (sub.metadata_ or {}).get(EMAIL_TOKEN_KEY)).value
+    if token is None:
+        raise UserError(
+            f"subscription {sub.id} has no {EMAIL_TOKEN_KEY} in its metadata, which Paystack "
+            f"needs to disable {code}; {RECOVER_ID}"
+        )
+    return token
 
 
 # ---------------------------------------------------------------------------------------------
