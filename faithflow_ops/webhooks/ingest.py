@@ -41,8 +41,12 @@ Two writers:
   (`BEGIN IMMEDIATE`, as `db.py` starts writes), run off the event loop by the receiver.
 
 Database unavailable → `DatabaseUnavailable` (the receiver's 503; the provider retries), and
-the writer reconnects for the next batch. Database errors are logged by class and SQLSTATE
-only: psycopg's message and `CONTEXT` can quote the payload (a payer's e-mail).
+the writer reconnects for the next batch. The writer's own psycopg connection carries the
+receiver's timeouts (`db.RECEIVER_TIMEOUTS`: connect 2 s, lock 2 s, statement 5 s, the same
+as the receiver's SQLAlchemy engine): a lock held elsewhere, or a stuck statement, fails the
+batch with 503 in seconds instead of holding every acknowledgement until it clears. Database
+errors are logged by class and SQLSTATE only: psycopg's message and `CONTEXT` can quote the
+payload (a payer's e-mail).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ import structlog
 from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
 
-from faithflow_ops.db import Database, UTCDateTime, utcnow
+from faithflow_ops.db import RECEIVER_TIMEOUTS, Database, DbTimeouts, UTCDateTime, utcnow
 from faithflow_ops.webhooks.events import InboundEvent, storable
 
 if TYPE_CHECKING:
@@ -418,13 +422,13 @@ class GroupWriter:
         on_stored: Callable[[], None] | None = None,
         max_batch: int = MAX_BATCH,
         linger: float = LINGER,
-        connect_timeout: int = 5,
+        timeouts: DbTimeouts = RECEIVER_TIMEOUTS,
     ) -> None:
         self.url = url
         self.on_stored = on_stored
         self.max_batch = max_batch
         self.linger = linger
-        self.connect_timeout = connect_timeout
+        self.timeouts = timeouts
         self._queue: asyncio.Queue[_Waiting] | None = None
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -598,7 +602,8 @@ class GroupWriter:
             self._conn = await psycopg.AsyncConnection.connect(
                 self.url,
                 autocommit=True,
-                connect_timeout=self.connect_timeout,
+                connect_timeout=self.timeouts.connect,
+                options=self.timeouts.options(),  # statement_timeout, lock_timeout
                 application_name=APPLICATION_NAME,
             )
         except psycopg.Error:
