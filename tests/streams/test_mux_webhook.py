@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +25,7 @@ import pytest
 from conftest import World, z
 from fakes.mux import WEBHOOK_SECRET, MuxFake, MuxWebhooks, body_of, mux_signature
 from helpers import running, wait_applied
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from faithflow_ops.cli import app
@@ -696,6 +698,61 @@ def test_streams_sync_going_live_first_handles_the_waiting_events(
     assert applier.apply_waiting(world.db, now=APPLY_AT).claimed == 0
     assert world.events(world.sunday) == expected
     assert [row_of(world.db, d).status for d in (disconnected, idle)] == ["stale", "applied"]
+
+
+def test_a_waiting_event_handled_while_sync_goes_live_is_not_left_behind(
+    world: World, mux: MuxWebhooks, mux_api: MuxFake
+) -> None:
+    """The race the lock closes: the worker is handling an `idle` (the session still
+    scheduled: it will be `unmatched`) when `streams sync` makes the session live. Sync waits
+    for the live stream's lock, so it sees the worker's `unmatched` row once committed and
+    handles it; without the lock its look for waiting events ran before that commit. On
+    SQLite the single writer serialises the two the same way (the worker commits first)."""
+    idle = mux.live("idle", IDLE)
+    deliver(world.db, idle)
+    event_id = row_of(world.db, idle).id
+    mux_api.go_active("mux-ls-1", ASSET, RECORDING)  # type: ignore[attr-defined]
+    postgres = world.db.dialect == "postgresql"
+    handled, release = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def worker() -> None:  # what applier.apply_one does: the lock, then the event
+        with world.db.session() as session:
+            applier.lock_object(session, "mux", "mux-ls-1")
+            result = applier.apply_in(session, event_id, APPLY_AT)
+            outcome.append(result.status if result else "gone")
+            handled.set()
+            if postgres:
+                assert release.wait(60), "streams sync never queued on the live stream's lock"
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert handled.wait(60)
+    if postgres:
+        sync_thread = threading.Thread(target=lambda: outcome.append(",".join(
+            sync_at(world, z("2026-03-08T14:00:00Z")))))  # fmt: skip
+        sync_thread.start()
+        deadline = time.monotonic() + 60
+        while not _waits_on_advisory_lock(world.db):
+            assert time.monotonic() < deadline, "streams sync did not wait for the lock"
+            time.sleep(0.02)
+        release.set()
+        thread.join(60)
+        sync_thread.join(60)
+    else:
+        thread.join(60)
+        outcome.append(",".join(sync_at(world, z("2026-03-08T14:00:00Z"))))
+    assert outcome == ["unmatched", "recording_processing,session_live"]
+    assert row_of(world.db, idle).status == "applied"
+    assert world.get(world.sunday).status == "ended"
+
+
+def _waits_on_advisory_lock(db: Database) -> bool:
+    with db.read_session() as session:
+        waiting = session.execute(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        ).scalar_one()
+    return bool(waiting)
 
 
 def test_streams_sync_going_live_leaves_other_streams_events_waiting(
