@@ -142,6 +142,32 @@ def test_show_json_has_the_subscription_and_its_invoices(cli, platform: Database
     assert table.exit_code == 0 and "in_1MtHbE" in table.stdout
 
 
+@pytest.mark.parametrize(
+    ("currency", "amount_due"),
+    [("MGA", "500"), ("ISK", "5.00"), ("JPY", "500"), ("UGX", "500")],
+)
+def test_show_reads_stripe_invoice_amounts_in_stripe_s_units(
+    cli, platform: Database, currency: str, amount_due: str
+) -> None:
+    """A Stripe invoice's amount is stored as Stripe sent it: MGA is zero-decimal at Stripe
+    (ISO says 2) and ISK two-decimal (ISO says 0), https://docs.stripe.com/currencies#zero-decimal
+    and #special-cases. `subs show` must read it as `invoices show` does."""
+    doc = add_sub(cli, "--tenant", "cornerstone", "--plan", "growth-usd", "--provider", "stripe")
+    with platform.session() as s:
+        tenant_id = s.scalars(select(Tenant.id).where(Tenant.slug == "cornerstone")).one()
+        s.add(
+            Invoice(
+                tenant_id=tenant_id, subscription_id=doc["id"], provider="stripe",
+                provider_invoice_id="in_1Zero", status="paid", amount_due_minor=500,
+                amount_paid_minor=500, currency=currency,
+            )
+        )  # fmt: skip
+    result = cli("subs", "show", str(doc["id"]), "--json")
+    assert result.exit_code == 0, result.stderr
+    [invoice] = json.loads(result.stdout)["invoices"]
+    assert (invoice["amount_due"], invoice["amount_paid"]) == (amount_due, amount_due)
+
+
 def test_show_an_unknown_subscription_exits_2(cli, db: Database) -> None:
     result = cli("subs", "show", "999")
     assert result.exit_code == 2

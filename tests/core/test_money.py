@@ -85,3 +85,36 @@ def test_an_unknown_currency_is_shown_not_a_crash() -> None:
 def test_totals_by_currency() -> None:
     assert money.format_totals({"NGN": 1500000, "GHS": 45000}) == "GHS 450.00, NGN 15,000.00"
     assert money.format_totals({}) == "—"
+
+
+# Stripe's lists, https://docs.stripe.com/currencies#zero-decimal ("Zero-decimal currencies":
+# the amount is the charge, no multiplication) and #special-cases (ISK stays two-decimal in the
+# API, multiples of 100 — https://support.stripe.com/questions/deprecation-of-fractional-isk-
+# charges-and-refunds: "an ISK amount of `100` will continue to represent 1 króna"; HUF and TWD
+# are zero-decimal only for payouts, two-decimal for charges), and "Three-decimal currencies".
+STRIPE_ZERO_DECIMAL = [
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+    "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+]  # fmt: skip
+STRIPE_THREE_DECIMAL = ["BHD", "JOD", "KWD", "OMR", "TND"]
+
+
+@pytest.mark.parametrize("currency", STRIPE_ZERO_DECIMAL)
+def test_every_stripe_zero_decimal_amount_is_whole_units(currency: str) -> None:
+    assert money.exponent(currency, "stripe") == 0
+    assert money.major(500, currency.lower(), "stripe") == Decimal("500")
+    assert money.to_minor(Decimal("500"), currency, "stripe") == 500
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "major"),
+    [
+        (500, "ISK", Decimal("5.00")),  # two-decimal in the API, whole krónur (x100)
+        (1045, "HUF", Decimal("10.45")),  # charges are two-decimal
+        (1045, "TWD", Decimal("10.45")),
+        *((5120, cur, Decimal("5.120")) for cur in STRIPE_THREE_DECIMAL),
+    ],
+)
+def test_stripe_special_cases(minor: int, currency: str, major: Decimal) -> None:
+    assert money.major(minor, currency, "stripe") == major
+    assert money.to_minor(major, currency, "stripe") == minor
