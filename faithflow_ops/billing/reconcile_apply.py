@@ -195,9 +195,7 @@ def _apply_paid(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         )
     )
     if rowcount(claimed) != 1:
-        current = session.scalar(select(INVOICES.c.status).where(INVOICES.c.id == invoice_id))
-        if current is None:
-            raise StaleAction(f"invoice {invoice_id} no longer exists")
+        current = _status_now(session, invoice_id)
         raise StaleAction(f"invoice {invoice_id} is {current} now, not {seen}: nothing to do")
     invoice = session.get(Invoice, invoice_id, populate_existing=True)
     assert invoice is not None
@@ -220,6 +218,14 @@ def _apply_paid(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         },
     )
     _settle(session, run, invoice.subscription_id, paid_at)
+
+
+def _status_now(session: Session, invoice_id: int) -> str:
+    """The status of an invoice whose claim failed; StaleAction when it no longer exists."""
+    current = session.scalar(select(INVOICES.c.status).where(INVOICES.c.id == invoice_id))
+    if current is None:
+        raise StaleAction(f"invoice {invoice_id} no longer exists")
+    return str(current)
 
 
 def _meta_is(key: str, value: str | None) -> Any:
@@ -254,9 +260,7 @@ def _apply_reopen(session: Session, run: Run, data: Mapping[str, Any]) -> None:
         .values(status="open", amount_paid_minor=0, paid_at=None, updated_at=utcnow())
     )
     if rowcount(claimed) != 1:
-        current = session.scalar(select(INVOICES.c.status).where(INVOICES.c.id == invoice_id))
-        if current is None:
-            raise StaleAction(f"invoice {invoice_id} no longer exists")
+        current = _status_now(session, invoice_id)
         raise StaleAction(
             f"invoice {invoice_id} is {current} now, or names another charge: nothing to do"
         )
