@@ -70,6 +70,14 @@ def _claim(session: Session, table: Table, row_id: int, *conditions: Any, **valu
     return rowcount(session.execute(stmt)) == 1
 
 
+def _claim_subscription(
+    session: Session, sub_id: int, expected: str, *conditions: Any, **values: Any
+) -> None:
+    """Claim subscription `sub_id` while `conditions` hold, or raise why not (`_stale`)."""
+    if not _claim(session, SUBS, sub_id, *conditions, **values):
+        raise _stale(session, sub_id, expected)
+
+
 def _subscription(session: Session, sub_id: int) -> Subscription:
     sub = session.get(Subscription, sub_id)
     if sub is None:
@@ -109,10 +117,10 @@ def _stale(session: Session, sub_id: int, expected: str) -> StaleAction:
 def _apply_trial_notice(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
     p = decode(TrialEndingNotice, action.data)
     sub_id, trial_end = p.subscription_id, p.trial_end
-    claimed = _claim(
+    _claim_subscription(
         session,
-        SUBS,
         sub_id,
+        "a trial ending within 3 days with no notice sent",
         SUBS.c.status == "trialing",
         SUBS.c.trial_end == trial_end,
         SUBS.c.trial_end > now,
@@ -120,8 +128,6 @@ def _apply_trial_notice(session: Session, now: dt.datetime, actor: str, action: 
         or_(SUBS.c.trial_notice_for.is_(None), SUBS.c.trial_notice_for != SUBS.c.trial_end),
         trial_notice_for=trial_end,
     )
-    if not claimed:
-        raise _stale(session, sub_id, "a trial ending within 3 days with no notice sent")
     audit.record(
         session,
         actor=actor,
@@ -139,10 +145,10 @@ def _apply_mark_past_due(session: Session, now: dt.datetime, actor: str, action:
     sub_id, period_end = p.subscription_id, p.current_period_end
     if changed_at_period_end(session, {sub_id: period_end}):
         raise StaleAction(f"subscription {sub_id}: a plan change takes over at its period end")
-    claimed = _claim(
+    _claim_subscription(
         session,
-        SUBS,
         sub_id,
+        "an active period ended without a paid invoice",
         SUBS.c.provider == "paystack",
         SUBS.c.status == "active",
         ~SUBS.c.cancel_at_period_end,
@@ -150,8 +156,6 @@ def _apply_mark_past_due(session: Session, now: dt.datetime, actor: str, action:
         SUBS.c.current_period_end <= now,
         unpaid_after(SUBS.c.current_period_end),
     )
-    if not claimed:
-        raise _stale(session, sub_id, "an active period ended without a paid invoice")
     sub = _subscription(session, sub_id)
     set_subscription_status(
         session, sub, "past_due", period_end, actor, audit_action=AUDIT_SUBSCRIPTION
@@ -161,17 +165,15 @@ def _apply_mark_past_due(session: Session, now: dt.datetime, actor: str, action:
 def _apply_suspend(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
     p = decode(SuspendTenant, action.data)
     sub_id, since = p.subscription_id, p.past_due_since
-    claimed = _claim(
+    _claim_subscription(
         session,
-        SUBS,
         sub_id,
+        "past due since the planned time, nothing else active",
         SUBS.c.status.in_(PAST_DUE),
         SUBS.c.past_due_since == since,
         not_cancel_due(now),
         no_live_sibling(),
     )
-    if not claimed:
-        raise _stale(session, sub_id, "past due since the planned time, nothing else active")
     sub = _subscription(session, sub_id)
     tenant = session.get(Tenant, sub.tenant_id)
     assert tenant is not None
@@ -197,17 +199,15 @@ def _apply_suspend(session: Session, now: dt.datetime, actor: str, action: Actio
 def _apply_cancel(session: Session, now: dt.datetime, actor: str, action: Action) -> None:
     p = decode(CancelSubscription, action.data)
     sub_id, period_end = p.subscription_id, p.current_period_end
-    claimed = _claim(
+    _claim_subscription(
         session,
-        SUBS,
         sub_id,
+        "a cancellation at a period end that has passed",
         SUBS.c.cancel_at_period_end,
         SUBS.c.status != "canceled",
         SUBS.c.current_period_end == period_end,
         SUBS.c.current_period_end <= now,
     )
-    if not claimed:
-        raise _stale(session, sub_id, "a cancellation at a period end that has passed")
     sub = _subscription(session, sub_id)
     set_subscription_status(
         session, sub, "canceled", period_end, actor, audit_action=AUDIT_SUBSCRIPTION
@@ -241,8 +241,8 @@ def _apply_plan_change(session: Session, now: dt.datetime, actor: str, action: A
         # on the target plan already: the provider's webhook applied the change first
         fits.append(SUBS.c.plan_id.in_(sorted({from_id, to_id})))
     before = session.scalar(select(SUBS.c.plan_id).where(SUBS.c.id == sub_id))
-    if not _claim(session, SUBS, sub_id, *fits, plan_id=to_id):
-        raise _stale(session, sub_id, f"a live subscription on plan #{from_id} or #{to_id}")
+    expected = f"a live subscription on plan #{from_id} or #{to_id}"
+    _claim_subscription(session, sub_id, expected, *fits, plan_id=to_id)
     # Paystack: the claimed row moves to the subscription the change created at the provider
     refs = session.scalar(select(CHANGES.c.provider_refs).where(CHANGES.c.id == change_id))
     sub = session.get(Subscription, sub_id, populate_existing=True)  # after the claim
