@@ -141,6 +141,15 @@ def record(fields: dict[str, Any], title: str | None = None) -> None:
     _print_table(t)
 
 
+def section(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str, none: str) -> None:
+    """A titled table of a record's related rows, or the line `none` (stderr) when there are
+    none (no empty table)."""
+    if rows:
+        table(columns, rows, title=title)
+    else:
+        info(none)
+
+
 def _print_table(t: Any) -> None:
     # On a terminal Rich fits the table to the window; piped, rows stay whole (no folding at
     # 80 columns) so grep and less see one record per line.

@@ -92,26 +92,24 @@ def show(
         return
     invoices = doc.pop("invoices")
     _render_record(doc)
-    if invoices:
-        output.table(
-            ["id", "provider invoice", "status", "due", "paid", "currency", "due at", "paid at"],
+    output.section(
+        ["id", "provider invoice", "status", "due", "paid", "currency", "due at", "paid at"],
+        [
             [
-                [
-                    i["id"],
-                    i["provider_invoice_id"],
-                    i["status"],
-                    _invoice_money(i["amount_due"], i["currency"], doc.get("provider")),
-                    _invoice_money(i["amount_paid"], i["currency"], doc.get("provider")),
-                    i["currency"],
-                    i["due_at"],
-                    i["paid_at"],
-                ]
-                for i in invoices
-            ],
-            title="invoices",
-        )
-    else:
-        output.info("no invoices")
+                i["id"],
+                i["provider_invoice_id"],
+                i["status"],
+                _invoice_money(i["amount_due"], i["currency"], doc.get("provider")),
+                _invoice_money(i["amount_paid"], i["currency"], doc.get("provider")),
+                i["currency"],
+                i["due_at"],
+                i["paid_at"],
+            ]
+            for i in invoices
+        ],
+        "invoices",
+        "no invoices",
+    )
 
 
 @app.command("add")

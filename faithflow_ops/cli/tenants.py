@@ -130,28 +130,21 @@ def show(slug: SlugArg, as_json: JsonOpt = False) -> None:
     accounts = doc.pop("provider_accounts")
     output.record(doc, title=f"tenant {doc['slug']}")
     output.record({k: v for k, v in policy.items() if k != "tenant"}, title="security policy")
-    if subs:
-        output.table(
-            ["id", "plan", "provider", "status", "period ends"],
-            [
-                [s["id"], s["plan"], s["provider"], s["status"], s["current_period_end"]]
-                for s in subs
-            ],
-            title="subscriptions",
-        )
-    else:
-        output.info("no subscriptions")
-    if accounts:
-        output.table(
-            ["provider", "kind", "id", "linked at", "by"],
-            [
-                [a["provider"], a["kind"], a["external_id"], a["created_at"], a["source"]]
-                for a in accounts
-            ],
-            title="provider ids",
-        )
-    else:
-        output.info("no linked provider ids (see `faithflow tenants link`)")
+    output.section(
+        ["id", "plan", "provider", "status", "period ends"],
+        [[s["id"], s["plan"], s["provider"], s["status"], s["current_period_end"]] for s in subs],
+        "subscriptions",
+        "no subscriptions",
+    )
+    output.section(
+        ["provider", "kind", "id", "linked at", "by"],
+        [
+            [a["provider"], a["kind"], a["external_id"], a["created_at"], a["source"]]
+            for a in accounts
+        ],
+        "provider ids",
+        "no linked provider ids (see `faithflow tenants link`)",
+    )
 
 
 @app.command("set")
