@@ -150,27 +150,20 @@ def compute(
     skipped = func.coalesce(DunningAttempt.detail, "").like(SKIPPED_PREFIX + "%")
     attempts: dict[tuple[str, str], dict[str, Any]] = {}
     retries: dict[str, int] = defaultdict(int)
+    keys = (
+        DunningAttempt.step,
+        DunningAttempt.channel,
+        DunningAttempt.retry_outcome,
+        OutboundMessage.status,
+        handed,
+        skipped,
+    )
     for step, channel, outcome_text, status, was_handed, was_skipped, count in session.execute(
-        select(
-            DunningAttempt.step,
-            DunningAttempt.channel,
-            DunningAttempt.retry_outcome,
-            OutboundMessage.status,
-            handed,
-            skipped,
-            func.count(),
-        )
+        select(*keys, func.count())
         .join(DunningCase, DunningCase.id == DunningAttempt.case_id)
         .outerjoin(OutboundMessage, OutboundMessage.id == DunningAttempt.message_id)
         .where(cohort)
-        .group_by(
-            DunningAttempt.step,
-            DunningAttempt.channel,
-            DunningAttempt.retry_outcome,
-            OutboundMessage.status,
-            handed,
-            skipped,
-        )
+        .group_by(*keys)
     ):
         row = attempts.setdefault(
             (step, channel),
