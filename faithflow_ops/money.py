@@ -37,7 +37,7 @@ Pass `provider=` when the amount is the one a provider sent (an invoice, a dispu
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -100,6 +100,18 @@ def major(minor: int, currency: str, provider: str | None = None) -> Decimal:
 def to_minor(amount: Decimal | str, currency: str, provider: str | None = None) -> int:
     """Major units back to integer minor units (`Decimal('450.00')` GHS → 45000); exact."""
     return int(Decimal(str(amount)).scaleb(exponent(currency, provider)))
+
+
+def iso_minor(minor: int, currency: str, provider: str) -> int:
+    """An amount `provider` sent, as ISO 4217 minor units (what a plan's price and a dunning
+    case hold): Stripe MGA 500 → 50000, Stripe ISK 500 → 5, NGN at Paystack unchanged. Exact
+    for every amount the provider accepts (Stripe's ISK amounts are multiples of 100); a
+    fraction of the ISO unit, which it refuses, rounds half up."""
+    digits, iso = exponent(currency, provider), exponent(currency)
+    if digits == iso:
+        return int(minor)
+    amount = Decimal(int(minor)).scaleb(iso - digits)
+    return int(amount.to_integral_value(rounding=ROUND_HALF_UP))
 
 
 @cache

@@ -29,6 +29,7 @@ from faithflow_ops.comms import outbox
 from faithflow_ops.db import rowcount, upsert_insert
 from faithflow_ops.models import Invoice, OutboundMessage, Subscription, SubscriptionPlan
 from faithflow_ops.models.dunning import DunningAttempt, DunningCase
+from faithflow_ops.money import iso_minor
 
 CASES = cast(Table, DunningCase.__table__)
 ATTEMPTS = cast(Table, DunningAttempt.__table__)
@@ -76,7 +77,10 @@ def open_case(session: Session, sub: Subscription, at: dt.datetime, actor: str) 
         return None
     invoice = oldest_open_invoice(session, sub.id)
     if invoice is not None:
-        amount = max(invoice.amount_due_minor - (invoice.amount_paid_minor or 0), 0)
+        owed = max(invoice.amount_due_minor - (invoice.amount_paid_minor or 0), 0)
+        # the invoice holds the provider's units (Stripe: MGA zero-decimal, ISK two-decimal);
+        # a case holds ISO 4217 minor units, like the plan's price below
+        amount = iso_minor(owed, invoice.currency, invoice.provider)
         currency, invoice_id, ref = invoice.currency, invoice.id, invoice.provider_invoice_id
     else:
         plan = session.get(SubscriptionPlan, sub.plan_id)

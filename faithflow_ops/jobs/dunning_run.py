@@ -79,7 +79,7 @@ class Dunning(Job):
     def table_rows(cls, action: Action) -> list[tuple[Any, ...]]:
         d = action.data
         amount = (
-            format_money(d["amount_minor"], d["currency"], provider=d.get("provider"))
+            format_money(d["amount_minor"], d["currency"])  # a case holds ISO 4217 units
             if "amount_minor" in d
             else ""
         )

@@ -118,3 +118,11 @@ def test_every_stripe_zero_decimal_amount_is_whole_units(currency: str) -> None:
 def test_stripe_special_cases(minor: int, currency: str, major: Decimal) -> None:
     assert money.major(minor, currency, "stripe") == major
     assert money.to_minor(major, currency, "stripe") == minor
+
+
+def test_a_provider_amount_as_iso_minor_units() -> None:
+    assert money.iso_minor(500, "MGA", "stripe") == 50000  # MGA 500: ISO has 2 decimals
+    assert money.iso_minor(500, "ISK", "stripe") == 5  # 5 krónur: ISO has none
+    assert money.iso_minor(7900, "USD", "stripe") == 7900
+    assert money.iso_minor(1500000, "NGN", "paystack") == 1500000
+    assert money.iso_minor(550, "ISK", "stripe") == 6  # a legacy fraction rounds half up

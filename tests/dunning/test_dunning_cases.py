@@ -20,6 +20,7 @@ from faithflow_ops.jobs.base import JobContext
 from faithflow_ops.jobs.runner import run_job
 from faithflow_ops.models import (
     AuditLog,
+    Invoice,
     OutboundMessage,
     Subscription,
     SubscriptionPlan,
@@ -210,3 +211,44 @@ def test_close_cases_refuses_an_unknown_status(db: Database) -> None:
         cases.close_cases(
             s, subscription_id=1, status="paid", at=dt.datetime.now(dt.UTC), actor="x"
         )
+
+
+@pytest.mark.parametrize(
+    ("currency", "stripe_due", "iso_minor", "shown"),
+    [("MGA", 500, 50000, "MGA 500.00"), ("ISK", 500, 5, "ISK 5"), ("USD", 7900, 7900, "USD 79.00")],
+)
+def test_a_case_from_a_stripe_invoice_holds_the_amount_in_iso_units(
+    db: Database, currency: str, stripe_due: int, iso_minor: int, shown: str
+) -> None:
+    """Stripe sends MGA zero-decimal and ISK two-decimal (https://docs.stripe.com/currencies
+    #zero-decimal, #special-cases); a case's amount is read everywhere (the church's reminder,
+    `dunning analytics`, the job's table) as ISO 4217 minor units, like a plan's."""
+    from faithflow_ops.money import format_money
+
+    now = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+    with db.session() as s:
+        tenant = Tenant(slug="tana", name="Tana Chapel")
+        plan = SubscriptionPlan(
+            code="growth-x", name="Growth", amount_minor=iso_minor, currency=currency,
+            interval="month", metadata_={},
+        )  # fmt: skip
+        s.add_all([tenant, plan])
+        s.flush()
+        sub = Subscription(
+            tenant_id=tenant.id, plan_id=plan.id, provider="stripe",
+            provider_subscription_id="sub_1Tana", status="past_due", past_due_since=now,
+        )  # fmt: skip
+        s.add(sub)
+        s.flush()
+        s.add(
+            Invoice(
+                tenant_id=tenant.id, subscription_id=sub.id, provider="stripe",
+                provider_invoice_id="in_1Tana", status="open", amount_due_minor=stripe_due,
+                currency=currency,
+            )
+        )  # fmt: skip
+        s.flush()
+        assert cases.open_case(s, sub, now, "test") is not None
+    [case] = all_cases(db)
+    assert (case.amount_minor, case.currency) == (iso_minor, currency)
+    assert format_money(case.amount_minor, case.currency) == shown
