@@ -10,10 +10,10 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import NotFound, UserError, one_of
-from faithflow_ops.models import Dispute, DisputeAlert, Tenant
+from faithflow_ops.models import Dispute, DisputeAlert
 from faithflow_ops.models.payments import DISPUTE_CLOSED as CLOSED
 from faithflow_ops.models.payments import DISPUTE_SCOPES
-from faithflow_ops.tenancy.records import column_values, rows_with_slug
+from faithflow_ops.tenancy.records import column_values, row_with_slug, rows_with_slug
 from faithflow_ops.tenancy.tenants import get_tenant
 
 
@@ -64,11 +64,7 @@ def list_disputes(
 
 def dispute_details(session: Session, dispute_id: int) -> dict[str, Any]:
     """`disputes show`: every field and the evidence-due alerts sent for it."""
-    row = session.execute(
-        select(Dispute, Tenant.slug)
-        .join(Tenant, Tenant.id == Dispute.tenant_id)
-        .where(Dispute.id == dispute_id)
-    ).first()
+    row = row_with_slug(session, Dispute, dispute_id)
     if row is None:
         raise NotFound(f"no dispute with id {dispute_id}; see `faithflow disputes list`")
     dispute, slug = row

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from faithflow_ops.billing.plans import format_amount
 from faithflow_ops.errors import NotFound, UserError, one_of
-from faithflow_ops.models import AuditLog, Invoice, Subscription, Tenant
+from faithflow_ops.models import AuditLog, Invoice, Subscription
 from faithflow_ops.models.billing import INVOICE_STATUSES, PROVIDERS
-from faithflow_ops.tenancy.records import column_values, rows_with_slug
+from faithflow_ops.tenancy.records import column_values, row_with_slug, rows_with_slug
 from faithflow_ops.tenancy.tenants import get_tenant
 
 
@@ -58,11 +58,7 @@ def list_invoices(
 
 def invoice_details(session: Session, invoice_id: int) -> dict[str, Any]:
     """`invoices show`: every field, the subscription it belongs to, and its audit trail."""
-    found = session.execute(
-        select(Invoice, Tenant.slug)
-        .join(Tenant, Tenant.id == Invoice.tenant_id)
-        .where(Invoice.id == invoice_id)
-    ).first()
+    found = row_with_slug(session, Invoice, invoice_id)
     if found is None:
         raise NotFound(f"no invoice with id {invoice_id}; see `faithflow invoices list`")
     invoice, slug = found

@@ -19,6 +19,19 @@ def column_values(row: Base) -> dict[str, Any]:
     return {attr.columns[0].name: getattr(row, attr.key) for attr in mapper.column_attrs}
 
 
+def row_with_slug(
+    session: Session, model: Any, row_id: int, *, outer: bool = False
+) -> tuple[Any, str | None] | None:
+    """The `model` row with this id and its tenant's slug (`outer`: slug None for a row
+    without a tenant), or None when there is no such row."""
+    found = session.execute(
+        select(model, Tenant.slug)
+        .join(Tenant, Tenant.id == model.tenant_id, isouter=outer)
+        .where(model.id == row_id)
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
 def rows_with_slug(
     session: Session,
     model: Any,

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.errors import NotFound, one_of
-from faithflow_ops.models import Tenant, WebhookEvent
+from faithflow_ops.models import WebhookEvent
 from faithflow_ops.models.webhooks import WEBHOOK_SCOPES, WEBHOOK_STATUSES
-from faithflow_ops.tenancy.records import rows_with_slug
+from faithflow_ops.tenancy.records import row_with_slug, rows_with_slug
 from faithflow_ops.webhooks import applier
 from faithflow_ops.webhooks.endpoints import PROVIDERS
 
@@ -89,11 +89,7 @@ def list_events(
 
 def event_details(session: Session, event_id: int) -> dict[str, Any]:
     """One stored event with every field and its payload; NotFound when there is none."""
-    found = session.execute(
-        select(WebhookEvent, Tenant.slug)
-        .outerjoin(Tenant, Tenant.id == WebhookEvent.tenant_id)
-        .where(WebhookEvent.id == event_id)
-    ).first()
+    found = row_with_slug(session, WebhookEvent, event_id, outer=True)
     if found is None:
         raise NotFound(f"no webhook event {event_id}; see `faithflow webhooks list`")
     return event_doc(found[0], found[1], full=True)
