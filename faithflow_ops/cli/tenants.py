@@ -359,16 +359,34 @@ def policy_set(
         typer.Option(
             "--retention-days",
             metavar="DAYS",
-            help="Keep deleted data this many days (30 to 3650) before purging.",
+            help="The tenant's own retention period, 30 to 3650 days: `retention run` uses it "
+            "instead of the platform defaults for the tenant's tickets, messages, webhook "
+            "bodies and its purge after deletion.",
         ),
     ] = None,
-    keep_forever: Annotated[
-        bool, typer.Option("--keep-forever", help="Clear the retention period: never purge.")
+    default_retention: Annotated[
+        bool,
+        typer.Option(
+            "--default-retention",
+            help="Clear the tenant's own retention period: its data follows the platform "
+            "defaults (FAITHFLOW_RETENTION_*_DAYS). To keep a tenant's data for good, place a "
+            "legal hold (`retention hold`).",
+        ),
     ] = False,
+    keep_forever: Annotated[bool, typer.Option("--keep-forever", hidden=True)] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Change some of a tenant's security policy; unnamed settings keep their value."""
+    from faithflow_ops.errors import UserError
     from faithflow_ops.tenancy.policies import set_policy
+
+    if keep_forever:  # what this option once promised, retention never did
+        raise UserError(
+            "--keep-forever is gone: a tenant without its own retention period follows the "
+            "platform defaults, which `retention run` applies. Clear the period with "
+            f"--default-retention; to keep {slug}'s data for good, place a legal hold: "
+            f"faithflow retention hold --tenant {slug} --reason …"
+        )
 
     with database().session() as session:
         change = set_policy(
@@ -379,7 +397,7 @@ def policy_set(
             sso_required=sso_required,
             session_timeout_minutes=session_timeout,
             data_retention_days=retention_days,
-            clear_retention=keep_forever,
+            clear_retention=default_retention,
         )
     _render_policy(change.doc, as_json)
     slug_text = change.doc["tenant"]
@@ -402,7 +420,7 @@ def _render_policy(doc: dict[str, Any], as_json: bool) -> None:
         return
     fields = {k: v for k, v in doc.items() if k != "tenant"}
     if fields["data_retention_days"] is None:
-        fields["data_retention_days"] = "keep forever"
+        fields["data_retention_days"] = "platform defaults"
     if not fields["stored"]:
         output.info("no policy saved for this tenant; showing the defaults")
     output.record(fields, title=f"security policy of {doc['tenant']}")

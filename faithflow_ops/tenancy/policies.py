@@ -67,9 +67,12 @@ def set_policy(
     data_retention_days: int | None = None,
     clear_retention: bool = False,
 ) -> PolicyChange:
-    """Change the given fields (None = leave as is); `clear_retention` keeps data indefinitely."""
+    """Change the given fields (None = leave as is); `clear_retention` drops the tenant's own
+    retention period, so its data follows the platform defaults."""
     if clear_retention and data_retention_days is not None:
-        raise UserError("give either a retention period or keep-forever, not both")
+        raise UserError(
+            "give either a retention period (--retention-days) or --default-retention, not both"
+        )
     wanted: dict[str, Any] = {}
     if mfa_required is not None:
         wanted["mfa_required"] = mfa_required

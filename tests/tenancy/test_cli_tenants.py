@@ -300,10 +300,26 @@ def test_policy_set_changes_only_the_named_settings_and_audits_them(cli, db: Dat
     assert "already had those values; nothing changed" in said(same)
     assert len(audit_rows(db, "tenant.policy.set")) == 1
 
-    cleared = cli("tenants", "policy", "set", "grace-lagos", "--keep-forever", "--no-mfa-required",
-                  "--json")  # fmt: skip
+    cleared = cli("tenants", "policy", "set", "grace-lagos", "--default-retention",
+                  "--no-mfa-required", "--json")  # fmt: skip
     doc = json.loads(cleared.stdout)
     assert doc["data_retention_days"] is None and doc["mfa_required"] is False
+    shown = cli("tenants", "policy", "show", "grace-lagos")
+    assert shown.exit_code == 0 and "platform defaults" in shown.stdout
+
+
+def test_keep_forever_is_refused_pointing_at_a_legal_hold(cli, db: Database) -> None:
+    # It once said "never purge" while retention applied the platform defaults to such tenants.
+    assert cli(*LAGOS).exit_code == 0
+    assert cli("tenants", "policy", "set", "grace-lagos", "--retention-days", "365").exit_code == 0
+    with db.read_session() as s:
+        before = s.scalars(select(TenantSecurityPolicy.data_retention_days)).all()
+    result = cli("tenants", "policy", "set", "grace-lagos", "--keep-forever")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "--keep-forever is gone" in said(result)
+    assert "faithflow retention hold --tenant grace-lagos" in said(result)
+    with db.read_session() as s:
+        assert s.scalars(select(TenantSecurityPolicy.data_retention_days)).all() == before == [365]
 
 
 def test_policy_set_creates_a_policy_when_none_was_stored(cli, db: Database) -> None:
@@ -322,7 +338,7 @@ def test_policy_set_creates_a_policy_when_none_was_stored(cli, db: Database) -> 
         (("--session-timeout", "2"), "session timeout 2 is out of range; use 5 to 43200 minutes"),
         (("--session-timeout", "50000"), "session timeout 50000 is out of range"),
         (("--retention-days", "7"), "retention 7 is out of range; use 30 to 3650 days"),
-        (("--retention-days", "365", "--keep-forever"), "not both"),
+        (("--retention-days", "365", "--default-retention"), "not both"),
         ((), "nothing to change: give at least one policy setting"),
     ],
 )
