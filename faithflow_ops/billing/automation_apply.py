@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from faithflow_ops import audit
@@ -25,7 +25,6 @@ from faithflow_ops.billing.automation_plan import (
     PLANS,
     SUBS,
     TENANTS,
-    TRIAL_NOTICE_WINDOW,
     ApplyPlanChange,
     CancelSubscription,
     MarkPastDue,
@@ -33,12 +32,14 @@ from faithflow_ops.billing.automation_plan import (
     RejectPlanChange,
     SuspendTenant,
     TrialEndingNotice,
+    cancel_due,
     changed_at_period_end,
     live_subscription,
     misfit,
     no_live_sibling,
     not_cancel_due,
     provider_applied,
+    trial_notice_due,
     unpaid_after,
 )
 from faithflow_ops.billing.grace import PlanGrace, plan_grace, resolve_grace
@@ -121,11 +122,8 @@ def _apply_trial_notice(session: Session, now: dt.datetime, actor: str, action: 
         session,
         sub_id,
         "a trial ending within 3 days with no notice sent",
-        SUBS.c.status == "trialing",
         SUBS.c.trial_end == trial_end,
-        SUBS.c.trial_end > now,
-        SUBS.c.trial_end <= now + TRIAL_NOTICE_WINDOW,
-        or_(SUBS.c.trial_notice_for.is_(None), SUBS.c.trial_notice_for != SUBS.c.trial_end),
+        *trial_notice_due(now),
         trial_notice_for=trial_end,
     )
     audit.record(
@@ -203,10 +201,8 @@ def _apply_cancel(session: Session, now: dt.datetime, actor: str, action: Action
         session,
         sub_id,
         "a cancellation at a period end that has passed",
-        SUBS.c.cancel_at_period_end,
-        SUBS.c.status != "canceled",
         SUBS.c.current_period_end == period_end,
-        SUBS.c.current_period_end <= now,
+        *cancel_due(now),
     )
     sub = _subscription(session, sub_id)
     set_subscription_status(

@@ -160,6 +160,26 @@ def changed_at_period_end(session: Session, periods: Mapping[int, dt.datetime | 
     return found
 
 
+def trial_notice_due(now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """A trialing subscription whose trial ends within TRIAL_NOTICE_WINDOW of `now` and has no
+    notice sent for that end (the planner's filter and the applier's claim)."""
+    return (
+        SUBS.c.status == "trialing",
+        SUBS.c.trial_end > now,
+        SUBS.c.trial_end <= now + TRIAL_NOTICE_WINDOW,
+        or_(SUBS.c.trial_notice_for.is_(None), SUBS.c.trial_notice_for != SUBS.c.trial_end),
+    )
+
+
+def cancel_due(now: dt.datetime) -> tuple[ColumnElement[bool], ...]:
+    """A cancellation at period end whose period has ended by `now`, not yet canceled."""
+    return (
+        SUBS.c.cancel_at_period_end,  # bare, as in the index predicate
+        SUBS.c.status != "canceled",
+        SUBS.c.current_period_end <= now,
+    )
+
+
 def unpaid_after(period_end: Any) -> ColumnElement[bool]:
     """No paid invoice of the subscription reaches past `period_end` (the renewal)."""
     return ~exists().where(
@@ -237,13 +257,7 @@ def _trial_notices(session: Session, now: dt.datetime) -> list[Action]:
     rows = session.execute(
         select(SUBS.c.id, SUBS.c.tenant_id, TENANTS.c.slug, SUBS.c.trial_end)
         .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
-        .where(
-            SUBS.c.status == "trialing",
-            SUBS.c.trial_end > now,
-            SUBS.c.trial_end <= now + TRIAL_NOTICE_WINDOW,
-            or_(SUBS.c.trial_notice_for.is_(None), SUBS.c.trial_notice_for != SUBS.c.trial_end),
-            _tenant_ok(),
-        )
+        .where(*trial_notice_due(now), _tenant_ok())
         .order_by(SUBS.c.trial_end, SUBS.c.id)
     ).tuples()
     out = []
@@ -469,12 +483,7 @@ def _cancellations(session: Session, now: dt.datetime) -> list[Action]:
     rows = session.execute(
         select(SUBS.c.id, SUBS.c.tenant_id, TENANTS.c.slug, SUBS.c.current_period_end)
         .join(TENANTS, TENANTS.c.id == SUBS.c.tenant_id)
-        .where(
-            SUBS.c.cancel_at_period_end,  # bare, as in the index predicate
-            SUBS.c.status != "canceled",
-            SUBS.c.current_period_end <= now,
-            _tenant_ok(),
-        )
+        .where(*cancel_due(now), _tenant_ok())
         .order_by(SUBS.c.current_period_end, SUBS.c.id)
     ).tuples()
     out = []
