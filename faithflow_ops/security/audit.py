@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,7 +35,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.actions import decode
-from faithflow_ops.config import RETENTION_DAYS
 from faithflow_ops.models import MfaNotice, SecurityAudit, Tenant, User, UserSession
 from faithflow_ops.retention import purge
 from faithflow_ops.security.enforce import gated, session_violation
@@ -159,7 +159,9 @@ def run_audit(
 
     findings.extend(_sessions(session, tenants, policies, now, platform=only is None))
     findings.extend(_staff(session, tenants, policies, now, platform=only is None))
-    findings.extend(_retention(session, now, tenants, platform=only is None))
+    findings.extend(
+        _retention(session, now, tenants, settings.retention_days, platform=only is None)
+    )
     if only is None:
         findings.extend(_task_key(settings))
 
@@ -317,12 +319,18 @@ def _staff(
 
 
 def _retention(
-    session: Session, now: dt.datetime, tenants: dict[int, Tenant], *, platform: bool
+    session: Session,
+    now: dt.datetime,
+    tenants: dict[int, Tenant],
+    days: Mapping[str, int],
+    *,
+    platform: bool,
 ) -> list[Finding]:
-    """What `retention run` (default periods) would still purge as of a day ago."""
+    """What `retention run` (the configured periods, FAITHFLOW_RETENTION_<CLASS>_DAYS) would
+    still purge as of a day ago."""
     late: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     overdue_at = now - dt.timedelta(days=1)
-    for action in purge.plan(session, overdue_at, RETENTION_DAYS, batch_size=100_000):
+    for action in purge.plan(session, overdue_at, days, batch_size=100_000):
         batch = decode(purge.PurgeBatch, action.data)
         subject = _subject(batch.tenant_id, tenants)
         if subject is None or (subject == "platform" and not platform):

@@ -136,3 +136,22 @@ def test_retention_overdue_is_a_finding_until_the_retention_run_catches_up(world
     assert late.evidence["rows"] == {"webhook_payloads": 1}
     run(world.db, "retention", NOW)
     assert "retention_overdue:tenant:grace" not in _by_code(_audit(world))
+
+
+def test_retention_overdue_follows_the_configured_periods(world: World, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The audit used the built-in defaults (90 days for webhook bodies) even where the
+    # platform keeps them longer: a finding for rows `retention run` rightly keeps.
+    from faithflow_ops.models import WebhookEvent
+
+    at = z("2025-11-01T00:00:00Z")  # 129 days before NOW
+    with world.db.session() as session:
+        session.add(
+            WebhookEvent(provider="stripe", scope="tenant", event_key="evt_kept",
+                         event_type="invoice.paid", tenant_id=world.grace, payload={"id": "x"},
+                         status="applied", first_received_at=at, last_received_at=at)
+        )  # fmt: skip
+    monkeypatch.setenv("FAITHFLOW_RETENTION_WEBHOOK_PAYLOADS_DAYS", "365")
+    assert "retention_overdue:tenant:grace" not in _by_code(_audit(world))
+    monkeypatch.setenv("FAITHFLOW_RETENTION_WEBHOOK_PAYLOADS_DAYS", "100")
+    late = _by_code(_audit(world))["retention_overdue:tenant:grace"]
+    assert late.evidence["rows"] == {"webhook_payloads": 1}
