@@ -534,6 +534,10 @@ class Settings:
     # seconds one statement of a job or CLI command may run on Postgres (the receiver's own
     # requests get 5 s; faithflow_ops.db.DbTimeouts)
     db_statement_timeout: float = 300.0
+    # seconds the webhook group-commit writer's own Postgres connection may spend on one
+    # statement / waiting for one lock before the batch is answered 503 (the provider retries)
+    ingest_statement_timeout: float = 5.0
+    ingest_lock_timeout: float = 2.0
     health_outbox_backlog_minutes: int = 15
     health_webhook_failure_rate: float = 5.0
     health_webhook_min_events: int = 10
@@ -684,6 +688,10 @@ class Settings:
             pagerduty_api_base=_api_base(env, "PAGERDUTY_API_BASE", cls.pagerduty_api_base),
             health_timeout=_float(env, "FAITHFLOW_HEALTH_TIMEOUT", 5.0, minimum=0.01),
             db_statement_timeout=_float(env, "FAITHFLOW_DB_STATEMENT_TIMEOUT", 300.0, minimum=1.0),
+            ingest_statement_timeout=_float(
+                env, "FAITHFLOW_INGEST_STATEMENT_TIMEOUT", 5.0, minimum=0.1
+            ),
+            ingest_lock_timeout=_float(env, "FAITHFLOW_INGEST_LOCK_TIMEOUT", 2.0, minimum=0.1),
             health_outbox_backlog_minutes=_int(
                 env, "FAITHFLOW_HEALTH_OUTBOX_BACKLOG", 15, minimum=1
             ),

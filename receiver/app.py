@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError
 
 from faithflow_ops import __version__
 from faithflow_ops.config import Settings
-from faithflow_ops.db import RECEIVER_TIMEOUTS, Database, job_timeouts
+from faithflow_ops.db import RECEIVER_TIMEOUTS, Database, DbTimeouts, job_timeouts
 from faithflow_ops.jobs import registry
 from faithflow_ops.jobs.registry import JobSpec
 from faithflow_ops.jobs.runner import RunResult
@@ -164,7 +164,14 @@ def create_app(
                 database.dispose()
                 jobs_db.dispose()
 
-    ingest = WebhookIngest(database)  # webhook ingest: group commit on Postgres
+    ingest = WebhookIngest(  # webhook ingest: group commit on Postgres
+        database,
+        DbTimeouts(
+            statement=settings.ingest_statement_timeout,
+            lock=settings.ingest_lock_timeout,
+            connect=RECEIVER_TIMEOUTS.connect,
+        ),
+    )
     if worker is not None:  # webhook applier: woken by every delivery this process stores
         ingest.on_stored = worker.wake
     return Litestar(

@@ -31,6 +31,7 @@ from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
+from faithflow_ops.db import RECEIVER_TIMEOUTS, DbTimeouts
 from faithflow_ops.providers import SignatureError
 from faithflow_ops.providers import mux as mux_provider
 from faithflow_ops.providers import paystack as paystack_provider
@@ -115,13 +116,15 @@ class WebhookIngest:
     writer with the app; `on_stored` (this process's applier's `wake`, set by `create_app`)
     is called after each commit."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, timeouts: DbTimeouts = RECEIVER_TIMEOUTS) -> None:
         self.db = db
         self.on_stored: Callable[[], None] | None = None  # this process's applier: wake()
         self.sync = ingest.SyncStore(db, on_stored=self._wake)
         self.writer: ingest.GroupWriter | None = None
-        if db.dialect == "postgresql":
-            self.writer = ingest.GroupWriter(ingest.conninfo(db), on_stored=self._wake)
+        if db.dialect == "postgresql":  # FAITHFLOW_INGEST_{STATEMENT,LOCK}_TIMEOUT
+            self.writer = ingest.GroupWriter(
+                ingest.conninfo(db), on_stored=self._wake, timeouts=timeouts
+            )
 
     def _wake(self) -> None:
         if self.on_stored is not None:

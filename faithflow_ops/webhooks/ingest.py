@@ -41,9 +41,9 @@ Two writers:
   (`BEGIN IMMEDIATE`, as `db.py` starts writes), run off the event loop by the receiver.
 
 Database unavailable → `DatabaseUnavailable` (the receiver's 503; the provider retries), and
-the writer reconnects for the next batch. The writer's own psycopg connection carries the
-receiver's timeouts (`db.RECEIVER_TIMEOUTS`: connect 2 s, lock 2 s, statement 5 s, the same
-as the receiver's SQLAlchemy engine): a lock held elsewhere, or a stuck statement, fails the
+the writer reconnects for the next batch. The writer's own psycopg connection carries its
+timeouts (the receiver passes FAITHFLOW_INGEST_STATEMENT_TIMEOUT / _LOCK_TIMEOUT, default 5 s /
+2 s like `db.RECEIVER_TIMEOUTS`): a lock held elsewhere, or a stuck statement, fails the
 batch with 503 in seconds instead of holding every acknowledgement until it clears. Database
 errors are logged by class and SQLSTATE only: psycopg's message and `CONTEXT` can quote the
 payload (a payer's e-mail).

@@ -42,6 +42,20 @@ def test_the_statement_timeout_setting() -> None:
             Settings.from_env({"FAITHFLOW_DB_STATEMENT_TIMEOUT": bad})
 
 
+def test_the_ingest_timeout_settings() -> None:
+    """The webhook group-commit writer's own connection (webhooks.ingest.GroupWriter)."""
+    default = Settings.from_env({})
+    assert (default.ingest_statement_timeout, default.ingest_lock_timeout) == (5.0, 2.0)
+    set_ = Settings.from_env(
+        {"FAITHFLOW_INGEST_STATEMENT_TIMEOUT": "8", "FAITHFLOW_INGEST_LOCK_TIMEOUT": "0.5"}
+    )
+    assert (set_.ingest_statement_timeout, set_.ingest_lock_timeout) == (8.0, 0.5)
+    for name in ("FAITHFLOW_INGEST_STATEMENT_TIMEOUT", "FAITHFLOW_INGEST_LOCK_TIMEOUT"):
+        for bad in ("0", "-1", "soon"):
+            with pytest.raises(ConfigError, match=name):
+                Settings.from_env({name: bad})
+
+
 def test_the_cli_takes_its_statement_timeout_from_the_setting(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

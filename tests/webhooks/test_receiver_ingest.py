@@ -302,26 +302,27 @@ def test_the_writer_reconnects_after_postgres_drops_it(
 
 
 def test_a_lock_held_elsewhere_fails_the_delivery_with_503_instead_of_hanging(
-    base: str, seeded: Database, db_url: str
+    seeded: Database, db_url: str
 ) -> None:
-    """The group-commit writer's own psycopg connection carries the receiver's lock and
-    statement timeouts (RECEIVER_TIMEOUTS: 2 s / 5 s): a table lock held by another session
-    fails the batch with 503 (the provider retries) instead of holding every acknowledgement
-    until the lock goes. Before, it waited for ever (here: the client's 30 s timeout)."""
+    """The group-commit writer's own psycopg connection carries lock and statement timeouts
+    (FAITHFLOW_INGEST_LOCK_TIMEOUT, default 2 s; FAITHFLOW_INGEST_STATEMENT_TIMEOUT, 5 s): a
+    table lock held by another session fails the batch with 503 (the provider retries) instead
+    of holding every acknowledgement until the lock goes. Before, it waited for ever (here:
+    the client's 30 s timeout)."""
     if not db_url.startswith("postgresql"):
         pytest.skip("the group-commit writer is Postgres only")
     import psycopg
 
-    doc, body = event_body(id="evt_behind_a_lock")
-    with psycopg.connect(ingest.conninfo(seeded)) as holder:  # a transaction stays open
-        holder.execute("LOCK TABLE webhook_events IN SHARE ROW EXCLUSIVE MODE")
+    _doc, body = event_body(id="evt_behind_a_lock")
+    app = create_app(settings_for(db_url, ingest_lock_timeout=0.5), db=seeded)
+    with running(app) as base, psycopg.connect(ingest.conninfo(seeded)) as holder:
+        holder.execute("LOCK TABLE webhook_events IN SHARE ROW EXCLUSIVE MODE")  # stays open
         try:
             locked = stripe_post(base, body)
         finally:
             holder.rollback()
+        retried = stripe_post(base, body)  # the lock is gone: the provider's retry is stored
     assert locked.status_code == 503
-    assert count(seeded, WebhookEvent, event_key=doc["id"]) == 0
-    retried = stripe_post(base, body)  # the lock is gone: the provider's retry is stored
     assert retried.status_code == 200 and retried.json()["duplicate"] is False
 
 
