@@ -202,8 +202,8 @@ def _render_one(doc: dict[str, Any], as_json: bool) -> None:
 
 @app.command("deactivate")
 def deactivate(code: CodeArg, as_json: JsonOpt = False) -> None:
-    """Stop selling a plan: no new checkout or plan change to it; its subscriptions are
-    untouched and renew as before."""
+    """Stop selling a plan: no new checkout, plan change or `subs add` to it; its
+    subscriptions are untouched and renew as before."""
     from faithflow_ops.billing.plans import deactivate_plan, plan_details
 
     with database().session() as session:
