@@ -27,6 +27,7 @@ from sqlalchemy import Column, ColumnElement, Table, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.models import Base, Tenant
+from faithflow_ops.retention.paging import key_pages
 
 KEPT = frozenset({"audit_log", "retention_legal_holds", "tenants"})
 TOMBSTONE_NAME = "(purged tenant)"
@@ -116,18 +117,8 @@ def pages(
     session: Session, owned: Owned, tenant_id: int, batch: int
 ) -> Iterator[tuple[int, int, int]]:
     """(first key, last key, rows) of each batch of the tenant's rows in the table."""
-    last: int | None = None
-    while True:
-        query = select(owned.key).where(owned_by(owned.table, tenant_id))
-        if last is not None:
-            query = query.where(owned.key > last)
-        keys = list(session.scalars(query.order_by(owned.key).limit(batch)))
-        if not keys:
-            return
-        yield keys[0], keys[-1], len(keys)
-        if len(keys) < batch:
-            return
-        last = keys[-1]
+    query = select(owned.key).where(owned_by(owned.table, tenant_id))
+    return key_pages(session, query, owned.key, batch)
 
 
 def in_range(owned: Owned, tenant_id: int, first: int, last: int) -> ColumnElement[bool]:

@@ -40,7 +40,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    Select,
     String,
     Text,
     bindparam,
@@ -73,6 +72,7 @@ from faithflow_ops.models import (
 )
 from faithflow_ops.retention import anonymise, deleted
 from faithflow_ops.retention.holds import held_tenant_ids
+from faithflow_ops.retention.paging import key_pages
 from faithflow_ops.retention.periods import Periods
 
 __all__ = ["Periods", "PurgeBatch", "StaleAction", "apply", "due_counts", "plan", "table_rows"]
@@ -153,22 +153,6 @@ def _of_tenant(column: InstrumentedAttribute[Any], tenant_id: int | None) -> Col
     return column.is_(None) if tenant_id is None else column == tenant_id
 
 
-def _key_pages(
-    session: Session, query: Select[tuple[int]], key: Any, batch: int
-) -> Iterator[tuple[int, int, int]]:
-    """(first key, last key, rows) of each batch: keyset paging, no cursor table."""
-    last: int | None = None
-    while True:
-        page = query if last is None else query.where(key > last)
-        keys = list(session.scalars(page.order_by(key).limit(batch)))
-        if not keys:
-            return
-        yield keys[0], keys[-1], len(keys)
-        if len(keys) < batch:
-            return
-        last = keys[-1]
-
-
 # ---------------------------------------------------------------------------------------------
 # plan
 
@@ -207,7 +191,7 @@ def _plan(
     if "job_runs" in wanted:
         cutoff = periods.cutoff(now, "job_runs", None)
         query = select(JobRun.id).where(JobRun.started_at < cutoff, JobRun.id.not_in(_newest_run))
-        for first, last, rows in _key_pages(session, query, JobRun.id, batch):
+        for first, last, rows in key_pages(session, query, JobRun.id, batch):
             reason = f"{rows} job run(s) started before {cutoff:%Y-%m-%d}: delete"
             yield _action(
                 "job_runs", "job_runs", None, None, cutoff, now, first, last, rows, reason
@@ -217,7 +201,7 @@ def _plan(
         query = select(HealthCheckResult.id).where(
             HealthCheckResult.checked_at < cutoff, HealthCheckResult.id.not_in(_newest_check)
         )
-        for first, last, rows in _key_pages(session, query, HealthCheckResult.id, batch):
+        for first, last, rows in key_pages(session, query, HealthCheckResult.id, batch):
             yield _action("health_checks", "health_checks", None, None, cutoff, now, first, last,
                           rows, f"{rows} health check result(s) before {cutoff:%Y-%m-%d}: "
                           "delete")  # fmt: skip
@@ -247,7 +231,7 @@ def _plan_tenant_class(
             _of_tenant(spec.tenant, tenant_id), *spec.due, spec.time < cutoff
         )
         slug = slugs.get(tenant_id) if tenant_id is not None else None
-        for first, last, rows in _key_pages(session, query, spec.key, batch):
+        for first, last, rows in key_pages(session, query, spec.key, batch):
             reason = _REASONS[spec.data_class].format(rows=rows, cutoff=cutoff)
             yield _action(
                 spec.data_class, spec.table, tenant_id, slug, cutoff, now, first, last, rows, reason
