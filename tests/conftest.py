@@ -8,7 +8,7 @@ import os
 import shutil
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,52 +171,45 @@ class _Templates:
     """
 
     def take_scratch(self) -> str:
-        if self.scratch_free:
-            return self.scratch_free.pop()
-        name = f"ff_test_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-        admin.dispose()
-        self.made.append(name)
-        return name
+        return self.scratch_free.pop() if self.scratch_free else self._create()
 
     def give_back_scratch(self, name: str) -> None:
-        try:
-            emptied = self._run(name, self._EMPTY) == "0"
-        except Exception:
-            emptied = False
-        if emptied:
-            self.scratch_free.append(name)
-        else:
-            self._close(name)  # dropped with the others at the end
+        self._give_back(name, self.scratch_free, lambda: self._run(name, self._EMPTY) == "0")
 
     def take_postgres(self) -> str:
         if self.free:
             return self.free.pop()
-        template = self.postgres_template()
-        name = f"ff_test_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-            # Tests need no durability: commits need not wait for the WAL flush.
-            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
-        admin.dispose()
-        self.made.append(name)
+        name = self._create(self.postgres_template())
         if self.shape is None:
             self.shape = self._reset(name)
         return name
 
     def give_back_postgres(self, name: str) -> None:
+        self._give_back(name, self.free, lambda: self._reset(name) == self.shape)
+
+    def _create(self, template: str | None = None) -> str:
+        name = f"ff_test_{uuid.uuid4().hex[:12]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
+        admin = create_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+            # Tests need no durability: commits need not wait for the WAL flush.
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
+        admin.dispose()
+        self.made.append(name)
+        return name
+
+    def _give_back(self, name: str, free: list[str], emptied: Callable[[], bool]) -> None:
+        """Back into `free` when `emptied()` made it as good as new; else set aside (dropped
+        with the others at the end)."""
         try:
-            reusable = self._reset(name) == self.shape
+            reusable = emptied()
         except Exception:
             reusable = False
         if reusable:
-            self.free.append(name)
+            free.append(name)
         else:
-            self._close(name)  # dropped with the others at the end
+            self._close(name)
 
     def _reset(self, name: str) -> str | None:
         """Empty `name` — every row gone and every sequence back at 1, as in a fresh copy of
