@@ -373,7 +373,14 @@ def policy_set(
             "legal hold (`retention hold`).",
         ),
     ] = False,
-    keep_forever: Annotated[bool, typer.Option("--keep-forever", hidden=True)] = False,
+    keep_forever: Annotated[
+        bool,
+        typer.Option(
+            "--keep-forever",
+            hidden=True,
+            help="Refused: it once promised what retention never did (see --default-retention).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Change some of a tenant's security policy; unnamed settings keep their value."""
