@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from faithflow_ops.cli import output
-from faithflow_ops.cli.common import JsonOpt, database, parse_now
+from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -17,13 +17,6 @@ app = typer.Typer(
 )
 TenantOpt = Annotated[str, typer.Option("--tenant", help="The church's slug.")]
 NowOpt = Annotated[str | None, typer.Option("--now", help="When (ISO-8601; default now).")]
-
-
-def _actor() -> str:
-    import getpass
-    import socket
-
-    return f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
 @app.command("hold")
@@ -39,7 +32,7 @@ def hold(
 
     when = parse_now(now)
     with database().session() as session:
-        row = holds.place(session, tenant, reason, actor=_actor(), now=when)
+        row = holds.place(session, tenant, reason, actor=actor(), now=when)
         doc = holds.hold_doc(row, tenant)
         if dry_run:
             session.rollback()
@@ -59,7 +52,7 @@ def release(
 
     when = parse_now(now)
     with database().session() as session:
-        row = holds.release(session, tenant, actor=_actor(), now=when)
+        row = holds.release(session, tenant, actor=actor(), now=when)
         doc = holds.hold_doc(row, tenant)
         if dry_run:
             session.rollback()

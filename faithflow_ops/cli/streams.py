@@ -10,7 +10,7 @@ import typer
 
 from faithflow_ops.cli import output, stream_analytics
 from faithflow_ops.cli import streams_moderation as _moderation
-from faithflow_ops.cli.common import JsonOpt, actor, database, parse_now
+from faithflow_ops.cli.common import JsonOpt, LimitOpt, actor, database, parse_now
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -30,7 +30,6 @@ app.add_typer(sessions_app, name="sessions")
 app.add_typer(_moderation.chat_app, name="chat")
 app.add_typer(_moderation.moderation_app, name="moderation")
 
-LimitOpt = Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")]
 _CHANNEL_COLUMNS = {
     "id": "id",
     "tenant": "tenant",

@@ -72,24 +72,23 @@ def plan(
     pos, team = VolunteerPosition, VolunteerTeam
     confirmed = func.coalesce(func.sum(case((a.status == "confirmed", 1), else_=0)), 0)
     pending = func.coalesce(func.sum(case((a.status == "pending", 1), else_=0)), 0)
+    keys = (
+        n.id,
+        n.tenant_id,
+        n.needed,
+        n.alerted_threshold,
+        n.alerted_gap,
+        e.id,
+        e.name,
+        e.starts_at,
+        e.timezone,
+        team.id,
+        team.name,
+        pos.id,
+        pos.name,
+    )
     query = (
-        select(
-            n.id,
-            n.tenant_id,
-            n.needed,
-            n.alerted_threshold,
-            n.alerted_gap,
-            e.id,
-            e.name,
-            e.starts_at,
-            e.timezone,
-            team.id,
-            team.name,
-            pos.id,
-            pos.name,
-            confirmed,
-            pending,
-        )
+        select(*keys, confirmed, pending)
         .join(e, e.id == n.event_id)
         .join(pos, pos.id == n.position_id)
         .join(team, team.id == pos.team_id)
@@ -104,21 +103,7 @@ def plan(
                 n.alerted_threshold.is_not(None),
             ),
         )
-        .group_by(
-            n.id,
-            n.tenant_id,
-            n.needed,
-            n.alerted_threshold,
-            n.alerted_gap,
-            e.id,
-            e.name,
-            e.starts_at,
-            e.timezone,
-            team.id,
-            team.name,
-            pos.id,
-            pos.name,
-        )
+        .group_by(*keys)
         .order_by(e.starts_at, n.id)
     )
     # plain rows through the session's connection (no ORM result processing); payloads are
