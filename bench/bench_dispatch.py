@@ -179,9 +179,9 @@ def main() -> None:
 
     import httpx
 
-    twilio_fake = ROOT / "tests" / "fakes" / "twilio.py"
     twilio = subprocess.Popen(
-        [sys.executable, str(twilio_fake), "--sid", SID, "--token", TOKEN],
+        [sys.executable, "-m", "tests.fakes.twilio", "--sid", SID, "--token", TOKEN],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from socketserver import BaseServer
 from typing import Any
 
 import uvicorn
@@ -73,6 +74,21 @@ def running(app: Litestar) -> Iterator[str]:
         server.stop()
         thread.join(15)
         sock.close()
+
+
+@contextmanager
+def serving(server: BaseServer) -> Iterator[str]:
+    """Run a socketserver (the loopback provider stand-ins) in a thread; yield its base URL.
+    Its loop looks for shutdown every 10 ms: the stdlib's default half second was paid at every
+    stop, and the suite stops a few hundred."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def wait_applied(db: Any, *event_keys: str, timeout: float = 30.0) -> dict[str, str]:

@@ -18,7 +18,7 @@ recipient not in `fake.sessions` (no 24-hour window open) is accepted and listed
 
 `GET /_stats` answers `{"requests": n, "accepted": n, "by_to": {to: count}}` — how the benchmark
 counts requests when the stand-in runs in a process of its own:
-`python -m tests.twilio_fake --port 0 --sid AC… --token …` prints `listening on URL` then serves.
+`python -m tests.fakes.twilio --port 0 --sid AC… --token …` prints `listening on URL` then serves.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from tests.helpers import serving
 
 SID = "AC00000000000000000000000000000000"
 TOKEN = "twilio-test-token"
@@ -229,15 +231,8 @@ class TwilioFake:
             daemon_threads = True
 
         server = Server(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with serving(server) as self.url:
             yield self
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
 
 
 def main() -> None:
