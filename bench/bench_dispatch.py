@@ -180,8 +180,8 @@ def main() -> None:
     import httpx
 
     twilio = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.twilio", "--sid", SID, "--token", TOKEN],
-        cwd=ROOT,
+        [sys.executable, "-m", "fakes.twilio", "--sid", SID, "--token", TOKEN],
+        cwd=ROOT / "tests",
         stdout=subprocess.PIPE,
         text=True,
     )

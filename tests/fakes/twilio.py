@@ -18,7 +18,8 @@ recipient not in `fake.sessions` (no 24-hour window open) is accepted and listed
 
 `GET /_stats` answers `{"requests": n, "accepted": n, "by_to": {to: count}}` — how the benchmark
 counts requests when the stand-in runs in a process of its own:
-`python -m tests.fakes.twilio --port 0 --sid AC… --token …` prints `listening on URL` then serves.
+`python -m fakes.twilio --port 0 --sid AC… --token …` (run from tests/) prints `listening on URL`
+then serves.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tests.helpers import serving
+from helpers import serving
 
 SID = "AC00000000000000000000000000000000"
 TOKEN = "twilio-test-token"
