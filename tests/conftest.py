@@ -311,6 +311,28 @@ def _one_default_tls_context() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_root_command() -> Iterator[None]:
+    """Typer's test runner converts the app to a click command at every invoke (every
+    signature read, every annotation evaluated: about 2 ms, paid at each of the suite's
+    thousands of in-process `faithflow` calls). `faithflow` itself converts once per process;
+    so do the tests, for the real app (an app a test builds itself is converted as before)."""
+    import typer.main
+    import typer.testing
+
+    from faithflow_ops.cli import app
+
+    convert = typer.main.get_command  # what typer.testing calls as `_get_command`
+    root = convert(app)
+
+    def converted(typer_app: Any) -> Any:
+        return root if typer_app is app else convert(typer_app)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", converted)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """Every CLI invocation configures logging onto its own (then closed) stderr: put the root
