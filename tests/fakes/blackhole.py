@@ -3,6 +3,7 @@ server) that hangs. Point a URL at `host:port` and every read waits forever."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,13 +16,12 @@ def blackhole() -> Iterator[tuple[str, int]]:
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     held: list[socket.socket] = []
-    stop = threading.Event()
 
     def accept() -> None:
-        while not stop.is_set():
+        while True:
             try:
                 conn, _ = listener.accept()
-            except OSError:
+            except OSError:  # shut down: the block ended
                 return
             held.append(conn)  # keep it open, say nothing
 
@@ -30,8 +30,11 @@ def blackhole() -> Iterator[tuple[str, int]]:
     try:
         yield listener.getsockname()
     finally:
-        stop.set()
+        # close() alone does not wake a thread blocked in accept() (Linux): it waited out the
+        # join's 5 s at every use. shutdown() makes accept() fail at once.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        thread.join(5)
         listener.close()
         for conn in held:
             conn.close()
-        thread.join(5)
