@@ -1,17 +1,29 @@
-"""`faithflow demo`: seeds an empty database, refuses a populated one, previews every job."""
+"""`faithflow demo`: seeds an empty database, refuses a populated one, previews every job.
+
+A demo run (migrate, seed, preview every registered job) costs about a second, so the tests
+that only read what it printed or seeded share one run per dialect (`demo`: `demo --json`
+into a database it migrated itself; `demo_text`: the table output, into a migrated copy).
+Those tests read only — the CLI commands they call list, show or refuse — so the runs are
+shared within this module; a test that runs the demo with another `--now`, another setting or
+another job list, or that writes, still gets a database of its own (`db`).
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import said
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from faithflow_ops.cli.common import reset_database_cache
+from faithflow_ops.config import normalize_database_url
 from faithflow_ops.db import Database
 from faithflow_ops.jobs.registry import JOBS, JobSpec
 from faithflow_ops.migrate import current_revision
@@ -28,28 +40,113 @@ from faithflow_ops.models.billing import SUBSCRIPTION_STATUSES
 
 NOW = "2026-03-01T09:00:00Z"
 
+# The shared runs: `json` into an empty (never migrated) database, so the demo's own migration
+# is exercised; `text` (the tables a terminal shows) into a migrated, empty copy.
+_SHARED_ARGS = {"json": ("demo", "--json", "--now", NOW), "text": ("demo", "--now", NOW)}
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One shared demo run: its database (URL and an engine on it) and the CLI's result."""
+
+    url: str
+    database: Database
+    result: Any
+
+
+class _Demos:
+    """The module's shared demo runs, one per (dialect, kind), each made by the first test
+    that asks for it (through that test's `cli`, in its cleaned environment). Postgres
+    databases come from the session's pools (`_templates`) and go back to them at the end of
+    the module — emptied and reused, or set aside and dropped with the session's others."""
+
+    def __init__(self, folder: Path, templates: Any) -> None:
+        self.folder = folder
+        self.templates = templates
+        self.runs: dict[tuple[str, str], Demo] = {}
+        self.taken: list[tuple[str, bool]] = []  # Postgres databases: name, migrated
+
+    def _new_url(self, dialect: str, kind: str) -> str:
+        migrated = kind != "json"
+        if dialect == "sqlite":
+            path = self.folder / f"{kind}.db"
+            if migrated:
+                self.templates.sqlite_copy(path)
+            return f"sqlite:///{path}"
+        name = self.templates.take_postgres() if migrated else self.templates.take_scratch()
+        self.taken.append((name, migrated))
+        admin = normalize_database_url(os.environ["FAITHFLOW_TEST_POSTGRES_URL"])
+        return make_url(admin).set(database=name).render_as_string(hide_password=False)
+
+    def get(self, dialect: str, kind: str, cli: Any, monkeypatch: pytest.MonkeyPatch) -> Demo:
+        """The shared run; the CLI in the calling test sees its database."""
+        if (dialect, kind) not in self.runs:
+            url = self._new_url(dialect, kind)
+            monkeypatch.setenv("FAITHFLOW_DATABASE_URL", url)
+            result = cli(*_SHARED_ARGS[kind])
+            self.runs[dialect, kind] = Demo(url, Database.from_url(url), result)
+        demo = self.runs[dialect, kind]
+        monkeypatch.setenv("FAITHFLOW_DATABASE_URL", demo.url)
+        return demo
+
+    def close(self) -> None:
+        reset_database_cache()
+        for demo in self.runs.values():
+            demo.database.dispose()
+        for name, migrated in self.taken:
+            if migrated:
+                self.templates.give_back_postgres(name)
+            else:
+                self.templates.give_back_scratch(name)
+
+
+@pytest.fixture(scope="module")
+def _demos(tmp_path_factory: pytest.TempPathFactory, _templates: Any) -> Iterator[_Demos]:
+    demos = _Demos(tmp_path_factory.mktemp("demo"), _templates)
+    yield demos
+    demos.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def dialect(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgres" and not request.getfixturevalue("postgres_available"):
+        pytest.skip("Postgres not configured: set FAITHFLOW_TEST_POSTGRES_URL")
+    param: str = request.param
+    return param
+
 
 @pytest.fixture
-def empty_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    """An empty (never migrated) database that the CLI is configured to use. Only the test of
-    the demo's own migration needs one; the others seed a migrated, empty copy (`db`), which
-    the demo's upgrade leaves as it is — running every revision per test cost a second."""
-    monkeypatch.setenv("FAITHFLOW_DATABASE_URL", db_url)
-    database = Database.from_url(db_url)
-    yield database
-    database.dispose()
+def demo(dialect: str, cli: Any, monkeypatch: pytest.MonkeyPatch, _demos: _Demos) -> Iterator[Demo]:
+    """`demo --json --now NOW` on each dialect, into a database the demo migrated itself:
+    shared by the tests that only read it."""
+    yield _demos.get(dialect, "json", cli, monkeypatch)
+    reset_database_cache()
+
+
+@pytest.fixture
+def demo_text(
+    dialect: str, cli: Any, monkeypatch: pytest.MonkeyPatch, _demos: _Demos
+) -> Iterator[Demo]:
+    """`demo --now NOW` (tables, not JSON) on each dialect, into a migrated copy: shared by
+    the tests that only read its output."""
+    yield _demos.get(dialect, "text", cli, monkeypatch)
     reset_database_cache()
 
 
 def run_demo(cli: Any) -> dict[str, Any]:
     result = cli("demo", "--json", "--now", NOW)
+    return demo_doc(result)
+
+
+def demo_doc(result: Any) -> dict[str, Any]:
     assert result.exit_code == 0, result.stderr
     doc: dict[str, Any] = json.loads(result.stdout)
     return doc
 
 
-def test_demo_migrates_seeds_and_previews_every_registered_job(cli, empty_db: Database) -> None:
-    doc = run_demo(cli)
+def test_demo_migrates_seeds_and_previews_every_registered_job(demo: Demo) -> None:
+    doc = demo_doc(demo.result)  # into an empty, never migrated database
+    empty_db = demo.database
     assert current_revision(empty_db.engine) is not None
     assert doc["database"] == empty_db.engine.url.render_as_string(hide_password=False)
     assert doc["seeded"] == {
@@ -74,9 +171,10 @@ def test_demo_migrates_seeds_and_previews_every_registered_job(cli, empty_db: Da
 
 
 def test_demo_subscriptions_cover_every_status_both_providers_and_many_places(
-    cli, db: Database
+    cli, demo: Demo
 ) -> None:
-    run_demo(cli)
+    demo_doc(demo.result)
+    db = demo.database
     subs = json.loads(cli("subs", "list", "--json").stdout)
     assert {s["status"] for s in subs} == set(SUBSCRIPTION_STATUSES)
     assert {s["provider"] for s in subs} == {"stripe", "paystack"}
@@ -91,8 +189,8 @@ def test_demo_subscriptions_cover_every_status_both_providers_and_many_places(
     assert agents == 1
 
 
-def test_demo_metadata_carries_every_historical_shape(cli, db: Database) -> None:
-    run_demo(cli)
+def test_demo_metadata_carries_every_historical_shape(cli, demo: Demo) -> None:
+    demo_doc(demo.result)
     subs = json.loads(cli("subs", "list", "--json").stdout)
     keys = {key for s in subs for key in s["metadata"]}
     assert {
@@ -106,8 +204,8 @@ def test_demo_metadata_carries_every_historical_shape(cli, db: Database) -> None
     assert nested and nested[0]["customer"]["id"].startswith("cus_")
 
 
-def test_demo_backfill_preview_reports_a_conflict_and_an_invalid_id(cli, db: Database) -> None:
-    doc = run_demo(cli)
+def test_demo_backfill_preview_reports_a_conflict_and_an_invalid_id(demo: Demo) -> None:
+    doc = demo_doc(demo.result)
     (backfill,) = [p for p in doc["previews"] if p["job"] == "subscription_metadata_backfill"]
     assert backfill["counts"].get("conflict", 0) >= 1
     assert backfill["counts"].get("invalid", 0) >= 1
@@ -123,8 +221,8 @@ def by_tenant(preview: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {a["data"]["tenant"]: a for a in preview["actions"] if a["kind"] == kind}
 
 
-def test_demo_dunning_preview_sends_holds_pauses_skips_and_opens(cli, db: Database) -> None:
-    dunning = preview_of(run_demo(cli), "dunning")
+def test_demo_dunning_preview_sends_holds_pauses_skips_and_opens(demo: Demo) -> None:
+    dunning = preview_of(demo_doc(demo.result), "dunning")
     assert dunning["counts"] == {"open_case": 1, "skip_steps": 1, "send_step": 2, "paused": 1}
     # the safety net: a past-due subscription whose case the hook never opened
     assert set(by_tenant(dunning, "open_case")) == {"st-marks-london"}
@@ -163,8 +261,8 @@ def test_demo_holds_the_lagos_step_by_quiet_hours_at_any_time(cli, db: Database)
     ]  # fmt: skip
 
 
-def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(cli, db: Database) -> None:
-    dispatch = preview_of(run_demo(cli), "communications_dispatch")
+def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(demo: Demo) -> None:
+    dispatch = preview_of(demo_doc(demo.result), "communications_dispatch")
     assert dispatch["counts"] == {"send": 3, "suppress": 1}
     sends = [a["data"] for a in dispatch["actions"] if a["kind"] == "send"]
     assert {(d["channel"], d["template"]) for d in sends} == {
@@ -173,7 +271,7 @@ def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(cli, db: Da
     (suppressed,) = [a for a in dispatch["actions"] if a["kind"] == "suppress"]
     assert suppressed["data"]["channel"] == "sms"
     assert suppressed["data"]["suppression"] == "stop"
-    with db.read_session() as s:
+    with demo.database.read_session() as s:
         statuses = dict(
             s.execute(
                 select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)
@@ -183,13 +281,13 @@ def test_demo_dispatch_preview_sends_due_messages_and_suppresses_one(cli, db: Da
     assert statuses == {"queued": 3, "scheduled": 8}
 
 
-def test_demo_sla_sweep_preview_warns_and_breaches(cli, db: Database) -> None:
-    doc = run_demo(cli)
+def test_demo_sla_sweep_preview_warns_and_breaches(cli, demo: Demo) -> None:
+    doc = demo_doc(demo.result)
     sweep = preview_of(doc, "support_sla_sweep")
     assert sweep["counts"] == {"sla_breach": 1, "sla_warning": 1}
     found = {a["kind"]: a["data"] for a in sweep["actions"]}
     assert found["sla_breach"]["metric"] == found["sla_warning"]["metric"] == "first_response"
-    with db.read_session() as s:
+    with demo.database.read_session() as s:
         statuses = sorted(s.scalars(select(SupportTicket.status)).all())
         published = s.scalar(
             select(func.count()).select_from(KbArticle).where(KbArticle.status == "published")
@@ -200,13 +298,13 @@ def test_demo_sla_sweep_preview_warns_and_breaches(cli, db: Database) -> None:
 
 
 def test_demo_escalates_the_open_incident_through_a_demo_route_without_hooks(
-    cli, db: Database
+    demo: Demo,
 ) -> None:
-    doc = run_demo(cli)
+    doc = demo_doc(demo.result)
     escalate = preview_of(doc, "incidents_escalate")  # issue 16: not "nothing to do"
     assert escalate["counts"] == {"alert": 1}
     assert escalate["actions"][0]["data"]["cause"] == "health:outbox_backlog"
-    with db.read_session() as s:
+    with demo.database.read_session() as s:
         (incident,) = s.scalars(select(Incident)).all()
     assert (incident.cause, incident.status) == ("health:outbox_backlog", "open")
     # the backlog still fails at `now`: the sweep counts it against the same incident
@@ -234,12 +332,12 @@ def test_demo_escalation_uses_the_configured_route_when_there_is_one(
 
 
 def test_demo_walks_two_custom_domains_through_verification_on_loopback_dns(
-    cli, db: Database
+    cli, demo: Demo
 ) -> None:
     """Issue 16: the demo shows domains. Their DNS is answered by a server on loopback (the
     names are under .example, which no public resolver answers): one church published its
     ownership TXT record and is verified, the other is still waiting for it."""
-    result = cli("demo", "--json", "--now", NOW)
+    result = demo.result  # `demo --json --now NOW`
     assert result.exit_code == 0, result.stderr
     domains = preview_of(json.loads(result.stdout), "tenant_ops_automate")
     assert domains["counts"] == {"verify_domain": 1, "pending_check": 1}
@@ -258,8 +356,8 @@ def test_demo_walks_two_custom_domains_through_verification_on_loopback_dns(
     }
 
 
-def test_demo_prints_a_table_per_job_and_a_counts_line(cli, db: Database) -> None:
-    result = cli("demo", "--now", NOW)
+def test_demo_prints_a_table_per_job_and_a_counts_line(demo_text: Demo) -> None:
+    result = demo_text.result  # `demo --now NOW`
     assert result.exit_code == 0, result.stderr
     assert "seeded" in result.stdout
     for spec in JOBS:
@@ -271,10 +369,10 @@ def test_demo_prints_a_table_per_job_and_a_counts_line(cli, db: Database) -> Non
     assert said(result).count("database: ") == 1  # issue 16: said once
 
 
-def test_demo_keeps_job_log_lines_off_its_tables(cli, db: Database) -> None:
+def test_demo_keeps_job_log_lines_off_its_tables(demo_text: Demo) -> None:
     """Issue 16: each job's `job run` log line landed between the demo's tables on a terminal;
     the demo's own summary line per job says the same. Tables on stdout, the rest on stderr."""
-    result = cli("demo", "--now", NOW)
+    result = demo_text.result  # `demo --now NOW`
     assert result.exit_code == 0, result.stderr
     assert "job run" not in result.stdout and "job run" not in result.stderr
     assert '"event"' not in result.stdout  # no log line of any kind among the tables
@@ -294,25 +392,26 @@ def test_demo_refuses_a_database_that_already_holds_tenants(cli, db: Database) -
         assert s.scalar(select(func.count()).select_from(JobRun)) == 0
 
 
-def test_demo_run_twice_refuses_the_second_time(cli, db: Database) -> None:
-    run_demo(cli)
+def test_demo_run_twice_refuses_the_second_time(cli, demo: Demo) -> None:
+    demo_doc(demo.result)  # the first time; a refusal changes nothing, so it may be shared
     again = cli("demo")
     assert again.exit_code == 2
     assert "already holds 8 tenants" in said(again)
 
 
 def test_demo_is_deterministic_for_a_given_now(
-    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _templates: Any
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _templates: Any, _demos: _Demos
 ) -> None:
-    docs = []
-    for name in ("one.db", "two.db"):
-        _templates.sqlite_copy(tmp_path / name)  # migrated and empty
-        monkeypatch.setenv("FAITHFLOW_DATABASE_URL", f"sqlite:///{tmp_path / name}")
-        doc = run_demo(cli)
+    def seen(doc: dict[str, Any]) -> tuple[list[Any], Any]:
         subs = json.loads(cli("subs", "list", "--json").stdout)
-        docs.append(([_unmeasured(p) for p in doc["previews"]], subs))
+        return [_unmeasured(p) for p in doc["previews"]], subs
+
+    once = seen(demo_doc(_demos.get("sqlite", "json", cli, monkeypatch).result))  # shared run
+    _templates.sqlite_copy(tmp_path / "two.db")  # migrated and empty
+    monkeypatch.setenv("FAITHFLOW_DATABASE_URL", f"sqlite:///{tmp_path / 'two.db'}")
+    again = seen(run_demo(cli))
     reset_database_cache()
-    assert docs[0] == docs[1]
+    assert once == again
 
 
 def _unmeasured(preview: dict[str, Any]) -> list[Any]:
