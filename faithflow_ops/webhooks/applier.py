@@ -274,9 +274,6 @@ class Worker:
     # and it shares this process's interpreter lock); the backlog drains once the burst ends.
     BUSY_WINDOW = 0.05
     GIVE_WAY = 0.1
-    # The listener blocks this long at most between looks at `stop()`: stopping the receiver
-    # (a deploy, every test's app) waits for it. Waking five times a second costs nothing.
-    LISTEN_TICK = 0.2
 
     def __init__(
         self,
@@ -294,12 +291,17 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # The listener waits on its connection's socket and on this pipe at once: `stop()`
+        # writes to it, so stopping the receiver (a deploy, every test's app) never waits out
+        # a poll. (A 0.2 s tick made each Postgres receiver's stop take 0.11 s.)
+        self._interrupt: tuple[int, int] | None = None
         self.passes = 0
 
     def start(self) -> None:
         runner = threading.Thread(target=self._run, name="webhook-applier", daemon=True)
         self._threads = [runner]
         if self.db.dialect == "postgresql":
+            self._interrupt = os.pipe()
             listener = threading.Thread(target=self._listen, name="webhook-listen", daemon=True)
             self._threads.append(listener)
         for thread in self._threads:
@@ -317,8 +319,14 @@ class Worker:
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
+        if self._interrupt is not None:
+            os.write(self._interrupt[1], b"x")
         for thread in self._threads:
             thread.join(timeout)
+        if self._interrupt is not None and not any(t.is_alive() for t in self._threads):
+            for fd in self._interrupt:
+                os.close(fd)
+            self._interrupt = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -339,8 +347,12 @@ class Worker:
             self._wake.wait(self.poll)
 
     def _listen(self) -> None:
+        import select
+
         import psycopg
 
+        assert self._interrupt is not None  # made by start()
+        interrupt = self._interrupt[0]
         url = self.db.engine.url.set(drivername="postgresql")
         conninfo = url.render_as_string(hide_password=False)
         while not self._stop.is_set():
@@ -348,7 +360,11 @@ class Worker:
                 with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=self.LISTEN_TICK, stop_after=1):
+                        ready, _, _ = select.select([conn.fileno(), interrupt], [], [])
+                        if interrupt in ready:
+                            return  # stop() was called
+                        # what arrived (a lost connection raises here, and reconnects)
+                        if any(True for _ in conn.notifies(timeout=0)):
                             self.wake()
             except Exception as exc:
                 log.warning("webhook listener reconnecting", error=type(exc).__name__)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from typer.testing import CliRunner
 from webhook_support import payload, seed
 
@@ -278,3 +279,45 @@ def test_the_jobs_fallback_apply_handles_one_event_in_the_runners_transaction(
     assert row(seeded, event_id).status == "applied" and count(seeded, Payment) == 1
     with seeded.session() as s, pytest.raises(StaleAction):
         JOB.apply(s, ctx, action)
+
+
+def test_a_notify_from_another_replica_wakes_the_worker_and_stop_ends_the_listener(
+    seeded: Database,
+) -> None:
+    """On Postgres the worker also LISTENs: a delivery another replica stored (its NOTIFY)
+    is applied without waiting for the poll (here a minute, far past the bound below), and
+    `stop()` ends the listener, which waits on its socket and on stop() at once."""
+    if seeded.dialect != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is Postgres's; SQLite has one process storing and applying")
+    worker = applier.Worker(seeded, poll=60.0, name="listening")
+    worker.start()
+    try:
+        wait_for(lambda: worker.passes >= 1 and listening(seeded), "the worker's first pass")
+        event_id = store(seeded, "stripe", "tenant.payment_intent.succeeded", payment_event(7))
+        with seeded.engine.connect() as conn:  # what another replica's ingest does
+            conn.execute(text(f"SELECT pg_notify('{applier.CHANNEL}', '')"))
+            conn.commit()
+        wait_for(lambda: row(seeded, event_id).status == "applied", "the notified event")
+    finally:
+        worker.stop(timeout=20)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("webhook-")]
+    assert not listening(seeded)
+
+
+def listening(db: Database) -> bool:
+    with db.read_session() as s:
+        return bool(
+            s.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    f" AND query = 'LISTEN {applier.CHANNEL}'"
+                )
+            )
+        )
+
+
+def wait_for(condition: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout  # a bound for a failure, not a wait
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.01)
