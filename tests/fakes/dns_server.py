@@ -210,14 +210,18 @@ def serve_dns(zone: Zone | None = None) -> Iterator[DnsServer]:
     stop = threading.Event()
     held: list[socket.socket] = []
 
+    # Both loops block until a packet or connection comes; stopping wakes them at once (they
+    # used to poll every 50 ms, paid at each stop). The 1 s timeouts are only a fallback.
     def udp_loop() -> None:
-        udp.settimeout(0.05)
+        udp.settimeout(1.0)
         while not stop.is_set():
             try:
                 wire, addr = udp.recvfrom(65535)
             except TimeoutError:
                 continue
             except OSError:
+                return
+            if stop.is_set():  # the wake-up datagram below
                 return
             out = zone.answer(wire, "udp")
             if out is not None:
@@ -244,7 +248,7 @@ def serve_dns(zone: Zone | None = None) -> Iterator[DnsServer]:
                 return
 
     def tcp_loop() -> None:
-        tcp.settimeout(0.05)
+        tcp.settimeout(1.0)
         while not stop.is_set():
             try:
                 conn, _ = tcp.accept()
@@ -265,6 +269,10 @@ def serve_dns(zone: Zone | None = None) -> Iterator[DnsServer]:
         yield DnsServer(zone, udp.getsockname()[1])
     finally:
         stop.set()
+        with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"", udp.getsockname())  # recvfrom() returns
+        with contextlib.suppress(OSError):
+            tcp.shutdown(socket.SHUT_RDWR)  # accept() fails at once (Linux)
         for thread in threads:
             thread.join(5)
         udp.close()

@@ -52,7 +52,7 @@ def _serve(
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
-    listener.settimeout(0.05)
+    listener.settimeout(1.0)  # a fallback: stopping wakes accept() at once (it polled 50 ms)
 
     def handle(conn: socket.socket) -> None:
         with contextlib.closing(conn):
@@ -88,6 +88,8 @@ def _serve(
         yield listener.getsockname()[1]
     finally:
         stop.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # accept() fails at once (Linux)
         thread.join(5)
         listener.close()
 
