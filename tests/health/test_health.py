@@ -149,7 +149,7 @@ def test_stripe_unreachable_and_slow_fail_within_the_health_timeout(dns: DnsServ
     with stripe_fake().serve() as fake:
         fake.queue("GET", "/v1/balance", Reply(200, {"object": "balance"}, delay=1.5))
         cfg = base_settings(
-            dns, stripe_secret_key="sk_x", stripe_api_base=fake.url, health_timeout=0.3
+            dns, stripe_secret_key="sk_x", stripe_api_base=fake.url, health_timeout=0.1
         )
         slow = checks.stripe_check(cfg)
     assert slow.status == "fail" and slow.data["timed_out"] is True
@@ -276,8 +276,8 @@ def test_dns_resolver_answers_and_a_dead_resolver_fails() -> None:
         ok = checks.dns_check(base_settings(server))
         assert ok.status == "ok" and "edge.faithflow.test" in ok.detail, ok.detail
         assert ok.data["nameservers"] == [server.nameserver]
-        server.zone.drop_all = True
-        dead = checks.dns_check(base_settings(server, health_timeout=0.3))
+        server.zone.drop_all = True  # every query dropped: no answer is waited for
+        dead = checks.dns_check(base_settings(server, health_timeout=0.1))
     assert dead.status == "fail" and dead.data["answer"] == "timeout"
     assert server.nameserver in dead.detail
 
