@@ -48,6 +48,7 @@ def world(
             "FAITHFLOW_DOMAIN_A_RECORDS": ",".join(APEX_IPS),
             "FAITHFLOW_FALLBACK_DOMAIN": "faithflow.test",
             "FAITHFLOW_TLS_CA_FILE": str(stand.ca_file),
+            "SSL_CERT_FILE": str(stand.system_ca_file),  # not the system bundle (fakes/tls.py)
             "FAITHFLOW_TLS_PORT": str(stand.ports["valid"]),
             "FAITHFLOW_TLS_TIMEOUT": "2",
             "FAITHFLOW_OPS_EMAIL": "ops@faithflow.test",

@@ -53,6 +53,7 @@ def world(
             "FAITHFLOW_DOMAIN_CNAME_TARGET": EDGE,
             "FAITHFLOW_FALLBACK_DOMAIN": "faithflow.test",
             "FAITHFLOW_TLS_CA_FILE": str(stand.ca_file),
+            "SSL_CERT_FILE": str(stand.system_ca_file),  # not the system bundle (fakes/tls.py)
             "FAITHFLOW_TLS_PORT": str(stand.ports["refused"]),  # the edge serves nothing yet
             "FAITHFLOW_TLS_TIMEOUT": "2",
             "RENDER_API_KEY": KEY,

@@ -2,7 +2,10 @@
 DESIGN §7). Each server is one port serving one certificate chain to any SNI.
 
 `tls_stand(directory, now)` starts them all and writes the test CA to `ca.pem` (what
-FAITHFLOW_TLS_CA_FILE points at, so the trusted ones verify):
+FAITHFLOW_TLS_CA_FILE points at, so the trusted ones verify), and a CA that signs nothing here
+to `system-ca.pem` (`system_ca_file`): point SSL_CERT_FILE at it and the probe's default
+context loads one certificate instead of the system bundle, 0.5 ms instead of ~30 ms per
+probe run. The system bundle trusts nothing these servers send either, so no verdict changes.
 
 - `valid`        www.grace.test, 90-day lifetime, 60 days left;
 - `expiring`     www.grace.test, 90-day lifetime, 10 days left;
@@ -39,6 +42,7 @@ HOST = "www.grace.test"
 @dataclass
 class TlsStand:
     ca_file: Path
+    system_ca_file: Path
     ports: dict[str, int] = field(default_factory=dict)
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
@@ -144,8 +148,9 @@ def tls_stand(directory: Path, now: dt.datetime | None = None) -> Iterator[TlsSt
     now = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     day = dt.timedelta(days=1)
     ca, other_ca = trustme.CA(), trustme.CA()
-    ca_file = directory / "ca.pem"
+    ca_file, system_ca_file = directory / "ca.pem", directory / "system-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
+    trustme.CA().cert_pem.write_to_path(str(system_ca_file))
 
     def issued(
         *names: str, before: int, after: int, by: trustme.CA = ca
@@ -164,7 +169,7 @@ def tls_stand(directory: Path, now: dt.datetime | None = None) -> Iterator[TlsSt
         "short_lived": issued(HOST, before=-15, after=30),
         "not_tls": None,
     }
-    stand = TlsStand(ca_file, now=now)
+    stand = TlsStand(ca_file, system_ca_file, now=now)
     stop = threading.Event()
     with contextlib.ExitStack() as stack:
         for name, context in contexts.items():
