@@ -42,7 +42,10 @@ def _port() -> int:
 
 
 class Receiver:
-    """`faithflow serve` in its own process group, ready when /readyz answers 200."""
+    """`faithflow serve` in its own process group; `ready()` waits until /readyz answers 200.
+    Starting and waiting are separate, so two receivers start side by side, and a receiver is
+    in the fixture's list (stopped at the end) before it is waited on. Requests go through
+    one keep-alive client per receiver."""
 
     def __init__(self, db_url: str, tmp: Path, *, worker: bool) -> None:
         self.port = _port()
@@ -66,30 +69,43 @@ class Receiver:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.terminated = False
+
+    def ready(self) -> None:
+        deadline = time.monotonic() + 60  # a bound for a failure, not a wait
         while True:
             assert self.proc.poll() is None, "faithflow serve exited early"
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    break
+                if self.http.get("/readyz", timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, "the receiver never became ready"
-            time.sleep(0.1)
+            time.sleep(0.01)
 
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
-        self.log.close()
+        self.close()
+
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one tells uvicorn to skip its graceful shutdown."""
+        if not self.terminated and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.terminated = True
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(30)
+        self.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
         self.log.close()
 
 
@@ -97,6 +113,8 @@ class Receiver:
 def receivers(db_url: str, tmp_path: Path) -> Iterator[list[Receiver]]:
     started: list[Receiver] = []
     yield started
+    for receiver in started:  # all stop side by side
+        receiver.terminate()
     for receiver in started:
         receiver.stop()
 
@@ -109,11 +127,10 @@ def event(n: int) -> bytes:
 
 
 def post(receiver: Receiver, body: bytes) -> dict[str, Any]:
-    answer = httpx.post(
-        receiver.url + "/webhooks/stripe",
+    answer = receiver.http.post(
+        "/webhooks/stripe",
         content=body,
         headers={"Stripe-Signature": signature_header(body, WHSEC)},
-        timeout=30,
     )
     assert answer.status_code == 200, answer.text
     doc: dict[str, Any] = answer.json()
@@ -135,7 +152,7 @@ def wait_for(db: Database, condition: Any, what: str, seconds: float = 60) -> di
         if condition(now):
             return now
         assert time.monotonic() < deadline, f"{what}: {now}"
-        time.sleep(0.1)
+        time.sleep(0.02)
 
 
 N = 40
@@ -147,6 +164,7 @@ def _deliver_then_kill(
     seed(db)
     paused = Receiver(db_url, tmp_path, worker=False)
     receivers.append(paused)
+    paused.ready()
     answers = [post(paused, event(n)) for n in range(N)]
     assert {a["status"] for a in answers} == {"received"}
     assert not any(a["duplicate"] for a in answers)
@@ -159,12 +177,13 @@ def test_acknowledged_deliveries_survive_kill_9_and_apply_once_on_restart(
 ) -> None:
     _deliver_then_kill(db, db_url, tmp_path, receivers)
     receivers.append(Receiver(db_url, tmp_path, worker=True))
+    receivers[-1].ready()
     done = wait_for(db, lambda c: c.get("applied") == N, "the restarted receiver's worker")
     assert done == {"applied": N, "payments": N}
 
 
 def test_with_the_worker_off_webhooks_apply_catches_up(
-    db: Database, db_url: str, tmp_path: Path, receivers: list[Receiver]
+    db: Database, db_url: str, tmp_path: Path, receivers: list[Receiver], cli: Any
 ) -> None:
     _deliver_then_kill(db, db_url, tmp_path, receivers)
     env = {**os.environ, "FAITHFLOW_DATABASE_URL": db_url}
@@ -175,9 +194,7 @@ def test_with_the_worker_off_webhooks_apply_catches_up(
     doc = json.loads(run.stdout)
     assert doc["counts"] == {"apply_event": N} and doc["status"] == "succeeded"
     assert counts(db) == {"applied": N, "payments": N}
-    again = subprocess.run(
-        [FAITHFLOW, "webhooks", "apply", "--json"], env=env, capture_output=True, timeout=120
-    )
+    again = cli("webhooks", "apply", "--json")  # nothing left: in-process is enough
     assert json.loads(again.stdout)["counts"] == {}
 
 
@@ -188,6 +205,8 @@ def test_two_receivers_and_a_cron_apply_each_event_once(
         pytest.skip("several receivers on one database is a Postgres deployment")
     seed(db)
     receivers.extend(Receiver(db_url, tmp_path, worker=True) for _ in range(2))
+    for receiver in receivers:  # both were started before either is waited on
+        receiver.ready()
     distinct = 150
     bodies = [(n, event(n)) for n in range(distinct)]
     rng = random.Random(14)
