@@ -2,8 +2,8 @@
 for every operation — ones the schema allows and malformed ones — and the receiver answers
 none of them with a 5xx. A malformed request is the caller's mistake (4xx); a 5xx is kept for
 a failure of ours or of an outside service, and in this world everything is configured and
-reachable (the task API key, webhook secrets, Stripe and Paystack as loopback stand-ins), so
-any 5xx here is a bug.
+reachable (the task API key, webhook secrets, Stripe, Paystack and a DNS resolver as loopback
+stand-ins), so any 5xx here is a bug.
 
 Webhook requests go twice: as drawn (a random or missing signature: 400) and signed with the
 configured secret (Stripe, Paystack, Twilio, Mux), so the drawn bodies reach the parsers and the
@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlencode
 import hypothesis
 import pytest
 import schemathesis
+from fakes.dns_server import serve_dns
 from fakes.providers import FakeAPI, Recorded, Reply, paystack_fake, stripe_fake
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -88,9 +89,14 @@ def receiver(db: Database, db_url: str) -> Iterator[Receiver]:
             "meta": {"total": 0, "skipped": 0, "perPage": 50, "page": 1, "pageCount": 1},
         },
     )
-    with stripe_api.serve() as stripe_at, paystack_api.serve() as paystack_at:
+    with (
+        stripe_api.serve() as stripe_at,
+        paystack_api.serve() as paystack_at,
+        serve_dns() as dns,  # `health sweep` asks a resolver: this one, not the network's
+    ):
         settings = Settings(
             database_url=db_url,
+            dns_nameservers=(dns.nameserver,),
             integration_api_key=KEY,
             stripe_secret_key="sk_test_fuzz",
             stripe_api_base=stripe_at.url,
