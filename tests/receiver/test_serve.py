@@ -150,7 +150,7 @@ def test_faithflow_serve_answers_over_http_and_stops_on_sigterm(sqlite_db: Datab
                 break
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "faithflow serve did not answer in 120 s"
-                time.sleep(0.1)
+                time.sleep(0.01)  # refused at once until it listens: look often
         assert response.json() == {"status": "ok"}
         assert httpx.get(url + "/readyz").status_code == 200
         refused = httpx.post(
