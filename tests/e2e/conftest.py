@@ -1,31 +1,29 @@
 """Fixtures of the end-to-end flows: `platform` is a fresh FaithFlow deployment per test, on
-SQLite and on Postgres, started from a migrated and seeded template.
+SQLite and on Postgres, started from a migrated and seeded world.
 
-The template (the "world") is built once per dialect per test run, by the real CLI
-(`faithflow db upgrade`, `tenants add`, `plans add`, `tenants link`, `support agents add`, in
-this process like the flows' own calls, or as subprocesses with E2E_SUBPROCESS=1), and copied
-for each test: a SQLite file copy, or `CREATE DATABASE … TEMPLATE` on Postgres. xdist
-workers share the template through a file lock in the run's common temporary directory; the
-last worker out drops the Postgres one.
+The world is seeded once per dialect per test process by the real CLI (`faithflow db
+upgrade`, `tenants add`, `plans add`, `tenants link`, `support agents add`, in this process
+like the flows' own calls, or as subprocesses with E2E_SUBPROCESS=1) over the session's
+migrated template (tests/conftest.py's `_templates`: its migrations are run once per process
+for every database test, so `db upgrade` finds nothing to do). Each flow gets it fresh: a
+copy of the SQLite file, or on Postgres a database of the session's pool with the world's
+rows written back in (`_PostgresWorld`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from fakes.providers import FakeAPI, Reply, paystack_fake, stripe_fake
 from fakes.smtp import smtp_server
 from fakes.twilio import TwilioFake
 from harness import PaystackWorld, Platform, StripeWorld, clean_environ, run_cli
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from faithflow_ops.config import normalize_database_url
@@ -111,87 +109,116 @@ def _build_world(database_url: str, workdir: Path) -> None:
             )
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _admin_url() -> str:
     """FAITHFLOW_TEST_POSTGRES_URL for the psycopg 3 driver (tests/conftest.py checks it is
     reachable: the `postgres_available` fixture)."""
     return normalize_database_url(os.environ["FAITHFLOW_TEST_POSTGRES_URL"])
 
 
+def _url(name: str, driver: str | None = None) -> str:
+    """The URL of the Postgres database `name` (for SQLAlchemy, or `driver`'s)."""
+    url = make_url(_admin_url()).set(database=name)
+    if driver:
+        url = url.set(drivername=driver)
+    return url.render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
-def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory every xdist worker of this run shares (the run's base temp's parent)."""
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if base.name.startswith("popen-gw") else base
-    path = shared / "e2e-world"
-    path.mkdir(exist_ok=True)
+def sqlite_world(tmp_path_factory: pytest.TempPathFactory, _templates: Any) -> Path:
+    """The seeded SQLite file every SQLite flow copies: a copy of the session's migrated
+    template (tests/conftest.py), seeded by the CLI."""
+    folder = tmp_path_factory.mktemp("e2e-world")
+    path = folder / "world.db"
+    _templates.sqlite_copy(path)
+    _build_world(f"sqlite:///{path}", folder)
     return path
 
 
-@pytest.fixture(scope="session")
-def sqlite_world(_shared_dir: Path) -> Path:
-    """The migrated, seeded SQLite file every SQLite flow copies."""
-    path = _shared_dir / "world.db"
-    with _locked(_shared_dir / "sqlite.lock"):
-        if not (_shared_dir / "sqlite.ready").exists():
-            for stale in _shared_dir.glob("world.db*"):
-                stale.unlink()
-            _build_world(f"sqlite:///{path}", _shared_dir / "sqlite-build")
-            (_shared_dir / "sqlite.ready").touch()
-    return path
+class _PostgresWorld:
+    """The world on Postgres, laid into a database of the session's pool (tests/conftest.py:
+    migrated, emptied after each test, reused) for each flow, and given back after it.
+
+    The CLI seeds it once, into the first database taken; what that left — every table's
+    rows as COPY dumps them, every sequence's position — is then written back for each flow
+    in one transaction, after a VACUUM of the emptied tables so that the rows land where they
+    did in the first (the same order for a query without ORDER BY). No database is created or
+    dropped for the flows: `CREATE DATABASE … TEMPLATE` cost 0.2-0.4 s a flow, and the DROP of
+    each one forced a checkpoint of the whole cluster (2 to 24 s for the run's fifteen while
+    other tests dirty pages)."""
+
+    _TABLES = """
+        SELECT quote_ident(tablename) FROM pg_tables
+        WHERE schemaname = 'public' AND tablename <> 'alembic_version' ORDER BY 1
+    """
+    _SEQUENCES = """
+        SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'S' ORDER BY 1
+    """
+
+    def __init__(self, templates: Any) -> None:
+        self.templates = templates  # tests/conftest.py's `_templates`: its Postgres pool
+        self.tables = ""  # every table but alembic_version, for VACUUM
+        self.rows: dict[str, bytes] | None = None  # table (quoted) → its rows, COPY format
+        self.sequences = ""  # one SELECT of setval(…) calls: every sequence as the CLI left it
+
+    def take(self, workdir: Path) -> str:
+        name: str = self.templates.take_postgres()
+        if self.rows is None:  # seed once; every flow then gets the world the same way
+            _build_world(_url(name), workdir)
+            self._snapshot(name)
+            self.give_back(name)
+            name = self.templates.take_postgres()
+        try:
+            self._lay(name)
+        except BaseException:
+            self.give_back(name)
+            raise
+        return name
+
+    def give_back(self, name: str) -> None:
+        self.templates.give_back_postgres(name)  # every row gone, sequences at 1, or set aside
+
+    def _snapshot(self, name: str) -> None:
+        rows: dict[str, bytes] = {}
+        with psycopg.connect(_url(name, "postgresql"), autocommit=True) as conn:
+            tables = [table for (table,) in conn.execute(self._TABLES).fetchall()]
+            for table in tables:
+                with conn.cursor().copy(f"COPY public.{table} TO STDOUT") as copy:
+                    data = b"".join(bytes(block) for block in copy)
+                if data:
+                    rows[table] = data
+            calls = []
+            for (sequence,) in conn.execute(self._SEQUENCES).fetchall():
+                position = conn.execute(f"SELECT last_value, is_called FROM {sequence}").fetchone()
+                assert position is not None
+                quoted = sequence.replace("'", "''")
+                calls.append(f"setval('{quoted}'::regclass, {int(position[0])}, {position[1]})")
+        self.tables = ", ".join(f"public.{table}" for table in tables)
+        self.sequences = f"SELECT {', '.join(calls)}" if calls else ""
+        self.rows = rows
+
+    def _lay(self, name: str) -> None:
+        """Write the world into `name`, which the pool gave emptied."""
+        assert self.rows is not None
+        with psycopg.connect(_url(name, "postgresql"), autocommit=True) as conn:
+            conn.execute(f"VACUUM (INDEX_CLEANUP ON) {self.tables}")  # as short as when new
+            with conn.transaction():
+                conn.execute("SET LOCAL session_replication_role = replica")  # no FK checks
+                if self.sequences:
+                    conn.execute(self.sequences)
+                cursor = conn.cursor()
+                for table, data in self.rows.items():
+                    with cursor.copy(f"COPY public.{table} FROM STDIN") as copy:
+                        copy.write(data)
 
 
 @pytest.fixture(scope="session")
-def postgres_world(_shared_dir: Path) -> Iterator[str]:
-    """The name of the migrated, seeded Postgres database every Postgres flow clones. Workers
-    count themselves in a state file; the last one out drops it."""
-    state_path = _shared_dir / "postgres.json"
-    lock = _shared_dir / "postgres.lock"
-    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
-    try:
-        with _locked(lock):
-            state = json.loads(state_path.read_text()) if state_path.exists() else None
-            if state is None:
-                name = f"ff_e2e_world_{uuid.uuid4().hex[:12]}"
-                with admin.connect() as conn:
-                    conn.execute(text(f'CREATE DATABASE "{name}"'))
-                url = make_url(_admin_url()).set(database=name)
-                try:
-                    _build_world(url.render_as_string(hide_password=False), _shared_dir / "pg")
-                except BaseException:
-                    with admin.connect() as conn:
-                        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                    raise
-                state = {"name": name, "users": 0}
-            state["users"] += 1
-            state_path.write_text(json.dumps(state))
-        yield state["name"]
-        with _locked(lock):
-            state = json.loads(state_path.read_text())
-            state["users"] -= 1
-            if state["users"] <= 0:
-                with admin.connect() as conn:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{state["name"]}" WITH (FORCE)'))
-                state_path.unlink()
-            else:
-                state_path.write_text(json.dumps(state))
-    finally:
-        admin.dispose()
+def postgres_world(_templates: Any) -> _PostgresWorld:
+    return _PostgresWorld(_templates)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database_url(
-    request: pytest.FixtureRequest, tmp_path: Path, _shared_dir: Path
-) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh copy of the world on each dialect."""
     if request.param == "sqlite":
         world: Path = request.getfixturevalue("sqlite_world")
@@ -204,28 +231,12 @@ def database_url(
         return
     if not request.getfixturevalue("postgres_available"):
         pytest.skip("Postgres not configured: set FAITHFLOW_TEST_POSTGRES_URL")
-    template = request.getfixturevalue("postgres_world")
-    name = f"ff_e2e_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
-    with _locked(_shared_dir / "postgres.lock"), admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
-    admin.dispose()
-    request.getfixturevalue("_drop_at_exit").append(name)
-    yield make_url(_admin_url()).set(database=name).render_as_string(hide_password=False)
-
-
-@pytest.fixture(scope="session")
-def _drop_at_exit() -> Iterator[list[str]]:
-    """The flows' Postgres databases, dropped when this process is done: DROP DATABASE forces a
-    checkpoint, seconds after a flow has dirtied many pages; one after another at the end,
-    only the first has much to write."""
-    names: list[str] = []
-    yield names
-    admin = create_engine(_admin_url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    world_pg: _PostgresWorld = request.getfixturevalue("postgres_world")
+    name = world_pg.take(tmp_path)
+    try:
+        yield _url(name)
+    finally:
+        world_pg.give_back(name)
 
 
 @pytest.fixture
