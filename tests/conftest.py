@@ -62,10 +62,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     for `db` — already a copy of the session's migrated template."""
     migrated = "db" in request.fixturenames
     if request.param == "sqlite":
-        path = tmp_path / "faithflow.db"
-        if migrated:
-            request.getfixturevalue("_templates").sqlite_copy(path)
-        yield f"sqlite:///{path}"
+        if not migrated:
+            yield f"sqlite:///{tmp_path / 'faithflow.db'}"
+            return
+        sqlite_templates: _Templates = request.getfixturevalue("_templates")
+        path = sqlite_templates.take_sqlite()
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            sqlite_templates.give_back_sqlite(path)
         return
     if not request.getfixturevalue("postgres_available"):
         pytest.skip("Postgres not configured: set FAITHFLOW_TEST_POSTGRES_URL")
@@ -94,6 +99,8 @@ class _Templates:
         self.made: list[str] = []
         self.shape: str | None = None  # the template's tables, indexes, sequences, revision
         self.conns: dict[str, psycopg.Connection[Any]] = {}  # one kept open per database
+        self.sqlite_free: list[Path] = []  # SQLite paths a test gave back
+        self.sqlite_made = 0
 
     def sqlite_copy(self, target: Path) -> None:
         if self.sqlite is None:
@@ -105,6 +112,32 @@ class _Templates:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.sqlite = path
         shutil.copyfile(self.sqlite, target)
+
+    # Migrated SQLite databases live at a few paths per process, reused like the Postgres
+    # names, so that a URL comes back and its engine (see _Engines) with it. Each test gets a
+    # new copy of the template: the old file is unlinked first, so a connection a test left
+    # open can only ever see its own file.
+
+    def take_sqlite(self) -> Path:
+        if self.sqlite_free:
+            path = self.sqlite_free.pop()
+        else:
+            self.sqlite_made += 1
+            path = self.folder / f"sqlite-{self.sqlite_made}" / "faithflow.db"
+            path.parent.mkdir()
+        for stale in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+            stale.unlink(missing_ok=True)
+        self.sqlite_copy(path)
+        return path
+
+    def give_back_sqlite(self, path: Path) -> None:
+        self.sqlite_free.append(path)
+
+    def pooled(self, url: str) -> bool:
+        """Whether `url` names one of the databases handed out again and again."""
+        if url.startswith("sqlite:///"):
+            return Path(url[len("sqlite:///") :]).parent.parent == self.folder
+        return make_url(url).database in self.made
 
     def postgres_template(self) -> str:
         """The name of the migrated template database (made on first use)."""
@@ -277,14 +310,14 @@ def db(db_url: str, monkeypatch: pytest.MonkeyPatch, _templates: _Templates) -> 
 
 
 @pytest.fixture
-def sqlite_db(tmp_path: Path, _templates: _Templates) -> Iterator[Database]:
+def sqlite_db(_templates: _Templates) -> Iterator[Database]:
     """A migrated SQLite database (a copy of the session's template) for a test whose subject
     is not the dialect — one database, not one per dialect like `db`."""
-    path = tmp_path / "faithflow.db"
-    _templates.sqlite_copy(path)
+    path = _templates.take_sqlite()
     database = Database.from_url(f"sqlite:///{path}")
     yield database
     database.dispose()
+    _templates.give_back_sqlite(path)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -309,6 +342,72 @@ def _one_default_tls_context() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(transport, "create_ssl_context", shared)
         yield
+
+
+class _Engines:
+    """One SQLAlchemy engine per database URL (and timeouts) per test process, handed to each
+    `Database` made for that URL. SQLAlchemy caches compiled SQL per engine: with a new engine
+    per test, two statements in three that tests/webhooks, support and comms executed were
+    compiled anew (31 s of a 282 s profile), and each new Postgres engine queried the server
+    on its first connection (7 ms). The tests' databases come back under the same URLs (the
+    pooled Postgres names and SQLite paths of _Templates), always as a fresh copy of the
+    template, and an engine holds connections, not data: every engine is disposed when a test
+    ends. One a test added event listeners to is not reused; nor is one for any other URL."""
+
+    def __init__(self, make: Callable[..., Any]) -> None:
+        self.make = make
+        self.engines: dict[tuple[str, Any], Any] = {}
+        self.listeners: dict[tuple[str, Any], tuple[int, ...]] = {}
+
+    @staticmethod
+    def _listeners(engine: Any) -> tuple[int, ...]:
+        events = engine.dispatch
+        return tuple(len(getattr(events, name)) for name in dir(events) if name[0] != "_")
+
+    def engine(self, url: Any, *, create: bool = True, timeouts: Any = None, **kwargs: Any) -> Any:
+        from faithflow_ops.db import job_timeouts
+
+        if kwargs or not isinstance(url, str):
+            return self.make(url, create=create, timeouts=timeouts, **kwargs)
+        if url.startswith("sqlite"):
+            path = url.split(":///", 1)[1] if ":///" in url else ""
+            if not path or path.startswith("file:") or not Path(path).exists():
+                # a new file, or a refusal to make one: as without the cache
+                return self.make(url, create=create, timeouts=timeouts)
+            key: tuple[str, Any] = (url, None)
+        else:
+            key = (url, timeouts or job_timeouts())
+        if key not in self.engines:
+            self.engines[key] = self.make(url, create=create, timeouts=timeouts)
+            self.listeners[key] = self._listeners(self.engines[key])
+        return self.engines[key]
+
+    def close(self, keep: Callable[[str], bool]) -> None:
+        """Dispose every engine; keep for the next test those whose URL `keep` accepts and
+        whose listeners are as they were made."""
+        for key, engine in list(self.engines.items()):
+            engine.dispose()
+            if not keep(key[0]) or self._listeners(engine) != self.listeners[key]:
+                del self.engines[key], self.listeners[key]
+
+
+@pytest.fixture(scope="session")
+def _engines(_templates: _Templates) -> Iterator[_Engines]:
+    import faithflow_ops.db
+
+    engines = _Engines(faithflow_ops.db.make_engine)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(faithflow_ops.db, "make_engine", engines.engine)
+        yield engines
+    engines.close(lambda url: False)
+
+
+@pytest.fixture(autouse=True)
+def _engines_closed(_engines: _Engines, _templates: _Templates) -> Iterator[None]:
+    """After each test (and after its databases went back to the pools): no connection left
+    open; engines of the pooled databases kept."""
+    yield
+    _engines.close(_templates.pooled)
 
 
 @pytest.fixture(scope="session", autouse=True)
