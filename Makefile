@@ -24,9 +24,10 @@ demo: install
 
 # Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: the test workers and every
 # `faithflow` subprocess a test starts would otherwise compile the package (and pytest rewrite
-# every test module) anew.
+# every test module) anew. --dist loadgroup: tests marked xdist_group("…") (fixtures that are
+# costly to make and shared by a whole file) stay on one worker; the rest spread as usual.
 test: install
-	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 serve: install
 	$(BIN)/faithflow db upgrade

@@ -40,6 +40,10 @@ from faithflow_ops.models.billing import SUBSCRIPTION_STATUSES
 
 NOW = "2026-03-01T09:00:00Z"
 
+# The shared demo runs are made once per test process: keep this file on one worker
+# (`make test` distributes with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("demo")
+
 # The shared runs: `json` into an empty (never migrated) database, so the demo's own migration
 # is exercised; `text` (the tables a terminal shows) into a migrated, empty copy.
 _SHARED_ARGS = {"json": ("demo", "--json", "--now", NOW), "text": ("demo", "--now", NOW)}
