@@ -10,8 +10,11 @@ A flow talks to one `Platform`:
   the provider does and POST them to the receiver (the app `faithflow serve` runs, under
   uvicorn in a thread of this process — or `faithflow serve` itself with E2E_SUBPROCESS=1 —
   started on first use);
-- `wait_applied()` polls `faithflow webhooks list --json` until every event posted since the
-  last wait has left `received` (the receiver may apply them in a background worker);
+- `wait_applied()` reads `faithflow webhooks list --json` until every event posted since the
+  last wait has left `received` (the receiver may apply them in a background worker): again
+  each time that worker ends a pass (in process; polling a subprocess), which in process
+  does not pause after each event for deliveries still arriving (`Worker.GIVE_WAY`; set
+  E2E_GIVE_WAY=1 to keep the pause);
 - `stripe` / `paystack` are the fake APIs (`tests/fakes/providers.py`), `alerts` a hook that
   records what `ALERT_WEBHOOK_URL` receives.
 
@@ -34,6 +37,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -696,6 +700,9 @@ class Platform:
     _receiver: subprocess.Popen[bytes] | None = None
     _server: Any = None  # a QuickServer (uvicorn), in process
     _thread: Any = None  # threading.Thread serving it
+    _app: Any = None  # the Litestar app it serves
+    _passes: threading.Condition | None = None  # notified when its webhook applier ends a pass
+    _passes_seen: int = 0
     _url: str | None = None
     _http: httpx.Client | None = None
 
@@ -791,6 +798,10 @@ class Platform:
             else:
                 self._start_in_process(port)
             deadline = time.monotonic() + 30
+            while self._server is not None and not self._server.started:  # lifespan run
+                self._assert_running()
+                assert time.monotonic() < deadline, "receiver not started in 30 s"
+                time.sleep(0.002)
             while True:
                 self._assert_running()
                 try:
@@ -801,8 +812,9 @@ class Platform:
                 assert time.monotonic() < deadline, "receiver not ready in 30 s" + (
                     self.receiver_log_tail()
                 )
-                time.sleep(0.05)
+                time.sleep(0.01 if self._server is not None else 0.05)
             self._url = url
+            self._watch_applier()
         return self._url
 
     def _start_subprocess(self, port: int) -> None:
@@ -816,8 +828,6 @@ class Platform:
         log.close()
 
     def _start_in_process(self, port: int) -> None:
-        import threading
-
         import uvicorn
 
         from faithflow_ops.config import Settings
@@ -833,9 +843,34 @@ class Platform:
             proxy_headers=False,
             lifespan="on",
         )
+        self._app = app
         self._server = QuickServer(config)
         self._thread = threading.Thread(target=self._server.run, name="receiver", daemon=True)
         self._thread.start()
+
+    def _watch_applier(self) -> None:
+        """In process: have the receiver's webhook applier say when it ends a pass, so that
+        `wait_applied` looks again at once instead of polling every 50 ms. And no pause after
+        each event while deliveries are arriving (`Worker.GIVE_WAY`, 0.1 s, which lets a busy
+        receiver answer the provider first; E2E_GIVE_WAY=1 keeps it): a flow posts a few
+        events, then waits for them, so it waited out that pause at almost every wait, 7 s of
+        the run's 10-12 s in `wait_applied`."""
+        worker = getattr(self._app.state, "webhook_worker", None) if self._app else None
+        if worker is None:
+            return
+        if os.environ.get("E2E_GIVE_WAY") != "1":
+            worker.GIVE_WAY = 0.0
+        passes = self._passes = threading.Condition()
+        observe = worker.on_pass
+
+        def on_pass(stats: Any) -> None:
+            if observe is not None:
+                observe(stats)
+            with passes:
+                self._passes_seen += 1
+                passes.notify_all()
+
+        worker.on_pass = on_pass
 
     def _assert_running(self) -> None:
         if self._receiver is not None:
@@ -910,6 +945,7 @@ class Platform:
             self.posted.clear()
         deadline = time.monotonic() + timeout
         while True:
+            seen = self._passes_seen
             rows = self.cli("webhooks", "list", "--limit", "500")
             by_key = {row["event_key"]: row for row in rows}
             pending = [k for k in wanted if by_key.get(k, {}).get("status") not in SETTLED]
@@ -921,4 +957,9 @@ class Platform:
                     f"webhooks not settled after {timeout:.0f} s: {states}"
                     + self.receiver_log_tail()
                 )
-            time.sleep(0.05)
+            passes = self._passes
+            if passes is None:  # a subprocess: poll
+                time.sleep(0.05)
+                continue
+            with passes:  # the applier's next pass (a failed event may wait for its retry)
+                passes.wait_for(lambda: self._passes_seen > seen, timeout=0.5)
