@@ -166,9 +166,11 @@ class _PostgresWorld:
     def take(self, workdir: Path) -> str:
         name: str = self.templates.take_postgres()
         if self.rows is None:  # seed once; every flow then gets the world the same way
-            _build_world(_url(name), workdir)
-            self._snapshot(name)
-            self.give_back(name)
+            try:
+                _build_world(_url(name), workdir)
+                self._snapshot(name)
+            finally:
+                self.give_back(name)
             name = self.templates.take_postgres()
         try:
             self._lay(name)
