@@ -157,9 +157,15 @@ class _PostgresWorld:
         WHERE n.nspname = 'public' AND c.relkind = 'S' ORDER BY 1
     """
 
+    _USED = """
+        SELECT string_agg('public.' || quote_ident(c.relname), ', ') FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'alembic_version'
+          AND pg_relation_size(c.oid) > 0
+    """
+
     def __init__(self, templates: Any) -> None:
         self.templates = templates  # tests/conftest.py's `_templates`: its Postgres pool
-        self.tables = ""  # every table but alembic_version, for VACUUM
         self.rows: dict[str, bytes] | None = None  # table (quoted) → its rows, COPY format
         self.sequences = ""  # one SELECT of setval(…) calls: every sequence as the CLI left it
 
@@ -197,7 +203,6 @@ class _PostgresWorld:
                 assert position is not None
                 quoted = sequence.replace("'", "''")
                 calls.append(f"setval('{quoted}'::regclass, {int(position[0])}, {position[1]})")
-        self.tables = ", ".join(f"public.{table}" for table in tables)
         self.sequences = f"SELECT {', '.join(calls)}" if calls else ""
         self.rows = rows
 
@@ -205,7 +210,10 @@ class _PostgresWorld:
         """Write the world into `name`, which the pool gave emptied."""
         assert self.rows is not None
         with psycopg.connect(_url(name, "postgresql"), autocommit=True) as conn:
-            conn.execute(f"VACUUM (INDEX_CLEANUP ON) {self.tables}")  # as short as when new
+            # Every table that holds pages (the flows' deleted rows) as short as when new.
+            (used,) = conn.execute(self._USED).fetchone() or (None,)
+            if used:
+                conn.execute(f"VACUUM (INDEX_CLEANUP ON) {used}")
             with conn.transaction():
                 conn.execute("SET LOCAL session_replication_role = replica")  # no FK checks
                 if self.sequences:
