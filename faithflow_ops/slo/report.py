@@ -178,11 +178,16 @@ def _job_success(
         if o.covers(row[0])
     ]
     _tally(line, rows)
-    for item in line.worst:  # the latest error says why
+    for item in line.worst:  # the latest error says why (a run without a message says nothing)
         item["last_error"] = session.scalar(
             select(JobRun.error)
-            .where(_runs(since, now), JobRun.job == item["job"], JobRun.status.in_(BAD_RUNS))
-            .order_by(JobRun.started_at.desc())
+            .where(
+                _runs(since, now),
+                JobRun.job == item["job"],
+                JobRun.status.in_(BAD_RUNS),
+                JobRun.error.is_not(None),
+            )
+            .order_by(JobRun.started_at.desc(), JobRun.id.desc())
             .limit(1)
         )
 

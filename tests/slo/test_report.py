@@ -130,3 +130,21 @@ def test_cli_report_json_and_table(db: Database, cli) -> None:  # type: ignore[n
     assert "job_success" in table.stdout and "breached" in table.stdout
     bad = cli("slo", "report", "--since", "a while")
     assert bad.exit_code == 2 and "Traceback" not in bad.stderr
+
+
+def test_the_worst_jobs_last_error_is_the_latest_message_not_a_later_silent_run(
+    db: Database,
+) -> None:
+    """An abandoned run records no error: it must not hide the message of the failure before
+    it, and runs that finished at the same instant are told apart by their order."""
+    with db.session() as session:
+        for i in range(3):
+            run(session, "health_sweep", "succeeded", AGO + dt.timedelta(minutes=i))
+        run(session, "health_sweep", "failed", AGO, error="older failure")
+        run(session, "health_sweep", "failed", AGO + dt.timedelta(hours=1), error="dns timeout")
+        run(session, "health_sweep", "abandoned", AGO + dt.timedelta(hours=2))
+        run(session, "dunning", "failed", AGO, error="first")
+        run(session, "dunning", "failed", AGO, error="second, same instant")
+    worst = {w["job"]: w for w in _by_name(db)["job_success"]["worst"]}
+    assert worst["health_sweep"]["last_error"] == "dns timeout"
+    assert worst["dunning"]["last_error"] == "second, same instant"
