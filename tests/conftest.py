@@ -23,8 +23,16 @@ from faithflow_ops.db import Database
 from faithflow_ops.migrate import upgrade
 
 # Property tests draw the same examples on every run (derandomize): a failure is reproducible
-# and CI never goes red on a draw that the next run would not make.
-hypothesis.settings.register_profile("faithflow", derandomize=True, print_blob=True)
+# and CI never goes red on a draw that the next run would not make. Nor on the clock: no
+# per-example deadline, no "input generation is slow" check (both are wall-clock limits, and a
+# loaded 2-core machine once took 1.8 s over a draw the quiet one makes in milliseconds).
+hypothesis.settings.register_profile(
+    "faithflow",
+    derandomize=True,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
 hypothesis.settings.load_profile("faithflow")
 
 POSTGRES_URL = os.environ.get("FAITHFLOW_TEST_POSTGRES_URL")
