@@ -12,11 +12,9 @@ rows written back in (`_PostgresWorld`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -251,23 +249,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         world_pg.give_back(name)
 
 
-@contextlib.contextmanager
-def _stopped_together(*servers: contextlib.AbstractContextManager[Any]) -> Iterator[list[Any]]:
-    """Start the stand-ins one after another, and stop them all at once: a socketserver one
-    takes its 10 ms poll to notice the stop, and four in a row cost each flow 40 ms."""
-    entered: list[contextlib.AbstractContextManager[Any]] = []
-    values: list[Any] = []
-    try:
-        for server in servers:
-            values.append(server.__enter__())
-            entered.append(server)
-        yield values
-    finally:
-        if entered:
-            with ThreadPoolExecutor(len(entered)) as pool:
-                list(pool.map(lambda server: server.__exit__(None, None, None), entered))
-
-
 @pytest.fixture
 def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     """One deployment per flow: the world's database, fresh provider stand-ins and an alert
@@ -277,9 +258,13 @@ def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     stripe_world.install(stripe)
     paystack_world.install(paystack)
     alerts = FakeAPI(lambda api, req: Reply(200, {"ok": True}))
-    with _stopped_together(
-        stripe.serve(), paystack.serve(), alerts.serve(), smtp_server(), TwilioFake().serve()
-    ) as (_, _, _, smtp, twilio):
+    with (
+        stripe.serve(),
+        paystack.serve(),
+        alerts.serve(),
+        smtp_server() as smtp,
+        TwilioFake().serve() as twilio,
+    ):
         dialect = "sqlite" if database_url.startswith("sqlite") else "postgres"
         deployment = Platform(
             dialect, database_url, tmp_path, stripe, paystack, alerts, stripe_world,
