@@ -188,23 +188,14 @@ def _plan(
     for spec in TENANT_CLASSES:
         if spec.data_class in wanted:
             yield from _plan_tenant_class(session, now, periods, spec, held, slugs, batch)
-    if "job_runs" in wanted:
-        cutoff = periods.cutoff(now, "job_runs", None)
-        query = select(JobRun.id).where(JobRun.started_at < cutoff, JobRun.id.not_in(_newest_run))
-        for first, last, rows in key_pages(session, query, JobRun.id, batch):
-            reason = f"{rows} job run(s) started before {cutoff:%Y-%m-%d}: delete"
-            yield _action(
-                "job_runs", "job_runs", None, None, cutoff, now, first, last, rows, reason
-            )
-    if "health_checks" in wanted:
-        cutoff = periods.cutoff(now, "health_checks", None)
-        query = select(HealthCheckResult.id).where(
-            HealthCheckResult.checked_at < cutoff, HealthCheckResult.id.not_in(_newest_check)
-        )
-        for first, last, rows in key_pages(session, query, HealthCheckResult.id, batch):
-            yield _action("health_checks", "health_checks", None, None, cutoff, now, first, last,
-                          rows, f"{rows} health check result(s) before {cutoff:%Y-%m-%d}: "
-                          "delete")  # fmt: skip
+    for platform in PLATFORM_CLASSES:
+        if platform.data_class in wanted:
+            cutoff = periods.cutoff(now, platform.data_class, None)
+            query = select(platform.model.id).where(*platform.expired(cutoff))
+            for first, last, rows in key_pages(session, query, platform.model.id, batch):
+                reason = f"{rows} {platform.what} {cutoff:%Y-%m-%d}: delete"
+                yield _action(platform.data_class, platform.data_class, None, None, cutoff, now,
+                              first, last, rows, reason)  # fmt: skip
     if "deleted_tenants" in wanted:
         yield from _plan_deleted_tenants(session, now, periods, held, batch)
 
@@ -294,10 +285,29 @@ def _action(
     return Action(KINDS[data_class], target, reason, encode(batch))
 
 
-_newest_run = select(func.max(JobRun.id)).group_by(JobRun.job).scalar_subquery()
-_newest_check = (
-    select(func.max(HealthCheckResult.id)).group_by(HealthCheckResult.check_name).scalar_subquery()
-)
+@dataclass(frozen=True)
+class _PlatformClass:
+    """A platform-wide class: rows of `model` from before the cutoff (by `when`) are deleted,
+    except the newest of each `group` (the last job run of each job, the last result of each
+    check: what freshness and status read)."""
+
+    data_class: str
+    model: Any
+    when: InstrumentedAttribute[Any]
+    group: InstrumentedAttribute[Any]
+    what: str  # in the reason: "<rows> <what> <cutoff>: delete"
+
+    def expired(self, cutoff: dt.datetime) -> tuple[Any, ...]:
+        newest = select(func.max(self.model.id)).group_by(self.group).scalar_subquery()
+        return self.when < cutoff, self.model.id.not_in(newest)
+
+
+PLATFORM_CLASSES = (
+    _PlatformClass("job_runs", JobRun, JobRun.started_at, JobRun.job, "job run(s) started before"),
+    _PlatformClass("health_checks", HealthCheckResult, HealthCheckResult.checked_at,
+                   HealthCheckResult.check_name, "health check result(s) before"),
+)  # fmt: skip
+_PLATFORM_BY_KIND = {KINDS[platform.data_class]: platform for platform in PLATFORM_CLASSES}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,26 +351,13 @@ def apply(session: Session, action: Action) -> None:
                 .execution_options(synchronize_session=False)
             )
         )
-    elif action.kind == "delete_job_runs":
+    elif (platform := _PLATFORM_BY_KIND.get(action.kind)) is not None:
         done = rowcount(
             session.execute(
-                delete(JobRun)
+                delete(platform.model)
                 .where(
-                    JobRun.id.between(batch.first_id, batch.last_id),
-                    JobRun.started_at < batch.cutoff,
-                    JobRun.id.not_in(_newest_run),
-                )
-                .execution_options(synchronize_session=False)
-            )
-        )
-    elif action.kind == "delete_health_checks":
-        done = rowcount(
-            session.execute(
-                delete(HealthCheckResult)
-                .where(
-                    HealthCheckResult.id.between(batch.first_id, batch.last_id),
-                    HealthCheckResult.checked_at < batch.cutoff,
-                    HealthCheckResult.id.not_in(_newest_check),
+                    platform.model.id.between(batch.first_id, batch.last_id),
+                    *platform.expired(batch.cutoff),
                 )
                 .execution_options(synchronize_session=False)
             )
