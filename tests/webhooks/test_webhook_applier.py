@@ -301,7 +301,9 @@ def test_a_notify_from_another_replica_wakes_the_worker_and_stop_ends_the_listen
     finally:
         worker.stop(timeout=20)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("webhook-")]
-    assert not listening(seeded)
+    # The listener closed its connection as its thread ended; the server drops the backend
+    # from pg_stat_activity a moment after the client's Terminate, so wait for that.
+    wait_for(lambda: not listening(seeded), "the listener's backend to end")
 
 
 def listening(db: Database) -> bool:
