@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import trustme
@@ -12,7 +13,7 @@ from fakes.smtp import authenticator, free_port, smtp_server
 
 from faithflow_ops.config import Settings
 from faithflow_ops.providers._http import ProviderError
-from faithflow_ops.providers.smtp import send_email
+from faithflow_ops.providers.smtp import Mailer, send_email
 
 MID = "<dispute-7-3d@faithflow>"
 
@@ -95,6 +96,27 @@ def test_implicit_tls_with_login(certs: Certs) -> None:
     (got,) = server.handler.messages
     assert got.message["Message-ID"] == MID
     assert untrusted.value.exit_code == 1 and "SSL" in str(untrusted.value)
+
+
+def test_mailers_share_one_default_context_per_trust_setting(
+    certs: Certs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading the trust store is done once per process, not per sending thread; a different
+    SSL_CERT_FILE still gets a context of its own that trusts what it names."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    first, second = Mailer(settings("smtp://127.0.0.1:25")), Mailer(settings("smtp://127.0.0.1:25"))
+    assert first.tls is second.tls
+    bundle = tmp_path / "ca.pem"
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    trusting = Mailer(settings("smtp://127.0.0.1:25"))
+    assert trusting.tls is not first.tls
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    with smtp_server(ssl_context=server_tls) as server:
+        send_email(settings(server.url("smtps")), "a@x.example", "s", "b", message_id=MID)
+    assert len(server.handler.messages) == 1
 
 
 def test_a_rejected_recipient_is_permanent_exit_2() -> None:
