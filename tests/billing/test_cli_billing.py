@@ -67,7 +67,7 @@ def platform(cli: Any, db: Database) -> Database:
         ("plans", "add", "bare", "--name", "Bare", "--amount", "1", "--currency", "USD",
          "--interval", "month"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     return db
 
 

@@ -34,7 +34,7 @@ def platform(cli: Any, db: Database) -> Database:
         ("plans", "add", "growth-usd", "--name", "Growth", "--amount", "79",
          "--currency", "USD", "--interval", "month", "--meta", "stripePriceId=price_1Growth"),
     ):  # fmt: skip
-        result = cli(*args)
+        result = cli(*args, "--json")  # the rows, not a Rich record per add
         assert result.exit_code == 0, result.stderr
     return db
 

@@ -157,7 +157,7 @@ def platform(cli: Any, db: Database) -> Database:
         ("tenants", "link", "faith", "cus_faith"),
         ("tenants", "link", "lagos", "CUS_lagos"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     with db.session() as session:
         subs = {s.provider_subscription_id: s for s in session.scalars(select(Subscription))}
         recorded = NOW_AT - dt.timedelta(days=3)

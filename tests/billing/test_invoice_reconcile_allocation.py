@@ -116,7 +116,7 @@ def _seed(cli: Any, db: Database, nov_meta: dict[str, Any]) -> dict[str, int]:
          "--customer-id", "CUS_lagos"),
         ("tenants", "link", "lagos", "CUS_lagos"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     with db.session() as session:
         sub = session.scalar(select(Subscription))
         assert sub is not None
@@ -360,7 +360,7 @@ def test_stripe_invoices_sharing_a_charge_reopen_the_one_stripe_does_not_name(
          "--customer-id", "cus_grace"),
         ("tenants", "link", "grace", "cus_grace"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     shared = {"stripeChargeId": "ch_dec", "stripePaymentIntentId": "pi_dec"}
     with db.session() as session:
         sub = session.scalar(select(Subscription))

@@ -187,7 +187,7 @@ def platform(cli: Any, db: Database) -> Database:
          "--currency", "NGN", "--interval", "month", "--tier", "1",
          "--meta", "paystackPlanCode=PLN_starter"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     with db.session() as session:
         session.execute(
             update(SubscriptionPlan)

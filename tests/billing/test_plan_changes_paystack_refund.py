@@ -153,7 +153,7 @@ def lagos(cli: Any, db: Database, paystack: FakeAPI) -> Database:
          "--provider-subscription-id", "SUB_old1", "--customer-id", "CUS_lagos1",
          "--current-period-end", PERIOD_END.isoformat(), "--meta", "paystackEmailToken=tokOld1"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     return db
 
 
@@ -478,7 +478,7 @@ def test_stripe_upgrade_still_defaults_to_now_with_proration_and_no_refund(
          "--provider-subscription-id", "sub_Growth1", "--customer-id", "cus_Grace1",
          "--current-period-end", PERIOD_END.isoformat()),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     change = ("subs", "change-plan", "--tenant", "grace", "--to", "pro-usd", *AT)
     preview = json.loads(ok(cli(*change, "--dry-run", "--json")).stdout)
     assert (preview["at"], preview["proration_behavior"]) == ("now", "create_prorations")

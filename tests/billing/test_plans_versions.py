@@ -36,7 +36,7 @@ def platform(cli: Any, db: Database) -> Database:
          "--meta", "stripeProductId=prod_Growth"),
         ("subs", "add", "--tenant", "cornerstone", "--plan", "growth", "--provider", "stripe"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     return db
 
 

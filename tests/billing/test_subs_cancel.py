@@ -72,7 +72,7 @@ def platform(cli: Any, db: Database) -> Database:
          "--meta", "paystackEmailToken=tok3n"),
         ("subs", "add", "--tenant", "bethel", "--plan", "growth-usd", "--provider", "stripe"),
     ):  # fmt: skip
-        ok(cli(*args))
+        ok(cli(*args, "--json"))  # the rows, not a Rich record per add
     return db
 
 
