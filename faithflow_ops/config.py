@@ -425,6 +425,9 @@ class Settings:
     provider_max_attempts: int = 4
     provider_backoff: float = 0.5
     provider_max_wait: float = 30.0
+    # `/readyz` answers 503 when the database has not answered within this many seconds
+    # (receiver/health.py): below the load balancer's own probe timeout.
+    ready_timeout: float = 1.5
     # Where self-serve billing links send the church back to (`faithflow billing …`);
     # `{tenant}` in them becomes the tenant's slug.
     billing_success_url: str | None = None
@@ -604,6 +607,7 @@ class Settings:
             provider_max_attempts=_int(env, "FAITHFLOW_PROVIDER_MAX_ATTEMPTS", 4, minimum=1),
             provider_backoff=_float(env, "FAITHFLOW_PROVIDER_BACKOFF", 0.5, minimum=0),
             provider_max_wait=_float(env, "FAITHFLOW_PROVIDER_MAX_WAIT", 30.0, minimum=0),
+            ready_timeout=_float(env, "FAITHFLOW_READY_TIMEOUT", 1.5, minimum=0.001),
             billing_success_url=_url(env, "FAITHFLOW_BILLING_SUCCESS_URL"),
             billing_cancel_url=_url(env, "FAITHFLOW_BILLING_CANCEL_URL"),
             billing_return_url=_url(env, "FAITHFLOW_BILLING_RETURN_URL"),

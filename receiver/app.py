@@ -176,7 +176,7 @@ def create_app(
         ingest.on_stored = worker.wake
     return Litestar(
         route_handlers=[
-            *health_handlers(database, metrics),
+            *health_handlers(database, metrics, settings.ready_timeout),
             create_static_files_router(
                 SWAGGER_PATH, [SWAGGER_ASSETS], include_in_schema=False, name="swagger-assets"
             ),

@@ -1,11 +1,11 @@
 """`GET /healthz` (the process answers), `GET /readyz` (the database answers and is at the head
 revision), `GET /metrics`.
 
-`/readyz` answers within READY_DEADLINE seconds whatever the database does: the probe runs on
-its own thread (one at a time; a call while one is in flight waits on that one) and a probe
-that has not finished by the deadline is `503 database unavailable`. The caller learns only
-"database unavailable" or "database not at head"; the host and the driver's error go to the
-log."""
+`/readyz` answers within FAITHFLOW_READY_TIMEOUT seconds (1.5) whatever the database does: the
+probe runs on its own thread (one at a time; a call while one is in flight waits on that one)
+and a probe that has not finished by the deadline is `503 database unavailable`. The caller
+learns only "database unavailable" or "database not at head"; the host and the driver's error
+go to the log."""
 
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("faithflow.receiver")
 # Litestar appends "; charset=utf-8" to text/* media types itself.
 METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
-READY_DEADLINE = 1.5  # seconds: /readyz answers within 2 s even when the database hangs
 UNAVAILABLE, NOT_AT_HEAD = "database unavailable", "database not at head"
 
 
@@ -40,7 +39,7 @@ def first_line(exc: BaseException) -> str:
 class Readiness:
     """The database probe behind /readyz: reachable AND at the migrations' head revision."""
 
-    def __init__(self, db: Database, deadline: float = READY_DEADLINE) -> None:
+    def __init__(self, db: Database, deadline: float) -> None:
         self.db, self.deadline = db, deadline
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="readyz")
         self._lock = threading.Lock()
@@ -83,8 +82,8 @@ class Readiness:
         return None
 
 
-def health_handlers(db: Database, metrics: Metrics) -> list[HTTPRouteHandler]:
-    readiness = Readiness(db)
+def health_handlers(db: Database, metrics: Metrics, ready_timeout: float) -> list[HTTPRouteHandler]:
+    readiness = Readiness(db, ready_timeout)
 
     @get("/healthz", sync_to_thread=False, tags=["health"], summary="The process is alive")
     def healthz() -> dict[str, str]:

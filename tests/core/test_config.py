@@ -143,6 +143,14 @@ def test_bad_provider_retry_settings_name_the_variable(name: str, raw: str) -> N
         Settings.from_env({name: raw})
 
 
+def test_the_readiness_timeout_has_a_default_and_is_read() -> None:
+    assert Settings.from_env({}).ready_timeout == 1.5
+    assert Settings.from_env({"FAITHFLOW_READY_TIMEOUT": "0.25"}).ready_timeout == 0.25
+    for raw in ("soon", "0", "-1", "nan", "inf"):
+        with pytest.raises(ConfigError, match=r"FAITHFLOW_READY_TIMEOUT=.* set it to e\.g\. 1\.5"):
+            Settings.from_env({"FAITHFLOW_READY_TIMEOUT": raw})
+
+
 def test_billing_urls_are_read_and_must_be_absolute() -> None:
     s = Settings.from_env(
         {
