@@ -374,8 +374,9 @@ class _Engines:
     no transaction, hence no lock or snapshot; anything else connected is ended). One a test
     added event listeners to is not reused; nor is one for any other URL."""
 
-    def __init__(self, make: Callable[..., Any]) -> None:
+    def __init__(self, make: Callable[..., Any], pooled: Callable[[str], bool]) -> None:
         self.make = make
+        self.pooled = pooled
         self.engines: dict[tuple[str, Any], Any] = {}
         self.listeners: dict[tuple[str, Any], tuple[int, ...]] = {}
         self.idle: dict[tuple[str, Any], set[int]] = {}  # per Postgres engine (_track_idle)
@@ -400,7 +401,7 @@ class _Engines:
             key = (url, timeouts or job_timeouts())
         if key not in self.engines:
             engine = self.engines[key] = self.make(url, create=create, timeouts=timeouts)
-            if not url.startswith("sqlite"):
+            if not url.startswith("sqlite") and self.pooled(url):
                 # Its connections outlive the test (see close): the code under test disposing
                 # of its Database must not close them.
                 engine.dispose = lambda close=True: None
@@ -462,7 +463,7 @@ class _Engines:
 def _engines(_templates: _Templates) -> Iterator[_Engines]:
     import faithflow_ops.db
 
-    engines = _Engines(faithflow_ops.db.make_engine)
+    engines = _Engines(faithflow_ops.db.make_engine, _templates.pooled)
     _templates.spared = engines.idle_pids
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(faithflow_ops.db, "make_engine", engines.engine)
@@ -473,7 +474,8 @@ def _engines(_templates: _Templates) -> Iterator[_Engines]:
 @pytest.fixture(autouse=True)
 def _engines_closed(_engines: _Engines, _templates: _Templates) -> Iterator[None]:
     """After each test (and after its databases went back to the pools): no connection left
-    open; engines of the pooled databases kept."""
+    open but the idle ones of the Postgres databases ready for their next test; engines of
+    the pooled databases kept."""
     yield
     _engines.close(_templates.pooled, _templates.ready)
 
