@@ -89,7 +89,11 @@ def _sub(db: Database, slug_id: str) -> Subscription:
 def _cancel_actions(db: Database) -> list[AuditLog]:
     with db.read_session() as session:
         rows = list(
-            session.scalars(select(AuditLog).where(AuditLog.action == "subscription.cancel"))
+            session.scalars(
+                select(AuditLog)
+                .where(AuditLog.action == "subscription.cancel")
+                .order_by(AuditLog.id)
+            )
         )
         for row in rows:
             session.expunge(row)

@@ -417,7 +417,13 @@ def test_prefs_set_and_show_through_the_cli(run, db: Database) -> None:
     assert doc["pause_note"] is None and doc["sms_opt_out"] is False
     assert doc["contacts"]["email"] == "finance@grace.example"  # override cleared
     with db.read_session() as s:
-        audits = list(s.scalars(select(AuditLog).where(AuditLog.action == "dunning.prefs.set")))
+        audits = list(
+            s.scalars(
+                select(AuditLog)
+                .where(AuditLog.action == "dunning.prefs.set")
+                .order_by(AuditLog.id)  # the order written: the heap returns rows in any order
+            )
+        )
         row = s.scalar(select(DunningPreference))
     assert len(audits) == 2
     assert audits[0].after is not None and audits[0].after["sms_opt_out"] is True

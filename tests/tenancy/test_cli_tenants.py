@@ -20,7 +20,6 @@ LAGOS = (
 )  # fmt: skip
 
 
-
 def show(cli: Any, slug: str) -> dict[str, Any]:
     result = cli("tenants", "show", slug, "--json")
     assert result.exit_code == 0, result.stderr
@@ -30,7 +29,9 @@ def show(cli: Any, slug: str) -> dict[str, Any]:
 
 def audit_rows(db: Database, action: str) -> list[AuditLog]:
     with db.read_session() as s:
-        return list(s.scalars(select(AuditLog).where(AuditLog.action == action)))
+        return list(
+            s.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id))
+        )
 
 
 def test_add_creates_an_active_tenant_whose_json_uses_column_names(cli, db: Database) -> None:
@@ -512,9 +513,7 @@ def test_linking_a_customer_handles_its_unmatched_webhook_events(cli, db: Databa
         assert tenant.billing_email == "new@grace.example"
 
 
-def test_linking_a_connect_account_handles_its_unmatched_webhook_events(
-    cli, db: Database
-) -> None:
+def test_linking_a_connect_account_handles_its_unmatched_webhook_events(cli, db: Database) -> None:
     from faithflow_ops.models import WebhookEvent
     from faithflow_ops.webhooks import events, inbox
 
@@ -550,9 +549,7 @@ def test_set_changes_the_billing_contact_and_audits_it(cli: Any, db: Database) -
     assert again.exit_code == 0 and "nothing changed" in said(again)
     with db.read_session() as session:
         entries = list(
-            session.scalars(
-                select(AuditLog).where(AuditLog.action == "tenant.set_billing_contact")
-            )
+            session.scalars(select(AuditLog).where(AuditLog.action == "tenant.set_billing_contact"))
         )
     assert len(entries) == 1
     assert entries[0].before == {"billing_email": None, "billing_phone": None}
