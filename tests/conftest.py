@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -65,12 +66,13 @@ def postgres_available() -> bool:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A database URL on each dialect: empty (not migrated), or — for a test that also asks
     for `db` — already a copy of the session's migrated template."""
     migrated = "db" in request.fixturenames
     if request.param == "sqlite":
         if not migrated:
+            tmp_path: Path = request.getfixturevalue("tmp_path")
             yield f"sqlite:///{tmp_path / 'faithflow.db'}"
             return
         sqlite_templates: _Templates = request.getfixturevalue("_templates")
@@ -514,8 +516,17 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.fixture(scope="session")
+def _data_homes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A new XDG_DATA_HOME path for each test, made only if the test writes there: a
+    `tmp_path` for every test (5,000 folders, each numbered by listing its parent) cost more
+    than many a test itself."""
+    base = tmp_path_factory.mktemp("xdg")
+    return (base / str(n) for n in itertools.count(1))
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, _data_homes: Iterator[Path]) -> None:
     """No test reads the developer's own configuration or database."""
     for name in list(os.environ):
         if name.startswith(
@@ -527,7 +538,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name, raising=False)
     for name in ("DATABASE_URL", "INTEGRATION_API_KEY", "ENABLE_INTERNAL_SCHEDULER", "SMTP_URL"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(next(_data_homes)))
     monkeypatch.setenv("FAITHFLOW_LOG_FORMAT", "json")
 
 
