@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from faithflow_ops.bulk import insert_rows
@@ -445,7 +446,11 @@ def ban(
         banned_by=by,
         banned_at=now,
     )
-    session.add(row)
+    try:
+        with session.begin_nested():  # flushes what came before, then the ban alone
+            session.add(row)
+    except IntegrityError:  # another operator's ban landed between the check and this one
+        raise UserError(f"viewer {viewer!r} is already banned from {scope.label}") from None
     _record(
         session,
         tenant_id=scope.channel.tenant_id,

@@ -192,6 +192,31 @@ def test_a_first_time_chatter_is_held_until_approved(world: World) -> None:
         ("hold", "job"), ("approve", "operator")]  # fmt: skip
 
 
+def test_a_ban_that_lands_while_another_is_made_is_refused_in_words(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two operators ban one viewer at once: both see no standing ban, the second insert
+    meets the first in the unique index. It is refused like any duplicate ban (exit 2),
+    not a database error, and the first ban stands alone."""
+    for scope in ({"channel_id": world.channel}, {"session_id": world.sunday}):
+        with world.db.session() as session:
+            records.ban(session, "troll", by="cli:ops", now=NOW, **scope)
+        monkeypatch.setattr(records, "_standing", lambda *args: None)  # checked before it landed
+        with (
+            pytest.raises(UserError, match="viewer 'troll' is already banned from") as refused,
+            world.db.session() as session,
+        ):
+            records.ban(session, "troll", by="cli:other", now=NOW, **scope)
+        assert refused.value.exit_code == 2
+        monkeypatch.undo()
+    with world.db.read_session() as session:
+        bans = session.scalars(select(StreamBan).order_by(StreamBan.id)).all()
+        assert [(b.banned_by, b.session_id is None) for b in bans] == [
+            ("cli:ops", True),
+            ("cli:ops", False),
+        ]
+
+
 def test_bans_at_both_scopes(world: World) -> None:
     other = world.session_at("live")
     add(world, ("troll", "first visit", 0))
