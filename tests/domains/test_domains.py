@@ -16,10 +16,17 @@ from fakes.dns_server import Zone, serve_dns
 from fakes.render import KEY, SERVICE, RenderFake, render_error
 from fakes.tls import HOST, TlsStand, tls_stand
 from helpers import job_document, running, said
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
 
 from faithflow_ops.db import Database
-from faithflow_ops.models import AuditLog, DomainCheck, Incident, OutboundMessage, TenantDomain
+from faithflow_ops.models import (
+    AuditLog,
+    DomainCheck,
+    Incident,
+    OutboundMessage,
+    Tenant,
+    TenantDomain,
+)
 
 EDGE = "edge.faithflow.test"
 APEX_IPS = ("127.0.0.1",)
@@ -668,3 +675,40 @@ def test_remove_on_a_terminal_asks(world: dict[str, Any], monkeypatch: pytest.Mo
 def test_remove_an_unknown_host_is_refused_before_asking(world: dict[str, Any]) -> None:
     result = world["cli"]("domains", "remove", "nope.example.org")
     assert result.exit_code == 2 and "not confirmed" not in said(result)
+
+
+def test_a_hostname_added_elsewhere_at_the_same_moment_is_refused_in_words(
+    world: dict[str, Any],
+) -> None:
+    """Two `domains add` for one hostname at once: both find no live record, the second
+    insert meets the first in the unique index. That is refused in words (exit 2), not a
+    database error, and nothing of the second is written."""
+    db: Database = world["db"]
+    with db.read_session() as session:
+        grace = session.scalar(select(Tenant.id).where(Tenant.slug == "grace"))
+    now = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    landed: list[bool] = []
+
+    def other_add_lands(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        # right after this add looked for a live record and found none
+        if "FROM tenant_domains JOIN tenants" in statement and not landed:
+            landed.append(True)
+            conn.execute(
+                insert(TenantDomain).values(
+                    tenant_id=grace, hostname=HOST, apex=False, verification_token="x" * 32,
+                    status="pending_dns", certificate_status="none", failover_active=False,
+                    added_by="cli:other", next_check_at=now, pending_since=now, created_at=now,
+                    updated_at=now,
+                )
+            )  # fmt: skip
+
+    event.listen(db.engine, "after_cursor_execute", other_add_lands)
+    try:
+        result = world["cli"]("domains", "add", HOST, "--tenant", "grace")
+    finally:
+        event.remove(db.engine, "after_cursor_execute", other_add_lands)
+    assert landed
+    assert result.exit_code == 2, result.stderr
+    assert f"{HOST} was added by someone else just now" in said(result)
+    with db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(TenantDomain)) == 0
