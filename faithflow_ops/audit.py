@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from faithflow_ops.bulk import insert_rows
@@ -46,16 +46,9 @@ def record(session: Session, **fields: Any) -> None:
 
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Bulk form of `record` for batch jobs: rows from `audit_row`, in one statement
-    (bulk.insert_rows). One row, as every interactive change writes, goes in a plain INSERT:
-    SQLAlchemy caches its compiled form, where a dialect's ON CONFLICT insert is compiled anew
-    at each call (about 1 ms on Postgres, a third of the whole write). audit_log has no unique
-    key, so nothing can conflict either way. Its empty values are left out, so they are SQL
-    NULL as insert_rows stores them (a JSON column given None would hold a JSON null)."""
-    table = cast(Table, AuditLog.__table__)
-    if len(rows) == 1:
-        session.execute(insert(table), {k: v for k, v in rows[0].items() if v is not None})
-        return
-    insert_rows(session, table, rows, conflict=[])
+    (bulk.insert_rows). audit_log has no unique key, so nothing can conflict: no ON CONFLICT,
+    and SQLAlchemy caches the statement (every interactive change writes one entry)."""
+    insert_rows(session, cast(Table, AuditLog.__table__), rows, conflict=None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,8 +9,13 @@
 
 Rows are dicts with the same keys (column names). Values: None, str, int, float, bool, aware
 datetimes (a naive one is refused, as `UTCDateTime` refuses it), dates, Decimal, and dict/list
-for JSON columns. RETURNING gives the inserted rows only (a conflicting row returns nothing),
-in no set order: return a key column to match them up.
+for JSON columns; None in a JSON column is SQL NULL on both dialects. RETURNING gives the
+inserted rows only (a conflicting row returns nothing), in no set order: return a key column
+to match them up.
+
+`conflict=None`, for a table where nothing can conflict (no unique key but the id), leaves ON
+CONFLICT out: SQLAlchemy caches the compiled statement then, where it compiles a dialect's
+ON CONFLICT insert anew at every call (about 1 ms on Postgres).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Column,
     ColumnElement,
     Row,
@@ -32,6 +38,8 @@ from sqlalchemy import (
     cast,
     column,
     func,
+    insert,
+    null,
     select,
 )
 from sqlalchemy.dialects import postgresql
@@ -45,22 +53,28 @@ def insert_rows(
     table: Table,
     rows: Sequence[dict[str, Any]],
     *,
-    conflict: Sequence[str],
+    conflict: Sequence[str] | None,
     returning: Sequence[Column[Any]] = (),
     update: Callable[[Any], dict[str, Any]] | None = None,
     conflict_where: ColumnElement[bool] | TextClause | None = None,
 ) -> list[Row[Any]]:
     """Insert `rows` into `table`, skipping those that conflict on the unique `conflict`
-    columns (an empty list: any unique constraint); the RETURNING rows of the ones inserted
-    (empty without `returning`). With `update` a conflicting row is updated instead (`ON
-    CONFLICT … DO UPDATE SET update(excluded)`, `conflict_where`: the predicate of a partial
-    unique index) and RETURNING gives the updated rows too."""
+    columns (an empty list: any unique constraint; None: no ON CONFLICT, see above); the
+    RETURNING rows of the ones inserted (empty without `returning`). With `update` a
+    conflicting row is updated instead (`ON CONFLICT … DO UPDATE SET update(excluded)`,
+    `conflict_where`: the predicate of a partial unique index) and RETURNING gives the updated
+    rows too."""
     if not rows:
         return []
+    if conflict is None and update is not None:
+        raise ValueError("update= needs the conflict columns it updates on")
     dialect = session.get_bind().dialect
     names = list(rows[0])
 
-    def on_conflict(stmt: Any) -> Any:
+    def insert_into() -> Any:
+        if conflict is None:
+            return insert(table)
+        stmt = upsert_insert(dialect.name, table)
         if update is None:
             return stmt.on_conflict_do_nothing(index_elements=list(conflict) or None)
         return stmt.on_conflict_do_update(
@@ -68,10 +82,15 @@ def insert_rows(
         )
 
     if dialect.name != "postgresql":
-        stmt = on_conflict(upsert_insert(dialect.name, table))
+        # a JSON column takes None as a JSON null; null() is SQL NULL, as on Postgres
+        json_names = [name for name in names if isinstance(table.c[name].type, JSON)]
+        params = [
+            {**row, **{name: null() for name in json_names if row[name] is None}} for row in rows
+        ]
+        stmt = insert_into()
         if returning:
-            return list(session.execute(stmt.returning(*returning), list(rows)).all())
-        session.execute(stmt, list(rows))
+            return list(session.execute(stmt.returning(*returning), params).all())
+        session.execute(stmt, params)
         return []
     doc = json.dumps(rows, default=_jsonable, separators=(",", ":"))
     records = (
@@ -79,9 +98,7 @@ def insert_rows(
         .table_valued(*(column(name, table.c[name].type) for name in names), name="r")
         .render_derived(with_types=True)
     )
-    stmt = on_conflict(
-        postgresql.insert(table).from_select(names, select(*(records.c[name] for name in names)))
-    )
+    stmt = insert_into().from_select(names, select(*(records.c[name] for name in names)))
     if returning:
         return list(session.execute(stmt.returning(*returning)).all())
     session.execute(stmt)

@@ -36,11 +36,19 @@ def test_one_entry_is_stored_whole_and_its_empty_values_are_sql_null(db: Databas
         # no before: SQL NULL, not a JSON null (Postgres stored it so already)
         assert session.scalar(text("SELECT before IS NULL FROM audit_log WHERE entity_id = '7'"))
         assert session.scalar(select(AuditLog.id).where(AuditLog.entity_id == "9")) is not None
+        # in a batch too
+        assert (
+            session.scalar(
+                text("SELECT count(*) FROM audit_log WHERE before IS NULL AND after IS NULL")
+            )
+            == 2
+        )
 
 
 def test_a_single_entry_reuses_its_compiled_statement(db: Database) -> None:
     """Every interactive change writes one audit row: its INSERT must come from SQLAlchemy's
-    statement cache, not be compiled again at each call (a dialect's ON CONFLICT insert is)."""
+    statement cache, not be compiled again at each call (a dialect's ON CONFLICT insert is).
+    So must a batch's."""
     hits: list[Any] = []
 
     def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -53,3 +61,8 @@ def test_a_single_entry_reuses_its_compiled_statement(db: Database) -> None:
             audit.record(session, actor="t", action="a.b", entity_type="e", entity_id=n)
     assert len(hits) == 3
     assert hits[1:] == [CACHE_HIT, CACHE_HIT], hits
+    for n in range(2):  # a batch's statement too
+        with db.session() as session:
+            rows = [audit.audit_row(actor="t", action="a.b", entity_type="e", entity_id=n)] * 3
+            audit.record_many(session, rows)
+    assert hits[-1] == CACHE_HIT, hits
